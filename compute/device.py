@@ -1,0 +1,258 @@
+"""One GPU device for the whole process: adapter, queue, pipeline cache, readback meter.
+
+Everything that touches wgpu directly funnels through here so that two things stay
+true and testable: pipelines are built once (cache keyed by shader + entry point +
+override constants), and every byte that travels GPU -> CPU is counted.
+"""
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import wgpu
+
+from .program import Dispatch, Stream
+from .shaders import load_wgsl
+
+STORAGE = wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC | wgpu.BufferUsage.COPY_DST
+UNIFORM = wgpu.BufferUsage.UNIFORM | wgpu.BufferUsage.COPY_DST
+
+
+class NoAdapterError(RuntimeError):
+    """No GPU adapter: the message says what to install."""
+
+
+@dataclass
+class ReadbackMeter:
+    """Counts every GPU -> CPU mapping, so 'zero readback' is an assertion, not a hope."""
+
+    total_bytes: int = 0
+    count: int = 0
+    largest: int = 0
+    log: list = field(default_factory=list)
+
+    def record(self, nbytes: int, label: str) -> None:
+        self.total_bytes += nbytes
+        self.count += 1
+        self.largest = max(self.largest, nbytes)
+        if len(self.log) < 1000:
+            self.log.append((label, nbytes))
+
+    def snapshot(self) -> tuple[int, int, int]:
+        return self.total_bytes, self.count, self.largest
+
+    def reset(self) -> None:
+        self.total_bytes = self.count = self.largest = 0
+        self.log.clear()
+
+
+def _request_adapter():
+    """Prefer a discrete GPU; fall back to whatever Vulkan/Metal/DX12 offers (lavapipe on CI)."""
+    forced = os.environ.get("MNIST_VIZ_ADAPTER", "").lower()
+    try:
+        adapters = wgpu.gpu.enumerate_adapters_sync()
+    except Exception:  # pragma: no cover - backend failure looks like "no adapter"
+        adapters = []
+    if forced == "none":
+        adapters = []
+    if forced and forced != "none":
+        adapters = [a for a in adapters if forced in a.info["device"].lower()] or adapters
+    if not adapters:
+        raise NoAdapterError(
+            "no GPU adapter found: install a Vulkan driver (your GPU vendor's driver, or "
+            "Mesa's CPU driver with `apt-get install mesa-vulkan-drivers`)"
+        )
+    rank = {"DiscreteGPU": 0, "IntegratedGPU": 1, "VirtualGPU": 2, "CPU": 3}
+    return min(adapters, key=lambda a: rank.get(a.info.get("adapter_type", ""), 4))
+
+
+class Device:
+    """The process's GPU: create with `get_device()`."""
+
+    def __init__(self):
+        self.adapter = _request_adapter()
+        limits = self.adapter.limits
+        wanted = [
+            "max-storage-buffers-per-shader-stage",
+            "max-storage-buffer-binding-size",
+            "max-buffer-size",
+            "max-compute-workgroup-storage-size",
+            "max-compute-invocations-per-workgroup",
+            "max-compute-workgroup-size-x",
+            "max-storage-textures-per-shader-stage",
+        ]
+        required_limits = {k: limits[k] for k in wanted if k in limits}
+        features = [f for f in ("timestamp-query", "timestamp-query-inside-passes") if f in self.adapter.features]
+        self.device = self.adapter.request_device_sync(
+            required_features=features, required_limits=required_limits
+        )
+        self.queue = self.device.queue
+        self.info = dict(self.adapter.info)
+        self.limits = dict(self.device.limits)
+        self.features = set(self.device.features)
+        self.offset_alignment = max(256, self.limits.get("min-storage-buffer-offset-alignment", 256))
+        self.readback = ReadbackMeter()
+        self._pipelines: dict = {}
+        self._modules: dict = {}
+        self._uniforms: dict = {}
+        self.lost = None
+        self.stream = Stream(self)
+        # Placeholders for bindings a kernel variant ignores (read-only and writable
+        # uses of one buffer may not meet in one dispatch, hence two).
+        self.dummy_ro = self.buffer(256, "dummy_ro")
+        self.dummy_rw = self.buffer(256, "dummy_rw")
+
+    # -- description -------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return f"{self.info.get('device', '?')} ({self.info.get('backend_type', '?')})"
+
+    @property
+    def is_cpu(self) -> bool:
+        return self.info.get("adapter_type") == "CPU"
+
+    # -- buffers -------------------------------------------------------------------
+    def buffer(self, nbytes: int, label: str = "", usage=STORAGE):
+        """A zero-initialised GPU buffer (wgpu zero-fills new buffers)."""
+        return self.device.create_buffer(size=max(16, _round_up(nbytes, 16)), usage=usage, label=label)
+
+    def upload(self, array: np.ndarray, label: str = "", usage=STORAGE):
+        data = np.ascontiguousarray(array)
+        buf = self.buffer(data.nbytes, label, usage)
+        if data.nbytes:
+            self.write(buf, data)
+        return buf
+
+    def write(self, buffer, array, offset: int = 0) -> None:
+        data = np.ascontiguousarray(array)
+        raw = data.tobytes()
+        if len(raw) % 4:
+            raw += b"\0" * (4 - len(raw) % 4)
+        self.queue.write_buffer(buffer, offset, raw)
+
+    def uniform(self, fmt: str, *values) -> object:
+        """An immutable uniform buffer holding `values`, shared between identical requests."""
+        raw = struct.pack(fmt, *values)
+        raw += b"\0" * (-len(raw) % 16)
+        buf = self._uniforms.get(raw)
+        if buf is None:
+            buf = self.device.create_buffer_with_data(data=raw, usage=UNIFORM)
+            self._uniforms[raw] = buf
+        return buf
+
+    def read(self, buffer, offset: int = 0, size: int | None = None, label: str = "") -> bytes:
+        """Blocking GPU -> CPU copy. Counted by the readback meter; never used per frame."""
+        size = buffer.size - offset if size is None else size
+        data = self.queue.read_buffer(buffer, offset, size)
+        self.readback.record(size, label or buffer.label)
+        return bytes(data)
+
+    def read_async(self, buffer, offset: int, size: int, label: str = ""):
+        """Start a non-blocking readback of a few bytes; returns a `PendingRead`."""
+        staging = self.device.create_buffer(size=_round_up(size, 4), usage=wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST)
+        enc = self.device.create_command_encoder()
+        enc.copy_buffer_to_buffer(buffer, offset, staging, 0, _round_up(size, 4))
+        self.queue.submit([enc.finish()])
+        self.readback.record(size, label or buffer.label)
+        return PendingRead(staging, size)
+
+    # -- pipelines -------------------------------------------------------------------
+    def module(self, shader: str):
+        mod = self._modules.get(shader)
+        if mod is None:
+            mod = self.device.create_shader_module(code=load_wgsl(shader), label=shader)
+            self._modules[shader] = mod
+        return mod
+
+    def pipeline(self, shader: str, entry: str = "main", **constants):
+        """Compute pipeline for `shader`'s `entry` with WGSL override constants; built once."""
+        key = (shader, entry, tuple(sorted(constants.items())))
+        pipe = self._pipelines.get(key)
+        if pipe is None:
+            stage = {"module": self.module(shader), "entry_point": entry}
+            if constants:
+                stage["constants"] = {k: float(v) for k, v in constants.items()}
+            pipe = self.device.create_compute_pipeline(layout="auto", compute=stage, label=f"{shader}:{entry}")
+            self._pipelines[key] = pipe
+        return pipe
+
+    def bind_group(self, pipeline, resources: list, group: int = 0):
+        """Bind group for `pipeline` with `resources` at bindings 0..n-1 (buffers, views or Tensors)."""
+        entries = []
+        for i, res in enumerate(resources):
+            entries.append({"binding": i, "resource": _resource(res)})
+        return self.device.create_bind_group(layout=pipeline.get_bind_group_layout(group), entries=entries)
+
+    def dispatch(self, shader: str, entry: str, resources: list, workgroups, **constants) -> Dispatch:
+        """Record one dispatch on the stream (run at the next flush, traced if capturing)."""
+        pipe = self.pipeline(shader, entry, **constants)
+        wg = tuple(workgroups) + (1,) * (3 - len(tuple(workgroups)))
+        d = Dispatch(pipe, self.bind_group(pipe, resources), wg, f"{shader}:{entry}")
+        self.stream.record(d)
+        return d
+
+    def submit(self, encoder) -> None:
+        self.queue.submit([encoder.finish()])
+
+    def sync(self) -> None:
+        """Wait for all submitted work (costs no readback)."""
+        self.device._poll_wait() if hasattr(self.device, "_poll_wait") else self.queue.on_submitted_work_done_sync()
+
+
+class PendingRead:
+    """A few bytes on their way back; `ready()` polls without blocking."""
+
+    def __init__(self, staging, size):
+        self.staging = staging
+        self.size = size
+        self._promise = staging.map_async(wgpu.MapMode.READ)
+        self._data = None
+
+    def ready(self) -> bool:
+        if self._data is None:
+            try:
+                self.staging._device._poll()
+            except Exception:
+                pass
+            if self.staging.map_state == "mapped":
+                self._data = bytes(self.staging.read_mapped(0, self.size))
+                self.staging.unmap()
+                self.staging.destroy()
+        return self._data is not None
+
+    def result(self) -> bytes:
+        while not self.ready():
+            self._promise.sync_wait() if hasattr(self._promise, "sync_wait") else None
+        return self._data
+
+
+def _resource(res):
+    if hasattr(res, "binding"):  # Tensor
+        return res.binding()
+    if isinstance(res, dict):
+        return res
+    if isinstance(res, wgpu.GPUBuffer):
+        return {"buffer": res, "offset": 0, "size": res.size}
+    return res  # texture view, sampler
+
+
+def _round_up(n: int, m: int) -> int:
+    return (n + m - 1) // m * m
+
+
+_device: Device | None = None
+
+
+def get_device() -> Device:
+    """The process-wide device (created on first use)."""
+    global _device
+    if _device is None:
+        _device = Device()
+    return _device
+
+
+def shader_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "shaders"

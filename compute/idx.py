@@ -1,0 +1,256 @@
+"""IDX dataset loading (MNIST and look-alikes) with strict validation.
+
+Every problem surfaces as a one-line DataError naming the file, so a user who
+points the visualizer at a broken download learns what is wrong, not where
+numpy tripped over it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import math
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+GZIP_MAGIC = b"\x1f\x8b"
+MAX_DATA_BYTES = 4 << 30  # a header declaring more than this is rejected outright
+CHUNK_BYTES = 16 << 20  # bounded reads: memory follows the data actually present
+
+_TYPE_NAMES = {
+    0x08: "unsigned byte",
+    0x09: "signed byte",
+    0x0B: "int16",
+    0x0C: "int32",
+    0x0D: "float32",
+    0x0E: "float64",
+}
+
+_ROLE_STEMS = {
+    "train_images": ("train-images",),
+    "train_labels": ("train-labels",),
+    "test_images": ("t10k-images", "test-images"),
+    "test_labels": ("t10k-labels", "test-labels"),
+}
+
+
+class DataError(Exception):
+    """A dataset file or directory is unusable; the message is one line naming it."""
+
+
+def _error(path: str | Path, problem: str) -> DataError:
+    return DataError(f"{Path(path).name}: {problem}")
+
+
+# --------------------------------------------------------------------------- IDX
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read a raw or gzipped IDX file of unsigned bytes into an array of the header's shape."""
+    return _read_idx_with_bytes(path)[0]
+
+
+def _read_idx_with_bytes(path: str | Path) -> tuple[np.ndarray, bytearray]:
+    """Like read_idx, also returning the decompressed file content (for checksums)."""
+    path = Path(path)
+    is_gzip = False
+    try:
+        with open(path, "rb") as raw:
+            is_gzip = raw.read(2) == GZIP_MAGIC
+            raw.seek(0)
+            if is_gzip:
+                with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+                    return _parse_idx(stream, path)
+            return _parse_idx(raw, path)
+    except FileNotFoundError:
+        raise _error(path, "file not found") from None
+    except IsADirectoryError:
+        raise _error(path, "is a directory, not an IDX file") from None
+    except (OSError, EOFError, zlib.error) as exc:
+        problem = "corrupt gzip data" if is_gzip else "cannot read file"
+        raise _error(path, f"{problem}: {exc}") from None
+
+
+def _parse_idx(stream, path: Path) -> tuple[np.ndarray, bytearray]:
+    """Validate the header, then read exactly the declared data in bounded chunks."""
+    buf = bytearray(stream.read(4))
+    if len(buf) < 4:
+        raise _error(path, f"truncated: {len(buf)} bytes, too short for an IDX header")
+    if buf[:2] != b"\0\0":
+        raise _error(path, f"not an IDX file: magic starts with {buf[:2].hex(' ')}, expected 00 00")
+    type_code, ndim = buf[2], buf[3]
+    if type_code != 0x08:
+        kind = _TYPE_NAMES.get(type_code, "unknown")
+        raise _error(path, f"unsupported IDX type code 0x{type_code:02X} ({kind}); only 0x08 (unsigned byte) is supported")
+    if not 1 <= ndim <= 4:
+        raise _error(path, f"unsupported number of dimensions {ndim}; expected 1 to 4")
+    buf += stream.read(4 * ndim)
+    if len(buf) < 4 + 4 * ndim:
+        raise _error(path, f"truncated: header of {ndim} dimensions needs {4 + 4 * ndim} bytes, file has {len(buf)}")
+    dims = struct.unpack(f">{ndim}I", buf[4:])
+    size = math.prod(dims)
+    if size > MAX_DATA_BYTES:
+        shape = "x".join(map(str, dims))
+        raise _error(path, f"header declares {shape} = {size} bytes of data, over the {MAX_DATA_BYTES >> 30} GiB limit")
+    header_len = len(buf)
+    _read_bounded(stream, buf, size, path)
+    if stream.read(1):
+        raise _error(path, f"trailing bytes after the {size} bytes of data the header declares")
+    array = np.frombuffer(buf, dtype=np.uint8, offset=header_len).reshape(dims)
+    return array, buf
+
+
+def _read_bounded(stream, buf: bytearray, size: int, path: Path) -> None:
+    """Append size bytes from stream to buf; a short stream is a truncated file."""
+    header_len = len(buf)
+    while len(buf) - header_len < size:
+        chunk = stream.read(min(CHUNK_BYTES, size - (len(buf) - header_len)))
+        if not chunk:
+            raise _error(path, f"truncated: header says {size} bytes of data, file has {len(buf) - header_len}")
+        buf += chunk
+
+
+# ----------------------------------------------------------------------- dataset
+
+
+@dataclass
+class Dataset:
+    """Train and test splits of an image-classification dataset, as uint8 arrays."""
+
+    train_images: np.ndarray  # u8 [N, H, W]
+    train_labels: np.ndarray  # u8 [N]
+    test_images: np.ndarray  # u8 [M, H, W]
+    test_labels: np.ndarray  # u8 [M]
+    num_classes: int
+    name: str  # the dataset directory's name
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        return self.train_images.shape[1], self.train_images.shape[2]
+
+    @property
+    def input_size(self) -> int:
+        return self.image_shape[0] * self.image_shape[1]
+
+
+def bundled_mnist_dir() -> Path:
+    """The MNIST copy shipped with the repository."""
+    return Path(__file__).resolve().parent.parent / "assets" / "mnist"
+
+
+def _accepted_names(role: str) -> list[str]:
+    kind = "idx3" if role.endswith("images") else "idx1"
+    names = [f"{stem}{sep}{kind}-ubyte" for stem in _ROLE_STEMS[role] for sep in ("-", ".")]
+    return names + [name + ".gz" for name in names]
+
+
+def find_idx_files(directory: str | Path) -> dict[str, Path]:
+    """Map train/test images/labels to files in directory, accepting the usual MNIST names."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataError(f"{directory}: dataset directory not found")
+    found, missing = {}, []
+    for role in _ROLE_STEMS:
+        candidates = [directory / name for name in _accepted_names(role)]
+        match = next((path for path in candidates if path.is_file()), None)
+        if match is None:
+            missing.append(f"{role} (one of {', '.join(_accepted_names(role))})")
+        else:
+            found[role] = match
+    if not found:
+        raise DataError(f"{directory}: no IDX files found; expected e.g. {', '.join(_accepted_names('train_images')[:2])}")
+    if missing:
+        raise DataError(f"{directory}: missing {'; '.join(missing)}")
+    return found
+
+
+def _read_md5sums(path: Path) -> dict[str, str]:
+    """Parse 'md5  filename' lines, as written by md5sum."""
+    sums = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _error(path, f"cannot read checksums: {exc}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        parts = line.split(maxsplit=1)
+        digest = parts[0].lower()
+        if len(parts) != 2 or len(digest) != 32 or not all(c in "0123456789abcdef" for c in digest):
+            raise _error(path, f"line {number} is not 'md5  filename': {line.strip()!r}")
+        sums[parts[1].strip().lstrip("*")] = digest
+    return sums
+
+
+def _expected_checksums(directory: Path, verify: bool | None) -> dict[str, str] | None:
+    md5sums = directory / "MD5SUMS"
+    if verify is False or (verify is None and not md5sums.is_file()):
+        return None
+    if not md5sums.is_file():
+        raise DataError(f"{directory}: checksum verification requested but there is no MD5SUMS file")
+    return _read_md5sums(md5sums)
+
+
+def _verify_checksum(path: Path, content: bytearray, sums: dict[str, str]) -> None:
+    key = path.name.removesuffix(".gz")
+    if key not in sums:
+        raise _error(path, f"not listed in MD5SUMS (looked for {key!r})")
+    if hashlib.md5(content).hexdigest() != sums[key]:
+        raise _error(path, f"checksum does not match the published one in MD5SUMS (expected md5 {sums[key]})")
+
+
+def _check_split(images_path: Path, images: np.ndarray, labels_path: Path, labels: np.ndarray) -> None:
+    if images.ndim != 3:
+        raise _error(images_path, f"expected 3-D images (N, H, W), got shape {images.shape}")
+    if labels.ndim != 1:
+        raise _error(labels_path, f"expected 1-D labels (N,), got shape {labels.shape}")
+    if images.shape[0] != labels.shape[0]:
+        raise DataError(
+            f"{images_path.name} has {images.shape[0]} images but {labels_path.name} has {labels.shape[0]} labels"
+        )
+    if images.size == 0:
+        raise _error(images_path, f"no image data (shape {images.shape})")
+
+
+def _num_classes(train_labels_path: Path, train_labels: np.ndarray) -> int:
+    num_classes = int(train_labels.max()) + 1
+    if num_classes < 2:
+        raise _error(train_labels_path, "all labels are 0; need at least 2 classes")
+    return num_classes
+
+
+def _check_test_labels(path: Path, labels: np.ndarray, num_classes: int) -> None:
+    bad = labels >= num_classes
+    if bad.any():
+        value = int(labels[bad.argmax()])
+        raise _error(path, f"label {value} is outside the training classes 0..{num_classes - 1}")
+
+
+def load_dataset(directory: str | Path, verify_checksums: bool | None = None) -> Dataset:
+    """Load and cross-check an IDX dataset directory.
+
+    verify_checksums: None verifies when MD5SUMS exists, True requires it, False skips it.
+    """
+    directory = Path(directory)
+    paths = find_idx_files(directory)
+    sums = _expected_checksums(directory, verify_checksums)
+    arrays = {}
+    for role, path in paths.items():
+        arrays[role], content = _read_idx_with_bytes(path)
+        if sums is not None:
+            _verify_checksum(path, content, sums)
+    _check_split(paths["train_images"], arrays["train_images"], paths["train_labels"], arrays["train_labels"])
+    _check_split(paths["test_images"], arrays["test_images"], paths["test_labels"], arrays["test_labels"])
+    train_hw, test_hw = arrays["train_images"].shape[1:], arrays["test_images"].shape[1:]
+    if train_hw != test_hw:
+        raise DataError(
+            f"{paths['train_images'].name} has {train_hw[0]}x{train_hw[1]} images "
+            f"but {paths['test_images'].name} has {test_hw[0]}x{test_hw[1]}"
+        )
+    num_classes = _num_classes(paths["train_labels"], arrays["train_labels"])
+    _check_test_labels(paths["test_labels"], arrays["test_labels"], num_classes)
+    return Dataset(**arrays, num_classes=num_classes, name=directory.resolve().name)

@@ -1,0 +1,33 @@
+// Shared helpers, pulled in with `//!include common.wgsl`.
+
+// Training state: a few u32 words every training kernel can see.
+//   step      : global step counter, advanced on the GPU at the end of every step
+//   step_snap : copy of `step` taken by the fused step's first pass (see fused_step.wgsl)
+//   nvalid    : rows of the current batch that hold real samples (the tail batch is short)
+//   flags     : bit 0 = a non-finite loss or update was seen; updates stop until cleared
+const FLAG_NONFINITE: u32 = 1u;
+
+// PCG-style integer hash: a counter-based RNG, so a kernel can redraw the same
+// random number in forward and backward (dropout mask, augmentation shift)
+// from (seed, step, index) without storing it.
+fn hash_u32(x: u32) -> u32 {
+    var s = x * 747796405u + 2891336453u;
+    let w = ((s >> ((s >> 28u) + 4u)) ^ s) * 277803737u;
+    return (w >> 22u) ^ w;
+}
+
+fn rand01(a: u32, b: u32, c: u32) -> f32 {
+    let h = hash_u32(a ^ hash_u32(b ^ hash_u32(c)));
+    return f32(h >> 8u) * (1.0 / 16777216.0);
+}
+
+fn is_finite(x: f32) -> bool {
+    // NaN fails every comparison; inf fails the bound.
+    return abs(x) <= 3.4e38;
+}
+
+// Byte `index` of a u8 array packed four to a u32 (datasets stay u8 on the GPU),
+// given the word that holds it: byte_of(words[index >> 2u], index).
+fn byte_of(word: u32, index: u32) -> u32 {
+    return (word >> ((index & 3u) * 8u)) & 0xffu;
+}

@@ -1,0 +1,94 @@
+// C[M,N] = op(A)[M,K] @ op(B)[K,N]  (+ bias[N]) (ReLU) ; or C += that (ACCUMULATE).
+//
+// op(A) = A stored [M,K], or A stored [K,M] read transposed (TRANS_A); same for B.
+// The transposed forms give the backward products without a transpose pass:
+//   dX = dY @ W^T  (TRANS_B),   dW = X^T @ dY  (TRANS_A).
+//
+// Tiling: a 16x16 workgroup computes a 64x64 tile of C, each invocation a 4x4
+// block (rows ly + 16*i, cols lx + 16*j: strided so neighbouring invocations
+// touch neighbouring words of workgroup memory). K is walked in slabs of 16
+// staged through workgroup memory. Every load is bounds-checked, so any shape works.
+
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+override HAS_BIAS: bool = false;
+override RELU: bool = false;
+override ACCUMULATE: bool = false;
+
+struct Dims { M: u32, N: u32, K: u32, _pad: u32 };
+
+@group(0) @binding(0) var<uniform> dims: Dims;
+@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(2) var<storage, read> B: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> C: array<f32>;
+
+const T: u32 = 64u;   // output tile edge
+const TK: u32 = 16u;  // K slab
+
+var<workgroup> As: array<array<f32, 64>, 16>;  // [k][m]
+var<workgroup> Bs: array<array<f32, 64>, 16>;  // [k][n]
+
+fn load_a(m: u32, k: u32) -> f32 {
+    if (m >= dims.M || k >= dims.K) { return 0.0; }
+    if (TRANS_A) { return A[k * dims.M + m]; }
+    return A[m * dims.K + k];
+}
+
+fn load_b(k: u32, n: u32) -> f32 {
+    if (k >= dims.K || n >= dims.N) { return 0.0; }
+    if (TRANS_B) { return B[n * dims.K + k]; }
+    return B[k * dims.N + n];
+}
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let m0 = wg.y * T;
+    let n0 = wg.x * T;
+    let lx = lid.x;
+    let ly = lid.y;
+    let flat = ly * 16u + lx;
+
+    var acc: array<array<f32, 4>, 4>;
+    for (var i = 0u; i < 4u; i++) { for (var j = 0u; j < 4u; j++) { acc[i][j] = 0.0; } }
+
+    for (var k0 = 0u; k0 < dims.K; k0 += TK) {
+        // 1024 elements per slab and operand, 4 per invocation.
+        for (var r = 0u; r < 4u; r++) {
+            let e = flat + r * 256u;
+            // A slab: e -> (kk, mm); consecutive invocations walk m when A is [K,M],
+            // k when A is [M,K], so global reads stay contiguous either way.
+            var kk: u32; var mm: u32;
+            if (TRANS_A) { kk = e / T; mm = e % T; } else { mm = e / TK; kk = e % TK; }
+            As[kk][mm] = load_a(m0 + mm, k0 + kk);
+            var kb: u32; var nb: u32;
+            if (TRANS_B) { nb = e / TK; kb = e % TK; } else { kb = e / T; nb = e % T; }
+            Bs[kb][nb] = load_b(k0 + kb, n0 + nb);
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TK; kk++) {
+            var a: array<f32, 4>;
+            var b: array<f32, 4>;
+            for (var i = 0u; i < 4u; i++) { a[i] = As[kk][ly + 16u * i]; }
+            for (var j = 0u; j < 4u; j++) { b[j] = Bs[kk][lx + 16u * j]; }
+            for (var i = 0u; i < 4u; i++) {
+                for (var j = 0u; j < 4u; j++) { acc[i][j] = fma(a[i], b[j], acc[i][j]); }
+            }
+        }
+        workgroupBarrier();
+    }
+
+    for (var i = 0u; i < 4u; i++) {
+        let m = m0 + ly + 16u * i;
+        if (m >= dims.M) { continue; }
+        for (var j = 0u; j < 4u; j++) {
+            let n = n0 + lx + 16u * j;
+            if (n >= dims.N) { continue; }
+            var v = acc[i][j];
+            if (HAS_BIAS) { v += bias[n]; }
+            if (RELU) { v = max(v, 0.0); }
+            let idx = m * dims.N + n;
+            if (ACCUMULATE) { C[idx] += v; } else { C[idx] = v; }
+        }
+    }
+}
