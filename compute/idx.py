@@ -19,7 +19,7 @@ import numpy as np
 
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_DATA_BYTES = 4 << 30  # a header declaring more than this is rejected outright
-CHUNK_BYTES = 16 << 20  # bounded reads: memory follows the data actually present
+CHUNK_BYTES = 1 << 20  # bounded reads: memory follows the data actually present
 
 _TYPE_NAMES = {
     0x08: "unsigned byte",

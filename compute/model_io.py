@@ -1,0 +1,48 @@
+"""Models to and from safetensors checkpoints (PyTorch nn.Sequential layout).
+
+Validation happens in `checkpoint` before a model is built, so a bad file never
+leaves a half-loaded model behind.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .checkpoint import CheckpointError, load_state_dict, mlp_layers, save_state_dict
+from .nn import MLPSpec, Sequential, spec_from_state_dict
+
+
+def read_checkpoint(path) -> tuple[dict, dict, MLPSpec]:
+    """Load and validate a checkpoint; returns (tensors, metadata, architecture)."""
+    tensors, metadata = load_state_dict(path)
+    mlp_layers(tensors)  # raises CheckpointError on missing tensors / shapes that do not chain
+    try:
+        spec = spec_from_state_dict(tensors, metadata)
+    except ValueError as e:
+        raise CheckpointError(f"{Path(path).name}: {e}") from None
+    return tensors, metadata, spec
+
+
+def load_model(path, seed: int = 0) -> tuple[Sequential, dict]:
+    tensors, metadata, spec = read_checkpoint(path)
+    model = Sequential(spec, seed=seed)
+    model.load_state_dict(tensors)
+    return model, metadata
+
+
+def load_into(model: Sequential, path) -> dict:
+    """Load a checkpoint into an existing model of the same architecture (all or nothing)."""
+    tensors, metadata, spec = read_checkpoint(path)
+    if spec.sizes != model.spec.sizes:
+        raise CheckpointError(f"{Path(path).name}: architecture {spec.sizes} differs from the model's {model.spec.sizes}")
+    model.load_state_dict(tensors)
+    return metadata
+
+
+def save_model(path, model: Sequential, metadata: dict | None = None) -> None:
+    meta = {"architecture": "-".join(map(str, model.spec.sizes)), "dropout": str(model.spec.dropout)}
+    meta.update({k: str(v) for k, v in (metadata or {}).items()})
+    save_state_dict(path, model.state_dict(), meta)
+
+
+def default_model_path() -> Path:
+    return Path(__file__).resolve().parent.parent / "assets" / "mnist-784-128-10.safetensors"

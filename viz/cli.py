@@ -1,0 +1,275 @@
+"""Command line: `mnist-viz` (the visualizer), `mnist-viz train`, `mnist-viz eval`.
+
+Every user error (bad arguments, bad data or checkpoint files, no GPU adapter)
+ends as one line `error: ...` and exit code 2; a diverged training run exits 3.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+EXIT_USAGE = 2
+EXIT_DIVERGED = 3
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's two-line usage dump -> one line
+        raise UserError(message)
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {v}")
+    return v
+
+
+def _float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+    if v != v or v in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {s!r}")
+    return v
+
+
+def _hidden(s: str) -> list[int]:
+    try:
+        sizes = [int(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 128 or 256,128, got {s!r}") from None
+    if not sizes or any(n < 1 or n > 65535 for n in sizes):
+        raise argparse.ArgumentTypeError(f"hidden sizes must be between 1 and 65535, got {s!r}")
+    return sizes
+
+
+def build_parser() -> tuple[_Parser, _Parser, _Parser]:
+    from compute.optim import OPTIMIZERS, SCHEDULES
+    from compute.recipes import RECIPES
+
+    train = _Parser(prog="mnist-viz train", description="Train the MLP headless on the GPU.")
+    train.add_argument("--recipe", choices=sorted(RECIPES), default="default",
+                       help="starting point for every option below (default: %(default)s)")
+    train.add_argument("--epochs", type=_positive_int)
+    train.add_argument("--batch-size", type=_positive_int)
+    train.add_argument("--lr", type=_float, help="base learning rate")
+    train.add_argument("--min-lr", type=_float, help="final learning rate of the cosine schedule")
+    train.add_argument("--schedule", choices=SCHEDULES)
+    train.add_argument("--gamma", type=_float, default=0.5, help="decay per period for step/exponential")
+    train.add_argument("--step-epochs", type=_float, default=1.0, help="decay period in epochs for step/exponential")
+    train.add_argument("--optimizer", choices=OPTIMIZERS)
+    train.add_argument("--momentum", type=_float)
+    train.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
+    train.add_argument("--weight-decay", type=_float)
+    train.add_argument("--hidden", type=_hidden, default=[128], help="hidden sizes, e.g. 128 or 256,128")
+    train.add_argument("--dropout", type=_float)
+    train.add_argument("--shift", type=int, help="random-shift augmentation in pixels (0 = off)")
+    train.add_argument("--init", choices=["he_uniform", "he_normal"])
+    train.add_argument("--engine", choices=["auto", "fused", "graph"], default="auto",
+                       help="fused: two dispatches a step (one hidden layer); graph: traced autograd")
+    train.add_argument("--data", type=Path, help="directory of IDX files (default: bundled MNIST)")
+    train.add_argument("--limit", type=_positive_int, help="train on the first N images")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--save", type=Path, help="write the trained model here (safetensors)")
+    train.add_argument("--no-eval", action="store_true", help="evaluate only after the last epoch")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    ev = _Parser(prog="mnist-viz eval", description="Evaluate a checkpoint on the test set.")
+    ev.add_argument("--checkpoint", type=Path, required=True)
+    ev.add_argument("--data", type=Path)
+
+    view = _Parser(prog="mnist-viz", description="Realtime MNIST training visualizer (subcommands: train, eval).")
+    view.add_argument("--checkpoint", type=Path, help="model to open (default: the pretrained one)")
+    view.add_argument("--data", type=Path)
+    view.add_argument("--limit", type=_positive_int)
+    view.add_argument("--offscreen", action="store_true", help="render without a window")
+    view.add_argument("--frames", type=_positive_int, default=1, help="offscreen: frames to render")
+    view.add_argument("--screenshot", type=Path, help="offscreen: save the last frame as PNG")
+    view.add_argument("--size", default="1600x1000", help="window size WxH")
+    view.add_argument("--train", action="store_true", help="start training at once")
+    view.add_argument("--paint-demo", action="store_true", help="paint a built-in digit stroke")
+    view.add_argument("--no-autosave", action="store_true", help="do not save the model when the window closes")
+    return train, ev, view
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+    try:
+        train, ev, view = build_parser()
+        if argv[:1] == ["train"]:
+            return train_command(train.parse_args(argv[1:]))
+        if argv[:1] == ["eval"]:
+            return eval_command(ev.parse_args(argv[1:]))
+        return view_command(view.parse_args(argv))
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - user-facing boundary
+        msg = _user_message(e)
+        if msg is None:
+            raise
+        print(f"error: {msg}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _user_message(e: Exception) -> str | None:
+    from compute.checkpoint import CheckpointError
+    from compute.device import NoAdapterError
+    from compute.idx import DataError
+    if isinstance(e, (UserError, DataError, CheckpointError, NoAdapterError, ValueError)):
+        return str(e).splitlines()[0] if str(e) else type(e).__name__
+    if isinstance(e, OSError):
+        return f"{e.filename or ''}: {e.strerror or e}".lstrip(": ")
+    return None
+
+
+# -- train ---------------------------------------------------------------------------------------------
+def train_config_from_args(args):
+    from compute.optim import OptimConfig
+    from compute.recipes import RECIPES
+    from compute.training import TrainConfig
+
+    r = RECIPES[args.recipe]
+    pick = lambda v, d: d if v is None else v
+    oc = OptimConfig(
+        optimizer=pick(args.optimizer, r.optimizer), lr=pick(args.lr, r.lr), min_lr=pick(args.min_lr, r.min_lr),
+        schedule=pick(args.schedule, r.schedule), momentum=pick(args.momentum, r.momentum),
+        nesterov=pick(args.nesterov, r.nesterov), weight_decay=pick(args.weight_decay, r.weight_decay),
+        gamma=args.gamma)
+    cfg = TrainConfig(epochs=pick(args.epochs, r.epochs), batch_size=pick(args.batch_size, r.batch_size), optim=oc,
+                      shift=pick(args.shift, r.shift), seed=args.seed, engine=args.engine,
+                      step_epochs=args.step_epochs)
+    cfg.validate()
+    return cfg, pick(args.dropout, r.dropout), pick(args.init, r.init)
+
+
+def load_data(path: Path | None):
+    from compute.idx import bundled_mnist_dir, load_dataset
+    return load_dataset(path if path is not None else bundled_mnist_dir())
+
+
+def train_command(args) -> int:
+    from compute.data import GpuDataset
+    from compute.device import get_device
+    from compute.model_io import save_model
+    from compute.nn import MLPSpec, Sequential
+    from compute.training import FLAG_NONFINITE, Trainer
+
+    cfg, dropout, init = train_config_from_args(args)
+    if args.save is not None and args.save.exists() and args.save.is_dir():
+        raise UserError(f"--save {args.save}: is a directory")
+    ds = load_data(args.data)
+    dev = get_device()
+    data = GpuDataset(ds, args.limit)
+    model = Sequential(MLPSpec([data.input_size, *args.hidden, data.num_classes], dropout), seed=args.seed)
+    model.init(init, args.seed)
+    trainer = Trainer(model, data, cfg)
+    oc = cfg.optim
+    print(f"device: {dev.name}")
+    print(f"model: {'-'.join(map(str, model.spec.sizes))} ({model.num_parameters():,} parameters), "
+          f"engine: {trainer.engine} ({len(trainer.program)} dispatches/step)")
+    print(f"recipe: {args.recipe}: {oc.optimizer}" + (f" momentum {oc.momentum}" if oc.momentum else "")
+          + (" nesterov" if oc.nesterov else "") + f", lr {oc.lr} {oc.schedule}"
+          + (f" to {oc.min_lr}" if oc.schedule == "cosine" else "") + f", batch {cfg.batch_size}, {cfg.epochs} epochs"
+          + (f", shift +-{cfg.shift}px" if cfg.shift else "") + (f", dropout {dropout}" if dropout else ""))
+    print(f"data: {data.train.n:,} train / {data.test.n:,} test images, {data.nbytes / 1e6:.1f} MB on the GPU (u8)")
+
+    progress = Progress(enabled=not args.quiet and sys.stdout.isatty())
+    acc = None
+    for epoch in range(cfg.epochs):
+        enc = dev.device.create_command_encoder()
+        trainer.save_snapshot(enc)
+        dev.submit(enc)
+        start_step, t0 = trainer.step, time.perf_counter()
+        chunk = 32
+        while trainer.step < start_step + trainer.steps_per_epoch:
+            tc = time.perf_counter()
+            trainer.run_steps(min(chunk, start_step + trainer.steps_per_epoch - trainer.step))
+            last = trainer.read_history(trainer.step - 1, trainer.step)[0]  # waits for the GPU
+            dt = time.perf_counter() - tc
+            chunk = max(1, min(4096, int(chunk * min(4.0, 0.25 / max(dt, 1e-4)))))
+            done = trainer.step - start_step
+            progress.show(epoch, cfg.epochs, done / trainer.steps_per_epoch, last[0], last[1],
+                          done * cfg.batch_size / (time.perf_counter() - t0))
+        elapsed = time.perf_counter() - t0
+        if trainer.read_flags() & FLAG_NONFINITE:
+            progress.clear()
+            trainer.restore_snapshot()
+            print(f"error: training diverged in epoch {epoch + 1} (the loss became NaN or infinite); "
+                  f"the weights from the start of that epoch were restored. Try a smaller learning rate "
+                  f"(--lr {oc.lr / 10:g}).", file=sys.stderr)
+            if args.save:
+                save_model(args.save, model, {"recipe": args.recipe, "diverged_epoch": epoch + 1})
+                print(f"saved the restored model to {args.save}")
+            return EXIT_DIVERGED
+        hist = trainer.read_history(start_step, trainer.step)
+        loss, train_acc = float(hist[:, 0].mean()), float(hist[:, 1].mean())
+        line = (f"epoch {epoch + 1:>{len(str(cfg.epochs))}}/{cfg.epochs}  loss {loss:.4f}  train acc {train_acc * 100:.2f}%"
+                f"  {elapsed:.3f} s  {trainer.steps_per_epoch * cfg.batch_size / elapsed:,.0f} samples/s")
+        if not args.no_eval or epoch == cfg.epochs - 1:
+            acc = trainer.evaluate()["accuracy"]
+            line += f"  test acc {acc * 100:.2f}%"
+        progress.clear()
+        print(line, flush=True)
+    if args.save:
+        save_model(args.save, model, {"recipe": args.recipe, "test_accuracy": f"{acc:.4f}",
+                                      "epochs": cfg.epochs, "batch_size": cfg.batch_size})
+        print(f"saved {args.save}")
+    print(f"test accuracy: {acc * 100:.2f}%")
+    return 0
+
+
+class Progress:
+    """One-line progress bar redrawn in place."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+
+    def show(self, epoch, epochs, frac, loss, acc, rate):
+        if not self.enabled:
+            return
+        bar = "#" * int(frac * 30)
+        sys.stdout.write(f"\repoch {epoch + 1}/{epochs} [{bar:<30}] {frac * 100:5.1f}%  loss {loss:.4f}"
+                         f"  acc {acc * 100:5.1f}%  {rate:,.0f} samples/s ")
+        sys.stdout.flush()
+
+    def clear(self):
+        if self.enabled:
+            sys.stdout.write("\r" + " " * 110 + "\r")
+
+
+# -- eval ----------------------------------------------------------------------------------------------------
+def eval_command(args) -> int:
+    from compute.data import GpuDataset
+    from compute.model_io import load_model
+    from compute.training import TrainConfig, Trainer
+
+    model, _ = load_model(args.checkpoint)
+    ds = load_data(args.data)
+    data = GpuDataset(ds, limit=1)
+    trainer = Trainer(model, data, TrainConfig(epochs=1, batch_size=1, engine="graph"))
+    r = trainer.evaluate()
+    print(f"checkpoint: {args.checkpoint} ({'-'.join(map(str, model.spec.sizes))})")
+    print(f"test accuracy: {r['accuracy'] * 100:.2f}%")
+    return 0
+
+
+# -- visualizer -------------------------------------------------------------------------------------------------
+def view_command(args) -> int:
+    try:
+        from .app import run_app
+    except ImportError as e:  # the visualizer is optional until built
+        raise UserError(f"the visualizer is not available: {e}") from None
+    return run_app(args)
