@@ -1,3 +1,54 @@
-"""Placeholder replaced below."""
-def fused_supported(model, config):
-    return False
+"""The fused training step: two dependent dispatches per step (fused_step.wgsl).
+
+It covers the network the product trains by default (one hidden ReLU layer, no
+dropout); anything else goes through the traced autograd program, which stays
+the reference the fused step is tested against.
+"""
+from __future__ import annotations
+
+import math
+
+from .device import get_device
+from .nn import Dropout, Linear, ReLU
+from .program import Program
+
+MAX_D, MAX_H, MAX_C = 2048, 1024, 64
+
+
+def fused_supported(model, config) -> bool:
+    layers = model.layers
+    if len(layers) != 3 or not (isinstance(layers[0], Linear) and isinstance(layers[1], ReLU)
+                                and isinstance(layers[2], Linear)):
+        return False
+    if any(isinstance(l, Dropout) for l in layers):
+        return False
+    d, h, c = model.spec.sizes
+    return d <= MAX_D and h <= MAX_H and c <= MAX_C and config.batch_size <= 65535
+
+
+class FusedStep:
+    def __init__(self, model, data, metrics, optimizer, config, wg: int = 256, rows_per_thread: int = 4):
+        dev = get_device()
+        d, h, c = model.spec.sizes
+        b = config.batch_size
+        arena = model.arena
+        off = {name: arena.offsets[name] for name in ("0.weight", "0.bias", "2.weight", "2.bias")}
+        self.scratch = {name: dev.buffer(size * 4, f"fused.{name}") for name, size in
+                        (("x", b * d), ("h", b * h), ("dz", b * c), ("dh", b * h), ("rows", b * 2))}
+        split = data.train
+        prm = dev.uniform("<12I", b, split.n, split.width, config.shift, config.seed,
+                          off["0.weight"], off["0.bias"], off["2.weight"], off["2.bias"], 0, 0, 0)
+        resources = [prm, optimizer.hyper, metrics.state, arena.buffer, optimizer.m1, optimizer.m2,
+                     split.images, split.labels, data.perm, self.scratch["x"], self.scratch["h"],
+                     self.scratch["dz"], self.scratch["dh"], self.scratch["rows"], metrics.history]
+        consts = dict(D=d, H=h, C=c, WG=wg, R=rows_per_thread)
+        p1 = dev.pipeline("fused_step.wgsl", "forward_backward", **consts)
+        p2 = dev.pipeline("fused_step.wgsl", "update", **consts)
+        threads = math.ceil(d / rows_per_thread) * h + h + h * c + c + 1
+        groups = math.ceil(threads / 256)
+        from .program import Dispatch
+        self.program = Program([
+            Dispatch(p1, dev.bind_group(p1, resources), (b, 1, 1), "fused:forward_backward"),
+            Dispatch(p2, dev.bind_group(p2, resources), (min(groups, 65535), math.ceil(groups / 65535), 1),
+                     "fused:update"),
+        ], label="fused_step")

@@ -31,3 +31,18 @@ fn is_finite(x: f32) -> bool {
 fn byte_of(word: u32, index: u32) -> u32 {
     return (word >> ((index & 3u) * 8u)) & 0xffu;
 }
+
+// Random-shift augmentation: the source pixel that lands on pixel `p` of row `r`
+// of step `step` when the image (width w, d pixels) is translated by an offset
+// in [-shift, shift]^2 drawn from (seed, step, r); -1 where it falls off the edge.
+fn shifted_source(p: u32, w: u32, d: u32, shift: u32, seed: u32, step: u32, r: u32) -> i32 {
+    if (shift == 0u) { return i32(p); }
+    let span = 2u * shift + 1u;
+    let h = hash_u32(seed ^ hash_u32(step * 7919u + r));
+    let dx = i32(h % span) - i32(shift);
+    let dy = i32((h / span) % span) - i32(shift);
+    let sx = i32(p % w) - dx;
+    let sy = i32(p / w) - dy;
+    let inside = sx >= 0 && sx < i32(w) && sy >= 0 && sy < i32(d / w);
+    return select(-1, sy * i32(w) + sx, inside);
+}

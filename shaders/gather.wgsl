@@ -51,16 +51,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (prm.eval_mode == 0u) { sample = perm[pos]; }
     var v = 0.0;
     var src = i32(p);
-    if (prm.shift > 0u && prm.eval_mode == 0u) {
-        let span = 2u * prm.shift + 1u;
-        let h = hash_u32(prm.seed ^ hash_u32(step * 7919u + r));
-        let dx = i32(h % span) - i32(prm.shift);
-        let dy = i32((h / span) % span) - i32(prm.shift);
-        let H = i32(prm.D / prm.W);
-        let sx = i32(p % prm.W) - dx;
-        let sy = i32(p / prm.W) - dy;
-        src = select(-1, sy * i32(prm.W) + sx, sx >= 0 && sx < i32(prm.W) && sy >= 0 && sy < H);
-    }
+    if (prm.eval_mode == 0u) { src = shifted_source(p, prm.W, prm.D, prm.shift, prm.seed, step, r); }
     if (src >= 0) {
         let b = sample * prm.D + u32(src);
         v = f32(byte_of(images[b >> 2u], b)) * (1.0 / 255.0);

@@ -10,6 +10,7 @@
 
 //!include common.wgsl
 //!include schedule.wgsl
+//!include optim_rule.wgsl
 
 struct Params { n: u32, _a: u32, _b: u32, _c: u32 };
 
@@ -21,33 +22,6 @@ struct Params { n: u32, _a: u32, _b: u32, _c: u32 };
 @group(0) @binding(5) var<storage, read_write> m1: array<f32>;
 @group(0) @binding(6) var<storage, read_write> m2: array<f32>;
 
-fn update(i: u32, step: u32, lr: f32) {
-    let p = params[i];
-    let g = grads[i] + hyper.weight_decay * p;
-    var next: f32;
-    if (hyper.optimizer == 1u) {
-        let t = f32(step - min(step, hyper.step_offset) + 1u);
-        let m = hyper.beta1 * m1[i] + (1.0 - hyper.beta1) * g;
-        let v = hyper.beta2 * m2[i] + (1.0 - hyper.beta2) * g * g;
-        let mh = m / (1.0 - pow(hyper.beta1, t));
-        let vh = v / (1.0 - pow(hyper.beta2, t));
-        next = p - lr * mh / (sqrt(vh) + hyper.eps);
-        if (!is_finite(next)) { atomicOr(&state[3], FLAG_NONFINITE); return; }
-        m1[i] = m;
-        m2[i] = v;
-    } else {
-        var d = g;
-        if (hyper.momentum > 0.0) {
-            let m = hyper.momentum * m1[i] + g;
-            m1[i] = m;
-            d = select(m, g + hyper.momentum * m, hyper.nesterov == 1u);
-        }
-        next = p - lr * d;
-        if (!is_finite(next)) { atomicOr(&state[3], FLAG_NONFINITE); return; }
-    }
-    params[i] = next;
-}
-
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 256u;
@@ -55,7 +29,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (i >= prm.n) { return; }
     if ((atomicLoad(&state[3]) & FLAG_NONFINITE) != 0u || hyper.frozen == 1u) { return; }
     let step = atomicLoad(&state[0]);
-    update(i, step, learning_rate(hyper, step));
+    apply_update(i, grads[i], step, learning_rate(hyper, step));
 }
 
 // The last dispatch of a step: advance the counter the next step reads.
