@@ -1,0 +1,120 @@
+"""Whole training steps against numpy; fused step against the autograd trace; real learning."""
+import numpy as np
+import pytest
+
+from compute.data import GpuDataset
+from compute.device import get_device
+from compute.nn import MLPSpec, Sequential
+from compute.optim import OptimConfig
+from compute.training import Trainer, TrainConfig
+
+
+def numpy_step(sd, x, y, lr):
+    """One SGD step of Linear-ReLU-Linear + mean softmax cross-entropy, float64."""
+    w1, b1, w2, b2 = (sd[k].astype(np.float64) for k in ("0.weight", "0.bias", "2.weight", "2.bias"))
+    n = len(y)
+    h = np.maximum(x @ w1.T + b1, 0)
+    z = h @ w2.T + b2
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    loss = -np.log(p[np.arange(n), y]).mean()
+    dz = p.copy()
+    dz[np.arange(n), y] -= 1
+    dz /= n
+    dh = dz @ w2 * (h > 0)
+    new = {"0.weight": w1 - lr * (dh.T @ x), "0.bias": b1 - lr * dh.sum(0),
+           "2.weight": w2 - lr * (dz.T @ h), "2.bias": b2 - lr * dz.sum(0)}
+    return new, loss
+
+
+@pytest.mark.parametrize("engine", ["graph", "fused"])
+def test_training_steps_match_numpy_including_tail_batch(engine, mnist):
+    data = GpuDataset(mnist, limit=90)                   # batch 40: steps of 40, 40, then a tail of 10
+    model = Sequential(MLPSpec([784, 24, 10]), seed=2)
+    tr = Trainer(model, data, TrainConfig(epochs=1, batch_size=40, engine=engine,
+                                          optim=OptimConfig(lr=0.2, schedule="constant")))
+    assert tr.engine == engine
+    sd = model.state_dict()
+    tr.run_steps(1)  # writes the epoch permutation, then one step
+    perm = np.frombuffer(get_device().read(data.perm), np.uint32)[:90]
+    losses = []
+    for step in range(3):
+        if step:
+            tr.run_steps(1)
+        rows = perm[step * 40: step * 40 + 40]
+        x = mnist.train_images[rows].reshape(len(rows), -1) / 255.0
+        sd, loss = numpy_step(sd, x, mnist.train_labels[rows].astype(int), 0.2)
+        losses.append(loss)
+        got = model.state_dict()
+        for k in sd:
+            np.testing.assert_allclose(got[k], sd[k], rtol=1e-4, atol=2e-6, err_msg=f"step {step} {k}")
+    np.testing.assert_allclose(tr.read_history(0, 3)[:, 0], losses, rtol=1e-4)
+
+
+@pytest.mark.parametrize("optim", [
+    OptimConfig(lr=0.1, schedule="cosine", min_lr=0.01),
+    OptimConfig(optimizer="adam", lr=0.01, schedule="exponential", gamma=0.7),
+    OptimConfig(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3, schedule="step", gamma=0.5),
+])
+def test_fused_step_equals_autograd_path(optim, mnist):
+    data = GpuDataset(mnist, limit=333)   # batch 50: a tail of 33 every epoch
+    results = {}
+    for engine in ("graph", "fused"):
+        model = Sequential(MLPSpec([784, 32, 10]), seed=3)
+        tr = Trainer(model, data, TrainConfig(epochs=2, batch_size=50, optim=optim, engine=engine, shift=2, seed=5))
+        tr.run_steps(tr.total_steps)
+        results[engine] = (model.state_dict(), tr.read_history(0, tr.total_steps))
+    (g, gh), (f, fh) = results["graph"], results["fused"]
+    for k in g:
+        np.testing.assert_allclose(f[k], g[k], rtol=1e-3, atol=2e-5, err_msg=k)
+    np.testing.assert_allclose(fh, gh, rtol=1e-4, atol=1e-5)
+
+
+def test_evaluation_matches_numpy(mnist):
+    data = GpuDataset(mnist, limit=64)
+    model = Sequential(MLPSpec([784, 16, 10]), seed=4)
+    tr = Trainer(model, data, TrainConfig(epochs=1, batch_size=32))
+    r = tr.evaluate()
+    sd = model.state_dict()
+    x = mnist.test_images.reshape(10000, -1) / 255.0
+    z = np.maximum(x @ sd["0.weight"].T + sd["0.bias"], 0) @ sd["2.weight"].T + sd["2.bias"]
+    pred = z.argmax(1)
+    y = mnist.test_labels
+    assert r["seen"] == 10000
+    assert abs(r["correct"] - int((pred == y).sum())) <= 2  # float ties at most
+    conf = np.zeros((10, 10), int)
+    np.add.at(conf, (y, pred), 1)
+    assert np.abs(r["confusion"] - conf).sum() <= 4
+    assert all(pred[i] != y[i] for i in r["wrong"][:50])
+
+
+@pytest.mark.slow
+def test_default_recipe_learns_on_a_subset(mnist):
+    """Real learning on lavapipe: 5000 images, 3 epochs -> > 90% on the 10k test set."""
+    from compute.recipes import RECIPES
+    r = RECIPES["default"]
+    data = GpuDataset(mnist, limit=5000)
+    model = Sequential(MLPSpec([784, 128, 10]), seed=0)
+    cfg = TrainConfig(epochs=3, batch_size=r.batch_size, shift=r.shift,
+                      optim=OptimConfig(optimizer=r.optimizer, lr=r.lr, min_lr=r.min_lr, schedule=r.schedule,
+                                        momentum=r.momentum, nesterov=r.nesterov))
+    tr = Trainer(model, data, cfg)
+    before = tr.evaluate()["accuracy"]
+    tr.run_steps(tr.total_steps)
+    after = tr.evaluate()["accuracy"]
+    hist = tr.read_history(0, tr.total_steps)
+    assert before < 0.3
+    assert after > 0.90, after
+    assert hist[-20:, 0].mean() < hist[:20, 0].mean() / 3
+
+
+def test_training_does_not_read_back(mnist, device):
+    data = GpuDataset(mnist, limit=200)
+    model = Sequential(MLPSpec([784, 32, 10]), seed=0)
+    tr = Trainer(model, data, TrainConfig(epochs=2, batch_size=32))
+    before = device.readback.snapshot()
+    tr.run_steps(tr.total_steps)
+    enc = device.device.create_command_encoder()
+    tr.encode_eval(enc)
+    device.submit(enc)
+    assert device.readback.snapshot() == before
