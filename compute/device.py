@@ -97,6 +97,7 @@ class Device:
         self.readback = ReadbackMeter()
         self._pipelines: dict = {}
         self._modules: dict = {}
+        self._layouts: dict = {}
         self._uniforms: dict = {}
         self.lost = None
         self.stream = Stream(self)
@@ -167,24 +168,42 @@ class Device:
             self._modules[shader] = mod
         return mod
 
-    def pipeline(self, shader: str, entry: str = "main", **constants):
-        """Compute pipeline for `shader`'s `entry` with WGSL override constants; built once."""
-        key = (shader, entry, tuple(sorted(constants.items())))
+    def pipeline(self, shader: str, entry: str = "main", layout: str | None = None, **constants):
+        """Compute pipeline for `shader`'s `entry` with WGSL override constants; built once.
+
+        `layout` names the bindings explicitly ('u' uniform, 'r' read-only storage,
+        's' storage, one letter per binding) so that several pipelines share one
+        bind group, which then stays bound while they alternate; default: auto."""
+        key = (shader, entry, layout, tuple(sorted(constants.items())))
         pipe = self._pipelines.get(key)
         if pipe is None:
             stage = {"module": self.module(shader), "entry_point": entry}
             if constants:
                 stage["constants"] = {k: float(v) for k, v in constants.items()}
-            pipe = self.device.create_compute_pipeline(layout="auto", compute=stage, label=f"{shader}:{entry}")
+            pipe_layout = "auto" if layout is None else self.layout(layout)[1]
+            pipe = self.device.create_compute_pipeline(layout=pipe_layout, compute=stage, label=f"{shader}:{entry}")
             self._pipelines[key] = pipe
         return pipe
 
+    def layout(self, kinds: str):
+        """(bind group layout, pipeline layout) for a binding signature like 'ursss'."""
+        cached = self._layouts.get(kinds)
+        if cached is None:
+            types = {"u": wgpu.BufferBindingType.uniform, "r": wgpu.BufferBindingType.read_only_storage,
+                     "s": wgpu.BufferBindingType.storage}
+            entries = [{"binding": i, "visibility": wgpu.ShaderStage.COMPUTE, "buffer": {"type": types[k]}}
+                       for i, k in enumerate(kinds)]
+            bgl = self.device.create_bind_group_layout(entries=entries)
+            cached = self._layouts[kinds] = (bgl, self.device.create_pipeline_layout(bind_group_layouts=[bgl]))
+        return cached
+
     def bind_group(self, pipeline, resources: list, group: int = 0):
         """Bind group for `pipeline` with `resources` at bindings 0..n-1 (buffers, views or Tensors)."""
-        entries = []
-        for i, res in enumerate(resources):
-            entries.append({"binding": i, "resource": _resource(res)})
-        return self.device.create_bind_group(layout=pipeline.get_bind_group_layout(group), entries=entries)
+        return self.bind_group_for_layout(pipeline.get_bind_group_layout(group), resources)
+
+    def bind_group_for_layout(self, layout, resources: list):
+        entries = [{"binding": i, "resource": _resource(res)} for i, res in enumerate(resources)]
+        return self.device.create_bind_group(layout=layout, entries=entries)
 
     def dispatch(self, shader: str, entry: str, resources: list, workgroups, **constants) -> Dispatch:
         """Record one dispatch on the stream (run at the next flush, traced if capturing)."""

@@ -10,9 +10,10 @@ import math
 
 from .device import get_device
 from .nn import Dropout, Linear, ReLU
-from .program import Program
+from .program import Dispatch, Program
 
 MAX_D, MAX_H, MAX_C = 2048, 1024, 64
+LAYOUT = "urssssrrrssssss"  # fused_step.wgsl bindings 0..14: uniform, read-only (r) or read-write (s) storage
 
 
 def fused_supported(model, config) -> bool:
@@ -42,13 +43,13 @@ class FusedStep:
                      split.images, split.labels, data.perm, self.scratch["x"], self.scratch["h"],
                      self.scratch["dz"], self.scratch["dh"], self.scratch["rows"], metrics.history]
         consts = dict(D=d, H=h, C=c, WG=wg, R=rows_per_thread)
-        p1 = dev.pipeline("fused_step.wgsl", "forward_backward", **consts)
-        p2 = dev.pipeline("fused_step.wgsl", "update", **consts)
+        # Both passes share one explicit layout and so one bind group, bound once per pass.
+        p1 = dev.pipeline("fused_step.wgsl", "forward_backward", layout=LAYOUT, **consts)
+        p2 = dev.pipeline("fused_step.wgsl", "update", layout=LAYOUT, **consts)
+        group = dev.bind_group_for_layout(dev.layout(LAYOUT)[0], resources)
         threads = math.ceil(d / rows_per_thread) * h + h + h * c + c + 1
         groups = math.ceil(threads / 256)
-        from .program import Dispatch
         self.program = Program([
-            Dispatch(p1, dev.bind_group(p1, resources), (b, 1, 1), "fused:forward_backward"),
-            Dispatch(p2, dev.bind_group(p2, resources), (min(groups, 65535), math.ceil(groups / 65535), 1),
-                     "fused:update"),
+            Dispatch(p1, group, (b, 1, 1), "fused:forward_backward"),
+            Dispatch(p2, group, (min(groups, 65535), math.ceil(groups / 65535), 1), "fused:update"),
         ], label="fused_step")

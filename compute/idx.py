@@ -92,10 +92,10 @@ def _parse_idx(stream, path: Path) -> tuple[np.ndarray, bytearray]:
     if len(buf) < 4 + 4 * ndim:
         raise _error(path, f"truncated: header of {ndim} dimensions needs {4 + 4 * ndim} bytes, file has {len(buf)}")
     dims = struct.unpack(f">{ndim}I", buf[4:])
-    size = math.prod(dims)
-    if size > MAX_DATA_BYTES:
+    if math.prod(max(d, 1) for d in dims) > MAX_DATA_BYTES:  # zeros too: numpy rejects such shapes
         shape = "x".join(map(str, dims))
-        raise _error(path, f"header declares {shape} = {size} bytes of data, over the {MAX_DATA_BYTES >> 30} GiB limit")
+        raise _error(path, f"header declares dimensions {shape}, over the {MAX_DATA_BYTES >> 30} GiB limit")
+    size = math.prod(dims)
     header_len = len(buf)
     _read_bounded(stream, buf, size, path)
     if stream.read(1):

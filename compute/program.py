@@ -39,20 +39,60 @@ class Program:
         """Encode `repeat` back-to-back copies into one compute pass.
 
         WebGPU orders dispatches of a pass and makes each one's writes visible to
-        the next, so one pass holds a whole run of training steps.
+        the next, so one pass holds a whole run of training steps. Encoding is on
+        the critical path of a fast step (a few microseconds of GPU per dispatch),
+        so redundant pipeline / bind-group switches are dropped and the calls go
+        straight to wgpu-native when its binding is the one in use.
         """
         if not self.dispatches or repeat <= 0:
             return
         cpass = encoder.begin_compute_pass(timestamp_writes=timestamps) if timestamps else encoder.begin_compute_pass()
-        current = None
-        for _ in range(repeat):
-            for d in self.dispatches:
-                if d.pipeline is not current:
-                    cpass.set_pipeline(d.pipeline)
-                    current = d.pipeline
-                cpass.set_bind_group(0, d.bind_group)
-                cpass.dispatch_workgroups(*d.workgroups)
+        native = self._native_calls(cpass)
+        if native is not None:
+            first, steady = native
+            for fn, args in first:
+                fn(*args)
+            for _ in range(repeat - 1):
+                for fn, args in steady:
+                    fn(*args)
+        else:
+            pipe = group = None
+            for _ in range(repeat):
+                for d in self.dispatches:
+                    if d.pipeline is not pipe:
+                        cpass.set_pipeline(d.pipeline)
+                        pipe = d.pipeline
+                    if d.bind_group is not group:
+                        cpass.set_bind_group(0, d.bind_group)
+                        group = d.bind_group
+                    cpass.dispatch_workgroups(*d.workgroups)
         cpass.end()
+
+    def _native_calls(self, cpass):
+        """(first repeat, later repeats) as lists of (C function, args); None off wgpu-native.
+
+        A pipeline or bind group that is already bound is not bound again; a bind
+        group shared by pipelines of one layout stays bound across set_pipeline."""
+        try:
+            from wgpu.backends.wgpu_native._api import ffi, libf
+            handle = cpass._internal
+        except (ImportError, AttributeError):  # pragma: no cover - other backends
+            return None
+
+        def calls(pipe, group):
+            out = []
+            for d in self.dispatches:
+                if d.pipeline is not pipe:
+                    out.append((libf.wgpuComputePassEncoderSetPipeline, (handle, d.pipeline._internal)))
+                    pipe = d.pipeline
+                if d.bind_group is not group:
+                    out.append((libf.wgpuComputePassEncoderSetBindGroup, (handle, 0, d.bind_group._internal, 0, ffi.NULL)))
+                    group = d.bind_group
+                out.append((libf.wgpuComputePassEncoderDispatchWorkgroups, (handle, *d.workgroups)))
+            return out
+
+        last = self.dispatches[-1]
+        return calls(None, None), calls(last.pipeline, last.bind_group)
 
 
 class Stream:
