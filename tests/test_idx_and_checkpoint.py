@@ -214,10 +214,13 @@ def test_train_and_test_image_sizes_differ(tmp_path):
         load_dataset(tmp_path)
 
 
-@pytest.mark.parametrize("rows", [2_000_000_000, 5_000_000])  # over the cap / under it but absent
-def test_huge_header_fails_fast_without_allocating(tmp_path, rows):
+@pytest.mark.parametrize(
+    "dims",
+    [(2_000_000_000, 28, 28), (5_000_000, 28, 28), (65536, 1 << 24, 0, 1 << 24)],  # over the cap, under it, empty
+)
+def test_huge_header_fails_fast_without_allocating(tmp_path, dims):
     path = tmp_path / "train-images-idx3-ubyte"
-    path.write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">3I", rows, 28, 28) + bytes(1000))
+    path.write_bytes(bytes([0, 0, 8, len(dims)]) + struct.pack(f">{len(dims)}I", *dims) + bytes(1000))
     tracemalloc.start()
     start = time.perf_counter()
     try:
