@@ -12,8 +12,8 @@ from .device import get_device
 from .nn import Dropout, Linear, ReLU
 from .program import Dispatch, Program
 
-MAX_D, MAX_H, MAX_C = 2048, 1024, 64
-LAYOUT = "urssssrrrssssss"  # fused_step.wgsl bindings 0..14: uniform, read-only (r) or read-write (s) storage
+MAX_D, MAX_H, MAX_C = 1024, 512, 64
+LAYOUT = "urssssrrrsssssss"  # fused_step.wgsl bindings 0..15: uniform, read-only (r) or read-write (s) storage
 
 
 def fused_supported(model, config) -> bool:
@@ -24,12 +24,16 @@ def fused_supported(model, config) -> bool:
     if any(isinstance(l, Dropout) for l in layers):
         return False
     d, h, c = model.spec.sizes
-    return d <= MAX_D and h <= MAX_H and c <= MAX_C and config.batch_size <= 65535
+    return (d <= MAX_D and h <= MAX_H and c <= MAX_C and d % 4 == 0 and h % 4 == 0
+            and config.batch_size <= 65535)
 
 
 class FusedStep:
-    def __init__(self, model, data, metrics, optimizer, config, wg: int = 256, rows_per_thread: int = 4):
+    def __init__(self, model, data, metrics, optimizer, config, wg: int | None = None):
         dev = get_device()
+        # A GPU hides load latency with many invocations per row; lavapipe runs a
+        # workgroup's invocations in SIMD batches on one core and prefers fewer.
+        wg = wg or (256 if dev.is_cpu else 1024)
         d, h, c = model.spec.sizes
         b = config.batch_size
         arena = model.arena
@@ -37,18 +41,19 @@ class FusedStep:
         self.scratch = {name: dev.buffer(size * 4, f"fused.{name}") for name, size in
                         (("x", b * d), ("h", b * h), ("dz", b * c), ("dh", b * h), ("rows", b * 2))}
         split = data.train
+        nw1 = math.ceil(d // 4 * h / 256)
+        n_small = h + h * c + c + 1                       # b1, W2, b2, metrics
         prm = dev.uniform("<12I", b, split.n, split.width, config.shift, config.seed,
-                          off["0.weight"], off["0.bias"], off["2.weight"], off["2.bias"], 0, 0, 0)
+                          off["0.weight"], off["0.bias"], off["2.weight"], off["2.bias"], nw1, 0, 0)
         resources = [prm, optimizer.hyper, metrics.state, arena.buffer, optimizer.m1, optimizer.m2,
                      split.images, split.labels, data.perm, self.scratch["x"], self.scratch["h"],
-                     self.scratch["dz"], self.scratch["dh"], self.scratch["rows"], metrics.history]
-        consts = dict(D=d, H=h, C=c, WG=wg, R=rows_per_thread)
+                     self.scratch["dz"], self.scratch["dh"], self.scratch["rows"], metrics.history, arena.buffer]
+        consts = dict(D=d, H=h, C=c, WG=wg)
         # Both passes share one explicit layout and so one bind group, bound once per pass.
         p1 = dev.pipeline("fused_step.wgsl", "forward_backward", layout=LAYOUT, **consts)
         p2 = dev.pipeline("fused_step.wgsl", "update", layout=LAYOUT, **consts)
         group = dev.bind_group_for_layout(dev.layout(LAYOUT)[0], resources)
-        threads = math.ceil(d / rows_per_thread) * h + h + h * c + c + 1
-        groups = math.ceil(threads / 256)
+        groups = nw1 + math.ceil(n_small / 16)
         self.program = Program([
             Dispatch(p1, group, (b, 1, 1), "fused:forward_backward"),
             Dispatch(p2, group, (min(groups, 65535), math.ceil(groups / 65535), 1), "fused:update"),

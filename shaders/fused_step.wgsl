@@ -3,31 +3,36 @@
 //
 // Pass 1, `forward_backward`: one workgroup per batch row.
 //   x  = gather(row)                       (u8 -> f32, optional random shift)
-//   h  = relu(x W1 + b1)                   W1 stored [D, H]: invocation j reads column j, coalesced
+//   h  = relu(x W1 + b1)                   W1 stored [D, H]
 //   z  = h W2 + b2 ; p = softmax(z)
 //   loss = logsumexp(z) - z[y] ;  dz = (p - onehot(y)) / n
 //   dh = (dz W2^T) * (h > 0)
 // and writes x, h, dz, dh and (loss, correct) of the row to scratch buffers.
 //
-// Pass 2, `update`: one invocation per parameter (a few per W1 column block).
-//   dW1 = X^T dH, db1 = sum dH, dW2 = H^T dZ, db2 = sum dZ over the batch rows,
-// then the optimizer rule (optim_rule.wgsl) on that parameter: no gradient buffer.
-// One extra invocation folds the rows' (loss, correct) into the history ring and
-// advances the step counter.
+// Pass 2, `update`: the gradients as sums over the batch rows, each followed at
+// once by the optimizer rule (optim_rule.wgsl) on that parameter, so no gradient
+// is ever stored:
+//   dW1 = X^T dH  : one invocation per 4 consecutive rows k of one column j
+//   db1, dW2, db2 : few parameters, long sums: 16 invocations per parameter split
+//                   the rows and fold in workgroup memory
+//   the rows' (loss, correct) fold the same way into the history ring.
 //
 // The step counter without races: pass 1 reads state[0] and (workgroup 0) copies
 // it to state[1]; pass 2 reads state[1] and writes state[0] = state[1] + 1.
 // Neither pass writes a word it also reads.
+//
+// Speed: both passes are latency-bound at small batches, so the inner loops load
+// vec4s (requires D and H to be multiples of 4) and keep four independent loads in
+// flight; pass 1 splits each row's K range over up to 1024 invocations.
 
 //!include common.wgsl
 //!include schedule.wgsl
 //!include optim_rule.wgsl
 
-override D: u32 = 784u;     // inputs
-override H: u32 = 128u;     // hidden units
-override C: u32 = 10u;      // classes
-override WG: u32 = 256u;    // pass-1 workgroup size
-override R: u32 = 4u;       // pass 2: W1 rows per invocation (reuses each dH load R times)
+override D: u32 = 784u;     // inputs        (multiple of 4, <= MAX_D)
+override H: u32 = 128u;     // hidden units  (multiple of 4, <= MAX_H)
+override C: u32 = 10u;      // classes       (<= MAX_C)
+override WG: u32 = 1024u;   // pass-1 workgroup size
 
 struct Step {
     B: u32,          // batch rows
@@ -35,11 +40,12 @@ struct Step {
     W: u32,          // image width (for the shift)
     shift: u32,
     seed: u32,
-    w1: u32,         // offsets of W1, b1, W2, b2 in the parameter arena (floats)
+    w1: u32,         // offsets of W1, b1, W2, b2 in the parameter arena (floats; W1's a multiple of 4)
     b1: u32,
     w2: u32,
     b2: u32,
-    _a: u32, _b: u32, _c: u32,
+    nw1: u32,        // pass 2: workgroups for the W1 block
+    _a: u32, _b: u32,
 };
 
 @group(0) @binding(0) var<uniform> prm: Step;
@@ -51,29 +57,36 @@ struct Step {
 @group(0) @binding(6) var<storage, read> images: array<u32>;
 @group(0) @binding(7) var<storage, read> labels: array<u32>;
 @group(0) @binding(8) var<storage, read> perm: array<u32>;
-@group(0) @binding(9) var<storage, read_write> xs: array<f32>;     // [B, D]
-@group(0) @binding(10) var<storage, read_write> hs: array<f32>;    // [B, H]
-@group(0) @binding(11) var<storage, read_write> dzs: array<f32>;   // [B, C]
-@group(0) @binding(12) var<storage, read_write> dhs: array<f32>;   // [B, H]
-@group(0) @binding(13) var<storage, read_write> rows: array<f32>;  // [B, 2] loss, correct
+@group(0) @binding(9) var<storage, read_write> xs: array<vec4<f32>>;  // [B, D/4]
+@group(0) @binding(10) var<storage, read_write> hs: array<f32>;       // [B, H]
+@group(0) @binding(11) var<storage, read_write> dzs: array<f32>;      // [B, C]
+@group(0) @binding(12) var<storage, read_write> dhs: array<f32>;      // [B, H]
+@group(0) @binding(13) var<storage, read_write> rows: array<f32>;     // [B, 2] loss, correct
 @group(0) @binding(14) var<storage, read_write> history: array<f32>;
+@group(0) @binding(15) var<storage, read_write> params4: array<vec4<f32>>;  // the arena again, as vec4
 
 fn touch() {
     _ = prm.B; _ = hyper.lr; _ = atomicLoad(&state[0]); _ = params[0]; _ = m1[0]; _ = m2[0];
     _ = images[0]; _ = labels[0]; _ = perm[0]; _ = xs[0]; _ = hs[0]; _ = dzs[0]; _ = dhs[0];
-    _ = rows[0]; _ = history[0];
+    _ = rows[0]; _ = history[0]; _ = params4[0];
 }
 
-const MAX_D: u32 = 2048u;
-const MAX_H: u32 = 1024u;
+const MAX_D: u32 = 1024u;
+const MAX_H: u32 = 512u;
 const MAX_C: u32 = 64u;
 const P2: u32 = 16u;        // partial sums per logit
 
 var<workgroup> x_sh: array<f32, MAX_D>;
 var<workgroup> h_sh: array<f32, MAX_H>;
-var<workgroup> part: array<f32, 1024>;
+var<workgroup> part: array<vec4<f32>, 1024>;
 var<workgroup> z_sh: array<f32, MAX_C>;
-var<workgroup> valid: u32;
+
+fn pixel(sample: u32, k: u32, step: u32, r: u32) -> f32 {
+    let src = shifted_source(k, prm.W, D, prm.shift, prm.seed, step, r);
+    if (src < 0) { return 0.0; }
+    let b = sample * D + u32(src);
+    return f32(byte_of(images[b >> 2u], b)) * (1.0 / 255.0);
+}
 
 @compute @workgroup_size(WG)
 fn forward_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
@@ -86,8 +99,10 @@ fn forward_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocat
     let spe = (prm.N + prm.B - 1u) / prm.B;
     let pos = (step % spe) * prm.B + r;
     let n = f32(min(prm.B, prm.N - (step % spe) * prm.B));   // valid rows in this batch
+    let D4 = D / 4u;
+    let H4 = H / 4u;
     if (pos >= prm.N) {  // past the tail: contribute nothing
-        for (var k = t; k < D; k += WG) { xs[r * D + k] = 0.0; }
+        for (var k = t; k < D4; k += WG) { xs[r * D4 + k] = vec4<f32>(0.0); }
         for (var j = t; j < H; j += WG) { hs[r * H + j] = 0.0; dhs[r * H + j] = 0.0; }
         for (var c = t; c < C; c += WG) { dzs[r * C + c] = 0.0; }
         if (t == 0u) { rows[r * 2u] = 0.0; rows[r * 2u + 1u] = 0.0; }
@@ -96,34 +111,41 @@ fn forward_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocat
     let sample = perm[pos];
 
     // x: the (shifted) image as f32, kept in workgroup memory and written for pass 2.
-    for (var k = t; k < D; k += WG) {
-        let src = shifted_source(k, prm.W, D, prm.shift, prm.seed, step, r);
-        var v = 0.0;
-        if (src >= 0) {
-            let b = sample * D + u32(src);
-            v = f32(byte_of(images[b >> 2u], b)) * (1.0 / 255.0);
-        }
-        x_sh[k] = v;
-        xs[r * D + k] = v;
+    for (var k = t; k < D4; k += WG) {
+        let v = vec4<f32>(pixel(sample, 4u * k, step, r), pixel(sample, 4u * k + 1u, step, r),
+                          pixel(sample, 4u * k + 2u, step, r), pixel(sample, 4u * k + 3u, step, r));
+        x_sh[4u * k] = v.x; x_sh[4u * k + 1u] = v.y; x_sh[4u * k + 2u] = v.z; x_sh[4u * k + 3u] = v.w;
+        xs[r * D4 + k] = v;
     }
     workgroupBarrier();
 
-    // h = relu(x W1 + b1). With H < WG the K range is split S ways and folded.
-    let S = max(WG / H, 1u);
-    for (var u = t; u < H * S; u += WG) {
-        let j = u % H;
-        let s = u / H;
-        let k0 = s * D / S;
+    // h = relu(x W1 + b1): invocation (s, g) sums K-slice s for units 4g..4g+3.
+    let S = max(WG / H4, 1u);
+    let w1 = prm.w1 / 4u;
+    for (var u = t; u < H4 * S; u += WG) {
+        let g = u % H4;
+        let s = u / H4;
         let k1 = (s + 1u) * D / S;
-        var acc = 0.0;
-        for (var k = k0; k < k1; k++) { acc = fma(x_sh[k], params[prm.w1 + k * H + j], acc); }
-        if (S > 1u) { part[s * H + j] = acc; } else { h_sh[j] = acc; }
+        var k = s * D / S;
+        var acc = vec4<f32>(0.0);
+        for (; k + 4u <= k1; k += 4u) {   // four independent loads in flight
+            let a = params4[w1 + k * H4 + g];
+            let b = params4[w1 + (k + 1u) * H4 + g];
+            let c = params4[w1 + (k + 2u) * H4 + g];
+            let d = params4[w1 + (k + 3u) * H4 + g];
+            acc = fma(vec4<f32>(x_sh[k]), a, acc);
+            acc = fma(vec4<f32>(x_sh[k + 1u]), b, acc);
+            acc = fma(vec4<f32>(x_sh[k + 2u]), c, acc);
+            acc = fma(vec4<f32>(x_sh[k + 3u]), d, acc);
+        }
+        for (; k < k1; k++) { acc = fma(vec4<f32>(x_sh[k]), params4[w1 + k * H4 + g], acc); }
+        part[s * H4 + g] = acc;
     }
     workgroupBarrier();
     for (var j = t; j < H; j += WG) {
-        var acc = 0.0;
-        if (S > 1u) { for (var s = 0u; s < S; s++) { acc += part[s * H + j]; } } else { acc = h_sh[j]; }
-        let v = max(acc + params[prm.b1 + j], 0.0);
+        var acc = params[prm.b1 + j];
+        for (var s = 0u; s < S; s++) { acc += part[s * H4 + j / 4u][j % 4u]; }
+        let v = max(acc, 0.0);
         h_sh[j] = v;
         hs[r * H + j] = v;
     }
@@ -135,12 +157,12 @@ fn forward_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocat
         let q = u % P2;
         var acc = 0.0;
         for (var j = q; j < H; j += P2) { acc = fma(h_sh[j], params[prm.w2 + j * C + c], acc); }
-        part[u] = acc;
+        part[u / 4u][u % 4u] = acc;
     }
     workgroupBarrier();
     for (var c = t; c < C; c += WG) {
         var acc = params[prm.b2 + c];
-        for (var q = 0u; q < P2; q++) { acc += part[c * P2 + q]; }
+        for (var q = 0u; q < P2; q++) { let u = c * P2 + q; acc += part[u / 4u][u % 4u]; }
         z_sh[c] = acc;
     }
     workgroupBarrier();
@@ -173,75 +195,90 @@ fn forward_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocat
     }
 }
 
-// Pass 2. Invocation ranges, in order:
-//   [0, ceil(D/R)*H)   W1 block: rows k0..k0+R-1 of column j
-//   next H             b1
-//   next H*C           W2
-//   next C             b2
-//   next 1             metrics + step counter
+var<workgroup> red: array<vec2<f32>, 256>;
+
+// Pass 2. Workgroups [0, nw1) own W1 (256 invocations x 4 parameters each);
+// the rest own 16 small parameters each (b1, then W2, then b2, then the metrics).
 @compute @workgroup_size(256)
-fn update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn update(@builtin(workgroup_id) wg3: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>,
+          @builtin(num_workgroups) nwg: vec3<u32>) {
     touch();
-    var i = gid.x + gid.y * nwg.x * 256u;
+    let wg = wg3.x + wg3.y * nwg.x;
+    let t = lid3.x;
     let step = atomicLoad(&state[1]);
     let frozen = (atomicLoad(&state[3]) & FLAG_NONFINITE) != 0u || hyper.frozen == 1u;
     let lr = learning_rate(hyper, step);
     let B = prm.B;
+    let D4 = D / 4u;
 
-    let nw1 = ((D + R - 1u) / R) * H;
-    if (i < nw1) {
-        let j = i % H;
-        let k0 = (i / H) * R;
-        var acc: array<f32, 16>;
-        for (var q = 0u; q < R; q++) { acc[q] = 0.0; }
-        for (var b = 0u; b < B; b++) {
-            let g = dhs[b * H + j];
-            for (var q = 0u; q < R; q++) {
-                let k = min(k0 + q, D - 1u);
-                acc[q] = fma(xs[b * D + k], g, acc[q]);
+    if (wg < prm.nw1) {
+        // dW1[k0..k0+3, j] = sum_b x[b, k0..k0+3] * dh[b, j]
+        let i = wg * 256u + t;
+        if (i < D4 * H) {
+            let j = i % H;
+            let kq = i / H;
+            var acc = vec4<f32>(0.0);
+            var b = 0u;
+            for (; b + 4u <= B; b += 4u) {   // four independent loads in flight
+                let g0 = dhs[b * H + j];
+                let g1 = dhs[(b + 1u) * H + j];
+                let g2 = dhs[(b + 2u) * H + j];
+                let g3 = dhs[(b + 3u) * H + j];
+                acc = fma(xs[b * D4 + kq], vec4<f32>(g0), acc);
+                acc = fma(xs[(b + 1u) * D4 + kq], vec4<f32>(g1), acc);
+                acc = fma(xs[(b + 2u) * D4 + kq], vec4<f32>(g2), acc);
+                acc = fma(xs[(b + 3u) * D4 + kq], vec4<f32>(g3), acc);
+            }
+            for (; b < B; b++) { acc = fma(xs[b * D4 + kq], vec4<f32>(dhs[b * H + j]), acc); }
+            if (!frozen) {
+                let base = prm.w1 + 4u * kq * H + j;
+                apply_update(base, acc.x, step, lr);
+                apply_update(base + H, acc.y, step, lr);
+                apply_update(base + 2u * H, acc.z, step, lr);
+                apply_update(base + 3u * H, acc.w, step, lr);
             }
         }
-        if (frozen) { return; }
-        for (var q = 0u; q < R; q++) {
-            let k = k0 + q;
-            if (k < D) { apply_update(prm.w1 + k * H + j, acc[q], step, lr); }
+        return;
+    }
+
+    // Small parameters: 16 per workgroup, 16 invocations each splitting the rows.
+    let p = (wg - prm.nw1) * 16u + t % 16u;
+    let slice = t / 16u;
+    let n_small = H + H * C + C;
+    var acc = vec2<f32>(0.0);
+    for (var b = slice; b < B; b += 16u) {
+        if (p < H) {
+            acc.x += dhs[b * H + p];
+        } else if (p < H + H * C) {
+            let q = p - H;
+            acc.x = fma(hs[b * H + q / C], dzs[b * C + q % C], acc.x);
+        } else if (p < n_small) {
+            acc.x += dzs[b * C + p - H - H * C];
+        } else if (p == n_small) {
+            acc += vec2<f32>(rows[b * 2u], rows[b * 2u + 1u]);
         }
-        return;
     }
-    i -= nw1;
-    if (i < H) {
-        var acc = 0.0;
-        for (var b = 0u; b < B; b++) { acc += dhs[b * H + i]; }
-        if (!frozen) { apply_update(prm.b1 + i, acc, step, lr); }
-        return;
+    red[t] = acc;
+    workgroupBarrier();
+    for (var s = 128u; s >= 16u; s >>= 1u) {
+        if (t < s) { red[t] += red[t + s]; }
+        workgroupBarrier();
     }
-    i -= H;
-    if (i < H * C) {
-        let j = i / C;
-        let c = i % C;
-        var acc = 0.0;
-        for (var b = 0u; b < B; b++) { acc = fma(hs[b * H + j], dzs[b * C + c], acc); }
-        if (!frozen) { apply_update(prm.w2 + i, acc, step, lr); }
-        return;
-    }
-    i -= H * C;
-    if (i < C) {
-        var acc = 0.0;
-        for (var b = 0u; b < B; b++) { acc += dzs[b * C + i]; }
-        if (!frozen) { apply_update(prm.b2 + i, acc, step, lr); }
-        return;
-    }
-    i -= C;
-    if (i == 0u) {
+    if (slice != 0u) { return; }
+    let total = red[t];
+    if (p < H) {
+        if (!frozen) { apply_update(prm.b1 + p, total.x, step, lr); }
+    } else if (p < H + H * C) {
+        if (!frozen) { apply_update(prm.w2 + p - H, total.x, step, lr); }
+    } else if (p < n_small) {
+        if (!frozen) { apply_update(prm.b2 + p - H - H * C, total.x, step, lr); }
+    } else if (p == n_small) {
         let spe = (prm.N + B - 1u) / B;
         let n = f32(min(B, prm.N - (step % spe) * B));
-        var loss = 0.0;
-        var correct = 0.0;
-        for (var b = 0u; b < B; b++) { loss += rows[b * 2u]; correct += rows[b * 2u + 1u]; }
         let cap = arrayLength(&history) / 2u;
         let slot = step % cap;
-        history[slot * 2u] = loss / n;
-        history[slot * 2u + 1u] = correct / n;
+        history[slot * 2u] = total.x / n;
+        history[slot * 2u + 1u] = total.y / n;
         atomicStore(&state[0], step + 1u);
     }
 }
