@@ -171,13 +171,18 @@ class Trainer:
         return n
 
     def run_steps(self, n: int, per_submit: int = 256) -> None:
-        """Headless: encode and submit n steps in chunks (no wait)."""
+        """Headless: encode and submit n steps in chunks, without waiting.
+
+        The GPU runs one chunk while Python encodes the next; the first chunk is
+        small so the GPU starts early, later ones grow to `per_submit`."""
         dev = get_device()
+        chunk = min(16, per_submit)
         while n > 0:
             enc = dev.device.create_command_encoder()
-            done = self.encode_steps(enc, min(n, per_submit))
+            done = self.encode_steps(enc, min(n, chunk))
             dev.submit(enc)
             n -= done
+            chunk = min(chunk * 2, per_submit)
 
     def encode_eval(self, encoder) -> None:
         self.eval_program.encode(encoder)

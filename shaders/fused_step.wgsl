@@ -23,7 +23,8 @@
 //
 // Speed: both passes are latency-bound at small batches, so the inner loops load
 // vec4s (requires D and H to be multiples of 4) and keep four independent loads in
-// flight; pass 1 splits each row's K range over up to 1024 invocations.
+// flight; pass 1 splits each row's K range over the workgroup (512 wide on GPUs)
+// and stages W2 in workgroup memory.
 
 //!include common.wgsl
 //!include schedule.wgsl
@@ -32,7 +33,7 @@
 override D: u32 = 784u;     // inputs        (multiple of 4, <= MAX_D)
 override H: u32 = 128u;     // hidden units  (multiple of 4, <= MAX_H)
 override C: u32 = 10u;      // classes       (<= MAX_C)
-override WG: u32 = 1024u;   // pass-1 workgroup size
+override WG: u32 = 512u;    // pass-1 workgroup size
 
 struct Step {
     B: u32,          // batch rows
@@ -80,6 +81,13 @@ var<workgroup> x_sh: array<f32, MAX_D>;
 var<workgroup> h_sh: array<f32, MAX_H>;
 var<workgroup> part: array<vec4<f32>, 1024>;
 var<workgroup> z_sh: array<f32, MAX_C>;
+const W2_SH: u32 = 2048u;   // W2 is staged in workgroup memory when H*C fits
+var<workgroup> w2_sh: array<f32, W2_SH>;
+
+fn w2(j: u32, c: u32) -> f32 {
+    if (H * C <= W2_SH) { return w2_sh[j * C + c]; }
+    return params[prm.w2 + j * C + c];
+}
 
 fn pixel(sample: u32, k: u32, step: u32, r: u32) -> f32 {
     let src = shifted_source(k, prm.W, D, prm.shift, prm.seed, step, r);
@@ -110,6 +118,10 @@ fn forward_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocat
     }
     let sample = perm[pos];
 
+    // W2 into workgroup memory: read twice below, one coalesced sweep here.
+    if (H * C <= W2_SH) {
+        for (var i = t; i < H * C; i += WG) { w2_sh[i] = params[prm.w2 + i]; }
+    }
     // x: the (shifted) image as f32, kept in workgroup memory and written for pass 2.
     for (var k = t; k < D4; k += WG) {
         let v = vec4<f32>(pixel(sample, 4u * k, step, r), pixel(sample, 4u * k + 1u, step, r),
@@ -156,7 +168,7 @@ fn forward_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocat
         let c = u / P2;
         let q = u % P2;
         var acc = 0.0;
-        for (var j = q; j < H; j += P2) { acc = fma(h_sh[j], params[prm.w2 + j * C + c], acc); }
+        for (var j = q; j < H; j += P2) { acc = fma(h_sh[j], w2(j, c), acc); }
         part[u / 4u][u % 4u] = acc;
     }
     workgroupBarrier();
@@ -190,7 +202,7 @@ fn forward_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocat
     // dh = (dz W2^T) * relu'(h)
     for (var j = t; j < H; j += WG) {
         var acc = 0.0;
-        for (var c = 0u; c < C; c++) { acc = fma(z_sh[c], params[prm.w2 + j * C + c], acc); }
+        for (var c = 0u; c < C; c++) { acc = fma(z_sh[c], w2(j, c), acc); }
         dhs[r * H + j] = select(0.0, acc, h_sh[j] > 0.0);
     }
 }
