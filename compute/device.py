@@ -6,6 +6,7 @@ override constants), and every byte that travels GPU -> CPU is counted.
 """
 from __future__ import annotations
 
+import logging
 import os
 import struct
 from dataclasses import dataclass, field
@@ -23,6 +24,23 @@ UNIFORM = wgpu.BufferUsage.UNIFORM | wgpu.BufferUsage.COPY_DST
 
 class NoAdapterError(RuntimeError):
     """No GPU adapter: the message says what to install."""
+
+
+class DeviceLostError(RuntimeError):
+    """The GPU device was lost (driver reset, GPU removed, out of memory)."""
+
+
+class _LostWatcher(logging.Handler):
+    """wgpu-native reports a lost device only through the 'wgpu' logger; catch it there."""
+
+    def __init__(self, device: "Device"):
+        super().__init__(level=logging.ERROR)
+        self.device = device
+
+    def emit(self, record):
+        msg = record.getMessage()
+        if "device was lost" in msg.lower():
+            self.device.lost = msg.strip().splitlines()[0]
 
 
 @dataclass
@@ -99,7 +117,8 @@ class Device:
         self._modules: dict = {}
         self._layouts: dict = {}
         self._uniforms: dict = {}
-        self.lost = None
+        self.lost: str | None = None
+        logging.getLogger("wgpu").addHandler(_LostWatcher(self))
         self.stream = Stream(self)
         # Placeholders for bindings a kernel variant ignores (read-only and writable
         # uses of one buffer may not meet in one dispatch, hence two).
@@ -147,7 +166,12 @@ class Device:
     def read(self, buffer, offset: int = 0, size: int | None = None, label: str = "") -> bytes:
         """Blocking GPU -> CPU copy. Counted by the readback meter; never used per frame."""
         size = buffer.size - offset if size is None else size
-        data = self.queue.read_buffer(buffer, offset, size)
+        self.check()
+        try:
+            data = self.queue.read_buffer(buffer, offset, size)
+        except Exception:
+            self.check()
+            raise
         self.readback.record(size, label or buffer.label)
         return bytes(data)
 
@@ -214,7 +238,13 @@ class Device:
         return d
 
     def submit(self, encoder) -> None:
+        self.check()
         self.queue.submit([encoder.finish()])
+
+    def check(self) -> None:
+        """Raise DeviceLostError once the device is gone, instead of failing obscurely later."""
+        if self.lost:
+            raise DeviceLostError(f"the GPU device was lost ({self.lost}); restart the program")
 
     def sync(self) -> None:
         """Wait for all submitted work (costs no readback)."""

@@ -14,7 +14,7 @@ from .nn import MLPSpec, Sequential, spec_from_state_dict
 def read_checkpoint(path) -> tuple[dict, dict, MLPSpec]:
     """Load and validate a checkpoint; returns (tensors, metadata, architecture)."""
     tensors, metadata = load_state_dict(path)
-    mlp_layers(tensors)  # raises CheckpointError on missing tensors / shapes that do not chain
+    mlp_layers(tensors, source=Path(path).name)  # raises CheckpointError on missing tensors, shapes that do not chain
     try:
         spec = spec_from_state_dict(tensors, metadata)
     except ValueError as e:

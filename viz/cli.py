@@ -13,6 +13,7 @@ from pathlib import Path
 
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3
+EXIT_GPU_LOST = 4
 
 
 class UserError(Exception):
@@ -117,11 +118,24 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - user-facing boundary
+        lost = _device_lost(e)
+        if lost:
+            print(f"error: {lost}", file=sys.stderr)
+            return EXIT_GPU_LOST
         msg = _user_message(e)
         if msg is None:
             raise
         print(f"error: {msg}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _device_lost(e: Exception) -> str | None:
+    from compute.device import DeviceLostError
+    if isinstance(e, DeviceLostError):
+        return str(e)
+    if "device is lost" in str(e).lower() or "device was lost" in str(e).lower():
+        return "the GPU device was lost; restart the program"
+    return None
 
 
 def _user_message(e: Exception) -> str | None:
