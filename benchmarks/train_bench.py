@@ -23,8 +23,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 
 
-def ours_epoch_times(ds, batch, epochs_timed, engine="auto"):
-    """Seconds per epoch (median of timed epochs after one warm-up epoch)."""
+def ours_epoch_times(ds, batch, epochs_timed, engine="auto", warmup=2):
+    """Seconds per epoch (median of timed epochs after warm-up epochs, which let
+    the GPU clocks settle and build every pipeline)."""
     from compute.data import GpuDataset
     from compute.device import get_device
     from compute.nn import MLPSpec, Sequential
@@ -34,17 +35,17 @@ def ours_epoch_times(ds, batch, epochs_timed, engine="auto"):
     dev = get_device()
     data = GpuDataset(ds)
     model = Sequential(MLPSpec([784, 128, 10]), seed=0)
-    cfg = TrainConfig(epochs=epochs_timed + 1, batch_size=batch, engine=engine,
+    cfg = TrainConfig(epochs=epochs_timed + warmup, batch_size=batch, engine=engine,
                       optim=OptimConfig(lr=0.05, min_lr=0.001, schedule="cosine"))
     tr = Trainer(model, data, cfg)
     times = []
-    for e in range(epochs_timed + 1):
+    for e in range(epochs_timed + warmup):
         tr.read_flags()  # sync
         t = time.perf_counter()
         tr.run_steps(tr.steps_per_epoch, per_submit=512)
         tr.read_flags()
         times.append(time.perf_counter() - t)
-    return statistics.median(times[1:]), tr, data
+    return statistics.median(times[warmup:]), tr, data
 
 
 def ours_accuracy_run(ds, epochs=15, batch=32):
