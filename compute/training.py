@@ -88,7 +88,7 @@ class Trainer:
         self.step = 0
         self.engine = self._choose_engine()
         self.program = self._trace_step()
-        self.eval_program = self._trace_eval()
+        self.evaluator = Evaluator(model, data, self.metrics)
         self.snapshot = get_device().buffer(model.arena.size * 4, "params.snapshot")
 
     # -- building ---------------------------------------------------------------------------------
@@ -120,33 +120,6 @@ class Trainer:
             loss.backward()
             self.optimizer.record_step()
         dev.stream.discard()  # traced only; it runs when replayed
-        return prog
-
-    def _trace_eval(self) -> Program:
-        """reset counters; per chunk: gather, forward, score; finish (append accuracy)."""
-        dev = get_device()
-        test = self.data.test
-        chunk = min(test.n, 4096)
-        self.eval_x = Tensor((chunk, test.input_size), label="eval.x")
-        self.eval_y = Tensor((chunk,), dtype="u32", label="eval.y")
-        m = self.metrics
-        c = self.data.num_classes
-        with dev.stream.capture("eval_forward") as fwd:
-            self.eval_logits = self.model.forward(self.eval_x, train=False)
-        dev.stream.discard()
-        prog = Program(label="evaluate")
-        with dev.stream.capture() as cap:
-            res = lambda base: [dev.uniform("<4I", chunk, c, base, 0), self.eval_logits, self.eval_y,
-                                m.counters, m.wrong, m.eval_results]
-            dev.dispatch("eval.wgsl", "reset", res(0), (math.ceil(m.counters.size / 4 / 64),))
-            for base in range(0, test.n, chunk):
-                self.data.gather(test, self.eval_x, self.eval_y, m.state, base=base, eval_mode=True)
-                for d in fwd.dispatches:
-                    dev.stream.record(d)
-                dev.dispatch("eval.wgsl", "score", res(base), (math.ceil(chunk / 64),))
-            dev.dispatch("eval.wgsl", "finish", res(0), (1,))
-        dev.stream.discard()
-        prog.dispatches = cap.dispatches
         return prog
 
     # -- running ----------------------------------------------------------------------------------------
@@ -185,26 +158,15 @@ class Trainer:
             chunk = min(chunk * 2, per_submit)
 
     def encode_eval(self, encoder) -> None:
-        self.eval_program.encode(encoder)
+        self.evaluator.encode(encoder)
 
     def evaluate(self) -> dict:
-        """Run the test-set evaluation and read back its counters (CLI / tests)."""
-        dev = get_device()
-        enc = dev.device.create_command_encoder()
-        self.encode_eval(enc)
-        dev.submit(enc)
-        return self.read_eval()
+        return self.evaluator.run()
+
+    def read_eval(self) -> dict:
+        return self.evaluator.read()
 
     # -- readback (CLI and tests only; the visualizer draws the buffers instead) --------------------
-    def read_eval(self) -> dict:
-        dev = get_device()
-        c = self.data.num_classes
-        raw = np.frombuffer(dev.read(self.metrics.counters, label="eval.counters"), np.uint32)
-        correct, seen, nwrong = int(raw[0]), int(raw[1]), int(raw[2])
-        wrong = np.frombuffer(dev.read(self.metrics.wrong, 0, min(nwrong, WRONG_CAP) * 4 or 4, "eval.wrong"),
-                              np.uint32)[: min(nwrong, WRONG_CAP)]
-        return {"accuracy": correct / max(seen, 1), "correct": correct, "seen": seen,
-                "confusion": raw[3: 3 + c * c].reshape(c, c).copy(), "wrong": wrong.copy()}
 
     def read_history(self, start: int, stop: int) -> np.ndarray:
         """(loss, accuracy) rows for steps [start, stop) (must lie within the ring)."""
@@ -235,3 +197,57 @@ class Trainer:
         dev.submit(enc)
         self.optimizer.reset_state()
         self.metrics.clear_flags()
+
+
+class Evaluator:
+    """The test-set evaluation as a replayable program: reset counters; per chunk:
+    gather, forward, score; then append the accuracy to the results history."""
+
+    def __init__(self, model: Sequential, data: GpuDataset, metrics: Metrics):
+        self.model, self.data, self.metrics = model, data, metrics
+        self.program = self._trace()
+
+    def _trace(self) -> Program:
+        dev = get_device()
+        test = self.data.test
+        chunk = min(test.n, 4096)
+        self.eval_x = Tensor((chunk, test.input_size), label="eval.x")
+        self.eval_y = Tensor((chunk,), dtype="u32", label="eval.y")
+        m = self.metrics
+        c = self.data.num_classes
+        with dev.stream.capture("eval_forward") as fwd:
+            self.eval_logits = self.model.forward(self.eval_x, train=False)
+        dev.stream.discard()
+        with dev.stream.capture("evaluate") as prog:
+            res = lambda base: [dev.uniform("<4I", chunk, c, base, 0), self.eval_logits, self.eval_y,
+                                m.counters, m.wrong, m.eval_results]
+            dev.dispatch("eval.wgsl", "reset", res(0), (math.ceil(m.counters.size / 4 / 64),))
+            for base in range(0, test.n, chunk):
+                self.data.gather(test, self.eval_x, self.eval_y, m.state, base=base, eval_mode=True)
+                for d in fwd.dispatches:
+                    dev.stream.record(d)
+                dev.dispatch("eval.wgsl", "score", res(base), (math.ceil(chunk / 64),))
+            dev.dispatch("eval.wgsl", "finish", res(0), (1,))
+        dev.stream.discard()
+        return prog
+
+    def encode(self, encoder) -> None:
+        self.program.encode(encoder)
+
+    def run(self) -> dict:
+        """Evaluate and read back the counters (CLI / tests; the visualizer draws them)."""
+        dev = get_device()
+        enc = dev.device.create_command_encoder()
+        self.encode(enc)
+        dev.submit(enc)
+        return self.read()
+
+    def read(self) -> dict:
+        dev = get_device()
+        c = self.data.num_classes
+        raw = np.frombuffer(dev.read(self.metrics.counters, label="eval.counters"), np.uint32)
+        correct, seen, nwrong = int(raw[0]), int(raw[1]), int(raw[2])
+        kept = min(nwrong, WRONG_CAP)
+        wrong = np.frombuffer(dev.read(self.metrics.wrong, 0, max(kept, 1) * 4, "eval.wrong"), np.uint32)[:kept]
+        return {"accuracy": correct / max(seen, 1), "correct": correct, "seen": seen,
+                "confusion": raw[3: 3 + c * c].reshape(c, c).copy(), "wrong": wrong.copy()}

@@ -268,13 +268,15 @@ class Progress:
 def eval_command(args) -> int:
     from compute.data import GpuDataset
     from compute.model_io import load_model
-    from compute.training import TrainConfig, Trainer
+    from compute.training import Evaluator, Metrics
 
     model, _ = load_model(args.checkpoint)
     ds = load_data(args.data)
     data = GpuDataset(ds, limit=1)
-    trainer = Trainer(model, data, TrainConfig(epochs=1, batch_size=1, engine="graph"))
-    r = trainer.evaluate()
+    if model.spec.sizes[0] != data.input_size or model.spec.sizes[-1] != data.num_classes:
+        raise UserError(f"{args.checkpoint.name}: model {'-'.join(map(str, model.spec.sizes))} does not fit "
+                        f"{data.input_size}-pixel images with {data.num_classes} classes")
+    r = Evaluator(model, data, Metrics(data.num_classes)).run()
     print(f"checkpoint: {args.checkpoint} ({'-'.join(map(str, model.spec.sizes))})")
     print(f"test accuracy: {r['accuracy'] * 100:.2f}%")
     return 0
