@@ -30,13 +30,40 @@ def _ew(entry: str, n: int, x, y, out: Tensor, accumulate=False, row=0, a=0.0, b
 
 
 # -- matmul --------------------------------------------------------------------------------
-def matmul_into(a: Tensor, b: Tensor, out: Tensor, m: int, n: int, k: int, trans_a=False, trans_b=False,
-                bias: Tensor | None = None, relu=False, accumulate=False) -> None:
+def split_k_for(m: int, n: int, k: int) -> int:
+    """K slices for a product: enough workgroups to fill a big GPU, never on a CPU
+    adapter (lavapipe runs two cores: more workgroups only add a reduction pass)."""
     dev = get_device()
-    dev.dispatch("matmul.wgsl", "main",
-                 [dev.uniform(U4, m, n, k, 0), a, b, bias if bias is not None else dev.dummy_ro, out],
-                 (math.ceil(n / 64), math.ceil(m / 64)),
-                 TRANS_A=trans_a, TRANS_B=trans_b, HAS_BIAS=bias is not None, RELU=relu, ACCUMULATE=accumulate)
+    if dev.is_cpu:
+        return 1
+    tiles = math.ceil(m / 64) * math.ceil(n / 64)
+    return max(1, min(32, 128 // tiles, k // 64))
+
+
+def matmul_into(a: Tensor, b: Tensor, out: Tensor, m: int, n: int, k: int, trans_a=False, trans_b=False,
+                bias: Tensor | None = None, relu=False, accumulate=False, split: int | None = None) -> None:
+    dev = get_device()
+    split = split_k_for(m, n, k) if split is None else split
+    consts = dict(TRANS_A=trans_a, TRANS_B=trans_b, HAS_BIAS=bias is not None, RELU=relu, ACCUMULATE=accumulate,
+                  SPLIT=split)
+    partials = _scratch(split * m * n) if split > 1 else dev.dummy_rw
+    res = [dev.uniform(U4, m, n, k, 0), a, b, bias if bias is not None else dev.dummy_ro, out, partials]
+    dev.dispatch("matmul.wgsl", "main", res, (math.ceil(n / 64), math.ceil(m / 64), split), **consts)
+    if split > 1:
+        dev.dispatch("matmul.wgsl", "reduce_split", res, grid_1d(m * n), **consts)
+
+
+_SCRATCH: dict = {}
+
+
+def _scratch(floats: int):
+    """One growing scratch buffer for split-K partials, shared by all products:
+    every use is a write-then-read inside consecutive dispatches."""
+    dev = get_device()
+    buf = _SCRATCH.get(dev)
+    if buf is None or buf.size < floats * 4:
+        buf = _SCRATCH[dev] = dev.buffer(max(floats * 4, 1 << 20), "matmul.partials")
+    return buf
 
 
 def _mm_dims(a: Tensor, b: Tensor, trans_a: bool, trans_b: bool) -> tuple[int, int, int]:

@@ -8,12 +8,18 @@
 // block (rows ly + 16*i, cols lx + 16*j: strided so neighbouring invocations
 // touch neighbouring words of workgroup memory). K is walked in slabs of 16
 // staged through workgroup memory. Every load is bounds-checked, so any shape works.
+//
+// Split-K (SPLIT > 1): a batch-sized M gives a big GPU only a handful of 64x64
+// tiles, each walking all of K alone. Then workgroup z takes the z-th slice of K
+// and writes its partial tile to `partials[z]`; `reduce_split` adds the slices
+// and applies bias, ReLU and accumulation.
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
 override RELU: bool = false;
 override ACCUMULATE: bool = false;
+override SPLIT: u32 = 1u;
 
 struct Dims { M: u32, N: u32, K: u32, _pad: u32 };
 
@@ -22,6 +28,7 @@ struct Dims { M: u32, N: u32, K: u32, _pad: u32 };
 @group(0) @binding(2) var<storage, read> B: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> C: array<f32>;
+@group(0) @binding(5) var<storage, read_write> partials: array<f32>;  // [SPLIT, M, N] when SPLIT > 1
 
 const T: u32 = 64u;   // output tile edge
 const TK: u32 = 16u;  // K slab
@@ -41,8 +48,18 @@ fn load_b(k: u32, n: u32) -> f32 {
     return B[k * dims.N + n];
 }
 
+fn touch() { _ = dims.M; _ = A[0]; _ = B[0]; _ = bias[0]; _ = C[0]; _ = partials[0]; }
+
+fn finish(idx: u32, n: u32, value: f32) {
+    var v = value;
+    if (HAS_BIAS) { v += bias[n]; }
+    if (RELU) { v = max(v, 0.0); }
+    if (ACCUMULATE) { C[idx] += v; } else { C[idx] = v; }
+}
+
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    touch();
     let m0 = wg.y * T;
     let n0 = wg.x * T;
     let lx = lid.x;
@@ -52,7 +69,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     var acc: array<array<f32, 4>, 4>;
     for (var i = 0u; i < 4u; i++) { for (var j = 0u; j < 4u; j++) { acc[i][j] = 0.0; } }
 
-    for (var k0 = 0u; k0 < dims.K; k0 += TK) {
+    // K range of this workgroup: all of it, or its slice (whole slabs) under split-K.
+    let per = ((dims.K + TK * SPLIT - 1u) / (TK * SPLIT)) * TK;
+    let k_begin = select(0u, wg.z * per, SPLIT > 1u);
+    let k_end = select(dims.K, min(dims.K, k_begin + per), SPLIT > 1u);
+    for (var k0 = k_begin; k0 < k_end; k0 += TK) {
         // 1024 elements per slab and operand, 4 per invocation.
         for (var r = 0u; r < 4u; r++) {
             let e = flat + r * 256u;
@@ -60,10 +81,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
             // k when A is [M,K], so global reads stay contiguous either way.
             var kk: u32; var mm: u32;
             if (TRANS_A) { kk = e / T; mm = e % T; } else { mm = e / TK; kk = e % TK; }
-            As[kk][mm] = load_a(m0 + mm, k0 + kk);
+            As[kk][mm] = select(0.0, load_a(m0 + mm, k0 + kk), k0 + kk < k_end);
             var kb: u32; var nb: u32;
             if (TRANS_B) { nb = e / TK; kb = e % TK; } else { kb = e / T; nb = e % T; }
-            Bs[kb][nb] = load_b(k0 + kb, n0 + nb);
+            Bs[kb][nb] = select(0.0, load_b(k0 + kb, n0 + nb), k0 + kb < k_end);
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
@@ -84,11 +105,24 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         for (var j = 0u; j < 4u; j++) {
             let n = n0 + lx + 16u * j;
             if (n >= dims.N) { continue; }
-            var v = acc[i][j];
-            if (HAS_BIAS) { v += bias[n]; }
-            if (RELU) { v = max(v, 0.0); }
             let idx = m * dims.N + n;
-            if (ACCUMULATE) { C[idx] += v; } else { C[idx] = v; }
+            if (SPLIT > 1u) {
+                partials[wg.z * dims.M * dims.N + idx] = acc[i][j];
+            } else {
+                finish(idx, n, acc[i][j]);
+            }
         }
     }
+}
+
+// Split-K epilogue: C (+)= act(sum_z partials[z] + bias), one invocation per element.
+@compute @workgroup_size(256)
+fn reduce_split(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    touch();
+    let idx = gid.x + gid.y * nwg.x * 256u;
+    let size = dims.M * dims.N;
+    if (idx >= size) { return; }
+    var s = 0.0;
+    for (var z = 0u; z < SPLIT; z++) { s += partials[z * size + idx]; }
+    finish(idx, idx % dims.N, s);
 }

@@ -129,3 +129,18 @@ def test_dropout_mask_statistics_and_backward(rng):
     state.write(np.array([1] + [0] * 15, np.uint32))
     assert (ops.dropout(xt, 0.3, seed=7, state=state).to_numpy() != 0).mean() == pytest.approx(0.7, abs=0.02)
     assert not np.array_equal(ops.dropout(xt, 0.3, seed=7, state=state).to_numpy() != 0, kept)
+
+
+@pytest.mark.parametrize("m,k,n", [(1, 7, 3), (32, 784, 128), (33, 130, 65)])
+@pytest.mark.parametrize("split", [2, 5])
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, True)])
+def test_matmul_split_k(m, k, n, split, ta, tb, rng):
+    """Split-K (chosen on big GPUs for batch-sized M) gives the same product, bias, ReLU, accumulation."""
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    out = T(c0)
+    ops.matmul_into(T(a.T if ta else a), T(b.T if tb else b), out, m, n, k, ta, tb, bias=T(bias), relu=True,
+                    accumulate=True, split=split)
+    np.testing.assert_allclose(out.to_numpy(), c0 + np.maximum(a @ b + bias, 0), rtol=1e-4, atol=1e-4)
