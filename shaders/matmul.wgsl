@@ -66,8 +66,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     let ly = lid.y;
     let flat = ly * 16u + lx;
 
-    var acc: array<array<f32, 4>, 4>;
-    for (var i = 0u; i < 4u; i++) { for (var j = 0u; j < 4u; j++) { acc[i][j] = 0.0; } }
+    // The 4x4 block lives in four vec4 registers (row i, columns j as components):
+    // no private array, so no compiler has a reason to spill it to local memory.
+    var c0 = vec4<f32>(0.0);
+    var c1 = vec4<f32>(0.0);
+    var c2 = vec4<f32>(0.0);
+    var c3 = vec4<f32>(0.0);
 
     // K range of this workgroup: all of it, or its slice (whole slabs) under split-K.
     let per = ((dims.K + TK * SPLIT - 1u) / (TK * SPLIT)) * TK;
@@ -88,31 +92,33 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
-            var a: array<f32, 4>;
-            var b: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) { a[i] = As[kk][ly + 16u * i]; }
-            for (var j = 0u; j < 4u; j++) { b[j] = Bs[kk][lx + 16u * j]; }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) { acc[i][j] = fma(a[i], b[j], acc[i][j]); }
-            }
+            let b = vec4<f32>(Bs[kk][lx], Bs[kk][lx + 16u], Bs[kk][lx + 32u], Bs[kk][lx + 48u]);
+            c0 = fma(vec4<f32>(As[kk][ly]), b, c0);
+            c1 = fma(vec4<f32>(As[kk][ly + 16u]), b, c1);
+            c2 = fma(vec4<f32>(As[kk][ly + 32u]), b, c2);
+            c3 = fma(vec4<f32>(As[kk][ly + 48u]), b, c3);
         }
         workgroupBarrier();
     }
+    store_row(wg.z, m0 + ly, n0 + lx, c0);
+    store_row(wg.z, m0 + ly + 16u, n0 + lx, c1);
+    store_row(wg.z, m0 + ly + 32u, n0 + lx, c2);
+    store_row(wg.z, m0 + ly + 48u, n0 + lx, c3);
+}
 
-    for (var i = 0u; i < 4u; i++) {
-        let m = m0 + ly + 16u * i;
-        if (m >= dims.M) { continue; }
-        for (var j = 0u; j < 4u; j++) {
-            let n = n0 + lx + 16u * j;
-            if (n >= dims.N) { continue; }
-            let idx = m * dims.N + n;
-            if (SPLIT > 1u) {
-                partials[wg.z * dims.M * dims.N + idx] = acc[i][j];
-            } else {
-                finish(idx, n, acc[i][j]);
-            }
-        }
-    }
+// Row m of the block: columns n, n+16, n+32, n+48 from the components of v.
+fn store_row(z: u32, m: u32, n: u32, v: vec4<f32>) {
+    if (m >= dims.M) { return; }
+    store_one(z, m, n, v.x);
+    store_one(z, m, n + 16u, v.y);
+    store_one(z, m, n + 32u, v.z);
+    store_one(z, m, n + 48u, v.w);
+}
+
+fn store_one(z: u32, m: u32, n: u32, v: f32) {
+    if (n >= dims.N) { return; }
+    let idx = m * dims.N + n;
+    if (SPLIT > 1u) { partials[z * dims.M * dims.N + idx] = v; } else { finish(idx, n, v); }
 }
 
 // Split-K epilogue: C (+)= act(sum_z partials[z] + bias), one invocation per element.
