@@ -1,0 +1,204 @@
+// Views of the evaluation results and the dataset, drawn from GPU buffers.
+//
+//   confusion      : the C x C confusion matrix with its counts printed in the cells
+//                    (rows = true class, columns = predicted), coloured by row share
+//   gallery_gather : the misclassified test images of one gallery page into a batch,
+//                    which the traced forward pass then classifies (for the labels)
+//   tiles          : a grid of 28 x 28 digits with a label strip under each: a page of
+//                    the dataset (mode 0: label), or of the misclassified test digits
+//                    (mode 1: true -> predicted)
+//
+// counters layout (eval.wgsl): [0] correct, [1] seen, [2] misclassified found,
+// [3 + t*C + p] confusion count of true class t predicted as p.
+
+//!include common.wgsl
+//!include colormap.wgsl
+//!include font.wgsl
+
+// -- confusion matrix --------------------------------------------------------------------------
+
+struct Confusion {
+    classes: u32,
+    cell_w: u32,
+    cell_h: u32,
+    margin: u32,        // header row / column with the class digits
+};
+
+@group(0) @binding(0) var<uniform> cm: Confusion;
+@group(0) @binding(1) var<storage, read> cm_counters: array<u32>;
+@group(0) @binding(2) var cm_tex: texture_storage_2d<rgba8unorm, write>;
+
+@compute @workgroup_size(16, 16)
+fn confusion(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let dims = textureDimensions(cm_tex);
+    if (gid.x >= dims.x || gid.y >= dims.y) { return; }
+    let px = vec2<i32>(gid.xy);
+    let c = cm.classes;
+    let m = i32(cm.margin);
+    var colour = BG;
+    let gx = px.x - m;
+    let gy = px.y - m;
+    if (gx >= 0 && gy >= 0) {
+        let col = u32(gx) / cm.cell_w;
+        let row = u32(gy) / cm.cell_h;
+        let lx = u32(gx) % cm.cell_w;
+        let ly = u32(gy) % cm.cell_h;
+        if (col < c && row < c) {
+            var row_sum = 0u;
+            for (var j = 0u; j < c; j++) { row_sum += cm_counters[3u + row * c + j]; }
+            let n = cm_counters[3u + row * c + col];
+            let share = f32(n) / f32(max(row_sum, 1u));
+            if (row == col) {
+                colour = mix(BG, ACCENT * 0.8, select(0.0, 0.25 + 0.75 * share, n > 0u));
+            } else if (n > 0u) {
+                // Errors are a few percent of a row: sqrt stretches them into view.
+                colour = mix(BG, WRONG, 0.2 + 0.8 * sqrt(min(share / 0.1, 1.0)));
+            } else {
+                colour = mix(BG, GRID, 0.55);
+            }
+            if (lx == 0u || ly == 0u) { colour = BG; }   // cell separators
+            if (n > 0u) {
+                let tw = number_width(n, 1);
+                let origin = vec2<i32>(m + i32(col * cm.cell_w) + (i32(cm.cell_w) - tw + 1) / 2,
+                                       m + i32(row * cm.cell_h) + (i32(cm.cell_h) - GLYPH_H + 1) / 2);
+                if (number_on(n, px, origin, 1)) {
+                    colour = select(vec3<f32>(0.04), INK, dot(colour, vec3<f32>(0.3, 0.55, 0.15)) < 0.45);
+                }
+            }
+        }
+    } else if (gx >= 0 || gy >= 0) {
+        // Headers: predicted class above the columns, true class left of the rows.
+        var k = 0u;
+        var origin = vec2<i32>(0);
+        if (gy < 0) {
+            k = u32(gx) / cm.cell_w;
+            origin = vec2<i32>(m + i32(k * cm.cell_w) + (i32(cm.cell_w) - GLYPH_W) / 2, (m - GLYPH_H) / 2);
+        } else {
+            k = u32(gy) / cm.cell_h;
+            origin = vec2<i32>((m - GLYPH_W) / 2, m + i32(k * cm.cell_h) + (i32(cm.cell_h) - GLYPH_H) / 2);
+        }
+        if (k < c && number_on(k, px, origin, 1)) { colour = TEXT; }
+    }
+    textureStore(cm_tex, px, vec4<f32>(colour, 1.0));
+}
+
+// -- misclassified digits into a batch ----------------------------------------------------------
+
+struct Gather {
+    batch: u32,         // rows of x
+    first: u32,         // first entry of `wrong` on this page
+    pixels: u32,        // D
+    wrong_cap: u32,     // entries `wrong` can hold
+};
+
+@group(0) @binding(0) var<uniform> ga: Gather;
+@group(0) @binding(1) var<storage, read> ga_images: array<u32>;
+@group(0) @binding(2) var<storage, read> ga_wrong: array<u32>;
+@group(0) @binding(3) var<storage, read> ga_counters: array<u32>;
+@group(0) @binding(4) var<storage, read_write> ga_x: array<f32>;
+
+@compute @workgroup_size(256)
+fn gallery_gather(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x;
+    if (i >= ga.batch * ga.pixels) { return; }
+    let r = i / ga.pixels;
+    let p = i % ga.pixels;
+    let k = ga.first + r;
+    var v = 0.0;
+    if (k < min(ga_counters[2], ga.wrong_cap)) {
+        let b = ga_wrong[k] * ga.pixels + p;
+        v = f32(byte_of(ga_images[b >> 2u], b)) * (1.0 / 255.0);
+    }
+    ga_x[i] = v;
+}
+
+// -- digit tiles --------------------------------------------------------------------------------
+
+struct Tiles {
+    mode: u32,          // 0 dataset page, 1 misclassified page
+    first: u32,         // first sample (mode 0) or first entry of `wrong` (mode 1)
+    n: u32,             // samples in the split (mode 0) / capacity of `wrong` (mode 1)
+    cols: u32,
+    rows: u32,
+    iw: u32,            // image width, height
+    ih: u32,
+    label_h: u32,       // label strip under each tile
+    gap: u32,
+    classes: u32,
+    selected: u32,      // sample index to outline (0xffffffff: none)
+    _pad: u32,
+};
+
+@group(0) @binding(0) var<uniform> tl: Tiles;
+@group(0) @binding(1) var<storage, read> tl_images: array<u32>;
+@group(0) @binding(2) var<storage, read> tl_labels: array<u32>;
+@group(0) @binding(3) var<storage, read> tl_wrong: array<u32>;
+@group(0) @binding(4) var<storage, read> tl_counters: array<u32>;
+@group(0) @binding(5) var<storage, read> tl_logits: array<f32>;
+@group(0) @binding(6) var tl_tex: texture_storage_2d<rgba8unorm, write>;
+
+@compute @workgroup_size(16, 16)
+fn tiles(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let dims = textureDimensions(tl_tex);
+    if (gid.x >= dims.x || gid.y >= dims.y) { return; }
+    _ = tl_wrong[0]; _ = tl_counters[0]; _ = tl_logits[0];
+    let px = vec2<i32>(gid.xy);
+    let pw = tl.iw + tl.gap;
+    let ph = tl.ih + tl.label_h + tl.gap;
+    var colour = BG;
+    if (gid.x >= tl.gap && gid.y >= tl.gap) {
+        let cx = (gid.x - tl.gap) / pw;
+        let cy = (gid.y - tl.gap) / ph;
+        let lx = (gid.x - tl.gap) % pw;
+        let ly = (gid.y - tl.gap) % ph;
+        let t = cy * tl.cols + cx;
+        // Which sample, and is there one?
+        var valid = false;
+        var sample = 0u;
+        if (cx < tl.cols && cy < tl.rows) {
+            if (tl.mode == 0u) {
+                sample = tl.first + t;
+                valid = sample < tl.n;
+            } else {
+                let k = tl.first + t;
+                valid = k < min(tl_counters[2], tl.n);
+                if (valid) { sample = tl_wrong[k]; }
+            }
+        }
+        if (valid && lx < tl.iw && ly < tl.ih) {
+            let b = sample * tl.iw * tl.ih + ly * tl.iw + lx;
+            colour = grey(f32(byte_of(tl_images[b >> 2u], b)) / 255.0);
+        } else if (valid && lx < tl.iw && ly < tl.ih + tl.label_h) {
+            // Label strip: "7" (dataset) or "7 -> 2" (true -> predicted).
+            let truth = byte_of(tl_labels[sample >> 2u], sample);
+            let x0 = i32(tl.gap + cx * pw);
+            let y0 = i32(tl.gap + cy * ph + tl.ih) + (i32(tl.label_h) - GLYPH_H) / 2;
+            colour = mix(BG, GRID, 0.6);
+            if (tl.mode == 0u) {
+                if (number_on(truth, px, vec2<i32>(x0 + (i32(tl.iw) - GLYPH_W) / 2, y0), 1)) { colour = TEXT; }
+            } else {
+                var pred = 0u;
+                for (var c = 1u; c < tl.classes; c++) {
+                    if (tl_logits[t * tl.classes + c] > tl_logits[t * tl.classes + pred]) { pred = c; }
+                }
+                let ox = x0 + (i32(tl.iw) - 17) / 2;
+                if (glyph_on(truth % 10u, px - vec2<i32>(ox, y0), 1)) { colour = ACCENT; }
+                if (glyph_on(GLYPH_ARROW, px - vec2<i32>(ox + 6, y0), 1)) { colour = TEXT; }
+                if (glyph_on(pred % 10u, px - vec2<i32>(ox + 12, y0), 1)) { colour = WRONG; }
+            }
+        }
+    }
+    // Selection ring also on the top / left gap of the selected tile.
+    if (tl.mode == 0u && tl.selected != 0xffffffffu && tl.selected >= tl.first
+        && tl.selected < tl.first + tl.cols * tl.rows) {
+        let t = tl.selected - tl.first;
+        let x0 = i32((t % tl.cols) * pw);
+        let y0 = i32((t / tl.cols) * ph);
+        let x1 = x0 + i32(pw + tl.gap) - 1;
+        let y1 = y0 + i32(ph + tl.gap) - 1;
+        let ring = px.x >= x0 && px.x <= x1 && px.y >= y0 && px.y <= y1
+            && (px.x < x0 + i32(tl.gap) || px.x > x1 - i32(tl.gap) || px.y < y0 + i32(tl.gap) || px.y > y1 - i32(tl.gap));
+        if (ring) { colour = ACCENT; }
+    }
+    textureStore(tl_tex, px, vec4<f32>(colour, 1.0));
+}

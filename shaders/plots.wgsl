@@ -1,0 +1,159 @@
+// Training curves drawn from the GPU history ring, never read back.
+//
+// `hist` is the visualizer's ring of (loss, batch accuracy) per global step (slot
+// step % cap); `evals` holds (global step, test accuracy) per evaluation. The plot
+// shows steps [start, end) over the texture width:
+//
+//   bin  : one invocation per column: mean / min / max of the column's steps
+//          (sampled at most 64 per column), written to `cols`
+//   draw : one invocation per pixel: background grid, the min-max band, the mean as
+//          an anti-aliased line joining neighbouring columns, and (accuracy plot)
+//          the test accuracy of each evaluation as dots joined by a line.
+//
+// kind 0 = loss on a log10 axis [lo, hi]; kind 1 = accuracy on a linear axis [lo, hi].
+
+//!include colormap.wgsl
+
+struct Plot {
+    kind: u32,
+    start: u32,
+    end: u32,
+    cap: u32,           // ring capacity (steps)
+    nevals: u32,        // evaluations recorded
+    eval_cap: u32,      // ring capacity (evaluations)
+    lo: f32,            // y axis range
+    hi: f32,
+};
+
+@group(0) @binding(0) var<uniform> plot: Plot;
+@group(0) @binding(1) var<storage, read> hist: array<f32>;
+@group(0) @binding(2) var<storage, read> evals: array<f32>;
+@group(0) @binding(3) var<storage, read_write> cols: array<vec4<f32>>;   // mean, min, max, valid
+@group(0) @binding(4) var plot_tex: texture_storage_2d<rgba8unorm, write>;
+
+const SAMPLES: u32 = 64u;
+const CURVE_LOSS: vec3<f32> = vec3<f32>(0.40, 0.66, 1.00);
+const CURVE_ACC: vec3<f32> = vec3<f32>(0.36, 0.82, 0.52);
+const TEST: vec3<f32> = vec3<f32>(1.00, 0.72, 0.28);
+
+fn touch() {
+    _ = hist[0]; _ = evals[0]; _ = cols[0];
+    _ = textureDimensions(plot_tex);
+}
+
+@compute @workgroup_size(64)
+fn bin(@builtin(global_invocation_id) gid: vec3<u32>) {
+    touch();
+    let w = textureDimensions(plot_tex).x;
+    let x = gid.x;
+    if (x >= w) { return; }
+    let span = plot.end - min(plot.start, plot.end);
+    var out = vec4<f32>(0.0, 1e30, -1e30, 0.0);
+    if (span > 0u) {
+        let a = plot.start + u32(f32(span) * f32(x) / f32(w));
+        var b = plot.start + u32(f32(span) * f32(x + 1u) / f32(w));
+        b = min(max(b, a + 1u), plot.end);
+        if (a < plot.end) {
+            let stride = max(1u, (b - a + SAMPLES - 1u) / SAMPLES);
+            var sum = 0.0;
+            var k = 0.0;
+            for (var s = a; s < b; s += stride) {
+                let v = hist[(s % plot.cap) * 2u + plot.kind];
+                sum += v;
+                k += 1.0;
+                out.y = min(out.y, v);
+                out.z = max(out.z, v);
+            }
+            out.x = sum / max(k, 1.0);
+            out.w = 1.0;
+        }
+    }
+    cols[x] = out;
+}
+
+// Axis position of value v in [0, 1] (0 = bottom).
+fn axis(v: f32) -> f32 {
+    if (plot.kind == 0u) {
+        let l0 = log2(plot.lo);
+        let l1 = log2(plot.hi);
+        return (log2(max(v, 1e-12)) - l0) / (l1 - l0);
+    }
+    return (v - plot.lo) / (plot.hi - plot.lo);
+}
+
+fn row_of(v: f32, h: f32) -> f32 {
+    return (1.0 - axis(v)) * (h - 1.0) + 0.5;
+}
+
+fn dist_to_segment(p: vec2<f32>, a: vec2<f32>, b: vec2<f32>) -> f32 {
+    let ab = b - a;
+    let t = clamp(dot(p - a, ab) / max(dot(ab, ab), 1e-9), 0.0, 1.0);
+    return length(p - (a + t * ab));
+}
+
+@compute @workgroup_size(16, 16)
+fn draw(@builtin(global_invocation_id) gid: vec3<u32>) {
+    touch();
+    let dims = textureDimensions(plot_tex);
+    if (gid.x >= dims.x || gid.y >= dims.y) { return; }
+    let h = f32(dims.y);
+    let p = vec2<f32>(f32(gid.x) + 0.5, f32(gid.y) + 0.5);
+    var colour = BG;
+
+    // Grid: decades (and 2x, 5x faintly) on the loss axis; tenths or hundredths on accuracy.
+    if (plot.kind == 0u) {
+        for (var e = -6; e <= 3; e++) {
+            for (var m = 1; m <= 5; m++) {
+                if (m == 3 || m == 4) { continue; }
+                let v = f32(m) * pow(10.0, f32(e));
+                if (v < plot.lo || v > plot.hi) { continue; }
+                if (abs(p.y - row_of(v, h)) < 0.5) {
+                    colour = select(mix(BG, GRID, 0.5), GRID * 1.25, m == 1);
+                }
+            }
+        }
+    } else {
+        let step = select(0.1, 0.01, plot.hi - plot.lo <= 0.2);
+        for (var v = ceil(plot.lo / step) * step; v <= plot.hi + 1e-6; v += step) {
+            if (abs(p.y - row_of(v, h)) < 0.5) { colour = GRID * 1.25; }
+        }
+    }
+
+    let curve = select(CURVE_ACC, CURVE_LOSS, plot.kind == 0u);
+    let c = cols[gid.x];
+    if (c.w > 0.5) {
+        // Band: spread of the steps within the column.
+        let y0 = row_of(c.z, h);
+        let y1 = row_of(c.y, h);
+        if (p.y >= y0 - 0.5 && p.y <= y1 + 0.5) { colour = mix(colour, curve, 0.22); }
+        // Line from the previous column's mean to this one's.
+        var ya = row_of(c.x, h);
+        var yb = ya;
+        if (gid.x > 0u && cols[gid.x - 1u].w > 0.5) { yb = row_of(cols[gid.x - 1u].x, h); }
+        let lo = min(ya, yb) - 0.5;
+        let hi = max(ya, yb) + 0.5;
+        let d = max(max(lo - p.y, p.y - hi), 0.0);
+        colour = mix(colour, curve, clamp(1.5 - d, 0.0, 1.0));
+    }
+
+    // Test accuracy per evaluation (accuracy plot): dots joined by lines.
+    if (plot.kind == 1u && plot.nevals > 0u && plot.end > plot.start) {
+        let span = f32(plot.end - plot.start);
+        let first = plot.nevals - min(plot.nevals, min(plot.eval_cap, 64u));
+        var prev = vec2<f32>(-1.0);
+        var best = 1e9;
+        var dot_d = 1e9;
+        for (var i = first; i < plot.nevals; i++) {
+            let slot = i % plot.eval_cap;
+            let step = evals[slot * 2u];
+            if (step < f32(plot.start)) { continue; }
+            let q = vec2<f32>((step - f32(plot.start)) / span * f32(dims.x), row_of(evals[slot * 2u + 1u], h));
+            dot_d = min(dot_d, length(p - q));
+            if (prev.x >= 0.0) { best = min(best, dist_to_segment(p, prev, q)); }
+            prev = q;
+        }
+        colour = mix(colour, TEST, clamp(1.2 - best, 0.0, 1.0) * 0.8);
+        colour = mix(colour, TEST, clamp(3.5 - dot_d, 0.0, 1.0));
+    }
+    textureStore(plot_tex, vec2<i32>(gid.xy), vec4<f32>(colour, 1.0));
+}

@@ -1,0 +1,252 @@
+// Views: compute passes that turn storage buffers (weights, activations, the
+// canvas) into rgba8unorm storage textures, which imgui then shows. Nothing here
+// leaves the GPU; the colour scale of every view comes from `absmax` below.
+//
+//   absmax  : max |x| over a range of a buffer into one slot of `scales`
+//   heatmap : any matrix laid out as a grid of tiles (the W1 mosaic of 28 x 28
+//             receptive fields, W2, biases, activation grids, the input image)
+//   bars    : a bar chart of a short vector (class probabilities, logits)
+//   canvas  : the raw paint canvas with the normaliser's bounding box and centre of mass
+
+//!include colormap.wgsl
+//!include font.wgsl
+
+// -- absmax: one workgroup per dispatch folds a buffer range to its largest magnitude --------
+
+struct Reduce {
+    offset: u32,        // first element
+    count: u32,         // elements
+    slot: u32,          // where in `scales` to write
+    _pad: u32,
+};
+
+@group(0) @binding(0) var<uniform> red: Reduce;
+@group(0) @binding(1) var<storage, read> red_src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> red_out: array<f32>;
+
+var<workgroup> partial: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn absmax(@builtin(local_invocation_id) lid: vec3<u32>) {
+    var m = 0.0;
+    for (var i = lid.x; i < red.count; i += 256u) {
+        let v = abs(red_src[red.offset + i]);
+        if (v <= 3.4e38) { m = max(m, v); }   // skip NaN / inf so one bad value does not blank a view
+    }
+    partial[lid.x] = m;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if (lid.x < s) { partial[lid.x] = max(partial[lid.x], partial[lid.x + s]); }
+        workgroupBarrier();
+    }
+    if (lid.x == 0u) { red_out[red.slot] = partial[0]; }
+}
+
+// -- heatmap: a matrix as a grid of tiles ------------------------------------------------------
+//
+// Tile t (row-major in a grid of `cols` columns, `gap` pixels around each tile) shows
+// elements  src[offset + t*st + y*sy + x*sx]  for x < tile_w, y < tile_h. Examples:
+//   W1 mosaic (W1 stored [D, H]): tile j = hidden unit j, 28 x 28, sx = H, sy = 28 H, st = 1
+//   W2 rows (stored [H, C])     : tile c = class c, H x 1, sx = C, st = 1
+//   an image or activation grid : one tile, sx = 1, sy = width
+// The value is divided by the scale (scales[scale_slot], or 1) times `gain` and mapped
+// through colour map `cmap`. Modulation (mod_mode):
+//   1 multiply by mod[mod_offset + y*mod_sy + x*mod_sx]   (weight x input: what each unit sees)
+//   2 fade tile t by mod[mod_offset + t] / scales[mod_slot] (dims units that do not fire,
+//     and outlines the firing ones)
+
+struct Heat {
+    offset: u32,
+    tile_w: u32,
+    tile_h: u32,
+    tiles: u32,
+    cols: u32,
+    gap: u32,
+    sx: u32,
+    sy: u32,
+    st: u32,
+    cmap: u32,          // 0 diverging, 1 sequential, 2 grey
+    scale_slot: u32,    // 0xffffffff: scale 1
+    gain: f32,
+    mod_mode: u32,
+    mod_offset: u32,
+    mod_sx: u32,
+    mod_sy: u32,
+    mod_slot: u32,
+    highlight: u32,     // tile to outline (0xffffffff: none)
+    _a: u32,
+    _b: u32,
+};
+
+@group(0) @binding(0) var<uniform> heat: Heat;
+@group(0) @binding(1) var<storage, read> heat_src: array<f32>;
+@group(0) @binding(2) var<storage, read> heat_mod: array<f32>;
+@group(0) @binding(3) var<storage, read> heat_scales: array<f32>;
+@group(0) @binding(4) var heat_tex: texture_storage_2d<rgba8unorm, write>;
+
+@compute @workgroup_size(16, 16)
+fn heatmap(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let dims = textureDimensions(heat_tex);
+    if (gid.x >= dims.x || gid.y >= dims.y) { return; }
+    _ = heat_mod[0];
+    let px = vec2<i32>(gid.xy);
+    let pw = heat.tile_w + heat.gap;
+    let ph = heat.tile_h + heat.gap;
+    var colour = GRID;
+    if (heat.gap == 0u) { colour = BG; }
+    let inside = gid.x >= heat.gap && gid.y >= heat.gap;
+    let cx = (gid.x - min(gid.x, heat.gap)) / pw;
+    let cy = (gid.y - min(gid.y, heat.gap)) / ph;
+    let lx = (gid.x - min(gid.x, heat.gap)) % pw;
+    let ly = (gid.y - min(gid.y, heat.gap)) % ph;
+    let t = cy * heat.cols + cx;
+    var scale = 1.0;
+    if (heat.scale_slot != 0xffffffffu) { scale = max(heat_scales[heat.scale_slot], 1e-12); }
+    if (inside && cx < heat.cols && t < heat.tiles) {
+        if (lx < heat.tile_w && ly < heat.tile_h) {
+            var v = heat_src[heat.offset + t * heat.st + ly * heat.sy + lx * heat.sx];
+            if (heat.mod_mode == 1u) {
+                v *= heat_mod[heat.mod_offset + ly * heat.mod_sy + lx * heat.mod_sx];
+            }
+            colour = colormap(heat.cmap, v * heat.gain / scale);
+            if (heat.mod_mode == 2u) {
+                let a = heat_mod[heat.mod_offset + t] / max(heat_scales[heat.mod_slot], 1e-12);
+                colour = mix(BG, colour, 0.12 + 0.88 * clamp(a, 0.0, 1.0));
+            }
+        } else if (heat.mod_mode == 2u && heat.gap > 0u) {
+            // The gap right of / below a tile: its firing strength as a bright rim.
+            let a = heat_mod[heat.mod_offset + t] / max(heat_scales[heat.mod_slot], 1e-12);
+            colour = mix(GRID, ACCENT, clamp(a, 0.0, 1.0));
+        }
+    }
+    // Outline the highlighted tile (its gap ring).
+    if (heat.highlight != 0xffffffffu && heat.gap > 0u) {
+        let hx = heat.highlight % heat.cols;
+        let hy = heat.highlight / heat.cols;
+        let x0 = i32(hx * pw);
+        let y0 = i32(hy * ph);
+        let x1 = x0 + i32(pw + heat.gap) - 1;
+        let y1 = y0 + i32(ph + heat.gap) - 1;
+        let on_ring = px.x >= x0 && px.x <= x1 && px.y >= y0 && px.y <= y1
+            && (px.x < x0 + i32(heat.gap) || px.x > x1 - i32(heat.gap)
+                || px.y < y0 + i32(heat.gap) || px.y > y1 - i32(heat.gap));
+        if (on_ring) { colour = ACCENT; }
+    }
+    textureStore(heat_tex, px, vec4<f32>(colour, 1.0));
+}
+
+// -- bars: one bar per element, labelled with its index ----------------------------------------
+//
+// mode 0: values in [0, 1] (probabilities) grow up from the bottom; the largest bar is
+//         drawn in the accent colour.
+// mode 1: signed values (logits) around a middle baseline, scaled by scales[scale_slot].
+// Labels (the element index, e.g. the digit) sit in a strip of label_h pixels at the bottom.
+
+struct Bars {
+    offset: u32,
+    n: u32,
+    mode: u32,
+    scale_slot: u32,
+    label_h: u32,
+    font_scale: u32,
+    _a: u32,
+    _b: u32,
+};
+
+@group(0) @binding(0) var<uniform> bars: Bars;
+@group(0) @binding(1) var<storage, read> bars_src: array<f32>;
+@group(0) @binding(2) var<storage, read> bars_scales: array<f32>;
+@group(0) @binding(3) var bars_tex: texture_storage_2d<rgba8unorm, write>;
+
+@compute @workgroup_size(16, 16)
+fn bar_chart(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let dims = textureDimensions(bars_tex);
+    if (gid.x >= dims.x || gid.y >= dims.y) { return; }
+    let px = vec2<i32>(gid.xy);
+    let n = max(bars.n, 1u);
+    let band = f32(dims.x) / f32(n);
+    let k = min(u32(f32(gid.x) / band), n - 1u);
+    let chart_h = f32(dims.y - bars.label_h);
+    // Winner: the largest element.
+    var best = 0u;
+    for (var j = 1u; j < n; j++) {
+        if (bars_src[bars.offset + j] > bars_src[bars.offset + best]) { best = j; }
+    }
+    let v = bars_src[bars.offset + k];
+    var colour = BG;
+    let y = f32(gid.y) + 0.5;
+    // Horizontal guides every quarter.
+    for (var q = 1u; q < 4u; q++) {
+        if (abs(y - chart_h * f32(q) / 4.0) < 0.5) { colour = GRID; }
+    }
+    let x_in_band = f32(gid.x) + 0.5 - f32(k) * band;
+    let in_bar_x = x_in_band > band * 0.14 && x_in_band < band * 0.86;
+    var bar_colour = vec3<f32>(0.33, 0.45, 0.66);
+    if (k == best) { bar_colour = ACCENT; }
+    if (bars.mode == 0u) {
+        let top = chart_h * (1.0 - clamp(v, 0.0, 1.0));
+        if (in_bar_x && y > top && y <= chart_h) { colour = bar_colour; }
+        // A thin cap so tiny probabilities still show where the bar is.
+        if (in_bar_x && y > chart_h - 1.0 && y <= chart_h) { colour = mix(bar_colour, BG, 0.4); }
+    } else {
+        let scale = max(bars_scales[bars.scale_slot], 1e-12);
+        let mid = chart_h * 0.5;
+        let end = mid - clamp(v / scale, -1.0, 1.0) * mid * 0.95;
+        if (in_bar_x && y > min(mid, end) && y <= max(mid, end)) {
+            colour = select(vec3<f32>(0.36, 0.55, 0.92), vec3<f32>(0.92, 0.40, 0.22), v >= 0.0);
+            if (k == best) { colour = ACCENT; }
+        }
+        if (abs(y - mid) < 0.5) { colour = TEXT * 0.6; }
+    }
+    // Index label centred under the bar.
+    if (bars.label_h > 0u && gid.y >= dims.y - bars.label_h) {
+        let s = i32(max(bars.font_scale, 1u));
+        let w = number_width(k, s);
+        let ox = i32(f32(k) * band + band * 0.5) - w / 2;
+        let oy = i32(dims.y - bars.label_h) + (i32(bars.label_h) - GLYPH_H * s) / 2;
+        if (number_on(k, px, vec2<i32>(ox, oy), s)) {
+            colour = select(TEXT, ACCENT, k == best);
+        }
+    }
+    textureStore(bars_tex, px, vec4<f32>(colour, 1.0));
+}
+
+// -- the paint canvas, with what the normaliser measured ---------------------------------------
+
+struct CanvasView {
+    cw: u32,            // canvas size (the texture has the same size)
+    ch: u32,
+    show_box: u32,      // draw the ink bounding box and the centre of mass
+    _pad: u32,
+};
+
+@group(0) @binding(0) var<uniform> cv: CanvasView;
+@group(0) @binding(1) var<storage, read> cv_canvas: array<f32>;
+@group(0) @binding(2) var<storage, read> cv_norm: array<f32>;
+@group(0) @binding(3) var cv_tex: texture_storage_2d<rgba8unorm, write>;
+
+@compute @workgroup_size(16, 16)
+fn canvas_view(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x >= cv.cw || gid.y >= cv.ch) { return; }
+    let v = cv_canvas[gid.y * cv.cw + gid.x];
+    var colour = grey(v);
+    let q = vec2<i32>(gid.xy);
+    let p = vec2<f32>(q) + vec2<f32>(0.5);
+    // Faint dashed guide: the central 20/28 box MNIST digits are fitted into.
+    let m = i32(cv.cw * 4u / 28u);
+    let e = i32(cv.cw) - 1 - m;
+    let on_guide = ((q.x == m || q.x == e) && q.y >= m && q.y <= e) || ((q.y == m || q.y == e) && q.x >= m && q.x <= e);
+    if (on_guide && (q.x + q.y) % 6 < 3) { colour = mix(colour, TEXT, 0.18); }
+    if (cv.show_box == 1u && cv_norm[0] > 0.5) {
+        // The ink's bounding box, drawn on the pixels just outside it.
+        let lo = vec2<i32>(vec2<f32>(cv_norm[1], cv_norm[2])) - vec2<i32>(1);
+        let hi = vec2<i32>(vec2<f32>(cv_norm[3], cv_norm[4]));
+        let on_box = ((q.x == lo.x || q.x == hi.x) && q.y >= lo.y && q.y <= hi.y)
+            || ((q.y == lo.y || q.y == hi.y) && q.x >= lo.x && q.x <= hi.x);
+        if (on_box) { colour = mix(colour, vec3<f32>(0.35, 0.65, 1.0), 0.85); }
+        // Centre of mass: a small cross.
+        let d = abs(p - vec2<f32>(cv_norm[6], cv_norm[7]));
+        if ((d.x < 0.5 && d.y < 3.0) || (d.y < 0.5 && d.x < 3.0)) { colour = mix(colour, WRONG, 0.9); }
+    }
+    textureStore(cv_tex, vec2<i32>(gid.xy), vec4<f32>(colour, 1.0));
+}

@@ -1,0 +1,84 @@
+"""Small wgpu helpers for the visualizer's own passes.
+
+The engine's `Device.dispatch` records onto the training stream; the visualizer
+instead builds its per-frame passes once as `Program`s (lists of dispatches) and
+encodes them every frame. What changes between frames lives in small mutable
+uniform buffers (`Params`) written with `queue.write_buffer` only when a value
+actually changed.
+"""
+from __future__ import annotations
+
+import math
+import struct
+
+import wgpu
+
+from compute.device import UNIFORM, get_device
+from compute.program import Dispatch
+
+TEXTURE_USAGE = (wgpu.TextureUsage.STORAGE_BINDING | wgpu.TextureUsage.TEXTURE_BINDING
+                 | wgpu.TextureUsage.COPY_SRC)
+NONE = 0xFFFFFFFF  # "no slot / no tile" in the view kernels' u32 parameters
+
+
+def make_dispatch(shader: str, entry: str, resources: list, workgroups, **constants) -> Dispatch:
+    """A dispatch (pipeline + bind group + grid) that is NOT recorded on the engine's stream."""
+    dev = get_device()
+    pipe = dev.pipeline(shader, entry, **constants)
+    wg = tuple(int(w) for w in workgroups) + (1,) * (3 - len(tuple(workgroups)))
+    return Dispatch(pipe, dev.bind_group(pipe, resources), wg, f"{shader}:{entry}")
+
+
+def grid_2d(width: int, height: int, tile: int = 16) -> tuple[int, int]:
+    return max(1, math.ceil(width / tile)), max(1, math.ceil(height / tile))
+
+
+class Params:
+    """A mutable uniform buffer holding one packed struct; rewritten only on change."""
+
+    def __init__(self, fmt: str, *values, label: str = "params"):
+        self.fmt = fmt
+        size = struct.calcsize(fmt)
+        self.buffer = get_device().buffer(max(16, -(-size // 16) * 16), label, usage=UNIFORM)
+        self.values: tuple = ()
+        self.set(*values)
+
+    def set(self, *values) -> None:
+        values = tuple(values)
+        if values != self.values:
+            get_device().queue.write_buffer(self.buffer, 0, struct.pack(self.fmt, *values))
+            self.values = values
+
+
+class ViewTexture:
+    """An rgba8unorm texture a compute pass writes and imgui shows.
+
+    `nearest`: shown with nearest sampling (crisp pixels for small textures)."""
+
+    def __init__(self, width: int, height: int, label: str, nearest: bool = True):
+        self.width, self.height = int(width), int(height)
+        self.label = label
+        self.nearest = nearest
+        self.texture = get_device().device.create_texture(
+            size=(self.width, self.height, 1), format=wgpu.TextureFormat.rgba8unorm,
+            usage=TEXTURE_USAGE, label=label)
+        self.view = self.texture.create_view()
+        self.ref = None  # imgui texture reference, set when registered with the GUI
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+    @property
+    def aspect(self) -> float:
+        return self.width / max(self.height, 1)
+
+    def read(self):
+        """Test helper: the texture's pixels as an [H, W, 4] u8 array (a blocking readback
+        counted by the readback meter; never called by the frame loop)."""
+        import numpy as np
+        dev = get_device()
+        data = dev.queue.read_texture({"texture": self.texture}, {"bytes_per_row": self.width * 4},
+                                      (self.width, self.height, 1))
+        dev.readback.record(self.width * self.height * 4, f"texture:{self.label}")
+        return np.frombuffer(data, np.uint8).reshape(self.height, self.width, 4).copy()

@@ -1,0 +1,150 @@
+"""Frame pacing: how many training steps fit in a frame without losing the frame rate.
+
+The GPU's time per frame is measured without reading anything back: after each
+submit a queue fence (`on_submitted_work_done`) is taken, and before encoding a
+new frame the loop waits until at most `depth` frames are still in flight.
+In steady state the CPU time of a frame plus that wait is the GPU's time per
+frame, so the step budget is scaled by (budget / measured) each frame, damped.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+
+from compute.device import get_device
+
+# Speed settings: (steps per frame, label). Negative n: one step every |n| frames;
+# 0: as many as the frame budget allows (adaptive).
+SPEEDS = [
+    (-60, "1 step / 60 frames"),
+    (-15, "1 step / 15 frames"),
+    (-4, "1 step / 4 frames"),
+    (1, "1 step / frame"),
+    (4, "4 steps / frame"),
+    (16, "16 steps / frame"),
+    (64, "64 steps / frame"),
+    (256, "256 steps / frame"),
+    (0, "max (frame budget)"),
+]
+MAX_INDEX = len(SPEEDS) - 1
+
+
+class _WorkDone:
+    """A queue fence: done when all work submitted before it has finished; records when.
+
+    wgpu-py 0.32's `on_submitted_work_done_async` declares a callback type that
+    wgpu-native rejects, so the callback is registered here through cffi with the
+    native signature; wgpu-py's poll thread (kept awake by a token) runs it as soon
+    as the GPU gets there, so `done_at` is the GPU's completion time. No buffer is
+    mapped: a fence carries no data."""
+
+    def __init__(self, dev):
+        from wgpu.backends.wgpu_native._api import ffi, lib, libf
+        self.submitted_at = time.perf_counter()
+        self.done_at: float | None = None
+        self._event = threading.Event()
+        token = dev.device._poller.get_token()
+
+        @ffi.callback("void(WGPUQueueWorkDoneStatus, WGPUStringView, void *, void *)")
+        def callback(status, message, u1, u2):
+            self.done_at = time.perf_counter()
+            self._event.set()
+            token.set_done()
+
+        self._callback = callback  # keep alive until called
+        info = ffi.new("WGPUQueueWorkDoneCallbackInfo *")
+        info.mode = lib.WGPUCallbackMode_AllowProcessEvents
+        info.callback = callback
+        libf.wgpuQueueOnSubmittedWorkDone(dev.queue._internal, info[0])
+
+    def wait(self, timeout: float = 10.0) -> None:
+        self._event.wait(timeout)
+
+
+class FrameFence:
+    """Bounds the frames in flight (waits for frame N - depth before encoding frame N)
+    and measures the GPU time of each frame from the fences' completion times."""
+
+    def __init__(self, depth: int = 2):
+        self.depth = depth
+        self._inflight: collections.deque = collections.deque()
+        self._native = True
+        self._last_done = 0.0
+        self.gpu_s = 0.0            # GPU time of the last completed frame
+
+    def submitted(self) -> None:
+        if self._native:
+            try:
+                self._inflight.append(_WorkDone(get_device()))
+                return
+            except Exception:  # pragma: no cover - another backend: fall back to a full sync
+                self._native = False
+        self._inflight.append(None)
+
+    def wait(self) -> float:
+        """Wait until fewer than `depth` frames are in flight; returns seconds waited."""
+        t0 = time.perf_counter()
+        while self._inflight and self._inflight[0] is not None and self._inflight[0].done_at is not None:
+            self._retire(self._inflight.popleft())
+        while len(self._inflight) >= self.depth:
+            self._retire(self._inflight.popleft(), wait=True)
+        return time.perf_counter() - t0
+
+    def drain(self) -> None:
+        while self._inflight:
+            self._retire(self._inflight.popleft(), wait=True)
+
+    def _retire(self, fence, wait: bool = False) -> None:
+        if fence is None:
+            t0 = time.perf_counter()
+            get_device().sync()
+            self.gpu_s = time.perf_counter() - t0
+            return
+        if wait:
+            fence.wait()
+        if fence.done_at is not None:
+            # Busy from the later of its submission and the previous frame's completion.
+            self.gpu_s = max(0.0, fence.done_at - max(fence.submitted_at, self._last_done))
+            self._last_done = fence.done_at
+
+
+class StepPacer:
+    """Steps per frame for the 'max' speed: adapts to the measured frame work time."""
+
+    def __init__(self, budget_s: float, max_steps: int = 4096):
+        self.budget_s = budget_s
+        self.max_steps = max_steps
+        self.steps = 1.0
+        self.work_s = 0.0          # smoothed frame work time (CPU + GPU wait)
+        self._rate_t0 = time.perf_counter()
+        self._rate_steps = 0
+        self.steps_per_s = 0.0
+
+    def budget(self) -> int:
+        return max(1, int(self.steps))
+
+    def update(self, work_s: float, steps_done: int, adaptive: bool) -> None:
+        """work_s: this frame's cost, the larger of its CPU time and the GPU time of
+        the last finished frame."""
+        self.work_s = work_s if self.work_s == 0 else 0.8 * self.work_s + 0.2 * work_s
+        if adaptive and steps_done > 0:
+            ratio = self.budget_s / max(work_s, 1e-4)
+            # Damped multiplicative control: shrink fast when over budget, grow gently.
+            factor = min(1.25, ratio ** 0.5) if ratio > 1 else max(0.5, ratio)
+            self.steps = min(self.max_steps, max(1.0, self.steps * factor + (1 if ratio > 1.2 else 0)))
+        self._rate_steps += steps_done
+        now = time.perf_counter()
+        if now - self._rate_t0 >= 0.5:
+            self.steps_per_s = self._rate_steps / (now - self._rate_t0)
+            self._rate_steps = 0
+            self._rate_t0 = now
+
+
+def steps_for_frame(speed_index: int, frame: int, pacer: StepPacer) -> int:
+    n = SPEEDS[max(0, min(speed_index, MAX_INDEX))][0]
+    if n == 0:
+        return pacer.budget()
+    if n < 0:
+        return 1 if frame % -n == 0 else 0
+    return n

@@ -1,0 +1,303 @@
+"""The training session behind the Training panel: one `Trainer` at a time, driven
+frame by frame, with live settings.
+
+Per frame it encodes into the frame's command encoder: the pieces of an evaluation
+in progress, or a budget of training steps (never across an epoch boundary: the
+next epoch's shuffle is a queue write that must land between submissions), the
+GPU-to-GPU copies of the new metrics into the run history, and a snapshot of the
+weights at each epoch start (restored if training diverges).
+
+Settings that the step program reads from GPU buffers (learning rate, schedule,
+optimizer, momentum, weight decay) change with one queue write. Settings baked
+into the traced step (batch size, shift augmentation) rebuild the Trainer and
+continue from the current weights at the same point of the epoch.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from compute.device import get_device
+from compute.optim import OptimConfig
+from compute.recipes import RECIPES
+from compute.training import FLAG_NONFINITE, TrainConfig, Trainer
+
+from .pacing import MAX_INDEX, StepPacer, steps_for_frame
+
+BATCH_SIZES = (8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+def _default_settings():
+    r = RECIPES["default"]
+    return dict(epochs=r.epochs, batch_size=r.batch_size, optimizer=r.optimizer, lr=r.lr, min_lr=r.min_lr,
+                schedule=r.schedule, momentum=r.momentum, nesterov=r.nesterov, weight_decay=r.weight_decay,
+                shift=r.shift)
+
+
+@dataclass
+class TrainSettings:
+    epochs: int = 20
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    min_lr: float = 0.0
+    schedule: str = "cosine"
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 0.0
+    gamma: float = 0.5
+    shift: int = 1
+    seed: int = 0
+    fresh: bool = True               # Train re-initialises the weights (else continues from them)
+    speed: int = MAX_INDEX           # index into pacing.SPEEDS
+    eval_each_epoch: bool = True
+
+    @classmethod
+    def default(cls) -> "TrainSettings":
+        return cls(**_default_settings())
+
+    def optim(self) -> OptimConfig:
+        return OptimConfig(optimizer=self.optimizer, lr=self.lr, min_lr=self.min_lr, schedule=self.schedule,
+                           momentum=self.momentum, nesterov=self.nesterov, weight_decay=self.weight_decay,
+                           gamma=self.gamma)
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optim=self.optim(), shift=self.shift,
+                           seed=self.seed)
+
+
+class TrainingSession:
+    """status: idle | running | paused | finished | diverged"""
+
+    def __init__(self, model, history, settings: TrainSettings | None = None, frame_budget_s: float | None = None):
+        dev = get_device()
+        self.model = model
+        self.history = history
+        self.settings = settings or TrainSettings.default()
+        self.data = None
+        self.trainer: Trainer | None = None
+        self.status = "idle"
+        self.message = ""                 # last notable event, shown in the panel
+        self.pacer = StepPacer(frame_budget_s or (1 / 12 if dev.is_cpu else 1 / 90))
+        self.frame = 0
+        self.pending_steps = 0            # single steps requested while not running
+        self.weights_changed = False      # since the model was loaded / saved (autosave)
+        self._eval_pieces: list[list] = []
+        self._eval_trainer_count = 0      # evaluations the current trainer has done
+        self._eval_reason = ""
+        self._eval_total = 1
+        self._runs = 0
+        self.steps_last_frame = 0
+        self.evaluating = False
+
+    # -- setup ------------------------------------------------------------------------------------------
+    def attach_data(self, data, evaluate: bool = True) -> None:
+        self.data = data
+        self._build_trainer(keep_position=False)
+        if evaluate:
+            self.evaluate_now("the loaded model")
+
+    def set_model(self, model) -> None:
+        """A different model object (a checkpoint of another architecture)."""
+        self.model = model
+        self.trainer = None
+        self.status = "idle"
+        self._eval_pieces.clear()
+        if self.data is not None:
+            self._build_trainer(keep_position=False)
+
+    def _build_trainer(self, keep_position: bool) -> None:
+        old = self.trainer
+        cfg = self.settings.train_config()
+        trainer = Trainer(self.model, self.data, cfg)
+        if old is not None and keep_position:
+            step = min(old.step * old.config.batch_size // cfg.batch_size, trainer.total_steps)
+            trainer.step = step
+            trainer.metrics.set_step(step)
+        self.trainer = trainer
+        self._eval_trainer_count = 0
+        self._eval_pieces.clear()
+        self.evaluating = False
+
+    @property
+    def ready(self) -> bool:
+        return self.data is not None and self.trainer is not None
+
+    # -- actions ---------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Train: from fresh weights or the current ones (settings.fresh)."""
+        if self.data is None:
+            self.message = "the dataset is still loading"
+            return
+        if self.settings.fresh:
+            self._runs += 1
+            self.model.init("he_uniform", self.settings.seed + self._runs)
+            self.history.clear()
+            self.message = "training from freshly initialised weights"
+        else:
+            self.message = "training from the current weights"
+        self._build_trainer(keep_position=False)
+        self.status = "running"
+        self.weights_changed = True
+
+    def pause(self) -> None:
+        if self.status == "running":
+            self.status = "paused"
+
+    def resume(self) -> None:
+        if self.status == "paused" and self.trainer is not None and not self.trainer.finished:
+            self.status = "running"
+        elif self.status in ("idle", "finished"):
+            self.start()
+
+    def toggle(self) -> None:
+        if self.status == "running":
+            self.pause()
+        else:
+            self.resume()
+
+    def step_once(self) -> None:
+        if self.data is None:
+            return
+        if self.trainer is None or self.trainer.finished:
+            self._build_trainer(keep_position=False)
+        if self.status == "running":
+            self.status = "paused"
+        if self.status in ("idle", "finished"):
+            self.status = "paused"
+        self.pending_steps += 1
+
+    def reset(self) -> None:
+        """Stop and re-initialise the weights (the curves start over)."""
+        self._runs += 1
+        self.model.init("he_uniform", self.settings.seed + self._runs)
+        self.history.clear()
+        self.status = "idle"
+        self.message = "weights re-initialised"
+        self.weights_changed = True
+        if self.data is not None:
+            self._build_trainer(keep_position=False)
+
+    def evaluate_now(self, reason: str = "") -> None:
+        if self.trainer is None:
+            return
+        self._eval_pieces = _split_eval(_eval_program(self.trainer))
+        self._eval_total = len(self._eval_pieces)
+        self._eval_reason = reason
+        self.evaluating = True
+
+    def restore_last_good(self) -> None:
+        if self.trainer is not None:
+            self.trainer.restore_snapshot()
+            self.status = "paused"
+            self.message = "restored the weights from the start of the epoch"
+
+    def apply_settings(self, new: TrainSettings) -> None:
+        """Apply edited settings live: a queue write, or a trainer rebuild where the step is baked."""
+        old = self.settings
+        self.settings = new
+        if self.trainer is None:
+            return
+        if (new.batch_size, new.shift, new.seed) != (old.batch_size, old.shift, old.seed):
+            self._build_trainer(keep_position=True)
+            self.message = f"rebuilt the step for batch size {new.batch_size}, continuing"
+            return
+        tr = self.trainer
+        if new.epochs != old.epochs:
+            tr.total_steps = tr.steps_per_epoch * new.epochs
+            tr.config = dataclasses.replace(tr.config, epochs=new.epochs)
+            if self.status == "finished" and not tr.finished:
+                self.status = "paused"
+        if new.optim() != old.optim() or new.epochs != old.epochs:
+            period = max(1, round(tr.steps_per_epoch * tr.config.step_epochs))
+            tr.optimizer.configure(dataclasses.replace(new.optim(), total_steps=tr.total_steps, period=period))
+            if new.optimizer != old.optimizer:
+                tr.optimizer.reset_state()
+
+    def on_scalars(self, values: dict) -> None:
+        """Scalars read back a few times a second: notice divergence."""
+        if values.get("flags", 0) & FLAG_NONFINITE and self.status == "running":
+            self.status = "diverged"
+            self.message = (f"training diverged (loss NaN/inf): lower the learning rate "
+                            f"(now {self.settings.lr:g}) and restore the last good weights")
+
+    # -- per frame -------------------------------------------------------------------------------------
+    def encode(self, encoder) -> int:
+        """Encode this frame's training work; returns the number of steps encoded."""
+        self.frame += 1
+        self.steps_last_frame = 0
+        tr = self.trainer
+        if tr is None:
+            return 0
+        if self._eval_pieces:
+            self._encode_eval_piece(encoder)
+            return 0
+        n = 0
+        if self.status == "running":
+            n = steps_for_frame(self.settings.speed, self.frame, self.pacer)
+        elif self.pending_steps:
+            n, self.pending_steps = 1, self.pending_steps - 1
+        if n <= 0:
+            return 0
+        if tr.finished:
+            self.status = "finished"
+            return 0
+        spe = tr.steps_per_epoch
+        if tr.step % spe == 0:
+            tr.save_snapshot(encoder)
+        first = tr.step
+        done = tr.encode_steps(encoder, min(n, tr.total_steps - tr.step))
+        self.history.record_steps(encoder, tr, first, done)
+        self.history.record_state(encoder, tr)
+        self.steps_last_frame = done
+        self.weights_changed = True
+        if tr.step % spe == 0:  # an epoch ended
+            epoch = tr.step // spe
+            if tr.finished:
+                self.status = "finished"
+                self.message = f"finished {tr.config.epochs} epochs"
+            if self.settings.eval_each_epoch or tr.finished:
+                self.evaluate_now(f"epoch {epoch}")
+        return done
+
+    def _encode_eval_piece(self, encoder) -> None:
+        tr = self.trainer
+        # A GPU runs the whole evaluation in a blink; on a CPU adapter one chunk of the
+        # test set per frame keeps the window responsive.
+        pieces = 1 if get_device().is_cpu else len(self._eval_pieces)
+        from compute.program import Program
+        for _ in range(pieces):
+            Program(self._eval_pieces.pop(0)).encode(encoder)
+        if not self._eval_pieces:
+            self._eval_trainer_count += 1
+            self.history.record_eval(encoder, tr, self._eval_trainer_count)
+            self.history.record_state(encoder, tr)
+            self.evaluating = False
+
+    @property
+    def eval_progress(self) -> float:
+        if not self.evaluating:
+            return 1.0
+        return 1.0 - len(self._eval_pieces) / max(1, self._eval_total)
+
+
+def _eval_program(trainer):
+    evaluator = getattr(trainer, "evaluator", None)
+    return evaluator.program if evaluator is not None else trainer.eval_program
+
+
+def _split_eval(program) -> list[list]:
+    """The evaluation program cut after each chunk's scoring dispatch, so it can be
+    spread over frames (the counters accumulate on the GPU between them)."""
+    pieces, cur = [], []
+    for d in program.dispatches:
+        cur.append(d)
+        if d.label == "eval.wgsl:score":
+            pieces.append(cur)
+            cur = []
+    if cur:
+        if pieces:
+            pieces[-1].extend(cur)
+        else:
+            pieces.append(cur)
+    return pieces

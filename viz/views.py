@@ -1,0 +1,192 @@
+"""Buffer -> texture view passes for the model: weights, biases, activations,
+probabilities, and the paint canvas (views.wgsl).
+
+Every view is a compute dispatch built once; its per-frame cost is the dispatch.
+Colour scales come from GPU reductions (`ScaleBank`: max |x| of each weight
+matrix, bias vector and activation), so nothing is read back to choose them.
+"""
+from __future__ import annotations
+
+import math
+
+from compute.device import get_device
+
+from .gpu import NONE, Params, ViewTexture, grid_2d, make_dispatch
+
+HEAT_FMT = "<11If8I"   # views.wgsl `Heat`
+CMAP_DIVERGING, CMAP_SEQUENTIAL, CMAP_GREY = 0, 1, 2
+MOSAIC_WEIGHTS, MOSAIC_CONTRIBUTION, MOSAIC_FIRING = 0, 1, 2
+MOSAIC_MODES = ("weights", "weights x input", "firing units")
+
+
+class ScaleBank:
+    """max |x| of buffer ranges, one slot each in a small GPU buffer the views read."""
+
+    SLOTS = 64
+
+    def __init__(self):
+        self.buffer = get_device().buffer(self.SLOTS * 4, "view.scales")
+        self._dispatches: list = []
+
+    def add(self, buffer, offset_elems: int, count: int) -> int:
+        slot = len(self._dispatches)
+        if slot >= self.SLOTS:
+            raise ValueError("too many view scales")
+        prm = get_device().uniform("<4I", offset_elems, count, slot, 0)
+        self._dispatches.append(make_dispatch("views.wgsl", "absmax", [prm, buffer, self.buffer], (1,)))
+        return slot
+
+    def dispatches(self) -> list:
+        return list(self._dispatches)
+
+
+def grid_cols(n: int) -> int:
+    """Columns of a roughly 2:1 grid of n tiles."""
+    return max(1, math.ceil(math.sqrt(2 * n)))
+
+
+class Heatmap:
+    """One `heatmap` dispatch drawing a matrix into its own texture."""
+
+    def __init__(self, label: str, src, offset: int, tile_w: int, tile_h: int, tiles: int, cols: int, gap: int,
+                 sx: int, sy: int, st: int, cmap: int, scale_slot: int, scales, gain: float = 1.0,
+                 mod=None, mod_mode: int = 0, mod_offset: int = 0, mod_sx: int = 0, mod_sy: int = 0,
+                 mod_slot: int = 0, nearest: bool = True, texture: ViewTexture | None = None):
+        rows = math.ceil(tiles / cols)
+        self.tile_w, self.tile_h, self.cols, self.rows, self.gap = tile_w, tile_h, cols, rows, gap
+        size = (cols * (tile_w + gap) + gap, rows * (tile_h + gap) + gap)
+        if texture is not None and texture.size != size:
+            raise ValueError(f"{label}: shared texture is {texture.size}, view needs {size}")
+        self.texture = texture or ViewTexture(*size, label, nearest)
+        self._base = [offset, tile_w, tile_h, tiles, cols, gap, sx, sy, st, cmap, scale_slot]
+        self._mod = [mod_offset, mod_sx, mod_sy, mod_slot]
+        self.gain = gain
+        self.mod_mode = mod_mode
+        self.highlight = NONE
+        self.params = Params(HEAT_FMT, *self._values(), label=f"{label}.params")
+        dev = get_device()
+        self.dispatch = make_dispatch("views.wgsl", "heatmap",
+                                      [self.params.buffer, src, mod if mod is not None else dev.dummy_ro, scales,
+                                       self.texture.view], grid_2d(*self.texture.size))
+
+    def _values(self):
+        return (*self._base, float(self.gain), self.mod_mode, *self._mod, self.highlight, 0, 0)
+
+    def update(self, gain: float | None = None, mod_mode: int | None = None, highlight: int | None = None):
+        if gain is not None:
+            self.gain = float(gain)
+        if mod_mode is not None:
+            self.mod_mode = int(mod_mode)
+        if highlight is not None:
+            self.highlight = int(highlight)
+        self.params.set(*self._values())
+
+    def tile_at(self, u: float, v: float) -> int | None:
+        """Tile under texture coordinates (u, v) in [0, 1], or None."""
+        x, y = u * self.texture.width, v * self.texture.height
+        cx, cy = int((x - self.gap) // (self.tile_w + self.gap)), int((y - self.gap) // (self.tile_h + self.gap))
+        if 0 <= cx < self.cols and 0 <= cy < self.rows:
+            return cy * self.cols + cx
+        return None
+
+
+class Bars:
+    """A labelled bar chart of a short vector (probabilities: mode 0, logits: mode 1)."""
+
+    def __init__(self, label: str, src, offset: int, n: int, mode: int, scale_slot: int, scales,
+                 size=(320, 150), label_h: int = 22, font_scale: int = 2):
+        self.texture = ViewTexture(size[0], size[1], label, nearest=True)
+        prm = get_device().uniform("<8I", offset, n, mode, scale_slot, label_h, font_scale, 0, 0)
+        self.dispatch = make_dispatch("views.wgsl", "bar_chart", [prm, src, scales, self.texture.view],
+                                      grid_2d(*self.texture.size))
+
+
+class ModelViews:
+    """Every view of one model: weights, biases, activations for the canvas input, output."""
+
+    def __init__(self, model, forward, scales: ScaleBank, image_shape=(28, 28)):
+        self.model = model
+        self.forward = forward
+        arena = model.arena.buffer
+        linears = [layer for _, layer in model.linears]
+        self.weight_slots, self.bias_slots = [], []
+        for layer in linears:
+            self.weight_slots.append(scales.add(arena, layer.weight.offset // 4, layer.weight.size))
+            self.bias_slots.append(scales.add(arena, layer.bias.offset // 4, layer.bias.size))
+        acts = forward.activations
+        self.act_slots = [scales.add(a.buffer, a.offset // 4, a.size) for a in acts]
+        ih, iw = image_shape
+        sb = scales.buffer
+
+        # W1 as a mosaic of receptive fields: tile j = column j of W1 [D, H], drawn as an image.
+        first = linears[0]
+        d, h = first.in_features, first.out_features
+        # Three variants share one texture: plain weights, weights x the canvas input (what
+        # each unit sees of the digit), weights faded by how strongly each unit fires.
+        self.mosaic_mode = MOSAIC_WEIGHTS
+        self.mosaics: list[Heatmap] = []
+        if d == ih * iw:
+            x = forward.x
+            common = dict(sx=h, sy=iw * h, st=1, cmap=CMAP_DIVERGING, scale_slot=self.weight_slots[0], scales=sb)
+            plain = Heatmap("W1 mosaic", arena, first.weight.offset // 4, iw, ih, h, grid_cols(h), 1, **common)
+            seen = Heatmap("W1 mosaic", arena, first.weight.offset // 4, iw, ih, h, grid_cols(h), 1, **common,
+                           gain=2.0, mod=x.buffer, mod_mode=1, mod_offset=x.offset // 4, mod_sx=1, mod_sy=iw,
+                           texture=plain.texture)
+            firing = Heatmap("W1 mosaic", arena, first.weight.offset // 4, iw, ih, h, grid_cols(h), 1, **common,
+                             mod=acts[0].buffer, mod_mode=2, mod_offset=acts[0].offset // 4,
+                             mod_slot=self.act_slots[0], texture=plain.texture)
+            self.mosaics = [plain, seen, firing]
+        # Later weight matrices [in, out]: one row per output unit, `in` pixels long, 4 tall.
+        self.weights: list[Heatmap] = []
+        for k, layer in enumerate(linears):
+            if k == 0 and self.mosaics:
+                continue
+            n_in, n_out = layer.in_features, layer.out_features
+            self.weights.append(Heatmap(f"W{k + 1}", arena, layer.weight.offset // 4, n_in, 4, n_out, 1, 1,
+                                        sx=n_out, sy=0, st=1, cmap=CMAP_DIVERGING,
+                                        scale_slot=self.weight_slots[k], scales=sb))
+        self.biases = [Heatmap(f"b{k + 1}", arena, layer.bias.offset // 4, layer.out_features, 1, 1, 1, 0,
+                               sx=1, sy=0, st=0, cmap=CMAP_DIVERGING, scale_slot=self.bias_slots[k], scales=sb)
+                       for k, layer in enumerate(linears)]
+        # Hidden activations: one 6 x 6 cell per unit.
+        self.hidden = []
+        for k, a in enumerate(acts[:-1]):
+            n = a.size
+            self.hidden.append(Heatmap(f"h{k + 1}", a.buffer, a.offset // 4, 6, 6, n, grid_cols(n), 1,
+                                       sx=0, sy=0, st=1, cmap=CMAP_SEQUENTIAL, scale_slot=self.act_slots[k],
+                                       scales=sb))
+        x = forward.x
+        self.input = Heatmap("input", x.buffer, x.offset // 4, iw, ih, 1, 1, 0, sx=1, sy=iw, st=0,
+                             cmap=CMAP_GREY, scale_slot=NONE, scales=sb)
+        c = forward.logits.size
+        self.logits = Bars("logits", forward.logits.buffer, forward.logits.offset // 4, c, 1,
+                           self.act_slots[-1], sb, size=(320, 120))
+        self.probs = Bars("probabilities", forward.probs.buffer, forward.probs.offset // 4, c, 0, NONE, sb,
+                          size=(400, 170))
+
+    @property
+    def mosaic(self) -> Heatmap | None:
+        return self.mosaics[self.mosaic_mode] if self.mosaics else None
+
+    @property
+    def textures(self) -> list[ViewTexture]:
+        views = ([self.mosaic] if self.mosaic else []) + self.weights + self.biases + self.hidden + [self.input]
+        return [v.texture for v in views] + [self.logits.texture, self.probs.texture]
+
+    def dispatches(self) -> list:
+        views = ([self.mosaic] if self.mosaic else []) + self.weights + self.biases + self.hidden + [self.input]
+        return [v.dispatch for v in views] + [self.logits.dispatch, self.probs.dispatch]
+
+
+class CanvasView:
+    """The raw paint canvas (with the normaliser's box and centre of mass)."""
+
+    def __init__(self, canvas):
+        self.texture = ViewTexture(canvas.size, canvas.size, "canvas", nearest=False)
+        self.params = Params("<4I", canvas.size, canvas.size, 1, 0, label="canvasview.params")
+        self.dispatch = make_dispatch("views.wgsl", "canvas_view",
+                                      [self.params.buffer, canvas.canvas, canvas.norm, self.texture.view],
+                                      grid_2d(canvas.size, canvas.size))
+
+    def set_show_box(self, show: bool) -> None:
+        self.params.set(self.params.values[0], self.params.values[1], int(show), 0)
