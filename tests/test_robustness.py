@@ -178,3 +178,30 @@ def test_lost_device_is_reported_not_hung():
     """, timeout=120)
     assert p.returncode == 4, (p.returncode, p.stderr[-2000:])
     assert p.stderr.strip().splitlines()[-1].startswith("error: the GPU device was lost")
+
+
+def test_unwritable_save_path_fails_before_training():
+    line = one_line_error(cli("train", "--save", "/proc/no-such-dir/m.safetensors", "--epochs", "1"))
+    assert "cannot write" in line
+
+
+def test_ctrl_c_saves_what_was_trained(tmp_path):
+    import signal
+    import time
+    ckpt = tmp_path / "m.safetensors"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), XDG_RUNTIME_DIR="/tmp", PYTHONUNBUFFERED="1")
+    p = subprocess.Popen([sys.executable, "-m", "viz", "train", "--limit", "640", "--epochs", "500", "--no-eval",
+                          "--save", str(ckpt)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                         cwd=ROOT)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        line = p.stdout.readline()  # (iterating the pipe would wait for a full read-ahead buffer)
+        if not line or line.split()[:2] == ["epoch", "2/500"]:
+            break
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "saved the model so far" in err
+    from compute.checkpoint import load_state_dict
+    tensors, meta = load_state_dict(ckpt)
+    assert int(meta["interrupted_at_step"]) >= 20

@@ -174,16 +174,29 @@ def load_data(path: Path | None):
     return load_dataset(path if path is not None else bundled_mnist_dir())
 
 
+def check_writable(path: Path) -> None:
+    """Fail now with a clear line if the checkpoint could not be written later."""
+    import tempfile
+    if path.exists() and path.is_dir():
+        raise UserError(f"--save {path}: is a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
+            pass
+    except OSError as e:
+        raise UserError(f"--save {path}: cannot write there ({e.strerror or e})") from None
+
+
 def train_command(args) -> int:
     from compute.data import GpuDataset
     from compute.device import get_device
     from compute.model_io import save_model
     from compute.nn import MLPSpec, Sequential
-    from compute.training import FLAG_NONFINITE, Trainer
+    from compute.training import Trainer
 
     cfg, dropout, init = train_config_from_args(args)
-    if args.save is not None and args.save.exists() and args.save.is_dir():
-        raise UserError(f"--save {args.save}: is a directory")
+    if args.save is not None:
+        check_writable(args.save)  # before training, not after an hour of it
     ds = load_data(args.data)
     dev = get_device()
     data = GpuDataset(ds, args.limit)
@@ -201,6 +214,21 @@ def train_command(args) -> int:
     print(f"data: {data.train.n:,} train / {data.test.n:,} test images, {data.nbytes / 1e6:.1f} MB on the GPU (u8)")
 
     progress = Progress(enabled=not args.quiet and sys.stdout.isatty())
+    try:
+        return _train_epochs(args, cfg, dev, trainer, model, progress)
+    except KeyboardInterrupt:
+        progress.clear()
+        if args.save:  # nothing the user trained is lost
+            save_model(args.save, model, {"recipe": args.recipe, "interrupted_at_step": trainer.step})
+            print(f"interrupted: saved the model so far to {args.save}", file=sys.stderr)
+        raise
+
+
+def _train_epochs(args, cfg, dev, trainer, model, progress) -> int:
+    from compute.model_io import save_model
+    from compute.training import FLAG_NONFINITE
+
+    oc = cfg.optim
     acc = None
     for epoch in range(cfg.epochs):
         enc = dev.device.create_command_encoder()
