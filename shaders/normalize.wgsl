@@ -2,7 +2,7 @@
 //
 // MNIST's recipe (LeCun et al.): fit the digit's bounding box into a 20 x 20 box
 // preserving the aspect ratio (anti-aliased), then place it in the 28 x 28 image
-// so that its centre of mass sits at the image centre. Done here in two passes,
+// so that its centre of mass sits on the centre pixel (14, 14). Done here in two passes,
 // both on the GPU, so a digit drawn small, large or off-centre reads the same:
 //
 //   measure  : one workgroup reduces the canvas to its ink bounding box (pixels
@@ -106,7 +106,10 @@ fn resample(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (norm[0] < 0.5) { x_out[i] = 0.0; return; }
     let s = norm[8];
     let com = vec2<f32>(norm[6], norm[7]);
-    let centre = vec2<f32>(f32(prm.ow), f32(prm.oh)) * 0.5;
+    // MNIST put the centre of mass on pixel (14, 14) by index, i.e. 14.5 in continuous
+    // coordinates (the training set's mean centre of mass, measured: 14.50, 14.50).
+    var centre = vec2<f32>(f32(prm.ow), f32(prm.oh)) * 0.5;
+    if (prm.mode == 1u) { centre += vec2<f32>(0.5); }
     let o = vec2<f32>(f32(i % prm.ow), f32(i / prm.ow));
     // Footprint of output pixel o on the canvas: the centre of mass lands on the image centre.
     let p0 = com + (o - centre) / s;

@@ -81,6 +81,15 @@ fn axis(v: f32) -> f32 {
     return (v - plot.lo) / (plot.hi - plot.lo);
 }
 
+// Inverse of row_of: the value at (fractional) row y.
+fn value_at(y: f32, h: f32) -> f32 {
+    let t = 1.0 - (y - 0.5) / (h - 1.0);
+    if (plot.kind == 0u) {
+        return exp2(log2(plot.lo) + t * (log2(plot.hi) - log2(plot.lo)));
+    }
+    return plot.lo + t * (plot.hi - plot.lo);
+}
+
 fn row_of(v: f32, h: f32) -> f32 {
     return (1.0 - axis(v)) * (h - 1.0) + 0.5;
 }
@@ -101,22 +110,20 @@ fn draw(@builtin(global_invocation_id) gid: vec3<u32>) {
     var colour = BG;
 
     // Grid: decades (and 2x, 5x faintly) on the loss axis; tenths or hundredths on accuracy.
+    // A row holds a grid value when the value crosses it between the row's two edges.
+    let a = value_at(p.y + 0.5, h);     // bottom edge of the row (smaller value)
+    let b = value_at(p.y - 0.5, h);     // top edge
     if (plot.kind == 0u) {
-        for (var e = -6; e <= 3; e++) {
-            for (var m = 1; m <= 5; m++) {
-                if (m == 3 || m == 4) { continue; }
-                let v = f32(m) * pow(10.0, f32(e));
-                if (v < plot.lo || v > plot.hi) { continue; }
-                if (abs(p.y - row_of(v, h)) < 0.5) {
-                    colour = select(mix(BG, GRID, 0.5), GRID * 1.25, m == 1);
-                }
-            }
+        let la = log2(max(a, 1e-12)) / log2(10.0);
+        let lb = log2(max(b, 1e-12)) / log2(10.0);
+        if (floor(lb) > floor(la)) {
+            colour = GRID * 1.25;
+        } else if (floor(lb - 0.30103) > floor(la - 0.30103) || floor(lb - 0.69897) > floor(la - 0.69897)) {
+            colour = mix(BG, GRID, 0.5);
         }
     } else {
         let step = select(0.1, 0.01, plot.hi - plot.lo <= 0.2);
-        for (var v = ceil(plot.lo / step) * step; v <= plot.hi + 1e-6; v += step) {
-            if (abs(p.y - row_of(v, h)) < 0.5) { colour = GRID * 1.25; }
-        }
+        if (floor(b / step + 1e-4) > floor(a / step + 1e-4)) { colour = GRID * 1.25; }
     }
 
     let curve = select(CURVE_ACC, CURVE_LOSS, plot.kind == 0u);

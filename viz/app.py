@@ -105,6 +105,7 @@ class App:
         self.frame_ms = 0.0
         self._last_frame_t = None
         self._actions: list = []
+        self._views_key = None
         self._stroke = None           # (erase, last canvas point) while a mouse stroke is on
         self._demo: list = []         # queued demo segments
         self.closed = False
@@ -268,6 +269,7 @@ class App:
                 self._bind_model(model)
             self.history.clear()
             self.session.weights_changed = False
+            self.session.weights_revision += 1
             self.ui.file_message = f"loaded {path.name} ({'-'.join(map(str, spec.sizes))})"
             if self.session.trainer is not None:
                 self.session.evaluate_now("the loaded model")
@@ -383,8 +385,16 @@ class App:
 
     def frame_dispatches(self) -> list:
         """The compute work of a frame after training, in dependency order."""
-        out = self.canvas.dispatches() + self.forward.dispatches() + self.scales.dispatches()
-        out += self.model_views.dispatches() + [self.canvas_view.dispatch]
+        mv = self.model_views
+        # The model-side views change only with the canvas or the weights (or a view setting).
+        key = (self.canvas.revision, self.canvas.normalise, self.session.weights_revision, mv.mosaic_mode,
+               self.canvas_view.params.values, id(self.model))
+        redraw = key != self._views_key or self.canvas.busy
+        self._views_key = key
+        out = self.canvas.dispatches()
+        if redraw:
+            out += self.forward.dispatches() + self.scales.dispatches() + mv.dispatches()
+            out += [self.canvas_view.dispatch]
         out += self.plots.dispatches() + self.confusion.dispatches()
         if self.mistakes is not None:
             out += self.mistakes.dispatches()

@@ -43,11 +43,14 @@ class Params:
         self.values: tuple = ()
         self.set(*values)
 
-    def set(self, *values) -> None:
+    def set(self, *values) -> bool:
+        """Write the values if they changed; returns whether they did."""
         values = tuple(values)
-        if values != self.values:
-            get_device().queue.write_buffer(self.buffer, 0, struct.pack(self.fmt, *values))
-            self.values = values
+        if values == self.values:
+            return False
+        get_device().queue.write_buffer(self.buffer, 0, struct.pack(self.fmt, *values))
+        self.values = values
+        return True
 
 
 class ViewTexture:

@@ -19,7 +19,7 @@ ACC_RANGES = {"0-100%": (0.0, 1.0), "90-100%": (0.9, 1.0), "98-100%": (0.98, 1.0
 
 
 class CurvePlot:
-    def __init__(self, kind: int, history, size=(720, 200)):
+    def __init__(self, kind: int, history, size=(600, 180)):
         self.kind = kind
         self.history = history
         self.range = LOSS_RANGE if kind == LOSS else ACC_RANGES["0-100%"]
@@ -30,6 +30,7 @@ class CurvePlot:
         self._bin = make_dispatch("plots.wgsl", "bin", res, (math.ceil(size[0] / 64),))
         self._draw = make_dispatch("plots.wgsl", "draw", res, grid_2d(*size))
         self.start = 0
+        self._drawn = False
 
     def _values(self):
         h = self.history
@@ -39,7 +40,10 @@ class CurvePlot:
         return (self.kind, start, end, h.cap, h.nevals, h.eval_cap, float(self.range[0]), float(self.range[1]))
 
     def dispatches(self) -> list:
-        self.params.set(*self._values())
+        """Redraw only when the range, the steps or the evaluations changed."""
+        if not self.params.set(*self._values()) and self._drawn:
+            return []
+        self._drawn = True
         return [self._bin, self._draw]
 
 

@@ -89,6 +89,7 @@ class TrainingSession:
         self._runs = 0
         self.steps_last_frame = 0
         self.evaluating = False
+        self.weights_revision = 0         # bumped whenever the weights change (views redraw)
 
     # -- setup ------------------------------------------------------------------------------------------
     def attach_data(self, data, evaluate: bool = True) -> None:
@@ -139,6 +140,7 @@ class TrainingSession:
         self._build_trainer(keep_position=False)
         self.status = "running"
         self.weights_changed = True
+        self.weights_revision += 1
 
     def pause(self) -> None:
         if self.status == "running":
@@ -175,6 +177,7 @@ class TrainingSession:
         self.status = "idle"
         self.message = "weights re-initialised"
         self.weights_changed = True
+        self.weights_revision += 1
         if self.data is not None:
             self._build_trainer(keep_position=False)
 
@@ -189,6 +192,7 @@ class TrainingSession:
     def restore_last_good(self) -> None:
         if self.trainer is not None:
             self.trainer.restore_snapshot()
+            self.weights_revision += 1
             self.status = "paused"
             self.message = "restored the weights from the start of the epoch"
 
@@ -251,6 +255,7 @@ class TrainingSession:
         self.history.record_state(encoder, tr)
         self.steps_last_frame = done
         self.weights_changed = True
+        self.weights_revision += 1
         if tr.step % spe == 0:  # an epoch ended
             epoch = tr.step // spe
             if tr.finished:

@@ -1,0 +1,217 @@
+"""The whole visualizer app, offscreen (rendercanvas.offscreen): zero readback in the
+frame loop, screenshots, input events, resizing, checkpoints, autosave.
+
+Readback budget asserted in the frame loop (see viz/readout.py):
+  * every GPU -> CPU read is the 64-byte stats pack: no read over 64 bytes;
+  * at most one read per READ_INTERVAL_S (0.25 s), i.e. <= 4 reads = 256 bytes a second
+    (+2 reads of slack for the first and the last interval);
+  * nothing else: weights, activations, canvas and images are never read back.
+"""
+import math
+import time
+
+import numpy as np
+import pytest
+
+from compute.device import get_device
+
+
+@pytest.fixture
+def make_app(tmp_path):
+    apps = []
+
+    def make(size=(960, 600), limit=1024, test_limit=300, **kw):
+        from rendercanvas.offscreen import RenderCanvas
+        from viz.app import App, AppConfig
+        canvas = RenderCanvas(size=size, pixel_ratio=1.0)
+        kw.setdefault("autosave_path", tmp_path / "autosave.safetensors")
+        app = App(canvas, AppConfig(background_load=False, limit=limit, test_limit=test_limit, **kw))
+        assert app.wait_for_data()
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.fence.drain()
+        app.rc.close()
+
+
+def settings(**changes):
+    from viz.session import TrainSettings
+    s = TrainSettings.default()
+    for k, v in changes.items():
+        setattr(s, k, v)
+    return s
+
+
+def speed_index(n):
+    from viz.pacing import SPEEDS
+    return [v for v, _ in SPEEDS].index(n)
+
+
+def canvas_ink(app) -> float:
+    c = app.canvas
+    return float(np.frombuffer(get_device().read(c.canvas), np.float32)[: c.size * c.size].sum())
+
+
+def test_zero_readback_over_100_frames_of_training_painting_and_inference(make_app):
+    from viz.readout import READ_BYTES, READ_INTERVAL_S
+    app = make_app(size=(800, 500), limit=512, settings=settings(batch_size=16, speed=speed_index(1)))
+    dev = get_device()
+    dev.readback.reset()
+    app.action("train")
+    t0 = time.perf_counter()
+    r = app.canvas.size * 0.3
+    c = app.canvas.size / 2
+    for i in range(100):
+        a, b = 2 * math.pi * i / 40, 2 * math.pi * (i + 1) / 40
+        app.canvas.stroke((c + r * math.cos(a), c + r * math.sin(a)), (c + r * math.cos(b), c + r * math.sin(b)))
+        if i == 40:
+            app.action("clear")
+            app.load_into_canvas("test", 3)
+        if i == 50:
+            app.model_views.mosaic_mode = 2
+            app.dataset_view.page = 2
+            app.action("evaluate")
+        if i == 70:   # batch size change: the trainer is rebuilt, training continues
+            app.apply_settings(settings(batch_size=32, speed=speed_index(1)))
+        if i == 90:
+            app.load_into_canvas("mistakes", 0)
+        app.draw_offscreen()
+    elapsed = time.perf_counter() - t0
+    rb = dev.readback
+    assert app.history.steps >= 95 and app.session.trainer.config.batch_size == 32
+    assert app.history.nevals >= 2
+    assert rb.largest <= READ_BYTES
+    assert all(n <= READ_BYTES and label == "stats" for label, n in rb.log), rb.log[:5]
+    assert 1 <= rb.count <= elapsed / READ_INTERVAL_S + 2, (rb.count, elapsed)
+    assert rb.total_bytes <= READ_BYTES * rb.count
+    # The scalars did arrive and make sense.
+    v = app.readout.values
+    assert v["at_step"] > 0 and 0 < v["loss_avg"] < 3 and v["flags"] == 0
+    assert 0 <= v["pred"] <= 9
+
+
+def test_offscreen_screenshot_through_the_cli(tmp_path):
+    from viz.cli import main
+    out = tmp_path / "shot.png"
+    rc = main(["--offscreen", "--frames", "4", "--screenshot", str(out), "--paint-demo", "--size", "900x560",
+               "--limit", "256", "--no-autosave"])
+    assert rc == 0
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+    img = np.asarray(Image.open(out))
+    assert img.shape == (560, 900, 3)
+    assert img.std() > 10                           # not a blank frame
+
+
+def test_painting_with_mouse_events_and_keyboard_shortcuts(make_app):
+    app = make_app(settings=settings(batch_size=16, speed=speed_index(1)))
+    app.draw_offscreen()
+    x0, y0, x1, y1 = app.ui.canvas_rect
+    assert x1 - x0 > 50
+    pts = [(x0 + (x1 - x0) * f, y0 + (y1 - y0) * 0.5) for f in (0.2, 0.4, 0.6, 0.8)]
+    app.rc.submit_event({"event_type": "pointer_move", "x": pts[0][0], "y": pts[0][1], "button": 0,
+                         "buttons": (), "modifiers": (), "ntouches": 0, "touches": {}})
+    app.draw_offscreen()                            # imgui now knows the mouse is over the canvas
+    ev = dict(button=1, buttons=(1,), modifiers=(), ntouches=0, touches={})
+    app.rc.submit_event({"event_type": "pointer_down", "x": pts[0][0], "y": pts[0][1], **ev})
+    for x, y in pts[1:]:
+        app.rc.submit_event({"event_type": "pointer_move", "x": x, "y": y, **ev})
+        app.draw_offscreen()
+    app.rc.submit_event({"event_type": "pointer_up", "x": pts[-1][0], "y": pts[-1][1], **ev})
+    app.draw_offscreen()
+    ink = np.frombuffer(get_device().read(app.canvas.canvas), np.float32).reshape(app.canvas.size, -1)
+    row = ink[app.canvas.size // 2]
+    assert row[int(app.canvas.size * 0.25): int(app.canvas.size * 0.75)].min() > 0.9
+    # Keys: space starts training, again pauses; c clears the canvas.
+    app.rc.submit_event({"event_type": "key_down", "key": " ", "modifiers": ()})
+    app.draw_offscreen()
+    assert app.session.status == "running"
+    app.draw_offscreen()
+    app.rc.submit_event({"event_type": "key_down", "key": " ", "modifiers": ()})
+    app.rc.submit_event({"event_type": "key_down", "key": "c", "modifiers": ()})
+    app.draw_offscreen()
+    assert app.session.status == "paused"
+    assert canvas_ink(app) == 0.0
+    steps = app.history.steps
+    app.rc.submit_event({"event_type": "key_down", "key": "n", "modifiers": ()})
+    app.draw_offscreen()
+    assert app.history.steps == steps + 1
+
+
+def test_resize_to_zero_and_back_does_not_crash(make_app):
+    app = make_app(size=(800, 500))
+    app.draw_offscreen()
+    app.rc.set_physical_size(0, 0)                  # minimised
+    app.draw_offscreen()
+    app.draw_offscreen()
+    app.rc.set_physical_size(300, 200)              # tiny: the layout must still hold
+    img = app.draw_offscreen()
+    assert img.shape == (200, 300, 4)
+    app.rc.set_logical_size(1200, 700)
+    img = app.draw_offscreen()
+    assert img.shape == (700, 1200, 4)
+
+
+def test_autosave_on_shutdown_and_checkpoint_actions(make_app, tmp_path):
+    from compute.model_io import load_model
+    app = make_app(settings=settings(batch_size=16, speed=speed_index(4)))
+    app.action("train")
+    for _ in range(3):
+        app.draw_offscreen()
+    assert app.history.steps > 0
+    # Save from the panel, scramble the weights, load them back.
+    path = tmp_path / "ckpt.safetensors"
+    app.ui.checkpoint_path = str(path)
+    app.action("pause")
+    app.action("save")
+    app.draw_offscreen()
+    assert path.exists() and "saved" in app.ui.file_message
+    saved = app.model.state_dict()
+    app.action("reset")
+    app.draw_offscreen()
+    assert not np.allclose(app.model.state_dict()["0.weight"], saved["0.weight"])
+    app.action("load")
+    app.draw_offscreen()
+    assert "loaded" in app.ui.file_message
+    np.testing.assert_array_equal(app.model.state_dict()["0.weight"], saved["0.weight"])
+    # A trained model is autosaved on shutdown.
+    app.action("train")
+    app.draw_offscreen()
+    t0 = time.perf_counter()
+    out = app.shutdown()
+    assert time.perf_counter() - t0 < 1.0
+    assert out == tmp_path / "autosave.safetensors" and out.exists()
+    model, meta = load_model(out)
+    np.testing.assert_array_equal(model.state_dict()["0.weight"], app.model.state_dict()["0.weight"])
+
+
+def test_no_autosave_when_opted_out_or_untrained(make_app, tmp_path):
+    app = make_app(autosave=False)
+    app.action("train")
+    app.draw_offscreen()
+    assert app.shutdown() is None
+    app2 = make_app()
+    app2.draw_offscreen()
+    assert app2.shutdown() is None                  # nothing trained: nothing to save
+    assert not (tmp_path / "autosave.safetensors").exists()
+
+
+def test_divergence_is_noticed_and_the_last_good_weights_restored(make_app):
+    app = make_app(settings=settings(batch_size=16, speed=speed_index(4), lr=1e30, momentum=0.0, nesterov=False,
+                                     schedule="constant"))
+    app.readout.interval = 0.0
+    app.action("train")
+    for _ in range(40):
+        app.draw_offscreen()
+        if app.session.status == "diverged":
+            break
+    assert app.session.status == "diverged"
+    assert "diverged" in app.session.message
+    app.action("restore")
+    app.draw_offscreen()
+    assert app.session.status == "paused"
+    w = app.model.state_dict()["0.weight"]
+    assert np.isfinite(w).all()

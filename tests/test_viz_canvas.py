@@ -1,0 +1,132 @@
+"""The paint canvas and the MNIST normaliser, on the GPU (reads back only in the tests)."""
+import numpy as np
+import pytest
+
+from compute.device import get_device
+from compute.program import Program
+
+
+def run(dispatches):
+    dev = get_device()
+    enc = dev.device.create_command_encoder()
+    Program(dispatches).encode(enc)
+    dev.submit(enc)
+
+
+@pytest.fixture()
+def canvas():
+    from viz.canvas import PaintCanvas
+    return PaintCanvas()
+
+
+def read_canvas(c):
+    dev = get_device()
+    return np.frombuffer(dev.read(c.canvas), np.float32)[: c.size * c.size].reshape(c.size, c.size)
+
+
+def read_input(c):
+    return c.x.to_numpy().reshape(c.image_h, c.image_w)
+
+
+def centre_of_mass(img):
+    ys, xs = np.mgrid[: img.shape[0], : img.shape[1]]
+    m = img.sum()
+    return (xs * img).sum() / m + 0.5, (ys * img).sum() / m + 0.5
+
+
+def test_stroke_lands_where_painted_and_shows_in_the_canvas_texture(canvas):
+    from viz.views import CanvasView
+    view = CanvasView(canvas)
+    view.set_show_box(False)
+    canvas.stroke((20.0, 30.0), (70.0, 30.0), radius=3.0)
+    run(canvas.dispatches() + [view.dispatch])
+    ink = read_canvas(canvas)
+    assert ink[30, 20:71].min() > 0.99            # along the segment
+    assert ink[30, 45] == pytest.approx(1.0)
+    assert ink[26:35, 45].sum() > 5               # a round brush of radius 3 around it
+    assert ink[40:, :].max() == 0 and ink[:20, :].max() == 0   # nothing elsewhere
+    assert 0 < ink[33, 45] < 1 or 0 < ink[34, 45] < 1          # anti-aliased rim
+    tex = view.texture.read()
+    bright = tex[..., :3].mean(axis=2) > 200
+    assert bright[30, 25:66].all()
+    assert not bright[60:, :].any() and not bright[:, 90:].any()
+
+
+def test_erasing_removes_ink_and_clear_empties_the_canvas(canvas):
+    canvas.stroke((10.0, 50.0), (100.0, 50.0), radius=5.0)
+    run(canvas.dispatches())
+    canvas.stroke((50.0, 30.0), (50.0, 70.0), erase=True, radius=6.0)
+    run(canvas.dispatches())
+    ink = read_canvas(canvas)
+    assert ink[50, 20] == pytest.approx(1.0) and ink[50, 90] == pytest.approx(1.0)
+    assert ink[50, 48:53].max() == 0.0
+    canvas.clear()
+    run(canvas.dispatches())
+    assert read_canvas(canvas).max() == 0.0
+    assert read_input(canvas).max() == 0.0
+
+
+def test_normaliser_centres_a_small_off_centre_digit(canvas):
+    """A small '2' in the top-left corner comes out like an MNIST digit: bounding box
+    fitted into 20 x 20, centre of mass on the centre pixel (14, 14), i.e. at 14.5."""
+    from viz.demo import demo_segments
+    for a, b in demo_segments(canvas.size, box=(0.04, 0.06, 0.28)):
+        canvas.stroke(a, b, radius=2.5)
+    canvas.normalise = False
+    run(canvas.dispatches())
+    plain = read_input(canvas)
+    cx, cy = centre_of_mass(plain)
+    assert cx < 8 and cy < 8                        # as drawn: small, top left
+    canvas.normalise = True
+    run(canvas.dispatches())
+    x = read_input(canvas)
+    cx, cy = centre_of_mass(x)
+    assert abs(cx - 14.5) < 0.1 and abs(cy - 14.5) < 0.1
+    rows, cols = np.nonzero(x > 0.05)
+    extent = max(rows.max() - rows.min() + 1, cols.max() - cols.min() + 1)
+    assert 19 <= extent <= 22                       # the longer side fills the 20-pixel box
+    assert x.max() > 0.9 and x.min() >= 0.0
+    norm = np.frombuffer(get_device().read(canvas.norm), np.float32)
+    assert norm[0] == 1.0 and norm[8] == pytest.approx(20 / max(norm[3] - norm[1], norm[4] - norm[2]))
+
+
+def test_empty_canvas_gives_a_blank_input(canvas):
+    run(canvas.dispatches())
+    assert read_input(canvas).max() == 0.0
+    assert np.frombuffer(get_device().read(canvas.norm), np.float32)[0] == 0.0
+
+
+def test_a_loaded_mnist_digit_survives_normalisation(canvas, mnist):
+    """Loading test image k into the canvas and normalising gives back (nearly) that image:
+    MNIST digits are already normalised, so the GPU normaliser is close to the identity."""
+    from compute.data import GpuDataset
+    import dataclasses
+    small = dataclasses.replace(mnist, train_images=mnist.train_images[:64], train_labels=mnist.train_labels[:64],
+                                test_images=mnist.test_images[:16], test_labels=mnist.test_labels[:16])
+    data = GpuDataset(small)
+    canvas.attach_dataset(data)
+    for k in (0, 3, 7):
+        canvas.load_sample("test", k)
+        run(canvas.dispatches())
+        x = read_input(canvas)
+        ref = mnist.test_images[k].astype(np.float32) / 255
+        corr = np.corrcoef(x.ravel(), ref.ravel())[0, 1]
+        assert corr > 0.85, (k, corr)
+        assert canvas.loaded == ("test", k)
+
+
+@pytest.mark.parametrize("box", [(0.04, 0.06, 0.28), (0.05, 0.05, 0.9), (0.55, 0.5, 0.42)],
+                         ids=["small-top-left", "large", "bottom-right"])
+def test_pretrained_model_reads_a_drawn_two_wherever_it_is_drawn(canvas, box):
+    from compute.model_io import default_model_path, load_model
+    from viz.demo import demo_segments
+    from viz.inference import Forward
+    if not default_model_path().exists():
+        pytest.skip("no pretrained model")
+    model, _ = load_model(default_model_path())
+    fwd = Forward(model, canvas.x)
+    for a, b in demo_segments(canvas.size, box=box):
+        canvas.stroke(a, b, radius=max(2.0, 9.0 * box[2]))
+    run(canvas.dispatches() + fwd.dispatches())
+    p = fwd.probs.to_numpy()[0]
+    assert p.argmax() == 2, p.round(3)

@@ -1,0 +1,200 @@
+"""View passes: textures drawn on the GPU from the model's buffers, checked pixel by
+pixel against numpy (textures are read back here, in the tests only)."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from compute.device import get_device
+from compute.program import Program
+from viz import colormap
+
+
+def run(dispatches):
+    dev = get_device()
+    enc = dev.device.create_command_encoder()
+    Program(dispatches).encode(enc)
+    dev.submit(enc)
+
+
+@pytest.fixture(scope="module")
+def small(mnist):
+    return dataclasses.replace(mnist, train_images=mnist.train_images[:256], train_labels=mnist.train_labels[:256],
+                               test_images=mnist.test_images[:64], test_labels=mnist.test_labels[:64])
+
+
+def build(model):
+    from viz.canvas import PaintCanvas
+    from viz.inference import Forward
+    from viz.views import ModelViews, ScaleBank
+    canvas = PaintCanvas()
+    scales = ScaleBank()
+    fwd = Forward(model, canvas.x)
+    return canvas, scales, fwd, ModelViews(model, fwd, scales)
+
+
+def fresh_model(seed=3):
+    from compute.nn import MLPSpec, Sequential
+    return Sequential(MLPSpec([784, 128, 10]), seed=seed)
+
+
+def test_w1_mosaic_is_the_colour_mapped_weights():
+    model = fresh_model()
+    canvas, scales, fwd, mv = build(model)
+    run(scales.dispatches() + [mv.mosaic.dispatch])
+    tex = mv.mosaic.texture.read()
+    w1 = model.state_dict()["0.weight"]            # [128, 784], PyTorch layout
+    expected_all = colormap.to_u8(colormap.diverging(w1 / np.abs(w1).max()))   # [128, 784, 3]
+    m = mv.mosaic
+    assert (m.cols, m.rows) == (16, 8) and tex.shape == (8 * 29 + 1, 16 * 29 + 1, 4)
+    worst = 0
+    for j in range(128):
+        cy, cx = divmod(j, m.cols)
+        y0, x0 = 1 + cy * 29, 1 + cx * 29
+        got = tex[y0:y0 + 28, x0:x0 + 28, :3].astype(int)
+        want = expected_all[j].reshape(28, 28, 3).astype(int)
+        worst = max(worst, np.abs(got - want).max())
+    assert worst <= 1
+    assert (tex[..., 3] == 255).all()
+    grid = colormap.to_u8(np.array([0.16, 0.17, 0.20]))
+    assert (tex[0, :, :3] == grid).all() and (tex[:, 29, :3] == grid).all()   # tile gaps
+
+
+def test_second_layer_and_bias_views_match_numpy():
+    model = fresh_model(5)
+    model.arena.write("2.bias", np.linspace(-1, 1, 10, dtype=np.float32))
+    canvas, scales, fwd, mv = build(model)
+    run(scales.dispatches() + mv.dispatches())
+    sd = model.state_dict()
+    w2 = sd["2.weight"]                             # [10, 128]
+    tex = mv.weights[0].texture.read()
+    assert tex.shape == (10 * 5 + 1, 128 + 2, 4)
+    want = colormap.to_u8(colormap.diverging(w2 / np.abs(w2).max()))
+    for c in range(10):
+        got = tex[1 + c * 5: 1 + c * 5 + 4, 1:129, :3].astype(int)
+        assert np.abs(got - want[c][None].astype(int)).max() <= 1
+    b2 = mv.biases[1].texture.read()[0, :, :3].astype(int)
+    assert np.abs(b2 - colormap.to_u8(colormap.diverging(np.linspace(-1, 1, 10))).astype(int)).max() <= 1
+
+
+def test_probability_bars_follow_the_model_output_on_a_test_image(mnist):
+    """Feed test image k straight into the input tensor; the bar chart's bar heights
+    are the softmax of the numpy forward pass, the winner drawn in the accent colour."""
+    from compute.model_io import default_model_path, load_model
+    if default_model_path().exists():
+        model, _ = load_model(default_model_path())
+    else:
+        model = fresh_model()
+    canvas, scales, fwd, mv = build(model)
+    sd = model.state_dict()
+    accent = colormap.to_u8(np.array([0.36, 0.82, 0.52]))
+    for k in (0, 1, 8):   # 8 is a digit the network is unsure of
+        img = mnist.test_images[k].astype(np.float32).reshape(1, 784) / 255
+        canvas.x.write(img)
+        run(fwd.dispatches() + scales.dispatches() + [mv.probs.dispatch])
+        h = np.maximum(img @ sd["0.weight"].T + sd["0.bias"], 0)
+        z = h @ sd["2.weight"].T + sd["2.bias"]
+        p = np.exp(z - z.max())
+        p = (p / p.sum())[0]
+        tex = mv.probs.texture.read()
+        H, W = tex.shape[:2]
+        chart_h = H - 22
+        band = W / 10
+        for c in range(10):
+            col = tex[:chart_h, int((c + 0.5) * band), :3]
+            bg = colormap.to_u8(colormap.BG)
+            lit = np.array([not (np.abs(px.astype(int) - bg).max() <= 2 or px.max() < 60) for px in col])
+            height = lit[: chart_h - 1].sum()       # the bottom row is the bar's cap
+            assert abs(height - p[c] * chart_h) <= 2.5, (k, c, height, p[c] * chart_h)
+            if c == p.argmax() and p[c] > 0.05:
+                assert (np.abs(col[chart_h - 3].astype(int) - accent).max() <= 2)
+        assert p.argmax() == mnist.test_labels[k] or k == 8
+
+
+def test_training_steps_visibly_change_the_w1_mosaic(small):
+    from compute.data import GpuDataset
+    from compute.optim import OptimConfig
+    from compute.training import TrainConfig, Trainer
+    model = fresh_model(7)
+    canvas, scales, fwd, mv = build(model)
+    run(scales.dispatches() + [mv.mosaic.dispatch])
+    before = mv.mosaic.texture.read().astype(int)
+    data = GpuDataset(small)
+    trainer = Trainer(model, data, TrainConfig(epochs=1, batch_size=32, optim=OptimConfig(lr=0.5, schedule="constant")))
+    dev = get_device()
+    enc = dev.device.create_command_encoder()
+    trainer.encode_steps(enc, 8)
+    Program(scales.dispatches() + [mv.mosaic.dispatch]).encode(enc)
+    dev.submit(enc)
+    after = mv.mosaic.texture.read().astype(int)
+    changed = (np.abs(after - before).max(axis=2) > 8).mean()
+    assert changed > 0.2, changed
+
+
+def test_mosaic_firing_mode_dims_silent_units():
+    model = fresh_model(9)
+    canvas, scales, fwd, mv = build(model)
+    from viz.demo import demo_segments
+    for a, b in demo_segments(canvas.size):
+        canvas.stroke(a, b)
+    mv.mosaic_mode = 2
+    run(canvas.dispatches() + fwd.dispatches() + scales.dispatches() + [mv.mosaic.dispatch])
+    tex = mv.mosaic.texture.read().astype(int)
+    h = fwd.activations[0].to_numpy()[0]
+    silent, firing = np.argmin(h), np.argmax(h)
+    assert h[silent] == 0 and h[firing] > 0
+
+    def energy(j):
+        cy, cx = divmod(j, 16)
+        tile = tex[1 + cy * 29: 29 + cy * 29, 1 + cx * 29: 29 + cx * 29, :3]
+        return np.abs(tile - colormap.to_u8(colormap.BG)).mean()
+    assert energy(firing) > 2 * energy(silent)
+
+
+def test_curves_confusion_and_mistakes_draw_from_gpu_metrics(small):
+    from compute.data import GpuDataset
+    from compute.training import TrainConfig, Trainer
+    from viz.dataviews import ConfusionView, DatasetView, MistakesView
+    from viz.history import RunHistory
+    from viz.plots import CurvePlots
+    model = fresh_model(11)
+    data = GpuDataset(small)
+    hist = RunHistory(10)
+    plots, conf = CurvePlots(hist), ConfusionView(hist)
+    mistakes, browser = MistakesView(hist, data, model), DatasetView(data)
+    trainer = Trainer(model, data, TrainConfig(epochs=1, batch_size=32))
+    dev = get_device()
+    enc = dev.device.create_command_encoder()
+    n = trainer.encode_steps(enc, 8)
+    hist.record_steps(enc, trainer, 0, n)
+    trainer.encode_eval(enc)
+    hist.record_eval(enc, trainer, 1)
+    Program(plots.dispatches() + conf.dispatches() + mistakes.dispatches() + browser.dispatches()).encode(enc)
+    dev.submit(enc)
+    assert hist.steps == 8 and hist.nevals == 1
+    ref = trainer.read_eval()
+    np.testing.assert_allclose(hist.read_steps(), trainer.read_history(0, 8))
+    bg = colormap.to_u8(colormap.BG).astype(int)
+    loss = plots.loss.texture.read()[..., :3].astype(int)
+    blue = (loss[..., 2] > 150) & (loss[..., 0] < 140)
+    assert blue.any(axis=0).mean() > 0.9          # the loss line spans the width
+    # Confusion: diagonal cells green in proportion to the counts, zero-count cells dim.
+    cm = conf.texture.read()[..., :3].astype(int)
+    confusion = ref["confusion"]
+    for t in range(10):
+        for p in range(10):
+            px = cm[16 + t * 18 + 2, 16 + p * 32 + 2]
+            if t == p and confusion[t, p] > 0:
+                assert px[1] > px[0] + 20, (t, p, px)
+            elif confusion[t, p] > 0:
+                assert px[0] > px[1] + 20, (t, p, px)
+    # Mistakes: as many non-empty tiles as misclassified digits (up to a page).
+    tiles = mistakes.texture.read()[..., :3].astype(int)
+    g = mistakes.grid
+    filled = sum(np.abs(tiles[2 + (t // g.cols) * g.ph + 14, 2 + (t % g.cols) * g.pw: 2 + (t % g.cols) * g.pw + 28]
+                        - bg).max() > 30 for t in range(64))
+    assert filled == min(len(ref["wrong"]), 64) > 0
+    # Dataset browser: tile 0 is test image 0.
+    b = browser.texture.read()[..., :3].astype(int)
+    img = colormap.to_u8(colormap.grey(small.test_images[0] / 255)).astype(int)
+    assert np.abs(b[2:30, 2:30] - img).max() <= 1

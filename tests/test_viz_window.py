@@ -1,0 +1,171 @@
+"""A real glfw window (rendercanvas.glfw) under X: it opens at once, renders frames,
+takes mouse and keyboard input through glfw's callbacks, survives a resize and a
+minimise, and closes cleanly within a second, autosaving the trained model.
+
+Runs where a display is available: $DISPLAY, or an `Xvfb` the test starts itself.
+The window runs in a child process, so a crash in the window system cannot take the
+test session down with it.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CHILD = r'''
+import json, sys, time
+from pathlib import Path
+sys.path.insert(0, ROOT)
+t_start = time.perf_counter()
+import glfw
+import numpy as np
+from rendercanvas.glfw import RenderCanvas, loop
+from compute.device import get_device
+from viz.app import App, AppConfig
+from viz.session import TrainSettings
+
+settings = TrainSettings.default()
+settings.batch_size = 16
+settings.speed = 3          # one step a frame
+canvas = RenderCanvas(size=(1000, 640), title="mnist-viz test", update_mode="continuous", max_fps=60)
+app = App(canvas, AppConfig(limit=256, test_limit=200, autosave_path=Path(OUT) / "autosave.safetensors",
+                            settings=settings))
+opened_after = time.perf_counter() - t_start
+win = canvas._window
+dev = get_device()
+out = {"opened_after_s": opened_after}
+state = {"phase": 0, "t": time.perf_counter(), "stroke": 0}
+
+def later(fn, dt=0.05):
+    loop.call_later(dt, fn)
+
+def step():
+    """A little state machine driven by the loop: one action per tick."""
+    ph = state["phase"]
+    if ph == 0:   # wait for a few frames and the dataset
+        if app.frames >= 3 and app.session.data is not None:
+            dev.readback.reset()
+            out["t_loop0"] = time.perf_counter()
+            app.action("train")
+            state["phase"] = 1
+    elif ph == 1:   # hover the canvas
+        x0, y0, x1, y1 = app.ui.canvas_rect
+        r = canvas.get_pixel_ratio()
+        canvas._on_cursor_enter(win, True)
+        canvas._on_cursor_pos(win, (x0 + 0.25 * (x1 - x0)) * r, (y0 + 0.5 * (y1 - y0)) * r)
+        state["phase"] = 2
+    elif ph == 2:   # press the left button and drag across
+        x0, y0, x1, y1 = app.ui.canvas_rect
+        r = canvas.get_pixel_ratio()
+        k = state["stroke"]
+        if k == 0:
+            out["ink_before"] = app.canvas.revision
+            canvas._on_mouse_button(win, glfw.MOUSE_BUTTON_LEFT, glfw.PRESS, 0)
+        f = 0.25 + 0.1 * k
+        canvas._on_cursor_pos(win, (x0 + f * (x1 - x0)) * r, (y0 + 0.5 * (y1 - y0)) * r)
+        state["stroke"] = k + 1
+        if k == 5:
+            canvas._on_mouse_button(win, glfw.MOUSE_BUTTON_LEFT, glfw.RELEASE, 0)
+            state["phase"] = 3
+    elif ph == 3:   # a key: pause training
+        out["steps_running"] = app.history.steps
+        canvas._on_key(win, glfw.KEY_SPACE, 0, glfw.PRESS, 0)
+        canvas._on_key(win, glfw.KEY_SPACE, 0, glfw.RELEASE, 0)
+        state["phase"] = 4
+    elif ph == 4:   # resize
+        out["status_after_space"] = app.session.status
+        glfw.set_window_size(win, 760, 520)
+        state["phase"] = 5
+    elif ph == 5:   # minimise and restore (what the window manager would report)
+        out["frames_before_min"] = app.frames
+        canvas._on_iconify(win, 1)
+        state["phase"] = 6
+    elif ph == 6:
+        out["frames_while_min"] = app.frames - out["frames_before_min"]
+        canvas._on_iconify(win, 0)
+        app.action("resume")
+        state["phase"] = 7
+        state["t7"] = time.perf_counter()
+    elif ph == 7:   # run a little, then close the window like the user would
+        if time.perf_counter() - state["t7"] > 0.5 and app.frames > out["frames_before_min"] + 3:
+            out["loop_s"] = time.perf_counter() - out["t_loop0"]
+            rb = dev.readback
+            out["readback"] = [rb.total_bytes, rb.count, rb.largest, sorted({l for l, _ in rb.log})]
+            out["frames"] = app.frames
+            out["size"] = list(canvas.get_logical_size())
+            out["close_t"] = time.perf_counter()
+            glfw.set_window_should_close(win, True)
+            return
+    later(step)
+
+later(step, 0.2)
+loop.run()
+saved = app.shutdown()
+out["exit_s"] = time.perf_counter() - out["close_t"]
+out["closed"] = canvas.get_closed()
+out["saved"] = str(saved) if saved else None
+c = app.canvas
+ink = np.frombuffer(dev.read(c.canvas), np.float32)[: c.size * c.size].reshape(c.size, c.size)
+out["ink_row"] = float(ink[c.size // 2, int(c.size * 0.3): int(c.size * 0.7)].min())
+out["revision"] = app.canvas.revision
+out["steps"] = app.history.steps
+print("RESULT " + json.dumps(out))
+'''
+
+
+def _display():
+    """An X display: $DISPLAY, or a fresh Xvfb (returns (display, process or None))."""
+    if os.environ.get("DISPLAY"):
+        return os.environ["DISPLAY"], None
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        return None, None
+    r, w = os.pipe()
+    proc = subprocess.Popen([xvfb, "-displayfd", str(w), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+                            pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(w)
+    with os.fdopen(r) as f:
+        num = f.readline().strip()
+    if not num:
+        proc.kill()
+        return None, None
+    return f":{num}", proc
+
+
+@pytest.mark.window
+def test_glfw_window_opens_paints_trains_and_closes_cleanly(tmp_path):
+    display, xvfb = _display()
+    if display is None:
+        pytest.skip("no X display and no Xvfb")
+    try:
+        script = tmp_path / "child.py"
+        script.write_text(CHILD.replace("ROOT", repr(str(ROOT))).replace("OUT", repr(str(tmp_path))))
+        env = dict(os.environ, DISPLAY=display, XDG_RUNTIME_DIR=os.environ.get("XDG_RUNTIME_DIR", "/tmp"))
+        t0 = time.perf_counter()
+        p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=240)
+        wall = time.perf_counter() - t0
+    finally:
+        if xvfb is not None:
+            xvfb.kill()
+            xvfb.wait()
+    lines = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
+    assert p.returncode == 0 and lines, (p.returncode, p.stdout[-2000:], p.stderr[-4000:])
+    r = json.loads(lines[-1][len("RESULT "):])
+    assert r["opened_after_s"] < 15                 # the window opens at once (dataset loads behind it)
+    assert r["closed"] and r["exit_s"] < 1.0        # closes within a second, autosave included
+    assert r["saved"] and Path(r["saved"]).exists()
+    assert r["ink_row"] > 0.9 and r["revision"] > 0  # the drag painted a line across the canvas
+    assert r["steps_running"] > 0 and r["steps"] >= r["steps_running"]
+    assert r["status_after_space"] == "paused"
+    assert r["frames_while_min"] <= 1               # no drawing while minimised, and no crash
+    assert r["size"] == [760, 520]
+    total, count, largest, labels = r["readback"]
+    assert largest <= 64 and labels in ([], ["stats"])
+    assert count <= r["loop_s"] / 0.25 + 2
+    assert wall < 240
