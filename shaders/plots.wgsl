@@ -23,6 +23,10 @@ struct Plot {
     eval_cap: u32,      // ring capacity (evaluations)
     lo: f32,            // y axis range
     hi: f32,
+    smoothing: u32,     // the mean line averages at least this many steps (ending at the column's end)
+    _a: u32,
+    _b: u32,
+    _c: u32,
 };
 
 @group(0) @binding(0) var<uniform> plot: Plot;
@@ -54,15 +58,21 @@ fn bin(@builtin(global_invocation_id) gid: vec3<u32>) {
         var b = plot.start + u32(f32(span) * f32(x + 1u) / f32(w));
         b = min(max(b, a + 1u), plot.end);
         if (a < plot.end) {
+            // Band: min / max over the column's own steps.
             let stride = max(1u, (b - a + SAMPLES - 1u) / SAMPLES);
-            var sum = 0.0;
-            var k = 0.0;
             for (var s = a; s < b; s += stride) {
                 let v = hist[(s % plot.cap) * 2u + plot.kind];
-                sum += v;
-                k += 1.0;
                 out.y = min(out.y, v);
                 out.z = max(out.z, v);
+            }
+            // Line: mean over the column, widened back to `smooth` steps when the column is narrow (smoothing).
+            let a2 = max(plot.start, b - min(b - plot.start, max(b - a, plot.smoothing)));
+            let stride2 = max(1u, (b - a2 + SAMPLES - 1u) / SAMPLES);
+            var sum = 0.0;
+            var k = 0.0;
+            for (var s = a2; s < b; s += stride2) {
+                sum += hist[(s % plot.cap) * 2u + plot.kind];
+                k += 1.0;
             }
             out.x = sum / max(k, 1.0);
             out.w = 1.0;

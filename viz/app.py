@@ -14,6 +14,7 @@ The same App runs in a glfw window (`rendercanvas.glfw`) or offscreen
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -64,10 +65,11 @@ class AppConfig:
 class UIState:
     canvas_rect: tuple = (0.0, 0.0, 0.0, 0.0)
     canvas_hovered: bool = False
-    show_help: bool = True
+    show_help: bool = False
     show_box: bool = True
     checkpoint_path: str = ""
     file_message: str = ""
+    select_tabs: set = field(default_factory=set)   # tab labels to bring to front next frame
 
 
 class App:
@@ -109,6 +111,7 @@ class App:
         self._stroke = None           # (erase, last canvas point) while a mouse stroke is on
         self._demo: list = []         # queued demo segments
         self.closed = False
+        self.ui_error: str | None = None
         self.data_error: str | None = None
         self._dataset = None
         self._loader = None
@@ -361,7 +364,11 @@ class App:
         self._feed_demo()
 
         self.gui.begin()
-        panels.draw_all(self)
+        try:
+            panels.draw_all(self)
+        except Exception as e:  # noqa: BLE001 - a UI bug must not kill the frame loop
+            self.gui.recover()
+            self._ui_error(e)
         actions, self._actions = self._actions, []
         for a in actions:
             self._run_action(*a)
@@ -382,6 +389,12 @@ class App:
         adaptive = SPEEDS[self.session.settings.speed][0] == 0
         cpu = time.perf_counter() - t0 - waited
         self.session.pacer.update(max(cpu, self.fence.gpu_s), steps, adaptive)
+
+    def _ui_error(self, e: Exception) -> None:
+        msg = f"{type(e).__name__}: {e}"
+        if msg != self.ui_error:
+            self.ui_error = msg
+            logging.getLogger("mnist-viz").exception("panel error")
 
     def frame_dispatches(self) -> list:
         """The compute work of a frame after training, in dependency order."""

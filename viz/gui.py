@@ -9,7 +9,6 @@ each texture can pick its sampler.
 """
 from __future__ import annotations
 
-import ctypes
 from pathlib import Path
 
 import wgpu
@@ -133,6 +132,10 @@ class Gui(ImguiRenderer):
         canvas.add_event_handler(self._on_wheel, "wheel", order=-99)
         canvas.add_event_handler(self._on_char_input, "char", order=-99)
         self._update_gui_function = None
+        self._recovery = None
+        io = self._backend.io
+        io.config_error_recovery = True
+        io.config_error_recovery_enable_assert = False   # a panel bug must not stop the frame loop
         self.fonts = load_fonts()
         apply_theme()
 
@@ -154,6 +157,13 @@ class Gui(ImguiRenderer):
         self._backend.io.display_framebuffer_scale = (ratio, ratio)
         self._backend.io.display_size = self._canvas_context.logical_size
         imgui.new_frame()
+        self._recovery = imgui.internal.ErrorRecoveryState()
+        imgui.internal.error_recovery_store_state(self._recovery)
+
+    def recover(self) -> None:
+        """After an exception in a panel: close whatever it left open, so the frame ends."""
+        if self._recovery is not None:
+            imgui.internal.error_recovery_try_to_recover_state(self._recovery)
 
     def record(self, render_pass) -> None:
         imgui.render()

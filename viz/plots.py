@@ -25,7 +25,8 @@ class CurvePlot:
         self.range = LOSS_RANGE if kind == LOSS else ACC_RANGES["0-100%"]
         self.texture = ViewTexture(size[0], size[1], "loss" if kind == LOSS else "accuracy", nearest=False)
         self.cols = get_device().buffer(size[0] * 16, "plot.cols")
-        self.params = Params("<6I2f", *self._values(), label="plot.params")
+        self.smooth = 20
+        self.params = Params("<6I2f4I", *self._values(), label="plot.params")
         res = [self.params.buffer, history.hist, history.evals, self.cols, self.texture.view]
         self._bin = make_dispatch("plots.wgsl", "bin", res, (math.ceil(size[0] / 64),))
         self._draw = make_dispatch("plots.wgsl", "draw", res, grid_2d(*size))
@@ -37,7 +38,8 @@ class CurvePlot:
         end = h.steps
         start = max(0, end - h.cap)
         self.start = start
-        return (self.kind, start, end, h.cap, h.nevals, h.eval_cap, float(self.range[0]), float(self.range[1]))
+        return (self.kind, start, end, h.cap, h.nevals, h.eval_cap, float(self.range[0]), float(self.range[1]),
+                self.smooth, 0, 0, 0)
 
     def dispatches(self) -> list:
         """Redraw only when the range, the steps or the evaluations changed."""
