@@ -4,9 +4,10 @@
 // step % cap); `evals` holds (global step, test accuracy) per evaluation. The plot
 // shows steps [start, end) over the texture width:
 //
-//   bin  : one invocation per column: mean / min / max of the column's steps
-//          (sampled at most 64 per column), written to `cols`
-//   draw : one invocation per pixel: background grid, the min-max band, the mean as
+//   bin  : one invocation per column: the mean of the column's steps (over at least
+//          `smoothing` steps) and a band of +- one standard deviation (sampled at most
+//          64 steps per column), written to `cols`
+//   draw : one invocation per pixel: background grid, the band, the mean as
 //          an anti-aliased line joining neighbouring columns, and (accuracy plot)
 //          the test accuracy of each evaluation as dots joined by a line.
 //
@@ -32,13 +33,24 @@ struct Plot {
 @group(0) @binding(0) var<uniform> plot: Plot;
 @group(0) @binding(1) var<storage, read> hist: array<f32>;
 @group(0) @binding(2) var<storage, read> evals: array<f32>;
-@group(0) @binding(3) var<storage, read_write> cols: array<vec4<f32>>;   // mean, min, max, valid
+@group(0) @binding(3) var<storage, read_write> cols: array<vec4<f32>>;   // mean, band low, band high, valid
 @group(0) @binding(4) var plot_tex: texture_storage_2d<rgba8unorm, write>;
 
 const SAMPLES: u32 = 64u;
 const CURVE_LOSS: vec3<f32> = vec3<f32>(0.40, 0.66, 1.00);
 const CURVE_ACC: vec3<f32> = vec3<f32>(0.36, 0.82, 0.52);
 const TEST: vec3<f32> = vec3<f32>(1.00, 0.72, 0.28);
+
+// The band's statistics are taken in the axis' own space (log10 for the loss).
+fn to_band_space(v: f32) -> f32 {
+    if (plot.kind == 0u) { return log2(max(v, 1e-12)); }
+    return v;
+}
+
+fn from_band_space(u: f32) -> f32 {
+    if (plot.kind == 0u) { return exp2(u); }
+    return u;
+}
 
 fn touch() {
     _ = hist[0]; _ = evals[0]; _ = cols[0];
@@ -58,14 +70,23 @@ fn bin(@builtin(global_invocation_id) gid: vec3<u32>) {
         var b = plot.start + u32(f32(span) * f32(x + 1u) / f32(w));
         b = min(max(b, a + 1u), plot.end);
         if (a < plot.end) {
-            // Band: min / max over the column's own steps.
+            // Band: mean +- one standard deviation of the column's own steps (of log10 loss on
+            // the log axis), so it shows the step-to-step noise without its outliers.
             let stride = max(1u, (b - a + SAMPLES - 1u) / SAMPLES);
+            var m1 = 0.0;
+            var m2 = 0.0;
+            var n = 0.0;
             for (var s = a; s < b; s += stride) {
-                let v = hist[(s % plot.cap) * 2u + plot.kind];
-                out.y = min(out.y, v);
-                out.z = max(out.z, v);
+                let u = to_band_space(hist[(s % plot.cap) * 2u + plot.kind]);
+                m1 += u;
+                m2 += u * u;
+                n += 1.0;
             }
-            // Line: mean over the column, widened back to `smooth` steps when the column is narrow (smoothing).
+            m1 /= max(n, 1.0);
+            let sd = sqrt(max(m2 / max(n, 1.0) - m1 * m1, 0.0));
+            out.y = from_band_space(m1 - sd);
+            out.z = from_band_space(m1 + sd);
+            // Line: mean over the column, widened back to `smoothing` steps when the column is narrow.
             let a2 = max(plot.start, b - min(b - plot.start, max(b - a, plot.smoothing)));
             let stride2 = max(1u, (b - a2 + SAMPLES - 1u) / SAMPLES);
             var sum = 0.0;

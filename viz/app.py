@@ -91,8 +91,7 @@ class App:
         self.canvas = PaintCanvas()
         self.canvas_view = CanvasView(self.canvas)
         self.gui.register(self.canvas_view.texture)
-        self.session = TrainingSession(model, self.history, self.config.settings or TrainSettings.default(),
-                                       self.config.frame_budget_s)
+        self.session = TrainingSession(model, self.history, self.config.settings, self.config.frame_budget_s)
         self.plots = CurvePlots(self.history)
         self.confusion = ConfusionView(self.history)
         for t in self.plots.textures + [self.confusion.texture]:

@@ -632,7 +632,7 @@ def metrics_panel(app) -> None:
         h = max(30.0, (avail.y - 2 * line - 10) / 2)
         imgui.text_colored(BLUE, "training loss")
         imgui.same_line()
-        imgui.text_disabled("(log scale; band: spread of the steps in a pixel column)")
+        imgui.text_disabled("(log scale; band: +-1 std of the steps in a pixel column)")
         _plot_with_axes(app, app.plots.loss, avail.x, h)
         imgui.text_colored(GREEN, "batch accuracy")
         imgui.same_line()

@@ -25,6 +25,7 @@ from compute.training import FLAG_NONFINITE, TrainConfig, Trainer
 from .pacing import MAX_INDEX, StepPacer, steps_for_frame
 
 BATCH_SIZES = (8, 16, 32, 64, 128, 256, 512, 1024)
+DEFAULT_GPU_SPEED = 5           # pacing.SPEEDS[5]: 16 steps a frame, about 1000 steps/s at 60 fps
 
 
 def _default_settings():
@@ -73,7 +74,14 @@ class TrainingSession:
         dev = get_device()
         self.model = model
         self.history = history
-        self.settings = settings or TrainSettings.default()
+        if settings is None:
+            settings = TrainSettings.default()
+            # A GPU runs the whole default recipe in seconds at full speed; start at a pace
+            # where the mosaic and the curves can be watched (the speed slider goes to max).
+            # A CPU adapter is slow enough at 'max', which adapts to the frame budget.
+            if not dev.is_cpu:
+                settings.speed = DEFAULT_GPU_SPEED
+        self.settings = settings
         self.data = None
         self.trainer: Trainer | None = None
         self.status = "idle"
@@ -263,6 +271,8 @@ class TrainingSession:
                 self.message = f"finished {tr.config.epochs} epochs"
             if self.settings.eval_each_epoch or tr.finished:
                 self.evaluate_now(f"epoch {epoch}")
+                if not get_device().is_cpu:   # a GPU evaluates in a blink: this frame, not the next
+                    self._encode_eval_piece(encoder)
         return done
 
     def _encode_eval_piece(self, encoder) -> None:
