@@ -250,3 +250,48 @@ fn canvas_view(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     textureStore(cv_tex, vec2<i32>(gid.xy), vec4<f32>(colour, 1.0));
 }
+
+// -- the prediction as a badge: the winning digit, large, and its probability ----------------------
+// Drawn from the probabilities of this very frame (no readback, no lag); blank while the
+// canvas has no ink.
+
+struct Badge {
+    n: u32,             // classes
+    digit_scale: u32,   // font pixels of the big digit
+    text_scale: u32,    // font pixels of the percentage
+    _pad: u32,
+};
+
+@group(0) @binding(0) var<uniform> badge: Badge;
+@group(0) @binding(1) var<storage, read> badge_probs: array<f32>;
+@group(0) @binding(2) var<storage, read> badge_norm: array<f32>;
+@group(0) @binding(3) var badge_tex: texture_storage_2d<rgba8unorm, write>;
+
+@compute @workgroup_size(16, 16)
+fn prediction_badge(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let dims = textureDimensions(badge_tex);
+    if (gid.x >= dims.x || gid.y >= dims.y) { return; }
+    let px = vec2<i32>(gid.xy);
+    var colour = BG;
+    if (badge_norm[0] > 0.5) {
+        var best = 0u;
+        for (var c = 1u; c < badge.n; c++) {
+            if (badge_probs[c] > badge_probs[best]) { best = c; }
+        }
+        let p = badge_probs[best];
+        let ds = i32(badge.digit_scale);
+        let ts = i32(badge.text_scale);
+        let top = (i32(dims.y) - GLYPH_H * ds) / 2;
+        if (number_on(best, px, vec2<i32>(ds, top), ds)) {
+            colour = mix(vec3<f32>(0.95, 0.72, 0.30), ACCENT, clamp((p - 0.5) * 2.0, 0.0, 1.0));
+        }
+        // "97%" (rounded percentage), bottom-aligned with the digit.
+        let pct = u32(round(clamp(p, 0.0, 1.0) * 100.0));
+        let x0 = ds * (GLYPH_W + 2);
+        let y0 = top + (GLYPH_H * ds) - GLYPH_H * ts;
+        if (number_on(pct, px, vec2<i32>(x0, y0), ts)) { colour = TEXT; }
+        let xp = x0 + number_width(pct, ts) + ts;
+        if (glyph_on(GLYPH_PERCENT, px - vec2<i32>(xp, y0), ts)) { colour = TEXT; }
+    }
+    textureStore(badge_tex, px, vec4<f32>(colour, 1.0));
+}

@@ -215,3 +215,37 @@ def test_divergence_is_noticed_and_the_last_good_weights_restored(make_app):
     assert app.session.status == "paused"
     w = app.model.state_dict()["0.weight"]
     assert np.isfinite(w).all()
+
+
+def test_loading_another_architecture_rebuilds_the_views_and_trains(make_app, tmp_path):
+    """A 784-32-16-10 checkpoint (two hidden layers: the traced autograd step, not the fused one)."""
+    from compute.model_io import save_model
+    from compute.nn import MLPSpec, Sequential
+    deep = Sequential(MLPSpec([784, 32, 16, 10]), seed=2)
+    path = tmp_path / "deep.safetensors"
+    save_model(path, deep)
+    app = make_app(settings=settings(batch_size=16, speed=speed_index(1)))
+    app.draw_offscreen()
+    app.ui.checkpoint_path = str(path)
+    app.action("load")
+    app.draw_offscreen()
+    assert app.model.spec.sizes == [784, 32, 16, 10], app.ui.file_message
+    mv = app.model_views
+    assert len(mv.hidden) == 2 and len(mv.weights) == 2 and mv.mosaic.cols == grid_cols_of(32)
+    app.ui.select_tabs |= {"Weights & biases", "Mistakes"}
+    app.action("train")
+    for _ in range(4):
+        app.draw_offscreen()
+    assert app.session.trainer.engine == "graph" and app.history.steps >= 3
+    assert app.ui_error is None
+    np.testing.assert_array_equal(app.model.state_dict()["0.weight"].shape, (32, 784))
+    # A missing file is a message in the panel, not a crash.
+    app.ui.checkpoint_path = str(tmp_path / "nope.safetensors")
+    app.action("load")
+    app.draw_offscreen()
+    assert app.ui.file_message.startswith("load failed") and app.model.spec.sizes == [784, 32, 16, 10]
+
+
+def grid_cols_of(n):
+    from viz.views import grid_cols
+    return grid_cols(n)

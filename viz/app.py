@@ -128,7 +128,7 @@ class App:
     def _initial_model(self):
         from compute.model_io import default_model_path, load_model
         from compute.nn import MLPSpec, Sequential
-        path = self.config.checkpoint or default_model_path()
+        path = Path(self.config.checkpoint) if self.config.checkpoint else default_model_path()
         if self.config.checkpoint is None and not path.exists():
             return Sequential(MLPSpec([784, 128, 10])), "no pretrained model found: starting from random weights"
         model, meta = load_model(path)
@@ -146,7 +146,7 @@ class App:
         self.model = model
         self.scales = ScaleBank()
         self.forward = Forward(model, self.canvas.x)
-        self.model_views = ModelViews(model, self.forward, self.scales)
+        self.model_views = ModelViews(model, self.forward, self.scales, canvas_norm=self.canvas.norm)
         for t in self.model_views.textures:
             self.gui.register(t)
         slots = self.model_views.weight_slots
@@ -455,15 +455,31 @@ def run_app(args) -> int:
     config = config_from_args(args)
     if args.offscreen:
         return run_offscreen(config, size, args.frames, args.screenshot)
-    from rendercanvas.glfw import RenderCanvas, loop
-    canvas = RenderCanvas(size=size, title="mnist-viz: MNIST training on the GPU", update_mode="continuous",
-                          max_fps=60, vsync=True)
+    canvas, loop = open_window(size)
     app = App(canvas, config)
     loop.run()
     saved = app.shutdown()
     if saved:
         print(f"autosaved the model to {saved}")
     return 0
+
+
+def open_window(size):
+    """A glfw window through rendercanvas, or a one-line error when there is no display."""
+    import warnings
+
+    import glfw
+    from .cli import UserError
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # glfw reports the reason as a warning; ours says it plainly
+        ok = glfw.init()
+    if not ok:
+        raise UserError("cannot open a window: no display found (DISPLAY / WAYLAND_DISPLAY); "
+                        "render without one with --offscreen --frames N --screenshot out.png")
+    from rendercanvas.glfw import RenderCanvas, loop
+    canvas = RenderCanvas(size=size, title="mnist-viz: MNIST training on the GPU", update_mode="continuous",
+                          max_fps=60, vsync=True)
+    return canvas, loop
 
 
 def run_offscreen(config: AppConfig, size, frames: int, screenshot: Path | None) -> int:

@@ -464,19 +464,10 @@ def canvas_panel(app) -> None:
     q0, q1 = image(app.model_views.input.texture, small, small)
     frame_rect(q0, q1)
     imgui.dummy(imgui.ImVec2(1, 6))
-    vals = app.readout.values
     caption("prediction")
-    if vals.get("ink", 0) > 0.5:
-        bold = app.gui.fonts.get("bold")
-        if bold is not None:
-            imgui.push_font(bold, 40.0)
-        imgui.text_colored(GREEN, f"{vals.get('pred', 0)}")
-        if bold is not None:
-            imgui.pop_font()
-        imgui.same_line()
-        imgui.text_disabled(f"\n{vals.get('pred_prob', 0) * 100:.1f}%")
-    else:
-        imgui.text_disabled("paint a digit")
+    badge = app.model_views.badge
+    if badge is not None:
+        b0, b1 = image(badge.texture, *fit(badge.texture, small, small * 0.6, integer=False))
     if c.loaded is not None:
         split, k = c.loaded
         caption(f"loaded: {split} #{k}" if split != "mistakes" else f"loaded: mistake #{k + 1}")
@@ -515,7 +506,8 @@ def layers_panel(app) -> None:
     avail = imgui.get_content_region_avail()
     line = imgui.get_text_line_height_with_spacing()
     n_hidden = len(mv.hidden)
-    col_w = (avail.x - imgui.get_style().item_spacing.x * (1 + n_hidden)) / (2 + n_hidden)
+    # Width units: the input image 1, each hidden grid (about 2:1) 2.
+    col_w = (avail.x - imgui.get_style().item_spacing.x * (n_hidden + 1)) / (1 + 2 * n_hidden)
     img_h = max(30.0, avail.y * 0.55 - line)
     imgui.begin_group()
     caption("input")

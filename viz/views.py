@@ -104,7 +104,7 @@ class Bars:
 class ModelViews:
     """Every view of one model: weights, biases, activations for the canvas input, output."""
 
-    def __init__(self, model, forward, scales: ScaleBank, image_shape=(28, 28)):
+    def __init__(self, model, forward, scales: ScaleBank, image_shape=(28, 28), canvas_norm=None):
         self.model = model
         self.forward = forward
         arena = model.arena.buffer
@@ -163,6 +163,7 @@ class ModelViews:
                            self.act_slots[-1], sb, size=(320, 120))
         self.probs = Bars("probabilities", forward.probs.buffer, forward.probs.offset // 4, c, 0, NONE, sb,
                           size=(400, 170))
+        self.badge = PredictionBadge(forward, canvas_norm) if canvas_norm is not None else None
 
     @property
     def mosaic(self) -> Heatmap | None:
@@ -171,11 +172,23 @@ class ModelViews:
     @property
     def textures(self) -> list[ViewTexture]:
         views = ([self.mosaic] if self.mosaic else []) + self.weights + self.biases + self.hidden + [self.input]
-        return [v.texture for v in views] + [self.logits.texture, self.probs.texture]
+        extra = [self.badge.texture] if self.badge else []
+        return [v.texture for v in views] + [self.logits.texture, self.probs.texture] + extra
 
     def dispatches(self) -> list:
         views = ([self.mosaic] if self.mosaic else []) + self.weights + self.biases + self.hidden + [self.input]
-        return [v.dispatch for v in views] + [self.logits.dispatch, self.probs.dispatch]
+        extra = [self.badge.dispatch] if self.badge else []
+        return [v.dispatch for v in views] + [self.logits.dispatch, self.probs.dispatch] + extra
+
+
+class PredictionBadge:
+    """The predicted digit, large, with its probability (blank while the canvas is empty)."""
+
+    def __init__(self, forward, canvas_norm, size=(116, 64)):
+        self.texture = ViewTexture(size[0], size[1], "prediction", nearest=True)
+        prm = get_device().uniform("<4I", forward.probs.size, 8, 2, 0)
+        self.dispatch = make_dispatch("views.wgsl", "prediction_badge",
+                                      [prm, forward.probs.buffer, canvas_norm, self.texture.view], grid_2d(*size))
 
 
 class CanvasView:
