@@ -130,3 +130,29 @@ def test_pretrained_model_reads_a_drawn_two_wherever_it_is_drawn(canvas, box):
     run(canvas.dispatches() + fwd.dispatches())
     p = fwd.probs.to_numpy()[0]
     assert p.argmax() == 2, p.round(3)
+
+
+def test_a_mistake_is_loaded_by_its_slot_without_the_index_leaving_the_gpu(canvas, mnist):
+    """'mistakes' entry k loads test image wrong[k]; the CPU never learns which image that is."""
+    import dataclasses
+    import struct
+    from compute.data import GpuDataset
+    from viz.history import RunHistory
+    small = dataclasses.replace(mnist, train_images=mnist.train_images[:64], train_labels=mnist.train_labels[:64],
+                                test_images=mnist.test_images[:32], test_labels=mnist.test_labels[:32])
+    data = GpuDataset(small)
+    hist = RunHistory(10)
+    dev = get_device()
+    dev.queue.write_buffer(hist.wrong, 0, struct.pack("<3I", 17, 5, 23))
+    dev.queue.write_buffer(hist.counters, 0, struct.pack("<3I", 29, 32, 3))
+    canvas.attach_dataset(data, hist)
+    canvas.normalise = False
+    for k, index in ((0, 17), (2, 23)):
+        canvas.load_sample("mistakes", k)
+        run(canvas.dispatches())
+        x = read_input(canvas)
+        ref = mnist.test_images[index].astype(np.float32) / 255
+        assert np.abs(x - ref).max() < 0.35 and np.corrcoef(x.ravel(), ref.ravel())[0, 1] > 0.97
+    canvas.load_sample("mistakes", 3)   # past the misclassified count: a blank canvas
+    run(canvas.dispatches())
+    assert read_input(canvas).max() == 0.0

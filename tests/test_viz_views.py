@@ -198,3 +198,29 @@ def test_curves_confusion_and_mistakes_draw_from_gpu_metrics(small):
     b = browser.texture.read()[..., :3].astype(int)
     img = colormap.to_u8(colormap.grey(small.test_images[0] / 255)).astype(int)
     assert np.abs(b[2:30, 2:30] - img).max() <= 1
+
+
+def test_prediction_badge_shows_the_winning_digit_in_the_same_frame():
+    from compute.model_io import default_model_path, load_model
+    from viz.demo import demo_segments
+    from viz.views import PredictionBadge
+    if not default_model_path().exists():
+        pytest.skip("no pretrained model")
+    model, _ = load_model(default_model_path())
+    canvas, scales, fwd, mv = build(model)
+    badge = PredictionBadge(fwd, canvas.norm)
+    run(canvas.dispatches() + fwd.dispatches() + [badge.dispatch])
+    assert (badge.texture.read()[..., :3] == colormap.to_u8(colormap.BG)).all()   # no ink: blank
+    for a, b in demo_segments(canvas.size):
+        canvas.stroke(a, b)
+    run(canvas.dispatches() + fwd.dispatches() + [badge.dispatch])
+    tex = badge.texture.read()[..., :3].astype(int)
+    # The big '2' of the 5x7 font (shaders/font.wgsl), 8 texels a font pixel, at x = 8.
+    rows = [0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F]
+    top = (tex.shape[0] - 7 * 8) // 2
+    accent = colormap.to_u8(np.array([0.36, 0.82, 0.52])).astype(int)
+    for r, bits in enumerate(rows):
+        for c in range(5):
+            px = tex[top + r * 8 + 4, 8 + c * 8 + 4]
+            on = bool(bits >> (4 - c) & 1)
+            assert (np.abs(px - accent).max() <= 3) == on, (r, c, px)
