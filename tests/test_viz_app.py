@@ -249,3 +249,26 @@ def test_loading_another_architecture_rebuilds_the_views_and_trains(make_app, tm
 def grid_cols_of(n):
     from viz.views import grid_cols
     return grid_cols(n)
+
+
+def test_training_resumes_cleanly_after_restoring_from_divergence(make_app):
+    app = make_app(settings=settings(batch_size=16, speed=speed_index(4), lr=1e30, momentum=0.0, nesterov=False,
+                                     schedule="constant"))
+    app.readout.interval = 0.0
+    app.action("train")
+    for _ in range(40):
+        app.draw_offscreen()
+        if app.session.status == "diverged":
+            break
+    assert app.session.status == "diverged"
+    app.action("restore")
+    app.draw_offscreen()
+    s = dict(vars(app.session.settings))
+    s.update(lr=0.05)
+    from viz.session import TrainSettings
+    app.apply_settings(TrainSettings(**s))
+    app.action("resume")
+    for _ in range(8):
+        app.draw_offscreen()
+    assert app.session.status == "running", app.session.message
+    assert np.isfinite(app.model.state_dict()["0.weight"]).all()

@@ -208,7 +208,10 @@ class App:
         s = self.session
         needs_data = {"train", "resume", "step", "evaluate"}
         if name in needs_data and s.data is None:
-            self._actions.append((name, *args))  # retried once the dataset is in
+            if self.data_error:
+                self.ui.file_message = f"no dataset ({self.data_error}): cannot {name}"
+            else:
+                self._actions.append((name, *args))  # retried once the dataset is in
             return
         if name == "train":
             s.start()
@@ -488,6 +491,9 @@ def run_offscreen(config: AppConfig, size, frames: int, screenshot: Path | None)
     config = replace(config, autosave=False, background_load=False)
     app = App(canvas, config)
     app.wait_for_data()
+    if app.data_error and config.train:
+        from .cli import UserError
+        raise UserError(f"cannot train: {app.data_error}")
     t0 = time.perf_counter()
     img = None
     for _ in range(frames):

@@ -98,6 +98,7 @@ class TrainingSession:
         self.steps_last_frame = 0
         self.evaluating = False
         self.weights_revision = 0         # bumped whenever the weights change (views redraw)
+        self._flags_ignored_until = -1    # divergence flags packed at or before this step are stale
 
     # -- setup ------------------------------------------------------------------------------------------
     def attach_data(self, data, evaluate: bool = True) -> None:
@@ -200,6 +201,7 @@ class TrainingSession:
     def restore_last_good(self) -> None:
         if self.trainer is not None:
             self.trainer.restore_snapshot()
+            self._flags_ignored_until = self.history.steps
             self.weights_revision += 1
             self.status = "paused"
             self.message = "restored the weights from the start of the epoch"
@@ -227,8 +229,10 @@ class TrainingSession:
                 tr.optimizer.reset_state()
 
     def on_scalars(self, values: dict) -> None:
-        """Scalars read back a few times a second: notice divergence."""
-        if values.get("flags", 0) & FLAG_NONFINITE and self.status == "running":
+        """Scalars read back a few times a second: notice divergence (only from values packed
+        after the last restore: a read in flight may still carry the old flag)."""
+        fresh = values.get("at_step", 0) > self._flags_ignored_until
+        if fresh and values.get("flags", 0) & FLAG_NONFINITE and self.status == "running":
             self.status = "diverged"
             self.message = (f"training diverged (loss NaN/inf): lower the learning rate "
                             f"(now {self.settings.lr:g}) and restore the last good weights")
