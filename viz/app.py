@@ -31,7 +31,7 @@ from .dataviews import ConfusionView, DatasetView, MistakesView
 from .gui import Gui
 from .history import RunHistory
 from .inference import Forward
-from .pacing import MAX_INDEX, SPEEDS, FrameFence
+from .pacing import SPEEDS, FrameFence
 from .plots import CurvePlots
 from .readout import ScalarReadout
 from .session import TrainSettings, TrainingSession

@@ -15,7 +15,7 @@ from imgui_bundle import imgui
 from compute.optim import OPTIMIZERS, SCHEDULES
 
 from .pacing import SPEEDS
-from .plots import ACC_RANGES, LOSS_RANGE
+from .plots import ACC_RANGES
 from .session import BATCH_SIZES
 from .views import MOSAIC_MODES
 
