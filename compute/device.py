@@ -252,7 +252,7 @@ class Device:
 
 
 class PendingRead:
-    """A few bytes on their way back; `ready()` polls without blocking."""
+    """A few bytes on their way back; `ready()` checks without blocking."""
 
     def __init__(self, staging, size):
         self.staging = staging
@@ -261,20 +261,25 @@ class PendingRead:
         self._data = None
 
     def ready(self) -> bool:
-        if self._data is None:
-            try:
-                self.staging._device._poll()
-            except Exception:
-                pass
-            if self.staging.map_state == "mapped":
-                self._data = bytes(self.staging.read_mapped(0, self.size))
-                self.staging.unmap()
-                self.staging.destroy()
+        if self._data is None and self._arrived():
+            self._take()
         return self._data is not None
 
+    def _arrived(self) -> bool:
+        # wgpu-py's poll thread fulfils the map promise ('pending-fulfilled') but
+        # sets map_state only when the promise is waited on; either means arrived.
+        return self.staging.map_state == "mapped" or getattr(self._promise, "_state", "pending") != "pending"
+
+    def _take(self) -> None:
+        self._promise.sync_wait()  # returns at once once fulfilled
+        self._data = bytes(self.staging.read_mapped(0, self.size))
+        self.staging.unmap()
+        self.staging.destroy()
+
     def result(self) -> bytes:
-        while not self.ready():
-            self._promise.sync_wait() if hasattr(self._promise, "sync_wait") else None
+        """The bytes (waits if they have not arrived yet)."""
+        if self._data is None:
+            self._take()
         return self._data
 
 

@@ -150,3 +150,17 @@ def test_nonfinite_update_raises_flag(device):
     device.stream.flush()
     assert state.to_numpy()[3] & 1
     assert np.all(np.isfinite(arena.params["w"].to_numpy()))
+
+
+def test_read_async_arrives_without_blocking(device):
+    import time
+    buf = device.upload(np.arange(16, dtype=np.uint32))
+    before = device.readback.snapshot()
+    pending = device.read_async(buf, 8, 16, "probe")
+    t = time.time()
+    while not pending.ready():
+        assert time.time() - t < 10, "a 16-byte read never arrived"
+        time.sleep(0.001)
+    assert np.frombuffer(pending.result(), np.uint32).tolist() == [2, 3, 4, 5]
+    total, count, largest = device.readback.snapshot()
+    assert (total - before[0], count - before[1]) == (16, 1)

@@ -56,7 +56,7 @@ class ScalarReadout:
 
     def poll(self) -> bool:
         """Pick up a finished read (non-blocking). True when new values arrived."""
-        if self.pending is None or not _arrived(self.pending):
+        if self.pending is None or not self.pending.ready():
             return False
         raw = self.pending.result()
         self.pending = None
@@ -64,13 +64,3 @@ class ScalarReadout:
         floats = struct.unpack("<16f", raw[:64])
         self.values = {**{k: words[i] for i, k in _U32.items()}, **{k: floats[i] for i, k in _F32.items()}}
         return True
-
-
-def _arrived(pending) -> bool:
-    """PendingRead.ready() with wgpu-py 0.32: its map promise turns 'pending-fulfilled'
-    in the poll thread but only resolves (and sets map_state) when waited on; once
-    fulfilled, result() returns at once, so that state counts as arrived too."""
-    if pending.ready():
-        return True
-    state = getattr(getattr(pending, "_promise", None), "_state", "pending")
-    return state != "pending"

@@ -1,0 +1,137 @@
+"""Visualizer benchmark: frames per second while training at full speed, training
+steps per second inside the frame budget, and the share of headless training
+throughput it keeps, measured in the same run.
+
+    python benchmarks/viz_bench.py [--seconds 10] [--batch 64] [--out benchmarks/viz_results.md]
+
+Frames are rendered offscreen. "in flight" drives the app's frame function
+directly, so frames overlap on the GPU as they do in a window (nothing is read
+back); "read back" also copies every finished frame to the CPU, as the offscreen
+screenshot path does, which serialises CPU and GPU.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+
+
+def headless_steps_per_s(ds, batch: int, seconds: float) -> float:
+    from compute.data import GpuDataset
+    from compute.nn import MLPSpec, Sequential
+    from compute.recipes import RECIPES
+    from compute.training import TrainConfig, Trainer
+    from compute.optim import OptimConfig
+
+    r = RECIPES["default"]
+    data = GpuDataset(ds)
+    tr = Trainer(Sequential(MLPSpec([784, 128, 10]), seed=0), data,
+                 TrainConfig(epochs=1000, batch_size=batch, shift=r.shift,
+                             optim=OptimConfig(optimizer=r.optimizer, lr=r.lr, momentum=r.momentum,
+                                               nesterov=r.nesterov, schedule=r.schedule, min_lr=r.min_lr)))
+    tr.run_steps(tr.steps_per_epoch)
+    tr.read_flags()
+    steps, t = 0, time.perf_counter()
+    while time.perf_counter() - t < seconds:
+        tr.run_steps(tr.steps_per_epoch, per_submit=512)
+        steps += tr.steps_per_epoch
+    tr.read_flags()
+    return steps / (time.perf_counter() - t)
+
+
+def viz_run(app, batch: int, seconds: float, read_back: bool) -> dict:
+    from viz.pacing import MAX_INDEX
+    from viz.session import TrainSettings
+
+    s = TrainSettings.default()
+    s.epochs, s.speed, s.batch_size = 100000, MAX_INDEX, batch
+    app.session.settings = s
+    app.session.status = "idle"
+    app.action("train")
+
+    def one():
+        if read_back:
+            app.draw_offscreen()
+        else:
+            app.rc._process_events()
+            app.frame()
+
+    for _ in range(90):  # let the step budget settle
+        one()
+    app.dev.readback.reset()
+    f0, s0, t = app.frames, app.history.steps, time.perf_counter()
+    gpu = []
+    while time.perf_counter() - t < seconds:
+        one()
+        gpu.append(app.fence.gpu_s)
+    app.fence.drain()
+    dt = time.perf_counter() - t
+    frames, steps = app.frames - f0, app.history.steps - s0
+    gpu.sort()
+    rb = app.dev.readback
+    return {"fps": frames / dt, "steps_per_frame": steps / max(frames, 1), "steps_per_s": steps / dt,
+            "gpu_ms": gpu[len(gpu) // 2] * 1000 if gpu else 0.0, "readback": (rb.total_bytes, rb.count, rb.largest)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--size", default="1600x1000")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "viz_results.md")
+    args = ap.parse_args()
+
+    from rendercanvas.offscreen import RenderCanvas
+    from compute.device import get_device
+    from compute.idx import bundled_mnist_dir, load_dataset
+    from viz.app import App, AppConfig
+
+    dev = get_device()
+    ds = load_dataset(bundled_mnist_dir())
+    headless = headless_steps_per_s(ds, args.batch, args.seconds)
+    print(f"headless: {headless:,.0f} steps/s at batch {args.batch}", flush=True)
+
+    w, h = (int(v) for v in args.size.split("x"))
+    app = App(RenderCanvas(size=(w, h), pixel_ratio=1.0), AppConfig(background_load=False, paint_demo=True,
+                                                                    autosave=False))
+    app.wait_for_data()
+    for _ in range(30):
+        app.draw_offscreen()
+    t = time.perf_counter()
+    for _ in range(60):
+        app.rc._process_events()
+        app.frame()
+    app.fence.drain()
+    idle_fps = 60 / (time.perf_counter() - t)
+
+    rows = []
+    for read_back in (False, True):
+        r = viz_run(app, args.batch, args.seconds, read_back)
+        r["mode"] = "read back" if read_back else "in flight"
+        rows.append(r)
+        print(f"{r['mode']}: {r['fps']:.1f} fps, {r['steps_per_frame']:.0f} steps/frame, {r['steps_per_s']:,.0f} steps/s "
+              f"({r['steps_per_s'] / headless * 100:.0f}% of headless), GPU {r['gpu_ms']:.2f} ms/frame", flush=True)
+
+    lines = [f"Device: {dev.name}; window {w}x{h}; batch {args.batch}, default recipe, speed 'max (frame budget)', "
+             f"{args.seconds:.0f} s per row", "",
+             f"Headless training in the same run: {headless:,.0f} steps/s. Idle visualizer (no training): {idle_fps:.0f} fps.",
+             "", "| frames | fps | steps/frame | steps/s | share of headless | GPU ms/frame (median) | readback in the run |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        b, n, big = r["readback"]
+        lines.append(f"| {r['mode']} | {r['fps']:.1f} | {r['steps_per_frame']:.0f} | {r['steps_per_s']:,.0f} | "
+                     f"{r['steps_per_s'] / headless * 100:.0f}% | {r['gpu_ms']:.2f} | {b} B in {n} reads (largest {big} B) |")
+    text = "\n".join(lines) + "\n"
+    print("\n" + text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
