@@ -154,12 +154,13 @@ class Device:
         self.queue.write_buffer(buffer, offset, raw)
 
     def uniform(self, fmt: str, *values) -> object:
-        """An immutable uniform buffer holding `values`, shared between identical requests."""
+        """An immutable parameter buffer holding `values`, shared between identical
+        requests; bindable as a uniform or as read-only storage."""
         raw = struct.pack(fmt, *values)
         raw += b"\0" * (-len(raw) % 16)
         buf = self._uniforms.get(raw)
         if buf is None:
-            buf = self.device.create_buffer_with_data(data=raw, usage=UNIFORM)
+            buf = self.device.create_buffer_with_data(data=raw, usage=UNIFORM | wgpu.BufferUsage.STORAGE)
             self._uniforms[raw] = buf
         return buf
 

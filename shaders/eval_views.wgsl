@@ -24,7 +24,7 @@ struct Confusion {
     margin: u32,        // header row / column with the class digits
 };
 
-@group(0) @binding(0) var<uniform> cm: Confusion;
+@group(0) @binding(0) var<storage, read> cm: Confusion;
 @group(0) @binding(1) var<storage, read> cm_counters: array<u32>;
 @group(0) @binding(2) var cm_tex: texture_storage_2d<rgba8unorm, write>;
 
@@ -91,7 +91,7 @@ struct Gather {
     wrong_cap: u32,     // entries `wrong` can hold
 };
 
-@group(0) @binding(0) var<uniform> ga: Gather;
+@group(0) @binding(0) var<storage, read> ga: Gather;
 @group(0) @binding(1) var<storage, read> ga_images: array<u32>;
 @group(0) @binding(2) var<storage, read> ga_wrong: array<u32>;
 @group(0) @binding(3) var<storage, read> ga_counters: array<u32>;
@@ -129,7 +129,7 @@ struct Tiles {
     _pad: u32,
 };
 
-@group(0) @binding(0) var<uniform> tl: Tiles;
+@group(0) @binding(0) var<storage, read> tl: Tiles;
 @group(0) @binding(1) var<storage, read> tl_images: array<u32>;
 @group(0) @binding(2) var<storage, read> tl_labels: array<u32>;
 @group(0) @binding(3) var<storage, read> tl_wrong: array<u32>;

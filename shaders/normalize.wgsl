@@ -30,7 +30,7 @@ struct Params {
     _pad: u32,
 };
 
-@group(0) @binding(0) var<uniform> prm: Params;
+@group(0) @binding(0) var<storage, read> prm: Params;
 @group(0) @binding(1) var<storage, read> canvas: array<f32>;
 @group(0) @binding(2) var<storage, read_write> norm: array<f32>;
 @group(0) @binding(3) var<storage, read_write> x_out: array<f32>;

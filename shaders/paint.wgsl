@@ -87,7 +87,7 @@ struct Load {
     _b: u32,
 };
 
-@group(0) @binding(0) var<uniform> load: Load;
+@group(0) @binding(0) var<storage, read> load: Load;
 @group(0) @binding(1) var<storage, read> images: array<u32>;
 @group(0) @binding(2) var<storage, read_write> target_canvas: array<f32>;
 

@@ -30,7 +30,7 @@ struct Plot {
     _c: u32,
 };
 
-@group(0) @binding(0) var<uniform> plot: Plot;
+@group(0) @binding(0) var<storage, read> plot: Plot;
 @group(0) @binding(1) var<storage, read> hist: array<f32>;
 @group(0) @binding(2) var<storage, read> evals: array<f32>;
 @group(0) @binding(3) var<storage, read_write> cols: array<vec4<f32>>;   // mean, band low, band high, valid

@@ -19,7 +19,7 @@ struct Frame {
     _pad: u32,
 };
 
-@group(0) @binding(0) var<uniform> fr: Frame;
+@group(0) @binding(0) var<storage, read> fr: Frame;
 @group(0) @binding(1) var<storage, read> state: array<u32>;
 @group(0) @binding(2) var<storage, read> hist: array<f32>;
 @group(0) @binding(3) var<storage, read> evals: array<f32>;

@@ -20,7 +20,7 @@ struct Reduce {
     _pad: u32,
 };
 
-@group(0) @binding(0) var<uniform> red: Reduce;
+@group(0) @binding(0) var<storage, read> red: Reduce;
 @group(0) @binding(1) var<storage, read> red_src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> red_out: array<f32>;
 
@@ -78,7 +78,7 @@ struct Heat {
     _b: u32,
 };
 
-@group(0) @binding(0) var<uniform> heat: Heat;
+@group(0) @binding(0) var<storage, read> heat: Heat;
 @group(0) @binding(1) var<storage, read> heat_src: array<f32>;
 @group(0) @binding(2) var<storage, read> heat_mod: array<f32>;
 @group(0) @binding(3) var<storage, read> heat_scales: array<f32>;
@@ -153,7 +153,7 @@ struct Bars {
     _b: u32,
 };
 
-@group(0) @binding(0) var<uniform> bars: Bars;
+@group(0) @binding(0) var<storage, read> bars: Bars;
 @group(0) @binding(1) var<storage, read> bars_src: array<f32>;
 @group(0) @binding(2) var<storage, read> bars_scales: array<f32>;
 @group(0) @binding(3) var bars_tex: texture_storage_2d<rgba8unorm, write>;
@@ -220,7 +220,7 @@ struct CanvasView {
     _pad: u32,
 };
 
-@group(0) @binding(0) var<uniform> cv: CanvasView;
+@group(0) @binding(0) var<storage, read> cv: CanvasView;
 @group(0) @binding(1) var<storage, read> cv_canvas: array<f32>;
 @group(0) @binding(2) var<storage, read> cv_norm: array<f32>;
 @group(0) @binding(3) var cv_tex: texture_storage_2d<rgba8unorm, write>;
@@ -262,7 +262,7 @@ struct Badge {
     _pad: u32,
 };
 
-@group(0) @binding(0) var<uniform> badge: Badge;
+@group(0) @binding(0) var<storage, read> badge: Badge;
 @group(0) @binding(1) var<storage, read> badge_probs: array<f32>;
 @group(0) @binding(2) var<storage, read> badge_norm: array<f32>;
 @group(0) @binding(3) var badge_tex: texture_storage_2d<rgba8unorm, write>;

@@ -18,6 +18,7 @@ from compute.program import Dispatch
 
 TEXTURE_USAGE = (wgpu.TextureUsage.STORAGE_BINDING | wgpu.TextureUsage.TEXTURE_BINDING
                  | wgpu.TextureUsage.COPY_SRC)
+PARAMS = UNIFORM | wgpu.BufferUsage.STORAGE
 NONE = 0xFFFFFFFF  # "no slot / no tile" in the view kernels' u32 parameters
 
 
@@ -34,12 +35,17 @@ def grid_2d(width: int, height: int, tile: int = 16) -> tuple[int, int]:
 
 
 class Params:
-    """A mutable uniform buffer holding one packed struct; rewritten only on change."""
+    """A small parameter buffer holding one packed struct; rewritten only on change.
+
+    The view shaders read it as read-only *storage*, not as a uniform: Mesa's
+    lavapipe recompiles a shader that uses a uniform in a loop condition
+    ("inlined uniforms") and leaked that memory on every dispatch (found by
+    benchmarks/soak.py; about 0.4 MB a dispatch)."""
 
     def __init__(self, fmt: str, *values, label: str = "params"):
         self.fmt = fmt
         size = struct.calcsize(fmt)
-        self.buffer = get_device().buffer(max(16, -(-size // 16) * 16), label, usage=UNIFORM)
+        self.buffer = get_device().buffer(max(16, -(-size // 16) * 16), label, usage=PARAMS)
         self.values: tuple = ()
         self.set(*values)
 
