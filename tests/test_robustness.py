@@ -205,3 +205,21 @@ def test_ctrl_c_saves_what_was_trained(tmp_path):
     from compute.checkpoint import load_state_dict
     tensors, meta = load_state_dict(ckpt)
     assert int(meta["interrupted_at_step"]) >= 20
+
+
+def test_lost_device_in_the_visualizer_is_reported():
+    p = run_py("""
+        import sys
+        import viz.app as A
+        from compute.device import get_device
+        orig = A.App.frame
+        def frame(self):
+            if self.frames == 5:
+                get_device().device.destroy()
+            return orig(self)
+        A.App.frame = frame
+        from viz.cli import main
+        sys.exit(main(["--offscreen", "--frames", "40", "--size", "640x400", "--limit", "500"]))
+    """, timeout=180)
+    assert p.returncode == 4, (p.returncode, p.stderr[-2000:])
+    assert p.stderr.strip().splitlines()[-1].startswith("error: the GPU device was lost")

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from compute.device import get_device
+from compute.device import DeviceLostError, get_device
 from compute.program import Program
 
 from . import panels
@@ -110,6 +110,7 @@ class App:
         self._stroke = None           # (erase, last canvas point) while a mouse stroke is on
         self._demo: list = []         # queued demo segments
         self.closed = False
+        self.fatal: Exception | None = None   # the GPU device was lost: end the loop, report it
         self.ui_error: str | None = None
         self.data_error: str | None = None
         self._dataset = None
@@ -117,7 +118,7 @@ class App:
         canvas.add_event_handler(self._on_pointer, "pointer_down", "pointer_move", "pointer_up", order=-100)
         canvas.add_event_handler(self._on_key, "key_down")
         canvas.add_event_handler(self._on_close, "close")
-        canvas.request_draw(self.frame)
+        canvas.request_draw(self._guarded_frame)
         self._start_loading()
         if self.config.paint_demo:
             self.paint_demo()
@@ -353,6 +354,22 @@ class App:
             self.canvas.stroke(a, b)
 
     # -- the frame ------------------------------------------------------------------------------------------
+    def _guarded_frame(self) -> None:
+        """A lost device ends the loop with a report instead of failing every frame."""
+        if self.fatal is not None:
+            return
+        try:
+            self.frame()
+        except Exception as e:  # noqa: BLE001 - only a lost device is handled here
+            lost = isinstance(e, DeviceLostError) or self.dev.lost or "device is lost" in str(e).lower()
+            if not lost:
+                raise
+            self.fatal = e if isinstance(e, DeviceLostError) else DeviceLostError(
+                f"the GPU device was lost ({self.dev.lost or str(e).strip().splitlines()[-1].strip()}); "
+                "restart the program")
+            self.closed = True
+            self.rc.close()
+
     def frame(self) -> None:
         t0 = time.perf_counter()
         waited = self.fence.wait()
@@ -461,6 +478,8 @@ def run_app(args) -> int:
     canvas, loop = open_window(size)
     app = App(canvas, config)
     loop.run()
+    if app.fatal is not None:
+        raise app.fatal
     saved = app.shutdown()
     if saved:
         print(f"autosaved the model to {saved}")
@@ -498,6 +517,8 @@ def run_offscreen(config: AppConfig, size, frames: int, screenshot: Path | None)
     img = None
     for _ in range(frames):
         img = app.draw_offscreen()
+        if app.fatal is not None:
+            raise app.fatal
     dt = time.perf_counter() - t0
     app.fence.drain()
     if screenshot is not None and img is not None:

@@ -321,8 +321,7 @@ def training_panel(app) -> None:
 
     if s.status == "diverged":
         imgui.text_colored(RED, "Training diverged (loss NaN/inf).")
-        if imgui.button("Restore last good weights"):
-            app.action("restore")
+        note(s.message)
     elif s.message:
         note(s.message)
 

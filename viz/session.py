@@ -156,7 +156,7 @@ class TrainingSession:
             self.status = "paused"
 
     def resume(self) -> None:
-        if self.status == "paused" and self.trainer is not None and not self.trainer.finished:
+        if self.status in ("paused", "diverged") and self.trainer is not None and not self.trainer.finished:
             self.status = "running"
         elif self.status in ("idle", "finished"):
             self.start()
@@ -199,6 +199,7 @@ class TrainingSession:
         self.evaluating = True
 
     def restore_last_good(self) -> None:
+        """Weights from the last epoch start; clears the divergence flag (paused)."""
         if self.trainer is not None:
             self.trainer.restore_snapshot()
             self._flags_ignored_until = self.history.steps
@@ -233,9 +234,13 @@ class TrainingSession:
         after the last restore: a read in flight may still carry the old flag)."""
         fresh = values.get("at_step", 0) > self._flags_ignored_until
         if fresh and values.get("flags", 0) & FLAG_NONFINITE and self.status == "running":
+            # The GPU stopped the updates when the flag went up; put back the weights
+            # from the start of the epoch and say what to change.
+            self.restore_last_good()
             self.status = "diverged"
-            self.message = (f"training diverged (loss NaN/inf): lower the learning rate "
-                            f"(now {self.settings.lr:g}) and restore the last good weights")
+            self.message = (f"training diverged (loss NaN/inf); the weights from the start of the epoch "
+                            f"were restored. Lower the learning rate (now {self.settings.lr:g}, try "
+                            f"{self.settings.lr / 10:g}) and resume.")
 
     # -- per frame -------------------------------------------------------------------------------------
     def encode(self, encoder) -> int:
