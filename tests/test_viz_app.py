@@ -199,7 +199,8 @@ def test_no_autosave_when_opted_out_or_untrained(make_app, tmp_path):
     assert not (tmp_path / "autosave.safetensors").exists()
 
 
-def test_divergence_is_noticed_and_the_last_good_weights_restored(make_app):
+def diverged_app(make_app):
+    """An app whose training blew up (learning rate 1e30) and was noticed."""
     app = make_app(settings=settings(batch_size=16, speed=speed_index(4), lr=1e30, momentum=0.0, nesterov=False,
                                      schedule="constant"))
     app.readout.interval = 0.0
@@ -209,6 +210,11 @@ def test_divergence_is_noticed_and_the_last_good_weights_restored(make_app):
         if app.session.status == "diverged":
             break
     assert app.session.status == "diverged"
+    return app
+
+
+def test_divergence_is_noticed_and_the_last_good_weights_restored(make_app):
+    app = diverged_app(make_app)
     assert "diverged" in app.session.message and "restored" in app.session.message
     assert "learning rate" in app.session.message
     app.draw_offscreen()
@@ -252,15 +258,7 @@ def grid_cols_of(n):
 
 
 def test_training_resumes_cleanly_after_restoring_from_divergence(make_app):
-    app = make_app(settings=settings(batch_size=16, speed=speed_index(4), lr=1e30, momentum=0.0, nesterov=False,
-                                     schedule="constant"))
-    app.readout.interval = 0.0
-    app.action("train")
-    for _ in range(40):
-        app.draw_offscreen()
-        if app.session.status == "diverged":
-            break
-    assert app.session.status == "diverged"
+    app = diverged_app(make_app)
     app.draw_offscreen()
     s = dict(vars(app.session.settings))
     s.update(lr=0.05)
