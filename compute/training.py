@@ -182,6 +182,11 @@ class Trainer:
             s += n
         return np.concatenate(out) if out else np.zeros((0, 2), np.float32)
 
+    def read_step_async(self, step: int):
+        """Start a non-blocking read of one step's (loss, accuracy): 8 bytes."""
+        slot = step % HISTORY_CAP
+        return get_device().read_async(self.metrics.history.buffer, slot * 8, 8, "history.step")
+
     def read_flags(self) -> int:
         return int(np.frombuffer(get_device().read(self.metrics.state.buffer, 12, 4, "flags"), np.uint32)[0])
 

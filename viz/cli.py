@@ -6,7 +6,9 @@ ends as one line `error: ...` and exit code 2; a diverged training run exits 3.
 from __future__ import annotations
 
 import argparse
+import collections
 import os
+import struct
 import sys
 import time
 from pathlib import Path
@@ -235,16 +237,23 @@ def _train_epochs(args, cfg, dev, trainer, model, progress) -> int:
         trainer.save_snapshot(enc)
         dev.submit(enc)
         start_step, t0 = trainer.step, time.perf_counter()
-        chunk = 32
-        while trainer.step < start_step + trainer.steps_per_epoch:
-            tc = time.perf_counter()
-            trainer.run_steps(min(chunk, start_step + trainer.steps_per_epoch - trainer.step))
-            last = trainer.read_history(trainer.step - 1, trainer.step)[0]  # waits for the GPU
-            dt = time.perf_counter() - tc
-            chunk = max(1, min(4096, int(chunk * min(4.0, 0.25 / max(dt, 1e-4)))))
-            done = trainer.step - start_step
-            progress.show(epoch, cfg.epochs, done / trainer.steps_per_epoch, last[0], last[1],
-                          done * cfg.batch_size / (time.perf_counter() - t0))
+        end = start_step + trainer.steps_per_epoch
+        # Two chunks in flight: the GPU runs one while Python encodes the next, and the
+        # progress bar learns each chunk's last loss from an 8-byte non-blocking read.
+        chunk, inflight, last_done = 16, collections.deque(), t0
+        while trainer.step < end or inflight:
+            if trainer.step < end and len(inflight) < 2:
+                trainer.run_steps(min(chunk, end - trainer.step))
+                inflight.append((trainer.step, trainer.read_step_async(trainer.step - 1)))
+                continue
+            step_done, pending = inflight.popleft()
+            loss, acc = struct.unpack("<2f", pending.result())
+            now = time.perf_counter()
+            chunk = max(1, min(8192, int(chunk * min(4.0, 0.1 / max(now - last_done, 1e-4)))))
+            last_done = now
+            done = step_done - start_step
+            progress.show(epoch, cfg.epochs, done / trainer.steps_per_epoch, loss, acc,
+                          done * cfg.batch_size / (now - t0))
         elapsed = time.perf_counter() - t0
         if trainer.read_flags() & FLAG_NONFINITE:
             progress.clear()
