@@ -232,10 +232,12 @@ fn canvas_view(@builtin(global_invocation_id) gid: vec3<u32>) {
     var colour = grey(v);
     let q = vec2<i32>(gid.xy);
     let p = vec2<f32>(q) + vec2<f32>(0.5);
-    // Faint dashed guide: the central 20/28 box MNIST digits are fitted into.
-    let m = i32(cv.cw * 4u / 28u);
-    let e = i32(cv.cw) - 1 - m;
-    let on_guide = ((q.x == m || q.x == e) && q.y >= m && q.y <= e) || ((q.y == m || q.y == e) && q.x >= m && q.x <= e);
+    // Faint dashed guide: the central box MNIST digits are fitted into (20/28 of the shorter side).
+    let side = i32(f32(min(cv.cw, cv.ch)) * 20.0 / 28.0);
+    let m = (vec2<i32>(i32(cv.cw), i32(cv.ch)) - vec2<i32>(side)) / 2;
+    let e = m + vec2<i32>(side - 1);
+    let on_guide = ((q.x == m.x || q.x == e.x) && q.y >= m.y && q.y <= e.y)
+        || ((q.y == m.y || q.y == e.y) && q.x >= m.x && q.x <= e.x);
     if (on_guide && (q.x + q.y) % 6 < 3) { colour = mix(colour, TEXT, 0.18); }
     if (cv.show_box == 1u && cv_norm[0] > 0.5) {
         // The ink's bounding box, drawn on the pixels just outside it.
@@ -287,7 +289,7 @@ fn prediction_badge(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
         // "97%" (rounded percentage), bottom-aligned with the digit.
         let pct = u32(round(clamp(p, 0.0, 1.0) * 100.0));
-        let x0 = ds * (GLYPH_W + 2);
+        let x0 = ds + number_width(best, ds) + ds;
         let y0 = top + (GLYPH_H * ds) - GLYPH_H * ts;
         if (number_on(pct, px, vec2<i32>(x0, y0), ts)) { colour = TEXT; }
         let xp = x0 + number_width(pct, ts) + ts;

@@ -9,6 +9,7 @@ Readback budget asserted in the frame loop (see viz/readout.py):
 """
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,7 +52,7 @@ def speed_index(n):
 
 def canvas_ink(app) -> float:
     c = app.canvas
-    return float(np.frombuffer(get_device().read(c.canvas), np.float32)[: c.size * c.size].sum())
+    return float(np.frombuffer(get_device().read(c.canvas), np.float32)[: c.width * c.height].sum())
 
 
 def test_zero_readback_over_100_frames_of_training_painting_and_inference(make_app):
@@ -61,8 +62,8 @@ def test_zero_readback_over_100_frames_of_training_painting_and_inference(make_a
     dev.readback.reset()
     app.action("train")
     t0 = time.perf_counter()
-    r = app.canvas.size * 0.3
-    c = app.canvas.size / 2
+    r = app.canvas.width * 0.3
+    c = app.canvas.width / 2
     for i in range(100):
         a, b = 2 * math.pi * i / 40, 2 * math.pi * (i + 1) / 40
         app.canvas.stroke((c + r * math.cos(a), c + r * math.sin(a)), (c + r * math.cos(b), c + r * math.sin(b)))
@@ -122,9 +123,9 @@ def test_painting_with_mouse_events_and_keyboard_shortcuts(make_app):
         app.draw_offscreen()
     app.rc.submit_event({"event_type": "pointer_up", "x": pts[-1][0], "y": pts[-1][1], **ev})
     app.draw_offscreen()
-    ink = np.frombuffer(get_device().read(app.canvas.canvas), np.float32).reshape(app.canvas.size, -1)
-    row = ink[app.canvas.size // 2]
-    assert row[int(app.canvas.size * 0.25): int(app.canvas.size * 0.75)].min() > 0.9
+    ink = np.frombuffer(get_device().read(app.canvas.canvas), np.float32).reshape(app.canvas.height, -1)
+    row = ink[app.canvas.height // 2]
+    assert row[int(app.canvas.width * 0.25): int(app.canvas.width * 0.75)].min() > 0.9
     # Keys: space starts training, again pauses; c clears the canvas.
     app.rc.submit_event({"event_type": "key_down", "key": " ", "modifiers": ()})
     app.draw_offscreen()
@@ -269,3 +270,84 @@ def test_training_resumes_cleanly_after_restoring_from_divergence(make_app):
         app.draw_offscreen()
     assert app.session.status == "running", app.session.message
     assert np.isfinite(app.model.state_dict()["0.weight"]).all()
+
+
+def write_band_dataset(directory, h=9, w=12, classes=3, n_train=360, n_test=90, seed=0):
+    """h x w images whose class is which horizontal band is lit (plus noise), as raw IDX files."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    labels = rng.integers(0, classes, n_train + n_test)
+    images = rng.integers(0, 60, (n_train + n_test, h, w))
+    band = h // classes
+    for i, label in enumerate(labels):
+        images[i, band * label: band * (label + 1)] += 160
+
+    def write(name, arr):
+        dims = b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+        (directory / name).write_bytes(bytes([0, 0, 8, arr.ndim]) + dims + arr.astype(np.uint8).tobytes())
+    write("train-images-idx3-ubyte", images[:n_train])
+    write("train-labels-idx1-ubyte", labels[:n_train])
+    write("t10k-images-idx3-ubyte", images[n_train:])
+    write("t10k-labels-idx1-ubyte", labels[n_train:])
+    return images, labels
+
+
+def test_a_dataset_of_another_shape_gets_a_fitting_model_canvas_and_views(make_app, tmp_path):
+    """--data with 12 x 9 images in 3 classes: the pretrained MNIST model cannot read them, so the
+    app starts a fresh 108-128-3 network; the canvas takes the images' aspect ratio, training
+    learns, a loaded test image is classified from the canvas, and a checkpoint that does not
+    fit the data is refused with the running model untouched."""
+    from compute.model_io import save_model
+    from compute.nn import MLPSpec, Sequential
+    from viz.canvas import canvas_shape
+    images, labels = write_band_dataset(tmp_path / "bands")
+    app = make_app(data_dir=tmp_path / "bands", limit=None, test_limit=None,
+                   settings=settings(batch_size=16, epochs=4, shift=0, speed=speed_index(16)))
+    assert app.model.spec.sizes == [108, 128, 3] and "random weights" in app.ui.file_message
+    c = app.canvas
+    assert (c.width, c.height) == canvas_shape(12, 9) and c.width * 9 == c.height * 12 and c.width >= 96
+    assert app.canvas_view.texture.width == c.width and app.canvas_view.texture.height == c.height
+    mv = app.model_views
+    assert (mv.input.texture.width, mv.input.texture.height) == (12, 9)
+    assert (mv.mosaic.tile_w, mv.mosaic.tile_h) == (12, 9)
+    assert mv.probs.texture is not None and app.history.num_classes == 3
+
+    app.action("train")
+    for _ in range(300):
+        app.draw_offscreen()
+        if app.session.status == "finished":
+            break
+    assert app.session.status == "finished", app.session.status
+    sd = app.model.state_dict()
+    x = images[360:].reshape(90, -1) / 255.0
+    logits = np.maximum(x @ sd["0.weight"].T + sd["0.bias"], 0) @ sd["2.weight"].T + sd["2.bias"]
+    assert (logits.argmax(1) == labels[360:]).mean() > 0.9
+
+    # A test image loaded into the canvas (plain downsample: the band's position is the class).
+    c.normalise = False
+    for k in range(5):
+        app.load_into_canvas("test", k)
+        app.draw_offscreen()
+        probs = np.frombuffer(get_device().read(app.forward.probs.buffer), np.float32)[:3]
+        assert probs.argmax() == labels[360 + k], (k, probs)
+
+    # An MNIST checkpoint does not fit: refused before anything is rebound.
+    model, trainer = app.model, app.session.trainer
+    save_model(tmp_path / "mnist.safetensors", Sequential(MLPSpec([784, 16, 10])))
+    app.ui.checkpoint_path = str(tmp_path / "mnist.safetensors")
+    app.action("load")
+    app.draw_offscreen()
+    assert app.ui.file_message.startswith("load failed") and "does not fit" in app.ui.file_message
+    assert app.model is model and app.session.trainer is trainer and app.model.spec.sizes == [108, 128, 3]
+
+
+def test_bad_data_or_a_checkpoint_that_does_not_fit_stops_at_start(tmp_path, capsys):
+    from viz.cli import main
+    write_band_dataset(tmp_path / "bands")
+    shot = str(tmp_path / "x.png")
+    assert main(["--offscreen", "--frames", "1", "--screenshot", shot, "--data", str(tmp_path / "nope")]) == 2
+    assert "error: " in capsys.readouterr().err
+    assert main(["--offscreen", "--frames", "1", "--screenshot", shot, "--data", str(tmp_path / "bands"),
+                 "--checkpoint", str(Path(__file__).resolve().parent.parent / "assets/mnist-784-128-10.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: mnist-784-128-10.safetensors: model 784-128-10 does not fit") and "3 classes" in err

@@ -21,7 +21,7 @@ def canvas():
 
 def read_canvas(c):
     dev = get_device()
-    return np.frombuffer(dev.read(c.canvas), np.float32)[: c.size * c.size].reshape(c.size, c.size)
+    return np.frombuffer(dev.read(c.canvas), np.float32)[: c.width * c.height].reshape(c.height, c.width)
 
 
 def read_input(c):
@@ -70,7 +70,7 @@ def test_normaliser_centres_a_small_off_centre_digit(canvas):
     """A small '2' in the top-left corner comes out like an MNIST digit: bounding box
     fitted into 20 x 20, centre of mass on the centre pixel (14, 14), i.e. at 14.5."""
     from viz.demo import demo_segments
-    for a, b in demo_segments(canvas.size, box=(0.04, 0.06, 0.28)):
+    for a, b in demo_segments(canvas.width, canvas.height, box=(0.04, 0.06, 0.28)):
         canvas.stroke(a, b, radius=2.5)
     canvas.normalise = False
     run(canvas.dispatches())
@@ -125,7 +125,7 @@ def test_pretrained_model_reads_a_drawn_two_wherever_it_is_drawn(canvas, box):
         pytest.skip("no pretrained model")
     model, _ = load_model(default_model_path())
     fwd = Forward(model, canvas.x)
-    for a, b in demo_segments(canvas.size, box=box):
+    for a, b in demo_segments(canvas.width, canvas.height, box=box):
         canvas.stroke(a, b, radius=max(2.0, 9.0 * box[2]))
     run(canvas.dispatches() + fwd.dispatches())
     p = fwd.probs.to_numpy()[0]

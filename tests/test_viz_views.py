@@ -135,7 +135,7 @@ def test_mosaic_firing_mode_dims_silent_units():
     model = fresh_model(9)
     canvas, scales, fwd, mv = build(model)
     from viz.demo import demo_segments
-    for a, b in demo_segments(canvas.size):
+    for a, b in demo_segments(canvas.width, canvas.height):
         canvas.stroke(a, b)
     mv.mosaic_mode = 2
     run(canvas.dispatches() + fwd.dispatches() + scales.dispatches() + [mv.mosaic.dispatch])
@@ -211,7 +211,7 @@ def test_prediction_badge_shows_the_winning_digit_in_the_same_frame():
     badge = PredictionBadge(fwd, canvas.norm)
     run(canvas.dispatches() + fwd.dispatches() + [badge.dispatch])
     assert (badge.texture.read()[..., :3] == colormap.to_u8(colormap.BG)).all()   # no ink: blank
-    for a, b in demo_segments(canvas.size):
+    for a, b in demo_segments(canvas.width, canvas.height):
         canvas.stroke(a, b)
     run(canvas.dispatches() + fwd.dispatches() + [badge.dispatch])
     tex = badge.texture.read()[..., :3].astype(int)

@@ -111,8 +111,8 @@ out["exit_s"] = time.perf_counter() - out["close_t"]
 out["closed"] = canvas.get_closed()
 out["saved"] = str(saved) if saved else None
 c = app.canvas
-ink = np.frombuffer(dev.read(c.canvas), np.float32)[: c.size * c.size].reshape(c.size, c.size)
-out["ink_row"] = float(ink[c.size // 2, int(c.size * 0.3): int(c.size * 0.7)].min())
+ink = np.frombuffer(dev.read(c.canvas), np.float32)[: c.width * c.height].reshape(c.height, c.width)
+out["ink_row"] = float(ink[c.height // 2, int(c.width * 0.3): int(c.width * 0.7)].min())
 out["revision"] = app.canvas.revision
 out["steps"] = app.history.steps
 print("RESULT " + json.dumps(out))

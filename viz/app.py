@@ -38,6 +38,7 @@ from .session import TrainSettings, TrainingSession
 from .views import CanvasView, ModelViews, ScaleBank
 
 CLEAR_COLOUR = (0.045, 0.047, 0.058, 1.0)
+MNIST_SHAPE = (28, 28, 10)    # height, width, classes of the bundled dataset
 
 
 def default_autosave_path() -> Path:
@@ -84,11 +85,18 @@ class App:
         self.ui = UIState(checkpoint_path=str(Path.cwd() / "mnist-model.safetensors"))
         self.autosave_path = self.config.autosave_path if self.config.autosave else None
 
+        self._dataset = None
+        if self.config.data_dir is not None:
+            # The user's own data decides the model's shape: read it now (a bad directory is a
+            # clear error at start). The bundled MNIST loads in the background instead.
+            from compute.idx import load_dataset
+            self._dataset = load_dataset(self.config.data_dir)
         model, note = self._initial_model()
         self.ui.file_message = note
         classes = model.spec.sizes[-1]
         self.history = RunHistory(classes)
-        self.canvas = PaintCanvas()
+        h, w, _ = self.data_shape
+        self.canvas = PaintCanvas(image_w=w, image_h=h)
         self.canvas_view = CanvasView(self.canvas)
         self.gui.register(self.canvas_view.texture)
         self.session = TrainingSession(model, self.history, self.config.settings, self.config.frame_budget_s)
@@ -113,7 +121,6 @@ class App:
         self.fatal: Exception | None = None   # the GPU device was lost: end the loop, report it
         self.ui_error: str | None = None
         self.data_error: str | None = None
-        self._dataset = None
         self._loader = None
         canvas.add_event_handler(self._on_pointer, "pointer_down", "pointer_move", "pointer_up", order=-100)
         canvas.add_event_handler(self._on_key, "key_down")
@@ -126,12 +133,37 @@ class App:
             self.action("train")
 
     # -- model ---------------------------------------------------------------------------------------
+    @property
+    def data_shape(self) -> tuple[int, int, int]:
+        """(height, width, classes) of the dataset the model must fit."""
+        if self._dataset is not None:
+            return (*self._dataset.image_shape, self._dataset.num_classes)
+        return MNIST_SHAPE   # the bundled set: checksum-verified, so known before it has loaded
+
+    def check_fits(self, spec, path: Path) -> None:
+        """A model whose input or output does not match the dataset is refused before it is used."""
+        h, w, classes = self.data_shape
+        if spec.sizes[0] != h * w or spec.sizes[-1] != classes:
+            raise ValueError(f"{path.name}: model {'-'.join(map(str, spec.sizes))} does not fit the dataset "
+                             f"({w} x {h} images = {h * w} inputs, {classes} classes)")
+
     def _initial_model(self):
-        from compute.model_io import default_model_path, load_model
+        from compute.model_io import default_model_path, load_model, read_checkpoint
         from compute.nn import MLPSpec, Sequential
-        path = Path(self.config.checkpoint) if self.config.checkpoint else default_model_path()
-        if self.config.checkpoint is None and not path.exists():
-            return Sequential(MLPSpec([784, 128, 10])), "no pretrained model found: starting from random weights"
+        h, w, classes = self.data_shape
+        fresh = MLPSpec([h * w, 128, classes])
+        if self.config.checkpoint is not None:
+            path = Path(self.config.checkpoint)
+            self.check_fits(read_checkpoint(path)[2], path)
+        else:
+            path = default_model_path()
+            if not path.exists():
+                return Sequential(fresh), "no pretrained model found: starting from random weights"
+            try:
+                self.check_fits(read_checkpoint(path)[2], path)
+            except ValueError:
+                return Sequential(fresh), (f"the pretrained model reads 28 x 28 digits in 10 classes: starting "
+                                           f"{'-'.join(map(str, fresh.sizes))} from random weights for this dataset")
         model, meta = load_model(path)
         acc = meta.get("test_accuracy")
         return model, f"loaded {path.name}" + (f" (test accuracy {float(acc) * 100:.2f}%)" if acc else "")
@@ -147,7 +179,8 @@ class App:
         self.model = model
         self.scales = ScaleBank()
         self.forward = Forward(model, self.canvas.x)
-        self.model_views = ModelViews(model, self.forward, self.scales, canvas_norm=self.canvas.norm)
+        self.model_views = ModelViews(model, self.forward, self.scales, image_shape=self.data_shape[:2],
+                                      canvas_norm=self.canvas.norm)
         for t in self.model_views.textures:
             self.gui.register(t)
         slots = self.model_views.weight_slots
@@ -161,6 +194,8 @@ class App:
 
     # -- dataset -------------------------------------------------------------------------------------
     def _start_loading(self) -> None:
+        if self._dataset is not None:
+            return
         def load():
             try:
                 from compute.idx import bundled_mnist_dir, load_dataset
@@ -266,6 +301,7 @@ class App:
         from compute.model_io import load_into, load_model, read_checkpoint
         try:
             _, _, spec = read_checkpoint(path)
+            self.check_fits(spec, path)
             self.fence.drain()
             if spec.sizes == self.model.spec.sizes and spec.dropout == self.model.spec.dropout:
                 load_into(self.model, path)
@@ -285,8 +321,8 @@ class App:
     # -- input -------------------------------------------------------------------------------------------
     def to_canvas(self, x: float, y: float) -> tuple[float, float]:
         x0, y0, x1, y1 = self.ui.canvas_rect
-        s = self.canvas.size
-        return (x - x0) / max(x1 - x0, 1e-6) * s, (y - y0) / max(y1 - y0, 1e-6) * s
+        c = self.canvas
+        return (x - x0) / max(x1 - x0, 1e-6) * c.width, (y - y0) / max(y1 - y0, 1e-6) * c.height
 
     def _inside_canvas(self, x: float, y: float) -> bool:
         x0, y0, x1, y1 = self.ui.canvas_rect
@@ -345,7 +381,7 @@ class App:
     def paint_demo(self, per_frame: int = 4) -> None:
         """Queue a built-in digit ('2', a little small and off-centre) as mouse segments."""
         from .demo import demo_segments
-        self._demo = demo_segments(self.canvas.size)
+        self._demo = demo_segments(self.canvas.width, self.canvas.height)
         self._demo_per_frame = per_frame
 
     def _feed_demo(self) -> None:

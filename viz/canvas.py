@@ -1,10 +1,11 @@
-"""The paint canvas: mouse strokes in, the network's 28 x 28 input out, all on the GPU.
+"""The paint canvas: mouse strokes in, the network's input image out, all on the GPU.
 
-The canvas is a hi-res f32 buffer (112 x 112 by default: four canvas pixels per
-MNIST pixel, so strokes stay smooth). Mouse segments are queued on the CPU and
+The canvas is a hi-res f32 buffer with the input image's aspect ratio, about 112
+pixels on its long side (112 x 112 for MNIST: four canvas pixels per image
+pixel, so strokes stay smooth). Mouse segments are queued on the CPU and
 sent once per frame as one small buffer write (32 bytes a segment); paint.wgsl
 splats the brush along them. normalize.wgsl then measures the ink (bounding box,
-centre of mass) and resamples it into the [1, 784] input tensor the traced
+centre of mass) and resamples it into the [1, H*W] input tensor the traced
 forward pass reads, the way MNIST digits were normalised. Nothing comes back.
 """
 from __future__ import annotations
@@ -16,39 +17,48 @@ from compute.tensor import Tensor
 
 from .gpu import Params, grid_2d, make_dispatch
 
-CANVAS_SIZE = 112
+CANVAS_LONG_SIDE = 112     # canvas pixels along the image's longer side (about)
 MAX_SEGMENTS = 256          # per frame; more wait for the next frame
 SEGMENT_BYTES = 32
 DEFAULT_BRUSH = 4.5         # radius in canvas pixels (about 2 MNIST pixels wide after normalisation)
+MNIST_BOX = 20 / 28         # MNIST fitted each digit's bounding box into 20 of the image's 28 pixels
+
+
+def canvas_shape(image_w: int, image_h: int) -> tuple[int, int]:
+    """Canvas pixels for an image: a whole number of canvas pixels per image pixel."""
+    k = max(1, round(CANVAS_LONG_SIDE / max(image_w, image_h)))
+    return k * image_w, k * image_h
 
 
 class PaintCanvas:
-    def __init__(self, size: int = CANVAS_SIZE, image_w: int = 28, image_h: int = 28):
+    def __init__(self, image_w: int = 28, image_h: int = 28):
         dev = get_device()
-        self.size = size
+        self.width, self.height = width, height = canvas_shape(image_w, image_h)
         self.image_w, self.image_h = image_w, image_h
-        self.canvas = dev.buffer(size * size * 4, "canvas")
+        self.box_size = MNIST_BOX * min(image_w, image_h)
+        self.canvas = dev.buffer(width * height * 4, "canvas")
         self.strokes = dev.buffer(16 + MAX_SEGMENTS * SEGMENT_BYTES, "canvas.strokes")
         self.norm = dev.buffer(64, "canvas.norm")
         self.x = Tensor((1, image_w * image_h), label="canvas.x")   # the inference input
         self.brush = DEFAULT_BRUSH
         self.normalise = True
-        self.norm_params = Params("<5I2fI", size, size, image_w, image_h, 1, 20.0, 0.1, 0, label="canvas.normparams")
-        self.load_params = Params("<8I", 0, image_w, image_h, 0, size, size, 0, 0, label="canvas.loadparams")
+        self.norm_params = Params("<5I2fI", width, height, image_w, image_h, 1, self.box_size, 0.1, 0,
+                                  label="canvas.normparams")
+        self.load_params = Params("<8I", 0, image_w, image_h, 0, width, height, 0, 0, label="canvas.loadparams")
         self._segments: list[tuple] = []
         self._clear = False
         self._load: tuple[str, int] | None = None
         self._loaders: dict = {}
         self.revision = 0       # bumped whenever the canvas content changes
         self.loaded: tuple[str, int] | None = None   # (split, index) last loaded from the dataset
-        wg = grid_2d(size, size)
+        wg = grid_2d(width, height)
         self._paint = make_dispatch("paint.wgsl", "paint", [self.strokes, self.canvas], wg)
         self._clear_d = make_dispatch("paint.wgsl", "clear", [self.strokes, self.canvas], wg)
         res = [self.norm_params.buffer, self.canvas, self.norm, self.x]
         self._measure = make_dispatch("normalize.wgsl", "measure", res, (1,))
         self._resample = make_dispatch("normalize.wgsl", "resample", res, (-(-image_w * image_h // 64),))
         # The header (count, width, height) of an empty stroke list, so `clear` sees the size.
-        dev.queue.write_buffer(self.strokes, 0, struct.pack("<4I", 0, size, size, 0))
+        dev.queue.write_buffer(self.strokes, 0, struct.pack("<4I", 0, width, height, 0))
 
     # -- input (CPU side: queue work for the next frame) ---------------------------------------
     def stroke(self, a: tuple[float, float], b: tuple[float, float], erase: bool = False,
@@ -72,7 +82,7 @@ class PaintCanvas:
     def attach_dataset(self, data, history=None) -> None:
         """Enable `load_sample` for 'train' and 'test', and for 'mistakes' (entry k of the
         last evaluation's misclassified test digits, whose indices stay on the GPU)."""
-        wg = grid_2d(self.size, self.size)
+        wg = grid_2d(self.width, self.height)
         for name in ("train", "test"):
             split = getattr(data, name)
             self._loaders[name] = (split, make_dispatch("paint.wgsl", "load_image",
@@ -92,14 +102,15 @@ class PaintCanvas:
         """This frame's canvas work: clear / load / paint, then normalise into `x`."""
         out = []
         dev = get_device()
-        self.norm_params.set(self.size, self.size, self.image_w, self.image_h, int(self.normalise), 20.0, 0.1, 0)
+        self.norm_params.set(self.width, self.height, self.image_w, self.image_h, int(self.normalise), self.box_size,
+                             0.1, 0)
         if self._clear:
             out.append(self._clear_d)
             self._clear = False
             self.revision += 1
         if self._load is not None and self._load[0] in self._loaders:
             split, d = self._loaders[self._load[0]]
-            self.load_params.set(self._load[1], self.image_w, self.image_h, split.n, self.size, self.size, 0, 0)
+            self.load_params.set(self._load[1], self.image_w, self.image_h, split.n, self.width, self.height, 0, 0)
             out.append(d)
             self.loaded = self._load
             self._load = None
@@ -107,7 +118,7 @@ class PaintCanvas:
         if self._segments:
             segs = self._segments[:MAX_SEGMENTS]
             del self._segments[:MAX_SEGMENTS]
-            raw = struct.pack("<4I", len(segs), self.size, self.size, 0)
+            raw = struct.pack("<4I", len(segs), self.width, self.height, 0)
             raw += b"".join(struct.pack("<8f", *s, 0.0, 0.0) for s in segs)
             dev.queue.write_buffer(self.strokes, 0, raw)
             out.append(self._paint)

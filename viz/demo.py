@@ -10,15 +10,15 @@ TWO = [(0.16, 0.30), (0.22, 0.15), (0.36, 0.05), (0.56, 0.04), (0.73, 0.13), (0.
        (0.60, 0.64), (0.38, 0.80), (0.17, 0.96), (0.42, 0.95), (0.66, 0.95), (0.90, 0.95)]
 
 
-def demo_points(size: int, box=(0.18, 0.22, 0.50)) -> list[tuple[float, float]]:
+def demo_points(width: int, height: int, box=(0.18, 0.22, 0.50)) -> list[tuple[float, float]]:
     """The '2' placed in a box (x, y, side) given as fractions of the canvas."""
     x0, y0, side = box
-    return [((x0 + u * side) * size, (y0 + v * side) * size) for u, v in TWO]
+    return [((x0 + u * side) * width, (y0 + v * side) * height) for u, v in TWO]
 
 
-def demo_segments(size: int, box=(0.18, 0.22, 0.50), substeps: int = 3) -> list:
+def demo_segments(width: int, height: int, box=(0.18, 0.22, 0.50), substeps: int = 3) -> list:
     """Consecutive segments along the stroke, split finely like mouse-move events."""
-    pts = demo_points(size, box)
+    pts = demo_points(width, height, box)
     out = []
     for (ax, ay), (bx, by) in zip(pts, pts[1:]):
         prev = (ax, ay)

@@ -445,22 +445,23 @@ def canvas_panel(app) -> None:
     line = imgui.get_text_line_height_with_spacing()
     tools_h = imgui.get_frame_height_with_spacing() + 6
     side = max(60.0, min(avail.x * 0.6, avail.y - tools_h - line))
+    cw, ch = fit(app.canvas_view.texture, side, side)
     imgui.begin_group()
     caption("canvas: left button paints, right erases")
-    p0, p1 = image(app.canvas_view.texture, side, side)
+    p0, p1 = image(app.canvas_view.texture, cw, ch)
     app.ui.canvas_rect = (p0.x, p0.y, p1.x, p1.y)
     app.ui.canvas_hovered = imgui.is_item_hovered()
     frame_rect(p0, p1, V4(0.36, 0.82, 0.52, 0.9) if app.ui.canvas_hovered else V4(0.24, 0.26, 0.32, 1.0))
     if app.ui.canvas_hovered:  # brush outline
         mp = imgui.get_io().mouse_pos
-        r = c.brush * side / c.size
+        r = c.brush * cw / c.width
         imgui.get_window_draw_list().add_circle(mp, r, u32(V4(0.36, 0.82, 0.52, 0.8)), 0, 1.5)
     imgui.end_group()
     imgui.same_line(0, 14)
     imgui.begin_group()
     caption("network input")
     small = max(28.0, min(avail.x - side - 24, side * 0.55))
-    q0, q1 = image(app.model_views.input.texture, small, small)
+    q0, q1 = image(app.model_views.input.texture, *fit(app.model_views.input.texture, small, small))
     frame_rect(q0, q1)
     imgui.dummy(imgui.ImVec2(1, 6))
     caption("prediction")
@@ -542,8 +543,8 @@ def parameters_panel(app) -> None:
                 mv.mosaic_mode = mode
             imgui.same_line()
             scale = vals.get("w1_absmax")
-            imgui.text_disabled(f"one 28x28 tile per hidden unit; colour scale +-{scale:.3f}" if scale
-                                else "one 28x28 tile per hidden unit")
+            tile = f"one {app.canvas.image_w}x{app.canvas.image_h} tile per hidden unit"
+            imgui.text_disabled(f"{tile}; colour scale +-{scale:.3f}" if scale else tile)
             avail = imgui.get_content_region_avail()
             tex = mv.mosaic.texture
             p0, p1 = image(tex, *fit(tex, avail.x, avail.y))

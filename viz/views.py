@@ -195,11 +195,11 @@ class CanvasView:
     """The raw paint canvas (with the normaliser's box and centre of mass)."""
 
     def __init__(self, canvas):
-        self.texture = ViewTexture(canvas.size, canvas.size, "canvas", nearest=False)
-        self.params = Params("<4I", canvas.size, canvas.size, 1, 0, label="canvasview.params")
+        self.texture = ViewTexture(canvas.width, canvas.height, "canvas", nearest=False)
+        self.params = Params("<4I", canvas.width, canvas.height, 1, 0, label="canvasview.params")
         self.dispatch = make_dispatch("views.wgsl", "canvas_view",
                                       [self.params.buffer, canvas.canvas, canvas.norm, self.texture.view],
-                                      grid_2d(canvas.size, canvas.size))
+                                      grid_2d(canvas.width, canvas.height))
 
     def set_show_box(self, show: bool) -> None:
         self.params.set(self.params.values[0], self.params.values[1], int(show), 0)
