@@ -21,10 +21,10 @@ from compute.device import get_device
 def make_app(tmp_path):
     apps = []
 
-    def make(size=(960, 600), limit=1024, test_limit=300, **kw):
+    def make(size=(960, 600), limit=1024, test_limit=300, pixel_ratio=1.0, **kw):
         from rendercanvas.offscreen import RenderCanvas
         from viz.app import App, AppConfig
-        canvas = RenderCanvas(size=size, pixel_ratio=1.0)
+        canvas = RenderCanvas(size=size, pixel_ratio=pixel_ratio)
         kw.setdefault("autosave_path", tmp_path / "autosave.safetensors")
         app = App(canvas, AppConfig(background_load=False, limit=limit, test_limit=test_limit, **kw))
         assert app.wait_for_data()
@@ -140,6 +140,35 @@ def test_painting_with_mouse_events_and_keyboard_shortcuts(make_app):
     app.rc.submit_event({"event_type": "key_down", "key": "n", "modifiers": ()})
     app.draw_offscreen()
     assert app.history.steps == steps + 1
+
+
+def test_hidpi_renders_at_physical_size_and_paints_in_logical_coordinates(make_app):
+    """pixel ratio 2 (a Retina / 200% display): the frame has twice the pixels, imgui lays out in
+    logical points, mouse events in logical points land where the canvas is drawn."""
+    app = make_app(size=(800, 500), pixel_ratio=2.0)
+    img = np.asarray(app.draw_offscreen())
+    assert img.shape[:2] == (1000, 1600)
+    x0, y0, x1, y1 = app.ui.canvas_rect
+    assert 0 < x0 < x1 <= 800 and 0 < y0 < y1 <= 500 and x1 - x0 > 50
+    ym = (y0 + y1) / 2
+    pts = [(x0 + (x1 - x0) * f, ym) for f in (0.2, 0.4, 0.6, 0.8)]
+    ev = dict(button=1, buttons=(1,), modifiers=(), ntouches=0, touches={})
+    app.rc.submit_event({"event_type": "pointer_move", "x": pts[0][0], "y": ym, **{**ev, "button": 0, "buttons": ()}})
+    app.draw_offscreen()
+    app.rc.submit_event({"event_type": "pointer_down", "x": pts[0][0], "y": ym, **ev})
+    for x, y in pts[1:]:
+        app.rc.submit_event({"event_type": "pointer_move", "x": x, "y": y, **ev})
+        app.draw_offscreen()
+    app.rc.submit_event({"event_type": "pointer_up", "x": pts[-1][0], "y": ym, **ev})
+    app.canvas_view.set_show_box(False)             # no bounding box / centre-of-mass marks over the ink
+    app.draw_offscreen()
+    img = np.asarray(app.draw_offscreen())
+    c = app.canvas
+    ink = np.frombuffer(get_device().read(c.canvas), np.float32).reshape(c.height, -1)
+    assert ink[c.height // 2, int(c.width * 0.25): int(c.width * 0.75)].min() > 0.9
+    # In the frame, the stroke is bright at the physical pixels of its logical position.
+    row = img[int(round(ym * 2)), int(round((x0 + (x1 - x0) * 0.3) * 2)): int(round((x0 + (x1 - x0) * 0.7) * 2)), :3]
+    assert row.min() > 180, row.min()
 
 
 def test_resize_to_zero_and_back_does_not_crash(make_app):
