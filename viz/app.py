@@ -148,23 +148,23 @@ class App:
                              f"({w} x {h} images = {h * w} inputs, {classes} classes)")
 
     def _initial_model(self):
-        from compute.model_io import default_model_path, load_model, read_checkpoint
+        """--checkpoint if given (it must fit the data), else the pretrained model, else (none
+        shipped, or the data has another image size or classes) fresh weights that fit."""
+        from compute.model_io import default_model_path, load_model
         from compute.nn import MLPSpec, Sequential
         h, w, classes = self.data_shape
         fresh = MLPSpec([h * w, 128, classes])
-        if self.config.checkpoint is not None:
-            path = Path(self.config.checkpoint)
-            self.check_fits(read_checkpoint(path)[2], path)
-        else:
-            path = default_model_path()
-            if not path.exists():
-                return Sequential(fresh), "no pretrained model found: starting from random weights"
-            try:
-                self.check_fits(read_checkpoint(path)[2], path)
-            except ValueError:
-                return Sequential(fresh), (f"the pretrained model reads 28 x 28 digits in 10 classes: starting "
-                                           f"{'-'.join(map(str, fresh.sizes))} from random weights for this dataset")
+        path = Path(self.config.checkpoint) if self.config.checkpoint is not None else default_model_path()
+        if self.config.checkpoint is None and not path.exists():
+            return Sequential(fresh), "no pretrained model found: starting from random weights"
         model, meta = load_model(path)
+        try:
+            self.check_fits(model.spec, path)
+        except ValueError:
+            if self.config.checkpoint is not None:
+                raise
+            return Sequential(fresh), (f"the pretrained model reads 28 x 28 digits in 10 classes: starting "
+                                       f"{'-'.join(map(str, fresh.sizes))} from random weights for this dataset")
         acc = meta.get("test_accuracy")
         return model, f"loaded {path.name}" + (f" (test accuracy {float(acc) * 100:.2f}%)" if acc else "")
 
