@@ -27,12 +27,10 @@ def ours_epoch_times(ds, batch, epochs_timed, engine="auto", warmup=2):
     """Seconds per epoch (median of timed epochs after warm-up epochs, which let
     the GPU clocks settle and build every pipeline)."""
     from compute.data import GpuDataset
-    from compute.device import get_device
     from compute.nn import MLPSpec, Sequential
     from compute.optim import OptimConfig
     from compute.training import TrainConfig, Trainer
 
-    dev = get_device()
     data = GpuDataset(ds)
     model = Sequential(MLPSpec([784, 128, 10]), seed=0)
     cfg = TrainConfig(epochs=epochs_timed + warmup, batch_size=batch, engine=engine,

@@ -49,7 +49,7 @@ def viz_run(app, batch: int, seconds: float, read_back: bool) -> dict:
     from viz.pacing import MAX_INDEX
     from viz.session import TrainSettings
 
-    s = TrainSettings.default()
+    s = TrainSettings()
     s.epochs, s.speed, s.batch_size = 100000, MAX_INDEX, batch
     app.session.settings = s
     app.session.status = "idle"

@@ -10,7 +10,6 @@ import logging
 import os
 import struct
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import wgpu
@@ -308,6 +307,3 @@ def get_device() -> Device:
         _device = Device()
     return _device
 
-
-def shader_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "shaders"

@@ -71,6 +71,13 @@ class MLPSpec:
     sizes: list[int]          # [in, hidden..., classes]
     dropout: float = 0.0
 
+    def misfit(self, height: int, width: int, classes: int) -> str | None:
+        """Why this network cannot read width x height images in `classes` classes (None if it can)."""
+        if self.sizes[0] == height * width and self.sizes[-1] == classes:
+            return None
+        return (f"model {'-'.join(map(str, self.sizes))} does not fit the dataset "
+                f"({width} x {height} images = {height * width} inputs, {classes} classes)")
+
     def layers(self) -> list:
         out: list = []
         for i, (a, b) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):

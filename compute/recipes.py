@@ -21,7 +21,6 @@ class Recipe:
     weight_decay: float = 0.0
     dropout: float = 0.0
     shift: int = 0
-    warmup_epochs: float = 0.0
     init: str = "he_uniform"
 
 

@@ -75,10 +75,9 @@ class Metrics:
 class Trainer:
     def __init__(self, model: Sequential, data: GpuDataset, config: TrainConfig):
         config.validate()
-        if model.spec.sizes[0] != data.input_size:
-            raise ValueError(f"model expects {model.spec.sizes[0]} inputs, dataset images have {data.input_size} pixels")
-        if model.spec.sizes[-1] != data.num_classes:
-            raise ValueError(f"model has {model.spec.sizes[-1]} outputs, dataset has {data.num_classes} classes")
+        problem = model.spec.misfit(data.train.height, data.train.width, data.num_classes)
+        if problem:
+            raise ValueError(problem)
         self.model, self.data, self.config = model, data, config
         self.metrics = Metrics(data.num_classes)
         self.steps_per_epoch = data.steps_per_epoch(config.batch_size)

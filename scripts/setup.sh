@@ -16,11 +16,7 @@ have_vulkan_driver() {
 }
 have_vulkan_driver || need_pkgs+=(libvulkan1 mesa-vulkan-drivers)
 if [ "$MODE" = test ]; then
-  command -v Xvfb >/dev/null 2>&1 || need_pkgs+=(xvfb)
-  command -v xvfb-run >/dev/null 2>&1 || need_pkgs+=(xvfb xauth)
-fi
-if [ "$MODE" = run ] && [ -z "${DISPLAY:-}" ] && [ -z "${WAYLAND_DISPLAY:-}" ]; then
-  : # headless run: no windowing packages needed
+  command -v xvfb-run >/dev/null 2>&1 && command -v Xvfb >/dev/null 2>&1 || need_pkgs+=(xvfb xauth)
 fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -43,7 +39,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 extras=""
 [ "$MODE" = test ] && extras="[test]"
-stamp=".venv/.installed-$(cat pyproject.toml | sha1sum | cut -c1-12)$extras"
+stamp=".venv/.installed-$(sha1sum < pyproject.toml | cut -c1-12)$extras"
 if [ ! -f "$stamp" ]; then
   say "installing the project into .venv (pip install -e .$extras)"
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true

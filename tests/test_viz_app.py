@@ -39,7 +39,7 @@ def make_app(tmp_path):
 
 def settings(**changes):
     from viz.session import TrainSettings
-    s = TrainSettings.default()
+    s = TrainSettings()
     for k, v in changes.items():
         setattr(s, k, v)
     return s

@@ -30,7 +30,7 @@ from compute.device import get_device
 from viz.app import App, AppConfig
 from viz.session import TrainSettings
 
-settings = TrainSettings.default()
+settings = TrainSettings()
 settings.batch_size = 16
 settings.speed = 3          # one step a frame
 canvas = RenderCanvas(size=(1000, 640), title="mnist-viz test", update_mode="continuous", max_fps=60)

@@ -117,14 +117,12 @@ class App:
         self._views_key = None
         self._stroke = None           # (erase, last canvas point) while a mouse stroke is on
         self._demo: list = []         # queued demo segments
-        self.closed = False
         self.fatal: Exception | None = None   # the GPU device was lost: end the loop, report it
         self.ui_error: str | None = None
         self.data_error: str | None = None
         self._loader = None
         canvas.add_event_handler(self._on_pointer, "pointer_down", "pointer_move", "pointer_up", order=-100)
         canvas.add_event_handler(self._on_key, "key_down")
-        canvas.add_event_handler(self._on_close, "close")
         canvas.request_draw(self._guarded_frame)
         self._start_loading()
         if self.config.paint_demo:
@@ -142,10 +140,9 @@ class App:
 
     def check_fits(self, spec, path: Path) -> None:
         """A model whose input or output does not match the dataset is refused before it is used."""
-        h, w, classes = self.data_shape
-        if spec.sizes[0] != h * w or spec.sizes[-1] != classes:
-            raise ValueError(f"{path.name}: model {'-'.join(map(str, spec.sizes))} does not fit the dataset "
-                             f"({w} x {h} images = {h * w} inputs, {classes} classes)")
+        problem = spec.misfit(*self.data_shape)
+        if problem:
+            raise ValueError(f"{path.name}: {problem}")
 
     def _initial_model(self):
         """--checkpoint if given (it must fit the data), else the pretrained model, else (none
@@ -262,7 +259,7 @@ class App:
         elif name == "reset":
             s.reset()
         elif name == "evaluate":
-            s.evaluate_now("on request")
+            s.evaluate_now()
         elif name == "restore":
             s.restore_last_good()
         elif name == "clear":
@@ -314,7 +311,7 @@ class App:
             self.session.weights_revision += 1
             self.ui.file_message = f"loaded {path.name} ({'-'.join(map(str, spec.sizes))})"
             if self.session.trainer is not None:
-                self.session.evaluate_now("the loaded model")
+                self.session.evaluate_now()
         except Exception as e:  # noqa: BLE001 - reported in the panel
             self.ui.file_message = f"load failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
 
@@ -374,9 +371,6 @@ class App:
         elif k in ("h", "F1"):
             self.ui.show_help = not self.ui.show_help
 
-    def _on_close(self, ev) -> None:
-        self.closed = True
-
     # -- demo --------------------------------------------------------------------------------------------
     def paint_demo(self, per_frame: int = 4) -> None:
         """Queue a built-in digit ('2', a little small and off-centre) as mouse segments."""
@@ -403,7 +397,6 @@ class App:
             self.fatal = e if isinstance(e, DeviceLostError) else DeviceLostError(
                 f"the GPU device was lost ({self.dev.lost or str(e).strip().splitlines()[-1].strip()}); "
                 "restart the program")
-            self.closed = True
             self.rc.close()
 
     def frame(self) -> None:

@@ -50,6 +50,7 @@ class PaintCanvas:
         self._load: tuple[str, int] | None = None
         self._loaders: dict = {}
         self.revision = 0       # bumped whenever the canvas content changes
+        self._normalised = None  # (revision, normalise) that `x` was last computed from
         self.loaded: tuple[str, int] | None = None   # (split, index) last loaded from the dataset
         wg = grid_2d(width, height)
         self._paint = make_dispatch("paint.wgsl", "paint", [self.strokes, self.canvas], wg)
@@ -99,7 +100,7 @@ class PaintCanvas:
 
     # -- per frame --------------------------------------------------------------------------------
     def dispatches(self) -> list:
-        """This frame's canvas work: clear / load / paint, then normalise into `x`."""
+        """This frame's canvas work: clear / load / paint, then (if anything changed) normalise into `x`."""
         out = []
         dev = get_device()
         self.norm_params.set(self.width, self.height, self.image_w, self.image_h, int(self.normalise), self.box_size,
@@ -124,5 +125,8 @@ class PaintCanvas:
             out.append(self._paint)
             self.revision += 1
             self.loaded = None
-        out += [self._measure, self._resample]
+        key = (self.revision, self.normalise)
+        if key != self._normalised:       # `x` only changes with the canvas or the mode
+            out += [self._measure, self._resample]
+            self._normalised = key
         return out

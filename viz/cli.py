@@ -316,9 +316,9 @@ def eval_command(args) -> int:
     model, _ = load_model(args.checkpoint)
     ds = load_data(args.data)
     data = GpuDataset(ds, limit=1)
-    if model.spec.sizes[0] != data.input_size or model.spec.sizes[-1] != data.num_classes:
-        raise UserError(f"{args.checkpoint.name}: model {'-'.join(map(str, model.spec.sizes))} does not fit "
-                        f"{data.input_size}-pixel images with {data.num_classes} classes")
+    problem = model.spec.misfit(data.train.height, data.train.width, data.num_classes)
+    if problem:
+        raise UserError(f"{args.checkpoint.name}: {problem}")
     r = Evaluator(model, data, Metrics(data.num_classes)).run()
     print(f"checkpoint: {args.checkpoint} ({'-'.join(map(str, model.spec.sizes))})")
     print(f"test accuracy: {r['accuracy'] * 100:.2f}%")

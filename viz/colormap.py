@@ -8,8 +8,6 @@ INK = np.array([0.96, 0.95, 0.90], np.float32)
 
 _DIVERGING = np.array([[0.62, 0.88, 1.00], [0.16, 0.47, 0.92], [0.07, 0.07, 0.09],
                        [0.92, 0.32, 0.12], [1.00, 0.88, 0.55]], np.float32)
-_SEQUENTIAL = np.array([[0.07, 0.07, 0.09], [0.45, 0.13, 0.52], [0.94, 0.44, 0.26],
-                        [0.99, 0.93, 0.66]], np.float32)
 
 
 def _piecewise(stops: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -25,10 +23,6 @@ def diverging(t) -> np.ndarray:
     """t in [-1, 1] -> RGB in [0, 1] (same stops as `diverging` in colormap.wgsl)."""
     t = np.clip(np.asarray(t, np.float32), -1.0, 1.0)
     return _piecewise(_DIVERGING, (t + 1.0) * 0.5)
-
-
-def sequential(t) -> np.ndarray:
-    return _piecewise(_SEQUENTIAL, np.asarray(t, np.float32))
 
 
 def grey(t) -> np.ndarray:

@@ -63,7 +63,6 @@ class MistakesView:
     the page's digits) when a new evaluation lands or the page changes."""
 
     def __init__(self, history, data, model):
-        dev = get_device()
         test = data.test
         self.history = history
         self.grid = TileGrid(test.width, test.height)

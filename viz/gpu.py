@@ -3,7 +3,7 @@
 The engine's `Device.dispatch` records onto the training stream; the visualizer
 instead builds its per-frame passes once as `Program`s (lists of dispatches) and
 encodes them every frame. What changes between frames lives in small mutable
-uniform buffers (`Params`) written with `queue.write_buffer` only when a value
+parameter buffers (`Params`) written with `queue.write_buffer` only when a value
 actually changed.
 """
 from __future__ import annotations
@@ -77,10 +77,6 @@ class ViewTexture:
     @property
     def size(self) -> tuple[int, int]:
         return self.width, self.height
-
-    @property
-    def aspect(self) -> float:
-        return self.width / max(self.height, 1)
 
     def read(self):
         """Test helper: the texture's pixels as an [H, W, 4] u8 array (a blocking readback

@@ -39,7 +39,6 @@ class ScalarReadout:
         self.values: dict = {}
         self.pending = None
         self.last_start = -1e9
-        self.reads = 0
 
     def dispatches(self) -> list:
         h = self.history
@@ -52,7 +51,6 @@ class ScalarReadout:
         if self.pending is None and now - self.last_start >= self.interval:
             self.pending = get_device().read_async(self.out, 0, READ_BYTES, "stats")
             self.last_start = now
-            self.reads += 1
 
     def poll(self) -> bool:
         """Pick up a finished read (non-blocking). True when new values arrived."""

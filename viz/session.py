@@ -28,34 +28,27 @@ BATCH_SIZES = (8, 16, 32, 64, 128, 256, 512, 1024)
 DEFAULT_GPU_SPEED = 5           # pacing.SPEEDS[5]: 16 steps a frame, about 1000 steps/s at 60 fps
 
 
-def _default_settings():
-    r = RECIPES["default"]
-    return dict(epochs=r.epochs, batch_size=r.batch_size, optimizer=r.optimizer, lr=r.lr, min_lr=r.min_lr,
-                schedule=r.schedule, momentum=r.momentum, nesterov=r.nesterov, weight_decay=r.weight_decay,
-                shift=r.shift)
+_DEFAULT = RECIPES["default"]
 
 
 @dataclass
 class TrainSettings:
-    epochs: int = 20
-    batch_size: int = 64
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    min_lr: float = 0.0
-    schedule: str = "cosine"
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 0.0
+    """What the Training panel edits; starts from the default recipe."""
+    epochs: int = _DEFAULT.epochs
+    batch_size: int = _DEFAULT.batch_size
+    optimizer: str = _DEFAULT.optimizer
+    lr: float = _DEFAULT.lr
+    min_lr: float = _DEFAULT.min_lr
+    schedule: str = _DEFAULT.schedule
+    momentum: float = _DEFAULT.momentum
+    nesterov: bool = _DEFAULT.nesterov
+    weight_decay: float = _DEFAULT.weight_decay
     gamma: float = 0.5
-    shift: int = 1
+    shift: int = _DEFAULT.shift
     seed: int = 0
     fresh: bool = True               # Train re-initialises the weights (else continues from them)
     speed: int = MAX_INDEX           # index into pacing.SPEEDS
     eval_each_epoch: bool = True
-
-    @classmethod
-    def default(cls) -> "TrainSettings":
-        return cls(**_default_settings())
 
     def optim(self) -> OptimConfig:
         return OptimConfig(optimizer=self.optimizer, lr=self.lr, min_lr=self.min_lr, schedule=self.schedule,
@@ -75,7 +68,7 @@ class TrainingSession:
         self.model = model
         self.history = history
         if settings is None:
-            settings = TrainSettings.default()
+            settings = TrainSettings()
             # A GPU runs the whole default recipe in seconds at full speed; start at a pace
             # where the mosaic and the curves can be watched (the speed slider goes to max).
             # A CPU adapter is slow enough at 'max', which adapts to the frame budget.
@@ -92,7 +85,6 @@ class TrainingSession:
         self.weights_changed = False      # since the model was loaded / saved (autosave)
         self._eval_pieces: list[list] = []
         self._eval_trainer_count = 0      # evaluations the current trainer has done
-        self._eval_reason = ""
         self._eval_total = 1
         self._runs = 0
         self.steps_last_frame = 0
@@ -105,7 +97,7 @@ class TrainingSession:
         self.data = data
         self._build_trainer(keep_position=False)
         if evaluate:
-            self.evaluate_now("the loaded model")
+            self.evaluate_now()
 
     def set_model(self, model) -> None:
         """A different model object (a checkpoint of another architecture)."""
@@ -190,12 +182,11 @@ class TrainingSession:
         if self.data is not None:
             self._build_trainer(keep_position=False)
 
-    def evaluate_now(self, reason: str = "") -> None:
+    def evaluate_now(self) -> None:
         if self.trainer is None:
             return
         self._eval_pieces = _split_eval(_eval_program(self.trainer))
         self._eval_total = len(self._eval_pieces)
-        self._eval_reason = reason
         self.evaluating = True
 
     def restore_last_good(self) -> None:
@@ -274,12 +265,11 @@ class TrainingSession:
         self.weights_changed = True
         self.weights_revision += 1
         if tr.step % spe == 0:  # an epoch ended
-            epoch = tr.step // spe
             if tr.finished:
                 self.status = "finished"
                 self.message = f"finished {tr.config.epochs} epochs"
             if self.settings.eval_each_epoch or tr.finished:
-                self.evaluate_now(f"epoch {epoch}")
+                self.evaluate_now()
                 if not get_device().is_cpu:   # a GPU evaluates in a blink: this frame, not the next
                     self._encode_eval_piece(encoder)
         return done
