@@ -9,15 +9,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "checkout"))  # mnist_viz = this checkout
 sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 
-from compute.data import GpuDataset  # noqa: E402
-from compute.fused import FusedStep  # noqa: E402
-from compute.idx import bundled_mnist_dir, load_dataset  # noqa: E402
-from compute.nn import MLPSpec, Sequential  # noqa: E402
-from compute.training import TrainConfig, Trainer  # noqa: E402
+from mnist_viz.compute.data import GpuDataset  # noqa: E402
+from mnist_viz.compute.fused import FusedStep  # noqa: E402
+from mnist_viz.compute.idx import bundled_mnist_dir, load_dataset  # noqa: E402
+from mnist_viz.compute.nn import MLPSpec, Sequential  # noqa: E402
+from mnist_viz.compute.training import TrainConfig, Trainer  # noqa: E402
 from train_bench import kernel_breakdown  # noqa: E402
 
 ds = load_dataset(bundled_mnist_dir())

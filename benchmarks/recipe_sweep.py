@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "checkout"))  # mnist_viz = this checkout
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 
 # name: (epochs, batch, optimizer kwargs, shift, dropout)
@@ -35,11 +35,11 @@ CANDIDATES = {
 
 
 def run(name, seed, ds, save=None):
-    from compute.data import GpuDataset
-    from compute.model_io import save_model
-    from compute.nn import MLPSpec, Sequential
-    from compute.optim import OptimConfig
-    from compute.training import TrainConfig, Trainer
+    from mnist_viz.compute.data import GpuDataset
+    from mnist_viz.compute.model_io import save_model
+    from mnist_viz.compute.nn import MLPSpec, Sequential
+    from mnist_viz.compute.optim import OptimConfig
+    from mnist_viz.compute.training import TrainConfig, Trainer
 
     epochs, batch, okw, shift, dropout = CANDIDATES[name]
     data = GpuDataset(ds)
@@ -62,7 +62,7 @@ def main():
     ap.add_argument("--save", nargs=2, action="append", metavar=("RECIPE", "PATH"), default=[],
                     help="also save seed 0 of RECIPE to PATH")
     args = ap.parse_args()
-    from compute.idx import bundled_mnist_dir, load_dataset
+    from mnist_viz.compute.idx import bundled_mnist_dir, load_dataset
     ds = load_dataset(bundled_mnist_dir())
     saves = dict(args.save)
     names = [n for n in CANDIDATES if not args.only or n in args.only.split(",")]

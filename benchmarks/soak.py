@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "checkout"))  # mnist_viz = this checkout
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 
 WATCH = ("Buffer", "Texture", "TextureView", "BindGroup", "ComputePipeline", "RenderPipeline", "ShaderModule")
@@ -34,9 +34,9 @@ def soak(seconds: float, warmup: float = 30.0, size=(960, 600), limit: int | Non
     pacer then holds frame time near the budget, so slower steps show as fewer steps);
     a fixed count gives every cycle the same work, so frame time alone shows a slowdown."""
     from rendercanvas.offscreen import RenderCanvas
-    from compute.diagnostics import live_objects, rss_bytes
-    from viz.app import App, AppConfig
-    from viz.pacing import SPEEDS
+    from mnist_viz.compute.diagnostics import live_objects, rss_bytes
+    from mnist_viz.viz.app import App, AppConfig
+    from mnist_viz.viz.pacing import SPEEDS
 
     app = App(RenderCanvas(size=size, pixel_ratio=1.0),
               AppConfig(background_load=False, autosave=False, limit=limit, test_limit=test_limit))
@@ -118,7 +118,7 @@ def main():
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "soak_results.md")
     args = ap.parse_args()
-    from compute.device import get_device
+    from mnist_viz.compute.device import get_device
     r = soak(args.minutes * 60 - 60, warmup=60, sample_every=max(5.0, args.minutes))
     s = r["samples"]
     first, last_third, last = s[0], s[-max(1, len(s) // 3)], s[-1]

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "checkout"))  # mnist_viz = this checkout
 sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 
@@ -26,10 +26,10 @@ os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 def ours_epoch_times(ds, batch, epochs_timed, engine="auto", warmup=2):
     """Seconds per epoch (median of timed epochs after warm-up epochs, which let
     the GPU clocks settle and build every pipeline)."""
-    from compute.data import GpuDataset
-    from compute.nn import MLPSpec, Sequential
-    from compute.optim import OptimConfig
-    from compute.training import TrainConfig, Trainer
+    from mnist_viz.compute.data import GpuDataset
+    from mnist_viz.compute.nn import MLPSpec, Sequential
+    from mnist_viz.compute.optim import OptimConfig
+    from mnist_viz.compute.training import TrainConfig, Trainer
 
     data = GpuDataset(ds)
     model = Sequential(MLPSpec([784, 128, 10]), seed=0)
@@ -48,10 +48,10 @@ def ours_epoch_times(ds, batch, epochs_timed, engine="auto", warmup=2):
 
 def ours_accuracy_run(ds, epochs=15, batch=32):
     """The full original recipe; per-epoch times and final test accuracy."""
-    from compute.data import GpuDataset
-    from compute.nn import MLPSpec, Sequential
-    from compute.optim import OptimConfig
-    from compute.training import TrainConfig, Trainer
+    from mnist_viz.compute.data import GpuDataset
+    from mnist_viz.compute.nn import MLPSpec, Sequential
+    from mnist_viz.compute.optim import OptimConfig
+    from mnist_viz.compute.training import TrainConfig, Trainer
 
     data = GpuDataset(ds)
     model = Sequential(MLPSpec([784, 128, 10]), seed=0)
@@ -69,8 +69,8 @@ def ours_accuracy_run(ds, epochs=15, batch=32):
 
 def kernel_breakdown(tr, steps=200):
     """GPU time per dispatch of the step program via timestamp queries (if supported)."""
-    from compute.device import get_device
-    from compute.program import Program
+    from mnist_viz.compute.device import get_device
+    from mnist_viz.compute.program import Program
     import numpy as np
     import wgpu
 
@@ -115,8 +115,8 @@ def main():
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.md")
     args = ap.parse_args()
 
-    from compute.device import get_device
-    from compute.idx import bundled_mnist_dir, load_dataset
+    from mnist_viz.compute.device import get_device
+    from mnist_viz.compute.idx import bundled_mnist_dir, load_dataset
 
     ds = load_dataset(bundled_mnist_dir())
     if args.limit:

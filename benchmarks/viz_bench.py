@@ -18,16 +18,16 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "checkout"))  # mnist_viz = this checkout
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 
 
 def headless_steps_per_s(ds, batch: int, seconds: float) -> float:
-    from compute.data import GpuDataset
-    from compute.nn import MLPSpec, Sequential
-    from compute.recipes import RECIPES
-    from compute.training import TrainConfig, Trainer
-    from compute.optim import OptimConfig
+    from mnist_viz.compute.data import GpuDataset
+    from mnist_viz.compute.nn import MLPSpec, Sequential
+    from mnist_viz.compute.recipes import RECIPES
+    from mnist_viz.compute.training import TrainConfig, Trainer
+    from mnist_viz.compute.optim import OptimConfig
 
     r = RECIPES["default"]
     data = GpuDataset(ds)
@@ -46,8 +46,8 @@ def headless_steps_per_s(ds, batch: int, seconds: float) -> float:
 
 
 def viz_run(app, batch: int, seconds: float, read_back: bool) -> dict:
-    from viz.pacing import MAX_INDEX
-    from viz.session import TrainSettings
+    from mnist_viz.viz.pacing import MAX_INDEX
+    from mnist_viz.viz.session import TrainSettings
 
     s = TrainSettings()
     s.epochs, s.speed, s.batch_size = 100000, MAX_INDEX, batch
@@ -88,9 +88,9 @@ def main():
     args = ap.parse_args()
 
     from rendercanvas.offscreen import RenderCanvas
-    from compute.device import get_device
-    from compute.idx import bundled_mnist_dir, load_dataset
-    from viz.app import App, AppConfig
+    from mnist_viz.compute.device import get_device
+    from mnist_viz.compute.idx import bundled_mnist_dir, load_dataset
+    from mnist_viz.viz.app import App, AppConfig
 
     dev = get_device()
     ds = load_dataset(bundled_mnist_dir())

@@ -138,8 +138,9 @@ class Dataset:
 
 
 def bundled_mnist_dir() -> Path:
-    """The MNIST copy shipped with the repository."""
-    return Path(__file__).resolve().parent.parent / "assets" / "mnist"
+    """The MNIST copy shipped with the program."""
+    from .resources import asset_path
+    return asset_path("mnist")
 
 
 def _accepted_names(role: str) -> list[str]:

@@ -45,4 +45,5 @@ def save_model(path, model: Sequential, metadata: dict | None = None) -> None:
 
 
 def default_model_path() -> Path:
-    return Path(__file__).resolve().parent.parent / "assets" / "mnist-784-128-10.safetensors"
+    from .resources import asset_path
+    return asset_path("mnist-784-128-10.safetensors")

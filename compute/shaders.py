@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from pathlib import Path
+from .resources import shader_source
 
-SHADER_DIR = Path(__file__).resolve().parent.parent / "shaders"
 _INCLUDE = re.compile(r"^//!include\s+(\S+)\s*$", re.MULTILINE)
 
 
@@ -22,7 +21,7 @@ def load_wgsl(name: str) -> str:
         if fname in seen:
             return ""
         seen.add(fname)
-        text = (SHADER_DIR / fname).read_text()
+        text = shader_source(fname)
         return _INCLUDE.sub(lambda m: expand(m.group(1)), text)
 
     return expand(name)

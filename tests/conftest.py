@@ -7,19 +7,19 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "checkout"))  # mnist_viz = this checkout
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 
 
 @pytest.fixture(scope="session")
 def mnist():
-    from compute.idx import bundled_mnist_dir, load_dataset
+    from mnist_viz.compute.idx import bundled_mnist_dir, load_dataset
     return load_dataset(bundled_mnist_dir())
 
 
 @pytest.fixture(scope="session")
 def device():
-    from compute.device import get_device
+    from mnist_viz.compute.device import get_device
     return get_device()
 
 

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from compute import ops
-from compute.tensor import Tensor
+from mnist_viz.compute import ops
+from mnist_viz.compute.tensor import Tensor
 
 EPS = 1e-2
 

@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(*args, timeout=600):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), XDG_RUNTIME_DIR="/tmp")
-    return subprocess.run([sys.executable, "-m", "viz", *args], capture_output=True, text=True, timeout=timeout,
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "tests" / "checkout"), XDG_RUNTIME_DIR="/tmp")
+    return subprocess.run([sys.executable, "-m", "mnist_viz.viz", *args], capture_output=True, text=True, timeout=timeout,
                           env=env, cwd=ROOT)
 
 
@@ -51,7 +51,7 @@ def test_train_save_eval_roundtrip(tmp_path):
     (["train", "--dropout", "1.5"], "dropout"),
     (["train", "--bogus"], "unrecognized"),
     (["train", "--data", "/nonexistent"], "/nonexistent"),
-    (["eval"], "--checkpoint"),
+    (["eval", "--checkpoint"], "--checkpoint"),
     (["eval", "--checkpoint", "/nonexistent.safetensors"], "nonexistent"),
 ])
 def test_bad_arguments_one_line_exit_2(args, fragment):
@@ -75,7 +75,7 @@ def test_divergence_exits_3_and_restores(tmp_path):
     p = run("train", "--limit", "256", "--epochs", "2", "--lr", "1e30", "--recipe", "original", "--save", str(ckpt))
     assert p.returncode == 3, (p.stdout, p.stderr)
     assert "diverged" in p.stderr and "smaller learning rate" in p.stderr
-    from compute.checkpoint import load_state_dict
+    from mnist_viz.compute.checkpoint import load_state_dict
     tensors, _ = load_state_dict(ckpt)  # finite: the restored weights
     assert all(np.isfinite(t).all() for t in tensors.values())
 

@@ -5,10 +5,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from compute.data import GpuDataset
-from compute.nn import ParamArena
-from compute.optim import OptimConfig, Optimizer
-from compute.tensor import Tensor
+from mnist_viz.compute.data import GpuDataset
+from mnist_viz.compute.nn import ParamArena
+from mnist_viz.compute.optim import OptimConfig, Optimizer
+from mnist_viz.compute.tensor import Tensor
 
 
 def fake_dataset(n=23, h=5, w=7, classes=3, seed=0):

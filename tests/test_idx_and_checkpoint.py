@@ -22,8 +22,8 @@ import safetensors.numpy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compute.checkpoint import CheckpointError, load_state_dict, mlp_layers, save_state_dict, sequential_names
-from compute.idx import DataError, bundled_mnist_dir, find_idx_files, load_dataset, read_idx
+from mnist_viz.compute.checkpoint import CheckpointError, load_state_dict, mlp_layers, save_state_dict, sequential_names
+from mnist_viz.compute.idx import DataError, bundled_mnist_dir, find_idx_files, load_dataset, read_idx
 
 REPO = Path(__file__).resolve().parent.parent
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -364,11 +364,11 @@ def test_interrupted_save_leaves_previous_checkpoint_intact(tmp_path):
     child = textwrap.dedent(f"""
         import os, signal
         import numpy as np
-        from compute import checkpoint
+        from mnist_viz.compute import checkpoint
         os.replace = lambda *args: os.kill(os.getpid(), signal.SIGKILL)  # die between write and rename
         checkpoint.save_state_dict({str(path)!r}, {{"0.weight": np.zeros((3, 2)), "0.bias": np.zeros(3)}})
     """)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO / "tests" / "checkout")}
     result = subprocess.run([sys.executable, "-c", child], env=env, capture_output=True, timeout=60)
     assert result.returncode == -9, result.stderr.decode()
     assert len(list(tmp_path.glob(".model.safetensors.*.tmp"))) == 1  # it did die after writing the temp file

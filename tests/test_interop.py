@@ -15,9 +15,9 @@ def torch_accuracy(model, mnist) -> float:
 
 
 def our_accuracy(path, mnist) -> float:
-    from compute.data import GpuDataset
-    from compute.model_io import load_model
-    from compute.training import Evaluator, Metrics
+    from mnist_viz.compute.data import GpuDataset
+    from mnist_viz.compute.model_io import load_model
+    from mnist_viz.compute.training import Evaluator, Metrics
     model, _ = load_model(path)
     data = GpuDataset(mnist, limit=1)
     return Evaluator(model, data, Metrics(data.num_classes)).run()["accuracy"]
@@ -42,7 +42,7 @@ def test_pytorch_trained_model_evaluates_to_the_same_accuracy(mnist, tmp_path):
 
 
 def test_our_model_evaluates_in_pytorch_to_our_accuracy(mnist):
-    from compute.model_io import default_model_path
+    from mnist_viz.compute.model_io import default_model_path
     path = default_model_path()
     model = torch.nn.Sequential(torch.nn.Linear(784, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
     model.load_state_dict(safetensors_torch.load_file(str(path)))

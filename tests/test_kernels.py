@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from compute import ops
-from compute.tensor import Tensor
+from mnist_viz.compute import ops
+from mnist_viz.compute.tensor import Tensor
 
 SHAPES = [(1, 7, 3), (33, 17, 65), (70, 130, 5), (5, 1, 129), (65, 64, 63)]
 

@@ -2,11 +2,11 @@
 no GPU objects and no memory after the first round."""
 import gc
 
-from compute.data import GpuDataset
-from compute.diagnostics import live_objects, rss_bytes
-from compute.model_io import save_model
-from compute.nn import MLPSpec, Sequential
-from compute.training import TrainConfig, Trainer
+from mnist_viz.compute.data import GpuDataset
+from mnist_viz.compute.diagnostics import live_objects, rss_bytes
+from mnist_viz.compute.model_io import save_model
+from mnist_viz.compute.nn import MLPSpec, Sequential
+from mnist_viz.compute.training import TrainConfig, Trainer
 
 
 def test_train_eval_save_loop_is_flat(mnist, device, tmp_path):

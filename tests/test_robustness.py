@@ -10,21 +10,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compute.checkpoint import CheckpointError, save_state_dict
+from mnist_viz.compute.checkpoint import CheckpointError, save_state_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 MNIST = ROOT / "assets" / "mnist"
 
 
 def run_py(code, timeout=300, env=None):
-    e = dict(os.environ, PYTHONPATH=str(ROOT), XDG_RUNTIME_DIR="/tmp", **(env or {}))
+    e = dict(os.environ, PYTHONPATH=str(ROOT / "tests" / "checkout"), XDG_RUNTIME_DIR="/tmp", **(env or {}))
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
                           timeout=timeout, env=e, cwd=ROOT)
 
 
 def cli(*args, env=None, timeout=300):
-    e = dict(os.environ, PYTHONPATH=str(ROOT), XDG_RUNTIME_DIR="/tmp", **(env or {}))
-    return subprocess.run([sys.executable, "-m", "viz", *args], capture_output=True, text=True, timeout=timeout,
+    e = dict(os.environ, PYTHONPATH=str(ROOT / "tests" / "checkout"), XDG_RUNTIME_DIR="/tmp", **(env or {}))
+    return subprocess.run([sys.executable, "-m", "mnist_viz.viz", *args], capture_output=True, text=True, timeout=timeout,
                           env=e, cwd=ROOT)
 
 
@@ -136,8 +136,8 @@ def _save_raw(path, sd):
 
 
 def test_failed_load_leaves_running_model_untouched(tmp_path, device):
-    from compute.model_io import load_into
-    from compute.nn import MLPSpec, Sequential
+    from mnist_viz.compute.model_io import load_into
+    from mnist_viz.compute.nn import MLPSpec, Sequential
     model = Sequential(MLPSpec([784, 128, 10]), seed=5)
     before = model.state_dict()
     bad = _good_state()
@@ -163,8 +163,8 @@ def test_lost_device_is_reported_not_hung():
     """The device disappears mid-training: a clear line and exit code 4, within seconds."""
     p = run_py("""
         import sys
-        import compute.training as T
-        from compute.device import get_device
+        import mnist_viz.compute.training as T
+        from mnist_viz.compute.device import get_device
         orig = T.Trainer.run_steps
         calls = []
         def run_steps(self, n, per_submit=256):
@@ -173,7 +173,7 @@ def test_lost_device_is_reported_not_hung():
                 get_device().device.destroy()
             return orig(self, n, per_submit)
         T.Trainer.run_steps = run_steps
-        from viz.cli import main
+        from mnist_viz.viz.cli import main
         sys.exit(main(["train", "--limit", "2000", "--epochs", "1", "--batch-size", "16"]))
     """, timeout=120)
     assert p.returncode == 4, (p.returncode, p.stderr[-2000:])
@@ -189,8 +189,8 @@ def test_ctrl_c_saves_what_was_trained(tmp_path):
     import signal
     import time
     ckpt = tmp_path / "m.safetensors"
-    env = dict(os.environ, PYTHONPATH=str(ROOT), XDG_RUNTIME_DIR="/tmp", PYTHONUNBUFFERED="1")
-    p = subprocess.Popen([sys.executable, "-m", "viz", "train", "--limit", "640", "--epochs", "500", "--no-eval",
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "tests" / "checkout"), XDG_RUNTIME_DIR="/tmp", PYTHONUNBUFFERED="1")
+    p = subprocess.Popen([sys.executable, "-m", "mnist_viz.viz", "train", "--limit", "640", "--epochs", "500", "--no-eval",
                           "--save", str(ckpt)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                          cwd=ROOT)
     deadline = time.time() + 120
@@ -202,7 +202,7 @@ def test_ctrl_c_saves_what_was_trained(tmp_path):
     out, err = p.communicate(timeout=60)
     assert p.returncode == 130, err
     assert "saved the model so far" in err
-    from compute.checkpoint import load_state_dict
+    from mnist_viz.compute.checkpoint import load_state_dict
     tensors, meta = load_state_dict(ckpt)
     assert int(meta["interrupted_at_step"]) >= 20
 
@@ -210,15 +210,15 @@ def test_ctrl_c_saves_what_was_trained(tmp_path):
 def test_lost_device_in_the_visualizer_is_reported():
     p = run_py("""
         import sys
-        import viz.app as A
-        from compute.device import get_device
+        import mnist_viz.viz.app as A
+        from mnist_viz.compute.device import get_device
         orig = A.App.frame
         def frame(self):
             if self.frames == 5:
                 get_device().device.destroy()
             return orig(self)
         A.App.frame = frame
-        from viz.cli import main
+        from mnist_viz.viz.cli import main
         sys.exit(main(["--offscreen", "--frames", "40", "--size", "640x400", "--limit", "500"]))
     """, timeout=180)
     assert p.returncode == 4, (p.returncode, p.stderr[-2000:])

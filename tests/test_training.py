@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from compute.data import GpuDataset
-from compute.device import get_device
-from compute.nn import MLPSpec, Sequential
-from compute.optim import OptimConfig
-from compute.training import Trainer, TrainConfig
+from mnist_viz.compute.data import GpuDataset
+from mnist_viz.compute.device import get_device
+from mnist_viz.compute.nn import MLPSpec, Sequential
+from mnist_viz.compute.optim import OptimConfig
+from mnist_viz.compute.training import Trainer, TrainConfig
 
 
 def numpy_step(sd, x, y, lr):
@@ -91,7 +91,7 @@ def test_evaluation_matches_numpy(mnist):
 @pytest.mark.slow
 def test_default_recipe_learns_on_a_subset(mnist):
     """Real learning on lavapipe: 5000 images, 3 epochs -> > 90% on the 10k test set."""
-    from compute.recipes import RECIPES
+    from mnist_viz.compute.recipes import RECIPES
     r = RECIPES["default"]
     data = GpuDataset(mnist, limit=5000)
     model = Sequential(MLPSpec([784, 128, 10]), seed=0)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compute.device import get_device
+from mnist_viz.compute.device import get_device
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def make_app(tmp_path):
 
     def make(size=(960, 600), limit=1024, test_limit=300, pixel_ratio=1.0, **kw):
         from rendercanvas.offscreen import RenderCanvas
-        from viz.app import App, AppConfig
+        from mnist_viz.viz.app import App, AppConfig
         canvas = RenderCanvas(size=size, pixel_ratio=pixel_ratio)
         kw.setdefault("autosave_path", tmp_path / "autosave.safetensors")
         app = App(canvas, AppConfig(background_load=False, limit=limit, test_limit=test_limit, **kw))
@@ -38,7 +38,7 @@ def make_app(tmp_path):
 
 
 def settings(**changes):
-    from viz.session import TrainSettings
+    from mnist_viz.viz.session import TrainSettings
     s = TrainSettings()
     for k, v in changes.items():
         setattr(s, k, v)
@@ -46,7 +46,7 @@ def settings(**changes):
 
 
 def speed_index(n):
-    from viz.pacing import SPEEDS
+    from mnist_viz.viz.pacing import SPEEDS
     return [v for v, _ in SPEEDS].index(n)
 
 
@@ -56,7 +56,7 @@ def canvas_ink(app) -> float:
 
 
 def test_zero_readback_over_100_frames_of_training_painting_and_inference(make_app):
-    from viz.readout import READ_BYTES, READ_INTERVAL_S
+    from mnist_viz.viz.readout import READ_BYTES, READ_INTERVAL_S
     app = make_app(size=(800, 500), limit=512, settings=settings(batch_size=16, speed=speed_index(1)))
     dev = get_device()
     dev.readback.reset()
@@ -94,7 +94,7 @@ def test_zero_readback_over_100_frames_of_training_painting_and_inference(make_a
 
 
 def test_offscreen_screenshot_through_the_cli(tmp_path):
-    from viz.cli import main
+    from mnist_viz.viz.cli import main
     out = tmp_path / "shot.png"
     rc = main(["--offscreen", "--frames", "4", "--screenshot", str(out), "--paint-demo", "--size", "900x560",
                "--limit", "256", "--no-autosave"])
@@ -186,7 +186,7 @@ def test_resize_to_zero_and_back_does_not_crash(make_app):
 
 
 def test_autosave_on_shutdown_and_checkpoint_actions(make_app, tmp_path):
-    from compute.model_io import load_model
+    from mnist_viz.compute.model_io import load_model
     app = make_app(settings=settings(batch_size=16, speed=speed_index(4)))
     app.action("train")
     for _ in range(3):
@@ -255,8 +255,8 @@ def test_divergence_is_noticed_and_the_last_good_weights_restored(make_app):
 
 def test_loading_another_architecture_rebuilds_the_views_and_trains(make_app, tmp_path):
     """A 784-32-16-10 checkpoint (two hidden layers: the traced autograd step, not the fused one)."""
-    from compute.model_io import save_model
-    from compute.nn import MLPSpec, Sequential
+    from mnist_viz.compute.model_io import save_model
+    from mnist_viz.compute.nn import MLPSpec, Sequential
     deep = Sequential(MLPSpec([784, 32, 16, 10]), seed=2)
     path = tmp_path / "deep.safetensors"
     save_model(path, deep)
@@ -283,7 +283,7 @@ def test_loading_another_architecture_rebuilds_the_views_and_trains(make_app, tm
 
 
 def grid_cols_of(n):
-    from viz.views import grid_cols
+    from mnist_viz.viz.views import grid_cols
     return grid_cols(n)
 
 
@@ -292,7 +292,7 @@ def test_training_resumes_cleanly_after_restoring_from_divergence(make_app):
     app.draw_offscreen()
     s = dict(vars(app.session.settings))
     s.update(lr=0.05)
-    from viz.session import TrainSettings
+    from mnist_viz.viz.session import TrainSettings
     app.apply_settings(TrainSettings(**s))
     app.action("resume")
     for _ in range(8):
@@ -326,9 +326,9 @@ def test_a_dataset_of_another_shape_gets_a_fitting_model_canvas_and_views(make_a
     app starts a fresh 108-128-3 network; the canvas takes the images' aspect ratio, training
     learns, a loaded test image is classified from the canvas, and a checkpoint that does not
     fit the data is refused with the running model untouched."""
-    from compute.model_io import save_model
-    from compute.nn import MLPSpec, Sequential
-    from viz.canvas import canvas_shape
+    from mnist_viz.compute.model_io import save_model
+    from mnist_viz.compute.nn import MLPSpec, Sequential
+    from mnist_viz.viz.canvas import canvas_shape
     images, labels = write_band_dataset(tmp_path / "bands")
     app = make_app(data_dir=tmp_path / "bands", limit=None, test_limit=None,
                    settings=settings(batch_size=16, epochs=4, shift=0, speed=speed_index(16)))
@@ -371,7 +371,7 @@ def test_a_dataset_of_another_shape_gets_a_fitting_model_canvas_and_views(make_a
 
 
 def test_bad_data_or_a_checkpoint_that_does_not_fit_stops_at_start(tmp_path, capsys):
-    from viz.cli import main
+    from mnist_viz.viz.cli import main
     write_band_dataset(tmp_path / "bands")
     shot = str(tmp_path / "x.png")
     assert main(["--offscreen", "--frames", "1", "--screenshot", shot, "--data", str(tmp_path / "nope")]) == 2

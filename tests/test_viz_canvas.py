@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from compute.device import get_device
-from compute.program import Program
+from mnist_viz.compute.device import get_device
+from mnist_viz.compute.program import Program
 
 
 def run(dispatches):
@@ -15,7 +15,7 @@ def run(dispatches):
 
 @pytest.fixture()
 def canvas():
-    from viz.canvas import PaintCanvas
+    from mnist_viz.viz.canvas import PaintCanvas
     return PaintCanvas()
 
 
@@ -35,7 +35,7 @@ def centre_of_mass(img):
 
 
 def test_stroke_lands_where_painted_and_shows_in_the_canvas_texture(canvas):
-    from viz.views import CanvasView
+    from mnist_viz.viz.views import CanvasView
     view = CanvasView(canvas)
     view.set_show_box(False)
     canvas.stroke((20.0, 30.0), (70.0, 30.0), radius=3.0)
@@ -69,7 +69,7 @@ def test_erasing_removes_ink_and_clear_empties_the_canvas(canvas):
 def test_normaliser_centres_a_small_off_centre_digit(canvas):
     """A small '2' in the top-left corner comes out like an MNIST digit: bounding box
     fitted into 20 x 20, centre of mass on the centre pixel (14, 14), i.e. at 14.5."""
-    from viz.demo import demo_segments
+    from mnist_viz.viz.demo import demo_segments
     for a, b in demo_segments(canvas.width, canvas.height, box=(0.04, 0.06, 0.28)):
         canvas.stroke(a, b, radius=2.5)
     canvas.normalise = False
@@ -99,7 +99,7 @@ def test_empty_canvas_gives_a_blank_input(canvas):
 def test_a_loaded_mnist_digit_survives_normalisation(canvas, mnist):
     """Loading test image k into the canvas and normalising gives back (nearly) that image:
     MNIST digits are already normalised, so the GPU normaliser is close to the identity."""
-    from compute.data import GpuDataset
+    from mnist_viz.compute.data import GpuDataset
     import dataclasses
     small = dataclasses.replace(mnist, train_images=mnist.train_images[:64], train_labels=mnist.train_labels[:64],
                                 test_images=mnist.test_images[:16], test_labels=mnist.test_labels[:16])
@@ -118,9 +118,9 @@ def test_a_loaded_mnist_digit_survives_normalisation(canvas, mnist):
 @pytest.mark.parametrize("box", [(0.04, 0.06, 0.28), (0.05, 0.05, 0.9), (0.55, 0.5, 0.42)],
                          ids=["small-top-left", "large", "bottom-right"])
 def test_pretrained_model_reads_a_drawn_two_wherever_it_is_drawn(canvas, box):
-    from compute.model_io import default_model_path, load_model
-    from viz.demo import demo_segments
-    from viz.inference import Forward
+    from mnist_viz.compute.model_io import default_model_path, load_model
+    from mnist_viz.viz.demo import demo_segments
+    from mnist_viz.viz.inference import Forward
     if not default_model_path().exists():
         pytest.skip("no pretrained model")
     model, _ = load_model(default_model_path())
@@ -136,8 +136,8 @@ def test_a_mistake_is_loaded_by_its_slot_without_the_index_leaving_the_gpu(canva
     """'mistakes' entry k loads test image wrong[k]; the CPU never learns which image that is."""
     import dataclasses
     import struct
-    from compute.data import GpuDataset
-    from viz.history import RunHistory
+    from mnist_viz.compute.data import GpuDataset
+    from mnist_viz.viz.history import RunHistory
     small = dataclasses.replace(mnist, train_images=mnist.train_images[:64], train_labels=mnist.train_labels[:64],
                                 test_images=mnist.test_images[:32], test_labels=mnist.test_labels[:32])
     data = GpuDataset(small)

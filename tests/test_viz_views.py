@@ -5,9 +5,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from compute.device import get_device
-from compute.program import Program
-from viz import colormap
+from mnist_viz.compute.device import get_device
+from mnist_viz.compute.program import Program
+from mnist_viz.viz import colormap
 
 
 def run(dispatches):
@@ -24,9 +24,9 @@ def small(mnist):
 
 
 def build(model):
-    from viz.canvas import PaintCanvas
-    from viz.inference import Forward
-    from viz.views import ModelViews, ScaleBank
+    from mnist_viz.viz.canvas import PaintCanvas
+    from mnist_viz.viz.inference import Forward
+    from mnist_viz.viz.views import ModelViews, ScaleBank
     canvas = PaintCanvas()
     scales = ScaleBank()
     fwd = Forward(model, canvas.x)
@@ -34,7 +34,7 @@ def build(model):
 
 
 def fresh_model(seed=3):
-    from compute.nn import MLPSpec, Sequential
+    from mnist_viz.compute.nn import MLPSpec, Sequential
     return Sequential(MLPSpec([784, 128, 10]), seed=seed)
 
 
@@ -80,7 +80,7 @@ def test_second_layer_and_bias_views_match_numpy():
 def test_probability_bars_follow_the_model_output_on_a_test_image(mnist):
     """Feed test image k straight into the input tensor; the bar chart's bar heights
     are the softmax of the numpy forward pass, the winner drawn in the accent colour."""
-    from compute.model_io import default_model_path, load_model
+    from mnist_viz.compute.model_io import default_model_path, load_model
     if default_model_path().exists():
         model, _ = load_model(default_model_path())
     else:
@@ -112,9 +112,9 @@ def test_probability_bars_follow_the_model_output_on_a_test_image(mnist):
 
 
 def test_training_steps_visibly_change_the_w1_mosaic(small):
-    from compute.data import GpuDataset
-    from compute.optim import OptimConfig
-    from compute.training import TrainConfig, Trainer
+    from mnist_viz.compute.data import GpuDataset
+    from mnist_viz.compute.optim import OptimConfig
+    from mnist_viz.compute.training import TrainConfig, Trainer
     model = fresh_model(7)
     canvas, scales, fwd, mv = build(model)
     run(scales.dispatches() + [mv.mosaic.dispatch])
@@ -134,7 +134,7 @@ def test_training_steps_visibly_change_the_w1_mosaic(small):
 def test_mosaic_firing_mode_dims_silent_units():
     model = fresh_model(9)
     canvas, scales, fwd, mv = build(model)
-    from viz.demo import demo_segments
+    from mnist_viz.viz.demo import demo_segments
     for a, b in demo_segments(canvas.width, canvas.height):
         canvas.stroke(a, b)
     mv.mosaic_mode = 2
@@ -152,11 +152,11 @@ def test_mosaic_firing_mode_dims_silent_units():
 
 
 def test_curves_confusion_and_mistakes_draw_from_gpu_metrics(small):
-    from compute.data import GpuDataset
-    from compute.training import TrainConfig, Trainer
-    from viz.dataviews import ConfusionView, DatasetView, MistakesView
-    from viz.history import RunHistory
-    from viz.plots import CurvePlots
+    from mnist_viz.compute.data import GpuDataset
+    from mnist_viz.compute.training import TrainConfig, Trainer
+    from mnist_viz.viz.dataviews import ConfusionView, DatasetView, MistakesView
+    from mnist_viz.viz.history import RunHistory
+    from mnist_viz.viz.plots import CurvePlots
     model = fresh_model(11)
     data = GpuDataset(small)
     hist = RunHistory(10)
@@ -201,9 +201,9 @@ def test_curves_confusion_and_mistakes_draw_from_gpu_metrics(small):
 
 
 def test_prediction_badge_shows_the_winning_digit_in_the_same_frame():
-    from compute.model_io import default_model_path, load_model
-    from viz.demo import demo_segments
-    from viz.views import PredictionBadge
+    from mnist_viz.compute.model_io import default_model_path, load_model
+    from mnist_viz.viz.demo import demo_segments
+    from mnist_viz.viz.views import PredictionBadge
     if not default_model_path().exists():
         pytest.skip("no pretrained model")
     model, _ = load_model(default_model_path())

@@ -21,14 +21,14 @@ ROOT = Path(__file__).resolve().parent.parent
 CHILD = r'''
 import json, sys, time
 from pathlib import Path
-sys.path.insert(0, ROOT)
+sys.path.insert(0, ROOT + "/tests/checkout")
 t_start = time.perf_counter()
 import glfw
 import numpy as np
 from rendercanvas.glfw import RenderCanvas, loop
-from compute.device import get_device
-from viz.app import App, AppConfig
-from viz.session import TrainSettings
+from mnist_viz.compute.device import get_device
+from mnist_viz.viz.app import App, AppConfig
+from mnist_viz.viz.session import TrainSettings
 
 settings = TrainSettings()
 settings.batch_size = 16

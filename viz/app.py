@@ -22,8 +22,8 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from compute.device import DeviceLostError, get_device
-from compute.program import Program
+from ..compute.device import DeviceLostError, get_device
+from ..compute.program import Program
 
 from . import panels
 from .canvas import PaintCanvas
@@ -89,7 +89,7 @@ class App:
         if self.config.data_dir is not None:
             # The user's own data decides the model's shape: read it now (a bad directory is a
             # clear error at start). The bundled MNIST loads in the background instead.
-            from compute.idx import load_dataset
+            from ..compute.idx import load_dataset
             self._dataset = load_dataset(self.config.data_dir)
         model, note = self._initial_model()
         self.ui.file_message = note
@@ -147,8 +147,8 @@ class App:
     def _initial_model(self):
         """--checkpoint if given (it must fit the data), else the pretrained model, else (none
         shipped, or the data has another image size or classes) fresh weights that fit."""
-        from compute.model_io import default_model_path, load_model
-        from compute.nn import MLPSpec, Sequential
+        from ..compute.model_io import default_model_path, load_model
+        from ..compute.nn import MLPSpec, Sequential
         h, w, classes = self.data_shape
         fresh = MLPSpec([h * w, 128, classes])
         path = Path(self.config.checkpoint) if self.config.checkpoint is not None else default_model_path()
@@ -195,7 +195,7 @@ class App:
             return
         def load():
             try:
-                from compute.idx import bundled_mnist_dir, load_dataset
+                from ..compute.idx import bundled_mnist_dir, load_dataset
                 self._dataset = load_dataset(self.config.data_dir or bundled_mnist_dir())
             except Exception as e:  # noqa: BLE001 - shown in the UI
                 self.data_error = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -216,7 +216,7 @@ class App:
             if self.data_error and not self.ui.file_message.startswith("dataset"):
                 self.ui.file_message = f"dataset: {self.data_error}"
             return
-        from compute.data import GpuDataset
+        from ..compute.data import GpuDataset
         ds = self._dataset
         if self.config.test_limit:
             ds = replace(ds, test_images=ds.test_images[: self.config.test_limit],
@@ -271,7 +271,7 @@ class App:
         elif name == "load":
             self.load_checkpoint(Path(self.ui.checkpoint_path).expanduser())
         elif name == "load_default":
-            from compute.model_io import default_model_path
+            from ..compute.model_io import default_model_path
             self.load_checkpoint(default_model_path())
 
     def apply_settings(self, new: TrainSettings) -> None:
@@ -282,7 +282,7 @@ class App:
 
     def save_checkpoint(self, path: Path) -> None:
         """User action (not the frame loop): reads the weights back once, atomically writes."""
-        from compute.model_io import save_model
+        from ..compute.model_io import save_model
         try:
             self.fence.drain()
             meta = {"saved_by": "mnist-viz", "steps": self.history.steps}
@@ -295,7 +295,7 @@ class App:
             self.ui.file_message = f"save failed: {e}"
 
     def load_checkpoint(self, path: Path) -> None:
-        from compute.model_io import load_into, load_model, read_checkpoint
+        from ..compute.model_io import load_into, load_model, read_checkpoint
         try:
             _, _, spec = read_checkpoint(path)
             self.check_fits(spec, path)
@@ -475,7 +475,7 @@ class App:
         self.fence.drain()
         if self.autosave_path is None or not self.session.weights_changed:
             return None
-        from compute.model_io import save_model
+        from ..compute.model_io import save_model
         self.autosave_path.parent.mkdir(parents=True, exist_ok=True)
         save_model(self.autosave_path, self.model, {"saved_by": "mnist-viz autosave",
                                                     "steps": self.history.steps})

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import struct
 
-from compute.device import get_device
-from compute.tensor import Tensor
+from ..compute.device import get_device
+from ..compute.tensor import Tensor
 
 from .gpu import Params, grid_2d, make_dispatch
 

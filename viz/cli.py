@@ -58,8 +58,8 @@ def _hidden(s: str) -> list[int]:
 
 
 def build_parser() -> tuple[_Parser, _Parser, _Parser]:
-    from compute.optim import OPTIMIZERS, SCHEDULES
-    from compute.recipes import RECIPES
+    from ..compute.optim import OPTIMIZERS, SCHEDULES
+    from ..compute.recipes import RECIPES
 
     d, o = RECIPES["default"], RECIPES["original"]
     recipe = lambda field: f"(default {getattr(d, field)}; original recipe {getattr(o, field)})"
@@ -92,7 +92,7 @@ def build_parser() -> tuple[_Parser, _Parser, _Parser]:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     ev = _Parser(prog="mnist-viz eval", description="Evaluate a checkpoint on the test set.")
-    ev.add_argument("--checkpoint", type=Path, required=True, help="a safetensors model")
+    ev.add_argument("--checkpoint", type=Path, help="a safetensors model (default: the shipped pretrained one)")
     ev.add_argument("--data", type=Path, help="directory of IDX files (default: bundled MNIST)")
 
     view = _Parser(prog="mnist-viz", description="Realtime MNIST training visualizer: paint a digit, watch "
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _device_lost(e: Exception) -> str | None:
-    from compute.device import DeviceLostError
+    from ..compute.device import DeviceLostError
     if isinstance(e, DeviceLostError):
         return str(e)
     if "device is lost" in str(e).lower() or "device was lost" in str(e).lower():
@@ -147,9 +147,9 @@ def _device_lost(e: Exception) -> str | None:
 
 
 def _user_message(e: Exception) -> str | None:
-    from compute.checkpoint import CheckpointError
-    from compute.device import NoAdapterError
-    from compute.idx import DataError
+    from ..compute.checkpoint import CheckpointError
+    from ..compute.device import NoAdapterError
+    from ..compute.idx import DataError
     if isinstance(e, (UserError, DataError, CheckpointError, NoAdapterError, ValueError)):
         return str(e).splitlines()[0] if str(e) else type(e).__name__
     if isinstance(e, OSError):
@@ -159,9 +159,9 @@ def _user_message(e: Exception) -> str | None:
 
 # -- train ---------------------------------------------------------------------------------------------
 def train_config_from_args(args):
-    from compute.optim import OptimConfig
-    from compute.recipes import RECIPES
-    from compute.training import TrainConfig
+    from ..compute.optim import OptimConfig
+    from ..compute.recipes import RECIPES
+    from ..compute.training import TrainConfig
 
     r = RECIPES[args.recipe]
     pick = lambda v, d: d if v is None else v
@@ -178,7 +178,7 @@ def train_config_from_args(args):
 
 
 def load_data(path: Path | None):
-    from compute.idx import bundled_mnist_dir, load_dataset
+    from ..compute.idx import bundled_mnist_dir, load_dataset
     return load_dataset(path if path is not None else bundled_mnist_dir())
 
 
@@ -196,11 +196,11 @@ def check_writable(path: Path) -> None:
 
 
 def train_command(args) -> int:
-    from compute.data import GpuDataset
-    from compute.device import get_device
-    from compute.model_io import save_model
-    from compute.nn import MLPSpec, Sequential
-    from compute.training import Trainer
+    from ..compute.data import GpuDataset
+    from ..compute.device import get_device
+    from ..compute.model_io import save_model
+    from ..compute.nn import MLPSpec, Sequential
+    from ..compute.training import Trainer
 
     cfg, dropout, init = train_config_from_args(args)
     if args.save is not None:
@@ -233,8 +233,8 @@ def train_command(args) -> int:
 
 
 def _train_epochs(args, cfg, dev, trainer, model, progress) -> int:
-    from compute.model_io import save_model
-    from compute.training import FLAG_NONFINITE
+    from ..compute.model_io import save_model
+    from ..compute.training import FLAG_NONFINITE
 
     oc = cfg.optim
     acc = None
@@ -309,10 +309,13 @@ class Progress:
 
 # -- eval ----------------------------------------------------------------------------------------------------
 def eval_command(args) -> int:
-    from compute.data import GpuDataset
-    from compute.model_io import load_model
-    from compute.training import Evaluator, Metrics
+    from ..compute.data import GpuDataset
+    from ..compute.model_io import load_model
+    from ..compute.training import Evaluator, Metrics
 
+    from ..compute.model_io import default_model_path
+    if args.checkpoint is None:
+        args.checkpoint = default_model_path()
     model, _ = load_model(args.checkpoint)
     ds = load_data(args.data)
     data = GpuDataset(ds, limit=1)

@@ -6,9 +6,9 @@ another selection), so they cost nothing in frames where nothing happened.
 """
 from __future__ import annotations
 
-from compute.device import get_device
-from compute.tensor import Tensor
-from compute.training import WRONG_CAP
+from ..compute.device import get_device
+from ..compute.tensor import Tensor
+from ..compute.training import WRONG_CAP
 
 from .gpu import NONE, Params, ViewTexture, grid_2d, make_dispatch
 from .inference import Forward

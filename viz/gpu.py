@@ -13,8 +13,8 @@ import struct
 
 import wgpu
 
-from compute.device import UNIFORM, get_device
-from compute.program import Dispatch
+from ..compute.device import UNIFORM, get_device
+from ..compute.program import Dispatch
 
 TEXTURE_USAGE = (wgpu.TextureUsage.STORAGE_BINDING | wgpu.TextureUsage.TEXTURE_BINDING
                  | wgpu.TextureUsage.COPY_SRC)

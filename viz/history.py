@@ -14,8 +14,8 @@ import struct
 
 import numpy as np
 
-from compute.device import get_device
-from compute.training import EVAL_HISTORY, HISTORY_CAP, STATE_WORDS, WRONG_CAP
+from ..compute.device import get_device
+from ..compute.training import EVAL_HISTORY, HISTORY_CAP, STATE_WORDS, WRONG_CAP
 
 
 class RunHistory:

@@ -7,11 +7,11 @@ live parameter arena, so the replay always uses the weights as they are now.
 """
 from __future__ import annotations
 
-from compute import ops
-from compute.device import get_device
-from compute.nn import Dropout, Linear, ReLU
-from compute.program import Program
-from compute.tensor import Tensor
+from ..compute import ops
+from ..compute.device import get_device
+from ..compute.nn import Dropout, Linear, ReLU
+from ..compute.program import Program
+from ..compute.tensor import Tensor
 
 
 class Forward:

@@ -12,7 +12,7 @@ import collections
 import threading
 import time
 
-from compute.device import get_device
+from ..compute.device import get_device
 
 # Speed settings: (steps per frame, label). Negative n: one step every |n| frames;
 # 0: as many as the frame budget allows (adaptive).

@@ -12,7 +12,7 @@ import math
 
 from imgui_bundle import imgui
 
-from compute.optim import OPTIMIZERS, SCHEDULES
+from ..compute.optim import OPTIMIZERS, SCHEDULES
 
 from .pacing import SPEEDS
 from .plots import ACC_RANGES

@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 import time
 
-from compute.device import get_device
+from ..compute.device import get_device
 
 from .gpu import Params, make_dispatch
 

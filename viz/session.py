@@ -17,10 +17,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from compute.device import get_device
-from compute.optim import OptimConfig
-from compute.recipes import RECIPES
-from compute.training import FLAG_NONFINITE, TrainConfig, Trainer
+from ..compute.device import get_device
+from ..compute.optim import OptimConfig
+from ..compute.recipes import RECIPES
+from ..compute.training import FLAG_NONFINITE, TrainConfig, Trainer
 
 from .pacing import MAX_INDEX, StepPacer, steps_for_frame
 
@@ -279,7 +279,7 @@ class TrainingSession:
         # A GPU runs the whole evaluation in a blink; on a CPU adapter one chunk of the
         # test set per frame keeps the window responsive.
         pieces = 1 if get_device().is_cpu else len(self._eval_pieces)
-        from compute.program import Program
+        from ..compute.program import Program
         for _ in range(pieces):
             Program(self._eval_pieces.pop(0)).encode(encoder)
         if not self._eval_pieces:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from compute.device import get_device
+from ..compute.device import get_device
 
 from .gpu import NONE, Params, ViewTexture, grid_2d, make_dispatch
 
