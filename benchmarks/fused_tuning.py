@@ -17,7 +17,8 @@ from mnist_viz.compute.data import GpuDataset  # noqa: E402
 from mnist_viz.compute.fused import FusedStep  # noqa: E402
 from mnist_viz.compute.idx import bundled_mnist_dir, load_dataset  # noqa: E402
 from mnist_viz.compute.nn import MLPSpec, Sequential  # noqa: E402
-from mnist_viz.compute.training import TrainConfig, Trainer  # noqa: E402
+from mnist_viz.compute.recipe import RECIPES  # noqa: E402
+from mnist_viz.compute.run import Run  # noqa: E402
 from train_bench import kernel_breakdown  # noqa: E402
 
 ds = load_dataset(bundled_mnist_dir())
@@ -27,8 +28,8 @@ print("|---|---|---|---|---|---|---|")
 for batch in (32, 64, 128, 256):
     for wg in (256, 512, 1024):
         model = Sequential(MLPSpec([784, 128, 10]), seed=0)
-        tr = Trainer(model, data, TrainConfig(epochs=3, batch_size=batch))
-        tr.program = FusedStep(model, data, tr.metrics, tr.optimizer, tr.config, wg=wg).program
+        tr = Run(model, data, RECIPES["original"].with_changes(epochs=3, batch_size=batch))
+        tr.program = FusedStep(model, data, tr.metrics, tr.optimizer, tr.recipe, wg=wg).program
         tr.run_steps(tr.steps_per_epoch)
         tr.read_flags()
         t = time.perf_counter()

@@ -38,14 +38,14 @@ def run(name, seed, ds, save=None):
     from mnist_viz.compute.data import GpuDataset
     from mnist_viz.compute.model_io import save_model
     from mnist_viz.compute.nn import MLPSpec, Sequential
-    from mnist_viz.compute.optim import OptimConfig
-    from mnist_viz.compute.training import TrainConfig, Trainer
+    from mnist_viz.compute.recipe import Recipe
+    from mnist_viz.compute.run import Run
 
     epochs, batch, okw, shift, dropout = CANDIDATES[name]
     data = GpuDataset(ds)
     model = Sequential(MLPSpec([784, 128, 10], dropout), seed=seed)
-    tr = Trainer(model, data, TrainConfig(epochs=epochs, batch_size=batch, shift=shift, seed=seed,
-                                          optim=OptimConfig(**okw)))
+    okw = {"momentum": 0.0, "nesterov": False, **okw}
+    tr = Run(model, data, Recipe(epochs=epochs, batch_size=batch, shift=shift, seed=seed, **okw))
     t = time.perf_counter()
     tr.run_steps(tr.total_steps, per_submit=1024)
     acc = tr.evaluate()["accuracy"]

@@ -36,13 +36,14 @@ def soak(seconds: float, warmup: float = 30.0, size=(960, 600), limit: int | Non
     from rendercanvas.offscreen import RenderCanvas
     from mnist_viz.compute.diagnostics import live_objects, rss_bytes
     from mnist_viz.viz.app import App, AppConfig
+    from mnist_viz.viz.actions import Action
     from mnist_viz.viz.pacing import SPEEDS
 
     app = App(RenderCanvas(size=size, pixel_ratio=1.0),
               AppConfig(background_load=False, autosave=False, limit=limit, test_limit=test_limit))
     app.wait_for_data()
-    app.session.settings.speed = [v for v, _ in SPEEDS].index(steps_per_frame)
-    app.session.settings.epochs = 10_000
+    app.session.watch.speed = [v for v, _ in SPEEDS].index(steps_per_frame)
+    app.session.set_recipe(app.session.recipe.with_changes(epochs=10_000))
     tmp = Path(tempfile.mkdtemp(prefix="soak-"))
     ckpt = tmp / "soak.safetensors"
     samples, frame_ms = [], []
@@ -67,24 +68,24 @@ def soak(seconds: float, warmup: float = 30.0, size=(960, 600), limit: int | Non
         # one cycle of what a user does, spread over frames
         phase = cycle % 12
         if phase == 0:
-            app.action("train")
+            app.actions.emit(Action.TRAIN)
         elif phase in (1, 2, 3):  # paint a stroke across the canvas
             a = 20 + 25 * (phase - 1)
             app.canvas.stroke((a, 30.0), (a + 10, 80.0))
         elif phase == 4:
-            app.load_into_canvas("test", cycle % 100)
+            app.actions.emit(Action.LOAD_SAMPLE, "test", cycle % 100)
         elif phase == 5:
-            app.action("evaluate")
+            app.actions.emit(Action.EVALUATE)
         elif phase == 6:
-            app.action("pause")
+            app.actions.emit(Action.PAUSE)
         elif phase == 7:
             app.save_checkpoint(ckpt)
         elif phase == 8:
             app.load_checkpoint(ckpt)
         elif phase == 9:
-            app.action("clear")
+            app.actions.emit(Action.CLEAR)
         elif phase == 10:
-            app.action("resume")
+            app.actions.emit(Action.TRAIN)
         cycle += 1
         tf = time.perf_counter()
         app.rc._process_events()

@@ -28,14 +28,13 @@ def ours_epoch_times(ds, batch, epochs_timed, engine="auto", warmup=2):
     the GPU clocks settle and build every pipeline)."""
     from mnist_viz.compute.data import GpuDataset
     from mnist_viz.compute.nn import MLPSpec, Sequential
-    from mnist_viz.compute.optim import OptimConfig
-    from mnist_viz.compute.training import TrainConfig, Trainer
+    from mnist_viz.compute.recipe import RECIPES
+    from mnist_viz.compute.run import Run
 
     data = GpuDataset(ds)
     model = Sequential(MLPSpec([784, 128, 10]), seed=0)
-    cfg = TrainConfig(epochs=epochs_timed + warmup, batch_size=batch, engine=engine,
-                      optim=OptimConfig(lr=0.05, min_lr=0.001, schedule="cosine"))
-    tr = Trainer(model, data, cfg)
+    tr = Run(model, data, RECIPES["original"].with_changes(epochs=epochs_timed + warmup, batch_size=batch),
+             engine=engine)
     times = []
     for e in range(epochs_timed + warmup):
         tr.read_flags()  # sync
@@ -50,13 +49,12 @@ def ours_accuracy_run(ds, epochs=15, batch=32):
     """The full original recipe; per-epoch times and final test accuracy."""
     from mnist_viz.compute.data import GpuDataset
     from mnist_viz.compute.nn import MLPSpec, Sequential
-    from mnist_viz.compute.optim import OptimConfig
-    from mnist_viz.compute.training import TrainConfig, Trainer
+    from mnist_viz.compute.recipe import RECIPES
+    from mnist_viz.compute.run import Run
 
     data = GpuDataset(ds)
     model = Sequential(MLPSpec([784, 128, 10]), seed=0)
-    tr = Trainer(model, data, TrainConfig(epochs=epochs, batch_size=batch,
-                                          optim=OptimConfig(lr=0.05, min_lr=0.001, schedule="cosine")))
+    tr = Run(model, data, RECIPES["original"].with_changes(epochs=epochs, batch_size=batch))
     times = []
     for _ in range(epochs):
         tr.read_flags()

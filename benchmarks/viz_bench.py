@@ -25,16 +25,12 @@ os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 def headless_steps_per_s(ds, batch: int, seconds: float) -> float:
     from mnist_viz.compute.data import GpuDataset
     from mnist_viz.compute.nn import MLPSpec, Sequential
-    from mnist_viz.compute.recipes import RECIPES
-    from mnist_viz.compute.training import TrainConfig, Trainer
-    from mnist_viz.compute.optim import OptimConfig
+    from mnist_viz.compute.recipe import RECIPES
+    from mnist_viz.compute.run import Run
 
-    r = RECIPES["default"]
     data = GpuDataset(ds)
-    tr = Trainer(Sequential(MLPSpec([784, 128, 10]), seed=0), data,
-                 TrainConfig(epochs=1000, batch_size=batch, shift=r.shift,
-                             optim=OptimConfig(optimizer=r.optimizer, lr=r.lr, momentum=r.momentum,
-                                               nesterov=r.nesterov, schedule=r.schedule, min_lr=r.min_lr)))
+    tr = Run(Sequential(MLPSpec([784, 128, 10]), seed=0), data,
+             RECIPES["default"].with_changes(epochs=1000, batch_size=batch))
     tr.run_steps(tr.steps_per_epoch)
     tr.read_flags()
     steps, t = 0, time.perf_counter()
@@ -47,13 +43,12 @@ def headless_steps_per_s(ds, batch: int, seconds: float) -> float:
 
 def viz_run(app, batch: int, seconds: float, read_back: bool) -> dict:
     from mnist_viz.viz.pacing import MAX_INDEX
-    from mnist_viz.viz.session import TrainSettings
+    from mnist_viz.viz.actions import Action
 
-    s = TrainSettings()
-    s.epochs, s.speed, s.batch_size = 100000, MAX_INDEX, batch
-    app.session.settings = s
+    app.session.watch.speed = MAX_INDEX
+    app.session.set_recipe(app.session.recipe.with_changes(epochs=100000, batch_size=batch))
     app.session.status = "idle"
-    app.action("train")
+    app.actions.emit(Action.TRAIN)
 
     def one():
         if read_back:
@@ -65,14 +60,14 @@ def viz_run(app, batch: int, seconds: float, read_back: bool) -> dict:
     for _ in range(90):  # let the step budget settle
         one()
     app.dev.readback.reset()
-    f0, s0, t = app.frames, app.history.steps, time.perf_counter()
+    f0, s0, t = app.frames, app.metrics.steps, time.perf_counter()
     gpu = []
     while time.perf_counter() - t < seconds:
         one()
         gpu.append(app.fence.gpu_s)
     app.fence.drain()
     dt = time.perf_counter() - t
-    frames, steps = app.frames - f0, app.history.steps - s0
+    frames, steps = app.frames - f0, app.metrics.steps - s0
     gpu.sort()
     rb = app.dev.readback
     return {"fps": frames / dt, "steps_per_frame": steps / max(frames, 1), "steps_per_s": steps / dt,

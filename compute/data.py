@@ -9,6 +9,7 @@ import numpy as np
 
 from .device import get_device
 from .ops import grid_1d
+from .structs import GATHER
 from .tensor import Tensor
 
 
@@ -62,6 +63,7 @@ class GpuDataset:
         """Record the gather of one batch into x [B, D] (f32) and y [B] (u32)."""
         dev = get_device()
         b = x.shape[0]
-        prm = dev.uniform("<8I", b, split.input_size, split.n, split.width, base, int(eval_mode), shift, seed)
+        prm = dev.uniform(GATHER, B=b, D=split.input_size, N=split.n, W=split.width, base=base,
+                          eval_mode=int(eval_mode), shift=shift, seed=seed)
         dev.dispatch("gather.wgsl", "main", [prm, split.images, split.labels, self.perm, state, x, y],
                      grid_1d(b * split.input_size))

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import os
-import struct
 from dataclasses import dataclass, field
 
 import numpy as np
 import wgpu
 
+from .bindings import entry_bindings
+from .gpu_struct import GpuStruct
 from .program import Dispatch, Stream
 from .shaders import load_wgsl
 
@@ -116,6 +117,7 @@ class Device:
         self._modules: dict = {}
         self._layouts: dict = {}
         self._uniforms: dict = {}
+        self._bindings: dict = {}        # id(pipeline) -> (bind group layout, bindings, label)
         self.lost: str | None = None
         logging.getLogger("wgpu").addHandler(_LostWatcher(self))
         self.stream = Stream(self)
@@ -152,11 +154,10 @@ class Device:
             raw += b"\0" * (4 - len(raw) % 4)
         self.queue.write_buffer(buffer, offset, raw)
 
-    def uniform(self, fmt: str, *values) -> object:
-        """An immutable parameter buffer holding `values`, shared between identical
-        requests; bindable as a uniform or as read-only storage."""
-        raw = struct.pack(fmt, *values)
-        raw += b"\0" * (-len(raw) % 16)
+    def uniform(self, layout: GpuStruct, **fields) -> object:
+        """An immutable parameter buffer holding one packed struct, shared between
+        identical requests; bindable as a uniform or as read-only storage."""
+        raw = layout.pack(**fields)
         buf = self._uniforms.get(raw)
         if buf is None:
             buf = self.device.create_buffer_with_data(data=raw, usage=UNIFORM | wgpu.BufferUsage.STORAGE)
@@ -192,42 +193,43 @@ class Device:
             self._modules[shader] = mod
         return mod
 
-    def pipeline(self, shader: str, entry: str = "main", layout: str | None = None, **constants):
+    def pipeline(self, shader: str, entry: str = "main", **constants):
         """Compute pipeline for `shader`'s `entry` with WGSL override constants; built once.
 
-        `layout` names the bindings explicitly ('u' uniform, 'r' read-only storage,
-        's' storage, one letter per binding) so that several pipelines share one
-        bind group, which then stays bound while they alternate; default: auto."""
-        key = (shader, entry, layout, tuple(sorted(constants.items())))
+        Its bind group layout is explicit: the whole block of bindings the shader
+        declares for this entry point (bindings.py), used or not, so every variant
+        of a kernel takes the same resources and pipelines of one block share bind groups."""
+        key = (shader, entry, tuple(sorted(constants.items())))
         pipe = self._pipelines.get(key)
         if pipe is None:
+            bindings = entry_bindings(load_wgsl(shader), entry)
+            bgl, pipe_layout = self._layout(shader, bindings)
             stage = {"module": self.module(shader), "entry_point": entry}
             if constants:
                 stage["constants"] = {k: float(v) for k, v in constants.items()}
-            pipe_layout = "auto" if layout is None else self.layout(layout)[1]
             pipe = self.device.create_compute_pipeline(layout=pipe_layout, compute=stage, label=f"{shader}:{entry}")
             self._pipelines[key] = pipe
+            self._bindings[id(pipe)] = (bgl, bindings, f"{shader}:{entry}")
         return pipe
 
-    def layout(self, kinds: str):
-        """(bind group layout, pipeline layout) for a binding signature like 'ursss'."""
-        cached = self._layouts.get(kinds)
+    def _layout(self, shader: str, bindings: tuple):
+        """(bind group layout, pipeline layout) of one block of a shader's bindings."""
+        key = (shader, tuple(b.name for b in bindings))
+        cached = self._layouts.get(key)
         if cached is None:
-            types = {"u": wgpu.BufferBindingType.uniform, "r": wgpu.BufferBindingType.read_only_storage,
-                     "s": wgpu.BufferBindingType.storage}
-            entries = [{"binding": i, "visibility": wgpu.ShaderStage.COMPUTE, "buffer": {"type": types[k]}}
-                       for i, k in enumerate(kinds)]
-            bgl = self.device.create_bind_group_layout(entries=entries)
-            cached = self._layouts[kinds] = (bgl, self.device.create_pipeline_layout(bind_group_layouts=[bgl]))
+            entries = [{"binding": b.index, "visibility": wgpu.ShaderStage.COMPUTE, **b.entry} for b in bindings]
+            bgl = self.device.create_bind_group_layout(entries=entries, label=f"{shader}:{bindings[0].name if bindings else ''}")
+            cached = self._layouts[key] = (bgl, self.device.create_pipeline_layout(bind_group_layouts=[bgl]))
         return cached
 
-    def bind_group(self, pipeline, resources: list, group: int = 0):
+    def bind_group(self, pipeline, resources: list):
         """Bind group for `pipeline` with `resources` at bindings 0..n-1 (buffers, views or Tensors)."""
-        return self.bind_group_for_layout(pipeline.get_bind_group_layout(group), resources)
-
-    def bind_group_for_layout(self, layout, resources: list):
+        bgl, bindings, label = self._bindings[id(pipeline)]
+        if len(resources) != len(bindings):
+            raise ValueError(f"{label}: {len(resources)} resources for the {len(bindings)} bindings "
+                             f"({', '.join(b.name for b in bindings)})")
         entries = [{"binding": i, "resource": _resource(res)} for i, res in enumerate(resources)]
-        return self.device.create_bind_group(layout=layout, entries=entries)
+        return self.device.create_bind_group(layout=bgl, entries=entries)
 
     def dispatch(self, shader: str, entry: str, resources: list, workgroups, **constants) -> Dispatch:
         """Record one dispatch on the stream (run at the next flush, traced if capturing)."""

@@ -11,12 +11,12 @@ import math
 from .device import get_device
 from .nn import Dropout, Linear, ReLU
 from .program import Dispatch, Program
+from .structs import FUSED_STEP
 
 MAX_D, MAX_H, MAX_C = 1024, 512, 64
-LAYOUT = "urssssrrrsssssss"  # fused_step.wgsl bindings 0..15: uniform, read-only (r) or read-write (s) storage
 
 
-def fused_supported(model, config) -> bool:
+def fused_supported(model, recipe) -> bool:
     layers = model.layers
     if len(layers) != 3 or not (isinstance(layers[0], Linear) and isinstance(layers[1], ReLU)
                                 and isinstance(layers[2], Linear)):
@@ -25,17 +25,17 @@ def fused_supported(model, config) -> bool:
         return False
     d, h, c = model.spec.sizes
     return (d <= MAX_D and h <= MAX_H and c <= MAX_C and d % 4 == 0 and h % 4 == 0
-            and config.batch_size <= 65535)
+            and recipe.batch_size <= 65535)
 
 
 class FusedStep:
-    def __init__(self, model, data, metrics, optimizer, config, wg: int | None = None):
+    def __init__(self, model, data, metrics, optimizer, recipe, wg: int | None = None):
         dev = get_device()
         # A GPU hides load latency with many invocations per row; lavapipe runs a
         # workgroup's invocations in SIMD batches on one core and prefers fewer.
         wg = wg or (256 if dev.is_cpu else 512)  # 512: fastest at batch 32-256 on an H100
         d, h, c = model.spec.sizes
-        b = config.batch_size
+        b = recipe.batch_size
         arena = model.arena
         off = {name: arena.offsets[name] for name in ("0.weight", "0.bias", "2.weight", "2.bias")}
         self.scratch = {name: dev.buffer(size * 4, f"fused.{name}") for name, size in
@@ -43,16 +43,16 @@ class FusedStep:
         split = data.train
         nw1 = math.ceil(d // 4 * h / 256)
         n_small = h + h * c + c + 1                       # b1, W2, b2, metrics
-        prm = dev.uniform("<12I", b, split.n, split.width, config.shift, config.seed,
-                          off["0.weight"], off["0.bias"], off["2.weight"], off["2.bias"], nw1, 0, 0)
+        prm = dev.uniform(FUSED_STEP, B=b, N=split.n, W=split.width, shift=recipe.shift, seed=recipe.seed,
+                          w1=off["0.weight"], b1=off["0.bias"], w2=off["2.weight"], b2=off["2.bias"], nw1=nw1)
         resources = [prm, optimizer.hyper, metrics.state, arena.buffer, optimizer.m1, optimizer.m2,
                      split.images, split.labels, data.perm, self.scratch["x"], self.scratch["h"],
                      self.scratch["dz"], self.scratch["dh"], self.scratch["rows"], metrics.history, arena.buffer]
         consts = dict(D=d, H=h, C=c, WG=wg)
-        # Both passes share one explicit layout and so one bind group, bound once per pass.
-        p1 = dev.pipeline("fused_step.wgsl", "forward_backward", layout=LAYOUT, **consts)
-        p2 = dev.pipeline("fused_step.wgsl", "update", layout=LAYOUT, **consts)
-        group = dev.bind_group_for_layout(dev.layout(LAYOUT)[0], resources)
+        # Both passes share one layout (one block of bindings) and so one bind group.
+        p1 = dev.pipeline("fused_step.wgsl", "forward_backward", **consts)
+        p2 = dev.pipeline("fused_step.wgsl", "update", **consts)
+        group = dev.bind_group(p1, resources)
         groups = nw1 + math.ceil(n_small / 16)
         self.program = Program([
             Dispatch(p1, group, (b, 1, 1), "fused:forward_backward"),

@@ -9,9 +9,8 @@ from __future__ import annotations
 import math
 
 from .device import get_device
+from .structs import DROPOUT, ELEMENTWISE, MATMUL, REDUCE, TRANSPOSE, XENT
 from .tensor import Tensor, result
-
-U4 = "<4I"
 
 
 def grid_1d(n: int) -> tuple[int, int]:
@@ -23,7 +22,7 @@ def grid_1d(n: int) -> tuple[int, int]:
 
 def _ew(entry: str, n: int, x, y, out: Tensor, accumulate=False, row=0, a=0.0, b=0.0) -> None:
     dev = get_device()
-    prm = dev.uniform("<2I2f", n, row, a, b)
+    prm = dev.uniform(ELEMENTWISE, n=n, row=row, a=a, b=b)
     dev.dispatch("elementwise.wgsl", entry,
                  [prm, x if x is not None else dev.dummy_ro, y if y is not None else dev.dummy_ro, out],
                  grid_1d(n), ACCUMULATE=accumulate)
@@ -47,7 +46,7 @@ def matmul_into(a: Tensor, b: Tensor, out: Tensor, m: int, n: int, k: int, trans
     consts = dict(TRANS_A=trans_a, TRANS_B=trans_b, HAS_BIAS=bias is not None, RELU=relu, ACCUMULATE=accumulate,
                   SPLIT=split)
     partials = _scratch(split * m * n) if split > 1 else dev.dummy_rw
-    res = [dev.uniform(U4, m, n, k, 0), a, b, bias if bias is not None else dev.dummy_ro, out, partials]
+    res = [dev.uniform(MATMUL, M=m, N=n, K=k), a, b, bias if bias is not None else dev.dummy_ro, out, partials]
     dev.dispatch("matmul.wgsl", "main", res, (math.ceil(n / 64), math.ceil(m / 64), split), **consts)
     if split > 1:
         dev.dispatch("matmul.wgsl", "reduce_split", res, grid_1d(m * n), **consts)
@@ -101,7 +100,7 @@ def matmul(a: Tensor, b: Tensor, trans_a=False, trans_b=False) -> Tensor:
 # -- reductions, transpose -------------------------------------------------------------------
 def sum_rows_into(x: Tensor, out: Tensor, m: int, n: int, accumulate=False) -> None:
     dev = get_device()
-    dev.dispatch("reduce.wgsl", "sum_rows", [dev.uniform(U4, m, n, 0, 0), x, out], (math.ceil(n / 16),),
+    dev.dispatch("reduce.wgsl", "sum_rows", [dev.uniform(REDUCE, M=m, N=n), x, out], (math.ceil(n / 16),),
                  ACCUMULATE=accumulate)
 
 
@@ -149,7 +148,7 @@ def transpose(x: Tensor) -> Tensor:
 
 def _transpose_into(x: Tensor, out: Tensor, m: int, n: int, accumulate=False) -> None:
     dev = get_device()
-    dev.dispatch("transpose.wgsl", "main", [dev.uniform(U4, m, n, 0, 0), x, out],
+    dev.dispatch("transpose.wgsl", "main", [dev.uniform(TRANSPOSE, M=m, N=n), x, out],
                  (math.ceil(n / 16), math.ceil(m / 16)), ACCUMULATE=accumulate)
 
 
@@ -266,7 +265,7 @@ def dropout(x: Tensor, p: float, seed: int, state: Tensor) -> Tensor:
 
 def _dropout_into(x: Tensor, out: Tensor, p: float, seed: int, state: Tensor, accumulate=False) -> None:
     dev = get_device()
-    dev.dispatch("dropout.wgsl", "main", [dev.uniform("<2If I", x.size, seed, p, 0), x, out, state],
+    dev.dispatch("dropout.wgsl", "main", [dev.uniform(DROPOUT, n=x.size, seed=seed, p=p), x, out, state],
                  grid_1d(x.size), ACCUMULATE=accumulate)
 
 
@@ -277,7 +276,7 @@ def softmax(x: Tensor) -> Tensor:
     r, c = x.shape
     out = Tensor((r, c), label="softmax")
     dev.dispatch("softmax_xent.wgsl", "softmax",
-                 [dev.uniform(U4, r, c, 0, 0), x, dev.dummy_ro, out, dev.dummy_rw, dev.dummy_rw, dev.dummy_rw],
+                 [dev.uniform(XENT, R=r, C=c), x, dev.dummy_ro, out, dev.dummy_rw, dev.dummy_rw, dev.dummy_rw],
                  (math.ceil(r / 64),))
     return out
 
@@ -291,7 +290,7 @@ def cross_entropy(logits: Tensor, labels: Tensor, state: Tensor, history: Tensor
     loss = result((1,), (logits,), "loss")
     dlogits = Tensor((r, c), label="dlogits")
     dev.dispatch("softmax_xent.wgsl", "xent",
-                 [dev.uniform(U4, r, c, 0, 0), logits, labels, dlogits, loss, state, history], (1,))
+                 [dev.uniform(XENT, R=r, C=c), logits, labels, dlogits, loss, state, history], (1,))
     loss.dlogits = dlogits
     if loss.requires_grad:
         def backward():

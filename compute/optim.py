@@ -1,103 +1,49 @@
 """Optimizers (SGD with optional momentum / Nesterov, Adam) and learning-rate
 schedules, run as one GPU dispatch over the whole parameter arena.
 
-The hyper-parameters sit in a small GPU buffer that the kernel reads every step;
-the learning rate is computed there from the GPU step counter. Changing a
-setting live is one `queue.write_buffer`, never a rebuild of the step program.
+The hyper-parameters sit in a small GPU buffer (`Hyper`, compute/structs.py) that
+the kernel reads every step; the learning rate is computed there from the GPU
+step counter (shaders/schedule.wgsl is the only statement of the schedules).
+Changing a setting live is one `queue.write_buffer`, never a rebuild.
 """
 from __future__ import annotations
 
-import struct
-from dataclasses import dataclass, replace
-
 from .device import get_device
 from .ops import grid_1d
+from .recipe import OPTIMIZERS, SCHEDULES, Recipe
+from .structs import HYPER, OPTIM
 from .tensor import Tensor
 
-SCHEDULES = ("constant", "step", "exponential", "cosine")
-OPTIMIZERS = ("sgd", "adam")
 
-
-@dataclass
-class OptimConfig:
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.0
-    nesterov: bool = False
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-    schedule: str = "cosine"
-    min_lr: float = 0.001
-    total_steps: int = 1            # cosine length
-    period: int = 1                 # steps per step/exponential decay period
-    gamma: float = 0.5
-    warmup: int = 0
-    step_offset: int = 0            # schedule restarts at this step
-    frozen: bool = False
-
-    def validate(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r} (choose from {', '.join(OPTIMIZERS)})")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r} (choose from {', '.join(SCHEDULES)})")
-        if not self.lr > 0:
-            raise ValueError(f"learning rate must be positive, got {self.lr}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.min_lr < 0:
-            raise ValueError(f"min-lr must be >= 0, got {self.min_lr}")
-
-    def pack(self) -> bytes:
-        """Byte image of the WGSL `Hyper` struct (schedule.wgsl)."""
-        return struct.pack(
-            "<11f5I", self.lr, self.min_lr, float(self.total_steps), float(self.period), self.gamma,
-            float(self.warmup), self.momentum, self.beta1, self.beta2, self.eps, self.weight_decay,
-            SCHEDULES.index(self.schedule), OPTIMIZERS.index(self.optimizer), int(self.nesterov),
-            self.step_offset, int(self.frozen))
-
-    def lr_at(self, step: int) -> float:
-        """CPU mirror of `learning_rate()` in schedule.wgsl (for display and tests)."""
-        import math
-        t = max(0, step - self.step_offset)
-        lr = self.lr
-        if self.schedule == "step":
-            lr = self.lr * self.gamma ** math.floor(t / max(self.period, 1))
-        elif self.schedule == "exponential":
-            lr = self.lr * self.gamma ** (t / max(self.period, 1))
-        elif self.schedule == "cosine":
-            x = min(t, self.total_steps) / max(self.total_steps, 1)
-            lr = self.min_lr + (self.lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * x))
-        if self.warmup > 0 and t < self.warmup:
-            lr *= (t + 1) / self.warmup
-        return lr
+def hyper_bytes(recipe: Recipe, total_steps: int, period: int, step_offset: int = 0, frozen: bool = False) -> bytes:
+    """The GPU `Hyper` struct for a recipe whose cosine spans `total_steps` and whose
+    step / exponential decay period is `period` steps."""
+    return HYPER.pack(
+        lr=recipe.lr, min_lr=min(recipe.min_lr, recipe.lr), total_steps=max(total_steps, 1), period=max(period, 1),
+        gamma=recipe.gamma, momentum=recipe.momentum if recipe.optimizer == "sgd" else 0.0,
+        beta1=recipe.beta1, beta2=recipe.beta2, eps=recipe.eps, weight_decay=recipe.weight_decay,
+        schedule=SCHEDULES.index(recipe.schedule), optimizer=OPTIMIZERS.index(recipe.optimizer),
+        nesterov=int(recipe.nesterov), step_offset=step_offset, frozen=int(frozen))
 
 
 class Optimizer:
     """Owns the moment buffers and the hyper-parameter buffer for one arena."""
 
-    def __init__(self, arena, config: OptimConfig, state: Tensor):
-        config.validate()
+    def __init__(self, arena, state: Tensor):
         dev = get_device()
         self.arena = arena
         self.state = state
         self.m1 = dev.buffer(arena.size * 4, "optim.m1")
         self.m2 = dev.buffer(arena.size * 4, "optim.m2")
-        self.hyper = dev.buffer(64, "optim.hyper")
-        self.config = config
-        self.configure(config)
+        self.hyper = dev.buffer(HYPER.size, "optim.hyper")
 
-    def configure(self, config: OptimConfig) -> None:
-        """Apply new settings from the next step on (a queue write, no rebuild)."""
-        config.validate()
-        self.config = config
-        get_device().queue.write_buffer(self.hyper, 0, config.pack())
-
-    def update(self, **changes) -> None:
-        self.configure(replace(self.config, **changes))
+    def configure(self, recipe: Recipe, total_steps: int, period: int, step_offset: int = 0,
+                  frozen: bool = False) -> None:
+        """Apply settings from the next step on (a queue write, no rebuild)."""
+        get_device().queue.write_buffer(self.hyper, 0, hyper_bytes(recipe, total_steps, period, step_offset, frozen))
 
     def reset_state(self) -> None:
+        """Zero the moments (a new optimizer, restored weights)."""
         dev = get_device()
         zeros = bytes(self.arena.size * 4)
         dev.queue.write_buffer(self.m1, 0, zeros)
@@ -105,7 +51,7 @@ class Optimizer:
 
     def _resources(self):
         dev = get_device()
-        return [dev.uniform("<4I", self.arena.size, 0, 0, 0), self.hyper, self.state,
+        return [dev.uniform(OPTIM, n=self.arena.size), self.hyper, self.state,
                 self.arena.buffer, self.arena.grad_buffer, self.m1, self.m2]
 
     def record_step(self) -> None:

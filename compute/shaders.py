@@ -1,8 +1,11 @@
-"""WGSL sources live in `shaders/`; this loads them, resolving `//!include name.wgsl` lines.
+"""WGSL sources live in `shaders/`; this loads them, resolving two directives.
 
 WGSL has no include mechanism. Shared helpers (the learning-rate schedule, the
 hash RNG) would otherwise be copied into every kernel that needs them, so a line
-`//!include common.wgsl` is replaced by that file's text, once per source.
+`//!include common.wgsl` is replaced by that file's text, once per source. A line
+`//!struct Name` is replaced by the WGSL declaration of the GpuStruct `Name`
+(compute/structs.py, viz/structs.py), once per source: Python declares every GPU
+struct, the shaders never restate one.
 """
 from __future__ import annotations
 
@@ -10,7 +13,11 @@ import re
 from functools import lru_cache
 from .resources import shader_source
 
+from . import structs as _engine_structs  # noqa: F401 - registers the engine's structs
+from .gpu_struct import struct_wgsl
+
 _INCLUDE = re.compile(r"^//!include\s+(\S+)\s*$", re.MULTILINE)
+_STRUCT = re.compile(r"^//!struct\s+(\w+)\s*$", re.MULTILINE)
 
 
 @lru_cache(maxsize=None)
@@ -22,6 +29,13 @@ def load_wgsl(name: str) -> str:
             return ""
         seen.add(fname)
         text = shader_source(fname)
-        return _INCLUDE.sub(lambda m: expand(m.group(1)), text)
+        text = _INCLUDE.sub(lambda m: expand(m.group(1)), text)
+        return _STRUCT.sub(lambda m: declare(m.group(1)), text)
+
+    def declare(struct: str) -> str:
+        if "struct:" + struct in seen:
+            return ""
+        seen.add("struct:" + struct)
+        return struct_wgsl(struct)
 
     return expand(name)

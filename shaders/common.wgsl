@@ -1,11 +1,10 @@
 // Shared helpers, pulled in with `//!include common.wgsl`.
 
-// Training state: a few u32 words every training kernel can see.
-//   step      : global step counter, advanced on the GPU at the end of every step
-//   step_snap : copy of `step` taken by the fused step's first pass (see fused_step.wgsl)
-//   nvalid    : rows of the current batch that hold real samples (the tail batch is short)
-//   flags     : bit 0 = a non-finite loss or update was seen; updates stop until cleared
-const FLAG_NONFINITE: u32 = 1u;
+// Training state: a few u32 words every training kernel can see (State, declared in
+// compute/structs.py; StateAtomic is the same words as atomics). Any bit of
+// `flags` stops the parameter updates until the CPU clears it.
+const FLAG_NONFINITE: u32 = 1u;   // a loss or an update was NaN / infinite
+const FLAG_EXPLODED: u32 = 2u;    // the loss stayed far above chance level (step_metrics.wgsl)
 
 // PCG-style integer hash: a counter-based RNG, so a kernel can redraw the same
 // random number in forward and backward (dropout mask, augmentation shift)

@@ -3,9 +3,9 @@
 
 override ACCUMULATE: bool = false;  // out += result instead of out = result
 
-struct Params { n: u32, row: u32, a: f32, b: f32 };
+//!struct Elementwise
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<uniform> p: Elementwise;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> y: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
@@ -14,9 +14,6 @@ fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * 256u;
 }
 
-// Every entry point names every binding, so they all share one bind group layout.
-fn touch() { _ = p.n; _ = x[0]; _ = y[0]; _ = out[0]; }
-
 fn store(i: u32, v: f32) {
     if (ACCUMULATE) { out[i] += v; } else { out[i] = v; }
 }
@@ -24,7 +21,6 @@ fn store(i: u32, v: f32) {
 // out = max(x, 0)
 @compute @workgroup_size(256)
 fn relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    touch();
     let i = index(gid, nwg);
     if (i >= p.n) { return; }
     store(i, max(x[i], 0.0));
@@ -33,7 +29,6 @@ fn relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // out = y * (x > 0): ReLU backward, x = the ReLU's output, y = upstream gradient
 @compute @workgroup_size(256)
 fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    touch();
     let i = index(gid, nwg);
     if (i >= p.n) { return; }
     store(i, select(0.0, y[i], x[i] > 0.0));
@@ -42,7 +37,6 @@ fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 // out = a * x + b * y
 @compute @workgroup_size(256)
 fn axpby(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    touch();
     let i = index(gid, nwg);
     if (i >= p.n) { return; }
     store(i, p.a * x[i] + p.b * y[i]);
@@ -51,7 +45,6 @@ fn axpby(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
 // out = x * y
 @compute @workgroup_size(256)
 fn mul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    touch();
     let i = index(gid, nwg);
     if (i >= p.n) { return; }
     store(i, x[i] * y[i]);
@@ -60,7 +53,6 @@ fn mul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
 // out = x + y[i % row]: bias add, y broadcast along rows of length `row`
 @compute @workgroup_size(256)
 fn bias_add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    touch();
     let i = index(gid, nwg);
     if (i >= p.n) { return; }
     store(i, x[i] + y[i % p.row]);
@@ -69,7 +61,6 @@ fn bias_add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 // out = a (fill)
 @compute @workgroup_size(256)
 fn fill(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    touch();
     let i = index(gid, nwg);
     if (i >= p.n) { return; }
     out[i] = p.a;

@@ -5,18 +5,19 @@
 //                        [3 .. 3+C*C) confusion[true * C + pred]
 // Misclassified sample indices go to `wrong` (first `arrayLength(wrong)` found).
 
-struct Params { R: u32, C: u32, base: u32, _pad: u32 };
+//!struct EvalChunk
+//!struct State
 
-@group(0) @binding(0) var<uniform> prm: Params;
+@group(0) @binding(0) var<uniform> prm: EvalChunk;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read> labels: array<u32>;
 @group(0) @binding(3) var<storage, read_write> counters: array<atomic<u32>>;
 @group(0) @binding(4) var<storage, read_write> wrong: array<u32>;
-@group(0) @binding(5) var<storage, read_write> results: array<f32>;  // per-evaluation accuracy history
+@group(0) @binding(5) var<storage, read_write> results: array<u32>;  // ring of (run step, accuracy bits) per evaluation
+@group(0) @binding(6) var<storage, read_write> state: StateAtomic;
 
 @compute @workgroup_size(64)
 fn score(@builtin(global_invocation_id) gid: vec3<u32>) {
-    _ = results[0];
     let r = gid.x;
     if (r >= prm.R) { return; }
     let y = labels[r];
@@ -38,18 +39,15 @@ fn score(@builtin(global_invocation_id) gid: vec3<u32>) {
 // Zero the counters before an evaluation.
 @compute @workgroup_size(64)
 fn reset(@builtin(global_invocation_id) gid: vec3<u32>) {
-    _ = prm.R; _ = logits[0]; _ = labels[0]; _ = wrong[0]; _ = results[0];
     if (gid.x < arrayLength(&counters)) { atomicStore(&counters[gid.x], 0u); }
 }
 
-// After the last chunk: append accuracy to `results` (slot 0 holds the count).
+// After the last chunk: append (the run's step, the accuracy) to the `results` ring;
+// state.evals counts the evaluations recorded.
 @compute @workgroup_size(1)
 fn finish() {
-    _ = prm.R; _ = logits[0]; _ = labels[0]; _ = wrong[0];
     let seen = max(f32(atomicLoad(&counters[1])), 1.0);
-    let k = u32(results[0]) + 1u;
-    if (k < arrayLength(&results)) {
-        results[k] = f32(atomicLoad(&counters[0])) / seen;
-        results[0] = f32(k);
-    }
+    let k = atomicAdd(&state.evals, 1u) % (arrayLength(&results) / 2u);
+    results[k * 2u] = atomicLoad(&state.run_step);
+    results[k * 2u + 1u] = bitcast<u32>(f32(atomicLoad(&counters[0])) / seen);
 }

@@ -17,12 +17,7 @@
 
 // -- confusion matrix --------------------------------------------------------------------------
 
-struct Confusion {
-    classes: u32,
-    cell_w: u32,
-    cell_h: u32,
-    margin: u32,        // header row / column with the class digits
-};
+//!struct Confusion
 
 @group(0) @binding(0) var<storage, read> cm: Confusion;
 @group(0) @binding(1) var<storage, read> cm_counters: array<u32>;
@@ -84,14 +79,9 @@ fn confusion(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 // -- misclassified digits into a batch ----------------------------------------------------------
 
-struct Gather {
-    batch: u32,         // rows of x
-    first: u32,         // first entry of `wrong` on this page
-    pixels: u32,        // D
-    wrong_cap: u32,     // entries `wrong` can hold
-};
+//!struct GalleryGather
 
-@group(0) @binding(0) var<storage, read> ga: Gather;
+@group(0) @binding(0) var<storage, read> ga: GalleryGather;
 @group(0) @binding(1) var<storage, read> ga_images: array<u32>;
 @group(0) @binding(2) var<storage, read> ga_wrong: array<u32>;
 @group(0) @binding(3) var<storage, read> ga_counters: array<u32>;
@@ -114,20 +104,7 @@ fn gallery_gather(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 // -- digit tiles --------------------------------------------------------------------------------
 
-struct Tiles {
-    mode: u32,          // 0 dataset page, 1 misclassified page
-    first: u32,         // first sample (mode 0) or first entry of `wrong` (mode 1)
-    n: u32,             // samples in the split (mode 0) / capacity of `wrong` (mode 1)
-    cols: u32,
-    rows: u32,
-    iw: u32,            // image width, height
-    ih: u32,
-    label_h: u32,       // label strip under each tile
-    gap: u32,
-    classes: u32,
-    selected: u32,      // sample index to outline (0xffffffff: none)
-    _pad: u32,
-};
+//!struct Tiles
 
 @group(0) @binding(0) var<storage, read> tl: Tiles;
 @group(0) @binding(1) var<storage, read> tl_images: array<u32>;
@@ -141,7 +118,6 @@ struct Tiles {
 fn tiles(@builtin(global_invocation_id) gid: vec3<u32>) {
     let dims = textureDimensions(tl_tex);
     if (gid.x >= dims.x || gid.y >= dims.y) { return; }
-    _ = tl_wrong[0]; _ = tl_counters[0]; _ = tl_logits[0];
     let px = vec2<i32>(gid.xy);
     let pw = tl.iw + tl.gap;
     let ph = tl.ih + tl.label_h + tl.gap;

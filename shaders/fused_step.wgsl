@@ -17,8 +17,8 @@
 //                   the rows and fold in workgroup memory
 //   the rows' (loss, correct) fold the same way into the history ring.
 //
-// The step counter without races: pass 1 reads state[0] and (workgroup 0) copies
-// it to state[1]; pass 2 reads state[1] and writes state[0] = state[1] + 1.
+// The step counter without races: pass 1 reads state.step and (workgroup 0) copies
+// it to state.step_snap; pass 2 reads step_snap and writes step = step_snap + 1.
 // Neither pass writes a word it also reads.
 //
 // Speed: both passes are latency-bound at small batches, so the inner loops load
@@ -29,29 +29,19 @@
 //!include common.wgsl
 //!include schedule.wgsl
 //!include optim_rule.wgsl
+//!include step_metrics.wgsl
 
 override D: u32 = 784u;     // inputs        (multiple of 4, <= MAX_D)
 override H: u32 = 128u;     // hidden units  (multiple of 4, <= MAX_H)
 override C: u32 = 10u;      // classes       (<= MAX_C)
 override WG: u32 = 512u;    // pass-1 workgroup size
 
-struct Step {
-    B: u32,          // batch rows
-    N: u32,          // training samples
-    W: u32,          // image width (for the shift)
-    shift: u32,
-    seed: u32,
-    w1: u32,         // offsets of W1, b1, W2, b2 in the parameter arena (floats; W1's a multiple of 4)
-    b1: u32,
-    w2: u32,
-    b2: u32,
-    nw1: u32,        // pass 2: workgroups for the W1 block
-    _a: u32, _b: u32,
-};
+//!struct Step
+//!struct State
 
 @group(0) @binding(0) var<uniform> prm: Step;
 @group(0) @binding(1) var<storage, read> hyper: Hyper;
-@group(0) @binding(2) var<storage, read_write> state: array<atomic<u32>>;
+@group(0) @binding(2) var<storage, read_write> state: StateAtomic;
 @group(0) @binding(3) var<storage, read_write> params: array<f32>;
 @group(0) @binding(4) var<storage, read_write> m1: array<f32>;
 @group(0) @binding(5) var<storage, read_write> m2: array<f32>;
@@ -65,12 +55,6 @@ struct Step {
 @group(0) @binding(13) var<storage, read_write> rows: array<f32>;     // [B, 2] loss, correct
 @group(0) @binding(14) var<storage, read_write> history: array<f32>;
 @group(0) @binding(15) var<storage, read_write> params4: array<vec4<f32>>;  // the arena again, as vec4
-
-fn touch() {
-    _ = prm.B; _ = hyper.lr; _ = atomicLoad(&state[0]); _ = params[0]; _ = m1[0]; _ = m2[0];
-    _ = images[0]; _ = labels[0]; _ = perm[0]; _ = xs[0]; _ = hs[0]; _ = dzs[0]; _ = dhs[0];
-    _ = rows[0]; _ = history[0]; _ = params4[0];
-}
 
 const MAX_D: u32 = 1024u;
 const MAX_H: u32 = 512u;
@@ -98,11 +82,10 @@ fn pixel(sample: u32, k: u32, step: u32, r: u32) -> f32 {
 
 @compute @workgroup_size(WG)
 fn forward_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
-    touch();
     let t = lid3.x;
     let r = wg.x;
-    let step = atomicLoad(&state[0]);
-    if (r == 0u && t == 0u) { atomicStore(&state[1], step); }
+    let step = atomicLoad(&state.step);
+    if (r == 0u && t == 0u) { atomicStore(&state.step_snap, step); }
 
     let spe = (prm.N + prm.B - 1u) / prm.B;
     let pos = (step % spe) * prm.B + r;
@@ -190,7 +173,7 @@ fn forward_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocat
         let loss = log(s) + m - z_sh[y];
         rows[r * 2u] = loss;
         rows[r * 2u + 1u] = select(0.0, 1.0, best == y);
-        if (!is_finite(loss)) { atomicOr(&state[3], FLAG_NONFINITE); }
+        if (!is_finite(loss)) { atomicOr(&state.flags, FLAG_NONFINITE); }
         for (var c = 0u; c < C; c++) {
             let g = (exp(z_sh[c] - m) / s - select(0.0, 1.0, c == y)) / n;
             z_sh[c] = g;
@@ -214,11 +197,10 @@ var<workgroup> red: array<vec2<f32>, 256>;
 @compute @workgroup_size(256)
 fn update(@builtin(workgroup_id) wg3: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>,
           @builtin(num_workgroups) nwg: vec3<u32>) {
-    touch();
     let wg = wg3.x + wg3.y * nwg.x;
     let t = lid3.x;
-    let step = atomicLoad(&state[1]);
-    let frozen = (atomicLoad(&state[3]) & FLAG_NONFINITE) != 0u || hyper.frozen == 1u;
+    let step = atomicLoad(&state.step_snap);
+    let frozen = atomicLoad(&state.flags) != 0u || hyper.frozen == 1u;
     let lr = learning_rate(hyper, step);
     let B = prm.B;
     let D4 = D / 4u;
@@ -287,10 +269,8 @@ fn update(@builtin(workgroup_id) wg3: vec3<u32>, @builtin(local_invocation_id) l
     } else if (p == n_small) {
         let spe = (prm.N + B - 1u) / B;
         let n = f32(min(B, prm.N - (step % spe) * B));
-        let cap = arrayLength(&history) / 2u;
-        let slot = step % cap;
-        history[slot * 2u] = total.x / n;
-        history[slot * 2u + 1u] = total.y / n;
-        atomicStore(&state[0], step + 1u);
+        record_step(total.x / n, total.y / n, C);
+        atomicStore(&state.step, step + 1u);
+        atomicAdd(&state.run_step, 1u);
     }
 }

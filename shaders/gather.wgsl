@@ -9,22 +9,14 @@
 
 //!include common.wgsl
 
-struct Params {
-    B: u32,          // batch rows
-    D: u32,          // pixels per image (H * W)
-    N: u32,          // samples in the dataset
-    W: u32,          // image width (for the shift)
-    base: u32,       // eval mode: first sample
-    eval_mode: u32,
-    shift: u32,      // max |offset| in pixels, 0 = no augmentation
-    seed: u32,
-};
+//!struct Gather
+//!struct State
 
-@group(0) @binding(0) var<uniform> prm: Params;
+@group(0) @binding(0) var<uniform> prm: Gather;
 @group(0) @binding(1) var<storage, read> images: array<u32>;   // N*D bytes
 @group(0) @binding(2) var<storage, read> labels: array<u32>;   // N bytes
 @group(0) @binding(3) var<storage, read> perm: array<u32>;     // N
-@group(0) @binding(4) var<storage, read> state: array<u32>;
+@group(0) @binding(4) var<storage, read> state: State;
 @group(0) @binding(5) var<storage, read_write> x: array<f32>;  // [B, D]
 @group(0) @binding(6) var<storage, read_write> y: array<u32>;  // [B]
 
@@ -34,7 +26,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (i >= prm.B * prm.D) { return; }
     let r = i / prm.D;
     let p = i % prm.D;
-    let step = state[0];
+    let step = state.step;
     var pos: u32;
     if (prm.eval_mode == 1u) {
         pos = prm.base + r;

@@ -21,9 +21,9 @@ override RELU: bool = false;
 override ACCUMULATE: bool = false;
 override SPLIT: u32 = 1u;
 
-struct Dims { M: u32, N: u32, K: u32, _pad: u32 };
+//!struct MatmulDims
 
-@group(0) @binding(0) var<uniform> dims: Dims;
+@group(0) @binding(0) var<uniform> dims: MatmulDims;
 @group(0) @binding(1) var<storage, read> A: array<f32>;
 @group(0) @binding(2) var<storage, read> B: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
@@ -48,7 +48,6 @@ fn load_b(k: u32, n: u32) -> f32 {
     return B[k * dims.N + n];
 }
 
-fn touch() { _ = dims.M; _ = A[0]; _ = B[0]; _ = bias[0]; _ = C[0]; _ = partials[0]; }
 
 fn finish(idx: u32, n: u32, value: f32) {
     var v = value;
@@ -59,7 +58,6 @@ fn finish(idx: u32, n: u32, value: f32) {
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    touch();
     let m0 = wg.y * T;
     let n0 = wg.x * T;
     let lx = lid.x;
@@ -124,7 +122,6 @@ fn store_one(z: u32, m: u32, n: u32, v: f32) {
 // Split-K epilogue: C (+)= act(sum_z partials[z] + bias), one invocation per element.
 @compute @workgroup_size(256)
 fn reduce_split(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    touch();
     let idx = gid.x + gid.y * nwg.x * 256u;
     let size = dims.M * dims.N;
     if (idx >= size) { return; }

@@ -19,18 +19,9 @@
 //   [0] valid (1 = there is ink)   [1..4] bbox min x, min y, max x, max y (edges, canvas px)
 //   [5] ink mass   [6, 7] centre of mass (canvas px)   [8] scale (output px per canvas px)
 
-struct Params {
-    cw: u32,            // canvas width, height
-    ch: u32,
-    ow: u32,            // output width, height (28 x 28)
-    oh: u32,
-    mode: u32,          // 1 = MNIST normalisation, 0 = plain downsample
-    box_size: f32,      // the bounding box is fitted into box_size x box_size (20)
-    thresh: f32,        // ink above this counts for the bounding box
-    _pad: u32,
-};
+//!struct Normalize
 
-@group(0) @binding(0) var<storage, read> prm: Params;
+@group(0) @binding(0) var<storage, read> prm: Normalize;
 @group(0) @binding(1) var<storage, read> canvas: array<f32>;
 @group(0) @binding(2) var<storage, read_write> norm: array<f32>;
 @group(0) @binding(3) var<storage, read_write> x_out: array<f32>;
@@ -42,7 +33,6 @@ var<workgroup> red_m: array<vec3<f32>, WG>;   // mass, sum x*m, sum y*m
 
 @compute @workgroup_size(256)
 fn measure(@builtin(local_invocation_id) lid: vec3<u32>) {
-    _ = x_out[0];
     let t = lid.x;
     var lo = vec2<f32>(1e9, 1e9);
     var hi = vec2<f32>(-1e9, -1e9);

@@ -12,11 +12,12 @@
 //!include schedule.wgsl
 //!include optim_rule.wgsl
 
-struct Params { n: u32, _a: u32, _b: u32, _c: u32 };
+//!struct OptimDims
+//!struct State
 
-@group(0) @binding(0) var<uniform> prm: Params;
+@group(0) @binding(0) var<uniform> prm: OptimDims;
 @group(0) @binding(1) var<storage, read> hyper: Hyper;
-@group(0) @binding(2) var<storage, read_write> state: array<atomic<u32>>;
+@group(0) @binding(2) var<storage, read_write> state: StateAtomic;
 @group(0) @binding(3) var<storage, read_write> params: array<f32>;
 @group(0) @binding(4) var<storage, read> grads: array<f32>;
 @group(0) @binding(5) var<storage, read_write> m1: array<f32>;
@@ -25,16 +26,15 @@ struct Params { n: u32, _a: u32, _b: u32, _c: u32 };
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 256u;
-    _ = m2[0];
     if (i >= prm.n) { return; }
-    if ((atomicLoad(&state[3]) & FLAG_NONFINITE) != 0u || hyper.frozen == 1u) { return; }
-    let step = atomicLoad(&state[0]);
+    if (atomicLoad(&state.flags) != 0u || hyper.frozen == 1u) { return; }
+    let step = atomicLoad(&state.step);
     apply_update(i, grads[i], step, learning_rate(hyper, step));
 }
 
-// The last dispatch of a step: advance the counter the next step reads.
+// The last dispatch of a step: advance the counters the next step reads.
 @compute @workgroup_size(1)
 fn advance() {
-    _ = prm.n; _ = hyper.lr; _ = params[0]; _ = grads[0]; _ = m1[0]; _ = m2[0];
-    atomicAdd(&state[0], 1u);
+    atomicAdd(&state.step, 1u);
+    atomicAdd(&state.run_step, 1u);
 }

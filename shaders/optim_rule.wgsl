@@ -1,5 +1,5 @@
 // The per-parameter optimizer rule, shared by optim.wgsl and fused_step.wgsl.
-// Expects module-scope bindings named `hyper`, `state` (atomic u32), `params`,
+// Expects module-scope bindings named `hyper`, `state` (StateAtomic), `params`,
 // `m1`, `m2` in the including shader.
 //
 //   g = grad + weight_decay * p
@@ -18,7 +18,7 @@ fn apply_update(i: u32, grad: f32, step: u32, lr: f32) {
         let mh = m / (1.0 - pow(hyper.beta1, t));
         let vh = v / (1.0 - pow(hyper.beta2, t));
         next = p - lr * mh / (sqrt(vh) + hyper.eps);
-        if (!is_finite(next)) { atomicOr(&state[3], FLAG_NONFINITE); return; }
+        if (!is_finite(next)) { atomicOr(&state.flags, FLAG_NONFINITE); return; }
         m1[i] = m;
         m2[i] = v;
     } else {
@@ -29,7 +29,7 @@ fn apply_update(i: u32, grad: f32, step: u32, lr: f32) {
             d = select(m, g + hyper.momentum * m, hyper.nesterov == 1u);
         }
         next = p - lr * d;
-        if (!is_finite(next)) { atomicOr(&state[3], FLAG_NONFINITE); return; }
+        if (!is_finite(next)) { atomicOr(&state.flags, FLAG_NONFINITE); return; }
     }
     params[i] = next;
 }

@@ -14,22 +14,8 @@
 
 const EDGE: f32 = 1.25;   // width of the brush's anti-aliased rim, canvas pixels
 
-struct Segment {
-    a: vec2<f32>,        // start, canvas pixels (x right, y down)
-    b: vec2<f32>,        // end
-    radius: f32,         // brush radius, canvas pixels
-    ink: f32,            // 1 = paint, 0 = erase
-    _p0: f32,
-    _p1: f32,
-};
-
-struct Strokes {
-    count: u32,          // segments this frame
-    width: u32,          // canvas size
-    height: u32,
-    _pad: u32,
-    segs: array<Segment>,
-};
+//!struct Segment
+//!struct Strokes
 
 @group(0) @binding(0) var<storage, read> strokes: Strokes;
 @group(0) @binding(1) var<storage, read_write> canvas: array<f32>;
@@ -54,7 +40,7 @@ fn paint(@builtin(global_invocation_id) gid: vec3<u32>) {
     let n = min(strokes.count, arrayLength(&strokes.segs));
     for (var k = 0u; k < n; k++) {
         let s = strokes.segs[k];
-        let d = segment_distance(p, s.a, s.b);
+        let d = segment_distance(p, vec2<f32>(s.ax, s.ay), vec2<f32>(s.bx, s.by));
         // 1 inside radius - EDGE/2, 0 outside radius + EDGE/2, linear between.
         let cover = clamp((s.radius + 0.5 * EDGE - d) / EDGE, 0.0, 1.0);
         if (cover <= 0.0) { continue; }
@@ -76,16 +62,7 @@ fn clear(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 // -- load a dataset image into the canvas ---------------------------------------------
 
-struct Load {
-    index: u32,          // sample index in the split
-    iw: u32,             // image width, height (28 x 28)
-    ih: u32,
-    n: u32,              // samples in the split (out of range -> blank)
-    cw: u32,             // canvas width, height
-    ch: u32,
-    _a: u32,
-    _b: u32,
-};
+//!struct Load
 
 @group(0) @binding(0) var<storage, read> load: Load;
 @group(0) @binding(1) var<storage, read> images: array<u32>;

@@ -15,24 +15,11 @@
 
 //!include colormap.wgsl
 
-struct Plot {
-    kind: u32,
-    start: u32,
-    end: u32,
-    cap: u32,           // ring capacity (steps)
-    nevals: u32,        // evaluations recorded
-    eval_cap: u32,      // ring capacity (evaluations)
-    lo: f32,            // y axis range
-    hi: f32,
-    smoothing: u32,     // the mean line averages at least this many steps (ending at the column's end)
-    _a: u32,
-    _b: u32,
-    _c: u32,
-};
+//!struct Plot
 
 @group(0) @binding(0) var<storage, read> plot: Plot;
 @group(0) @binding(1) var<storage, read> hist: array<f32>;
-@group(0) @binding(2) var<storage, read> evals: array<f32>;
+@group(0) @binding(2) var<storage, read> evals: array<u32>;   // (run step, accuracy bits) per evaluation
 @group(0) @binding(3) var<storage, read_write> cols: array<vec4<f32>>;   // mean, band low, band high, valid
 @group(0) @binding(4) var plot_tex: texture_storage_2d<rgba8unorm, write>;
 
@@ -52,14 +39,8 @@ fn from_band_space(u: f32) -> f32 {
     return u;
 }
 
-fn touch() {
-    _ = hist[0]; _ = evals[0]; _ = cols[0];
-    _ = textureDimensions(plot_tex);
-}
-
 @compute @workgroup_size(64)
 fn bin(@builtin(global_invocation_id) gid: vec3<u32>) {
-    touch();
     let w = textureDimensions(plot_tex).x;
     let x = gid.x;
     if (x >= w) { return; }
@@ -133,7 +114,6 @@ fn dist_to_segment(p: vec2<f32>, a: vec2<f32>, b: vec2<f32>) -> f32 {
 
 @compute @workgroup_size(16, 16)
 fn draw(@builtin(global_invocation_id) gid: vec3<u32>) {
-    touch();
     let dims = textureDimensions(plot_tex);
     if (gid.x >= dims.x || gid.y >= dims.y) { return; }
     let h = f32(dims.y);
@@ -183,9 +163,9 @@ fn draw(@builtin(global_invocation_id) gid: vec3<u32>) {
         var dot_d = 1e9;
         for (var i = first; i < plot.nevals; i++) {
             let slot = i % plot.eval_cap;
-            let step = evals[slot * 2u];
+            let step = f32(evals[slot * 2u]);
             if (step < f32(plot.start)) { continue; }
-            let q = vec2<f32>((step - f32(plot.start)) / span * f32(dims.x), row_of(evals[slot * 2u + 1u], h));
+            let q = vec2<f32>((step - f32(plot.start)) / span * f32(dims.x), row_of(bitcast<f32>(evals[slot * 2u + 1u]), h));
             dot_d = min(dot_d, length(p - q));
             if (prev.x >= 0.0) { best = min(best, dist_to_segment(p, prev, q)); }
             prev = q;

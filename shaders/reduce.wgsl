@@ -5,9 +5,9 @@
 
 override ACCUMULATE: bool = false;
 
-struct Dims { M: u32, N: u32, _a: u32, _b: u32 };
+//!struct ReduceDims
 
-@group(0) @binding(0) var<uniform> dims: Dims;
+@group(0) @binding(0) var<uniform> dims: ReduceDims;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 

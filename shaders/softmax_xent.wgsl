@@ -7,21 +7,18 @@
 // a tail batch) contribute neither loss nor gradient.
 
 //!include common.wgsl
+//!include step_metrics.wgsl
 
-struct Dims { R: u32, C: u32, _a: u32, _b: u32 };
+//!struct XentDims
+//!struct State
 
-@group(0) @binding(0) var<uniform> dims: Dims;
+@group(0) @binding(0) var<uniform> dims: XentDims;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read> labels: array<u32>;
 @group(0) @binding(3) var<storage, read_write> grad: array<f32>;   // [R, C] (softmax: the probabilities)
 @group(0) @binding(4) var<storage, read_write> loss: array<f32>;   // [1] mean loss of the batch
-@group(0) @binding(5) var<storage, read_write> state: array<atomic<u32>>;
+@group(0) @binding(5) var<storage, read_write> state: StateAtomic;
 @group(0) @binding(6) var<storage, read_write> history: array<f32>; // ring of (loss, accuracy) per step
-
-fn touch() {
-    _ = dims.R; _ = logits[0]; _ = labels[0]; _ = grad[0]; _ = loss[0];
-    _ = atomicLoad(&state[0]); _ = history[0];
-}
 
 fn row_max(r: u32) -> f32 {
     var m = logits[r * dims.C];
@@ -32,7 +29,6 @@ fn row_max(r: u32) -> f32 {
 // Row-wise softmax of [R, C] into `grad`; one invocation per row.
 @compute @workgroup_size(64)
 fn softmax(@builtin(global_invocation_id) gid: vec3<u32>) {
-    touch();
     let r = gid.x;
     if (r >= dims.R) { return; }
     let m = row_max(r);
@@ -58,7 +54,6 @@ fn reduce2(lid: u32, a: f32, b: f32) {
 // metrics. The step's mean loss and accuracy land in `history[step % cap]`.
 @compute @workgroup_size(256)
 fn xent(@builtin(local_invocation_id) lid3: vec3<u32>) {
-    touch();
     let lid = lid3.x;
     var count = 0.0;
     for (var r = lid; r < dims.R; r += 256u) { count += select(0.0, 1.0, labels[r] < dims.C); }
@@ -93,10 +88,6 @@ fn xent(@builtin(local_invocation_id) lid3: vec3<u32>) {
     if (lid == 0u) {
         let mean = red_a[0] / n;
         loss[0] = mean;
-        let cap = arrayLength(&history) / 2u;
-        let slot = atomicLoad(&state[0]) % cap;
-        history[slot * 2u] = mean;
-        history[slot * 2u + 1u] = red_b[0] / n;
-        if (!is_finite(mean)) { atomicOr(&state[3], FLAG_NONFINITE); }
+        record_step(mean, red_b[0] / n, dims.C);
     }
 }

@@ -13,12 +13,7 @@
 
 // -- absmax: one workgroup per dispatch folds a buffer range to its largest magnitude --------
 
-struct Reduce {
-    offset: u32,        // first element
-    count: u32,         // elements
-    slot: u32,          // where in `scales` to write
-    _pad: u32,
-};
+//!struct Reduce
 
 @group(0) @binding(0) var<storage, read> red: Reduce;
 @group(0) @binding(1) var<storage, read> red_src: array<f32>;
@@ -55,28 +50,7 @@ fn absmax(@builtin(local_invocation_id) lid: vec3<u32>) {
 //   2 fade tile t by mod[mod_offset + t] / scales[mod_slot] (dims units that do not fire,
 //     and outlines the firing ones)
 
-struct Heat {
-    offset: u32,
-    tile_w: u32,
-    tile_h: u32,
-    tiles: u32,
-    cols: u32,
-    gap: u32,
-    sx: u32,
-    sy: u32,
-    st: u32,
-    cmap: u32,          // 0 diverging, 1 sequential, 2 grey
-    scale_slot: u32,    // 0xffffffff: scale 1
-    gain: f32,
-    mod_mode: u32,
-    mod_offset: u32,
-    mod_sx: u32,
-    mod_sy: u32,
-    mod_slot: u32,
-    highlight: u32,     // tile to outline (0xffffffff: none)
-    _a: u32,
-    _b: u32,
-};
+//!struct Heat
 
 @group(0) @binding(0) var<storage, read> heat: Heat;
 @group(0) @binding(1) var<storage, read> heat_src: array<f32>;
@@ -88,7 +62,6 @@ struct Heat {
 fn heatmap(@builtin(global_invocation_id) gid: vec3<u32>) {
     let dims = textureDimensions(heat_tex);
     if (gid.x >= dims.x || gid.y >= dims.y) { return; }
-    _ = heat_mod[0];
     let px = vec2<i32>(gid.xy);
     let pw = heat.tile_w + heat.gap;
     let ph = heat.tile_h + heat.gap;
@@ -142,16 +115,7 @@ fn heatmap(@builtin(global_invocation_id) gid: vec3<u32>) {
 // mode 1: signed values (logits) around a middle baseline, scaled by scales[scale_slot].
 // Labels (the element index, e.g. the digit) sit in a strip of label_h pixels at the bottom.
 
-struct Bars {
-    offset: u32,
-    n: u32,
-    mode: u32,
-    scale_slot: u32,
-    label_h: u32,
-    font_scale: u32,
-    _a: u32,
-    _b: u32,
-};
+//!struct Bars
 
 @group(0) @binding(0) var<storage, read> bars: Bars;
 @group(0) @binding(1) var<storage, read> bars_src: array<f32>;
@@ -213,12 +177,7 @@ fn bar_chart(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 // -- the paint canvas, with what the normaliser measured ---------------------------------------
 
-struct CanvasView {
-    cw: u32,            // canvas size (the texture has the same size)
-    ch: u32,
-    show_box: u32,      // draw the ink bounding box and the centre of mass
-    _pad: u32,
-};
+//!struct CanvasView
 
 @group(0) @binding(0) var<storage, read> cv: CanvasView;
 @group(0) @binding(1) var<storage, read> cv_canvas: array<f32>;
@@ -257,12 +216,7 @@ fn canvas_view(@builtin(global_invocation_id) gid: vec3<u32>) {
 // Drawn from the probabilities of this very frame (no readback, no lag); blank while the
 // canvas has no ink.
 
-struct Badge {
-    n: u32,             // classes
-    digit_scale: u32,   // font pixels of the big digit
-    text_scale: u32,    // font pixels of the percentage
-    _pad: u32,
-};
+//!struct Badge
 
 @group(0) @binding(0) var<storage, read> badge: Badge;
 @group(0) @binding(1) var<storage, read> badge_probs: array<f32>;

@@ -7,7 +7,9 @@ import pytest
 
 from mnist_viz.compute.data import GpuDataset
 from mnist_viz.compute.nn import ParamArena
-from mnist_viz.compute.optim import OptimConfig, Optimizer
+from mnist_viz.compute.optim import Optimizer
+from mnist_viz.compute.recipe import Recipe
+from mnist_viz.compute.structs import FLAG_EXPLODED, FLAG_NONFINITE, STATE
 from mnist_viz.compute.tensor import Tensor
 
 
@@ -22,8 +24,8 @@ def fake_dataset(n=23, h=5, w=7, classes=3, seed=0):
 
 
 def state_at(step):
-    s = Tensor((16,), dtype="u32")
-    s.write(np.array([step] + [0] * 15, np.uint32))
+    s = Tensor((STATE.size // 4,), dtype="u32")
+    s.write(np.frombuffer(STATE.pack(step=step, run_step=step), np.uint32))
     return s
 
 
@@ -74,81 +76,117 @@ def _translate(img, dy, dx):
     return out
 
 
-def _optimizer(cfg, p0, g):
+def _optimizer(recipe, p0, g, total_steps=1, period=1):
     arena = ParamArena([("w", (p0.size,))])
     arena.write("w", p0)
     state = state_at(0)
-    opt = Optimizer(arena, cfg, state)
+    opt = Optimizer(arena, state)
+    opt.configure(recipe, total_steps, period)
     arena.params["w"].grad.write(g)
     return arena, opt, state
 
 
-@pytest.mark.parametrize("cfg", [
-    OptimConfig(optimizer="sgd", lr=0.1, schedule="constant"),
-    OptimConfig(optimizer="sgd", lr=0.1, momentum=0.9, schedule="constant", weight_decay=0.01),
-    OptimConfig(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, schedule="constant"),
-    OptimConfig(optimizer="adam", lr=0.01, schedule="constant", weight_decay=0.001),
+def plain(**kw) -> Recipe:
+    """A recipe with every extra off unless asked for (the default recipe has momentum)."""
+    return Recipe(**{"momentum": 0.0, "nesterov": False, "shift": 0, "schedule": "constant", **kw})
+
+
+@pytest.mark.parametrize("recipe", [
+    plain(optimizer="sgd", lr=0.1),
+    plain(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=0.01),
+    plain(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True),
+    plain(optimizer="adam", lr=0.01, weight_decay=0.001),
 ])
-def test_optimizer_matches_numpy(cfg, rng, device):
+def test_optimizer_matches_numpy(recipe, rng, device):
     p = rng.standard_normal(37).astype(np.float32)
     g = rng.standard_normal(37).astype(np.float32)
-    arena, opt, state = _optimizer(cfg, p, g)
+    arena, opt, state = _optimizer(recipe, p, g)
     p64, m, v = p.astype(np.float64), np.zeros(37), np.zeros(37)
+    r = recipe
     for t in range(3):
-        enc = device.device.create_command_encoder()
         opt.record_step()
         device.stream.flush()
-        gg = g + cfg.weight_decay * p64
-        if cfg.optimizer == "adam":
-            m = cfg.beta1 * m + (1 - cfg.beta1) * gg
-            v = cfg.beta2 * v + (1 - cfg.beta2) * gg * gg
-            p64 = p64 - cfg.lr * (m / (1 - cfg.beta1 ** (t + 1))) / (np.sqrt(v / (1 - cfg.beta2 ** (t + 1))) + cfg.eps)
+        gg = g + r.weight_decay * p64
+        if r.optimizer == "adam":
+            m = r.beta1 * m + (1 - r.beta1) * gg
+            v = r.beta2 * v + (1 - r.beta2) * gg * gg
+            p64 = p64 - r.lr * (m / (1 - r.beta1 ** (t + 1))) / (np.sqrt(v / (1 - r.beta2 ** (t + 1))) + r.eps)
         else:
-            m = cfg.momentum * m + gg if cfg.momentum else gg
-            p64 = p64 - cfg.lr * ((gg + cfg.momentum * m) if cfg.nesterov else m)
-        del enc
+            m = r.momentum * m + gg if r.momentum else gg
+            p64 = p64 - r.lr * ((gg + r.momentum * m) if r.nesterov else m)
     np.testing.assert_allclose(arena.params["w"].to_numpy(), p64, rtol=1e-4, atol=1e-5)
-    assert state.to_numpy()[0] == 3  # the step counter advanced on the GPU
+    st = STATE.unpack(state.to_numpy().tobytes())
+    assert (st["step"], st["run_step"]) == (3, 3)  # both counters advanced on the GPU
 
 
-@pytest.mark.parametrize("cfg", [
-    OptimConfig(lr=0.5, schedule="cosine", min_lr=0.01, total_steps=6),
-    OptimConfig(lr=0.5, schedule="step", gamma=0.5, period=2),
-    OptimConfig(lr=0.5, schedule="exponential", gamma=0.5, period=2),
-    OptimConfig(lr=0.5, schedule="constant", warmup=3),
-])
-def test_schedule_on_gpu_matches_cpu_mirror(cfg, device):
-    """SGD with gradient 1 moves the parameter by exactly lr(step) each step."""
-    arena, opt, state = _optimizer(cfg, np.zeros(1, np.float32), np.ones(1, np.float32))
+# Learning rates at steps 0..7, computed by hand (not by any code of ours):
+#   cosine 0.5 -> 0.01 over 6 steps: 0.01 + 0.245 (1 + cos(pi t / 6)), flat after step 6
+#   step: 0.5 x 0.5 ** floor(t / 2);   exponential: 0.5 x 0.5 ** (t / 2)
+SCHEDULE_CASES = [
+    (plain(lr=0.5, schedule="cosine", min_lr=0.01), 6, 1,
+     [0.5, 0.46717622, 0.3775, 0.255, 0.1325, 0.04282378, 0.01, 0.01]),
+    (plain(lr=0.5, schedule="step", gamma=0.5), 8, 2, [0.5, 0.5, 0.25, 0.25, 0.125, 0.125, 0.0625, 0.0625]),
+    (plain(lr=0.5, schedule="exponential", gamma=0.5), 8, 2,
+     [0.5, 0.35355339, 0.25, 0.17677670, 0.125, 0.08838835, 0.0625, 0.04419417]),
+    (plain(lr=0.5, schedule="constant"), 8, 1, [0.5] * 8),
+]
+
+
+@pytest.mark.parametrize("recipe,total,period,expected", SCHEDULE_CASES)
+def test_schedule_on_gpu_matches_hand_computed_rates(recipe, total, period, expected, device):
+    """SGD with gradient 1 moves the parameter by exactly lr(step) each step. Guards against a
+    wrong schedule formula (the expected rates are constants, not a mirror of the shader)."""
+    arena, opt, state = _optimizer(recipe, np.zeros(1, np.float32), np.ones(1, np.float32), total, period)
     prev = 0.0
-    for step in range(8):
+    for step, lr in enumerate(expected):
         opt.record_step()
         device.stream.flush()
         now = float(arena.params["w"].to_numpy()[0])
-        assert prev - now == pytest.approx(cfg.lr_at(step), rel=1e-4), step
+        assert prev - now == pytest.approx(lr, rel=1e-4), step
+        prev = now
+
+
+def test_cosine_schedule_matches_pytorch(device):
+    """The same cosine annealing as torch.optim.lr_scheduler.CosineAnnealingLR (an independent reference)."""
+    torch = pytest.importorskip("torch")
+    w = torch.nn.Parameter(torch.zeros(1))
+    sgd = torch.optim.SGD([w], lr=0.3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(sgd, T_max=10, eta_min=0.02)
+    expected = []
+    for _ in range(12):
+        expected.append(sgd.param_groups[0]["lr"])
+        sgd.step()
+        sched.step()
+    arena, opt, state = _optimizer(plain(lr=0.3, schedule="cosine", min_lr=0.02), np.zeros(1, np.float32),
+                                   np.ones(1, np.float32), 10, 1)
+    prev = 0.0
+    for step, lr in enumerate(expected[:11]):
+        opt.record_step()
+        device.stream.flush()
+        now = float(arena.params["w"].to_numpy()[0])
+        assert prev - now == pytest.approx(lr, rel=1e-4), step
         prev = now
 
 
 def test_frozen_and_flag_stop_updates(device):
-    arena, opt, state = _optimizer(OptimConfig(lr=1.0, schedule="constant"), np.zeros(4, np.float32),
-                                   np.ones(4, np.float32))
-    opt.update(frozen=True)
+    arena, opt, state = _optimizer(plain(lr=1.0), np.zeros(4, np.float32), np.ones(4, np.float32))
+    opt.configure(plain(lr=1.0), 1, 1, frozen=True)
     opt.record_step()
     device.stream.flush()
     assert np.all(arena.params["w"].to_numpy() == 0)
-    opt.update(frozen=False)
-    device.queue.write_buffer(state.buffer, 12, struct.pack("<I", 1))
-    opt.record_step()
-    device.stream.flush()
-    assert np.all(arena.params["w"].to_numpy() == 0)
+    opt.configure(plain(lr=1.0), 1, 1)
+    for flag in (FLAG_NONFINITE, FLAG_EXPLODED):
+        device.queue.write_buffer(state.buffer, STATE.offset("flags"), struct.pack("<I", flag))
+        opt.record_step()
+        device.stream.flush()
+        assert np.all(arena.params["w"].to_numpy() == 0), flag
 
 
 def test_nonfinite_update_raises_flag(device):
-    arena, opt, state = _optimizer(OptimConfig(lr=1e38, schedule="constant"), np.full(3, 3e38, np.float32),
-                                   np.full(3, -1e38, np.float32))
+    arena, opt, state = _optimizer(plain(lr=1e6), np.full(3, 3e38, np.float32), np.full(3, -1e38, np.float32))
     opt.record_step()
     device.stream.flush()
-    assert state.to_numpy()[3] & 1
+    assert STATE.unpack(state.to_numpy().tobytes())["flags"] & FLAG_NONFINITE
     assert np.all(np.isfinite(arena.params["w"].to_numpy()))
 
 

@@ -17,10 +17,11 @@ def torch_accuracy(model, mnist) -> float:
 def our_accuracy(path, mnist) -> float:
     from mnist_viz.compute.data import GpuDataset
     from mnist_viz.compute.model_io import load_model
-    from mnist_viz.compute.training import Evaluator, Metrics
+    from mnist_viz.compute.recipe import Recipe
+    from mnist_viz.compute.run import Run
     model, _ = load_model(path)
     data = GpuDataset(mnist, limit=1)
-    return Evaluator(model, data, Metrics(data.num_classes)).run()["accuracy"]
+    return Run(model, data, Recipe()).evaluate()["accuracy"]
 
 
 def test_pytorch_trained_model_evaluates_to_the_same_accuracy(mnist, tmp_path):

@@ -163,16 +163,16 @@ def test_lost_device_is_reported_not_hung():
     """The device disappears mid-training: a clear line and exit code 4, within seconds."""
     p = run_py("""
         import sys
-        import mnist_viz.compute.training as T
+        import mnist_viz.compute.run as T
         from mnist_viz.compute.device import get_device
-        orig = T.Trainer.run_steps
+        orig = T.Run.run_steps
         calls = []
         def run_steps(self, n, per_submit=256):
             calls.append(n)
             if len(calls) == 3:
                 get_device().device.destroy()
             return orig(self, n, per_submit)
-        T.Trainer.run_steps = run_steps
+        T.Run.run_steps = run_steps
         from mnist_viz.viz.cli import main
         sys.exit(main(["train", "--limit", "2000", "--epochs", "1", "--batch-size", "16"]))
     """, timeout=120)

@@ -5,8 +5,13 @@ import pytest
 from mnist_viz.compute.data import GpuDataset
 from mnist_viz.compute.device import get_device
 from mnist_viz.compute.nn import MLPSpec, Sequential
-from mnist_viz.compute.optim import OptimConfig
-from mnist_viz.compute.training import Trainer, TrainConfig
+from mnist_viz.compute.recipe import RECIPES, Recipe
+from mnist_viz.compute.run import Run
+
+
+def plain(**kw) -> Recipe:
+    """A recipe with every extra off unless asked for (the default recipe has momentum and shifts)."""
+    return Recipe(**{"momentum": 0.0, "nesterov": False, "shift": 0, "schedule": "constant", **kw})
 
 
 def numpy_step(sd, x, y, lr):
@@ -31,8 +36,7 @@ def numpy_step(sd, x, y, lr):
 def test_training_steps_match_numpy_including_tail_batch(engine, mnist):
     data = GpuDataset(mnist, limit=90)                   # batch 40: steps of 40, 40, then a tail of 10
     model = Sequential(MLPSpec([784, 24, 10]), seed=2)
-    tr = Trainer(model, data, TrainConfig(epochs=1, batch_size=40, engine=engine,
-                                          optim=OptimConfig(lr=0.2, schedule="constant")))
+    tr = Run(model, data, plain(epochs=1, batch_size=40, lr=0.2), engine=engine)
     assert tr.engine == engine
     sd = model.state_dict()
     tr.run_steps(1)  # writes the epoch permutation, then one step
@@ -48,22 +52,22 @@ def test_training_steps_match_numpy_including_tail_batch(engine, mnist):
         got = model.state_dict()
         for k in sd:
             np.testing.assert_allclose(got[k], sd[k], rtol=1e-4, atol=2e-6, err_msg=f"step {step} {k}")
-    np.testing.assert_allclose(tr.read_history(0, 3)[:, 0], losses, rtol=1e-4)
+    np.testing.assert_allclose(tr.metrics.read_history(0, 3)[:, 0], losses, rtol=1e-4)
 
 
 @pytest.mark.parametrize("optim", [
-    OptimConfig(lr=0.1, schedule="cosine", min_lr=0.01),
-    OptimConfig(optimizer="adam", lr=0.01, schedule="exponential", gamma=0.7),
-    OptimConfig(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3, schedule="step", gamma=0.5),
+    dict(lr=0.1, schedule="cosine", min_lr=0.01),
+    dict(optimizer="adam", lr=0.01, schedule="exponential", gamma=0.7),
+    dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3, schedule="step", gamma=0.5),
 ])
 def test_fused_step_equals_autograd_path(optim, mnist):
     data = GpuDataset(mnist, limit=333)   # batch 50: a tail of 33 every epoch
     results = {}
     for engine in ("graph", "fused"):
         model = Sequential(MLPSpec([784, 32, 10]), seed=3)
-        tr = Trainer(model, data, TrainConfig(epochs=2, batch_size=50, optim=optim, engine=engine, shift=2, seed=5))
+        tr = Run(model, data, plain(epochs=2, batch_size=50, shift=2, seed=5, **optim), engine=engine)
         tr.run_steps(tr.total_steps)
-        results[engine] = (model.state_dict(), tr.read_history(0, tr.total_steps))
+        results[engine] = (model.state_dict(), tr.metrics.read_history(0, tr.total_steps))
     (g, gh), (f, fh) = results["graph"], results["fused"]
     for k in g:
         np.testing.assert_allclose(f[k], g[k], rtol=1e-3, atol=2e-5, err_msg=k)
@@ -73,7 +77,7 @@ def test_fused_step_equals_autograd_path(optim, mnist):
 def test_evaluation_matches_numpy(mnist):
     data = GpuDataset(mnist, limit=64)
     model = Sequential(MLPSpec([784, 16, 10]), seed=4)
-    tr = Trainer(model, data, TrainConfig(epochs=1, batch_size=32))
+    tr = Run(model, data, plain(epochs=1, batch_size=32))
     r = tr.evaluate()
     sd = model.state_dict()
     x = mnist.test_images.reshape(10000, -1) / 255.0
@@ -91,18 +95,13 @@ def test_evaluation_matches_numpy(mnist):
 @pytest.mark.slow
 def test_default_recipe_learns_on_a_subset(mnist):
     """Real learning on lavapipe: 5000 images, 3 epochs -> > 90% on the 10k test set."""
-    from mnist_viz.compute.recipes import RECIPES
-    r = RECIPES["default"]
     data = GpuDataset(mnist, limit=5000)
     model = Sequential(MLPSpec([784, 128, 10]), seed=0)
-    cfg = TrainConfig(epochs=3, batch_size=r.batch_size, shift=r.shift,
-                      optim=OptimConfig(optimizer=r.optimizer, lr=r.lr, min_lr=r.min_lr, schedule=r.schedule,
-                                        momentum=r.momentum, nesterov=r.nesterov))
-    tr = Trainer(model, data, cfg)
+    tr = Run(model, data, RECIPES["default"].with_changes(epochs=3))
     before = tr.evaluate()["accuracy"]
     tr.run_steps(tr.total_steps)
     after = tr.evaluate()["accuracy"]
-    hist = tr.read_history(0, tr.total_steps)
+    hist = tr.metrics.read_history(0, tr.total_steps)
     assert before < 0.3
     assert after > 0.90, after
     assert hist[-20:, 0].mean() < hist[:20, 0].mean() / 3
@@ -111,10 +110,10 @@ def test_default_recipe_learns_on_a_subset(mnist):
 def test_training_does_not_read_back(mnist, device):
     data = GpuDataset(mnist, limit=200)
     model = Sequential(MLPSpec([784, 32, 10]), seed=0)
-    tr = Trainer(model, data, TrainConfig(epochs=2, batch_size=32))
+    tr = Run(model, data, plain(epochs=2, batch_size=32))
     before = device.readback.snapshot()
     tr.run_steps(tr.total_steps)
     enc = device.device.create_command_encoder()
-    tr.encode_eval(enc)
+    tr.encode_evaluation(enc)
     device.submit(enc)
     assert device.readback.snapshot() == before

@@ -25,7 +25,7 @@ def make_app(tmp_path):
         from rendercanvas.offscreen import RenderCanvas
         from mnist_viz.viz.app import App, AppConfig
         canvas = RenderCanvas(size=size, pixel_ratio=pixel_ratio)
-        kw.setdefault("autosave_path", tmp_path / "autosave.safetensors")
+        kw.setdefault("autosave_dir", tmp_path / "autosaves")
         app = App(canvas, AppConfig(background_load=False, limit=limit, test_limit=test_limit, **kw))
         assert app.wait_for_data()
         apps.append(app)
@@ -37,12 +37,18 @@ def make_app(tmp_path):
         app.rc.close()
 
 
-def settings(**changes):
-    from mnist_viz.viz.session import TrainSettings
-    s = TrainSettings()
-    for k, v in changes.items():
-        setattr(s, k, v)
-    return s
+def settings(speed=None, **recipe_changes):
+    """AppConfig arguments: the default recipe with changes, and a pace."""
+    from mnist_viz.compute.recipe import Recipe
+    from mnist_viz.viz.session import WatchSettings
+    watch = WatchSettings() if speed is None else WatchSettings(speed=speed)
+    return dict(recipe=Recipe(**recipe_changes), watch=watch)
+
+
+def act(app, name, *args):
+    """What a panel or a key does: emit an action (it runs in the next frame)."""
+    from mnist_viz.viz.actions import Action
+    app.actions.emit(Action[name.upper()], *args)
 
 
 def speed_index(n):
@@ -56,11 +62,13 @@ def canvas_ink(app) -> float:
 
 
 def test_zero_readback_over_100_frames_of_training_painting_and_inference(make_app):
-    from mnist_viz.viz.readout import READ_BYTES, READ_INTERVAL_S
-    app = make_app(size=(800, 500), limit=512, settings=settings(batch_size=16, speed=speed_index(1)))
+    from mnist_viz.viz.readout import READ_INTERVAL_S
+    from mnist_viz.viz.structs import READOUT
+    READ_BYTES = READOUT.size
+    app = make_app(size=(800, 500), limit=512, **settings(batch_size=16, speed=speed_index(1)))
     dev = get_device()
     dev.readback.reset()
-    app.action("train")
+    act(app, "train")
     t0 = time.perf_counter()
     r = app.canvas.width * 0.3
     c = app.canvas.width / 2
@@ -68,21 +76,21 @@ def test_zero_readback_over_100_frames_of_training_painting_and_inference(make_a
         a, b = 2 * math.pi * i / 40, 2 * math.pi * (i + 1) / 40
         app.canvas.stroke((c + r * math.cos(a), c + r * math.sin(a)), (c + r * math.cos(b), c + r * math.sin(b)))
         if i == 40:
-            app.action("clear")
-            app.load_into_canvas("test", 3)
+            act(app, "clear")
+            act(app, "load_sample", "test", 3)
         if i == 50:
-            app.model_views.mosaic_mode = 2
-            app.dataset_view.page = 2
-            app.action("evaluate")
+            act(app, "set_mosaic", 2)
+            app.ui.dataset_page = 2
+            act(app, "evaluate")
         if i == 70:   # batch size change: the trainer is rebuilt, training continues
-            app.apply_settings(settings(batch_size=32, speed=speed_index(1)))
+            act(app, "set_recipe", app.session.recipe.with_changes(batch_size=32))
         if i == 90:
-            app.load_into_canvas("mistakes", 0)
+            act(app, "load_sample", "mistakes", 0)
         app.draw_offscreen()
     elapsed = time.perf_counter() - t0
     rb = dev.readback
-    assert app.history.steps >= 95 and app.session.trainer.config.batch_size == 32
-    assert app.history.nevals >= 2
+    assert app.metrics.steps >= 95 and app.session.run.recipe.batch_size == 32
+    assert app.metrics.evaluations >= 2
     assert rb.largest <= READ_BYTES
     assert all(n <= READ_BYTES and label == "stats" for label, n in rb.log), rb.log[:5]
     assert 1 <= rb.count <= elapsed / READ_INTERVAL_S + 2, (rb.count, elapsed)
@@ -108,7 +116,7 @@ def test_offscreen_screenshot_through_the_cli(tmp_path):
 
 
 def test_painting_with_mouse_events_and_keyboard_shortcuts(make_app):
-    app = make_app(settings=settings(batch_size=16, speed=speed_index(1)))
+    app = make_app(**settings(batch_size=16, speed=speed_index(1)))
     app.draw_offscreen()
     x0, y0, x1, y1 = app.ui.canvas_rect
     assert x1 - x0 > 50
@@ -136,10 +144,10 @@ def test_painting_with_mouse_events_and_keyboard_shortcuts(make_app):
     app.draw_offscreen()
     assert app.session.status == "paused"
     assert canvas_ink(app) == 0.0
-    steps = app.history.steps
+    steps = app.metrics.steps
     app.rc.submit_event({"event_type": "key_down", "key": "n", "modifiers": ()})
     app.draw_offscreen()
-    assert app.history.steps == steps + 1
+    assert app.metrics.steps == steps + 1
 
 
 def test_hidpi_renders_at_physical_size_and_paints_in_logical_coordinates(make_app):
@@ -187,54 +195,55 @@ def test_resize_to_zero_and_back_does_not_crash(make_app):
 
 def test_autosave_on_shutdown_and_checkpoint_actions(make_app, tmp_path):
     from mnist_viz.compute.model_io import load_model
-    app = make_app(settings=settings(batch_size=16, speed=speed_index(4)))
-    app.action("train")
+    app = make_app(**settings(batch_size=16, speed=speed_index(4)))
+    act(app, "train")
     for _ in range(3):
         app.draw_offscreen()
-    assert app.history.steps > 0
+    assert app.metrics.steps > 0
     # Save from the panel, scramble the weights, load them back.
     path = tmp_path / "ckpt.safetensors"
     app.ui.checkpoint_path = str(path)
-    app.action("pause")
-    app.action("save")
+    act(app, "pause")
+    act(app, "save")
     app.draw_offscreen()
     assert path.exists() and "saved" in app.ui.file_message
     saved = app.model.state_dict()
-    app.action("reset")
+    act(app, "reinitialise")
     app.draw_offscreen()
     assert not np.allclose(app.model.state_dict()["0.weight"], saved["0.weight"])
-    app.action("load")
+    act(app, "load")
     app.draw_offscreen()
+    app.draw_offscreen()                            # a load shows "loading..." for a frame first
     assert "loaded" in app.ui.file_message
     np.testing.assert_array_equal(app.model.state_dict()["0.weight"], saved["0.weight"])
     # A trained model is autosaved on shutdown.
-    app.action("train")
+    act(app, "train")
     app.draw_offscreen()
     t0 = time.perf_counter()
     out = app.shutdown()
     assert time.perf_counter() - t0 < 1.0
-    assert out == tmp_path / "autosave.safetensors" and out.exists()
+    assert out.parent == tmp_path / "autosaves" and out.name.startswith("autosave-") and out.exists()
     model, meta = load_model(out)
     np.testing.assert_array_equal(model.state_dict()["0.weight"], app.model.state_dict()["0.weight"])
 
 
 def test_no_autosave_when_opted_out_or_untrained(make_app, tmp_path):
     app = make_app(autosave=False)
-    app.action("train")
+    act(app, "train")
     app.draw_offscreen()
     assert app.shutdown() is None
     app2 = make_app()
     app2.draw_offscreen()
     assert app2.shutdown() is None                  # nothing trained: nothing to save
-    assert not (tmp_path / "autosave.safetensors").exists()
+    assert not list((tmp_path / "autosaves").glob("*.safetensors"))
 
 
 def diverged_app(make_app):
     """An app whose training blew up (learning rate 1e30) and was noticed."""
-    app = make_app(settings=settings(batch_size=16, speed=speed_index(4), lr=1e30, momentum=0.0, nesterov=False,
+    app = make_app(**settings(batch_size=16, speed=speed_index(4), lr=1e6, momentum=0.0, nesterov=False,
                                      schedule="constant"))
     app.readout.interval = 0.0
-    app.action("train")
+    act(app, "train")
     for _ in range(40):
         app.draw_offscreen()
         if app.session.status == "diverged":
@@ -260,25 +269,27 @@ def test_loading_another_architecture_rebuilds_the_views_and_trains(make_app, tm
     deep = Sequential(MLPSpec([784, 32, 16, 10]), seed=2)
     path = tmp_path / "deep.safetensors"
     save_model(path, deep)
-    app = make_app(settings=settings(batch_size=16, speed=speed_index(1)))
+    app = make_app(**settings(batch_size=16, speed=speed_index(1)))
     app.draw_offscreen()
     app.ui.checkpoint_path = str(path)
-    app.action("load")
+    act(app, "load")
     app.draw_offscreen()
+    app.draw_offscreen()                            # a load shows "loading..." for a frame first
     assert app.model.spec.sizes == [784, 32, 16, 10], app.ui.file_message
     mv = app.model_views
     assert len(mv.hidden) == 2 and len(mv.weights) == 2 and mv.mosaic.cols == grid_cols_of(32)
     app.ui.select_tabs |= {"Weights & biases", "Mistakes"}
-    app.action("train")
+    act(app, "train")
     for _ in range(4):
         app.draw_offscreen()
-    assert app.session.trainer.engine == "graph" and app.history.steps >= 3
+    assert app.session.run.engine == "graph" and app.metrics.steps >= 3
     assert app.ui_error is None
     np.testing.assert_array_equal(app.model.state_dict()["0.weight"].shape, (32, 784))
     # A missing file is a message in the panel, not a crash.
     app.ui.checkpoint_path = str(tmp_path / "nope.safetensors")
-    app.action("load")
+    act(app, "load")
     app.draw_offscreen()
+    app.draw_offscreen()                            # a load shows "loading..." for a frame first
     assert app.ui.file_message.startswith("load failed") and app.model.spec.sizes == [784, 32, 16, 10]
 
 
@@ -290,11 +301,8 @@ def grid_cols_of(n):
 def test_training_resumes_cleanly_after_restoring_from_divergence(make_app):
     app = diverged_app(make_app)
     app.draw_offscreen()
-    s = dict(vars(app.session.settings))
-    s.update(lr=0.05)
-    from mnist_viz.viz.session import TrainSettings
-    app.apply_settings(TrainSettings(**s))
-    app.action("resume")
+    act(app, "set_recipe", app.session.recipe.with_changes(lr=0.05))
+    act(app, "train")
     for _ in range(8):
         app.draw_offscreen()
     assert app.session.status == "running", app.session.message
@@ -331,7 +339,7 @@ def test_a_dataset_of_another_shape_gets_a_fitting_model_canvas_and_views(make_a
     from mnist_viz.viz.canvas import canvas_shape
     images, labels = write_band_dataset(tmp_path / "bands")
     app = make_app(data_dir=tmp_path / "bands", limit=None, test_limit=None,
-                   settings=settings(batch_size=16, epochs=4, shift=0, speed=speed_index(16)))
+                   **settings(batch_size=16, epochs=4, shift=0, speed=speed_index(16)))
     assert app.model.spec.sizes == [108, 128, 3] and "random weights" in app.ui.file_message
     c = app.canvas
     assert (c.width, c.height) == canvas_shape(12, 9) and c.width * 9 == c.height * 12 and c.width >= 96
@@ -339,9 +347,9 @@ def test_a_dataset_of_another_shape_gets_a_fitting_model_canvas_and_views(make_a
     mv = app.model_views
     assert (mv.input.texture.width, mv.input.texture.height) == (12, 9)
     assert (mv.mosaic.tile_w, mv.mosaic.tile_h) == (12, 9)
-    assert mv.probs.texture is not None and app.history.num_classes == 3
+    assert mv.probs.texture is not None and app.metrics.num_classes == 3
 
-    app.action("train")
+    act(app, "train")
     for _ in range(300):
         app.draw_offscreen()
         if app.session.status == "finished":
@@ -353,21 +361,22 @@ def test_a_dataset_of_another_shape_gets_a_fitting_model_canvas_and_views(make_a
     assert (logits.argmax(1) == labels[360:]).mean() > 0.9
 
     # A test image loaded into the canvas (plain downsample: the band's position is the class).
-    c.normalise = False
+    act(app, "set_normalise", False)
     for k in range(5):
-        app.load_into_canvas("test", k)
+        act(app, "load_sample", "test", k)
         app.draw_offscreen()
         probs = np.frombuffer(get_device().read(app.forward.probs.buffer), np.float32)[:3]
         assert probs.argmax() == labels[360 + k], (k, probs)
 
     # An MNIST checkpoint does not fit: refused before anything is rebound.
-    model, trainer = app.model, app.session.trainer
+    model, trainer = app.model, app.session.run
     save_model(tmp_path / "mnist.safetensors", Sequential(MLPSpec([784, 16, 10])))
     app.ui.checkpoint_path = str(tmp_path / "mnist.safetensors")
-    app.action("load")
+    act(app, "load")
     app.draw_offscreen()
+    app.draw_offscreen()                            # a load shows "loading..." for a frame first
     assert app.ui.file_message.startswith("load failed") and "does not fit" in app.ui.file_message
-    assert app.model is model and app.session.trainer is trainer and app.model.spec.sizes == [108, 128, 3]
+    assert app.model is model and app.session.run is trainer and app.model.spec.sizes == [108, 128, 3]
 
 
 def test_bad_data_or_a_checkpoint_that_does_not_fit_stops_at_start(tmp_path, capsys):

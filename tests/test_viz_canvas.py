@@ -137,11 +137,11 @@ def test_a_mistake_is_loaded_by_its_slot_without_the_index_leaving_the_gpu(canva
     import dataclasses
     import struct
     from mnist_viz.compute.data import GpuDataset
-    from mnist_viz.viz.history import RunHistory
+    from mnist_viz.compute.metrics import RunMetrics
     small = dataclasses.replace(mnist, train_images=mnist.train_images[:64], train_labels=mnist.train_labels[:64],
                                 test_images=mnist.test_images[:32], test_labels=mnist.test_labels[:32])
     data = GpuDataset(small)
-    hist = RunHistory(10)
+    hist = RunMetrics(10)
     dev = get_device()
     dev.queue.write_buffer(hist.wrong, 0, struct.pack("<3I", 17, 5, 23))
     dev.queue.write_buffer(hist.counters, 0, struct.pack("<3I", 29, 32, 3))

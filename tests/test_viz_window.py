@@ -28,14 +28,13 @@ import numpy as np
 from rendercanvas.glfw import RenderCanvas, loop
 from mnist_viz.compute.device import get_device
 from mnist_viz.viz.app import App, AppConfig
-from mnist_viz.viz.session import TrainSettings
+from mnist_viz.compute.recipe import Recipe
+from mnist_viz.viz.actions import Action
+from mnist_viz.viz.session import WatchSettings
 
-settings = TrainSettings()
-settings.batch_size = 16
-settings.speed = 3          # one step a frame
 canvas = RenderCanvas(size=(1000, 640), title="mnist-viz test", update_mode="continuous", max_fps=60)
-app = App(canvas, AppConfig(limit=256, test_limit=200, autosave_path=Path(OUT) / "autosave.safetensors",
-                            settings=settings))
+app = App(canvas, AppConfig(limit=256, test_limit=200, autosave_dir=Path(OUT) / "autosaves",
+                            recipe=Recipe(batch_size=16), watch=WatchSettings(speed=3)))   # one step a frame
 opened_after = time.perf_counter() - t_start
 win = canvas._window
 dev = get_device()
@@ -52,7 +51,7 @@ def step():
         if app.frames >= 3 and app.session.data is not None:
             dev.readback.reset()
             out["t_loop0"] = time.perf_counter()
-            app.action("train")
+            app.actions.emit(Action.TRAIN)
             state["phase"] = 1
     elif ph == 1:   # hover the canvas
         x0, y0, x1, y1 = app.ui.canvas_rect
@@ -74,7 +73,7 @@ def step():
             canvas._on_mouse_button(win, glfw.MOUSE_BUTTON_LEFT, glfw.RELEASE, 0)
             state["phase"] = 3
     elif ph == 3:   # a key: pause training
-        out["steps_running"] = app.history.steps
+        out["steps_running"] = app.metrics.steps
         canvas._on_key(win, glfw.KEY_SPACE, 0, glfw.PRESS, 0)
         canvas._on_key(win, glfw.KEY_SPACE, 0, glfw.RELEASE, 0)
         state["phase"] = 4
@@ -89,7 +88,7 @@ def step():
     elif ph == 6:
         out["frames_while_min"] = app.frames - out["frames_before_min"]
         canvas._on_iconify(win, 0)
-        app.action("resume")
+        app.actions.emit(Action.TRAIN)
         state["phase"] = 7
         state["t7"] = time.perf_counter()
     elif ph == 7:   # run a little, then close the window like the user would
@@ -114,7 +113,7 @@ c = app.canvas
 ink = np.frombuffer(dev.read(c.canvas), np.float32)[: c.width * c.height].reshape(c.height, c.width)
 out["ink_row"] = float(ink[c.height // 2, int(c.width * 0.3): int(c.width * 0.7)].min())
 out["revision"] = app.canvas.revision
-out["steps"] = app.history.steps
+out["steps"] = app.metrics.steps
 print("RESULT " + json.dumps(out))
 '''
 

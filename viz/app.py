@@ -1,49 +1,36 @@
-"""The visualizer app: its state and the frame loop.
-
-One frame = one command encoder, submitted once:
-  1. training: this frame's budget of steps (or a piece of an evaluation), plus
-     GPU-to-GPU copies of the new metrics into the run history;
-  2. one compute pass: paint the mouse segments, normalise the canvas, the traced
-     forward pass on it, colour-scale reductions, every view texture, the stats pack;
-  3. one render pass: imgui (panels showing the view textures) into the swapchain.
-No tensor, image or activation is read back; 64 bytes of scalars come back a few
-times a second (readout.py) for the numbers printed as text.
+"""The visualizer app: wiring. It builds the parts, binds them to the model and its run,
+and maps every action to what it does. The frame itself is in frame.py, input in
+input.py, panels in panels/, files in files.py; the training is the engine's Run.
 
 The same App runs in a glfw window (`rendercanvas.glfw`) or offscreen
-(`rendercanvas.offscreen`) for tests and screenshots.
+(`rendercanvas.offscreen`) for tests and screenshots (launch.py).
 """
 from __future__ import annotations
 
 import logging
-import os
-import sys
-import threading
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..compute.device import DeviceLostError, get_device
-from ..compute.program import Program
-
-from . import panels
+from ..compute.device import get_device
+from ..compute.metrics import RunMetrics
+from ..compute.recipe import Recipe
+from . import files
+from .actions import Action, ActionQueue
 from .canvas import PaintCanvas
 from .dataviews import ConfusionView, DatasetView, MistakesView
+from .frame import FrameClock, draw_frame
 from .gui import Gui
-from .history import RunHistory
 from .inference import Forward
-from .pacing import SPEEDS, FrameFence
+from .input import CanvasInput
+from .loader import DatasetLoader
+from .pacing import FrameFence
 from .plots import CurvePlots
 from .readout import ScalarReadout
-from .session import TrainSettings, TrainingSession
+from .session import TrainingSession, WatchSettings
+from .state import UIState, ViewState
 from .views import CanvasView, ModelViews, ScaleBank
 
-CLEAR_COLOUR = (0.045, 0.047, 0.058, 1.0)
-MNIST_SHAPE = (28, 28, 10)    # height, width, classes of the bundled dataset
-
-
-def default_autosave_path() -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "mnist-viz" / "autosave.safetensors"
+NEEDS_DATA = {Action.TRAIN, Action.TOGGLE, Action.STEP, Action.EVALUATE, Action.LOAD_SAMPLE}
 
 
 @dataclass
@@ -55,27 +42,17 @@ class AppConfig:
     train: bool = False                   # start training at once
     paint_demo: bool = False              # paint a built-in digit
     autosave: bool = True
-    autosave_path: Path = field(default_factory=default_autosave_path)
-    settings: TrainSettings | None = None
+    autosave_dir: Path = field(default_factory=files.default_autosave_dir)
+    recipe: Recipe | None = None          # None: the default recipe
+    watch: WatchSettings | None = None
     frame_budget_s: float | None = None   # None: 1/90 s on a GPU, 1/12 s on a CPU adapter
     background_load: bool = True          # load the dataset on a thread (the window opens at once)
     evaluate_on_load: bool = True         # evaluate the loaded model once the dataset is in
 
 
-@dataclass
-class UIState:
-    canvas_rect: tuple = (0.0, 0.0, 0.0, 0.0)
-    canvas_hovered: bool = False
-    show_help: bool = False
-    show_box: bool = True
-    checkpoint_path: str = ""
-    file_message: str = ""
-    select_tabs: set = field(default_factory=set)   # tab labels to bring to front next frame
-
-
 class App:
     def __init__(self, canvas, config: AppConfig | None = None):
-        self.config = config or AppConfig()
+        self.config = config = config or AppConfig()
         self.dev = get_device()
         self.rc = canvas
         self.context = canvas.get_wgpu_context()
@@ -83,87 +60,54 @@ class App:
         self.context.configure(device=self.dev.device, format=fmt)
         self.gui = Gui(self.dev.device, canvas, fmt)
         self.ui = UIState(checkpoint_path=str(Path.cwd() / "mnist-model.safetensors"))
-        self.autosave_path = self.config.autosave_path if self.config.autosave else None
-
-        self._dataset = None
-        if self.config.data_dir is not None:
-            # The user's own data decides the model's shape: read it now (a bad directory is a
-            # clear error at start). The bundled MNIST loads in the background instead.
-            from ..compute.idx import load_dataset
-            self._dataset = load_dataset(self.config.data_dir)
-        model, note = self._initial_model()
-        self.ui.file_message = note
-        classes = model.spec.sizes[-1]
-        self.history = RunHistory(classes)
-        h, w, _ = self.data_shape
+        self.actions = ActionQueue()
+        self.autosave_dir = config.autosave_dir if config.autosave else None
+        self.autosave_path: Path | None = None        # set when an autosave was written
+        self.loader = DatasetLoader(config.data_dir, config.background_load, config.limit, config.test_limit)
+        model, self.ui.file_message = files.initial_model(config.checkpoint, self.loader.shape)
+        h, w, classes = self.loader.shape
+        self.metrics = RunMetrics(classes)
         self.canvas = PaintCanvas(image_w=w, image_h=h)
         self.canvas_view = CanvasView(self.canvas)
         self.gui.register(self.canvas_view.texture)
-        self.session = TrainingSession(model, self.history, self.config.settings, self.config.frame_budget_s)
-        self.plots = CurvePlots(self.history)
-        self.confusion = ConfusionView(self.history)
+        self.session = TrainingSession(model, self.metrics, config.recipe, config.watch, config.frame_budget_s)
+        self.session.on_run_changed = self._bind_run
+        self.plots = CurvePlots(self.metrics)
+        self.confusion = ConfusionView(self.metrics)
         for t in self.plots.textures + [self.confusion.texture]:
             self.gui.register(t)
         self.mistakes: MistakesView | None = None
         self.dataset_view: DatasetView | None = None
         self.model = None
+        self.readout = None
         self._bind_model(model)
 
         self.fence = FrameFence(depth=2)
+        self.clock = FrameClock()
         self.frames = 0
-        self.frame_ms = 0.0
-        self._last_frame_t = None
-        self._actions: list = []
-        self._views_key = None
-        self._stroke = None           # (erase, last canvas point) while a mouse stroke is on
-        self._demo: list = []         # queued demo segments
+        self.busy = ""                  # a long operation under way, shown for a frame before it runs
+        self._busy_job = None
+        self._demo: list = []
         self.fatal: Exception | None = None   # the GPU device was lost: end the loop, report it
         self.ui_error: str | None = None
-        self.data_error: str | None = None
-        self._loader = None
-        canvas.add_event_handler(self._on_pointer, "pointer_down", "pointer_move", "pointer_up", order=-100)
-        canvas.add_event_handler(self._on_key, "key_down")
+        self.quit_requested = False
+        self.handlers = self._action_handlers()
+        self.input = CanvasInput(canvas, self.canvas, self.ui, self.actions, self.to_canvas)
         canvas.request_draw(self._guarded_frame)
-        self._start_loading()
-        if self.config.paint_demo:
+        self.loader.start()
+        if config.paint_demo:
             self.paint_demo()
-        if self.config.train:
-            self.action("train")
+        if config.train:
+            self.actions.emit(Action.TRAIN)
 
-    # -- model ---------------------------------------------------------------------------------------
+    # -- model and run ----------------------------------------------------------------------------------
     @property
     def data_shape(self) -> tuple[int, int, int]:
-        """(height, width, classes) of the dataset the model must fit."""
-        if self._dataset is not None:
-            return (*self._dataset.image_shape, self._dataset.num_classes)
-        return MNIST_SHAPE   # the bundled set: checksum-verified, so known before it has loaded
+        return self.loader.shape
 
-    def check_fits(self, spec, path: Path) -> None:
-        """A model whose input or output does not match the dataset is refused before it is used."""
-        problem = spec.misfit(*self.data_shape)
-        if problem:
-            raise ValueError(f"{path.name}: {problem}")
-
-    def _initial_model(self):
-        """--checkpoint if given (it must fit the data), else the pretrained model, else (none
-        shipped, or the data has another image size or classes) fresh weights that fit."""
-        from ..compute.model_io import default_model_path, load_model
-        from ..compute.nn import MLPSpec, Sequential
-        h, w, classes = self.data_shape
-        fresh = MLPSpec([h * w, 128, classes])
-        path = Path(self.config.checkpoint) if self.config.checkpoint is not None else default_model_path()
-        if self.config.checkpoint is None and not path.exists():
-            return Sequential(fresh), "no pretrained model found: starting from random weights"
-        model, meta = load_model(path)
-        try:
-            self.check_fits(model.spec, path)
-        except ValueError:
-            if self.config.checkpoint is not None:
-                raise
-            return Sequential(fresh), (f"the pretrained model reads 28 x 28 digits in 10 classes: starting "
-                                       f"{'-'.join(map(str, fresh.sizes))} from random weights for this dataset")
-        acc = meta.get("test_accuracy")
-        return model, f"loaded {path.name}" + (f" (test accuracy {float(acc) * 100:.2f}%)" if acc else "")
+    @property
+    def data_error(self) -> str | None:
+        return self.loader.error
 
     def _bind_model(self, model) -> None:
         """(Re)build everything that reads the model's buffers."""
@@ -173,6 +117,7 @@ class App:
                 self.gui.unregister(t)
             if self.mistakes is not None:
                 self.gui.unregister(self.mistakes.texture)
+                self.mistakes = None
         self.model = model
         self.scales = ScaleBank()
         self.forward = Forward(model, self.canvas.x)
@@ -181,209 +126,216 @@ class App:
         for t in self.model_views.textures:
             self.gui.register(t)
         slots = self.model_views.weight_slots
-        self.readout = ScalarReadout(self.history, self.forward, self.canvas, self.scales, slots[0],
+        self.readout = ScalarReadout(self.metrics, self.forward, self.canvas, self.scales, slots[0],
                                      slots[1] if len(slots) > 1 else slots[0])
-        if self.session.data is not None:
-            self.mistakes = MistakesView(self.history, self.session.data, model)
-            self.gui.register(self.mistakes.texture)
         if old is not None and old is not model:
             self.session.set_model(model)
+        elif self.session.run is not None:
+            self._bind_run(self.session.run)
 
-    # -- dataset -------------------------------------------------------------------------------------
-    def _start_loading(self) -> None:
-        if self._dataset is not None:
+    def _bind_run(self, run) -> None:
+        """A new Run (the data arrived, another architecture): views that read its buffers."""
+        self.readout.bind(run.optimizer.hyper)
+        if self.mistakes is None:
+            self.mistakes = MistakesView(self.metrics, run.data, self.model)
+            self.gui.register(self.mistakes.texture)
+
+    def _maybe_attach_data(self) -> None:
+        if self.session.data is not None or self.loader.dataset is None:
+            if self.loader.error and not self.ui.file_message.startswith("dataset"):
+                self.ui.file_message = f"dataset: {self.loader.error}"
             return
-        def load():
-            try:
-                from ..compute.idx import bundled_mnist_dir, load_dataset
-                self._dataset = load_dataset(self.config.data_dir or bundled_mnist_dir())
-            except Exception as e:  # noqa: BLE001 - shown in the UI
-                self.data_error = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if self.config.background_load:
-            self._loader = threading.Thread(target=load, name="mnist-viz-load", daemon=True)
-            self._loader.start()
-        else:
-            load()
+        data = self.loader.gpu_dataset()
+        self.canvas.attach_dataset(data, self.metrics)
+        self.dataset_view = DatasetView(data)
+        self.gui.register(self.dataset_view.texture)
+        self.session.attach_data(data, evaluate=self.config.evaluate_on_load)
 
     def wait_for_data(self, timeout: float = 60.0) -> bool:
-        if self._loader is not None:
-            self._loader.join(timeout)
+        self.loader.wait(timeout)
         self._maybe_attach_data()
         return self.session.data is not None
 
-    def _maybe_attach_data(self) -> None:
-        if self.session.data is not None or self._dataset is None:
-            if self.data_error and not self.ui.file_message.startswith("dataset"):
-                self.ui.file_message = f"dataset: {self.data_error}"
-            return
-        from ..compute.data import GpuDataset
-        ds = self._dataset
-        if self.config.test_limit:
-            ds = replace(ds, test_images=ds.test_images[: self.config.test_limit],
-                         test_labels=ds.test_labels[: self.config.test_limit])
-        data = GpuDataset(ds, self.config.limit)
-        self.session.attach_data(data, evaluate=self.config.evaluate_on_load)
-        self.canvas.attach_dataset(data, self.history)
-        self.mistakes = MistakesView(self.history, data, self.model)
-        self.dataset_view = DatasetView(data)
-        self.gui.register(self.mistakes.texture)
-        self.gui.register(self.dataset_view.texture)
-        pending, self._actions = self._actions, []
-        for a in pending:
-            self._run_action(*a)
+    # -- actions ------------------------------------------------------------------------------------------
+    def _action_handlers(self) -> dict:
+        s, c, ui = self.session, self.canvas, self.ui
+        mv = lambda: self.model_views
+        return {
+            Action.TRAIN: s.start,
+            Action.TOGGLE: s.toggle,
+            Action.PAUSE: s.pause,
+            Action.STEP: s.step_once,
+            Action.REINITIALISE: s.reset,
+            Action.EVALUATE: s.evaluate_now,
+            Action.RESTORE: s.restore_last_good,
+            Action.SET_RECIPE: self._set_recipe,
+            Action.SET_SPEED: lambda i: setattr(s.watch, "speed", int(i)),
+            Action.SET_EVAL_EACH_EPOCH: lambda on: setattr(s.watch, "eval_each_epoch", bool(on)),
+            Action.SAVE: lambda: self.save_checkpoint(Path(ui.checkpoint_path).expanduser()),
+            Action.LOAD: lambda: self._later(f"loading {Path(ui.checkpoint_path).name}...",
+                                             self.load_checkpoint, Path(ui.checkpoint_path).expanduser()),
+            Action.LOAD_PRETRAINED: lambda: self._later("loading the pretrained model...", self.load_checkpoint,
+                                                        files.default_model_path()),
+            Action.REOPEN_AUTOSAVE: self._reopen_autosave,
+            Action.QUIT: self.quit,
+            Action.CLEAR: self._clear_canvas,
+            Action.BRUSH_SMALLER: lambda: setattr(c, "brush", max(1.5, c.brush - 0.5)),
+            Action.BRUSH_LARGER: lambda: setattr(c, "brush", min(12.0, c.brush + 0.5)),
+            Action.SET_BRUSH: lambda r: setattr(c, "brush", min(12.0, max(1.5, float(r)))),
+            Action.SET_NORMALISE: lambda on: setattr(c, "normalise", bool(on)),
+            Action.SET_SHOW_BOX: self._set_show_box,
+            Action.LOAD_SAMPLE: lambda split, i: c.load_sample(split, int(i)),
+            Action.CYCLE_MOSAIC: lambda: mv().cycle_mosaic(),
+            Action.SET_MOSAIC: lambda i: mv().set_mosaic(int(i)),
+            Action.SET_ACCURACY_RANGE: self.plots.set_accuracy_range,
+            Action.TOGGLE_HELP: lambda: setattr(ui, "show_help", not ui.show_help),
+            Action.UI_SCALE: self._set_ui_scale,
+        }
 
-    # -- actions (from panels, keys) -------------------------------------------------------------------
-    def action(self, name: str, *args) -> None:
-        """Queue an action; it runs before this frame's GPU work is encoded."""
-        self._actions.append((name, *args))
+    def run_actions(self) -> None:
+        def defer(action) -> bool:
+            if action in NEEDS_DATA and self.session.data is None:
+                if self.loader.error:
+                    self.ui.file_message = f"no dataset ({self.loader.error}): cannot {action.value}"
+                    return False
+                return True      # retried once the dataset is in
+            return False
+        self.actions.run(self.handlers, defer=defer if self.session.data is None else None)
 
-    def _run_action(self, name: str, *args) -> None:
-        s = self.session
-        needs_data = {"train", "resume", "step", "evaluate"}
-        if name in needs_data and s.data is None:
-            if self.data_error:
-                self.ui.file_message = f"no dataset ({self.data_error}): cannot {name}"
-            else:
-                self._actions.append((name, *args))  # retried once the dataset is in
-            return
-        if name == "train":
-            s.start()
-        elif name == "pause":
-            s.pause()
-        elif name == "resume":
-            s.resume()
-        elif name == "toggle":
-            s.toggle()
-        elif name == "step":
-            s.step_once()
-        elif name == "reset":
-            s.reset()
-        elif name == "evaluate":
-            s.evaluate_now()
-        elif name == "restore":
-            s.restore_last_good()
-        elif name == "clear":
-            self.canvas.clear()
-            if self.dataset_view is not None:
-                self.dataset_view.selected = None
-        elif name == "save":
-            self.save_checkpoint(Path(self.ui.checkpoint_path).expanduser())
-        elif name == "load":
-            self.load_checkpoint(Path(self.ui.checkpoint_path).expanduser())
-        elif name == "load_default":
-            from ..compute.model_io import default_model_path
-            self.load_checkpoint(default_model_path())
+    def _later(self, message: str, job, *args) -> None:
+        """Show `message` (and disable the panels' file buttons) for one frame, then run the job:
+        a load takes seconds on a slow device and must not look like a frozen window."""
+        self.busy = message
+        self._busy_job = (job, args)
+        self._busy_frame = self.frames
 
-    def apply_settings(self, new: TrainSettings) -> None:
-        self.session.apply_settings(new)
+    def run_busy_job(self) -> None:
+        if self._busy_job is not None and self.frames > self._busy_frame:
+            job, args = self._busy_job
+            self._busy_job = None
+            try:
+                job(*args)
+            finally:
+                self.busy = ""
 
-    def load_into_canvas(self, split: str, index: int) -> None:
-        self.canvas.load_sample(split, index)
+    _busy_frame = -1
 
+    def _set_recipe(self, recipe: Recipe) -> None:
+        try:
+            self.session.set_recipe(recipe)
+        except ValueError as e:
+            self.session.message = str(e)
+
+    def _set_show_box(self, show: bool) -> None:
+        self.ui.show_box = bool(show)
+        self.canvas_view.set_show_box(bool(show))
+
+    def _set_ui_scale(self, factor: float) -> None:
+        from imgui_bundle import imgui
+        self.ui.ui_scale = min(2.0, max(0.75, float(factor)))
+        imgui.get_style().font_scale_main = self.ui.ui_scale
+
+    def _clear_canvas(self) -> None:
+        self.canvas.clear()
+        self.ui.dataset_selected = None
+
+    def quit(self) -> None:
+        self.quit_requested = True
+        self.rc.close()
+
+    # -- files ---------------------------------------------------------------------------------------------
     def save_checkpoint(self, path: Path) -> None:
         """User action (not the frame loop): reads the weights back once, atomically writes."""
         from ..compute.model_io import save_model
         try:
             self.fence.drain()
-            meta = {"saved_by": "mnist-viz", "steps": self.history.steps}
-            if self.history.nevals and self.readout.values.get("test_acc"):
-                meta["test_accuracy"] = f"{self.readout.values['test_acc']:.4f}"
-            save_model(path, self.model, meta)
+            save_model(path, self.model, self._metadata("mnist-viz"))
             self.session.weights_changed = False
             self.ui.file_message = f"saved {path}"
         except Exception as e:  # noqa: BLE001 - reported in the panel
             self.ui.file_message = f"save failed: {e}"
 
+    def _metadata(self, saved_by: str) -> dict:
+        """The checkpoint's record: its recipe, its steps, and a test accuracy only when the
+        last evaluation was of these very weights."""
+        meta = {"saved_by": saved_by, "steps": self.metrics.steps, **self.session.recipe.to_metadata()}
+        acc = self.readout.values.get("test_acc") if self.readout is not None else None
+        if acc and self.session.evaluated_version == self.session.weights_version:
+            meta["test_accuracy"] = f"{acc:.4f}"
+        return meta
+
     def load_checkpoint(self, path: Path) -> None:
+        """Load a checkpoint: validated before anything changes; training then continues from it."""
         from ..compute.model_io import load_into, load_model, read_checkpoint
         try:
-            _, _, spec = read_checkpoint(path)
-            self.check_fits(spec, path)
+            _, meta, spec = read_checkpoint(path)
+            problem = spec.misfit(*self.data_shape)
+            if problem:
+                raise ValueError(f"{path.name}: {problem}")
             self.fence.drain()
             if spec.sizes == self.model.spec.sizes and spec.dropout == self.model.spec.dropout:
                 load_into(self.model, path)
-                self.session.status = "idle"
+                self.session.weights_replaced()
             else:
                 model, _ = load_model(path)
                 self._bind_model(model)
-            self.history.clear()
+            self.session.status = "idle"
+            self.session.message = ""
+            if self.session.run is not None:
+                self.session.run.restart(reinitialise=False)
+            else:
+                self.metrics.clear()
             self.session.weights_changed = False
-            self.session.weights_revision += 1
-            self.ui.file_message = f"loaded {path.name} ({'-'.join(map(str, spec.sizes))})"
-            if self.session.trainer is not None:
-                self.session.evaluate_now()
+            self.ui.file_message = f"loaded {path.name} ({'-'.join(map(str, spec.sizes))}){files.describe_accuracy(meta)}"
+            self.session.evaluate_now()
         except Exception as e:  # noqa: BLE001 - reported in the panel
             self.ui.file_message = f"load failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
 
-    # -- input -------------------------------------------------------------------------------------------
+    def _reopen_autosave(self) -> None:
+        found = files.autosaves(self.autosave_dir) if self.autosave_dir else []
+        if not found:
+            self.ui.file_message = "no autosave yet"
+            return
+        self._later(f"loading {found[0].name}...", self.load_checkpoint, found[0])
+
+    # -- input helpers ---------------------------------------------------------------------------------------
     def to_canvas(self, x: float, y: float) -> tuple[float, float]:
         x0, y0, x1, y1 = self.ui.canvas_rect
         c = self.canvas
         return (x - x0) / max(x1 - x0, 1e-6) * c.width, (y - y0) / max(y1 - y0, 1e-6) * c.height
 
-    def _inside_canvas(self, x: float, y: float) -> bool:
-        x0, y0, x1, y1 = self.ui.canvas_rect
-        return x0 <= x < x1 and y0 <= y < y1 and x1 > x0
-
-    def _on_pointer(self, ev) -> None:
-        kind = ev["event_type"]
-        x, y = ev.get("x", 0.0), ev.get("y", 0.0)
-        if kind == "pointer_down":
-            if ev.get("button") in (1, 2) and self._inside_canvas(x, y) and self.ui.canvas_hovered:
-                erase = ev["button"] == 2
-                p = self.to_canvas(x, y)
-                self._stroke = (erase, p)
-                self.canvas.stroke(p, p, erase)
-                ev["stop_propagation"] = True
-        elif kind == "pointer_move":
-            if self._stroke is not None:
-                erase, last = self._stroke
-                p = self.to_canvas(x, y)
-                self.canvas.stroke(last, p, erase)
-                self._stroke = (erase, p)
-        elif kind == "pointer_up":
-            if self._stroke is not None:
-                self._stroke = None
-                ev["stop_propagation"] = True
-
-    def _on_key(self, ev) -> None:
-        key = ev.get("key", "")
-        k = key.lower() if len(key) == 1 else key
-        mv = self.model_views
-        if k == " ":
-            self.action("toggle")
-        elif k == "n":
-            self.action("step")
-        elif k == "r":
-            self.action("reset")
-        elif k == "e":
-            self.action("evaluate")
-        elif k in ("c", "Backspace", "Delete"):
-            self.action("clear")
-        elif k == "[":
-            self.canvas.brush = max(1.5, self.canvas.brush - 0.5)
-        elif k == "]":
-            self.canvas.brush = min(12.0, self.canvas.brush + 0.5)
-        elif k == "m" and mv.mosaics:
-            mv.mosaic_mode = (mv.mosaic_mode + 1) % len(mv.mosaics)
-        elif k == "s":
-            self.action("save")
-        elif k in ("h", "F1"):
-            self.ui.show_help = not self.ui.show_help
-
-    # -- demo --------------------------------------------------------------------------------------------
     def paint_demo(self, per_frame: int = 4) -> None:
         """Queue a built-in digit ('2', a little small and off-centre) as mouse segments."""
         from .demo import demo_segments
         self._demo = demo_segments(self.canvas.width, self.canvas.height)
         self._demo_per_frame = per_frame
 
-    def _feed_demo(self) -> None:
+    def feed_demo(self) -> None:
         for _ in range(min(len(self._demo), getattr(self, "_demo_per_frame", 4))):
             a, b = self._demo.pop(0)
             self.canvas.stroke(a, b)
 
-    # -- the frame ------------------------------------------------------------------------------------------
+    # -- the frame -------------------------------------------------------------------------------------------
+    def view_state(self) -> ViewState:
+        return ViewState(
+            ui=self.ui, session=self.session, metrics=self.metrics, values=self.readout.values, model=self.model,
+            canvas=self.canvas, canvas_view=self.canvas_view, model_views=self.model_views, plots=self.plots,
+            confusion=self.confusion, mistakes=self.mistakes, dataset_view=self.dataset_view, device=self.dev,
+            frame_ms=self.clock.frame_ms, data_error=self.loader.error,
+            autosave_path=self.autosave_dir, autosaves=self._autosave_list(), busy=self.busy)
+
+    def _autosave_list(self) -> list:
+        """Autosaves on disk, looked up once a second or so (not a directory scan every frame)."""
+        if self.autosave_dir is None:
+            return []
+        if self.frames % 60 == 0 or not hasattr(self, "_autosaves"):
+            self._autosaves = files.autosaves(self.autosave_dir)
+        return self._autosaves
+
+    def frame(self) -> None:
+        """Render one frame (frame.py)."""
+        draw_frame(self)
+
     def _guarded_frame(self) -> None:
         """A lost device ends the loop with a report instead of failing every frame."""
         if self.fatal is not None:
@@ -391,6 +343,7 @@ class App:
         try:
             self.frame()
         except Exception as e:  # noqa: BLE001 - only a lost device is handled here
+            from ..compute.device import DeviceLostError
             lost = isinstance(e, DeviceLostError) or self.dev.lost or "device is lost" in str(e).lower()
             if not lost:
                 raise
@@ -399,70 +352,11 @@ class App:
                 "restart the program")
             self.rc.close()
 
-    def frame(self) -> None:
-        t0 = time.perf_counter()
-        waited = self.fence.wait()
-        if self._last_frame_t is not None:
-            dt = (t0 - self._last_frame_t) * 1000
-            self.frame_ms = dt if self.frame_ms == 0 else 0.9 * self.frame_ms + 0.1 * dt
-        self._last_frame_t = t0
-        self._maybe_attach_data()
-        if self.readout.poll():
-            self.session.on_scalars(self.readout.values)
-        self._feed_demo()
-
-        self.gui.begin()
-        try:
-            panels.draw_all(self)
-        except Exception as e:  # noqa: BLE001 - a UI bug must not kill the frame loop
-            self.gui.recover()
-            self._ui_error(e)
-        actions, self._actions = self._actions, []
-        for a in actions:
-            self._run_action(*a)
-
-        encoder = self.dev.device.create_command_encoder()
-        steps = self.session.encode(encoder)
-        Program(self.frame_dispatches(), label="frame").encode(encoder)
-        target = self.context.get_current_texture()
-        rp = encoder.begin_render_pass(color_attachments=[{
-            "view": target.create_view(), "resolve_target": None, "clear_value": CLEAR_COLOUR,
-            "load_op": "clear", "store_op": "store"}])
-        self.gui.record(rp)
-        rp.end()
-        self.dev.submit(encoder)
-        self.fence.submitted()
-        self.readout.after_submit()
-        self.frames += 1
-        adaptive = SPEEDS[self.session.settings.speed][0] == 0
-        cpu = time.perf_counter() - t0 - waited
-        self.session.pacer.update(max(cpu, self.fence.gpu_s), steps, adaptive)
-
-    def _ui_error(self, e: Exception) -> None:
+    def ui_failed(self, e: Exception) -> None:
         msg = f"{type(e).__name__}: {e}"
         if msg != self.ui_error:
             self.ui_error = msg
             logging.getLogger("mnist-viz").exception("panel error")
-
-    def frame_dispatches(self) -> list:
-        """The compute work of a frame after training, in dependency order."""
-        mv = self.model_views
-        # The model-side views change only with the canvas or the weights (or a view setting).
-        key = (self.canvas.revision, self.canvas.normalise, self.session.weights_revision, mv.mosaic_mode,
-               self.canvas_view.params.values, id(self.model))
-        redraw = key != self._views_key or self.canvas.busy
-        self._views_key = key
-        out = self.canvas.dispatches()
-        if redraw:
-            out += self.forward.dispatches() + self.scales.dispatches() + mv.dispatches()
-            out += [self.canvas_view.dispatch]
-        out += self.plots.dispatches() + self.confusion.dispatches()
-        if self.mistakes is not None:
-            out += self.mistakes.dispatches()
-        if self.dataset_view is not None:
-            out += self.dataset_view.dispatches()
-        out += self.readout.dispatches()
-        return out
 
     # -- offscreen / shutdown ----------------------------------------------------------------------------------
     def draw_offscreen(self):
@@ -473,107 +367,11 @@ class App:
     def shutdown(self) -> Path | None:
         """Finish GPU work; autosave the model if it was trained (returns the path written)."""
         self.fence.drain()
-        if self.autosave_path is None or not self.session.weights_changed:
+        if self.autosave_dir is None or not self.session.weights_changed:
             return None
         from ..compute.model_io import save_model
-        self.autosave_path.parent.mkdir(parents=True, exist_ok=True)
-        save_model(self.autosave_path, self.model, {"saved_by": "mnist-viz autosave",
-                                                    "steps": self.history.steps})
-        return self.autosave_path
-
-
-# -- entry point ------------------------------------------------------------------------------------------------
-def _parse_size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--size expects WxH, e.g. 1600x1000, got {text!r}") from None
-    if w < 1 or h < 1:
-        raise ValueError(f"--size must be positive, got {text!r}")
-    return w, h
-
-
-def config_from_args(args) -> AppConfig:
-    return AppConfig(checkpoint=args.checkpoint, data_dir=args.data, limit=args.limit, train=args.train,
-                     paint_demo=args.paint_demo, autosave=not args.no_autosave,
-                     background_load=not args.offscreen)
-
-
-def run_app(args) -> int:
-    size = _parse_size(args.size)
-    config = config_from_args(args)
-    if args.offscreen:
-        return run_offscreen(config, size, args.frames, args.screenshot)
-    canvas, loop = open_window(size)
-    app = App(canvas, config)
-    loop.run()
-    if app.fatal is not None:
-        raise app.fatal
-    saved = app.shutdown()
-    if saved:
-        print(f"autosaved the model to {saved}")
-    return 0
-
-
-def open_window(size):
-    """A glfw window through rendercanvas, or a one-line error when there is no display."""
-    import warnings
-
-    import glfw
-    from .cli import UserError
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # glfw reports the reason as a warning; ours says it plainly
-        ok = glfw.init()
-    if not ok:
-        raise UserError("cannot open a window: no display found (DISPLAY / WAYLAND_DISPLAY); "
-                        "render without one with --offscreen --frames N --screenshot out.png")
-    from rendercanvas.glfw import RenderCanvas, loop
-    canvas = RenderCanvas(size=size, title="mnist-viz: MNIST training on the GPU", update_mode="continuous",
-                          max_fps=60, vsync=True)
-    return canvas, loop
-
-
-def run_offscreen(config: AppConfig, size, frames: int, screenshot: Path | None) -> int:
-    from rendercanvas.offscreen import RenderCanvas
-    canvas = RenderCanvas(size=size, pixel_ratio=1.0)
-    config = replace(config, autosave=False, background_load=False)
-    app = App(canvas, config)
-    app.wait_for_data()
-    if app.data_error and config.train:
-        from .cli import UserError
-        raise UserError(f"cannot train: {app.data_error}")
-    t0 = time.perf_counter()
-    img = None
-    for _ in range(frames):
-        img = app.draw_offscreen()
-        if app.fatal is not None:
-            raise app.fatal
-    dt = time.perf_counter() - t0
-    app.fence.drain()
-    if screenshot is not None and img is not None:
-        write_png(screenshot, img)
-        print(f"wrote {screenshot}")
-    rb = app.dev.readback
-    print(f"{frames} frames in {dt:.2f} s ({frames / max(dt, 1e-9):.1f} fps); steps {app.history.steps}; "
-          f"readback {rb.total_bytes} bytes in {rb.count} reads (largest {rb.largest})", file=sys.stderr)
-    return 0
-
-
-def write_png(path: Path, rgba) -> None:
-    """Save an [H, W, 4] u8 array as PNG (zlib only, no imaging library needed)."""
-    import struct
-    import zlib
-
-    import numpy as np
-    a = np.ascontiguousarray(np.asarray(rgba)[..., :3], dtype=np.uint8)
-    h, w = a.shape[:2]
-    raw = b"".join(b"\0" + a[y].tobytes() for y in range(h))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">2I5B", w, h, 8, 2, 0, 0, 0))
-    png += chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(png)
+        path = files.next_autosave_path(self.autosave_dir)
+        save_model(path, self.model, self._metadata("mnist-viz autosave"))
+        files.prune_autosaves(self.autosave_dir)
+        self.autosave_path = path
+        return path

@@ -10,16 +10,14 @@ forward pass reads, the way MNIST digits were normalised. Nothing comes back.
 """
 from __future__ import annotations
 
-import struct
-
 from ..compute.device import get_device
 from ..compute.tensor import Tensor
 
 from .gpu import Params, grid_2d, make_dispatch
+from .structs import LOAD, NORMALIZE, SEGMENT, STROKES
 
 CANVAS_LONG_SIDE = 112     # canvas pixels along the image's longer side (about)
 MAX_SEGMENTS = 256          # per frame; more wait for the next frame
-SEGMENT_BYTES = 32
 DEFAULT_BRUSH = 4.5         # radius in canvas pixels (about 2 MNIST pixels wide after normalisation)
 MNIST_BOX = 20 / 28         # MNIST fitted each digit's bounding box into 20 of the image's 28 pixels
 
@@ -37,14 +35,13 @@ class PaintCanvas:
         self.image_w, self.image_h = image_w, image_h
         self.box_size = MNIST_BOX * min(image_w, image_h)
         self.canvas = dev.buffer(width * height * 4, "canvas")
-        self.strokes = dev.buffer(16 + MAX_SEGMENTS * SEGMENT_BYTES, "canvas.strokes")
+        self.strokes = dev.buffer(STROKES.size + MAX_SEGMENTS * SEGMENT.size, "canvas.strokes")
         self.norm = dev.buffer(64, "canvas.norm")
         self.x = Tensor((1, image_w * image_h), label="canvas.x")   # the inference input
         self.brush = DEFAULT_BRUSH
         self.normalise = True
-        self.norm_params = Params("<5I2fI", width, height, image_w, image_h, 1, self.box_size, 0.1, 0,
-                                  label="canvas.normparams")
-        self.load_params = Params("<8I", 0, image_w, image_h, 0, width, height, 0, 0, label="canvas.loadparams")
+        self.norm_params = Params(NORMALIZE, "canvas.normparams", **self._norm_values())
+        self.load_params = Params(LOAD, "canvas.loadparams", iw=image_w, ih=image_h, cw=width, ch=height)
         self._segments: list[tuple] = []
         self._clear = False
         self._load: tuple[str, int] | None = None
@@ -59,7 +56,11 @@ class PaintCanvas:
         self._measure = make_dispatch("normalize.wgsl", "measure", res, (1,))
         self._resample = make_dispatch("normalize.wgsl", "resample", res, (-(-image_w * image_h // 64),))
         # The header (count, width, height) of an empty stroke list, so `clear` sees the size.
-        dev.queue.write_buffer(self.strokes, 0, struct.pack("<4I", 0, width, height, 0))
+        dev.queue.write_buffer(self.strokes, 0, STROKES.pack(count=0, width=width, height=height))
+
+    def _norm_values(self) -> dict:
+        return dict(cw=self.width, ch=self.height, ow=self.image_w, oh=self.image_h, mode=int(self.normalise),
+                    box_size=self.box_size, thresh=0.1)
 
     # -- input (CPU side: queue work for the next frame) ---------------------------------------
     def stroke(self, a: tuple[float, float], b: tuple[float, float], erase: bool = False,
@@ -80,19 +81,20 @@ class PaintCanvas:
         self._segments.clear()
         self._clear = False
 
-    def attach_dataset(self, data, history=None) -> None:
+    def attach_dataset(self, data, metrics=None) -> None:
         """Enable `load_sample` for 'train' and 'test', and for 'mistakes' (entry k of the
         last evaluation's misclassified test digits, whose indices stay on the GPU)."""
         wg = grid_2d(self.width, self.height)
         for name in ("train", "test"):
             split = getattr(data, name)
             self._loaders[name] = (split, make_dispatch("paint.wgsl", "load_image",
-                                                       [self.load_params.buffer, split.images, self.canvas], wg))
-        if history is not None:
+                                                       [self.load_params.buffer, split.images, self.canvas,
+                                                        get_device().dummy_ro, get_device().dummy_ro], wg))
+        if metrics is not None:
             test = data.test
             self._loaders["mistakes"] = (test, make_dispatch(
                 "paint.wgsl", "load_listed",
-                [self.load_params.buffer, test.images, self.canvas, history.wrong, history.counters], wg))
+                [self.load_params.buffer, test.images, self.canvas, metrics.wrong, metrics.counters], wg))
 
     @property
     def busy(self) -> bool:
@@ -103,15 +105,14 @@ class PaintCanvas:
         """This frame's canvas work: clear / load / paint, then (if anything changed) normalise into `x`."""
         out = []
         dev = get_device()
-        self.norm_params.set(self.width, self.height, self.image_w, self.image_h, int(self.normalise), self.box_size,
-                             0.1, 0)
+        self.norm_params.set(**self._norm_values())
         if self._clear:
             out.append(self._clear_d)
             self._clear = False
             self.revision += 1
         if self._load is not None and self._load[0] in self._loaders:
             split, d = self._loaders[self._load[0]]
-            self.load_params.set(self._load[1], self.image_w, self.image_h, split.n, self.width, self.height, 0, 0)
+            self.load_params.update(index=self._load[1], n=split.n)
             out.append(d)
             self.loaded = self._load
             self._load = None
@@ -119,8 +120,8 @@ class PaintCanvas:
         if self._segments:
             segs = self._segments[:MAX_SEGMENTS]
             del self._segments[:MAX_SEGMENTS]
-            raw = struct.pack("<4I", len(segs), self.width, self.height, 0)
-            raw += b"".join(struct.pack("<8f", *s, 0.0, 0.0) for s in segs)
+            raw = STROKES.pack(count=len(segs), width=self.width, height=self.height)
+            raw += b"".join(SEGMENT.pack(ax=s[0], ay=s[1], bx=s[2], by=s[3], radius=s[4], ink=s[5]) for s in segs)
             dev.queue.write_buffer(self.strokes, 0, raw)
             out.append(self._paint)
             self.revision += 1

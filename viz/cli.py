@@ -13,13 +13,11 @@ import sys
 import time
 from pathlib import Path
 
+from .errors import UserError
+
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3
 EXIT_GPU_LOST = 4
-
-
-class UserError(Exception):
-    """A problem the user can fix; printed as one line."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,8 +46,9 @@ def _float(s: str) -> float:
 
 
 def _hidden(s: str) -> list[int]:
+    parts = s.split(",")
     try:
-        sizes = [int(x) for x in s.split(",") if x.strip()]
+        sizes = [int(x) for x in parts]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected sizes like 128 or 256,128, got {s!r}") from None
     if not sizes or any(n < 1 or n > 65535 for n in sizes):
@@ -57,36 +56,49 @@ def _hidden(s: str) -> list[int]:
     return sizes
 
 
+def _whole(s: str) -> int:
+    try:
+        return int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {s!r}") from None
+
+
+# Recipe fields the train command exposes, with their help (the defaults come from the recipes).
+TRAIN_OPTIONS = {
+    "epochs": (_positive_int, "epochs over the training set"),
+    "batch_size": (_positive_int, "images per step"),
+    "lr": (_float, "base learning rate"),
+    "min_lr": (_float, "final learning rate of the cosine schedule"),
+    "gamma": (_float, "decay factor per period (step, exponential)"),
+    "step_epochs": (_float, "decay period in epochs (step, exponential)"),
+    "momentum": (_float, "SGD momentum (0 = plain SGD)"),
+    "weight_decay": (_float, "L2 penalty added to the gradient"),
+    "shift": (_whole, "random-shift augmentation in pixels, 0 = off"),
+    "seed": (_whole, "initial weights, shuffling, augmentation"),
+}
+
+
 def build_parser() -> tuple[_Parser, _Parser, _Parser]:
-    from ..compute.optim import OPTIMIZERS, SCHEDULES
-    from ..compute.recipes import RECIPES
+    from ..compute.recipe import INITS, OPTIMIZERS, RECIPES, SCHEDULES
 
     d, o = RECIPES["default"], RECIPES["original"]
-    recipe = lambda field: f"(default {getattr(d, field)}; original recipe {getattr(o, field)})"
-    train = _Parser(prog="mnist-viz train", description="Train the MLP headless on the GPU. Options left out "
+    defaults = lambda field: f"(default {getattr(d, field)}; original recipe {getattr(o, field)})"
+    train = _Parser(prog="mnist-viz train", description="Train a network headless on the GPU. Options left out "
                     "come from --recipe: 'default' (98.6%) or 'original' (the browser project's, 97.5%).")
     train.add_argument("--recipe", choices=sorted(RECIPES), default="default",
                        help="starting point for every option below (default: %(default)s)")
-    train.add_argument("--epochs", type=_positive_int, help=recipe("epochs"))
-    train.add_argument("--batch-size", type=_positive_int, help=recipe("batch_size"))
-    train.add_argument("--lr", type=_float, help="base learning rate " + recipe("lr"))
-    train.add_argument("--min-lr", type=_float, help="final learning rate of the cosine schedule " + recipe("min_lr"))
-    train.add_argument("--schedule", choices=SCHEDULES, help=recipe("schedule"))
-    train.add_argument("--gamma", type=_float, default=0.5, help="decay per period for step/exponential")
-    train.add_argument("--step-epochs", type=_float, default=1.0, help="decay period in epochs for step/exponential")
-    train.add_argument("--optimizer", choices=OPTIMIZERS, help=recipe("optimizer"))
-    train.add_argument("--momentum", type=_float, help=recipe("momentum"))
-    train.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None, help=recipe("nesterov"))
-    train.add_argument("--weight-decay", type=_float, help="L2 penalty added to the gradient " + recipe("weight_decay"))
-    train.add_argument("--hidden", type=_hidden, default=[128], help="hidden sizes, e.g. 128 or 256,128")
-    train.add_argument("--dropout", type=_float, help="dropout after each hidden ReLU " + recipe("dropout"))
-    train.add_argument("--shift", type=int, help="random-shift augmentation in pixels, 0 = off " + recipe("shift"))
-    train.add_argument("--init", choices=["he_uniform", "he_normal"], help=recipe("init"))
+    for field, (kind, text) in TRAIN_OPTIONS.items():
+        train.add_argument("--" + field.replace("_", "-"), type=kind, help=f"{text} {defaults(field)}")
+    train.add_argument("--schedule", choices=SCHEDULES, help=defaults("schedule"))
+    train.add_argument("--optimizer", choices=OPTIMIZERS, help=defaults("optimizer"))
+    train.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None, help=defaults("nesterov"))
+    train.add_argument("--init", choices=INITS, help=defaults("init"))
+    train.add_argument("--hidden", type=_hidden, default=[128], help="hidden sizes, e.g. 128 or 256,128 (default 128)")
+    train.add_argument("--dropout", type=_float, default=0.0, help="dropout after each hidden ReLU, in [0, 1) (default 0)")
     train.add_argument("--engine", choices=["auto", "fused", "graph"], default="auto",
                        help="fused: two dispatches a step (one hidden layer); graph: traced autograd")
     train.add_argument("--data", type=Path, help="directory of IDX files (default: bundled MNIST)")
     train.add_argument("--limit", type=_positive_int, help="train on the first N images")
-    train.add_argument("--seed", type=int, default=0, help="initial weights, shuffling, augmentation (default 0)")
     train.add_argument("--save", type=Path, help="write the trained model here (safetensors)")
     train.add_argument("--no-eval", action="store_true", help="evaluate only after the last epoch")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -123,18 +135,32 @@ def main(argv: list[str] | None = None) -> int:
             return eval_command(ev.parse_args(argv[1:]))
         return view_command(view.parse_args(argv))
     except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
+        say("\ninterrupted", err=True)
         return 130
     except Exception as e:  # noqa: BLE001 - user-facing boundary
         lost = _device_lost(e)
         if lost:
-            print(f"error: {lost}", file=sys.stderr)
+            say(f"error: {lost}", err=True)
             return EXIT_GPU_LOST
         msg = _user_message(e)
         if msg is None:
             raise
-        print(f"error: {msg}", file=sys.stderr)
+        say(f"error: {msg}", err=True)
         return EXIT_USAGE
+
+
+def say(text: str, err: bool = False) -> None:
+    """Print a line; a closed stdout (`... | head -1`) must not stop a training run."""
+    stream = sys.stderr if err else sys.stdout
+    try:
+        print(text, file=stream, flush=True)
+    except (BrokenPipeError, ValueError):
+        # Nobody reads any more: send the rest to /dev/null and carry on.
+        devnull = open(os.devnull, "w")
+        if err:
+            sys.stderr = devnull
+        else:
+            sys.stdout = devnull
 
 
 def _device_lost(e: Exception) -> str | None:
@@ -158,23 +184,19 @@ def _user_message(e: Exception) -> str | None:
 
 
 # -- train ---------------------------------------------------------------------------------------------
-def train_config_from_args(args):
-    from ..compute.optim import OptimConfig
-    from ..compute.recipes import RECIPES
-    from ..compute.training import TrainConfig
-
-    r = RECIPES[args.recipe]
-    pick = lambda v, d: d if v is None else v
-    oc = OptimConfig(
-        optimizer=pick(args.optimizer, r.optimizer), lr=pick(args.lr, r.lr), min_lr=pick(args.min_lr, r.min_lr),
-        schedule=pick(args.schedule, r.schedule), momentum=pick(args.momentum, r.momentum),
-        nesterov=pick(args.nesterov, r.nesterov), weight_decay=pick(args.weight_decay, r.weight_decay),
-        gamma=args.gamma)
-    cfg = TrainConfig(epochs=pick(args.epochs, r.epochs), batch_size=pick(args.batch_size, r.batch_size), optim=oc,
-                      shift=pick(args.shift, r.shift), seed=args.seed, engine=args.engine,
-                      step_epochs=args.step_epochs)
-    cfg.validate()
-    return cfg, pick(args.dropout, r.dropout), pick(args.init, r.init)
+def recipe_from_args(args):
+    """The named recipe with the options given on the command line; checked before the GPU starts."""
+    from ..compute.recipe import RECIPES
+    changes = {f: getattr(args, f) for f in (*TRAIN_OPTIONS, "schedule", "optimizer", "nesterov", "init")
+               if getattr(args, f, None) is not None}
+    recipe = RECIPES[args.recipe].with_changes(**changes)
+    bad = recipe.problems()
+    if bad:
+        field, text = bad[0]
+        raise UserError(f"--{field.replace('_', '-')} {text}")
+    if not 0.0 <= args.dropout < 1.0:
+        raise UserError(f"--dropout must be in [0, 1), got {args.dropout}")
+    return recipe
 
 
 def load_data(path: Path | None):
@@ -195,123 +217,155 @@ def check_writable(path: Path) -> None:
         raise UserError(f"--save {path}: cannot write there ({e.strerror or e})") from None
 
 
+class Stop(Exception):
+    """SIGTERM / SIGHUP while training: stop like Ctrl-C, saving what was trained."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop_on_signals():
+    """`timeout`, `docker stop` and a closed terminal end a run as Ctrl-C does."""
+    import signal
+
+    def handler(signum, frame):
+        raise Stop(signum)
+
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), handler)
+
+
 def train_command(args) -> int:
     from ..compute.data import GpuDataset
     from ..compute.device import get_device
-    from ..compute.model_io import save_model
     from ..compute.nn import MLPSpec, Sequential
-    from ..compute.training import Trainer
+    from ..compute.run import Run
 
-    cfg, dropout, init = train_config_from_args(args)
+    recipe = recipe_from_args(args)
     if args.save is not None:
         check_writable(args.save)  # before training, not after an hour of it
     ds = load_data(args.data)
     dev = get_device()
     data = GpuDataset(ds, args.limit)
-    model = Sequential(MLPSpec([data.input_size, *args.hidden, data.num_classes], dropout), seed=args.seed)
-    model.init(init, args.seed)
-    trainer = Trainer(model, data, cfg)
-    oc = cfg.optim
-    print(f"device: {dev.name}")
-    print(f"model: {'-'.join(map(str, model.spec.sizes))} ({model.num_parameters():,} parameters), "
-          f"engine: {trainer.engine} ({len(trainer.program)} dispatches/step)")
-    print(f"recipe: {args.recipe}: {oc.optimizer}" + (f" momentum {oc.momentum}" if oc.momentum else "")
-          + (" nesterov" if oc.nesterov else "") + f", lr {oc.lr} {oc.schedule}"
-          + (f" to {oc.min_lr}" if oc.schedule == "cosine" else "") + f", batch {cfg.batch_size}, {cfg.epochs} epochs"
-          + (f", shift +-{cfg.shift}px" if cfg.shift else "") + (f", dropout {dropout}" if dropout else ""))
-    print(f"data: {data.train.n:,} train / {data.test.n:,} test images, {data.nbytes / 1e6:.1f} MB on the GPU (u8)")
-
-    progress = Progress(enabled=not args.quiet and sys.stdout.isatty())
+    model = Sequential(MLPSpec([data.input_size, *args.hidden, data.num_classes], args.dropout), seed=recipe.seed)
+    model.init(recipe.init, recipe.seed)
+    run = Run(model, data, recipe, engine=args.engine)
+    say(f"device: {dev.name}")
+    say(f"model: {'-'.join(map(str, model.spec.sizes))} ({model.num_parameters():,} parameters), "
+        f"engine: {run.engine} ({len(run.program)} dispatches/step)")
+    say(f"recipe: {args.recipe}: {recipe.describe()}" + (f", dropout {args.dropout:g}" if args.dropout else ""))
+    say(f"data: {data.train.n:,} train / {data.test.n:,} test images, {data.nbytes / 1e6:.1f} MB on the GPU (u8)")
+    _stop_on_signals()
     try:
-        return _train_epochs(args, cfg, dev, trainer, model, progress)
-    except KeyboardInterrupt:
-        progress.clear()
-        if args.save:  # nothing the user trained is lost
-            save_model(args.save, model, {"recipe": args.recipe, "interrupted_at_step": trainer.step})
-            print(f"interrupted: saved the model so far to {args.save}", file=sys.stderr)
+        return _train_epochs(args, run)
+    except (KeyboardInterrupt, Stop) as stop:
+        _save_interrupted(args, run)
+        if isinstance(stop, Stop):
+            return 128 + stop.signum
         raise
 
 
-def _train_epochs(args, cfg, dev, trainer, model, progress) -> int:
-    from ..compute.model_io import save_model
-    from ..compute.training import FLAG_NONFINITE
+def _metadata(args, run, **extra) -> dict:
+    meta = {"recipe": args.recipe, **run.recipe.to_metadata(), "steps": run.step}
+    meta.update({k: str(v) for k, v in extra.items()})
+    return meta
 
-    oc = cfg.optim
+
+def _save_interrupted(args, run) -> None:
+    """Ctrl-C / SIGTERM / SIGHUP: wait for the GPU, never save a diverged step, keep what was trained."""
+    from ..compute.device import get_device
+    from ..compute.model_io import save_model
+    if not args.save:
+        return
+    get_device().sync()
+    if run.diverged(run.read_flags()):
+        run.restore_snapshot()
+    save_model(args.save, run.model, _metadata(args, run, interrupted_at_step=run.step))
+    say(f"interrupted: saved the model so far to {args.save}", err=True)
+
+
+def _train_epochs(args, run) -> int:
+    from ..compute.device import get_device
+    from ..compute.model_io import save_model
+
+    dev = get_device()
+    recipe = run.recipe
     acc = None
-    for epoch in range(cfg.epochs):
-        enc = dev.device.create_command_encoder()
-        trainer.save_snapshot(enc)
-        dev.submit(enc)
-        start_step, t0 = trainer.step, time.perf_counter()
-        end = start_step + trainer.steps_per_epoch
+    for epoch in range(recipe.epochs):
+        first, t0 = run.steps_taken, time.perf_counter()
+        end = first + run.steps_per_epoch
+        bar = _progress_bar(args, run, epoch)
         # Two chunks in flight: the GPU runs one while Python encodes the next, and the
         # progress bar learns each chunk's last loss from an 8-byte non-blocking read.
         chunk, inflight, last_done = 16, collections.deque(), t0
-        while trainer.step < end or inflight:
-            if trainer.step < end and len(inflight) < 2:
-                trainer.run_steps(min(chunk, end - trainer.step))
-                inflight.append((trainer.step, trainer.read_step_async(trainer.step - 1)))
+        while run.steps_taken < end or inflight:
+            if run.steps_taken < end and len(inflight) < 2:
+                run.run_steps(min(chunk, end - run.steps_taken))
+                inflight.append((run.steps_taken, run.metrics.read_step_async(run.steps_taken - 1)))
                 continue
-            step_done, pending = inflight.popleft()
-            loss, acc = struct.unpack("<2f", pending.result())
+            done_at, pending = inflight.popleft()
+            loss, batch_acc = struct.unpack("<2f", pending.result())
             now = time.perf_counter()
             chunk = max(1, min(8192, int(chunk * min(4.0, 0.1 / max(now - last_done, 1e-4)))))
             last_done = now
-            done = step_done - start_step
-            progress.show(epoch, cfg.epochs, done / trainer.steps_per_epoch, loss, acc,
-                          done * cfg.batch_size / (now - t0))
+            if bar is not None:
+                bar.set_postfix_str(f"loss {loss:.4f}  acc {batch_acc * 100:5.1f}%", refresh=False)
+                bar.update(done_at - first - bar.n)
         elapsed = time.perf_counter() - t0
-        if trainer.read_flags() & FLAG_NONFINITE:
-            progress.clear()
-            trainer.restore_snapshot()
-            print(f"error: training diverged in epoch {epoch + 1} (the loss became NaN or infinite); "
-                  f"the weights from the start of that epoch were restored. Try a smaller learning rate "
-                  f"(--lr {oc.lr / 10:g}).", file=sys.stderr)
-            if args.save:
-                save_model(args.save, model, {"recipe": args.recipe, "diverged_epoch": epoch + 1})
-                print(f"saved the restored model to {args.save}")
-            return EXIT_DIVERGED
-        hist = trainer.read_history(start_step, trainer.step)
+        if bar is not None:
+            bar.close()
+        if run.diverged(run.read_flags()):
+            return _diverged(args, run, epoch)
+        hist = run.metrics.read_history(first, run.steps_taken)
         loss, train_acc = float(hist[:, 0].mean()), float(hist[:, 1].mean())
-        line = (f"epoch {epoch + 1:>{len(str(cfg.epochs))}}/{cfg.epochs}  loss {loss:.4f}  train acc {train_acc * 100:.2f}%"
-                f"  {elapsed:.3f} s  {trainer.steps_per_epoch * cfg.batch_size / elapsed:,.0f} samples/s")
-        if not args.no_eval or epoch == cfg.epochs - 1:
-            acc = trainer.evaluate()["accuracy"]
+        width = len(str(recipe.epochs))
+        line = (f"epoch {epoch + 1:>{width}}/{recipe.epochs}  loss {loss:.4f}  train acc {train_acc * 100:.2f}%"
+                f"  {elapsed:.3f} s  {run.steps_per_epoch * recipe.batch_size / elapsed:,.0f} samples/s")
+        if not args.no_eval or epoch == recipe.epochs - 1:
+            acc = run.evaluate()["accuracy"]
             line += f"  test acc {acc * 100:.2f}%"
-        progress.clear()
-        print(line, flush=True)
+        say(line)
     if args.save:
-        save_model(args.save, model, {"recipe": args.recipe, "test_accuracy": f"{acc:.4f}",
-                                      "epochs": cfg.epochs, "batch_size": cfg.batch_size})
-        print(f"saved {args.save}")
-    print(f"test accuracy: {acc * 100:.2f}%")
+        save_model(args.save, run.model, _metadata(args, run, test_accuracy=f"{acc:.4f}"))
+        say(f"saved {args.save}")
+    say(f"test accuracy: {acc * 100:.2f}%")
     return 0
 
 
-class Progress:
-    """One-line progress bar redrawn in place."""
+def _progress_bar(args, run, epoch: int):
+    """tqdm's bar on a terminal (ETA, rate, its width); nothing when piped or --quiet."""
+    if args.quiet or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+    return tqdm(total=run.steps_per_epoch, desc=f"epoch {epoch + 1}/{run.recipe.epochs}", unit="step",
+                dynamic_ncols=True, leave=False, file=sys.stderr)
 
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
 
-    def show(self, epoch, epochs, frac, loss, acc, rate):
-        if not self.enabled:
-            return
-        bar = "#" * int(frac * 30)
-        sys.stdout.write(f"\repoch {epoch + 1}/{epochs} [{bar:<30}] {frac * 100:5.1f}%  loss {loss:.4f}"
-                         f"  acc {acc * 100:5.1f}%  {rate:,.0f} samples/s ")
-        sys.stdout.flush()
-
-    def clear(self):
-        if self.enabled:
-            sys.stdout.write("\r" + " " * 110 + "\r")
+def _diverged(args, run, epoch: int) -> int:
+    """Restore the weights of the epoch start, say what to change; save only what was learned."""
+    from ..compute.model_io import save_model
+    run.restore_snapshot()
+    recipe = run.recipe
+    say(f"error: training diverged in epoch {epoch + 1} (the loss became NaN, infinite or exploded); the "
+        f"weights from the start of that epoch were restored. Try a smaller learning rate "
+        f"(--lr {recipe.lr / 10:g}).", err=True)
+    if args.save:
+        if run.step > 0:
+            save_model(args.save, run.model, _metadata(args, run, diverged_epoch=epoch + 1))
+            say(f"saved the weights from the start of epoch {epoch + 1} to {args.save}")
+        else:
+            say(f"nothing was learned before it diverged: {args.save} was left as it was")
+    return EXIT_DIVERGED
 
 
 # -- eval ----------------------------------------------------------------------------------------------------
 def eval_command(args) -> int:
     from ..compute.data import GpuDataset
+    from ..compute.evaluation import Evaluation
+    from ..compute.metrics import RunMetrics
     from ..compute.model_io import load_model
-    from ..compute.training import Evaluator, Metrics
 
     from ..compute.model_io import default_model_path
     if args.checkpoint is None:
@@ -322,16 +376,19 @@ def eval_command(args) -> int:
     problem = model.spec.misfit(data.train.height, data.train.width, data.num_classes)
     if problem:
         raise UserError(f"{args.checkpoint.name}: {problem}")
-    r = Evaluator(model, data, Metrics(data.num_classes)).run()
-    print(f"checkpoint: {args.checkpoint} ({'-'.join(map(str, model.spec.sizes))})")
-    print(f"test accuracy: {r['accuracy'] * 100:.2f}%")
+    from ..compute.device import get_device
+    dev = get_device()
+    metrics = RunMetrics(data.num_classes)
+    enc = dev.device.create_command_encoder()
+    Evaluation(model, data, metrics).encode(enc)
+    dev.submit(enc)
+    r = metrics.read_evaluation()
+    say(f"checkpoint: {args.checkpoint} ({'-'.join(map(str, model.spec.sizes))})")
+    say(f"test accuracy: {r['accuracy'] * 100:.2f}%")
     return 0
 
 
 # -- visualizer -------------------------------------------------------------------------------------------------
 def view_command(args) -> int:
-    try:
-        from .app import run_app
-    except ImportError as e:  # the visualizer is optional until built
-        raise UserError(f"the visualizer is not available: {e}") from None
+    from .launch import run_app
     return run_app(args)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from ..compute.device import get_device
 from ..compute.tensor import Tensor
-from ..compute.training import WRONG_CAP
+from ..compute.metrics import WRONG_CAP
 
-from .gpu import NONE, Params, ViewTexture, grid_2d, make_dispatch
+from .gpu import Params, ViewTexture, grid_2d, make_dispatch
+from .structs import CONFUSION, GALLERY_GATHER, NONE, TILES
 from .inference import Forward
 
 TILE_COLS, TILE_ROWS = 16, 4
@@ -39,20 +40,20 @@ class TileGrid:
 class ConfusionView:
     CELL_W, CELL_H, MARGIN = 32, 18, 16
 
-    def __init__(self, history):
-        c = history.num_classes
-        self.history = history
+    def __init__(self, metrics):
+        c = metrics.num_classes
+        self.metrics = metrics
         self.texture = ViewTexture(self.MARGIN + c * self.CELL_W + 1, self.MARGIN + c * self.CELL_H + 1,
                                    "confusion", nearest=True)
-        prm = get_device().uniform("<4I", c, self.CELL_W, self.CELL_H, self.MARGIN)
-        self.dispatch = make_dispatch("eval_views.wgsl", "confusion", [prm, history.counters, self.texture.view],
+        prm = get_device().uniform(CONFUSION, classes=c, cell_w=self.CELL_W, cell_h=self.CELL_H, margin=self.MARGIN)
+        self.dispatch = make_dispatch("eval_views.wgsl", "confusion", [prm, metrics.counters, self.texture.view],
                                       grid_2d(*self.texture.size))
         self._seen = None
 
     def dispatches(self) -> list:
-        if self._seen == self.history.revision:
+        if self._seen == self.metrics.revision:
             return []
-        self._seen = self.history.revision
+        self._seen = self.metrics.revision
         return [self.dispatch]
 
 
@@ -62,57 +63,57 @@ class MistakesView:
     The predictions are recomputed on the GPU (a traced batch-64 forward pass over
     the page's digits) when a new evaluation lands or the page changes."""
 
-    def __init__(self, history, data, model):
+    def __init__(self, metrics, data, model):
         test = data.test
-        self.history = history
+        self.metrics = metrics
         self.grid = TileGrid(test.width, test.height)
-        self.page = 0
         self.x = Tensor((PAGE, test.input_size), label="mistakes.x")
         self.forward = Forward(model, self.x, label="mistakes.forward")
-        self.gather_params = Params("<4I", PAGE, 0, test.input_size, WRONG_CAP, label="mistakes.gather")
+        self.gather_params = Params(GALLERY_GATHER, "mistakes.gather", batch=PAGE, pixels=test.input_size,
+                                    wrong_cap=WRONG_CAP)
         self._gather = make_dispatch("eval_views.wgsl", "gallery_gather",
-                                     [self.gather_params.buffer, test.images, history.wrong, history.counters,
+                                     [self.gather_params.buffer, test.images, metrics.wrong, metrics.counters,
                                       self.x], (-(-PAGE * test.input_size // 256),))
-        self.tile_params = Params("<12I", *self._tile_values(), label="mistakes.tiles")
+        self.page = 0
+        self.tile_params = Params(TILES, "mistakes.tiles", **self._tile_values())
         self.texture = ViewTexture(*self.grid.size, "mistakes", nearest=True)
         self._tiles = make_dispatch("eval_views.wgsl", "tiles",
-                                    [self.tile_params.buffer, test.images, test.labels, history.wrong,
-                                     history.counters, self.forward.logits, self.texture.view],
+                                    [self.tile_params.buffer, test.images, test.labels, metrics.wrong,
+                                     metrics.counters, self.forward.logits, self.texture.view],
                                     grid_2d(*self.grid.size))
         self._seen = None
         self.test = test
 
     def _tile_values(self):
         g = self.grid
-        return (1, self.page * PAGE, WRONG_CAP, g.cols, g.rows, g.iw, g.ih, LABEL_H, GAP,
-                self.history.num_classes, NONE, 0)
+        return dict(mode=1, first=self.page * PAGE, n=WRONG_CAP, cols=g.cols, rows=g.rows, iw=g.iw, ih=g.ih,
+                    label_h=LABEL_H, gap=GAP, classes=self.metrics.num_classes, selected=NONE)
 
     @property
     def pages(self) -> int:
         return WRONG_CAP // PAGE
 
-    def dispatches(self) -> list:
-        key = (self.history.revision, self.page)
+    def dispatches(self, page: int) -> list:
+        key = (self.metrics.revision, page)
         if key == self._seen:
             return []
         self._seen = key
-        self.gather_params.set(PAGE, self.page * PAGE, self.test.input_size, WRONG_CAP)
-        self.tile_params.set(*self._tile_values())
+        self.page = page
+        self.gather_params.update(first=self.page * PAGE)
+        self.tile_params.set(**self._tile_values())
         return [self._gather, *self.forward.dispatches(), self._tiles]
 
 
 class DatasetView:
-    """A page of training or test images with their labels; a picked one is outlined."""
+    """A page of training or test images with their labels; a picked one is outlined.
+    Which page of which split is the UI's state (UIState.dataset_*), passed in each frame."""
 
     def __init__(self, data):
         self.data = data
         tr = data.train
         self.grid = TileGrid(tr.width, tr.height)
-        self.split = "test"
-        self.page = 0
-        self.selected: int | None = None
         self.texture = ViewTexture(*self.grid.size, "dataset", nearest=True)
-        self.params = Params("<12I", *self._values(), label="dataset.tiles")
+        self.params = Params(TILES, "dataset.tiles", **self._values("test", 0, None))
         dev = get_device()
         self._d = {}
         for name in ("train", "test"):
@@ -122,32 +123,27 @@ class DatasetView:
                                            dev.dummy_ro, dev.dummy_ro, self.texture.view], grid_2d(*self.grid.size))
         self._seen = None
 
-    @property
-    def n(self) -> int:
-        return getattr(self.data, self.split).n
+    def pages_of(self, split: str) -> int:
+        return max(1, -(-getattr(self.data, split).n // PAGE))
 
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.n // PAGE))
-
-    def _values(self):
+    def _values(self, split: str, page: int, selected: int | None) -> dict:
         g = self.grid
-        sel = NONE if self.selected is None else self.selected
-        return (0, self.page * PAGE, self.n, g.cols, g.rows, g.iw, g.ih, LABEL_H, GAP,
-                self.data.num_classes, sel, 0)
+        return dict(mode=0, first=page * PAGE, n=getattr(self.data, split).n, cols=g.cols, rows=g.rows, iw=g.iw,
+                    ih=g.ih, label_h=LABEL_H, gap=GAP, classes=self.data.num_classes,
+                    selected=NONE if selected is None else selected)
 
-    def sample_at(self, tile: int | None) -> int | None:
+    def sample_at(self, split: str, page: int, tile: int | None) -> int | None:
         if tile is None:
             return None
-        i = self.page * PAGE + tile
-        return i if i < self.n else None
+        i = page * PAGE + tile
+        return i if i < getattr(self.data, split).n else None
 
-    def dispatches(self) -> list:
-        self.page = max(0, min(self.page, self.pages - 1))
-        values = self._values()
-        key = (self.split, values)
+    def dispatches(self, split: str, page: int, selected: int | None) -> list:
+        page = max(0, min(page, self.pages_of(split) - 1))
+        values = self._values(split, page, selected)
+        key = (split, tuple(values.items()))
         if key == self._seen:
             return []
         self._seen = key
-        self.params.set(*values)
-        return [self._d[self.split]]
+        self.params.set(**values)
+        return [self._d[split]]

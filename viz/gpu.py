@@ -9,17 +9,18 @@ actually changed.
 from __future__ import annotations
 
 import math
-import struct
 
 import wgpu
 
 from ..compute.device import UNIFORM, get_device
+from ..compute.gpu_struct import GpuStruct
 from ..compute.program import Dispatch
+from . import structs as _view_structs  # noqa: F401 - registers the view structs
+from .structs import NONE
 
 TEXTURE_USAGE = (wgpu.TextureUsage.STORAGE_BINDING | wgpu.TextureUsage.TEXTURE_BINDING
                  | wgpu.TextureUsage.COPY_SRC)
 PARAMS = UNIFORM | wgpu.BufferUsage.STORAGE
-NONE = 0xFFFFFFFF  # "no slot / no tile" in the view kernels' u32 parameters
 
 
 def make_dispatch(shader: str, entry: str, resources: list, workgroups, **constants) -> Dispatch:
@@ -35,28 +36,33 @@ def grid_2d(width: int, height: int, tile: int = 16) -> tuple[int, int]:
 
 
 class Params:
-    """A small parameter buffer holding one packed struct; rewritten only on change.
+    """A small parameter buffer holding one struct (viz/structs.py); rewritten only on change.
 
     The view shaders read it as read-only *storage*, not as a uniform: Mesa's
     lavapipe recompiles a shader that uses a uniform in a loop condition
     ("inlined uniforms") and leaked that memory on every dispatch (found by
     benchmarks/soak.py; about 0.4 MB a dispatch)."""
 
-    def __init__(self, fmt: str, *values, label: str = "params"):
-        self.fmt = fmt
-        size = struct.calcsize(fmt)
-        self.buffer = get_device().buffer(max(16, -(-size // 16) * 16), label, usage=PARAMS)
-        self.values: tuple = ()
-        self.set(*values)
+    def __init__(self, layout: GpuStruct, label: str = "params", **fields):
+        self.layout = layout
+        self.buffer = get_device().buffer(layout.size, label, usage=PARAMS)
+        self.values: dict = {}
+        self._written: bytes | None = None
+        self.set(**fields)
 
-    def set(self, *values) -> bool:
-        """Write the values if they changed; returns whether they did."""
-        values = tuple(values)
-        if values == self.values:
+    def set(self, **fields) -> bool:
+        """Replace all fields (those not given are zero); returns whether the bytes changed."""
+        raw = self.layout.pack(**fields)
+        if raw == self._written:
             return False
-        get_device().queue.write_buffer(self.buffer, 0, struct.pack(self.fmt, *values))
-        self.values = values
+        get_device().queue.write_buffer(self.buffer, 0, raw)
+        self._written = raw
+        self.values = dict(fields)
         return True
+
+    def update(self, **changes) -> bool:
+        """Change some fields, keep the others."""
+        return self.set(**{**self.values, **changes})
 
 
 class ViewTexture:

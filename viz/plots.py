@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 
 from ..compute.device import get_device
+from ..compute.metrics import EVAL_CAP, HISTORY_CAP
 
 from .gpu import Params, ViewTexture, grid_2d, make_dispatch
+from .structs import PLOT
 
 LOSS, ACCURACY = 0, 1
 LOSS_RANGE = (1e-3, 4.0)
@@ -19,40 +21,40 @@ ACC_RANGES = {"0-100%": (0.0, 1.0), "90-100%": (0.9, 1.0), "98-100%": (0.98, 1.0
 
 
 class CurvePlot:
-    def __init__(self, kind: int, history, size=(600, 180)):
+    def __init__(self, kind: int, metrics, size=(600, 180)):
         self.kind = kind
-        self.history = history
+        self.metrics = metrics
         self.range = LOSS_RANGE if kind == LOSS else ACC_RANGES["0-100%"]
         self.texture = ViewTexture(size[0], size[1], "loss" if kind == LOSS else "accuracy", nearest=False)
         self.cols = get_device().buffer(size[0] * 16, "plot.cols")
         self.smooth = 20
-        self.params = Params("<6I2f4I", *self._values(), label="plot.params")
-        res = [self.params.buffer, history.hist, history.evals, self.cols, self.texture.view]
+        self.params = Params(PLOT, "plot.params", **self._values())
+        res = [self.params.buffer, metrics.history, metrics.evals, self.cols, self.texture.view]
         self._bin = make_dispatch("plots.wgsl", "bin", res, (math.ceil(size[0] / 64),))
         self._draw = make_dispatch("plots.wgsl", "draw", res, grid_2d(*size))
         self.start = 0
         self._drawn = False
 
     def _values(self):
-        h = self.history
-        end = h.steps
-        start = max(0, end - h.cap)
+        m = self.metrics
+        end = m.steps
+        start = max(0, end - HISTORY_CAP)
         self.start = start
-        return (self.kind, start, end, h.cap, h.nevals, h.eval_cap, float(self.range[0]), float(self.range[1]),
-                self.smooth, 0, 0, 0)
+        return dict(kind=self.kind, start=start, end=end, cap=HISTORY_CAP, nevals=m.evaluations, eval_cap=EVAL_CAP,
+                    lo=self.range[0], hi=self.range[1], smoothing=self.smooth)
 
     def dispatches(self) -> list:
         """Redraw only when the range, the steps or the evaluations changed."""
-        if not self.params.set(*self._values()) and self._drawn:
+        if not self.params.set(**self._values()) and self._drawn:
             return []
         self._drawn = True
         return [self._bin, self._draw]
 
 
 class CurvePlots:
-    def __init__(self, history):
-        self.loss = CurvePlot(LOSS, history)
-        self.accuracy = CurvePlot(ACCURACY, history)
+    def __init__(self, metrics):
+        self.loss = CurvePlot(LOSS, metrics)
+        self.accuracy = CurvePlot(ACCURACY, metrics)
 
     @property
     def textures(self):

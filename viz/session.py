@@ -1,317 +1,242 @@
-"""The training session behind the Training panel: one `Trainer` at a time, driven
-frame by frame, with live settings.
+"""The visualizer's drive of a training `Run` (compute/run.py): when to step, not how.
 
-Per frame it encodes into the frame's command encoder: the pieces of an evaluation
-in progress, or a budget of training steps (never across an epoch boundary: the
-next epoch's shuffle is a queue write that must land between submissions), the
-GPU-to-GPU copies of the new metrics into the run history, and a snapshot of the
-weights at each epoch start (restored if training diverges).
-
-Settings that the step program reads from GPU buffers (learning rate, schedule,
-optimizer, momentum, weight decay) change with one queue write. Settings baked
-into the traced step (batch size, shift augmentation) rebuild the Trainer and
-continue from the current weights at the same point of the epoch.
+Per frame it encodes into the frame's command encoder either a piece of an
+evaluation in progress (a CPU adapter spreads one evaluation over frames) or a
+budget of training steps from the pace the user chose. Everything about training
+itself (the step program, schedule, snapshots, divergence restore, recipe
+changes, restarts) is a method of the run; this class keeps the run's status as
+the panel shows it, and the settings that are about watching, not training.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from ..compute.device import get_device
-from ..compute.optim import OptimConfig
-from ..compute.recipes import RECIPES
-from ..compute.training import FLAG_NONFINITE, TrainConfig, Trainer
-
+from ..compute.recipe import Recipe
+from ..compute.run import Run
 from .pacing import MAX_INDEX, StepPacer, steps_for_frame
 
 BATCH_SIZES = (8, 16, 32, 64, 128, 256, 512, 1024)
 DEFAULT_GPU_SPEED = 5           # pacing.SPEEDS[5]: 16 steps a frame, about 1000 steps/s at 60 fps
-
-
-_DEFAULT = RECIPES["default"]
+STATUSES = ("idle", "running", "paused", "finished", "diverged")
 
 
 @dataclass
-class TrainSettings:
-    """What the Training panel edits; starts from the default recipe."""
-    epochs: int = _DEFAULT.epochs
-    batch_size: int = _DEFAULT.batch_size
-    optimizer: str = _DEFAULT.optimizer
-    lr: float = _DEFAULT.lr
-    min_lr: float = _DEFAULT.min_lr
-    schedule: str = _DEFAULT.schedule
-    momentum: float = _DEFAULT.momentum
-    nesterov: bool = _DEFAULT.nesterov
-    weight_decay: float = _DEFAULT.weight_decay
-    gamma: float = 0.5
-    shift: int = _DEFAULT.shift
-    seed: int = 0
-    fresh: bool = True               # Train re-initialises the weights (else continues from them)
+class WatchSettings:
+    """How the window drives training (not part of the recipe)."""
     speed: int = MAX_INDEX           # index into pacing.SPEEDS
     eval_each_epoch: bool = True
 
-    def optim(self) -> OptimConfig:
-        return OptimConfig(optimizer=self.optimizer, lr=self.lr, min_lr=self.min_lr, schedule=self.schedule,
-                           momentum=self.momentum, nesterov=self.nesterov, weight_decay=self.weight_decay,
-                           gamma=self.gamma)
-
-    def train_config(self) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optim=self.optim(), shift=self.shift,
-                           seed=self.seed)
-
 
 class TrainingSession:
-    """status: idle | running | paused | finished | diverged"""
-
-    def __init__(self, model, history, settings: TrainSettings | None = None, frame_budget_s: float | None = None):
+    def __init__(self, model, metrics, recipe: Recipe | None = None, watch: WatchSettings | None = None,
+                 frame_budget_s: float | None = None):
         dev = get_device()
         self.model = model
-        self.history = history
-        if settings is None:
-            settings = TrainSettings()
+        self.metrics = metrics
+        self.recipe = (recipe or Recipe()).validate()
+        if watch is None:
+            watch = WatchSettings()
             # A GPU runs the whole default recipe in seconds at full speed; start at a pace
             # where the mosaic and the curves can be watched (the speed slider goes to max).
-            # A CPU adapter is slow enough at 'max', which adapts to the frame budget.
             if not dev.is_cpu:
-                settings.speed = DEFAULT_GPU_SPEED
-        self.settings = settings
+                watch.speed = DEFAULT_GPU_SPEED
+        self.watch = watch
         self.data = None
-        self.trainer: Trainer | None = None
+        self.run: Run | None = None
         self.status = "idle"
         self.message = ""                 # last notable event, shown in the panel
         self.pacer = StepPacer(frame_budget_s or (1 / 12 if dev.is_cpu else 1 / 90))
         self.frame = 0
         self.pending_steps = 0            # single steps requested while not running
         self.weights_changed = False      # since the model was loaded / saved (autosave)
-        self._eval_pieces: list[list] = []
-        self._eval_trainer_count = 0      # evaluations the current trainer has done
+        self._eval_pieces: list = []
         self._eval_total = 1
-        self._runs = 0
         self.steps_last_frame = 0
-        self.evaluating = False
-        self.weights_revision = 0         # bumped whenever the weights change (views redraw)
         self._flags_ignored_until = -1    # divergence flags packed at or before this step are stale
+        self._extra_version = 0           # weight changes made without a run (before the data is in)
+        self.evaluated_version = -1       # weights_version the last finished evaluation saw
+        self._eval_version = -1
+        self.on_run_changed = None        # callback(run): views bind the run's buffers
 
     # -- setup ------------------------------------------------------------------------------------------
     def attach_data(self, data, evaluate: bool = True) -> None:
         self.data = data
-        self._build_trainer(keep_position=False)
+        self._new_run()
         if evaluate:
             self.evaluate_now()
 
     def set_model(self, model) -> None:
         """A different model object (a checkpoint of another architecture)."""
         self.model = model
-        self.trainer = None
         self.status = "idle"
         self._eval_pieces.clear()
+        self.metrics.clear()
         if self.data is not None:
-            self._build_trainer(keep_position=False)
+            self._new_run()
 
-    def _build_trainer(self, keep_position: bool) -> None:
-        old = self.trainer
-        cfg = self.settings.train_config()
-        trainer = Trainer(self.model, self.data, cfg)
-        if old is not None and keep_position:
-            step = min(old.step * old.config.batch_size // cfg.batch_size, trainer.total_steps)
-            trainer.step = step
-            trainer.metrics.set_step(step)
-        self.trainer = trainer
-        self._eval_trainer_count = 0
+    def _new_run(self) -> None:
+        self.run = Run(self.model, self.data, self.recipe, metrics=self.metrics)
         self._eval_pieces.clear()
-        self.evaluating = False
+        if self.on_run_changed is not None:
+            self.on_run_changed(self.run)
 
     @property
     def ready(self) -> bool:
-        return self.data is not None and self.trainer is not None
+        return self.run is not None
+
+    @property
+    def evaluating(self) -> bool:
+        return bool(self._eval_pieces)
+
+    @property
+    def weights_version(self) -> int:
+        return (self.run.weights_version if self.run is not None else 0) + self._extra_version
+
+    def weights_replaced(self) -> None:
+        """The weights were overwritten from outside (a checkpoint load, a re-initialisation)."""
+        self._extra_version += 1
+        if self.run is not None:
+            self.run.weights_loaded()
 
     # -- actions ---------------------------------------------------------------------------------------
     def start(self) -> None:
-        """Train: from fresh weights or the current ones (settings.fresh)."""
-        if self.data is None:
+        """Train: a run from the current weights (loaded, trained or fresh: whatever is shown).
+        A paused run resumes instead."""
+        if self.run is None:
             self.message = "the dataset is still loading"
             return
-        if self.settings.fresh:
-            self._runs += 1
-            self.model.init("he_uniform", self.settings.seed + self._runs)
-            self.history.clear()
-            self.message = "training from freshly initialised weights"
-        else:
-            self.message = "training from the current weights"
-        self._build_trainer(keep_position=False)
+        if self.status in ("paused", "diverged") and not self.run.finished:
+            self.status = "running"
+            return
+        if self.status == "running":
+            return
+        self.run.restart(reinitialise=False)
         self.status = "running"
         self.weights_changed = True
-        self.weights_revision += 1
+        self.message = "training from the current weights"
 
     def pause(self) -> None:
         if self.status == "running":
             self.status = "paused"
 
     def resume(self) -> None:
-        if self.status in ("paused", "diverged") and self.trainer is not None and not self.trainer.finished:
-            self.status = "running"
-        elif self.status in ("idle", "finished"):
-            self.start()
+        self.start()
 
     def toggle(self) -> None:
         if self.status == "running":
             self.pause()
         else:
-            self.resume()
+            self.start()
 
     def step_once(self) -> None:
-        if self.data is None:
+        """One step, from the current weights; a finished or new run starts over at step 0."""
+        if self.run is None:
             return
-        if self.trainer is None or self.trainer.finished:
-            self._build_trainer(keep_position=False)
-        if self.status == "running":
-            self.status = "paused"
-        if self.status in ("idle", "finished"):
-            self.status = "paused"
+        if self.status in ("idle", "finished") or self.run.finished:
+            self.run.restart(reinitialise=False)
+        self.status = "paused"
         self.pending_steps += 1
+        self.weights_changed = True
 
     def reset(self) -> None:
-        """Stop and re-initialise the weights (the curves start over)."""
-        self._runs += 1
-        self.model.init("he_uniform", self.settings.seed + self._runs)
-        self.history.clear()
+        """Stop and re-initialise the weights (He init, a new seed each time; the curves start over)."""
         self.status = "idle"
         self.message = "weights re-initialised"
         self.weights_changed = True
-        self.weights_revision += 1
-        if self.data is not None:
-            self._build_trainer(keep_position=False)
+        self._eval_pieces.clear()
+        if self.run is not None:
+            self.run.restart(reinitialise=True, seed=self.recipe.seed + self.run.weights_version + 1)
+        else:
+            self.model.init(self.recipe.init, self.recipe.seed + 1)
+            self._extra_version += 1
 
     def evaluate_now(self) -> None:
-        if self.trainer is None:
+        if self.run is None or self._eval_pieces:
             return
-        self._eval_pieces = _split_eval(_eval_program(self.trainer))
+        self._eval_pieces = self.run.evaluation_pieces()
         self._eval_total = len(self._eval_pieces)
-        self.evaluating = True
+        self._eval_version = self.weights_version
 
     def restore_last_good(self) -> None:
         """Weights from the last epoch start; clears the divergence flag (paused)."""
-        if self.trainer is not None:
-            self.trainer.restore_snapshot()
-            self._flags_ignored_until = self.history.steps
-            self.weights_revision += 1
+        if self.run is not None and self.run.snapshot_step is not None:
+            self.run.restore_snapshot()
+            self._flags_ignored_until = self.metrics.steps
             self.status = "paused"
             self.message = "restored the weights from the start of the epoch"
 
-    def apply_settings(self, new: TrainSettings) -> None:
-        """Apply edited settings live: a queue write, or a trainer rebuild where the step is baked."""
-        old = self.settings
-        self.settings = new
-        if self.trainer is None:
+    def set_recipe(self, new: Recipe) -> None:
+        """Apply edited settings live (the run decides what that takes)."""
+        if new == self.recipe:
             return
-        if (new.batch_size, new.shift, new.seed) != (old.batch_size, old.shift, old.seed):
-            self._build_trainer(keep_position=True)
-            self.message = f"rebuilt the step for batch size {new.batch_size}, continuing"
-            return
-        tr = self.trainer
-        if new.epochs != old.epochs:
-            tr.total_steps = tr.steps_per_epoch * new.epochs
-            tr.config = dataclasses.replace(tr.config, epochs=new.epochs)
-            if self.status == "finished" and not tr.finished:
+        new.validate()
+        old, self.recipe = self.recipe, new
+        if self.run is not None:
+            self.message = self.run.set_recipe(new)
+            if self.status == "finished" and not self.run.finished:
                 self.status = "paused"
-        if new.optim() != old.optim() or new.epochs != old.epochs:
-            period = max(1, round(tr.steps_per_epoch * tr.config.step_epochs))
-            tr.optimizer.configure(dataclasses.replace(new.optim(), total_steps=tr.total_steps, period=period))
-            if new.optimizer != old.optimizer:
-                tr.optimizer.reset_state()
+        elif new.seed != old.seed:
+            self.message = ""
 
     def on_scalars(self, values: dict) -> None:
         """Scalars read back a few times a second: notice divergence (only from values packed
         after the last restore: a read in flight may still carry the old flag)."""
         fresh = values.get("at_step", 0) > self._flags_ignored_until
-        if fresh and values.get("flags", 0) & FLAG_NONFINITE and self.status == "running":
+        if fresh and self.run is not None and self.run.diverged(values.get("flags", 0)) and self.status == "running":
             # The GPU stopped the updates when the flag went up; put back the weights
             # from the start of the epoch and say what to change.
             self.restore_last_good()
             self.status = "diverged"
-            self.message = (f"training diverged (loss NaN/inf); the weights from the start of the epoch "
-                            f"were restored. Lower the learning rate (now {self.settings.lr:g}, try "
-                            f"{self.settings.lr / 10:g}) and resume.")
+            self.message = (f"training diverged (the loss became NaN, infinite or exploded); the weights from the "
+                            f"start of the epoch were restored. Lower the learning rate (now {self.recipe.lr:g}, "
+                            f"try {self.recipe.lr / 10:g}) and resume.")
 
     # -- per frame -------------------------------------------------------------------------------------
     def encode(self, encoder) -> int:
         """Encode this frame's training work; returns the number of steps encoded."""
         self.frame += 1
         self.steps_last_frame = 0
-        tr = self.trainer
-        if tr is None:
+        run = self.run
+        if run is None:
             return 0
         if self._eval_pieces:
-            self._encode_eval_piece(encoder)
+            self._encode_eval_pieces(encoder)
             return 0
         n = 0
         if self.status == "running":
-            n = steps_for_frame(self.settings.speed, self.frame, self.pacer)
+            n = steps_for_frame(self.watch.speed, self.frame, self.pacer)
         elif self.pending_steps:
             n, self.pending_steps = 1, self.pending_steps - 1
         if n <= 0:
             return 0
-        if tr.finished:
+        if run.finished:
             self.status = "finished"
             return 0
-        spe = tr.steps_per_epoch
-        if tr.step % spe == 0:
-            tr.save_snapshot(encoder)
-        first = tr.step
-        done = tr.encode_steps(encoder, min(n, tr.total_steps - tr.step))
-        self.history.record_steps(encoder, tr, first, done)
-        self.history.record_state(encoder, tr)
+        done = run.advance(encoder, n)
         self.steps_last_frame = done
         self.weights_changed = True
-        self.weights_revision += 1
-        if tr.step % spe == 0:  # an epoch ended
-            if tr.finished:
+        if done and run.step % run.steps_per_epoch == 0:  # an epoch ended
+            if run.finished:
                 self.status = "finished"
-                self.message = f"finished {tr.config.epochs} epochs"
-            if self.settings.eval_each_epoch or tr.finished:
+                self.message = f"finished {run.recipe.epochs} epochs"
+            if self.watch.eval_each_epoch or run.finished:
                 self.evaluate_now()
                 if not get_device().is_cpu:   # a GPU evaluates in a blink: this frame, not the next
-                    self._encode_eval_piece(encoder)
+                    self._encode_eval_pieces(encoder)
         return done
 
-    def _encode_eval_piece(self, encoder) -> None:
-        tr = self.trainer
+    def _encode_eval_pieces(self, encoder) -> None:
         # A GPU runs the whole evaluation in a blink; on a CPU adapter one chunk of the
         # test set per frame keeps the window responsive.
         pieces = 1 if get_device().is_cpu else len(self._eval_pieces)
-        from ..compute.program import Program
         for _ in range(pieces):
-            Program(self._eval_pieces.pop(0)).encode(encoder)
+            self._eval_pieces.pop(0).encode(encoder)
         if not self._eval_pieces:
-            self._eval_trainer_count += 1
-            self.history.record_eval(encoder, tr, self._eval_trainer_count)
-            self.history.record_state(encoder, tr)
-            self.evaluating = False
+            self.evaluated_version = self._eval_version
 
     @property
     def eval_progress(self) -> float:
-        if not self.evaluating:
+        if not self._eval_pieces:
             return 1.0
         return 1.0 - len(self._eval_pieces) / max(1, self._eval_total)
-
-
-def _eval_program(trainer):
-    evaluator = getattr(trainer, "evaluator", None)
-    return evaluator.program if evaluator is not None else trainer.eval_program
-
-
-def _split_eval(program) -> list[list]:
-    """The evaluation program cut after each chunk's scoring dispatch, so it can be
-    spread over frames (the counters accumulate on the GPU between them)."""
-    pieces, cur = [], []
-    for d in program.dispatches:
-        cur.append(d)
-        if d.label == "eval.wgsl:score":
-            pieces.append(cur)
-            cur = []
-    if cur:
-        if pieces:
-            pieces[-1].extend(cur)
-        else:
-            pieces.append(cur)
-    return pieces

@@ -11,9 +11,9 @@ import math
 
 from ..compute.device import get_device
 
-from .gpu import NONE, Params, ViewTexture, grid_2d, make_dispatch
+from .gpu import Params, ViewTexture, grid_2d, make_dispatch
+from .structs import BADGE, BARS, CANVAS_VIEW, HEAT, NONE, REDUCE
 
-HEAT_FMT = "<11If8I"   # views.wgsl `Heat`
 CMAP_DIVERGING, CMAP_SEQUENTIAL, CMAP_GREY = 0, 1, 2
 MOSAIC_WEIGHTS, MOSAIC_CONTRIBUTION, MOSAIC_FIRING = 0, 1, 2
 MOSAIC_MODES = ("weights", "weights x input", "firing units")
@@ -32,7 +32,7 @@ class ScaleBank:
         slot = len(self._dispatches)
         if slot >= self.SLOTS:
             raise ValueError("too many view scales")
-        prm = get_device().uniform("<4I", offset_elems, count, slot, 0)
+        prm = get_device().uniform(REDUCE, offset=offset_elems, count=count, slot=slot)
         self._dispatches.append(make_dispatch("views.wgsl", "absmax", [prm, buffer, self.buffer], (1,)))
         return slot
 
@@ -58,19 +58,20 @@ class Heatmap:
         if texture is not None and texture.size != size:
             raise ValueError(f"{label}: shared texture is {texture.size}, view needs {size}")
         self.texture = texture or ViewTexture(*size, label, nearest)
-        self._base = [offset, tile_w, tile_h, tiles, cols, gap, sx, sy, st, cmap, scale_slot]
-        self._mod = [mod_offset, mod_sx, mod_sy, mod_slot]
+        self._base = dict(offset=offset, tile_w=tile_w, tile_h=tile_h, tiles=tiles, cols=cols, gap=gap, sx=sx,
+                          sy=sy, st=st, cmap=cmap, scale_slot=scale_slot)
+        self._mod = dict(mod_offset=mod_offset, mod_sx=mod_sx, mod_sy=mod_sy, mod_slot=mod_slot)
         self.gain = gain
         self.mod_mode = mod_mode
         self.highlight = NONE
-        self.params = Params(HEAT_FMT, *self._values(), label=f"{label}.params")
+        self.params = Params(HEAT, f"{label}.params", **self._values())
         dev = get_device()
         self.dispatch = make_dispatch("views.wgsl", "heatmap",
                                       [self.params.buffer, src, mod if mod is not None else dev.dummy_ro, scales,
                                        self.texture.view], grid_2d(*self.texture.size))
 
     def _values(self):
-        return (*self._base, float(self.gain), self.mod_mode, *self._mod, self.highlight, 0, 0)
+        return dict(**self._base, gain=self.gain, mod_mode=self.mod_mode, **self._mod, highlight=self.highlight)
 
     def update(self, gain: float | None = None, mod_mode: int | None = None, highlight: int | None = None):
         if gain is not None:
@@ -79,7 +80,7 @@ class Heatmap:
             self.mod_mode = int(mod_mode)
         if highlight is not None:
             self.highlight = int(highlight)
-        self.params.set(*self._values())
+        self.params.set(**self._values())
 
     def tile_at(self, u: float, v: float) -> int | None:
         """Tile under texture coordinates (u, v) in [0, 1], or None."""
@@ -96,7 +97,8 @@ class Bars:
     def __init__(self, label: str, src, offset: int, n: int, mode: int, scale_slot: int, scales,
                  size=(320, 150), label_h: int = 22, font_scale: int = 2):
         self.texture = ViewTexture(size[0], size[1], label, nearest=True)
-        prm = get_device().uniform("<8I", offset, n, mode, scale_slot, label_h, font_scale, 0, 0)
+        prm = get_device().uniform(BARS, offset=offset, n=n, mode=mode, scale_slot=scale_slot, label_h=label_h,
+                                   font_scale=font_scale)
         self.dispatch = make_dispatch("views.wgsl", "bar_chart", [prm, src, scales, self.texture.view],
                                       grid_2d(*self.texture.size))
 
@@ -165,6 +167,14 @@ class ModelViews:
                           size=(400, 170))
         self.badge = PredictionBadge(forward, canvas_norm) if canvas_norm is not None else None
 
+    def cycle_mosaic(self) -> None:
+        if self.mosaics:
+            self.mosaic_mode = (self.mosaic_mode + 1) % len(self.mosaics)
+
+    def set_mosaic(self, mode: int) -> None:
+        if self.mosaics:
+            self.mosaic_mode = max(0, min(mode, len(self.mosaics) - 1))
+
     @property
     def mosaic(self) -> Heatmap | None:
         return self.mosaics[self.mosaic_mode] if self.mosaics else None
@@ -186,7 +196,7 @@ class PredictionBadge:
 
     def __init__(self, forward, canvas_norm, size=(116, 64)):
         self.texture = ViewTexture(size[0], size[1], "prediction", nearest=True)
-        prm = get_device().uniform("<4I", forward.probs.size, 8, 2, 0)
+        prm = get_device().uniform(BADGE, n=forward.probs.size, digit_scale=8, text_scale=2)
         self.dispatch = make_dispatch("views.wgsl", "prediction_badge",
                                       [prm, forward.probs.buffer, canvas_norm, self.texture.view], grid_2d(*size))
 
@@ -196,10 +206,10 @@ class CanvasView:
 
     def __init__(self, canvas):
         self.texture = ViewTexture(canvas.width, canvas.height, "canvas", nearest=False)
-        self.params = Params("<4I", canvas.width, canvas.height, 1, 0, label="canvasview.params")
+        self.params = Params(CANVAS_VIEW, "canvasview.params", cw=canvas.width, ch=canvas.height, show_box=1)
         self.dispatch = make_dispatch("views.wgsl", "canvas_view",
                                       [self.params.buffer, canvas.canvas, canvas.norm, self.texture.view],
                                       grid_2d(canvas.width, canvas.height))
 
     def set_show_box(self, show: bool) -> None:
-        self.params.set(self.params.values[0], self.params.values[1], int(show), 0)
+        self.params.update(show_box=int(show))

@@ -1,0 +1,237 @@
+"""One training run on the GPU, owned by the engine and driven by every front end.
+
+`mnist-viz train` and the visualizer both hold a `Run` and only say *when*: advance
+by n steps into a command encoder, evaluate, change the recipe, restart, restore.
+The run owns the model's training state on the GPU: the step program (the fused
+step or the traced autograd step, replayed), the optimizer and its schedule, the
+step counters, the epoch permutation, evaluation, the divergence guard with its
+epoch-start snapshot, and the metrics the views draw (metrics.py).
+
+The CPU keeps mirrors of the counters it encoded (it never needs to read them
+back): the schedule step (which batch, which learning rate), the steps taken in
+the run (the history slot), the evaluations recorded.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import ops
+from .data import GpuDataset
+from .device import get_device
+from .evaluation import Evaluation
+from .metrics import RunMetrics
+from .optim import Optimizer
+from .program import Program
+from .recipe import Recipe
+from .structs import FLAGS_DIVERGED
+from .tensor import Tensor
+
+ENGINES = ("auto", "fused", "graph")
+
+
+class Run:
+    def __init__(self, model, data: GpuDataset, recipe: Recipe, engine: str = "auto",
+                 metrics: RunMetrics | None = None):
+        recipe.validate()
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r} ({', '.join(ENGINES)})")
+        problem = model.spec.misfit(data.train.height, data.train.width, data.num_classes)
+        if problem:
+            raise ValueError(problem)
+        self.model, self.data, self.engine_choice = model, data, engine
+        if metrics is not None and metrics.num_classes != data.num_classes:
+            raise ValueError(f"metrics for {metrics.num_classes} classes, data has {data.num_classes}")
+        self.metrics = metrics or RunMetrics(data.num_classes)
+        self.optimizer = Optimizer(model.arena, self.metrics.state)
+        self.snapshot = get_device().buffer(model.arena.size * 4, "params.snapshot")
+        self.snapshot_step: int | None = None   # schedule step of the snapshot (None: none taken)
+        self.step = 0                # schedule step (mirror of state.step)
+        self.weights_version = 0     # bumped whenever the weights change (views redraw)
+        self.recipe = recipe
+        self._rng = np.random.default_rng(recipe.seed)
+        self._shuffled_epoch: int | None = None
+        self.evaluation = Evaluation(model, data, self.metrics)
+        self._apply(recipe, rebuild=True)
+
+    # -- the recipe -----------------------------------------------------------------------------------
+    def _apply(self, recipe: Recipe, rebuild: bool) -> None:
+        self.steps_per_epoch, self.total_steps = recipe.steps(self.data.train.n)
+        self.recipe = recipe
+        if rebuild:
+            self.engine = self._choose_engine()
+            self.program = self._build_step()
+        period = max(1, round(self.steps_per_epoch * recipe.step_epochs))
+        self.optimizer.configure(recipe, self.total_steps, period)
+
+    def set_recipe(self, new: Recipe) -> str:
+        """Change hyper-parameters mid-run. Settings the kernels read from the `Hyper`
+        buffer are one queue write; the batch size, augmentation and seed are baked into
+        the step program, which is rebuilt to continue at the same point of the epoch.
+        Returns a sentence saying what happened."""
+        new.validate()
+        old = self.recipe
+        if new == old:
+            return ""
+        baked = (new.batch_size, new.shift, new.seed) != (old.batch_size, old.shift, old.seed)
+        if baked:
+            samples = self.step * old.batch_size
+            self._apply(new, rebuild=True)
+            self.step = min(samples // new.batch_size, self.total_steps)
+            self.metrics.write_state(step=self.step, step_snap=self.step)
+            if new.seed != old.seed:
+                self._rng = np.random.default_rng(new.seed)
+            message = f"rebuilt the step for batch size {new.batch_size}, continuing at step {self.step:,}"
+        else:
+            self._apply(new, rebuild=False)
+            message = "settings applied from the next step"
+        if new.optimizer != old.optimizer:
+            self.optimizer.reset_state()
+            message += f"; {new.optimizer} starts with fresh moments"
+        return message
+
+    def _choose_engine(self) -> str:
+        from .fused import fused_supported
+        ok = fused_supported(self.model, self.recipe)
+        if self.engine_choice == "fused" and not ok:
+            raise ValueError("the fused step covers one hidden ReLU layer without dropout; use --engine graph")
+        return "fused" if ok and self.engine_choice != "graph" else "graph"
+
+    def _build_step(self) -> Program:
+        dev = get_device()
+        if self.engine == "fused":
+            from .fused import FusedStep
+            return FusedStep(self.model, self.data, self.metrics, self.optimizer, self.recipe).program
+        b, r, m = self.recipe.batch_size, self.recipe, self.metrics
+        x = Tensor((b, self.data.input_size), label="batch.x")
+        y = Tensor((b,), dtype="u32", label="batch.y")
+        dev.stream.flush()
+        with dev.stream.capture("train_step") as prog:
+            self.data.gather(self.data.train, x, y, m.state, shift=r.shift, seed=r.seed)
+            logits = self.model.forward(x, train=True, state=m.state, seed=r.seed)
+            loss = ops.cross_entropy(logits, y, m.state, m.history)
+            loss.backward()
+            self.optimizer.record_step()
+        dev.stream.discard()  # traced only; it runs when replayed
+        return prog
+
+    # -- position -------------------------------------------------------------------------------------
+    @property
+    def steps_taken(self) -> int:
+        """Steps of this run (the history slot; survives batch-size rebuilds and restores)."""
+        return self.metrics.steps
+
+    @property
+    def evaluations(self) -> int:
+        return self.metrics.evaluations
+
+    @property
+    def epoch(self) -> int:
+        """Epochs completed."""
+        return self.step // self.steps_per_epoch
+
+    @property
+    def epoch_fraction(self) -> float:
+        return (self.step % self.steps_per_epoch) / self.steps_per_epoch
+
+    @property
+    def finished(self) -> bool:
+        return self.step >= self.total_steps
+
+    # -- training -------------------------------------------------------------------------------------
+    def advance(self, encoder, n: int) -> int:
+        """Encode up to n steps into `encoder`, never past the end of the current epoch
+        (the next epoch's permutation is written between submissions) nor of the run.
+        At an epoch start the weights are first copied aside (the divergence guard's
+        snapshot). Returns the steps encoded."""
+        n = min(n, self.total_steps - self.step, self.steps_per_epoch - self.step % self.steps_per_epoch)
+        if n <= 0:
+            return 0
+        if self.step % self.steps_per_epoch == 0:
+            epoch = self.epoch
+            if self._shuffled_epoch != epoch:
+                self.data.shuffle(self._rng)
+                self._shuffled_epoch = epoch
+            self.model.snapshot_to(encoder, self.snapshot)
+            self.snapshot_step = self.step
+        self.program.encode(encoder, repeat=n)
+        self.step += n
+        self.metrics.steps += n
+        self.weights_version += 1
+        return n
+
+    def run_steps(self, n: int, per_submit: int = 256) -> int:
+        """Headless: encode and submit up to n steps in chunks, without waiting (the GPU
+        runs one chunk while Python encodes the next). Returns the steps submitted."""
+        dev = get_device()
+        chunk, total = min(16, per_submit), 0
+        while n > 0:
+            enc = dev.device.create_command_encoder()
+            done = self.advance(enc, min(n, chunk))
+            dev.submit(enc)
+            if done == 0:
+                break
+            n -= done
+            total += done
+            chunk = min(chunk * 2, per_submit)
+        return total
+
+    # -- evaluation -----------------------------------------------------------------------------------
+    def evaluation_pieces(self) -> list:
+        """The test-set evaluation as pieces to encode in order (one per chunk of the
+        test set), so a slow device can spread it over frames; the last one records
+        the result at the current step."""
+        return list(self.evaluation.pieces)
+
+    def encode_evaluation(self, encoder) -> None:
+        for piece in self.evaluation_pieces():
+            piece.encode(encoder)
+
+    def evaluate(self) -> dict:
+        """Evaluate now and read the result back (CLI and tests; the visualizer draws it)."""
+        dev = get_device()
+        enc = dev.device.create_command_encoder()
+        self.encode_evaluation(enc)
+        dev.submit(enc)
+        return self.metrics.read_evaluation()
+
+    # -- divergence -----------------------------------------------------------------------------------
+    def read_flags(self) -> int:
+        """The divergence flags (a blocking 4-byte read: CLI once per epoch, tests)."""
+        return self.metrics.read_state()["flags"]
+
+    def diverged(self, flags: int) -> bool:
+        return bool(flags & FLAGS_DIVERGED)
+
+    def restore_snapshot(self) -> None:
+        """Back to the weights and schedule step of the last epoch start; the optimizer's
+        moments and the divergence detector start over, the flags are cleared."""
+        if self.snapshot_step is None:
+            return
+        dev = get_device()
+        enc = dev.device.create_command_encoder()
+        self.model.restore_from(enc, self.snapshot)
+        dev.submit(enc)
+        self.optimizer.reset_state()
+        self.step = self.snapshot_step
+        self.metrics.write_state(step=self.step, step_snap=self.step, flags=0, loss_ema=0, over=0)
+        self.weights_version += 1
+
+    # -- a new start ----------------------------------------------------------------------------------
+    def restart(self, reinitialise: bool, seed: int | None = None) -> None:
+        """A new run over the same buffers: step 0, curves and evaluations cleared, fresh
+        optimizer moments; new weights (`reinitialise`, He init from `seed`) or the
+        current ones (after loading a checkpoint, say)."""
+        if reinitialise:
+            self.model.init(self.recipe.init, self.recipe.seed if seed is None else seed)
+        self.optimizer.reset_state()
+        self.metrics.clear()
+        self.step = 0
+        self.snapshot_step = None
+        self._rng = np.random.default_rng(self.recipe.seed)
+        self._shuffled_epoch = None
+        self.weights_version += 1
+
+    def weights_loaded(self) -> None:
+        """The weights were replaced from outside (a checkpoint): nothing to restore to yet."""
+        self.snapshot_step = None
+        self.weights_version += 1

@@ -1,0 +1,73 @@
+"""The window's files: which model it opens, and autosaves.
+
+Autosaves are per run: each close of a window that trained writes a new
+timestamped file in the autosave folder, and only the newest AUTOSAVES_KEPT are
+kept, so one window never overwrites another window's model (File > Reopen last
+autosave opens the newest).
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from ..compute.model_io import default_model_path, load_model
+from ..compute.nn import MLPSpec, Sequential
+
+AUTOSAVES_KEPT = 5
+MNIST_SHAPE = (28, 28, 10)    # height, width, classes of the bundled dataset
+
+
+def default_autosave_dir() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "mnist-viz" / "autosaves"
+
+
+def autosaves(directory: Path) -> list[Path]:
+    """Autosave files, newest first."""
+    try:
+        files = [p for p in Path(directory).glob("autosave-*.safetensors") if p.is_file()]
+    except OSError:
+        return []
+    return sorted(files, key=lambda p: p.name, reverse=True)
+
+
+def next_autosave_path(directory: Path) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = Path(directory) / f"autosave-{stamp}-{os.getpid()}.safetensors"
+    return path
+
+
+def prune_autosaves(directory: Path, keep: int = AUTOSAVES_KEPT) -> None:
+    for old in autosaves(directory)[keep:]:
+        try:
+            old.unlink()
+        except OSError:
+            pass
+
+
+def describe_accuracy(meta: dict) -> str:
+    acc = meta.get("test_accuracy")
+    try:
+        return f" (test accuracy {float(acc) * 100:.2f}%)" if acc else ""
+    except ValueError:
+        return ""
+
+
+def initial_model(checkpoint: Path | None, data_shape: tuple[int, int, int]):
+    """(model, message): --checkpoint if given (it must fit the data), else the pretrained
+    model, else (none shipped, or the data has another image size or classes) fresh
+    weights that fit."""
+    h, w, classes = data_shape
+    fresh = MLPSpec([h * w, 128, classes])
+    path = Path(checkpoint) if checkpoint is not None else default_model_path()
+    if checkpoint is None and not path.exists():
+        return Sequential(fresh), "no pretrained model found: starting from random weights"
+    model, meta = load_model(path)
+    problem = model.spec.misfit(h, w, classes)
+    if problem:
+        if checkpoint is not None:
+            raise ValueError(f"{path.name}: {problem}")
+        return Sequential(fresh), (f"the pretrained model reads 28 x 28 digits in 10 classes: starting "
+                                   f"{'-'.join(map(str, fresh.sizes))} from random weights for this dataset")
+    return model, f"loaded {path.name}{describe_accuracy(meta)}"

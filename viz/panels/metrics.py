@@ -1,0 +1,147 @@
+"""The Metrics panel (loss and accuracy curves, confusion matrix, mistakes gallery) and
+the Dataset panel (browse the training or test set, load a digit into the canvas)."""
+from __future__ import annotations
+
+import math
+
+from imgui_bundle import imgui
+
+from ..actions import Action
+from ..plots import ACC_RANGES
+from .widgets import AMBER, BLUE, GREEN, V4, clicked_uv, fit, frame_rect, image, tab, u32
+
+AXIS = V4(0.62, 0.64, 0.70, 0.9)
+
+
+def axis_ticks(kind: int, lo: float, hi: float, height_px: float, text_h: float) -> list[tuple[float, str]]:
+    """(value, label) of the y-axis ticks: decades on the log loss axis; on the linear
+    accuracy axis the finest step of 1-2-2.5-5 that leaves room for every label
+    (labels are evenly spaced, none is dropped)."""
+    if kind == 0:
+        return [(v, f"{v:g}") for v in (1e-3, 1e-2, 1e-1, 1.0) if lo <= v <= hi]
+    span = hi - lo
+    step = next((s for s in (0.01, 0.02, 0.025, 0.05, 0.1, 0.2, 0.25, 0.5, 1.0)
+                 if s / span * height_px >= 1.8 * text_h), 1.0)
+    n = int(round(span / step))
+    return [(lo + i * step, f"{(lo + i * step) * 100:.{0 if step >= 0.01 else 1}f}%") for i in range(n + 1)]
+
+
+def _plot_with_axes(v, plot, w: float, h: float) -> None:
+    p0, p1 = image(plot.texture, w, h)
+    frame_rect(p0, p1)
+    dl = imgui.get_window_draw_list()
+    col = u32(AXIS)
+    lo, hi = plot.range
+    th = imgui.get_text_line_height()
+    if plot.kind == 0:
+        pos = lambda x: (math.log2(x) - math.log2(lo)) / (math.log2(hi) - math.log2(lo))
+    else:
+        pos = lambda x: (x - lo) / (hi - lo)
+    for value, label in axis_ticks(plot.kind, lo, hi, p1.y - p0.y, th):
+        y = p0.y + (1 - pos(value)) * (p1.y - p0.y)
+        ty = min(max(y - th * 0.5, p0.y + 1), p1.y - th - 1)
+        dl.add_text(imgui.ImVec2(p0.x + 4, ty), col, label)
+    text = f"step {v.metrics.steps:,}"
+    dl.add_text(imgui.ImVec2(p1.x - imgui.calc_text_size(text).x - 6, p1.y - th - 2), col, text)
+
+
+def metrics_panel(v, act) -> None:
+    if not imgui.begin_tab_bar("metrics"):
+        return
+    if tab(v.ui, "Curves"):
+        _curves(v, act)
+        imgui.end_tab_item()
+    if tab(v.ui, "Confusion"):
+        vals = v.values
+        seen = vals.get("seen", 0)
+        if v.metrics.evaluations and seen:
+            imgui.text(f"test accuracy {vals.get('correct', 0) / seen * 100:.2f}%  "
+                       f"({vals.get('wrong', 0)} of {seen:,} wrong)   rows: true class, columns: predicted")
+        else:
+            imgui.text_disabled("no evaluation yet")
+        avail = imgui.get_content_region_avail()
+        image(v.confusion.texture, *fit(v.confusion.texture, avail.x, avail.y, integer=True))
+        imgui.end_tab_item()
+    if tab(v.ui, "Mistakes"):
+        _mistakes(v, act)
+        imgui.end_tab_item()
+    imgui.end_tab_bar()
+
+
+def _curves(v, act) -> None:
+    avail = imgui.get_content_region_avail()
+    line = imgui.get_text_line_height_with_spacing()
+    h = max(30.0, (avail.y - 2 * line - 10) / 2)
+    imgui.text_colored(BLUE, "training loss")
+    imgui.same_line()
+    imgui.text_disabled("(log scale; band: +-1 std)")
+    _plot_with_axes(v, v.plots.loss, avail.x, h)
+    imgui.text_colored(GREEN, "batch accuracy")
+    imgui.same_line()
+    imgui.text_colored(AMBER, "test accuracy")
+    names = list(ACC_RANGES)
+    cur = [k for k, r in ACC_RANGES.items() if r == v.plots.accuracy.range]
+    combo_w = imgui.calc_text_size("98-100%").x + imgui.get_frame_height() + 16
+    imgui.same_line(max(imgui.get_cursor_pos_x() + 8, imgui.get_window_width() - combo_w - 12))
+    imgui.set_next_item_width(combo_w)
+    changed, i = imgui.combo("##accrange", names.index(cur[0]) if cur else 0, names)
+    if changed:
+        act.emit(Action.SET_ACCURACY_RANGE, names[i])
+    _plot_with_axes(v, v.plots.accuracy, avail.x, max(30.0, imgui.get_content_region_avail().y))
+
+
+def _mistakes(v, act) -> None:
+    mk, ui = v.mistakes, v.ui
+    if mk is None:
+        imgui.text_disabled("waiting for the dataset")
+        return
+    nwrong = v.values.get("wrong", 0) if v.metrics.evaluations else 0
+    pages = max(1, min(mk.pages, -(-nwrong // (mk.grid.cols * mk.grid.rows))))
+    ui.mistakes_page = min(ui.mistakes_page, pages - 1)
+    if imgui.arrow_button("##mprev", imgui.Dir.left):
+        ui.mistakes_page = max(0, ui.mistakes_page - 1)
+    imgui.same_line()
+    if imgui.arrow_button("##mnext", imgui.Dir.right):
+        ui.mistakes_page = min(pages - 1, ui.mistakes_page + 1)
+    imgui.same_line()
+    imgui.text_disabled(f"page {ui.mistakes_page + 1}/{pages} of {nwrong} misclassified test digits "
+                        "(true -> predicted); click one to load it")
+    avail = imgui.get_content_region_avail()
+    p0, p1 = image(mk.texture, *fit(mk.texture, avail.x, avail.y))
+    uv = clicked_uv(p0, p1)
+    if uv is not None:
+        t = mk.grid.tile_at(*uv)
+        if t is not None:
+            act.emit(Action.LOAD_SAMPLE, "mistakes", ui.mistakes_page * mk.grid.cols * mk.grid.rows + t)
+
+
+def dataset_panel(v, act) -> None:
+    dv, ui = v.dataset_view, v.ui
+    if dv is None:
+        imgui.text_disabled("loading the dataset...")
+        return
+    for name in ("train", "test"):
+        if imgui.radio_button(name, ui.dataset_split == name) and ui.dataset_split != name:
+            ui.dataset_split, ui.dataset_page, ui.dataset_selected = name, 0, None
+        imgui.same_line()
+    pages = dv.pages_of(ui.dataset_split)
+    ui.dataset_page = max(0, min(ui.dataset_page, pages - 1))
+    if imgui.arrow_button("##dprev", imgui.Dir.left):
+        ui.dataset_page = max(0, ui.dataset_page - 1)
+    imgui.same_line()
+    imgui.set_next_item_width(160)
+    _, page = imgui.slider_int("##page", ui.dataset_page + 1, 1, pages, f"page %d/{pages}")
+    ui.dataset_page = page - 1
+    imgui.same_line()
+    if imgui.arrow_button("##dnext", imgui.Dir.right):
+        ui.dataset_page = min(pages - 1, ui.dataset_page + 1)
+    imgui.same_line()
+    imgui.text_disabled("click an image to load it into the canvas")
+    avail = imgui.get_content_region_avail()
+    p0, p1 = image(dv.texture, *fit(dv.texture, avail.x, avail.y))
+    uv = clicked_uv(p0, p1)
+    if uv is not None:
+        i = dv.sample_at(ui.dataset_split, ui.dataset_page, dv.grid.tile_at(*uv))
+        if i is not None:
+            ui.dataset_selected = i
+            act.emit(Action.LOAD_SAMPLE, ui.dataset_split, i)

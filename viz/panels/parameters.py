@@ -1,0 +1,65 @@
+"""The Parameters panel: the W1 receptive-field mosaic, later weight matrices and biases."""
+from __future__ import annotations
+
+from imgui_bundle import imgui
+
+from ..actions import Action
+from ..views import MOSAIC_MODES
+from .widgets import V4, caption, fit, frame_rect, hovered_uv, image, tab, u32
+
+
+def parameters_panel(v, act) -> None:
+    mv = v.model_views
+    vals = v.values
+    if not imgui.begin_tab_bar("params"):
+        return
+    if mv.mosaic is not None:
+        if tab(v.ui, "W1 receptive fields"):
+            imgui.set_next_item_width(170)
+            changed, mode = imgui.combo("##mosaicmode", mv.mosaic_mode, list(MOSAIC_MODES))
+            if changed:
+                act.emit(Action.SET_MOSAIC, mode)
+            imgui.same_line()
+            scale = vals.get("w1_absmax")
+            tile = f"one {v.canvas.image_w}x{v.canvas.image_h} tile per hidden unit"
+            imgui.text_disabled(f"{tile}; colour scale +-{scale:.3f}" if scale else tile)
+            avail = imgui.get_content_region_avail()
+            tex = mv.mosaic.texture
+            p0, p1 = image(tex, *fit(tex, avail.x, avail.y))
+            uv = hovered_uv(p0, p1)
+            if uv is not None:
+                t = mv.mosaic.tile_at(*uv)
+                if t is not None and t < mv.model.spec.sizes[1]:
+                    imgui.set_tooltip(f"hidden unit {t}")
+            imgui.end_tab_item()
+    if tab(v.ui, "Weights & biases"):
+        _weights_tab(v)
+        imgui.end_tab_item()
+    imgui.end_tab_bar()
+
+
+def _weights_tab(v) -> None:
+    mv, vals = v.model_views, v.values
+    avail = imgui.get_content_region_avail()
+    line = imgui.get_text_line_height_with_spacing()
+    dl = imgui.get_window_draw_list()
+    col = u32(V4(0.62, 0.64, 0.70, 0.9))
+    n = max(1, len(mv.weights))
+    label_w = imgui.calc_text_size("000").x + 4
+    for k, hm in enumerate(mv.weights):
+        scale = vals.get("w2_absmax") if k == 0 else None
+        caption(f"{hm.texture.label} ({hm.tile_w} -> {hm.rows}): one row per output unit, one column per input"
+                + (f"; scale +-{scale:.3f}" if scale else ""))
+        w, h = fit(hm.texture, avail.x - label_w, (avail.y - (n + len(mv.biases)) * line - 60) / n)
+        imgui.set_cursor_pos_x(imgui.get_cursor_pos_x() + label_w)
+        p0, p1 = image(hm.texture, w, h)
+        frame_rect(p0, p1)
+        if h / hm.rows >= imgui.get_text_line_height() * 0.8:
+            for r in range(hm.rows):
+                y = p0.y + (hm.gap + r * (hm.tile_h + hm.gap) + hm.tile_h / 2) / hm.texture.height * h
+                dl.add_text(imgui.ImVec2(p0.x - label_w, y - imgui.get_text_line_height() / 2), col, str(r))
+    for hm in mv.biases:
+        caption(f"{hm.texture.label} ({hm.tile_w} units)")
+        imgui.set_cursor_pos_x(imgui.get_cursor_pos_x() + label_w)
+        p0, p1 = image(hm.texture, avail.x - label_w, 14.0)
+        frame_rect(p0, p1)

@@ -1,0 +1,198 @@
+"""The Training panel: run controls, progress, live numbers, hyper-parameters, checkpoints;
+and the Device panel."""
+from __future__ import annotations
+
+from imgui_bundle import imgui
+
+from ...compute.recipe import OPTIMIZERS, SCHEDULES
+from ..actions import Action
+from ..pacing import SPEEDS
+from ..session import BATCH_SIZES
+from .widgets import AMBER, BLUE, GREEN, RED, TEXT, V4, fmt_pct, heading, note
+
+
+def training_panel(v, act) -> None:
+    s = v.session
+    vals = v.values
+    ready = s.ready and not v.busy
+    if not s.ready:
+        imgui.text_colored(AMBER, "loading the dataset..." if not v.data_error else f"dataset: {v.data_error}")
+    if v.busy:
+        imgui.text_colored(AMBER, v.busy)
+    _controls(v, act, ready)
+    _progress(v)
+    _numbers(v)
+    imgui.text_disabled("speed")
+    imgui.same_line()
+    imgui.set_next_item_width(-1)
+    changed, speed = imgui.slider_int("##speed", s.watch.speed, 0, len(SPEEDS) - 1, SPEEDS[s.watch.speed][1])
+    if changed:
+        act.emit(Action.SET_SPEED, speed)
+    if imgui.is_item_hovered():
+        imgui.set_tooltip("from one step every 60 frames (watch single updates)\n"
+                          "to as many steps as fit in the frame budget")
+    if s.status == "diverged":
+        imgui.text_colored(RED, "Training diverged.")
+    if s.message:
+        note(s.message)
+    _hyper_parameters(v, act, ready)
+    _checkpoints(v, act)
+
+
+def _controls(v, act, ready: bool) -> None:
+    s = v.session
+    imgui.begin_disabled(not ready)
+    sp = imgui.get_style().item_spacing.x
+    bw = (imgui.get_content_region_avail().x - 3 * sp) / 4
+    size = imgui.ImVec2(bw, imgui.get_frame_height() * 1.25)
+    imgui.push_style_color(imgui.Col_.button, V4(0.20, 0.45, 0.32, 1.0))
+    imgui.push_style_color(imgui.Col_.button_hovered, V4(0.25, 0.55, 0.38, 1.0))
+    if s.status == "running":
+        if imgui.button("Pause", size):
+            act.emit(Action.PAUSE)
+    elif imgui.button("Resume" if s.status in ("paused", "diverged") else "Train", size):
+        act.emit(Action.TRAIN)
+    imgui.pop_style_color(2)
+    if imgui.is_item_hovered():
+        imgui.set_tooltip("train from the weights shown now (loaded, trained or fresh);\n"
+                          "Re-init starts from fresh random weights")
+    imgui.same_line()
+    if imgui.button("Step", size):
+        act.emit(Action.STEP)
+    imgui.same_line()
+    if imgui.button("Evaluate", size):
+        act.emit(Action.EVALUATE)
+    imgui.same_line()
+    if imgui.button("Re-init", size):
+        act.emit(Action.REINITIALISE)
+    imgui.end_disabled()
+
+
+def _progress(v) -> None:
+    s, run = v.session, v.session.run
+    if run is not None and v.metrics.steps:
+        done, frac = run.epoch, run.epoch_fraction
+        if frac == 0 and run.step > 0:
+            epoch, frac = done, 1.0
+        else:
+            epoch = done + 1
+        imgui.progress_bar(frac, imgui.ImVec2(-1, 0), f"epoch {epoch}/{run.recipe.epochs}   {frac * 100:.0f}%")
+        imgui.progress_bar(run.step / max(run.total_steps, 1), imgui.ImVec2(-1, 0),
+                           f"run: {run.step:,} / {run.total_steps:,} steps")
+    elif run is not None:
+        imgui.text_disabled(f"a run: {run.recipe.epochs} epochs of {run.steps_per_epoch:,} steps")
+    if s.evaluating:
+        imgui.progress_bar(s.eval_progress, imgui.ImVec2(-1, 0), "evaluating on the test set")
+
+
+def _numbers(v) -> None:
+    vals, m = v.values, v.metrics
+    trained = m.steps > 0
+    if imgui.begin_table("numbers", 4, imgui.TableFlags_.sizing_stretch_same):
+        def cell(label, value, colour=None):
+            imgui.table_next_column()
+            imgui.text_disabled(label)
+            imgui.text_colored(colour or TEXT, value)
+        imgui.table_next_row()
+        cell("loss", f"{vals['loss_avg']:.4f}" if trained and "loss_avg" in vals else "-", BLUE)
+        cell("batch acc", fmt_pct(vals.get("acc_avg")) if trained else "-", GREEN)
+        cell("test acc", fmt_pct(vals.get("test_acc")) if m.evaluations else "-", AMBER)
+        lr = vals.get("lr")
+        cell("lr now", f"{lr:.4g}" if lr is not None else f"{v.session.recipe.lr:.4g}")
+        imgui.end_table()
+
+
+def _hyper_parameters(v, act, ready: bool) -> None:
+    """Applied live (a GPU buffer write), or by rebuilding the step (batch size, shift)."""
+    s = v.session
+    r = s.recipe
+    heading("Hyper-parameters")
+    new = {}
+    imgui.push_item_width(imgui.get_content_region_avail().x * 0.55)
+    changed, i = imgui.combo("optimizer", OPTIMIZERS.index(r.optimizer), list(OPTIMIZERS))
+    if changed:
+        new["optimizer"] = OPTIMIZERS[i]
+    changed, lr = imgui.slider_float("learning rate", r.lr, 1e-4, 1.0, "%.4f", imgui.SliderFlags_.logarithmic)
+    if changed:
+        new["lr"] = max(lr, 1e-6)
+    if r.optimizer == "sgd":
+        changed, mom = imgui.slider_float("momentum", r.momentum, 0.0, 0.99, "%.2f")
+        if changed:
+            new["momentum"] = mom
+        changed, nes = imgui.checkbox("nesterov momentum", r.nesterov)
+        if changed:
+            new["nesterov"] = nes
+    changed, i = imgui.combo("schedule", SCHEDULES.index(r.schedule), list(SCHEDULES))
+    if changed:
+        new["schedule"] = SCHEDULES[i]
+    if r.schedule == "cosine":
+        changed, mlr = imgui.slider_float("final lr", r.min_lr, 0.0, max(r.lr, 1e-4), "%.5f")
+        if changed:
+            new["min_lr"] = min(mlr, r.lr)
+    elif r.schedule in ("step", "exponential"):
+        changed, g = imgui.slider_float("decay / epoch", r.gamma, 0.05, 1.0, "%.2f")
+        if changed:
+            new["gamma"] = g
+    changed, wd = imgui.slider_float("weight decay", r.weight_decay, 0.0, 1e-2, "%.5f", imgui.SliderFlags_.logarithmic)
+    if changed:
+        new["weight_decay"] = wd
+    changed, ep = imgui.slider_int("epochs", r.epochs, 1, 100)
+    if changed:
+        new["epochs"] = ep
+    sizes = [str(b) for b in BATCH_SIZES]
+    cur = BATCH_SIZES.index(r.batch_size) if r.batch_size in BATCH_SIZES else 3
+    changed, i = imgui.combo("batch size", cur, sizes)
+    if changed:
+        new["batch_size"] = BATCH_SIZES[i]
+    changed, sh = imgui.slider_int("shift augment", r.shift, 0, 4, "+-%d px")
+    if changed:
+        new["shift"] = sh
+    imgui.pop_item_width()
+    changed, each = imgui.checkbox("evaluate after every epoch", s.watch.eval_each_epoch)
+    if changed:
+        act.emit(Action.SET_EVAL_EACH_EPOCH, each)
+    if new:
+        act.emit(Action.SET_RECIPE, r.with_changes(**new))
+
+
+def _checkpoints(v, act) -> None:
+    heading("Checkpoint")
+    imgui.begin_disabled(bool(v.busy))
+    imgui.set_next_item_width(-1)
+    _, v.ui.checkpoint_path = imgui.input_text("##ckpt", v.ui.checkpoint_path)
+    sp = imgui.get_style().item_spacing.x
+    bw = (imgui.get_content_region_avail().x - 2 * sp) / 3
+    if imgui.button("Save", imgui.ImVec2(bw, 0)):
+        act.emit(Action.SAVE)
+    imgui.same_line()
+    if imgui.button("Load", imgui.ImVec2(bw, 0)):
+        act.emit(Action.LOAD)
+    imgui.same_line()
+    if imgui.button("Pretrained", imgui.ImVec2(bw, 0)):
+        act.emit(Action.LOAD_PRETRAINED)
+    imgui.end_disabled()
+    if v.ui.file_message:
+        note(v.ui.file_message)
+    if v.autosave_path is not None:
+        note(f"autosave on close: {v.autosave_path}")
+
+
+def device_panel(v, act) -> None:
+    dev = v.device
+    info = dev.info
+    imgui.text(info.get("device", "?"))
+    imgui.text_disabled(f"{info.get('backend_type', '?')} / {info.get('adapter_type', '?')}"
+                        f"  {info.get('description', '')}"[:60])
+    ms = v.frame_ms
+    s = v.session
+    imgui.text(f"frame {ms:.1f} ms ({1000 / max(ms, 1e-3):.0f} fps)   GPU work {s.pacer.work_s * 1000:.1f} ms")
+    imgui.text(f"steps/frame {s.steps_last_frame}   steps/s {s.pacer.steps_per_s:,.0f}")
+    rb = dev.readback
+    imgui.text(f"readback {rb.total_bytes:,} B in {rb.count} reads (largest {rb.largest} B)")
+    m = v.model
+    engine = f", {s.run.engine} step" if s.run is not None else ""
+    imgui.text_disabled(f"model {'-'.join(map(str, m.spec.sizes))}, {m.num_parameters():,} parameters{engine}")
+    if s.data is not None:
+        d = s.data
+        imgui.text_disabled(f"data {d.train.n:,} train / {d.test.n:,} test, {d.nbytes / 1e6:.1f} MB on the GPU")
+    imgui.text_disabled("H: keyboard and mouse help")

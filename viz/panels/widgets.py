@@ -1,0 +1,95 @@
+"""Small imgui helpers shared by the panels: colours, texture images, clicks, captions."""
+from __future__ import annotations
+
+import math
+
+from imgui_bundle import imgui
+
+V4 = imgui.ImVec4
+GREEN = V4(0.36, 0.82, 0.52, 1.0)
+RED = V4(0.95, 0.36, 0.33, 1.0)
+AMBER = V4(1.0, 0.72, 0.28, 1.0)
+BLUE = V4(0.40, 0.66, 1.0, 1.0)
+DIM = V4(0.55, 0.57, 0.63, 1.0)
+TEXT = V4(0.88, 0.89, 0.92, 1.0)
+FRAME = V4(0.24, 0.26, 0.32, 1.0)
+STATUS_COLOURS = {"running": GREEN, "paused": AMBER, "idle": DIM, "finished": BLUE, "diverged": RED}
+
+
+def fit(tex, max_w: float, max_h: float, integer: bool = False) -> tuple[float, float]:
+    """Display size of a texture inside max_w x max_h, aspect kept (integer zoom if asked and >= 1)."""
+    s = min(max_w / tex.width, max_h / tex.height)
+    if integer and s >= 1:
+        s = math.floor(s)
+    s = max(s, 0.05)
+    return tex.width * s, tex.height * s
+
+
+def image(tex, w: float, h: float) -> tuple[imgui.ImVec2, imgui.ImVec2]:
+    """Show a view texture; returns its screen rect (min, max)."""
+    if tex.ref is None:
+        imgui.dummy(imgui.ImVec2(w, h))
+    else:
+        imgui.image(tex.ref, imgui.ImVec2(w, h))
+    return imgui.get_item_rect_min(), imgui.get_item_rect_max()
+
+
+def clicked_uv(p0, p1, button: int = 0):
+    """(u, v) in [0, 1] of a click on the last item, else None."""
+    if not imgui.is_item_clicked(button):
+        return None
+    mp = imgui.get_io().mouse_pos
+    return (mp.x - p0.x) / max(p1.x - p0.x, 1), (mp.y - p0.y) / max(p1.y - p0.y, 1)
+
+
+def hovered_uv(p0, p1):
+    if not imgui.is_item_hovered():
+        return None
+    mp = imgui.get_io().mouse_pos
+    return (mp.x - p0.x) / max(p1.x - p0.x, 1), (mp.y - p0.y) / max(p1.y - p0.y, 1)
+
+
+def tab(ui, label: str) -> bool:
+    """A tab item; ui.select_tabs can ask for it to be selected (keyboard, tests)."""
+    flags = imgui.TabItemFlags_.set_selected if label in ui.select_tabs else 0
+    ui.select_tabs.discard(label)
+    opened, _ = imgui.begin_tab_item(label, None, flags)
+    return opened
+
+
+def note(text: str) -> None:
+    """Dim, wrapped text (messages)."""
+    imgui.push_style_color(imgui.Col_.text, DIM)
+    imgui.text_wrapped(text)
+    imgui.pop_style_color()
+
+
+def caption(text: str) -> None:
+    imgui.text_disabled(text)
+
+
+def heading(text: str) -> None:
+    imgui.separator_text(text)
+
+
+def u32(colour: V4) -> int:
+    return imgui.color_convert_float4_to_u32(colour)
+
+
+def fmt_pct(x) -> str:
+    return "-" if x is None else f"{x * 100:.2f}%"
+
+
+def frame_rect(p0, p1, colour=FRAME) -> None:
+    """A thin frame around the last image, so dark views have visible bounds."""
+    imgui.get_window_draw_list().add_rect(imgui.ImVec2(p0.x - 1, p0.y - 1), imgui.ImVec2(p1.x + 1, p1.y + 1),
+                                          u32(colour), 3.0, 1.0)
+
+
+def status_dot(colour: V4) -> None:
+    """A filled circle drawn with the draw list (no font glyph needed), then same_line."""
+    h = imgui.get_text_line_height()
+    p = imgui.get_cursor_screen_pos()
+    imgui.get_window_draw_list().add_circle_filled(imgui.ImVec2(p.x + h * 0.5, p.y + h * 0.5), h * 0.32, u32(colour))
+    imgui.dummy(imgui.ImVec2(h, h))
+    imgui.same_line()

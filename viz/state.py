@@ -1,0 +1,48 @@
+"""What the panels see: the UI's own state, and a read-only view of the app per frame.
+
+Panels are plain functions `panel(v: ViewState, act: ActionQueue)`. They read the
+ViewState, change only `v.ui` (what the user is looking at: tabs, pages, text
+fields), and ask for everything else with actions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class UIState:
+    canvas_rect: tuple = (0.0, 0.0, 0.0, 0.0)      # screen rect of the canvas image (input mapping)
+    canvas_hovered: bool = False
+    show_help: bool = False
+    show_box: bool = True
+    checkpoint_path: str = ""
+    file_message: str = ""
+    select_tabs: set = field(default_factory=set)  # tab labels to bring to front next frame
+    dataset_split: str = "test"
+    dataset_page: int = 0
+    dataset_selected: int | None = None
+    mistakes_page: int = 0
+    ui_scale: float = 1.0
+
+
+@dataclass
+class ViewState:
+    """References to what the panels draw from (built by App.view_state each frame)."""
+    ui: UIState
+    session: object          # viz.session.TrainingSession: status, run, recipe, watch, message
+    metrics: object          # compute.metrics.RunMetrics: CPU mirrors of steps / evaluations
+    values: dict             # the last 64-byte readout (viz.structs.READOUT fields)
+    model: object
+    canvas: object           # viz.canvas.PaintCanvas
+    canvas_view: object
+    model_views: object      # viz.views.ModelViews
+    plots: object
+    confusion: object
+    mistakes: object | None
+    dataset_view: object | None
+    device: object
+    frame_ms: float
+    data_error: str | None
+    autosave_path: object | None
+    autosaves: list          # earlier autosaves, newest first (File > Reopen)
+    busy: str                # a long operation in progress ("" when none): shown, input disabled

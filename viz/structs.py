@@ -1,0 +1,107 @@
+"""Every struct the visualizer's view kernels read, declared once (compute/gpu_struct.py).
+
+A shader says `//!struct Name`; Python writes the same struct by field name through
+`gpu.Params(STRUCT, field=value, ...)`. Importing viz.gpu registers these.
+"""
+from __future__ import annotations
+
+from ..compute.gpu_struct import GpuStruct
+
+NONE = 0xFFFFFFFF  # "no slot / no tile" in u32 fields
+
+SEGMENT = GpuStruct("Segment", [
+    ("ax", "f32", "start, canvas pixels (x right, y down)"), ("ay", "f32", ""),
+    ("bx", "f32", "end"), ("by", "f32", ""),
+    ("radius", "f32", "brush radius, canvas pixels"),
+    ("ink", "f32", "1 = paint, 0 = erase"),
+])
+STROKES = GpuStruct("Strokes", [
+    ("count", "u32", "segments this frame"),
+    ("width", "u32", "canvas size"),
+    ("height", "u32", ""),
+], tail=("segs", "Segment"))
+LOAD = GpuStruct("Load", [
+    ("index", "u32", "sample index in the split (or entry of the list)"),
+    ("iw", "u32", "image width, height"), ("ih", "u32", ""),
+    ("n", "u32", "samples in the split (out of range -> blank)"),
+    ("cw", "u32", "canvas width, height"), ("ch", "u32", ""),
+])
+NORMALIZE = GpuStruct("Normalize", [
+    ("cw", "u32", "canvas width, height"), ("ch", "u32", ""),
+    ("ow", "u32", "output width, height (28 x 28)"), ("oh", "u32", ""),
+    ("mode", "u32", "1 = MNIST normalisation, 0 = plain downsample"),
+    ("box_size", "f32", "the bounding box is fitted into box_size x box_size (20)"),
+    ("thresh", "f32", "ink above this counts for the bounding box"),
+])
+REDUCE = GpuStruct("Reduce", [
+    ("offset", "u32", "first element"), ("count", "u32", "elements"), ("slot", "u32", "where in `scales` to write"),
+])
+HEAT = GpuStruct("Heat", [
+    ("offset", "u32", ""), ("tile_w", "u32", ""), ("tile_h", "u32", ""), ("tiles", "u32", ""), ("cols", "u32", ""),
+    ("gap", "u32", ""), ("sx", "u32", ""), ("sy", "u32", ""), ("st", "u32", ""),
+    ("cmap", "u32", "0 diverging, 1 sequential, 2 grey"),
+    ("scale_slot", "u32", "NONE: scale 1"),
+    ("gain", "f32", ""),
+    ("mod_mode", "u32", ""), ("mod_offset", "u32", ""), ("mod_sx", "u32", ""), ("mod_sy", "u32", ""),
+    ("mod_slot", "u32", ""),
+    ("highlight", "u32", "tile to outline (NONE: none)"),
+])
+BARS = GpuStruct("Bars", [
+    ("offset", "u32", ""), ("n", "u32", ""), ("mode", "u32", "0 probabilities, 1 logits"),
+    ("scale_slot", "u32", ""), ("label_h", "u32", ""), ("font_scale", "u32", ""),
+])
+CANVAS_VIEW = GpuStruct("CanvasView", [
+    ("cw", "u32", "canvas size (the texture has the same size)"), ("ch", "u32", ""),
+    ("show_box", "u32", "draw the ink bounding box and the centre of mass"),
+])
+BADGE = GpuStruct("Badge", [
+    ("n", "u32", "classes"), ("digit_scale", "u32", "font pixels of the big digit"),
+    ("text_scale", "u32", "font pixels of the percentage"),
+])
+CONFUSION = GpuStruct("Confusion", [
+    ("classes", "u32", ""), ("cell_w", "u32", ""), ("cell_h", "u32", ""),
+    ("margin", "u32", "header row / column with the class digits"),
+])
+GALLERY_GATHER = GpuStruct("GalleryGather", [
+    ("batch", "u32", "rows of x"), ("first", "u32", "first entry of `wrong` on this page"),
+    ("pixels", "u32", "D"), ("wrong_cap", "u32", "entries `wrong` can hold"),
+])
+TILES = GpuStruct("Tiles", [
+    ("mode", "u32", "0 dataset page, 1 misclassified page"),
+    ("first", "u32", "first sample (mode 0) or first entry of `wrong` (mode 1)"),
+    ("n", "u32", "samples in the split (mode 0) / capacity of `wrong` (mode 1)"),
+    ("cols", "u32", ""), ("rows", "u32", ""),
+    ("iw", "u32", "image width, height"), ("ih", "u32", ""),
+    ("label_h", "u32", "label strip under each tile"), ("gap", "u32", ""),
+    ("classes", "u32", ""),
+    ("selected", "u32", "sample index to outline (NONE: none)"),
+])
+PLOT = GpuStruct("Plot", [
+    ("kind", "u32", "0 loss (log axis), 1 accuracy"),
+    ("start", "u32", "first run step shown"), ("end", "u32", "one past the last"),
+    ("cap", "u32", "history ring capacity (steps)"),
+    ("nevals", "u32", "evaluations recorded"), ("eval_cap", "u32", "ring capacity (evaluations)"),
+    ("lo", "f32", "y axis range"), ("hi", "f32", ""),
+    ("smoothing", "u32", "the mean line averages at least this many steps"),
+])
+STATS_FRAME = GpuStruct("StatsFrame", [
+    ("steps", "u32", "run steps recorded in `hist`"), ("cap", "u32", "hist ring capacity"),
+    ("nevals", "u32", "evaluations recorded in `evals`"), ("eval_cap", "u32", ""),
+    ("classes", "u32", ""),
+    ("w1_slot", "u32", "scales slots of the first two weight matrices"), ("w2_slot", "u32", ""),
+])
+# What stats.wgsl packs for the panels' text: the only data read back each frame (64 bytes).
+READOUT = GpuStruct("Readout", [
+    ("step", "u32", "schedule step counter"),
+    ("flags", "u32", "divergence flags (compute/structs.py FLAG_*)"),
+    ("loss_avg", "f32", "loss, mean of the last <= 100 steps"),
+    ("acc_avg", "f32", "accuracy, same"),
+    ("test_acc", "f32", "the last evaluation's accuracy"),
+    ("correct", "u32", "the last evaluation's counts"), ("seen", "u32", ""), ("wrong", "u32", ""),
+    ("pred", "u32", "predicted class of the canvas"),
+    ("pred_prob", "f32", "its probability"),
+    ("ink", "f32", "the canvas has ink (> 0)"),
+    ("w1_absmax", "f32", "colour scales of the first two weight matrices"), ("w2_absmax", "f32", ""),
+    ("lr", "f32", "the learning rate at the current step (schedule.wgsl)"),
+    ("at_step", "u32", "run steps these values reflect"),
+])
