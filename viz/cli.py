@@ -147,13 +147,16 @@ def _device_lost(e: Exception) -> str | None:
 
 
 def _user_message(e: Exception) -> str | None:
+    from ..compute.atomic import WriteError
     from ..compute.checkpoint import CheckpointError
     from ..compute.device import NoAdapterError
     from ..compute.idx import DataError
-    if isinstance(e, (UserError, DataError, CheckpointError, NoAdapterError, ValueError)):
+    from ..compute.pathinfo import printable_path
+    if isinstance(e, (UserError, DataError, CheckpointError, NoAdapterError, ValueError, WriteError)):
         return str(e).splitlines()[0] if str(e) else type(e).__name__
     if isinstance(e, OSError):
-        return f"{e.filename or ''}: {e.strerror or e}".lstrip(": ")
+        name = printable_path(e.filename) if e.filename is not None else ""
+        return f"{name}: {e.strerror or e}".lstrip(": ")
     return None
 
 
@@ -183,16 +186,13 @@ def load_data(path: Path | None):
 
 
 def check_writable(path: Path) -> None:
-    """Fail now with a clear line if the checkpoint could not be written later."""
-    import tempfile
-    if path.exists() and path.is_dir():
-        raise UserError(f"--save {path}: is a directory")
+    """Fail now with a clear line if the checkpoint could not be written later (a directory,
+    an immutable file, a name too long, a directory we cannot write)."""
+    from ..compute.atomic import WriteError, check_can_write
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
-            pass
-    except OSError as e:
-        raise UserError(f"--save {path}: cannot write there ({e.strerror or e})") from None
+        check_can_write(path)
+    except WriteError as e:
+        raise UserError(f"--save {e}") from None
 
 
 def train_command(args) -> int:
@@ -200,6 +200,7 @@ def train_command(args) -> int:
     from ..compute.device import get_device
     from ..compute.model_io import save_model
     from ..compute.nn import MLPSpec, Sequential
+    from ..compute.pathinfo import printable_path
     from ..compute.training import Trainer
 
     cfg, dropout, init = train_config_from_args(args)
@@ -228,12 +229,13 @@ def train_command(args) -> int:
         progress.clear()
         if args.save:  # nothing the user trained is lost
             save_model(args.save, model, {"recipe": args.recipe, "interrupted_at_step": trainer.step})
-            print(f"interrupted: saved the model so far to {args.save}", file=sys.stderr)
+            print(f"interrupted: saved the model so far to {printable_path(args.save)}", file=sys.stderr)
         raise
 
 
 def _train_epochs(args, cfg, dev, trainer, model, progress) -> int:
     from ..compute.model_io import save_model
+    from ..compute.pathinfo import printable_path
     from ..compute.training import FLAG_NONFINITE
 
     oc = cfg.optim
@@ -269,7 +271,7 @@ def _train_epochs(args, cfg, dev, trainer, model, progress) -> int:
                   f"(--lr {oc.lr / 10:g}).", file=sys.stderr)
             if args.save:
                 save_model(args.save, model, {"recipe": args.recipe, "diverged_epoch": epoch + 1})
-                print(f"saved the restored model to {args.save}")
+                print(f"saved the restored model to {printable_path(args.save)}")
             return EXIT_DIVERGED
         hist = trainer.read_history(start_step, trainer.step)
         loss, train_acc = float(hist[:, 0].mean()), float(hist[:, 1].mean())
@@ -283,7 +285,7 @@ def _train_epochs(args, cfg, dev, trainer, model, progress) -> int:
     if args.save:
         save_model(args.save, model, {"recipe": args.recipe, "test_accuracy": f"{acc:.4f}",
                                       "epochs": cfg.epochs, "batch_size": cfg.batch_size})
-        print(f"saved {args.save}")
+        print(f"saved {printable_path(args.save)}")
     print(f"test accuracy: {acc * 100:.2f}%")
     return 0
 
@@ -311,6 +313,7 @@ class Progress:
 def eval_command(args) -> int:
     from ..compute.data import GpuDataset
     from ..compute.model_io import load_model
+    from ..compute.pathinfo import printable_path
     from ..compute.training import Evaluator, Metrics
 
     from ..compute.model_io import default_model_path
@@ -321,9 +324,9 @@ def eval_command(args) -> int:
     data = GpuDataset(ds, limit=1)
     problem = model.spec.misfit(data.train.height, data.train.width, data.num_classes)
     if problem:
-        raise UserError(f"{args.checkpoint.name}: {problem}")
+        raise UserError(f"{printable_path(args.checkpoint.name)}: {problem}")
     r = Evaluator(model, data, Metrics(data.num_classes)).run()
-    print(f"checkpoint: {args.checkpoint} ({'-'.join(map(str, model.spec.sizes))})")
+    print(f"checkpoint: {printable_path(args.checkpoint)} ({'-'.join(map(str, model.spec.sizes))})")
     print(f"test accuracy: {r['accuracy'] * 100:.2f}%")
     return 0
 
