@@ -56,6 +56,16 @@ def one_line_error(p, code=2) -> str:
     return lines[0]
 
 
+def refused_before_training(target: Path, tmp_path: Path) -> str:
+    """`train --save target` on a tiny dataset: the error line, checked to come before any training."""
+    data = tmp_path.parent / f"{tmp_path.name}-data"
+    tiny_mnist(data)
+    p = cli("train", "--data", str(data), "--limit", "64", "--epochs", "1", "--quiet", "--save", str(target))
+    line = one_line_error(p)
+    assert p.stdout == b"", p.stdout  # nothing printed: training never started
+    return line
+
+
 def small_state(value: float = 1.0, hidden: int = 8) -> dict[str, np.ndarray]:
     return {"0.weight": np.full((hidden, 784), value, np.float32), "0.bias": np.full(hidden, value, np.float32),
             "2.weight": np.full((10, hidden), value, np.float32), "2.bias": np.full(10, value, np.float32)}
@@ -169,7 +179,7 @@ def test_unreplaceable_targets_are_refused_before_training(kind, tmp_path):
         save_state_dict(target, small_state())
     for exc in (pre.value, save.value):
         assert str(exc).startswith(printable_path(target)) and "\n" not in str(exc)
-    line = one_line_error(cli("train", "--epochs", "1", "--save", str(target), timeout=60))
+    line = refused_before_training(target, tmp_path)
     assert line.startswith(f"error: --save {printable_path(target)}: ") and phrase in line, line
     assert _snapshot(target) == before and temps(tmp_path) == []
 
@@ -182,7 +192,7 @@ def test_immutable_target_is_refused_before_training(flag, fix, tmp_path):
     save_state_dict(target, small_state(1.0))
     before = target.read_bytes()
     with file_attribute(target, flag):
-        line = one_line_error(cli("train", "--epochs", "1", "--save", str(target), timeout=60))
+        line = refused_before_training(target, tmp_path)
         assert line.startswith(f"error: --save {target}: ") and fix in line, line
         with pytest.raises(WriteError) as exc:
             save_state_dict(target, small_state(2.0))
