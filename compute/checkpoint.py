@@ -11,12 +11,19 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from pathlib import Path
 
 import numpy as np
 import safetensors
 import safetensors.numpy
 
+from .atomic import write_bytes
+from .pathinfo import non_file_kind, printable_path
+
+MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit on the JSON header
+MAX_FILE_BYTES = 4 << 30  # far above any MLP we train; a bigger "checkpoint" is not one
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _FLOAT_DTYPES = {"F32": "<f4", "F16": "<f2", "F64": "<f8"}
 _PARAM_KEY = re.compile(r"(0|[1-9][0-9]*)\.(weight|bias)")
 
@@ -29,33 +36,10 @@ class CheckpointError(Exception):
 
 
 def save_state_dict(path: str | Path, tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> None:
-    """Write tensors as float32 safetensors, atomically: a crash leaves the old file intact."""
-    path = Path(path)
+    """Write tensors as float32 safetensors, atomically: a crash or a failed write leaves the
+    old file intact (errors are atomic.WriteError, naming path)."""
     arrays = {name: np.asarray(value, dtype=np.float32, order="C") for name, value in tensors.items()}
-    data = safetensors.numpy.save(arrays, metadata=metadata)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable (POSIX only; Windows cannot open directories)."""
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_bytes(path, safetensors.numpy.save(arrays, metadata=metadata))
 
 
 # -------------------------------------------------------------------------- load
@@ -70,18 +54,55 @@ def load_state_dict(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # SafetensorError, and pyo3 panics, which derive from BaseException
-        raise CheckpointError(f"{path.name}: not a valid safetensors file ({_one_line(exc)})") from None
+        raise CheckpointError(f"{printable_path(path.name)}: not a valid safetensors file ({_one_line(exc)})") from None
     tensors = {name: _to_float32(path, name, view) for name, view in views}
     return tensors, _metadata(path, data)
 
 
 def _read_file(path: Path) -> bytes:
+    """The whole file, read only once it is known to be a regular file of a plausible size.
+
+    A FIFO would block open() forever and /dev/zero would never end, so the type is
+    checked with stat first (and again on the open file); the 8-byte header length is
+    checked against the file size before the rest is read.
+    """
+    name = printable_path(path.name)
     try:
-        return path.read_bytes()
+        kind = non_file_kind(path)
+        if kind is not None:
+            raise CheckpointError(f"{printable_path(path)}: is {kind}, not a checkpoint file; "
+                                  f"give the path of a .safetensors file")
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
-        raise CheckpointError(f"{path.name}: checkpoint file not found ({path})") from None
+        raise CheckpointError(f"{name}: checkpoint file not found ({printable_path(path)})") from None
     except OSError as exc:
-        raise CheckpointError(f"{path.name}: cannot read checkpoint: {exc.strerror or exc}") from None
+        raise CheckpointError(f"{name}: cannot read checkpoint: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "rb") as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise CheckpointError(f"{name}: not a regular file; give the path of a .safetensors file")
+            return _read_bounded(f, info.st_size, name)
+    except OSError as exc:
+        raise CheckpointError(f"{name}: cannot read checkpoint: {exc.strerror or exc}") from None
+
+
+def _read_bounded(f, size: int, name: str) -> bytes:
+    invalid = f"{name}: not a valid safetensors file"
+    if size > MAX_FILE_BYTES:
+        raise CheckpointError(f"{invalid} (it is {size:,} bytes, over the {MAX_FILE_BYTES >> 30} GiB limit)")
+    head = f.read(8)
+    if len(head) < 8:
+        raise CheckpointError(f"{invalid} ({len(head)} bytes, too short for the 8-byte header length)")
+    header_len = int.from_bytes(head, "little")
+    if header_len > MAX_HEADER_BYTES:
+        raise CheckpointError(f"{invalid} (header length {header_len:,} bytes, over the {MAX_HEADER_BYTES:,}-byte limit)")
+    if 8 + header_len > size:
+        raise CheckpointError(f"{invalid} (header length {header_len:,} bytes, but the file has only {size:,})")
+    data = head + f.read(size - 8)
+    if len(data) != size:
+        raise CheckpointError(f"{invalid} (the file changed while it was read)")
+    return data
 
 
 def _one_line(exc: BaseException) -> str:
@@ -89,18 +110,25 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _to_float32(path: Path, name: str, view: dict) -> np.ndarray:
-    """Convert one stored tensor to a writable float32 array; non-float or non-finite is an error."""
+    """Convert one stored tensor to a writable float32 array; non-float, non-finite, or a
+    float64 beyond the float32 range (it would become inf) is an error."""
     dtype, shape, raw = view["dtype"], tuple(view["shape"]), view["data"]
+    file = printable_path(path.name)
     if dtype in _FLOAT_DTYPES:
-        array = np.frombuffer(raw, dtype=_FLOAT_DTYPES[dtype]).astype(np.float32)
+        stored = np.frombuffer(raw, dtype=_FLOAT_DTYPES[dtype])
     elif dtype == "BF16":  # numpy has no bfloat16: it is the top half of a float32
-        array = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+        stored = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
     else:
-        raise CheckpointError(f"{path.name}: tensor '{name}' has dtype {dtype}; expected a float type (F32, F16, BF16, F64)")
-    bad = int(np.count_nonzero(~np.isfinite(array)))
+        raise CheckpointError(f"{file}: tensor '{name}' has dtype {dtype}; expected a float type (F32, F16, BF16, F64)")
+    bad = int(np.count_nonzero(~np.isfinite(stored)))
     if bad:
-        raise CheckpointError(f"{path.name}: tensor '{name}' has {bad} NaN or infinite values")
-    return array.reshape(shape)
+        raise CheckpointError(f"{file}: tensor '{name}' has {bad} NaN or infinite values")
+    too_big = np.abs(stored) > _FLOAT32_MAX if stored.dtype.itemsize > 4 else np.zeros(0, bool)
+    if too_big.any():
+        raise CheckpointError(
+            f"{file}: tensor '{name}' has {int(too_big.sum())} values outside the float32 range "
+            f"(largest magnitude {float(np.abs(stored).max()):.3g}, float32 holds up to {_FLOAT32_MAX:.3g})")
+    return stored.astype(np.float32).reshape(shape)
 
 
 def _metadata(path: Path, data: bytes) -> dict[str, str]:
@@ -109,9 +137,9 @@ def _metadata(path: Path, data: bytes) -> dict[str, str]:
     try:
         metadata = json.loads(data[8 : 8 + header_len]).get("__metadata__") or {}
     except ValueError as exc:
-        raise CheckpointError(f"{path.name}: unreadable header: {exc}") from None
+        raise CheckpointError(f"{printable_path(path.name)}: unreadable header: {exc}") from None
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise CheckpointError(f"{path.name}: __metadata__ must map strings to strings")
+        raise CheckpointError(f"{printable_path(path.name)}: __metadata__ must map strings to strings")
     return metadata
 
 
@@ -152,6 +180,9 @@ def _layer(source: str, index: int, weights: dict, biases: dict) -> tuple[str, n
     w, b = weights[index], biases[index]
     if w.ndim != 2:
         raise CheckpointError(f"{source}: {index}.weight must be 2-D [out, in], got shape {w.shape}")
+    if 0 in w.shape:
+        raise CheckpointError(f"{source}: tensor {index}.weight has shape {w.shape}: a layer needs at least "
+                              f"one input and one output")
     if b.shape != (w.shape[0],):
         raise CheckpointError(f"{source}: {index}.bias has shape {b.shape}, expected ({w.shape[0]},) to match {index}.weight {w.shape}")
     return str(index), w, b

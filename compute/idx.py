@@ -11,11 +11,14 @@ import gzip
 import hashlib
 import math
 import struct
+import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .pathinfo import non_file_kind, printable_path
 
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_DATA_BYTES = 4 << 30  # a header declaring more than this is rejected outright
@@ -43,7 +46,12 @@ class DataError(Exception):
 
 
 def _error(path: str | Path, problem: str) -> DataError:
-    return DataError(f"{Path(path).name}: {problem}")
+    return DataError(f"{printable_path(Path(path).name)}: {problem}")
+
+
+def _warn(message: str) -> None:
+    """A problem that does not stop loading: one line on stderr."""
+    print(f"warning: {message}", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- IDX
@@ -153,20 +161,32 @@ def find_idx_files(directory: str | Path) -> dict[str, Path]:
     """Map train/test images/labels to files in directory, accepting the usual MNIST names."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise DataError(f"{directory}: dataset directory not found")
+        raise DataError(f"{printable_path(directory)}: dataset directory not found")
     found, missing = {}, []
     for role in _ROLE_STEMS:
         candidates = [directory / name for name in _accepted_names(role)]
         match = next((path for path in candidates if path.is_file()), None)
         if match is None:
+            _reject_non_files(role, candidates)
             missing.append(f"{role} (one of {', '.join(_accepted_names(role))})")
         else:
             found[role] = match
     if not found:
-        raise DataError(f"{directory}: no IDX files found; expected e.g. {', '.join(_accepted_names('train_images')[:2])}")
+        raise DataError(f"{printable_path(directory)}: no IDX files found; expected e.g. "
+                        f"{', '.join(_accepted_names('train_images')[:2])}")
     if missing:
-        raise DataError(f"{directory}: missing {'; '.join(missing)}")
+        raise DataError(f"{printable_path(directory)}: missing {'; '.join(missing)}")
     return found
+
+
+def _reject_non_files(role: str, candidates: list[Path]) -> None:
+    """A directory, FIFO or broken or looping symlink with the right name is named as what it is,
+    not reported as missing."""
+    for path in candidates:
+        kind = non_file_kind(path)
+        if kind is not None:
+            raise DataError(f"{printable_path(path)}: is {kind}, not an IDX file; "
+                            f"put the {role.replace('_', ' ')} IDX file there")
 
 
 def _read_md5sums(path: Path) -> dict[str, str]:
@@ -197,11 +217,26 @@ def _expected_checksums(directory: Path, verify: bool | None) -> dict[str, str] 
 
 
 def _verify_checksum(path: Path, content: bytearray, sums: dict[str, str]) -> None:
-    key = path.name.removesuffix(".gz")
-    if key not in sums:
-        raise _error(path, f"not listed in MD5SUMS (looked for {key!r})")
-    if hashlib.md5(content).hexdigest() != sums[key]:
-        raise _error(path, f"checksum does not match the published one in MD5SUMS (expected md5 {sums[key]})")
+    """MD5SUMS may list the decompressed content (as published for MNIST, under the name
+    without .gz) or the file as stored (as `md5sum *.gz` writes it); either matching is fine."""
+    keys = list(dict.fromkeys([path.name, path.name.removesuffix(".gz")]))
+    expected = next((sums[key] for key in keys if key in sums), None)
+    if expected is None:
+        raise _error(path, f"not listed in MD5SUMS (looked for {' or '.join(map(repr, keys))})")
+    if hashlib.md5(content).hexdigest() == expected or _file_md5(path) == expected:
+        return
+    raise _error(path, f"checksum does not match the published one in MD5SUMS (expected md5 {expected})")
+
+
+def _file_md5(path: Path) -> str:
+    digest = hashlib.md5()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK_BYTES):
+                digest.update(chunk)
+    except OSError as exc:
+        raise _error(path, f"cannot read file: {exc.strerror or exc}") from None
+    return digest.hexdigest()
 
 
 def _check_split(images_path: Path, images: np.ndarray, labels_path: Path, labels: np.ndarray) -> None:
@@ -231,6 +266,22 @@ def _check_test_labels(path: Path, labels: np.ndarray, num_classes: int) -> None
         raise _error(path, f"label {value} is outside the training classes 0..{num_classes - 1}")
 
 
+def _check_train_labels(path: Path, labels: np.ndarray, test_path: Path, test_labels: np.ndarray) -> None:
+    """A stray training label (255 in a 10-class set) would silently make the model that many
+    classes wide: refuse one the test set does not have, warn when most classes are empty."""
+    top = int(test_labels.max())
+    bad = labels > top
+    if bad.any():
+        value = int(labels[bad.argmax()])
+        raise _error(path, f"label {value} ({int(bad.sum())} samples) is outside the test set's classes 0..{top} "
+                           f"({printable_path(test_path.name)}); fix the label file")
+    counts = np.bincount(labels, minlength=top + 1)
+    empty = int(np.count_nonzero(counts == 0))
+    if 2 * empty > counts.size:
+        _warn(f"{printable_path(path.name)}: {empty} of the {counts.size} classes 0..{counts.size - 1} have no "
+              f"training samples; labels should number the classes from 0 without gaps")
+
+
 def load_dataset(directory: str | Path, verify_checksums: bool | None = None) -> Dataset:
     """Load and cross-check an IDX dataset directory.
 
@@ -254,4 +305,5 @@ def load_dataset(directory: str | Path, verify_checksums: bool | None = None) ->
         )
     num_classes = _num_classes(paths["train_labels"], arrays["train_labels"])
     _check_test_labels(paths["test_labels"], arrays["test_labels"], num_classes)
+    _check_train_labels(paths["train_labels"], arrays["train_labels"], paths["test_labels"], arrays["test_labels"])
     return Dataset(**arrays, num_classes=num_classes, name=directory.resolve().name)

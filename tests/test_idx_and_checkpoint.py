@@ -371,7 +371,7 @@ def test_interrupted_save_leaves_previous_checkpoint_intact(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO / "tests" / "checkout")}
     result = subprocess.run([sys.executable, "-c", child], env=env, capture_output=True, timeout=60)
     assert result.returncode == -9, result.stderr.decode()
-    assert len(list(tmp_path.glob(".model.safetensors.*.tmp"))) == 1  # it did die after writing the temp file
+    assert len(list(tmp_path.glob(".mnist-viz-*.tmp"))) == 1  # it did die after writing the temp file
     loaded, _ = load_state_dict(path)
     for name, array in old.items():
         np.testing.assert_array_equal(loaded[name], array)

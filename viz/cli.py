@@ -149,11 +149,21 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
 
 
+def shown(path) -> str:
+    """A path as text that can always be printed (non-UTF-8 names included)."""
+    from ..compute.pathinfo import printable_path
+    return printable_path(path)
+
+
 def say(text: str, err: bool = False) -> None:
     """Print a line; a closed stdout (`... | head -1`) must not stop a training run."""
     stream = sys.stderr if err else sys.stdout
     try:
-        print(text, file=stream, flush=True)
+        try:
+            print(text, file=stream, flush=True)
+        except UnicodeEncodeError:  # a file name the stream's encoding cannot show
+            enc = getattr(stream, "encoding", None) or "ascii"
+            print(text.encode(enc, "backslashreplace").decode(enc), file=stream, flush=True)
     except (BrokenPipeError, ValueError):
         # Nobody reads any more: send the rest to /dev/null and carry on.
         devnull = open(os.devnull, "w")
@@ -173,13 +183,16 @@ def _device_lost(e: Exception) -> str | None:
 
 
 def _user_message(e: Exception) -> str | None:
+    from ..compute.atomic import WriteError
     from ..compute.checkpoint import CheckpointError
     from ..compute.device import NoAdapterError
     from ..compute.idx import DataError
-    if isinstance(e, (UserError, DataError, CheckpointError, NoAdapterError, ValueError)):
+    from ..compute.pathinfo import printable_path
+    if isinstance(e, (UserError, DataError, CheckpointError, NoAdapterError, ValueError, WriteError)):
         return str(e).splitlines()[0] if str(e) else type(e).__name__
     if isinstance(e, OSError):
-        return f"{e.filename or ''}: {e.strerror or e}".lstrip(": ")
+        name = printable_path(e.filename) if e.filename is not None else ""
+        return f"{name}: {e.strerror or e}".lstrip(": ")
     return None
 
 
@@ -205,16 +218,13 @@ def load_data(path: Path | None):
 
 
 def check_writable(path: Path) -> None:
-    """Fail now with a clear line if the checkpoint could not be written later."""
-    import tempfile
-    if path.exists() and path.is_dir():
-        raise UserError(f"--save {path}: is a directory")
+    """Fail now with a clear line if the checkpoint could not be written later (a directory,
+    an immutable file, a name too long, a directory we cannot write)."""
+    from ..compute.atomic import WriteError, check_can_write
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
-            pass
-    except OSError as e:
-        raise UserError(f"--save {path}: cannot write there ({e.strerror or e})") from None
+        check_can_write(path)
+    except WriteError as e:
+        raise UserError(f"--save {e}") from None
 
 
 class Stop(Exception):
@@ -283,7 +293,7 @@ def _save_interrupted(args, run) -> None:
     if run.diverged(run.read_flags()):
         run.restore_snapshot()
     save_model(args.save, run.model, _metadata(args, run, interrupted_at_step=run.step))
-    say(f"interrupted: saved the model so far to {args.save}", err=True)
+    say(f"interrupted: saved the model so far to {shown(args.save)}", err=True)
 
 
 def _train_epochs(args, run) -> int:
@@ -329,7 +339,7 @@ def _train_epochs(args, run) -> int:
         say(line)
     if args.save:
         save_model(args.save, run.model, _metadata(args, run, test_accuracy=f"{acc:.4f}"))
-        say(f"saved {args.save}")
+        say(f"saved {shown(args.save)}")
     say(f"test accuracy: {acc * 100:.2f}%")
     return 0
 
@@ -354,9 +364,9 @@ def _diverged(args, run, epoch: int) -> int:
     if args.save:
         if run.step > 0:
             save_model(args.save, run.model, _metadata(args, run, diverged_epoch=epoch + 1))
-            say(f"saved the weights from the start of epoch {epoch + 1} to {args.save}")
+            say(f"saved the weights from the start of epoch {epoch + 1} to {shown(args.save)}")
         else:
-            say(f"nothing was learned before it diverged: {args.save} was left as it was")
+            say(f"nothing was learned before it diverged: {shown(args.save)} was left as it was")
     return EXIT_DIVERGED
 
 
@@ -383,7 +393,7 @@ def eval_command(args) -> int:
     Evaluation(model, data, metrics).encode(enc)
     dev.submit(enc)
     r = metrics.read_evaluation()
-    say(f"checkpoint: {args.checkpoint} ({'-'.join(map(str, model.spec.sizes))})")
+    say(f"checkpoint: {shown(args.checkpoint)} ({'-'.join(map(str, model.spec.sizes))})")
     say(f"test accuracy: {r['accuracy'] * 100:.2f}%")
     return 0
 

@@ -1,0 +1,57 @@
+"""Paths described for people: a name any stream can print, and what is there if not a file.
+
+A Linux file name is bytes. One that is not valid UTF-8 reaches Python as lone
+surrogates, and print() of it under a strict stdout (PYTHONIOENCODING=utf-8:strict,
+or an ASCII locale) raises, so a save that worked would end in a traceback. Every
+path shown to the user goes through printable_path, which cannot fail.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import sys
+
+
+def printable_path(path) -> str:
+    """The path as text the current stdout can encode: odd bytes become \\xNN escapes."""
+    try:
+        text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    except (TypeError, ValueError):
+        text = repr(path)
+    encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        return text.encode(encoding, "backslashreplace").decode(encoding)
+    except (LookupError, UnicodeError):
+        return text.encode("ascii", "backslashreplace").decode("ascii")
+
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def non_file_kind(path) -> str | None:
+    """What is at path when something is there that cannot be read as a regular file.
+
+    None for a regular file (through symlinks) and for nothing at all; else a phrase
+    such as 'a directory' or 'a symbolic link that loops', for messages like
+    '<path>: is a directory, not ...'. Never opens the path (a FIFO would block).
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        if os.path.islink(path):
+            return f"a broken symbolic link (to {printable_path(os.readlink(path))})"
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link that loops (too many levels of symbolic links)"
+        return f"unreadable ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
