@@ -205,12 +205,22 @@ def main_menu(app) -> float:
     text = status_line(app)
     width = imgui.calc_text_size(text).x + 30
     imgui.same_line(max(imgui.get_cursor_pos_x() + 20, imgui.get_window_width() - width))
-    imgui.text_colored(STATUS_COLOURS.get(s.status, DIM), "\u25cf")
-    imgui.same_line()
-    imgui.text(text)
+    status_label(STATUS_COLOURS.get(s.status, DIM), text)
     h = imgui.get_window_height()
     imgui.end_main_menu_bar()
     return h
+
+
+def status_label(colour: V4, text: str) -> None:
+    """A coloured dot, then `text`. The dot is drawn, not typed: Roboto has no U+25CF
+    and imgui showed its '?' fallback glyph."""
+    d = imgui.get_text_line_height()
+    imgui.dummy(imgui.ImVec2(d * 0.6, d))   # room for the dot
+    imgui.same_line()
+    imgui.text(text)
+    lo, hi = imgui.get_item_rect_min(), imgui.get_item_rect_max()
+    centre = imgui.ImVec2(lo.x - imgui.get_style().item_spacing.x - d * 0.3, (lo.y + hi.y) / 2)
+    imgui.get_window_draw_list().add_circle_filled(centre, d * 0.28, u32(colour))
 
 
 def status_line(app) -> str:
