@@ -1,161 +1,56 @@
-"""imgui on wgpu: input bridge, theme, fonts, and a renderer that draws into the
-frame's own render pass (one command encoder per frame) with per-texture
-sampling (nearest for small view textures, so pixels stay crisp).
+"""imgui for the app: one context, its input bridge, theme, fonts and renderer.
 
-Built on wgpu-py's `ImguiRenderer` / `ImguiWgpuBackend` (wgpu.utils.imgui): the
-event handlers and the texture upload logic are theirs; `render` is redone here
-so it takes a render pass instead of creating an encoder and submitting, and so
-each texture can pick its sampler.
+Frames are begun and recorded by the app: `begin()`, build the panels,
+`record(render_pass)` into the frame's one render pass. Rendering is
+imgui_renderer.py, input imgui_input.py; both use only public APIs of wgpu-py
+and imgui-bundle.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import wgpu
 from imgui_bundle import imgui
-from wgpu.utils.imgui import ImguiRenderer
-from wgpu.utils.imgui.imgui_backend import ImguiWgpuBackend
+
+from .imgui_input import InputBridge
+from .imgui_renderer import ImguiRenderer
 
 FONT_SIZE = 15.0
 
 
-class ViewBackend(ImguiWgpuBackend):
-    """ImguiWgpuBackend plus nearest sampling per registered texture."""
-
-    def __init__(self, device, target_format):
-        super().__init__(device, target_format)
-        layout = self._render_pipeline.get_bind_group_layout(0)
-        self._nearest_sampler = device.create_sampler(
-            mag_filter="nearest", min_filter="linear", mipmap_filter="nearest",
-            address_mode_u="clamp-to-edge", address_mode_v="clamp-to-edge")
-        self._linear_clamp = device.create_sampler(
-            mag_filter="linear", min_filter="linear", mipmap_filter="linear",
-            address_mode_u="clamp-to-edge", address_mode_v="clamp-to-edge")
-        entry = {"binding": 0, "resource": {"buffer": self._uniform_buffer, "offset": 0,
-                                            "size": self._uniform_data.nbytes}}
-        self._group_nearest = device.create_bind_group(
-            layout=layout, entries=[entry, {"binding": 1, "resource": self._nearest_sampler}])
-        self._group_linear = device.create_bind_group(
-            layout=layout, entries=[entry, {"binding": 1, "resource": self._linear_clamp}])
-        self._sampling: dict[int, object] = {}   # texture id -> group 0 for our textures
-        self._tex_groups: dict[int, object] = {}
-
-    def register_view(self, texture_view, nearest: bool):
-        ref = self.register_texture(texture_view)
-        tid = ref.get_tex_id()
-        self._sampling[tid] = self._group_nearest if nearest else self._group_linear
-        return ref
-
-    def unregister_view(self, ref) -> None:
-        tid = ref.get_tex_id()
-        self._sampling.pop(tid, None)
-        self._tex_groups.pop(tid, None)
-        self.unregister_texture(ref)
-
-    def _texture_group(self, tid: int):
-        group = self._tex_groups.get(tid)
-        if group is None:
-            group = self._device.create_bind_group(
-                layout=self._texture_bind_group_layout,
-                entries=[{"binding": 0, "resource": self._texture_views[tid]}])
-            self._tex_groups[tid] = group
-        return group
-
-    def render(self, draw_data, render_pass):
-        """Record imgui's draw lists into `render_pass` (same logic as the base class,
-        plus the per-texture sampler choice)."""
-        self._clear_pending_textures()
-        if draw_data is None:
-            return
-        dw, dh = draw_data.display_size
-        fb_w = int(dw * draw_data.framebuffer_scale.x)
-        fb_h = int(dh * draw_data.framebuffer_scale.y)
-        if fb_w <= 0 or fb_h <= 0 or draw_data.cmd_lists_count == 0:
-            return
-        if draw_data.textures is not None:
-            for tex in draw_data.textures:
-                if tex.status != imgui.ImTextureStatus.ok:
-                    self._update_texture(tex)
-        self._update_vertex_buffer(draw_data)
-        self._set_render_state(draw_data)
-        render_pass.set_viewport(0, 0, fb_w, fb_h, 0, 1)
-        render_pass.set_pipeline(self._render_pipeline)
-        render_pass.set_vertex_buffer(0, self._vertex_buffer)
-        index_fmt = wgpu.IndexFormat.uint16 if imgui.INDEX_SIZE == 2 else wgpu.IndexFormat.uint32
-        render_pass.set_index_buffer(self._index_buffer, index_fmt, 0)
-        group0 = self._bind_group
-        render_pass.set_bind_group(0, group0)
-        clip_scale = draw_data.framebuffer_scale
-        clip_off = draw_data.display_pos
-        vtx_off = idx_off = 0
-        for commands in draw_data.cmd_lists:
-            for command in commands.cmd_buffer:
-                tid = command.tex_ref.get_tex_id()
-                if tid not in self._texture_views:
-                    continue  # unregistered since the draw list was built
-                want0 = self._sampling.get(tid, self._bind_group)
-                if want0 is not group0:
-                    render_pass.set_bind_group(0, want0)
-                    group0 = want0
-                render_pass.set_bind_group(1, self._texture_group(tid))
-                c = command.clip_rect
-                x0 = max(0.0, (c.x - clip_off.x) * clip_scale.x)
-                y0 = max(0.0, (c.y - clip_off.y) * clip_scale.y)
-                x1 = min(float(fb_w), (c.z - clip_off.x) * clip_scale.x)
-                y1 = min(float(fb_h), (c.w - clip_off.y) * clip_scale.y)
-                if x1 - x0 <= 0 or y1 - y0 <= 0:
-                    continue
-                render_pass.set_scissor_rect(int(x0), int(y0), int(x1 - x0), int(y1 - y0))
-                render_pass.draw_indexed(command.elem_count, 1, command.idx_offset + idx_off,
-                                         command.vtx_offset + vtx_off, 0)
-            vtx_off += commands.vtx_buffer.size()
-            idx_off += commands.idx_buffer.size()
-
-
-class Gui(ImguiRenderer):
-    """Event bridge (inherited handlers) + our backend; frames are begun and recorded
-    by the app: `begin()`, build panels, `record(render_pass)`."""
-
+class Gui:
     def __init__(self, device, canvas, render_target_format: str):
-        # Not ImguiRenderer.__init__: it would build a second backend; the rest is the same.
         self._canvas_context = canvas.get_wgpu_context()
         self._imgui_context = imgui.create_context()
         imgui.set_current_context(self._imgui_context)
-        self._backend = ViewBackend(device, render_target_format)
-        self._backend.io.display_size = self._canvas_context.logical_size
-        scale = self._canvas_context.pixel_ratio
-        self._backend.io.display_framebuffer_scale = (scale, scale)
-        canvas.add_event_handler(self._on_resize, "resize")
-        canvas.add_event_handler(self._on_mouse_move, "pointer_move", order=-99)
-        canvas.add_event_handler(self._on_mouse, "pointer_up", "pointer_down", order=-99)
-        canvas.add_event_handler(self._on_key, "key_up", "key_down", order=-99)
-        canvas.add_event_handler(self._on_wheel, "wheel", order=-99)
-        canvas.add_event_handler(self._on_char_input, "char", order=-99)
-        self._update_gui_function = None
-        self._recovery = None
-        io = self._backend.io
+        io = self.io = imgui.get_io()
+        io.set_ini_filename("")                         # no imgui.ini: the layout is computed every frame
         io.config_error_recovery = True
         io.config_error_recovery_enable_assert = False   # a panel bug must not stop the frame loop
+        self._sync_display()
+        self.renderer = ImguiRenderer(device, render_target_format)
+        self.input = InputBridge(io, canvas)
+        self._recovery = None
         self.fonts = load_fonts()
         apply_theme()
 
-    @property
-    def io(self):
-        return self._backend.io
+    def _sync_display(self) -> None:
+        ratio = self._canvas_context.pixel_ratio
+        self.io.display_size = self._canvas_context.logical_size
+        self.io.display_framebuffer_scale = (ratio, ratio)
 
     def register(self, view_texture) -> None:
-        view_texture.ref = self._backend.register_view(view_texture.view, view_texture.nearest)
+        """Give a ViewTexture the reference `imgui.image` takes (sampled as its `.nearest` says)."""
+        tid = self.renderer.register_texture(view_texture.view, view_texture.nearest)
+        view_texture.ref = imgui.ImTextureRef(tid)
 
     def unregister(self, view_texture) -> None:
         if view_texture.ref is not None:
-            self._backend.unregister_view(view_texture.ref)
+            self.renderer.unregister_texture(view_texture.ref.get_tex_id())
             view_texture.ref = None
 
     def begin(self) -> None:
         imgui.set_current_context(self._imgui_context)
-        ratio = self._canvas_context.pixel_ratio
-        self._backend.io.display_framebuffer_scale = (ratio, ratio)
-        self._backend.io.display_size = self._canvas_context.logical_size
+        self._sync_display()
         imgui.new_frame()
         self._recovery = imgui.internal.ErrorRecoveryState()
         imgui.internal.error_recovery_store_state(self._recovery)
@@ -166,8 +61,10 @@ class Gui(ImguiRenderer):
             imgui.internal.error_recovery_try_to_recover_state(self._recovery)
 
     def record(self, render_pass) -> None:
+        """End the frame and draw it into `render_pass` (no encoder, no submit)."""
+        imgui.set_current_context(self._imgui_context)
         imgui.render()
-        self._backend.render(imgui.get_draw_data(), render_pass)
+        self.renderer.render(imgui.get_draw_data(), render_pass)
 
 
 def _font_dir() -> Path:

@@ -6,7 +6,7 @@ from imgui_bundle import imgui
 from ..actions import Action, shortcut
 from ..plots import ACC_RANGES
 from ..views import MOSAIC_MODES
-from .widgets import DIM, STATUS_COLOURS, status_dot
+from .widgets import DIM, STATUS_COLOURS, status_label
 
 
 def main_menu(v, act) -> float:
@@ -69,8 +69,7 @@ def main_menu(v, act) -> float:
     text = status_line(v)
     width = imgui.calc_text_size(text).x + 40
     imgui.same_line(max(imgui.get_cursor_pos_x() + 20, imgui.get_window_width() - width))
-    status_dot(STATUS_COLOURS.get(s.status, DIM))
-    imgui.text(text)
+    status_label(STATUS_COLOURS.get(s.status, DIM), text)
     h = imgui.get_window_height()
     imgui.end_main_menu_bar()
     return h

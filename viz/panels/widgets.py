@@ -86,10 +86,13 @@ def frame_rect(p0, p1, colour=FRAME) -> None:
                                           u32(colour), 3.0, 1.0)
 
 
-def status_dot(colour: V4) -> None:
-    """A filled circle drawn with the draw list (no font glyph needed), then same_line."""
-    h = imgui.get_text_line_height()
-    p = imgui.get_cursor_screen_pos()
-    imgui.get_window_draw_list().add_circle_filled(imgui.ImVec2(p.x + h * 0.5, p.y + h * 0.5), h * 0.32, u32(colour))
-    imgui.dummy(imgui.ImVec2(h, h))
+def status_label(colour: V4, text: str) -> None:
+    """A coloured dot, then `text`. The dot is drawn, not typed: Roboto has no U+25CF
+    and imgui showed its '?' fallback glyph."""
+    d = imgui.get_text_line_height()
+    imgui.dummy(imgui.ImVec2(d * 0.6, d))   # room for the dot
     imgui.same_line()
+    imgui.text(text)
+    lo, hi = imgui.get_item_rect_min(), imgui.get_item_rect_max()
+    centre = imgui.ImVec2(lo.x - imgui.get_style().item_spacing.x - d * 0.3, (lo.y + hi.y) / 2)
+    imgui.get_window_draw_list().add_circle_filled(centre, d * 0.28, u32(colour))
