@@ -81,3 +81,31 @@ FUSED_STEP = GpuStruct("Step", [
     ("b2", "u32", ""),
     ("nw1", "u32", "pass 2: workgroups for the W1 block"),
 ])
+
+# Convolution geometry (shaders/conv2d.wgsl): one layer's shapes, read by the
+# forward, input-gradient and weight-gradient kernels alike.
+CONV2D = GpuStruct("Conv2dDims", [
+    ("N", "u32", "batch"),
+    ("C", "u32", "input channels"),
+    ("H", "u32", "input height"),
+    ("W", "u32", "input width"),
+    ("O", "u32", "output channels"),
+    ("OH", "u32", "output height"),
+    ("OW", "u32", "output width"),
+    ("KH", "u32", "kernel height"),
+    ("KW", "u32", "kernel width"),
+    ("stride", "u32", ""),
+    ("pad", "u32", "zero padding on every side"),
+    ("slice", "u32", "weight gradient: output positions per split slice (a multiple of the slab)"),
+    ("splits", "u32", "weight gradient: number of slices"),
+])
+
+POOL2D = GpuStruct("Pool2dDims", [
+    ("planes", "u32", "N * C"),
+    ("H", "u32", ""),
+    ("W", "u32", ""),
+    ("OH", "u32", ""),
+    ("OW", "u32", ""),
+    ("K", "u32", "window edge"),
+    ("stride", "u32", ""),
+])
