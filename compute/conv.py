@@ -21,9 +21,8 @@ from .tensor import Tensor, result
 
 MAX_GROUPS = 65535          # workgroups per grid dimension (WebGPU's default limit)
 CONV_INVOCATIONS = 64       # conv2d.wgsl's WG
-WGRAD_SLAB = 16             # conv2d.wgsl's TQ: positions per weight-gradient slab
-WGRAD_TILE = (16, 64)       # conv2d.wgsl's weight-gradient tile: channels x columns
-MIN_SLICE = 256             # weight gradient: fewest positions worth a slice of their own
+WGRAD_SLAB = 8              # conv2d.wgsl's TQ: positions per weight-gradient slab
+MIN_SLICE = 64              # weight gradient: fewest positions worth a slice of their own
 GPU_BUSY = 256              # workgroups that keep a big GPU busy (132 SMs on an H100)
 
 
@@ -90,14 +89,24 @@ def conv_geometry(x_shape, w_shape, stride: int = 1, padding: int = 0) -> ConvGe
     return geo
 
 
+def _channel_tile(channels: int) -> int:
+    """TO: the channel tile (4, 8 or 16) that wastes least of `channels`."""
+    return 4 if channels <= 4 else 8 if channels <= 8 else 16
+
+
+def _lanes(to: int) -> int:
+    """Invocations along the position / column axis of a 64-invocation tile of TO channels."""
+    return CONV_INVOCATIONS // (to // 4)
+
+
 def conv_tile(channels: int, positions: int) -> tuple[int, int]:
     """(TO, PPT) for a conv pass: the channel tile that wastes least of `channels`,
     then the most positions per invocation that still leaves a big GPU GPU_BUSY
     workgroups (a CPU adapter takes the biggest tile: fewer, fuller workgroups)."""
-    to = 4 if channels <= 4 else 8 if channels <= 8 else 16
+    to = _channel_tile(channels)
     if get_device().is_cpu:
         return to, 4
-    lanes = CONV_INVOCATIONS // (to // 4)
+    lanes = _lanes(to)
     tiles = math.ceil(channels / to)
     for ppt in (4, 2):
         if math.ceil(positions / (lanes * ppt)) * tiles >= GPU_BUSY:
@@ -110,7 +119,7 @@ def _conv_pass(src: Tensor, mask: Tensor | None, w: Tensor, b: Tensor | None, ds
     dev = get_device()
     channels, positions = (geo.C, geo.N * geo.H * geo.W) if dx else (geo.O, geo.N * geo.OH * geo.OW)
     to, ppt = tile or conv_tile(channels, positions)
-    per_tile = ppt * CONV_INVOCATIONS // (to // 4)
+    per_tile = ppt * _lanes(to)
     gx, gy = fold(math.ceil(positions / per_tile))
     gz = math.ceil(channels / to)
     _check_grid(gz)
@@ -133,11 +142,20 @@ def conv2d_input_grad_into(g: Tensor, w: Tensor, gx: Tensor, geo: ConvGeometry, 
     _conv_pass(g, relu_out, w, None, gx, geo, dx=True, relu=False, accumulate=accumulate, tile=tile)
 
 
+def weight_grad_tile(channels: int, columns: int) -> tuple[int, int]:
+    """(TO, PPT) for the weight gradient's channels x columns (C*KH*KW, +1 for the
+    bias): the snuggest tile, since O x J is small and the work is in the reduction."""
+    to = _channel_tile(channels)
+    lanes = _lanes(to)
+    return to, next((p for p in (1, 2) if lanes * p >= columns), 4)
+
+
 def weight_grad_split(geo: ConvGeometry, columns: int) -> int:
     """Slices of the N*OH*OW positions for the weight gradient: enough workgroups
     to fill the GPU (each CPU core on a CPU adapter), none shorter than MIN_SLICE."""
     positions = geo.N * geo.OH * geo.OW
-    tiles = math.ceil(columns / WGRAD_TILE[1]) * math.ceil(geo.O / WGRAD_TILE[0])
+    to, ppt = weight_grad_tile(geo.O, columns)
+    tiles = math.ceil(columns / (_lanes(to) * ppt)) * math.ceil(geo.O / to)
     target = (os.cpu_count() or 2) if get_device().is_cpu else GPU_BUSY
     return max(1, min(math.ceil(target / tiles), positions // MIN_SLICE, MAX_GROUPS))
 
@@ -156,10 +174,11 @@ def conv2d_weight_grad_into(x: Tensor, g: Tensor, geo: ConvGeometry, gw: Tensor 
     wanted = weight_grad_split(geo, columns) if split is None else max(1, split)
     per = math.ceil(positions / (wanted * WGRAD_SLAB)) * WGRAD_SLAB   # whole slabs per slice
     splits = math.ceil(positions / per)
-    grid = (math.ceil(columns / WGRAD_TILE[1]), math.ceil(geo.O / WGRAD_TILE[0]), splits)
+    to, ppt = weight_grad_tile(geo.O, columns)
+    grid = (math.ceil(columns / (_lanes(to) * ppt)), math.ceil(geo.O / to), splits)
     _check_grid(*grid)
     consts = dict(WANT_DW=gw is not None, WANT_DB=gb is not None, ACC_W=acc_w, ACC_B=acc_b,
-                  MASK=relu_out is not None, SPLIT=splits > 1)
+                  MASK=relu_out is not None, SPLIT=splits > 1, TO=to, PPT=ppt)
     partials = ops._scratch(splits * geo.O * columns) if splits > 1 else dev.dummy_rw
     res = [geo.uniform(slice=per, splits=splits), x, g, relu_out if relu_out is not None else dev.dummy_ro,
            gw if gw is not None else dev.dummy_rw, gb if gb is not None else dev.dummy_rw, partials]

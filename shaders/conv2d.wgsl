@@ -38,20 +38,23 @@
 // with the forward's patch P[j, q] = x[n, c, oy*s - pad + ky, ox*s - pad + kx]. The bias
 // is a weight on an input that is always 1, so db is column j = C*KH*KW of the same
 // product with P = 1 there: one kernel, one pass over dy.
-// Tiling: 64 invocations own 16 channels x 64 columns; invocation (ol, jl) keeps
-// channels 4ol..4ol+3 (vec4) for columns jl, jl+16, jl+32, jl+48. The reduction runs
-// over q (N*OH*OW: 25k positions at batch 32 for 28x28 maps, while O x J is only
-// 8 x 26 for a first layer), in slabs of TQ = 16 positions. With SPLIT, workgroup z
-// walks only slice z of q (`slice` positions) and writes a partial tile, so a big GPU
-// gets many workgroups; `weight_grad_reduce` adds the `splits` partials.
+// Tiling: the conv kernel's, with columns j in place of positions: 64 invocations own
+// TO channels x TJ columns, invocation (ol, jl) keeps channels 4ol..4ol+3 (vec4) for
+// the PPT columns jl, jl + JL, ... (JL = 64 / (TO/4) column lanes, TJ = PPT * JL);
+// TO and PPT are picked so the tile fits O x J snugly (8 x 32 for a first layer's
+// 8 x 26). The reduction runs over q (N*OH*OW: 25k positions at batch 32 for 28x28
+// maps) in slabs of TQ = 8 positions; each column's (c, ky, kx) is decoded once into
+// `col_info`, each slab's positions into `q_info`. With SPLIT, workgroup z walks only
+// slice z of q (`slice` positions) and writes a partial tile, so a big GPU gets many
+// workgroups however small O x J is; `weight_grad_reduce` adds the `splits` partials.
 
 override DX: bool = false;         // conv: false = forward, true = input gradient
 override HAS_BIAS: bool = false;   // conv forward: add b
 override RELU: bool = false;       // conv forward: max(., 0)
 override MASK: bool = false;       // gradients: read dy as dy * (y > 0)
 override ACCUMULATE: bool = false; // conv: dst += result
-override TO: u32 = 16u;            // conv: channels per tile (4, 8 or 16)
-override PPT: u32 = 4u;            // conv: positions per invocation (1, 2 or 4)
+override TO: u32 = 16u;            // channels per tile (4, 8 or 16)
+override PPT: u32 = 4u;            // positions (conv) or columns (weight_grad) per invocation: 1, 2 or 4
 override WANT_DW: bool = true;     // weight_grad: write dW
 override WANT_DB: bool = false;    // weight_grad: write db (adds the bias column)
 override ACC_W: bool = false;      // weight_grad: dW += result
@@ -79,7 +82,7 @@ override SPLIT: bool = false;      // weight_grad: partial tiles per slice of q
 
 const WG: u32 = 64u;   // invocations per workgroup (both kernels)
 const TK: u32 = 8u;    // conv: K slab
-const TQ: u32 = 16u;   // weight_grad: position slab
+const TQ: u32 = 8u;    // weight_grad: position slab
 
 // ================================= conv =================================================
 
@@ -239,14 +242,26 @@ fn conv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 
 // ============================== weight_grad ==============================================
 
-var<workgroup> dy_slab: array<vec4<f32>, 64>;     // [TQ][4]: TQ rows of 16 channels as 4 vec4
-var<workgroup> x_slab: array<f32, 1024>;          // [TQ][64 columns]
-var<workgroup> q_pix: array<vec4<i32>, 16>;       // per position of the slab: (x image base, y0, x0, valid)
-var<workgroup> q_dy: array<u32, 16>;              // per position: index of dy[n, 0, oy, ox]
+var<workgroup> dy_slab: array<vec4<f32>, 32>;    // [TQ][4]: TQ rows of 16 channels as 4 vec4
+var<workgroup> x_slab: array<f32, 2048>;         // [TQ][TJ], TJ <= 256
+var<workgroup> col_info: array<vec4<i32>, 256>;  // per column: (c, ky, kx, kind: 0 none, 1 weight, 2 bias)
+var<workgroup> q_pix: array<vec4<i32>, 8>;       // per position of the slab: (x image base, y0, x0, valid)
+var<workgroup> q_dy: array<u32, 8>;              // per position: index of dy[n, 0, oy, ox]
 
 // Columns: C*KH*KW weights, then the bias column when db is wanted.
 fn columns() -> u32 {
     return gdims.C * gdims.KH * gdims.KW + select(0u, 1u, WANT_DB);
+}
+
+fn decode_column(j: u32) -> vec4<i32> {
+    let kk = gdims.KH * gdims.KW;
+    let ck = gdims.C * kk;
+    if (j >= columns()) { return vec4<i32>(0); }
+    if (j == ck) { return vec4<i32>(0, 0, 0, 2); }
+    let c = j / kk;
+    let r = j - c * kk;
+    let ky = r / gdims.KW;
+    return vec4<i32>(i32(c), i32(ky), i32(r - ky * gdims.KW), 1);
 }
 
 fn decode_q(q: u32, q_end: u32, slot: u32) {
@@ -266,6 +281,16 @@ fn decode_q(q: u32, q_end: u32, slot: u32) {
     q_dy[slot] = n * gdims.O * ohw + r;
 }
 
+// One element of the patch matrix: P[column, position] (1 in the bias column).
+fn gather_x(qi: vec4<i32>, ci: vec4<i32>) -> f32 {
+    if (qi.w == 0 || ci.w == 0) { return 0.0; }
+    if (ci.w == 2) { return 1.0; }
+    let sy = qi.y + ci.y;
+    let sx = qi.z + ci.z;
+    if (sy < 0 || sx < 0 || sy >= i32(gdims.H) || sx >= i32(gdims.W)) { return 0.0; }
+    return gx[bitcast<u32>(qi.x) + (u32(ci.x) * gdims.H + u32(sy)) * gdims.W + u32(sx)];
+}
+
 fn finish_w(o: u32, j: u32, v: f32) {
     let ck = gdims.C * gdims.KH * gdims.KW;
     if (j < ck) {
@@ -281,37 +306,23 @@ fn finish_w(o: u32, j: u32, v: f32) {
 @compute @workgroup_size(64)
 fn weight_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let J = columns();
-    let ck = gdims.C * gdims.KH * gdims.KW;
-    let kk = gdims.KH * gdims.KW;
     let nq = gdims.N * gdims.OH * gdims.OW;
     let ohw = gdims.OH * gdims.OW;
-    let j0 = wg.x * 64u;
-    let o0 = wg.y * 16u;
+    let OL = TO / 4u;
+    let JL = WG / OL;
+    let TJ = JL * PPT;
+    let j0 = wg.x * TJ;
+    let o0 = wg.y * TO;
     var q_begin = 0u;
     var q_end = nq;
     if (SPLIT) {
         q_begin = wg.z * gdims.slice;
         q_end = min(nq, q_begin + gdims.slice);
     }
-    let ol = lid / 16u;
-    let jl = lid % 16u;
+    let ol = lid / JL;
+    let jl = lid % JL;
 
-    // The column this invocation gathers: 0 = none (past J), 1 = a weight, 2 = the bias.
-    let j = j0 + lid;
-    var kind = 0u;
-    var jc = 0u;
-    var jky = 0i;
-    var jkx = 0i;
-    if (j < ck) {
-        kind = 1u;
-        jc = j / kk;
-        let r = j - jc * kk;
-        jky = i32(r / gdims.KW);
-        jkx = i32(r % gdims.KW);
-    } else if (j < J) {
-        kind = 2u;
-    }
-
+    for (var c = lid; c < TJ; c += WG) { col_info[c] = decode_column(j0 + c); }
     if (lid < TQ) { decode_q(q_begin + lid, q_end, lid); }
     workgroupBarrier();
 
@@ -322,7 +333,7 @@ fn weight_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
     for (var q0 = q_begin; q0 < q_end; q0 += TQ) {
         // dy slab, element e = (kq = e % TQ, channel e / TQ): consecutive invocations
         // walk positions, contiguous in dy within an image.
-        for (var e = lid; e < TQ * 16u; e += WG) {
+        for (var e = lid; e < TQ * TO; e += WG) {
             let kq = e % TQ;
             let oc = e / TQ;
             let o = o0 + oc;
@@ -334,39 +345,32 @@ fn weight_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
             }
             dy_slab[kq * 4u + oc / 4u][oc % 4u] = v;
         }
-        // x slab: this invocation's column at the TQ positions.
-        for (var kq = 0u; kq < TQ; kq++) {
-            let qi = q_pix[kq];
-            var v = 0.0;
-            if (qi.w != 0) {
-                if (kind == 2u) {
-                    v = 1.0;
-                } else if (kind == 1u) {
-                    let sy = qi.y + jky;
-                    let sx = qi.z + jkx;
-                    if (sy >= 0 && sx >= 0 && sy < i32(gdims.H) && sx < i32(gdims.W)) {
-                        v = gx[bitcast<u32>(qi.x) + (jc * gdims.H + u32(sy)) * gdims.W + u32(sx)];
-                    }
-                }
-            }
-            x_slab[kq * 64u + lid] = v;
+        // x slab, element e = (kq = e / TJ, column e % TJ): consecutive invocations walk
+        // columns (kx, then ky), mostly neighbouring words of x.
+        for (var e = lid; e < TQ * TJ; e += WG) {
+            x_slab[e] = gather_x(q_pix[e / TJ], col_info[e % TJ]);
         }
         workgroupBarrier();
         if (lid < TQ) { decode_q(q0 + TQ + lid, q_end, lid); }   // next slab; read after the barrier
         for (var kq = 0u; kq < TQ; kq++) {
             let g = dy_slab[kq * 4u + ol];
-            let row = kq * 64u + jl;
+            let row = kq * TJ + jl;
             acc0 = fma(g, vec4<f32>(x_slab[row]), acc0);
-            acc1 = fma(g, vec4<f32>(x_slab[row + 16u]), acc1);
-            acc2 = fma(g, vec4<f32>(x_slab[row + 32u]), acc2);
-            acc3 = fma(g, vec4<f32>(x_slab[row + 48u]), acc3);
+            if (PPT > 1u) { acc1 = fma(g, vec4<f32>(x_slab[row + JL]), acc1); }
+            if (PPT > 2u) {
+                acc2 = fma(g, vec4<f32>(x_slab[row + 2u * JL]), acc2);
+                acc3 = fma(g, vec4<f32>(x_slab[row + 3u * JL]), acc3);
+            }
         }
         workgroupBarrier();
     }
-    store_w(wg.z, o0 + ol * 4u, j0 + jl, J, acc0);
-    store_w(wg.z, o0 + ol * 4u, j0 + jl + 16u, J, acc1);
-    store_w(wg.z, o0 + ol * 4u, j0 + jl + 32u, J, acc2);
-    store_w(wg.z, o0 + ol * 4u, j0 + jl + 48u, J, acc3);
+    let o = o0 + ol * 4u;
+    store_w(wg.z, o, j0 + jl, J, acc0);
+    if (PPT > 1u) { store_w(wg.z, o, j0 + jl + JL, J, acc1); }
+    if (PPT > 2u) {
+        store_w(wg.z, o, j0 + jl + 2u * JL, J, acc2);
+        store_w(wg.z, o, j0 + jl + 3u * JL, J, acc3);
+    }
 }
 
 // Column j for channels o..o+3 (the components of v).
