@@ -26,9 +26,9 @@
 // words of workgroup memory and write neighbouring words of dst). TP = PPT * PL.
 // K is walked in slabs of TK = 8: the workgroup gathers TK x TP patch values and
 // TK x TO weights into workgroup memory, then each invocation does TK x PPT vec4 FMAs.
-// No division in the gather: each position's (n, y, x) is decoded once per workgroup
-// into `pos_info`, each k's (c, ky, kx) once per slab into `k_info` (the next slab's
-// while this one is multiplied).
+// No index decoding in the gather (DX only tests the stride): each position's
+// (n, y, x) is decoded once per workgroup into `pos_info`, each k's (c, ky, kx) once
+// per slab into `k_info` (the next slab's while this one is multiplied).
 // Position tiles are numbered wg.x + wg.y * nwg.x (a 2-D grid past 65535 tiles);
 // wg.z is the channel tile.
 //
@@ -44,7 +44,7 @@
 // TO and PPT are picked so the tile fits O x J snugly (8 x 32 for a first layer's
 // 8 x 26). The reduction runs over q (N*OH*OW: 25k positions at batch 32 for 28x28
 // maps) in slabs of TQ = 8 positions; each column's (c, ky, kx) is decoded once into
-// `col_info`, each slab's positions into `q_info`. With SPLIT, workgroup z walks only
+// `col_info`, each slab's positions into `q_pix` / `q_dy`. With SPLIT, workgroup z walks only
 // slice z of q (`slice` positions) and writes a partial tile, so a big GPU gets many
 // workgroups however small O x J is; `weight_grad_reduce` adds the `splits` partials.
 
