@@ -46,7 +46,7 @@ class Evaluation:
         dev = get_device()
         test = data.test
         c = data.num_classes
-        widths = [test.input_size] + list(model.spec.sizes)
+        widths = [test.input_size] + model.arch.widths()
         chunk = chunk_rows(dev, test.n, widths)
         self.chunk = chunk
         self.x = Tensor((chunk, test.input_size), label="eval.x")

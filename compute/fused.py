@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from .device import get_device
-from .nn import Dropout, Linear, ReLU
+from .arch import Linear, ReLU
 from .program import Dispatch, Program
 from .structs import FUSED_STEP
 
@@ -21,9 +21,7 @@ def fused_supported(model, recipe) -> bool:
     if len(layers) != 3 or not (isinstance(layers[0], Linear) and isinstance(layers[1], ReLU)
                                 and isinstance(layers[2], Linear)):
         return False
-    if any(isinstance(l, Dropout) for l in layers):
-        return False
-    d, h, c = model.spec.sizes
+    d, h, c = layers[0].in_features, layers[0].out_features, layers[2].out_features
     return (d <= MAX_D and h <= MAX_H and c <= MAX_C and d % 4 == 0 and h % 4 == 0
             and recipe.batch_size <= 65535)
 
@@ -34,7 +32,8 @@ class FusedStep:
         # A GPU hides load latency with many invocations per row; lavapipe runs a
         # workgroup's invocations in SIMD batches on one core and prefers fewer.
         wg = wg or (256 if dev.is_cpu else 512)  # 512: fastest at batch 32-256 on an H100
-        d, h, c = model.spec.sizes
+        layers = model.layers
+        d, h, c = layers[0].in_features, layers[0].out_features, layers[2].out_features
         b = recipe.batch_size
         arena = model.arena
         off = {name: arena.offsets[name] for name in ("0.weight", "0.bias", "2.weight", "2.bias")}

@@ -35,7 +35,7 @@ class Run:
         recipe.validate()
         if engine not in ENGINES:
             raise ValueError(f"unknown engine {engine!r} ({', '.join(ENGINES)})")
-        problem = model.spec.misfit(data.train.height, data.train.width, data.num_classes)
+        problem = model.arch.misfit(data.train.height, data.train.width, data.num_classes)
         if problem:
             raise ValueError(problem)
         self.model, self.data, self.engine_choice = model, data, engine

@@ -4,7 +4,7 @@ import pytest
 
 from mnist_viz.compute.data import GpuDataset
 from mnist_viz.compute.device import get_device
-from mnist_viz.compute.nn import MLPSpec, Sequential
+from mnist_viz.compute.nn import mlp
 from mnist_viz.compute.recipe import RECIPES, Recipe
 from mnist_viz.compute.run import Run
 
@@ -35,7 +35,7 @@ def numpy_step(sd, x, y, lr):
 @pytest.mark.parametrize("engine", ["graph", "fused"])
 def test_training_steps_match_numpy_including_tail_batch(engine, mnist):
     data = GpuDataset(mnist, limit=90)                   # batch 40: steps of 40, 40, then a tail of 10
-    model = Sequential(MLPSpec([784, 24, 10]), seed=2)
+    model = mlp([784, 24, 10], seed=2)
     tr = Run(model, data, plain(epochs=1, batch_size=40, lr=0.2), engine=engine)
     assert tr.engine == engine
     sd = model.state_dict()
@@ -64,7 +64,7 @@ def test_fused_step_equals_autograd_path(optim, mnist):
     data = GpuDataset(mnist, limit=333)   # batch 50: a tail of 33 every epoch
     results = {}
     for engine in ("graph", "fused"):
-        model = Sequential(MLPSpec([784, 32, 10]), seed=3)
+        model = mlp([784, 32, 10], seed=3)
         tr = Run(model, data, plain(epochs=2, batch_size=50, shift=2, seed=5, **optim), engine=engine)
         tr.run_steps(tr.total_steps)
         results[engine] = (model.state_dict(), tr.metrics.read_history(0, tr.total_steps))
@@ -76,7 +76,7 @@ def test_fused_step_equals_autograd_path(optim, mnist):
 
 def test_evaluation_matches_numpy(mnist):
     data = GpuDataset(mnist, limit=64)
-    model = Sequential(MLPSpec([784, 16, 10]), seed=4)
+    model = mlp([784, 16, 10], seed=4)
     tr = Run(model, data, plain(epochs=1, batch_size=32))
     r = tr.evaluate()
     sd = model.state_dict()
@@ -96,7 +96,7 @@ def test_evaluation_matches_numpy(mnist):
 def test_default_recipe_learns_on_a_subset(mnist):
     """Real learning on lavapipe: 5000 images, 3 epochs -> > 90% on the 10k test set."""
     data = GpuDataset(mnist, limit=5000)
-    model = Sequential(MLPSpec([784, 128, 10]), seed=0)
+    model = mlp([784, 128, 10], seed=0)
     tr = Run(model, data, RECIPES["default"].with_changes(epochs=3))
     before = tr.evaluate()["accuracy"]
     tr.run_steps(tr.total_steps)
@@ -109,7 +109,7 @@ def test_default_recipe_learns_on_a_subset(mnist):
 
 def test_training_does_not_read_back(mnist, device):
     data = GpuDataset(mnist, limit=200)
-    model = Sequential(MLPSpec([784, 32, 10]), seed=0)
+    model = mlp([784, 32, 10], seed=0)
     tr = Run(model, data, plain(epochs=2, batch_size=32))
     before = device.readback.snapshot()
     tr.run_steps(tr.total_steps)

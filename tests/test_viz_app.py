@@ -265,8 +265,8 @@ def test_divergence_is_noticed_and_the_last_good_weights_restored(make_app):
 def test_loading_another_architecture_rebuilds_the_views_and_trains(make_app, tmp_path):
     """A 784-32-16-10 checkpoint (two hidden layers: the traced autograd step, not the fused one)."""
     from mnist_viz.compute.model_io import save_model
-    from mnist_viz.compute.nn import MLPSpec, Sequential
-    deep = Sequential(MLPSpec([784, 32, 16, 10]), seed=2)
+    from mnist_viz.compute.nn import mlp
+    deep = mlp([784, 32, 16, 10], seed=2)
     path = tmp_path / "deep.safetensors"
     save_model(path, deep)
     app = make_app(**settings(batch_size=16, speed=speed_index(1)))
@@ -275,7 +275,7 @@ def test_loading_another_architecture_rebuilds_the_views_and_trains(make_app, tm
     act(app, "load")
     app.draw_offscreen()
     app.draw_offscreen()                            # a load shows "loading..." for a frame first
-    assert app.model.spec.sizes == [784, 32, 16, 10], app.ui.file_message
+    assert app.model.arch.short == "784-32-16-10", app.ui.file_message
     mv = app.model_views
     assert len(mv.hidden) == 2 and len(mv.weights) == 2 and mv.mosaic.cols == grid_cols_of(32)
     app.ui.select_tabs |= {"Weights & biases", "Mistakes"}
@@ -290,7 +290,7 @@ def test_loading_another_architecture_rebuilds_the_views_and_trains(make_app, tm
     act(app, "load")
     app.draw_offscreen()
     app.draw_offscreen()                            # a load shows "loading..." for a frame first
-    assert app.ui.file_message.startswith("load failed") and app.model.spec.sizes == [784, 32, 16, 10]
+    assert app.ui.file_message.startswith("load failed") and app.model.arch.short == "784-32-16-10"
 
 
 def grid_cols_of(n):
@@ -335,12 +335,12 @@ def test_a_dataset_of_another_shape_gets_a_fitting_model_canvas_and_views(make_a
     learns, a loaded test image is classified from the canvas, and a checkpoint that does not
     fit the data is refused with the running model untouched."""
     from mnist_viz.compute.model_io import save_model
-    from mnist_viz.compute.nn import MLPSpec, Sequential
+    from mnist_viz.compute.nn import mlp
     from mnist_viz.viz.canvas import canvas_shape
     images, labels = write_band_dataset(tmp_path / "bands")
     app = make_app(data_dir=tmp_path / "bands", limit=None, test_limit=None,
                    **settings(batch_size=16, epochs=4, shift=0, speed=speed_index(16)))
-    assert app.model.spec.sizes == [108, 128, 3] and "random weights" in app.ui.file_message
+    assert app.model.arch.short == "108-128-3" and "random weights" in app.ui.file_message
     c = app.canvas
     assert (c.width, c.height) == canvas_shape(12, 9) and c.width * 9 == c.height * 12 and c.width >= 96
     assert app.canvas_view.texture.width == c.width and app.canvas_view.texture.height == c.height
@@ -370,13 +370,13 @@ def test_a_dataset_of_another_shape_gets_a_fitting_model_canvas_and_views(make_a
 
     # An MNIST checkpoint does not fit: refused before anything is rebound.
     model, trainer = app.model, app.session.run
-    save_model(tmp_path / "mnist.safetensors", Sequential(MLPSpec([784, 16, 10])))
+    save_model(tmp_path / "mnist.safetensors", mlp([784, 16, 10]))
     app.ui.checkpoint_path = str(tmp_path / "mnist.safetensors")
     act(app, "load")
     app.draw_offscreen()
     app.draw_offscreen()                            # a load shows "loading..." for a frame first
     assert app.ui.file_message.startswith("load failed") and "does not fit" in app.ui.file_message
-    assert app.model is model and app.session.run is trainer and app.model.spec.sizes == [108, 128, 3]
+    assert app.model is model and app.session.run is trainer and app.model.arch.short == "108-128-3"
 
 
 def test_bad_data_or_a_checkpoint_that_does_not_fit_stops_at_start(tmp_path, capsys):

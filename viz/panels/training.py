@@ -191,7 +191,7 @@ def device_panel(v, act) -> None:
     imgui.text(f"readback {rb.total_bytes:,} B in {rb.count} reads (largest {rb.largest} B)")
     m = v.model
     engine = f", {s.run.engine} step" if s.run is not None else ""
-    imgui.text_disabled(f"model {'-'.join(map(str, m.spec.sizes))}, {m.num_parameters():,} parameters{engine}")
+    imgui.text_disabled(f"model {m.arch.short}, {m.num_parameters():,} parameters{engine}")
     if s.data is not None:
         d = s.data
         imgui.text_disabled(f"data {d.train.n:,} train / {d.test.n:,} test, {d.nbytes / 1e6:.1f} MB on the GPU")
