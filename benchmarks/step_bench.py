@@ -31,14 +31,14 @@ CNNS = ["Conv2d(1,8,5,padding=2),ReLU(),MaxPool2d(2),Conv2d(8,16,3,padding=1),Re
         "Linear(784,64),ReLU(),Linear(64,10)"]
 
 
-def ours(ds, arch_text, batch, timed, warmup=2, engine="auto", wg=None, rows=None):
+def ours(ds, arch_text, batch, timed, warmup=2, engine="auto", wg=None, rows=None, data=None):
     """(median s/epoch, the run) for our step on this network and batch."""
     from mnist_viz.compute.arch import parse
     from mnist_viz.compute.data import GpuDataset
     from mnist_viz.compute.nn import Sequential
     from mnist_viz.compute.recipe import RECIPES
     from mnist_viz.compute.run import Run
-    data = GpuDataset(ds)
+    data = data or GpuDataset(ds)
     model = Sequential(parse(arch_text), seed=0)
     run = Run(model, data, RECIPES["original"].with_changes(epochs=timed + warmup, batch_size=batch), engine=engine)
     if (wg or rows) and run.engine == "compiled":
@@ -63,6 +63,7 @@ def main():
     ap.add_argument("--tune", action="store_true", help="sweep workgroup size and rows per workgroup")
     ap.add_argument("--no-jax", action="store_true")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--breakdown-steps", type=int, default=200, help="steps per GPU timestamp measurement (0: none)")
     ap.add_argument("--limit", type=int, help="smoke test on the first N training images")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--json", type=Path)
@@ -99,25 +100,32 @@ def main():
             head.append(f"PyTorch unavailable: {e}")
     print("\n".join(head), flush=True)
 
+    from mnist_viz.compute.data import GpuDataset
+    data = GpuDataset(ds)
     rows, details = [], []
     for net in nets:
         arch = parse(net)
         for b in batches:
             row = {"net": arch.short if arch.is_mlp else "CNN", "batch": b}
-            o, run = ours(ds, net, b, args.timed)
+            t0 = time.perf_counter()
+            o, run = ours(ds, net, b, args.timed, data=data)
+            print(f"  ours {row['net']} b{b}: {o:.4f} s/epoch ({run.engine}, {time.perf_counter() - t0:.1f} s)", flush=True)
             row.update(ours=o, engine=run.engine, dispatches=len(run.program))
             if args.tune and run.engine == "compiled":
                 sweep = {}
                 for wg in (256, 512, 1024):
                     for r in (1, 2, 4):
+                        t0 = time.perf_counter()
                         try:
-                            sweep[f"wg{wg}/r{r}"] = ours(ds, net, b, 2, warmup=1, wg=wg, rows=r)[0]
+                            sweep[f"wg{wg}/r{r}"] = ours(ds, net, b, 2, warmup=1, wg=wg, rows=r, data=data)[0]
                         except Exception as e:  # noqa: BLE001 - a variant may not fit the device
                             sweep[f"wg{wg}/r{r}"] = str(e).splitlines()[0][:60]
+                        print(f"    wg {wg} rows {r}: {sweep[f'wg{wg}/r{r}']} ({time.perf_counter() - t0:.1f} s)",
+                              flush=True)
                 row["sweep"] = sweep
                 print(f"  sweep {row['net']} b{b}: " + ", ".join(f"{k} {v if isinstance(v, str) else round(v, 4)}"
                                                                for k, v in sweep.items()), flush=True)
-            bd = kernel_breakdown(run, steps=200)
+            bd = kernel_breakdown(run, steps=args.breakdown_steps) if args.breakdown_steps else None
             if bd:
                 details.append((row["net"], b, bd))
             if jax_ok:
@@ -137,7 +145,7 @@ def main():
     if args.accuracy_epochs and MLPS[0] in nets:
         o, run = None, None
         from mnist_viz.compute.arch import parse as p2
-        t, run = ours(ds, MLPS[0], 32, args.accuracy_epochs, warmup=0)
+        t, run = ours(ds, MLPS[0], 32, args.accuracy_epochs, warmup=0, data=data)
         acc["ours"] = run.evaluate()["accuracy"]
         if jax_ok:
             from jax_reference import JaxTrainer

@@ -230,7 +230,12 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
             g = L.n_out // 4
             s = max(self.wg // g, 1)
             decl = " ".join(f"var a{q} = vec4<f32>(0.0);" for q in accs)
-            fma = "\n".join(f"            a{q} = fma(vec4<f32>(act[{q * self.row + L.act_in}u + k]), w, a{q});" for q in accs)
+            # Four independent weight loads in flight per iteration: the loop is bound by memory
+            # latency, not arithmetic, at the batch sizes this step serves.
+            loads = "\n".join(f"            let w{u} = params4[{L.w // 4}u + (k + {u}u) * {g}u + g];" for u in range(4))
+            fma4 = "\n".join(f"            a{q} = fma(vec4<f32>(act[{q * self.row + L.act_in}u + k + {u}u]), w{u}, a{q});"
+                              for u in range(4) for q in accs)
+            fma1 = "\n".join(f"            a{q} = fma(vec4<f32>(act[{q * self.row + L.act_in}u + k]), w, a{q});" for q in accs)
             store = "\n".join(f"        part[(s * {g}u + g) * R + {q}u] = a{q};" for q in accs)
             split = f"""
     // -- layer {L.index}: Linear({L.n_in},{L.n_out}), forward: invocation (s, g) sums K-slice s of outputs 4g..4g+3
@@ -239,9 +244,14 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         let s = u / {g}u;
         let k1 = (s + 1u) * {L.n_in}u / {s}u;
         {decl}
-        for (var k = s * {L.n_in}u / {s}u; k < k1; k++) {{
+        var k = s * {L.n_in}u / {s}u;
+        for (; k + 4u <= k1; k += 4u) {{
+{loads}
+{fma4}
+        }}
+        for (; k < k1; k++) {{
             let w = params4[{L.w // 4}u + k * {g}u + g];
-{fma}
+{fma1}
         }}
 {store}
     }}
@@ -340,10 +350,18 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         decl = " ".join(f"var d{q} = 0.0;" for q in accs)
         if L.n_out % 4 == 0 and L.w % 4 == 0:
             g = L.n_out // 4
-            loop = f"""        for (var c = 0u; c < {g}u; c++) {{
+
+            def dz4(q, c):
+                base = f"{q * self.row + L.act_out}u + 4u * ({c})"
+                return f"vec4<f32>(act[{base}], act[{base} + 1u], act[{base} + 2u], act[{base} + 3u])"
+            loop = f"""        var c = 0u;
+        for (; c + 4u <= {g}u; c += 4u) {{   // four independent weight loads in flight
+""" + "\n".join(f"            let w{u} = params4[{L.w // 4}u + k * {g}u + c + {u}u];" for u in range(4)) + "\n" + \
+                "\n".join(f"            d{q} += dot(w{u}, {dz4(q, f'c + {u}u')});" for u in range(4) for q in accs) + f"""
+        }}
+        for (; c < {g}u; c++) {{
             let w = params4[{L.w // 4}u + k * {g}u + c];
-""" + "\n".join(f"            d{q} += dot(w, vec4<f32>(act[{q * self.row + L.act_out}u + 4u * c], act[{q * self.row + L.act_out}u + 4u * c + 1u], "
-                            f"act[{q * self.row + L.act_out}u + 4u * c + 2u], act[{q * self.row + L.act_out}u + 4u * c + 3u]));" for q in accs) + "\n        }"
+""" + "\n".join(f"            d{q} += dot(w, {dz4(q, 'c')});" for q in accs) + "\n        }"
         else:
             loop = f"""        for (var c = 0u; c < {L.n_out}u; c++) {{
             let w = params[{L.w}u + k * {L.n_out}u + c];
