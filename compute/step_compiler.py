@@ -27,6 +27,8 @@ from .device import get_device
 from .program import Dispatch, Program
 from .shaders import load_wgsl
 
+PART_MAX = 1024           # vec4s of forward partial sums in workgroup memory (16 KB)
+STAGE_MAX = 2048          # floats of a small weight matrix staged in workgroup memory
 SMALL_SLICES = 16          # invocations that split the rows of one small parameter's gradient
 BIG_BLOCK = 4096           # a weight matrix with at least this many entries (and in % 4 == 0) gets pass-2 vec4 tiles
 
@@ -124,6 +126,9 @@ class CompiledStep:
         s += 2 * b
         self.scratch = dev.buffer(s * 4, "compiled.scratch")
         self.r = rows or self.choose_rows(dev, b)
+        if self.shared_bytes(self.r) > self.shared_limit:
+            raise ValueError(f"{self.r} rows per workgroup need {self.shared_bytes(self.r):,} bytes of workgroup "
+                             f"memory, above this GPU's {self.shared_limit:,}")
         self.classes = self.layers[-1].n_out
         split = data.train
         self.source = load_wgsl("compiled_step.wgsl") + "\n" + self.generate(split, recipe)
@@ -144,25 +149,46 @@ class CompiledStep:
     def choose_rows(self, dev, b: int) -> int:
         """Rows per workgroup: 1 while the batch alone fills the GPU, more at large batches (weights
         re-read from L2 per row is what bounds pass 1 there), within the workgroup memory."""
-        limit = dev.limits.get("max-compute-workgroup-storage-size", 16384) // 4
         want = 1 if dev.is_cpu or b <= 64 else (2 if b <= 128 else 4)
-        while want > 1 and want * self.row + self._part_size(want) * 4 + 256 > limit:
+        while want > 1 and self.shared_bytes(want) > self.shared_limit:
             want //= 2
         return want
+
+    @property
+    def shared_limit(self) -> int:
+        return get_device().limits.get("max-compute-workgroup-storage-size", 16384)
+
+    def _slices(self, L: Layer, r: int) -> int:
+        """K-slices of a vec4 layer's forward: enough to occupy the workgroup, few enough that the
+        partial sums fit the workgroup memory left over."""
+        g = L.n_out // 4
+        return max(1, min(self.wg // g, self._part_budget(r) // max(g * r, 1)))
+
+    def _part_budget(self, r: int) -> int:
+        """vec4s of workgroup memory left for partial sums once the rows and staged weights are in."""
+        fixed = 4 * (r * self.row + sum(L.n_in * L.n_out for L in self._staged())) + 8 * 256 + 4 * r
+        return max(0, min(PART_MAX, (self.shared_limit - fixed) // 16))
 
     def _part_size(self, r: int) -> int:
         """vec4s of partial sums the widest layer's split needs."""
         need = 0
         for L in self.layers:
             if L.n_out % 4 == 0:
-                g = L.n_out // 4
-                slices = max(self.wg // g, 1)
-                need = max(need, slices * g * r)
+                need = max(need, self._slices(L, r) * (L.n_out // 4) * r)
             else:
                 need = max(need, -(-L.n_out * self._scalar_parts(L) * r // 4))
         for L in self.layers[1:]:
             need = max(need, -(-L.n_in * r // 4))
         return need
+
+    def _staged(self) -> list[Layer]:
+        """Small weight matrices read with scalar loads (an output width not a multiple of 4, e.g.
+        the 10 classes) are copied to workgroup memory once per workgroup: their loops then wait
+        on workgroup memory, not on L2 latency."""
+        return [L for L in self.layers if not (L.n_out % 4 == 0 and L.w % 4 == 0) and L.n_in * L.n_out <= STAGE_MAX]
+
+    def shared_bytes(self, r: int) -> int:
+        return 4 * (r * self.row + 4 * self._part_size(r) + sum(L.n_in * L.n_out for L in self._staged())) + 8 * 256 + 4 * r
 
     def _scalar_parts(self, L: Layer) -> int:
         return max(1, min(16, self.wg // max(L.n_out, 1)))
@@ -181,7 +207,8 @@ class CompiledStep:
             f"var<workgroup> part: array<vec4<f32>, {max(self._part_size(r), 1)}>;",
             "var<workgroup> sample_of: array<u32, R>;     // the dataset index of each row (0xffffffff: past the end)",
             "var<workgroup> red: array<vec2<f32>, 256>;",
-        ]
+        ] + [f"var<workgroup> wst{L.index}: array<f32, {L.n_in * L.n_out}>;   // layer {L.index}'s weights, staged"
+             for L in self._staged()]
         body = [self._load_rows()]
         for k, L in enumerate(self.layers):
             body.append(self._forward(L, last=k == len(self.layers) - 1))
@@ -204,7 +231,10 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
 
     def _load_rows(self) -> str:
         L0 = self.layers[0]
-        return f"""
+        stage = "".join(f"""
+    for (var i = t; i < {L.n_in * L.n_out}u; i += WG) {{ wst{L.index}[i] = params[{L.w}u + i]; }}"""
+                        for L in self._staged())
+        return f"""{stage}
     // -- the rows' images: gathered through the permutation, shifted, into act and scratch
     if (t < R) {{
         let pos = base + r0 + t;
@@ -228,7 +258,7 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         accs = range(r)
         if L.n_out % 4 == 0 and L.w % 4 == 0:
             g = L.n_out // 4
-            s = max(self.wg // g, 1)
+            s = self._slices(L, r)
             decl = " ".join(f"var a{q} = vec4<f32>(0.0);" for q in accs)
             # Four independent weight loads in flight per iteration: the loop is bound by memory
             # latency, not arithmetic, at the batch sizes this step serves.
@@ -274,7 +304,7 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         let q = u % {p}u;
         {decl}
         for (var k = q; k < {L.n_in}u; k += {p}u) {{
-            let w = params[{L.w}u + k * {L.n_out}u + c];
+            let w = {self._weight(L, "k", "c")};
 {fma}
         }}
 {store}
@@ -301,6 +331,12 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
     }}
     workgroupBarrier();
 """
+
+    def _weight(self, L: Layer, k: str, c: str) -> str:
+        """W[k, c] of a scalar-path layer: from workgroup memory if staged."""
+        if L in self._staged():
+            return f"wst{L.index}[{k} * {L.n_out}u + {c}]"
+        return f"params[{L.w}u + {k} * {L.n_out}u + {c}]"
 
     def _next(self, L: Layer) -> Layer:
         return self.layers[self.layers.index(L) + 1]
@@ -364,7 +400,7 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
 """ + "\n".join(f"            d{q} += dot(w, {dz4(q, 'c')});" for q in accs) + "\n        }"
         else:
             loop = f"""        for (var c = 0u; c < {L.n_out}u; c++) {{
-            let w = params[{L.w}u + k * {L.n_out}u + c];
+            let w = {self._weight(L, "k", "c")};
 """ + "\n".join(f"            d{q} = fma(act[{q * self.row + L.act_out}u + c], w, d{q});" for q in accs) + "\n        }"
         part_store = "\n".join(f"        part[(k * R + {q}u) / 4u][(k * R + {q}u) % 4u] = d{q};" for q in accs)
         mask = "select(0.0, d, a > 0.0)" if prev.relu else "d"
