@@ -29,6 +29,8 @@ from .shaders import load_wgsl
 
 PART_MAX = 1024           # vec4s of forward partial sums in workgroup memory (16 KB)
 STAGE_MAX = 2048          # floats of a small weight matrix staged in workgroup memory
+TILE = 64                 # pass 2: a workgroup's block of a large weight gradient (64 x 64, 4 x 4 an invocation)
+TB = 16                   # pass 2: batch rows staged per round
 SMALL_SLICES = 16          # invocations that split the rows of one small parameter's gradient
 BIG_BLOCK = 4096           # a weight matrix with at least this many entries (and in % 4 == 0) gets pass-2 vec4 tiles
 
@@ -207,6 +209,8 @@ class CompiledStep:
             f"var<workgroup> part: array<vec4<f32>, {max(self._part_size(r), 1)}>;",
             "var<workgroup> sample_of: array<u32, R>;     // the dataset index of each row (0xffffffff: past the end)",
             "var<workgroup> red: array<vec2<f32>, 256>;",
+            f"var<workgroup> xt: array<f32, {TB * TILE}>;     // pass 2: staged rows of a layer's input",
+            f"var<workgroup> dt: array<f32, {TB * TILE}>;     // pass 2: and of its output gradient",
         ] + [f"var<workgroup> wst{L.index}: array<f32, {L.n_in * L.n_out}>;   // layer {L.index}'s weights, staged"
              for L in self._staged()]
         body = [self._load_rows()]
@@ -262,9 +266,10 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
             decl = " ".join(f"var a{q} = vec4<f32>(0.0);" for q in accs)
             # Four independent weight loads in flight per iteration: the loop is bound by memory
             # latency, not arithmetic, at the batch sizes this step serves.
-            loads = "\n".join(f"            let w{u} = params4[{L.w // 4}u + (k + {u}u) * {g}u + g];" for u in range(4))
+            un = 8 if L.n_in // s >= 32 else 4     # loads in flight: more for long K-slices
+            loads = "\n".join(f"            let w{u} = params4[{L.w // 4}u + (k + {u}u) * {g}u + g];" for u in range(un))
             fma4 = "\n".join(f"            a{q} = fma(vec4<f32>(act[{q * self.row + L.act_in}u + k + {u}u]), w{u}, a{q});"
-                              for u in range(4) for q in accs)
+                              for u in range(un) for q in accs)
             fma1 = "\n".join(f"            a{q} = fma(vec4<f32>(act[{q * self.row + L.act_in}u + k]), w, a{q});" for q in accs)
             store = "\n".join(f"        part[(s * {g}u + g) * R + {q}u] = a{q};" for q in accs)
             split = f"""
@@ -275,7 +280,7 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         let k1 = (s + 1u) * {L.n_in}u / {s}u;
         {decl}
         var k = s * {L.n_in}u / {s}u;
-        for (; k + 4u <= k1; k += 4u) {{
+        for (; k + {un}u <= k1; k += {un}u) {{
 {loads}
 {fma4}
         }}
@@ -432,8 +437,9 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         out = []
         for L in self.layers:
             n = L.n_in * L.n_out
-            if L.n_in % 4 == 0 and n >= BIG_BLOCK and L.sx % 4 == 0:
-                out.append((f"{L.index}.weight", math.ceil(n // 4 / 256), self._big_weight(L)))
+            if n >= BIG_BLOCK:
+                tiles = math.ceil(L.n_in / TILE) * math.ceil(L.n_out / TILE)
+                out.append((f"{L.index}.weight", tiles, self._tiled_weight(L)))
             else:
                 out.append((f"{L.index}.weight", math.ceil(n / 16), self._small(L, bias=False)))
             out.append((f"{L.index}.bias", math.ceil(L.n_out / 16), self._small(L, bias=True)))
@@ -443,6 +449,49 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
     @property
     def update_groups(self) -> int:
         return sum(n for _, n, _ in self._blocks())
+
+    def _tiled_weight(self, L: Layer) -> str:
+        """dW = X^T dZ for a large layer, as a tiled product over the batch: a workgroup owns a
+        TILE x TILE block of W; TB rows of X and dZ at a time go to workgroup memory (loads
+        coalesced and all in flight), and each invocation accumulates a 4 x 4 block of the
+        gradient in registers, then applies the optimizer rule to its 16 weights."""
+        nj = math.ceil(L.n_out / TILE)
+        acc = "\n".join(f"        var c{a}: vec4<f32> = vec4<f32>(0.0);" for a in range(4))
+        fma = "\n".join(f"                c{a} = fma(vec4<f32>(xv[{a}]), dv, c{a});" for a in range(4))
+        upd = "\n".join(f"""            if (k0 + {a}u < {L.n_in}u) {{
+                for (var c = 0u; c < 4u; c++) {{
+                    if (j0 + c < {L.n_out}u) {{ apply_update({L.w}u + (k0 + {a}u) * {L.n_out}u + j0 + c, c{a}[c], step, lr); }}
+                }}
+            }}""" for a in range(4))
+        return f"""
+        // dW = X^T dZ, tile ({TILE} x {TILE}) number `local`; invocation t owns rows k0..k0+3, columns j0..j0+3
+        let tk = local / {nj}u;
+        let tj = local % {nj}u;
+        let k0 = tk * {TILE}u + (t / 16u) * 4u;
+        let j0 = tj * {TILE}u + (t % 16u) * 4u;
+{acc}
+        for (var b0 = 0u; b0 < B; b0 += {TB}u) {{
+            // stage TB rows of the X and dZ columns this tile needs (zeros past the edges)
+            for (var e = t; e < {TB * TILE}u; e += 256u) {{
+                let rb = b0 + e / {TILE}u;
+                let k = tk * {TILE}u + e % {TILE}u;
+                let j = tj * {TILE}u + e % {TILE}u;
+                xt[e] = select(0.0, scratch[{L.sx}u + rb * {L.n_in}u + k], rb < B && k < {L.n_in}u);
+                dt[e] = select(0.0, scratch[{L.sdz}u + rb * {L.n_out}u + j], rb < B && j < {L.n_out}u);
+            }}
+            workgroupBarrier();
+            for (var i = 0u; i < {TB}u; i++) {{
+                let xo = i * {TILE}u + (t / 16u) * 4u;
+                let xv = array<f32, 4>(xt[xo], xt[xo + 1u], xt[xo + 2u], xt[xo + 3u]);
+                let dofs = i * {TILE}u + (t % 16u) * 4u;
+                let dv = vec4<f32>(dt[dofs], dt[dofs + 1u], dt[dofs + 2u], dt[dofs + 3u]);
+{fma}
+            }}
+            workgroupBarrier();
+        }}
+        if (!frozen) {{
+{upd}
+        }}"""
 
     def _big_weight(self, L: Layer) -> str:
         q = L.n_in // 4
