@@ -29,8 +29,6 @@ from .shaders import load_wgsl
 
 PART_MAX = 1024           # vec4s of forward partial sums in workgroup memory (16 KB)
 STAGE_MAX = 2048          # floats of a small weight matrix staged in workgroup memory
-TILE = 64                 # pass 2: a workgroup's block of a large weight gradient (64 x 64, 4 x 4 an invocation)
-TB = 16                   # pass 2: batch rows staged per round
 SMALL_SLICES = 16          # invocations that split the rows of one small parameter's gradient
 BIG_BLOCK = 4096           # a weight matrix with at least this many entries (and in % 4 == 0) gets pass-2 vec4 tiles
 
@@ -209,8 +207,7 @@ class CompiledStep:
             f"var<workgroup> part: array<vec4<f32>, {max(self._part_size(r), 1)}>;",
             "var<workgroup> sample_of: array<u32, R>;     // the dataset index of each row (0xffffffff: past the end)",
             "var<workgroup> red: array<vec2<f32>, 256>;",
-            f"var<workgroup> xt: array<f32, {TB * TILE}>;     // pass 2: staged rows of a layer's input",
-            f"var<workgroup> dt: array<f32, {TB * TILE}>;     // pass 2: and of its output gradient",
+            "var<workgroup> red4: array<vec4<f32>, 256>;   // pass 2: the row slices' partial weight gradients",
         ] + [f"var<workgroup> wst{L.index}: array<f32, {L.n_in * L.n_out}>;   // layer {L.index}'s weights, staged"
              for L in self._staged()]
         body = [self._load_rows()]
@@ -437,9 +434,9 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         out = []
         for L in self.layers:
             n = L.n_in * L.n_out
-            if n >= BIG_BLOCK:
-                tiles = math.ceil(L.n_in / TILE) * math.ceil(L.n_out / TILE)
-                out.append((f"{L.index}.weight", tiles, self._tiled_weight(L)))
+            if L.n_in % 4 == 0 and n >= BIG_BLOCK and L.sx % 4 == 0:
+                per_group = 256 // self.row_slices
+                out.append((f"{L.index}.weight", math.ceil(n // 4 / per_group), self._big_weight(L)))
             else:
                 out.append((f"{L.index}.weight", math.ceil(n / 16), self._small(L, bias=False)))
             out.append((f"{L.index}.bias", math.ceil(L.n_out / 16), self._small(L, bias=True)))
@@ -450,79 +447,54 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
     def update_groups(self) -> int:
         return sum(n for _, n, _ in self._blocks())
 
-    def _tiled_weight(self, L: Layer) -> str:
-        """dW = X^T dZ for a large layer, as a tiled product over the batch: a workgroup owns a
-        TILE x TILE block of W; TB rows of X and dZ at a time go to workgroup memory (loads
-        coalesced and all in flight), and each invocation accumulates a 4 x 4 block of the
-        gradient in registers, then applies the optimizer rule to its 16 weights."""
-        nj = math.ceil(L.n_out / TILE)
-        acc = "\n".join(f"        var c{a}: vec4<f32> = vec4<f32>(0.0);" for a in range(4))
-        fma = "\n".join(f"                c{a} = fma(vec4<f32>(xv[{a}]), dv, c{a});" for a in range(4))
-        upd = "\n".join(f"""            if (k0 + {a}u < {L.n_in}u) {{
-                for (var c = 0u; c < 4u; c++) {{
-                    if (j0 + c < {L.n_out}u) {{ apply_update({L.w}u + (k0 + {a}u) * {L.n_out}u + j0 + c, c{a}[c], step, lr); }}
-                }}
-            }}""" for a in range(4))
-        return f"""
-        // dW = X^T dZ, tile ({TILE} x {TILE}) number `local`; invocation t owns rows k0..k0+3, columns j0..j0+3
-        let tk = local / {nj}u;
-        let tj = local % {nj}u;
-        let k0 = tk * {TILE}u + (t / 16u) * 4u;
-        let j0 = tj * {TILE}u + (t % 16u) * 4u;
-{acc}
-        for (var b0 = 0u; b0 < B; b0 += {TB}u) {{
-            // stage TB rows of the X and dZ columns this tile needs (zeros past the edges)
-            for (var e = t; e < {TB * TILE}u; e += 256u) {{
-                let rb = b0 + e / {TILE}u;
-                let k = tk * {TILE}u + e % {TILE}u;
-                let j = tj * {TILE}u + e % {TILE}u;
-                xt[e] = select(0.0, scratch[{L.sx}u + rb * {L.n_in}u + k], rb < B && k < {L.n_in}u);
-                dt[e] = select(0.0, scratch[{L.sdz}u + rb * {L.n_out}u + j], rb < B && j < {L.n_out}u);
-            }}
-            workgroupBarrier();
-            for (var i = 0u; i < {TB}u; i++) {{
-                let xo = i * {TILE}u + (t / 16u) * 4u;
-                let xv = array<f32, 4>(xt[xo], xt[xo + 1u], xt[xo + 2u], xt[xo + 3u]);
-                let dofs = i * {TILE}u + (t % 16u) * 4u;
-                let dv = vec4<f32>(dt[dofs], dt[dofs + 1u], dt[dofs + 2u], dt[dofs + 3u]);
-{fma}
-            }}
-            workgroupBarrier();
-        }}
-        if (!frozen) {{
-{upd}
-        }}"""
+    @property
+    def row_slices(self) -> int:
+        """Invocations that split the batch rows of one large-layer gradient (1 at batch 32, 8 at 256):
+        each sum is a chain of dependent loads, so long batches are cut into parallel pieces."""
+        return max(1, min(8, self.batch // 32))
 
     def _big_weight(self, L: Layer) -> str:
         q = L.n_in // 4
+        sl = self.row_slices
+        per = 256 // sl
+        fold = "" if sl == 1 else f"""
+        red4[t] = acc;
+        workgroupBarrier();
+        for (var s = {128}u; s >= {per}u; s >>= 1u) {{
+            if (t < s) {{ red4[t] += red4[t + s]; }}
+            workgroupBarrier();
+        }}
+        acc = red4[t];"""
         return f"""
-        // dW[4kq..4kq+3, j] = sum over rows of x[row, 4kq..] * dz[row, j]: 4 weights an invocation
-        let i = local * 256u + t;
+        // dW[4kq..4kq+3, j] = sum over rows of x[row, 4kq..] * dz[row, j]: 4 weights per {sl} invocations,
+        // each summing every {sl}th row, then folded in workgroup memory
+        let i = local * {per}u + t % {per}u;
+        let slice = t / {per}u;
+        let j = i % {L.n_out}u;
+        let kq = min(i / {L.n_out}u, {q - 1}u);
+        var acc = vec4<f32>(0.0);
         if (i < {q * L.n_out}u) {{
-            let j = i % {L.n_out}u;
-            let kq = i / {L.n_out}u;
-            var acc = vec4<f32>(0.0);
-            var b = 0u;
-            for (; b + 4u <= B; b += 4u) {{
+            var b = slice;
+            for (; b + {3 * sl}u < B; b += {4 * sl}u) {{
                 let g0 = scratch[{L.sdz}u + b * {L.n_out}u + j];
-                let g1 = scratch[{L.sdz}u + (b + 1u) * {L.n_out}u + j];
-                let g2 = scratch[{L.sdz}u + (b + 2u) * {L.n_out}u + j];
-                let g3 = scratch[{L.sdz}u + (b + 3u) * {L.n_out}u + j];
+                let g1 = scratch[{L.sdz}u + (b + {sl}u) * {L.n_out}u + j];
+                let g2 = scratch[{L.sdz}u + (b + {2 * sl}u) * {L.n_out}u + j];
+                let g3 = scratch[{L.sdz}u + (b + {3 * sl}u) * {L.n_out}u + j];
                 acc = fma(scratch4[{L.sx // 4}u + b * {q}u + kq], vec4<f32>(g0), acc);
-                acc = fma(scratch4[{L.sx // 4}u + (b + 1u) * {q}u + kq], vec4<f32>(g1), acc);
-                acc = fma(scratch4[{L.sx // 4}u + (b + 2u) * {q}u + kq], vec4<f32>(g2), acc);
-                acc = fma(scratch4[{L.sx // 4}u + (b + 3u) * {q}u + kq], vec4<f32>(g3), acc);
+                acc = fma(scratch4[{L.sx // 4}u + (b + {sl}u) * {q}u + kq], vec4<f32>(g1), acc);
+                acc = fma(scratch4[{L.sx // 4}u + (b + {2 * sl}u) * {q}u + kq], vec4<f32>(g2), acc);
+                acc = fma(scratch4[{L.sx // 4}u + (b + {3 * sl}u) * {q}u + kq], vec4<f32>(g3), acc);
             }}
-            for (; b < B; b++) {{
+            for (; b < B; b += {sl}u) {{
                 acc = fma(scratch4[{L.sx // 4}u + b * {q}u + kq], vec4<f32>(scratch[{L.sdz}u + b * {L.n_out}u + j]), acc);
             }}
-            if (!frozen) {{
-                let p = {L.w}u + 4u * kq * {L.n_out}u + j;
-                apply_update(p, acc.x, step, lr);
-                apply_update(p + {L.n_out}u, acc.y, step, lr);
-                apply_update(p + {2 * L.n_out}u, acc.z, step, lr);
-                apply_update(p + {3 * L.n_out}u, acc.w, step, lr);
-            }}
+        }}{fold}
+        if (slice == 0u && i < {q * L.n_out}u && !frozen) {{
+            let p = {L.w}u + 4u * kq * {L.n_out}u + j;
+            apply_update(p, acc.x, step, lr);
+            apply_update(p + {L.n_out}u, acc.y, step, lr);
+            apply_update(p + {2 * L.n_out}u, acc.z, step, lr);
+            apply_update(p + {3 * L.n_out}u, acc.w, step, lr);
         }}"""
 
     def _small(self, L: Layer, bias: bool) -> str:
