@@ -1,5 +1,6 @@
 """Shared fixtures. Tests run on whatever adapter wgpu finds (lavapipe on CI)."""
 import functools
+import importlib
 import os
 import sys
 import threading
@@ -31,6 +32,29 @@ def device():
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def import_for_interop(name: str):
+    """A module the PyTorch interop tests need. Missing, the tests skip on a developer's
+    machine; where CI is set they fail instead, so they cannot vanish from CI unnoticed
+    (scripts/setup.sh test installs the CPU PyTorch)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but {name} cannot be imported ({e}); the PyTorch interop tests must run on CI: "
+                        f"run scripts/setup.sh test (it installs the CPU PyTorch)", pytrace=False)
+        pytest.skip(f"{name} is not installed (scripts/setup.sh test installs it)")
+
+
+@pytest.fixture(scope="session")
+def torch():
+    return import_for_interop("torch")
+
+
+@pytest.fixture(scope="session")
+def safetensors_torch(torch):
+    return import_for_interop("safetensors.torch")
 
 
 class WgpuReads:

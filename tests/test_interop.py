@@ -1,13 +1,17 @@
 """PyTorch interop, end to end: a model trained in PyTorch evaluates here to the
-accuracy PyTorch reports, and our shipped model evaluates in PyTorch to ours."""
+accuracy PyTorch reports, and our shipped model evaluates in PyTorch to ours.
+torch comes from the conftest fixture: skipped without it, failed without it on CI."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
-import pytest
 
-torch = pytest.importorskip("torch")
-safetensors_torch = pytest.importorskip("safetensors.torch")
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def torch_accuracy(model, mnist) -> float:
+def torch_accuracy(torch, model, mnist) -> float:
     x = torch.tensor(mnist.test_images.reshape(len(mnist.test_images), -1), dtype=torch.float32) / 255
     with torch.no_grad():
         pred = model(x).argmax(1).numpy()
@@ -24,7 +28,7 @@ def our_accuracy(path, mnist) -> float:
     return Run(model, data, Recipe()).evaluate()["accuracy"]
 
 
-def test_pytorch_trained_model_evaluates_to_the_same_accuracy(mnist, tmp_path):
+def test_pytorch_trained_model_evaluates_to_the_same_accuracy(mnist, tmp_path, torch, safetensors_torch):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(784, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -37,16 +41,34 @@ def test_pytorch_trained_model_evaluates_to_the_same_accuracy(mnist, tmp_path):
         opt.step()
     path = tmp_path / "torch.safetensors"
     safetensors_torch.save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    theirs = torch_accuracy(model, mnist)
+    theirs = torch_accuracy(torch, model, mnist)
     assert theirs > 0.85
     assert abs(our_accuracy(path, mnist) - theirs) <= 1e-4  # at most one digit on a float tie
 
 
-def test_our_model_evaluates_in_pytorch_to_our_accuracy(mnist):
+def test_our_model_evaluates_in_pytorch_to_our_accuracy(mnist, torch, safetensors_torch):
     from mnist_viz.compute.model_io import default_model_path
     path = default_model_path()
     model = torch.nn.Sequential(torch.nn.Linear(784, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
     model.load_state_dict(safetensors_torch.load_file(str(path)))
     ours = our_accuracy(path, mnist)
     assert ours >= 0.98
-    assert abs(torch_accuracy(model, mnist) - ours) <= 1e-4
+    assert abs(torch_accuracy(torch, model, mnist) - ours) <= 1e-4
+
+
+def test_without_torch_the_interop_tests_skip_but_fail_on_ci(tmp_path):
+    """Guards against the interop tests vanishing from CI: with torch unimportable they skip
+    on a developer's machine and fail when CI is set."""
+    shadow = tmp_path / "no-torch" / "torch"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('torch hidden by the test')\n")
+    node = "tests/test_interop.py::test_our_model_evaluates_in_pytorch_to_our_accuracy"
+    outcomes = {}
+    for ci in ("", "1"):
+        env = {k: v for k, v in os.environ.items() if k != "CI"}
+        env.update(PYTHONPATH=str(shadow.parent), XDG_RUNTIME_DIR="/tmp", **({"CI": ci} if ci else {}))
+        p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rsf", node],
+                           capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+        outcomes[ci] = (p.returncode, p.stdout[-600:])
+    assert outcomes[""][0] == 0 and "1 skipped" in outcomes[""][1], outcomes[""]
+    assert outcomes["1"][0] == 1 and "1 error" in outcomes["1"][1] and "CI is set" in outcomes["1"][1], outcomes["1"]

@@ -162,6 +162,91 @@ def test_painting_with_mouse_events_and_keyboard_shortcuts(make_app):
     assert app.metrics.steps == steps + 1
 
 
+def test_every_shortcut_in_the_keymap_does_what_the_help_says(make_app, tmp_path):
+    """Guards against a shortcut bound to the wrong action, or a key (or Ctrl) that never
+    reaches its action: every key of every KEYMAP binding is pressed in the app and the
+    effect the help promises is checked. A binding with no check here fails the test."""
+    from mnist_viz.compute.model_io import load_model
+    from mnist_viz.viz.actions import KEYMAP, Action
+    app = make_app(**settings(batch_size=16, speed=speed_index(1)))
+    app.ui.checkpoint_path = str(tmp_path / "by-key.safetensors")
+    app.draw_offscreen()
+
+    def press(key, ctrl=False):
+        app.rc.submit_event({"event_type": "key_down", "key": key, "modifiers": ("Control",) if ctrl else ()})
+        app.draw_offscreen()
+
+    def toggle(key, ctrl):
+        act(app, "pause")
+        app.draw_offscreen()
+        press(key, ctrl)
+        assert app.session.status == "running"
+        press(key, ctrl)
+        assert app.session.status == "paused"
+
+    def step(key, ctrl):
+        steps = app.metrics.steps
+        press(key, ctrl)
+        assert app.metrics.steps == steps + 1 and app.session.status == "paused"
+
+    def reinitialise(key, ctrl):
+        before = app.model.state_dict()["0.weight"]
+        press(key, ctrl)
+        assert not np.allclose(app.model.state_dict()["0.weight"], before) and app.session.status == "idle"
+
+    def evaluate(key, ctrl):
+        evaluations = app.metrics.evaluations
+        press(key, ctrl)
+        app.draw_offscreen()
+        assert app.metrics.evaluations == evaluations + 1
+
+    def clear(key, ctrl):
+        app.canvas.stroke((30.0, 30.0), (70.0, 60.0))
+        app.draw_offscreen()
+        assert canvas_ink(app) > 0
+        press(key, ctrl)
+        assert canvas_ink(app) == 0.0
+
+    def brush(change):
+        def check(key, ctrl):
+            app.canvas.brush = 4.0
+            press(key, ctrl)
+            assert app.canvas.brush == 4.0 + change
+        return check
+
+    def cycle_mosaic(key, ctrl):
+        mode = app.model_views.mosaic_mode
+        press(key, ctrl)
+        assert app.model_views.mosaic_mode != mode
+
+    def save(key, ctrl):
+        path = Path(app.ui.checkpoint_path)
+        path.unlink(missing_ok=True)
+        press(key, ctrl)
+        saved, _ = load_model(path)
+        np.testing.assert_array_equal(saved.state_dict()["0.weight"], app.model.state_dict()["0.weight"])
+
+    def toggle_help(key, ctrl):
+        shown = app.ui.show_help
+        press(key, ctrl)
+        assert app.ui.show_help is (not shown)
+
+    def quit_(key, ctrl):
+        press(key, not ctrl)                     # without (or with) Ctrl it is not the shortcut
+        assert not app.quit_requested
+        press(key, ctrl)
+        assert app.quit_requested
+
+    checks = {Action.TOGGLE: toggle, Action.STEP: step, Action.REINITIALISE: reinitialise,
+              Action.EVALUATE: evaluate, Action.CLEAR: clear, Action.BRUSH_SMALLER: brush(-0.5),
+              Action.BRUSH_LARGER: brush(+0.5), Action.CYCLE_MOSAIC: cycle_mosaic, Action.SAVE: save,
+              Action.TOGGLE_HELP: toggle_help, Action.QUIT: quit_}
+    assert {b.action for b in KEYMAP} <= set(checks), "a shortcut without a check"
+    for binding in sorted(KEYMAP, key=lambda b: b.action is Action.QUIT):   # quitting closes the canvas: last
+        for key in binding.keys:
+            checks[binding.action](key, binding.ctrl)
+
+
 def test_hidpi_renders_at_physical_size_and_paints_in_logical_coordinates(make_app):
     """pixel ratio 2 (a Retina / 200% display): the frame has twice the pixels, imgui lays out in
     logical points, mouse events in logical points land where the canvas is drawn."""
@@ -251,10 +336,12 @@ def test_no_autosave_when_opted_out_or_untrained(make_app, tmp_path):
 
 
 def diverged_app(make_app):
-    """An app whose training blew up (learning rate 1e30) and was noticed."""
+    """An app whose training blew up (learning rate 1e6) and was noticed; app.before_training
+    holds the weights it started from (the snapshot of the first epoch's start)."""
     app = make_app(**settings(batch_size=16, speed=speed_index(4), lr=1e6, momentum=0.0, nesterov=False,
                                      schedule="constant"))
     app.readout.interval = 0.0
+    app.before_training = app.model.state_dict()
     act(app, "train")
     for _ in range(40):
         app.draw_offscreen()
@@ -265,13 +352,17 @@ def diverged_app(make_app):
 
 
 def test_divergence_is_noticed_and_the_last_good_weights_restored(make_app):
+    """Guards against a divergence restore that leaves the diverged weights in place (they are
+    finite: the GPU never writes a non-finite weight, so finiteness proves nothing): the
+    weights must be exactly those the epoch started from."""
     app = diverged_app(make_app)
     assert "diverged" in app.session.message and "restored" in app.session.message
     assert "learning rate" in app.session.message
     app.draw_offscreen()
     assert app.session.status == "diverged"  # stays stopped until the user resumes
-    w = app.model.state_dict()["0.weight"]
-    assert np.isfinite(w).all()
+    restored = app.model.state_dict()
+    for name, want in app.before_training.items():
+        np.testing.assert_array_equal(restored[name], want, err_msg=name)
 
 
 def test_loading_another_architecture_rebuilds_the_views_and_trains(make_app, tmp_path):
@@ -311,14 +402,22 @@ def grid_cols_of(n):
 
 
 def test_training_resumes_cleanly_after_restoring_from_divergence(make_app):
+    """Guards against a restore that leaves the divergence flag up (the GPU then silently skips
+    every update) or the diverged weights in place: after lowering the learning rate and
+    resuming, steps are taken and the weights move away from the restored ones, by as much
+    as a few small steps move them."""
     app = diverged_app(make_app)
     app.draw_offscreen()
     act(app, "set_recipe", app.session.recipe.with_changes(lr=0.05))
     act(app, "train")
+    steps = app.metrics.steps
     for _ in range(8):
         app.draw_offscreen()
     assert app.session.status == "running", app.session.message
-    assert np.isfinite(app.model.state_dict()["0.weight"]).all()
+    assert app.metrics.steps > steps
+    now, before = app.model.state_dict(), app.before_training
+    change = max(np.abs(now[k] - before[k]).max() for k in before)
+    assert 0 < change < 1.0, change
 
 
 def write_band_dataset(directory, h=9, w=12, classes=3, n_train=360, n_test=90, seed=0):
