@@ -123,7 +123,7 @@ def plain(**kw) -> Recipe:
     plain(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=0.01),
     plain(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True),
     plain(optimizer="adam", lr=0.01, weight_decay=0.001),
-])
+], ids=["sgd", "momentum-wd", "nesterov", "adam"])
 def test_optimizer_matches_numpy(recipe, rng, device):
     p = rng.standard_normal(37).astype(np.float32)
     g = rng.standard_normal(37).astype(np.float32)
