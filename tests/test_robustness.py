@@ -193,9 +193,10 @@ def test_ctrl_c_saves_what_was_trained(tmp_path, mnist):
     import time
     ckpt = tmp_path / "m.safetensors"
     env = dict(os.environ, PYTHONPATH=str(ROOT / "tests" / "checkout"), XDG_RUNTIME_DIR="/tmp", PYTHONUNBUFFERED="1")
+    # Ctrl-C's default action even where this test runs as a background job (which ignores SIGINT).
     p = subprocess.Popen([sys.executable, "-m", "mnist_viz.viz", "train", "--limit", "640", "--epochs", "500", "--no-eval",
                           "--save", str(ckpt)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                         cwd=ROOT)
+                         cwd=ROOT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline:
         line = p.stdout.readline()  # (iterating the pipe would wait for a full read-ahead buffer)
