@@ -119,7 +119,7 @@ MUTATIONS = [
              "lr = h.min_lr + (h.lr - h.min_lr) * 0.5 * (1.0 + cos(0.5 * PI * x));",
              (T + "test_engine_kernels.py::test_schedule_on_gpu_matches_hand_computed_rates[cosine]",
               T + "test_engine_kernels.py::test_cosine_schedule_matches_pytorch"),
-             "the cosine anneals to half way only", fast=True),
+             "the cosine anneals to half way only"),
     Mutation("nesterov-rule", "shaders/optim_rule.wgsl",
              "d = select(m, g + hyper.momentum * m, hyper.nesterov == 1u);",
              "d = select(m, m + hyper.momentum * g, hyper.nesterov == 1u);",
