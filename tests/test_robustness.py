@@ -211,11 +211,11 @@ def test_ctrl_c_saves_what_was_trained(tmp_path, mnist):
     step = int(meta["interrupted_at_step"])
     assert step >= 20
     from mnist_viz.compute.data import GpuDataset
-    from mnist_viz.compute.nn import MLPSpec, Sequential
+    from mnist_viz.compute.nn import mlp
     from mnist_viz.compute.recipe import RECIPES
     from mnist_viz.compute.run import Run
     recipe = RECIPES["default"].with_changes(epochs=500)      # what the command line asked for
-    model = Sequential(MLPSpec([784, 128, 10]), seed=recipe.seed)
+    model = mlp([784, 128, 10], seed=recipe.seed)
     run = Run(model, GpuDataset(mnist, 640), recipe)
     assert run.run_steps(step) == step
     for name, want in model.state_dict().items():

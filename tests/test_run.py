@@ -11,7 +11,7 @@ from mnist_viz.compute import ops
 from mnist_viz.compute.data import GpuDataset
 from mnist_viz.compute.device import get_device
 from mnist_viz.compute.metrics import HISTORY_CAP
-from mnist_viz.compute.nn import MLPSpec, Sequential
+from mnist_viz.compute.nn import mlp
 from mnist_viz.compute.recipe import Recipe
 from mnist_viz.compute.run import Run
 from mnist_viz.compute.structs import FLAG_EXPLODED
@@ -41,7 +41,7 @@ def test_every_epoch_has_its_own_permutation(mnist):
     buffer only at the first epoch): each epoch's order is a permutation of the whole
     training set, none is the identity, and no two epochs share one."""
     data = GpuDataset(mnist, limit=96)
-    run = Run(Sequential(MLPSpec([784, 8, 10]), seed=0), data, plain(epochs=3, batch_size=32))
+    run = Run(mlp([784, 8, 10], seed=0), data, plain(epochs=3, batch_size=32))
     perms = []
     for _ in range(3):
         run.run_steps(1)                     # the epoch's first step writes its order
@@ -62,7 +62,7 @@ def test_restore_snapshot_puts_back_the_epoch_start_exactly(mnist, device):
     first, the moments are zero, the flags clear, and the next step equals numpy's step
     from those weights with fresh momentum."""
     data = GpuDataset(mnist, limit=64)
-    model = Sequential(MLPSpec([784, 16, 10]), seed=1)
+    model = mlp([784, 16, 10], seed=1)
     recipe = plain(epochs=3, batch_size=16, lr=0.05, momentum=0.9)
     run = Run(model, data, recipe)
     spe = run.steps_per_epoch
@@ -88,7 +88,7 @@ def test_restore_snapshot_puts_back_the_epoch_start_exactly(mnist, device):
     assert_weights(model.state_dict(), want, "after restore")
 
 
-@pytest.mark.parametrize("engine", ["fused", "graph"])
+@pytest.mark.parametrize("engine", ["compiled", "graph"])
 @pytest.mark.parametrize("changes", [
     dict(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
     dict(optimizer="adam", lr=0.01, weight_decay=1e-4),
@@ -98,7 +98,7 @@ def test_whole_steps_with_optimizer_and_cosine_schedule_match_numpy(engine, chan
     (optim_rule.wgsl, schedule.wgsl: the fused-vs-trace comparison cannot see those): eight
     steps over two epochs with a cosine schedule, against numpy's textbook optimizer."""
     data = GpuDataset(mnist, limit=100)                  # batch 25: four steps an epoch
-    model = Sequential(MLPSpec([784, 16, 10]), seed=4)
+    model = mlp([784, 16, 10], seed=4)
     recipe = plain(epochs=2, batch_size=25, schedule="cosine", min_lr=changes["lr"] / 10, **changes)
     run = Run(model, data, recipe, engine=engine)
     assert run.engine == engine
@@ -116,14 +116,15 @@ def test_whole_steps_with_optimizer_and_cosine_schedule_match_numpy(engine, chan
     np.testing.assert_allclose(run.metrics.read_history(0, run.total_steps)[:, 0], losses, rtol=1e-4)
 
 
-def test_deeper_network_steps_match_numpy(mnist):
+@pytest.mark.parametrize("engine", ["compiled", "graph"])
+def test_deeper_network_steps_match_numpy(engine, mnist):
     """Guards against backprop bugs that only a second hidden layer shows (the gradient
     passed down through a middle Linear-ReLU): three Nesterov steps of 784-20-12-10."""
     data = GpuDataset(mnist, limit=48)
-    model = Sequential(MLPSpec([784, 20, 12, 10]), seed=6)
+    model = mlp([784, 20, 12, 10], seed=6)
     recipe = plain(epochs=1, batch_size=16, lr=0.1, momentum=0.9, nesterov=True)
-    run = Run(model, data, recipe)
-    assert run.engine == "graph"
+    run = Run(model, data, recipe, engine=engine)
+    assert run.engine == engine
     sd, opt = as64(model.state_dict()), ref.Optimizer(recipe)
     run.run_steps(1)
     perm = read_perm(data)
@@ -170,20 +171,20 @@ def test_dropout_is_off_at_evaluation(mnist):
     """Guards against dropout applied when evaluating: a 784-32-10 model with dropout 0.5
     scores the test set exactly as numpy's plain forward pass does."""
     data = GpuDataset(mnist, limit=64)
-    model = Sequential(MLPSpec([784, 32, 10], dropout=0.5), seed=2)
+    model = mlp([784, 32, 10], 0.5, seed=2)
     run = Run(model, data, plain(epochs=1, batch_size=32))
     got = run.evaluate()
     logits, _ = ref.forward(model.state_dict(), mnist.test_images.reshape(10000, -1) / 255.0)
     assert abs(got["correct"] - int((logits.argmax(1) == mnist.test_labels).sum())) <= 2  # float ties at most
 
 
-@pytest.mark.parametrize("engine", ["fused", "graph"])
+@pytest.mark.parametrize("engine", ["compiled", "graph"])
 def test_live_change_from_adam_to_sgd_momentum_starts_fresh(engine, mnist):
     """Guards against Run.set_recipe keeping the old optimizer's moments (Adam's first moment
     becoming SGD's momentum buffer) or not applying a change at the next step: two Adam
     steps, then SGD with momentum 0.9 from a zero buffer, against numpy."""
     data = GpuDataset(mnist, limit=100)
-    model = Sequential(MLPSpec([784, 12, 10]), seed=3)
+    model = mlp([784, 12, 10], seed=3)
     first = plain(epochs=1, batch_size=20, optimizer="adam", lr=0.01)
     second = first.with_changes(optimizer="sgd", lr=0.05, momentum=0.9)
     run = Run(model, data, first, engine=engine)
@@ -200,15 +201,11 @@ def test_live_change_from_adam_to_sgd_momentum_starts_fresh(engine, mnist):
     assert_weights(model.state_dict(), sd, engine)
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: after a live switch to Adam (and after a restore) Adam's bias "
-                   "correction counts t from step 0 of the run, not from the fresh moments (optim_rule.wgsl uses the "
-                   "schedule step; Run.set_recipe cannot offset it without a Hyper field), so the first steps after "
-                   "the switch are too small")
 def test_live_change_from_sgd_to_adam_matches_a_fresh_adam(mnist):
     """A fresh Adam (as PyTorch's, and as reference.Optimizer) corrects its zero-started moments
     counting from its own first step. Guards against that bias correction being wrong."""
     data = GpuDataset(mnist, limit=100)
-    model = Sequential(MLPSpec([784, 12, 10]), seed=3)
+    model = mlp([784, 12, 10], seed=3)
     first = plain(epochs=1, batch_size=20, lr=0.05, momentum=0.9)
     second = first.with_changes(optimizer="adam", lr=0.01, momentum=0.0)
     run = Run(model, data, first)
@@ -221,17 +218,18 @@ def test_live_change_from_sgd_to_adam_matches_a_fresh_adam(mnist):
         for s in (step, step + 1):
             x, y = ref.batch(mnist.train_images, mnist.train_labels, perm, s, 20)
             sd = opt.step(sd, ref.gradients(sd, x, y)[2], opt.r.lr)
-    assert_weights(model.state_dict(), sd)
+    # Adam's first steps are about lr * sign(g): float32 rounding of near-zero gradients moves a few weights
+    assert_weights(model.state_dict(), sd, atol=5e-5)
 
 
-@pytest.mark.parametrize("engine", ["fused", "graph"])
+@pytest.mark.parametrize("engine", ["compiled", "graph"])
 def test_history_ring_wraps_around_at_its_capacity(engine, mnist, device):
     """Guards against the history slot not wrapping at HISTORY_CAP (writing past the ring, or
     stuck in its last slot) and read_history mis-splitting a range across the wrap: six
     steps from run step HISTORY_CAP - 3 land in the ring's last three and first three slots
     and read back in order, each the loss and accuracy numpy computes for its batch."""
     data = GpuDataset(mnist, limit=60)
-    model = Sequential(MLPSpec([784, 16, 10]), seed=5)
+    model = mlp([784, 16, 10], seed=5)
     recipe = plain(epochs=1, batch_size=10, lr=0.1)
     run = Run(model, data, recipe, engine=engine)
     start = HISTORY_CAP - 3                        # as after 65,533 steps, without taking them
