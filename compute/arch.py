@@ -106,44 +106,34 @@ class MaxPool2d:
         return f"MaxPool2d({self.kernel_size}" + (f",stride={self.stride}" if self.stride not in (None, self.kernel_size) else "") + ")"
 
 
-@dataclass(frozen=True)
-class Flatten:
+class _Parameterless:
+    """A layer without tensors that leaves the shape as it is (unless it says otherwise)."""
     has_params = False
 
+    def out_shape(self, shape: tuple) -> tuple:
+        return shape
+
+    def param_shapes(self) -> dict:
+        return {}
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+@dataclass(frozen=True)
+class Flatten(_Parameterless):
     def out_shape(self, shape: tuple) -> tuple:
         return (math.prod(shape),)
 
-    def param_shapes(self) -> dict:
-        return {}
 
-    def __str__(self) -> str:
-        return "Flatten()"
+@dataclass(frozen=True)
+class ReLU(_Parameterless):
+    pass
 
 
 @dataclass(frozen=True)
-class ReLU:
-    has_params = False
-
-    def out_shape(self, shape: tuple) -> tuple:
-        return shape
-
-    def param_shapes(self) -> dict:
-        return {}
-
-    def __str__(self) -> str:
-        return "ReLU()"
-
-
-@dataclass(frozen=True)
-class Dropout:
+class Dropout(_Parameterless):
     p: float = 0.5
-    has_params = False
-
-    def out_shape(self, shape: tuple) -> tuple:
-        return shape
-
-    def param_shapes(self) -> dict:
-        return {}
 
     def __str__(self) -> str:
         return f"Dropout({self.p:g})"
