@@ -368,7 +368,7 @@ def test_divergence_is_noticed_and_the_last_good_weights_restored(make_app):
 
 
 def test_loading_another_architecture_rebuilds_the_views_and_trains(make_app, tmp_path):
-    """A 784-32-16-10 checkpoint (two hidden layers: the traced autograd step, not the fused one)."""
+    """A 784-32-16-10 checkpoint (two hidden layers: a step program compiled for the new shape)."""
     from mnist_viz.compute.model_io import save_model
     from mnist_viz.compute.nn import mlp
     deep = mlp([784, 32, 16, 10], seed=2)
@@ -387,7 +387,7 @@ def test_loading_another_architecture_rebuilds_the_views_and_trains(make_app, tm
     act(app, "train")
     for _ in range(4):
         app.draw_offscreen()
-    assert app.session.run.engine == "graph" and app.metrics.steps >= 3
+    assert app.session.run.engine == "compiled" and app.metrics.steps >= 3
     assert app.ui_error is None
     np.testing.assert_array_equal(app.model.state_dict()["0.weight"].shape, (32, 784))
     # A missing file is a message in the panel, not a crash.
