@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import ops
+from .budget import Limits, check_rows
 from .data import GpuDataset
 from .device import get_device
 from .evaluation import Evaluation
@@ -33,6 +34,7 @@ class Run:
     def __init__(self, model, data: GpuDataset, recipe: Recipe, engine: str = "auto",
                  metrics: RunMetrics | None = None):
         recipe.validate()
+        check_rows(model.arch, recipe.batch_size, Limits.current(), option="batch size")
         if engine not in ENGINES:
             raise ValueError(f"unknown engine {engine!r} ({', '.join(ENGINES)})")
         problem = model.arch.misfit(data.train.height, data.train.width, data.num_classes)
@@ -72,6 +74,8 @@ class Run:
         old = self.recipe
         if new == old:
             return ""
+        check_rows(self.model.arch, new.batch_size, Limits.current(), option="batch size")
+        new.steps(self.data.train.n)              # fits the step counter: checked before anything changes
         baked = (new.batch_size, new.shift, new.seed) != (old.batch_size, old.shift, old.seed)
         if baked:
             samples = self.step * old.batch_size
