@@ -102,7 +102,8 @@ def arena_floats(arch, align_bytes: int) -> int:
 
 
 def arena_fits(arch, limits: Limits) -> bool:
-    return buffer_bytes(arena_floats(arch, limits.align) * 4) <= limits.binding
+    """The arena (and the run's snapshot of it, one word longer: its step) fits one binding."""
+    return buffer_bytes((arena_floats(arch, limits.align) + 1) * 4) <= limits.binding
 
 
 def check_model(arch, limits: Limits, fix: str = "use a narrower network") -> None:

@@ -180,11 +180,8 @@ class Sequential:
             index, kind = name.split(".")
             self.arena.write(name, a.T if isinstance(self.layers[int(index)], Linear) and kind == "weight" else a)
 
-    def snapshot_to(self, encoder, buffer) -> None:
-        """GPU-side copy of all parameters (for restoring the last good weights)."""
-        encoder.copy_buffer_to_buffer(self.arena.buffer, 0, buffer, 0, self.arena.size * 4)
-
     def restore_from(self, encoder, buffer) -> None:
+        """All parameters from a GPU-side copy (the run's divergence snapshot)."""
         encoder.copy_buffer_to_buffer(buffer, 0, self.arena.buffer, 0, self.arena.size * 4)
 
 

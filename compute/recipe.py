@@ -49,7 +49,7 @@ class Recipe:
     def problems(self) -> list[tuple[str, str]]:
         """(field, what is wrong and the valid range) for every bad value; empty when usable."""
         out = []
-        f = {k: _as_f32(getattr(self, k)) for k in F32_FIELDS}   # what the GPU will hold
+        f = {k: as_f32(getattr(self, k)) for k in F32_FIELDS}   # what the GPU will hold
 
         def need(ok: bool, field: str, text: str) -> None:
             if not ok:
@@ -125,7 +125,7 @@ def _finite(x) -> bool:
 F32_FIELDS = ("lr", "min_lr", "gamma", "momentum", "beta1", "beta2", "eps", "weight_decay")
 
 
-def _as_f32(x) -> float:
+def as_f32(x) -> float:
     """x as the GPU's float32 will hold it (0.99999999999 is 1.0, 1e-50 is 0.0); NaN when it cannot."""
     if not _finite(x) or abs(x) > F32_MAX:
         return math.nan

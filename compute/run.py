@@ -22,9 +22,9 @@ from .device import get_device
 from .evaluation import Evaluation
 from .metrics import RunMetrics
 from .optim import Optimizer
-from .program import Program
+from .program import Dispatch, Program
 from .recipe import Recipe
-from .structs import FLAGS_DIVERGED
+from .structs import FLAGS_DIVERGED, OPTIM
 from .tensor import Tensor
 
 ENGINES = ("auto", "fused", "graph")
@@ -45,7 +45,8 @@ class Run:
             raise ValueError(f"metrics for {metrics.num_classes} classes, data has {data.num_classes}")
         self.metrics = metrics or RunMetrics(data.num_classes)
         self.optimizer = Optimizer(model.arena, self.metrics.state)
-        self.snapshot = get_device().buffer(model.arena.size * 4, "params.snapshot")
+        self._snapshot = _SnapshotTaker(model, self.metrics)
+        self.snapshot = self._snapshot.buffer
         self.snapshot_step: int | None = None   # schedule step of the snapshot (None: none taken)
         self.step = 0                # schedule step (mirror of state.step)
         self.weights_version = 0     # bumped whenever the weights change (views redraw)
@@ -155,7 +156,7 @@ class Run:
             if self._shuffled_epoch != epoch:
                 self.data.shuffle(self._rng)
                 self._shuffled_epoch = epoch
-            self.model.snapshot_to(encoder, self.snapshot)
+            self._snapshot.program.encode(encoder)     # taken only if the run is healthy (snapshot.wgsl)
             self.snapshot_step = self.step
         self.program.encode(encoder, repeat=n)
         self.step += n
@@ -207,8 +208,10 @@ class Run:
         return bool(flags & FLAGS_DIVERGED)
 
     def restore_snapshot(self) -> None:
-        """Back to the weights and schedule step of the last epoch start; the optimizer's
-        moments and the divergence detector start over, the flags are cleared."""
+        """Back to the weights and schedule step of the last healthy epoch start; the
+        optimizer's moments and the divergence detector start over, the flags are cleared.
+        The GPU kept the snapshot of the last epoch start the run was healthy at, so its
+        step is read back (4 bytes, once: divergence is rare)."""
         if self.snapshot_step is None:
             return
         dev = get_device()
@@ -216,7 +219,7 @@ class Run:
         self.model.restore_from(enc, self.snapshot)
         dev.submit(enc)
         self.optimizer.reset_state()
-        self.step = self.snapshot_step
+        self.step = self.snapshot_step = self._snapshot.read_step()
         self.metrics.write_state(step=self.step, step_snap=self.step, flags=0, loss_ema=0, over=0)
         self.weights_version += 1
 
@@ -239,3 +242,21 @@ class Run:
         """The weights were replaced from outside (a checkpoint): nothing to restore to yet."""
         self.snapshot_step = None
         self.weights_version += 1
+
+
+class _SnapshotTaker:
+    """The epoch-start copy of the weights (and the step it was taken at), one dispatch
+    that copies only while no divergence flag is up and the loss is not exploding."""
+
+    def __init__(self, model, metrics):
+        dev = get_device()
+        n = model.arena.size
+        self.floats = n
+        self.buffer = dev.buffer((n + 1) * 4, "params.snapshot")
+        pipe = dev.pipeline("snapshot.wgsl", "take")
+        group = dev.bind_group(pipe, [dev.uniform(OPTIM, n=n), metrics.state, model.arena.buffer, self.buffer])
+        self.program = Program([Dispatch(pipe, group, (*ops.grid_1d(n), 1), "snapshot:take")], label="snapshot")
+
+    def read_step(self) -> int:
+        raw = get_device().read(self.buffer, self.floats * 4, 4, "snapshot.step")
+        return int(np.frombuffer(raw, np.uint32)[0])

@@ -224,7 +224,7 @@ def _user_message(e: Exception) -> str | None:
 # -- train ---------------------------------------------------------------------------------------------
 def recipe_from_args(args):
     """The named recipe with the options given on the command line; checked before the GPU starts."""
-    from ..compute.recipe import RECIPES
+    from ..compute.recipe import RECIPES, as_f32
     changes = {f: getattr(args, f) for f in (*TRAIN_OPTIONS, "schedule", "optimizer", "nesterov", "init")
                if getattr(args, f, None) is not None}
     recipe = RECIPES[args.recipe].with_changes(**changes)
@@ -232,8 +232,10 @@ def recipe_from_args(args):
     if bad:
         field, text = bad[0]
         raise UserError(f"--{field.replace('_', '-')} {text}")
-    if args.dropout is not None and not 0.0 <= args.dropout < 1.0:
-        raise UserError(f"--dropout must be in [0, 1), got {args.dropout}")
+    if args.dropout is not None and not 0.0 <= as_f32(args.dropout) < 1.0:
+        held = as_f32(args.dropout)
+        note = f" (a float32 holds it as {held!r})" if held != args.dropout else ""
+        raise UserError(f"--dropout must be in [0, 1), got {args.dropout}{note}")
     if args.arch is not None and (args.hidden is not None or args.dropout is not None):
         raise UserError("--arch gives the whole network: leave out --hidden and --dropout (or put a Dropout(p) "
                         "layer in the architecture)")
@@ -382,8 +384,8 @@ def _interrupted(args, run, signum: int) -> int:
         say(f"interrupted before anything was learned: {shown(args.save)} was left as it was", err=True)
     elif diverged:
         save_model(args.save, run.model, _metadata(args, run, interrupted_at_step=run.step, diverged=True))
-        say(f"interrupted after training diverged: saved the weights from step {run.step:,} (the start of that "
-            f"epoch) to {shown(args.save)}", err=True)
+        say(f"interrupted after training diverged: saved the weights from the start of epoch {run.epoch + 1} "
+            f"(step {run.step:,}) to {shown(args.save)}", err=True)
     else:
         save_model(args.save, run.model, _metadata(args, run, interrupted_at_step=run.step))
         say(f"interrupted: saved the model so far to {shown(args.save)}", err=True)
@@ -456,12 +458,12 @@ def _diverged(args, run, epoch: int) -> int:
     run.restore_snapshot()
     recipe = run.recipe
     say(f"error: training diverged in epoch {epoch + 1} (the loss became NaN, infinite or exploded); the "
-        f"weights from the start of that epoch were restored. Try a smaller learning rate "
+        f"weights from the start of epoch {run.epoch + 1} were restored. Try a smaller learning rate "
         f"(--lr {recipe.lr / 10:g}).", err=True)
     if args.save:
         if run.step > 0:
             save_model(args.save, run.model, _metadata(args, run, diverged_epoch=epoch + 1))
-            say(f"saved the weights from the start of epoch {epoch + 1} to {shown(args.save)}")
+            say(f"saved the weights from the start of epoch {run.epoch + 1} to {shown(args.save)}")
         else:
             say(f"nothing was learned before it diverged: {shown(args.save)} was left as it was")
     return EXIT_DIVERGED
