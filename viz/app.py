@@ -89,7 +89,7 @@ class App:
         self.busy = ""                  # a long operation under way, shown for a frame before it runs
         self._busy_job = None
         self._demo: list = []
-        self.fatal: Exception | None = None   # the GPU device was lost: end the loop, report it
+        self.fatal: Exception | None = None   # the GPU device was lost or out of memory: end the loop, report it
         self.ui_error: str | None = None
         self.quit_requested = False
         self.handlers = self._action_handlers()
@@ -345,9 +345,13 @@ class App:
             return
         try:
             self.frame()
-        except Exception as e:  # noqa: BLE001 - only a lost device is handled here
+        except Exception as e:  # noqa: BLE001 - only a lost device or exhausted memory is handled here
             from ..compute.device import DeviceLostError
             lost = isinstance(e, DeviceLostError) or self.dev.lost or "device is lost" in str(e).lower()
+            if isinstance(e, MemoryError):     # out of GPU memory (wgpu's GPUOutOfMemoryError): one line, exit 2
+                self.fatal = e
+                self.rc.close()
+                return
             if not lost:
                 raise
             self.fatal = e if isinstance(e, DeviceLostError) else DeviceLostError(
