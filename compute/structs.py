@@ -14,7 +14,7 @@ FLAGS_DIVERGED = FLAG_NONFINITE | FLAG_EXPLODED
 # The training state: a few words every training kernel sees, updated on the GPU only.
 STATE = GpuStruct("State", [
     ("step", "u32", "schedule step: picks the batch, the learning rate, the random draws"),
-    ("step_snap", "u32", "fused step: pass 1's copy of `step`, read by pass 2"),
+    ("step_snap", "u32", "compiled step: pass 1's copy of `step`, read by pass 2"),
     ("run_step", "u32", "steps taken in this run: the history slot (never rewinds)"),
     ("flags", "u32", "FLAG_* bits; any bit stops the updates until cleared"),
     ("evals", "u32", "evaluations recorded in this run"),
@@ -68,19 +68,6 @@ ELEMENTWISE = GpuStruct("Elementwise", [
 DROPOUT = GpuStruct("Dropout", [("n", "u32"), ("seed", "u32"), ("p", "f32", "drop probability")])
 EVAL = GpuStruct("EvalChunk", [("R", "u32", "rows in the chunk"), ("C", "u32", "classes"),
                                ("base", "u32", "index of the chunk's first sample")])
-
-FUSED_STEP = GpuStruct("Step", [
-    ("B", "u32", "batch rows"),
-    ("N", "u32", "training samples"),
-    ("W", "u32", "image width (for the shift)"),
-    ("shift", "u32", ""),
-    ("seed", "u32", ""),
-    ("w1", "u32", "offsets of W1, b1, W2, b2 in the arena (floats; W1's a multiple of 4)"),
-    ("b1", "u32", ""),
-    ("w2", "u32", ""),
-    ("b2", "u32", ""),
-    ("nw1", "u32", "pass 2: workgroups for the W1 block"),
-])
 
 # Convolution geometry (shaders/conv2d.wgsl): one layer's shapes, read by the
 # forward, input-gradient and weight-gradient kernels alike.
