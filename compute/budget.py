@@ -7,7 +7,10 @@ limit. The largest buffers are, by what sets their size:
   * the data: each split's images (u8, N x H x W), the labels, the permutation (u32 x N);
   * the model: one arena of all parameters (and its gradient, optimizer moments, snapshot);
   * the step: every layer's activation for a batch, [batch, values per image] f32
-    (the input batch, each layer's output and its gradient);
+    (the input batch, each layer's output and its gradient), as the autograd trace
+    holds them; the compiled step keeps all layers in one scratch buffer, checks that
+    itself (compute/step_compiler.py) and, when it does not fit, leaves `auto` to the
+    trace, so the trace's sizes are the ones a batch must fit;
   * the evaluation: the same activations for a chunk of the test set (the chunk is sized
     here to fit, so only a network whose one image does not fit is refused).
 Everything else is small and bounded (rings, counters, split-K partials of at most 2 MiB).

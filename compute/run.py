@@ -104,8 +104,13 @@ class Run:
     def _build_step(self) -> Program:
         dev = get_device()
         if self.engine == "compiled":
-            from .step_compiler import CompiledStep
-            return CompiledStep(self.model, self.data, self.metrics, self.optimizer, self.recipe).program
+            from .step_compiler import CompiledStep, StepDoesNotFit
+            try:
+                return CompiledStep(self.model, self.data, self.metrics, self.optimizer, self.recipe).program
+            except StepDoesNotFit as e:
+                if self.engine_choice == "compiled":
+                    raise ValueError(f"--engine compiled: {e}") from None
+                self.engine = "graph"          # auto: the trace's buffers are one layer each (compute/budget.py)
         b, r, m = self.recipe.batch_size, self.recipe, self.metrics
         x = Tensor((b, self.data.input_size), label="batch.x")
         y = Tensor((b,), dtype="u32", label="batch.y")
