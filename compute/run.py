@@ -90,7 +90,7 @@ class Run:
             self._apply(new, rebuild=False)
             message = "settings applied from the next step"
         if new.optimizer != old.optimizer:
-            self.optimizer.reset_state()
+            self.optimizer.reset_state(self.step)
             message += f"; {new.optimizer} starts with fresh moments"
         return message
 
@@ -223,8 +223,8 @@ class Run:
         enc = dev.device.create_command_encoder()
         self.model.restore_from(enc, self.snapshot)
         dev.submit(enc)
-        self.optimizer.reset_state()
         self.step = self.snapshot_step = self._snapshot.read_step()
+        self.optimizer.reset_state(self.step)
         self.metrics.write_state(step=self.step, step_snap=self.step, flags=0, loss_ema=0, over=0)
         self.weights_version += 1
 

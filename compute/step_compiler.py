@@ -227,6 +227,7 @@ class CompiledStep:
             f"var<workgroup> part: array<vec4<f32>, {max(self._part_size(r), 1)}>;",
             "var<workgroup> sample_of: array<u32, R>;     // the dataset index of each row (0xffffffff: past the end)",
             "var<workgroup> red: array<vec2<f32>, 256>;",
+            "var<workgroup> red4: array<vec4<f32>, 256>;   // pass 2: the row slices' partial weight gradients",
         ] + [f"var<workgroup> wst{L.index}: array<f32, {L.n_in * L.n_out}>;   // layer {L.index}'s weights, staged"
              for L in self._staged()]
         body = [self._load_rows()]
@@ -282,9 +283,10 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
             decl = " ".join(f"var a{q} = vec4<f32>(0.0);" for q in accs)
             # Four independent weight loads in flight per iteration: the loop is bound by memory
             # latency, not arithmetic, at the batch sizes this step serves.
-            loads = "\n".join(f"            let w{u} = params4[{L.w // 4}u + (k + {u}u) * {g}u + g];" for u in range(4))
+            un = 8 if L.n_in // s >= 32 else 4     # loads in flight: more for long K-slices
+            loads = "\n".join(f"            let w{u} = params4[{L.w // 4}u + (k + {u}u) * {g}u + g];" for u in range(un))
             fma4 = "\n".join(f"            a{q} = fma(vec4<f32>(act[{q * self.row + L.act_in}u + k + {u}u]), w{u}, a{q});"
-                              for u in range(4) for q in accs)
+                              for u in range(un) for q in accs)
             fma1 = "\n".join(f"            a{q} = fma(vec4<f32>(act[{q * self.row + L.act_in}u + k]), w, a{q});" for q in accs)
             store = "\n".join(f"        part[(s * {g}u + g) * R + {q}u] = a{q};" for q in accs)
             split = f"""
@@ -295,7 +297,7 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         let k1 = (s + 1u) * {L.n_in}u / {s}u;
         {decl}
         var k = s * {L.n_in}u / {s}u;
-        for (; k + 4u <= k1; k += 4u) {{
+        for (; k + {un}u <= k1; k += {un}u) {{
 {loads}
 {fma4}
         }}
@@ -453,7 +455,8 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         for L in self.layers:
             n = L.n_in * L.n_out
             if L.n_in % 4 == 0 and n >= BIG_BLOCK and L.sx % 4 == 0:
-                out.append((f"{L.index}.weight", math.ceil(n // 4 / 256), self._big_weight(L)))
+                per_group = 256 // self.row_slices
+                out.append((f"{L.index}.weight", math.ceil(n // 4 / per_group), self._big_weight(L)))
             else:
                 out.append((f"{L.index}.weight", math.ceil(n / 16), self._small(L, bias=False)))
             out.append((f"{L.index}.bias", math.ceil(L.n_out / 16), self._small(L, bias=True)))
@@ -464,36 +467,54 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
     def update_groups(self) -> int:
         return sum(n for _, n, _ in self._blocks())
 
+    @property
+    def row_slices(self) -> int:
+        """Invocations that split the batch rows of one large-layer gradient (1 at batch 32, 8 at 256):
+        each sum is a chain of dependent loads, so long batches are cut into parallel pieces."""
+        return max(1, min(8, self.batch // 32))
+
     def _big_weight(self, L: Layer) -> str:
         q = L.n_in // 4
+        sl = self.row_slices
+        per = 256 // sl
+        fold = "" if sl == 1 else f"""
+        red4[t] = acc;
+        workgroupBarrier();
+        for (var s = {128}u; s >= {per}u; s >>= 1u) {{
+            if (t < s) {{ red4[t] += red4[t + s]; }}
+            workgroupBarrier();
+        }}
+        acc = red4[t];"""
         return f"""
-        // dW[4kq..4kq+3, j] = sum over rows of x[row, 4kq..] * dz[row, j]: 4 weights an invocation
-        let i = local * 256u + t;
+        // dW[4kq..4kq+3, j] = sum over rows of x[row, 4kq..] * dz[row, j]: 4 weights per {sl} invocations,
+        // each summing every {sl}th row, then folded in workgroup memory
+        let i = local * {per}u + t % {per}u;
+        let slice = t / {per}u;
+        let j = i % {L.n_out}u;
+        let kq = min(i / {L.n_out}u, {q - 1}u);
+        var acc = vec4<f32>(0.0);
         if (i < {q * L.n_out}u) {{
-            let j = i % {L.n_out}u;
-            let kq = i / {L.n_out}u;
-            var acc = vec4<f32>(0.0);
-            var b = 0u;
-            for (; b + 4u <= B; b += 4u) {{
+            var b = slice;
+            for (; b + {3 * sl}u < B; b += {4 * sl}u) {{
                 let g0 = scratch[{L.sdz}u + b * {L.n_out}u + j];
-                let g1 = scratch[{L.sdz}u + (b + 1u) * {L.n_out}u + j];
-                let g2 = scratch[{L.sdz}u + (b + 2u) * {L.n_out}u + j];
-                let g3 = scratch[{L.sdz}u + (b + 3u) * {L.n_out}u + j];
+                let g1 = scratch[{L.sdz}u + (b + {sl}u) * {L.n_out}u + j];
+                let g2 = scratch[{L.sdz}u + (b + {2 * sl}u) * {L.n_out}u + j];
+                let g3 = scratch[{L.sdz}u + (b + {3 * sl}u) * {L.n_out}u + j];
                 acc = fma(scratch4[{L.sx // 4}u + b * {q}u + kq], vec4<f32>(g0), acc);
-                acc = fma(scratch4[{L.sx // 4}u + (b + 1u) * {q}u + kq], vec4<f32>(g1), acc);
-                acc = fma(scratch4[{L.sx // 4}u + (b + 2u) * {q}u + kq], vec4<f32>(g2), acc);
-                acc = fma(scratch4[{L.sx // 4}u + (b + 3u) * {q}u + kq], vec4<f32>(g3), acc);
+                acc = fma(scratch4[{L.sx // 4}u + (b + {sl}u) * {q}u + kq], vec4<f32>(g1), acc);
+                acc = fma(scratch4[{L.sx // 4}u + (b + {2 * sl}u) * {q}u + kq], vec4<f32>(g2), acc);
+                acc = fma(scratch4[{L.sx // 4}u + (b + {3 * sl}u) * {q}u + kq], vec4<f32>(g3), acc);
             }}
-            for (; b < B; b++) {{
+            for (; b < B; b += {sl}u) {{
                 acc = fma(scratch4[{L.sx // 4}u + b * {q}u + kq], vec4<f32>(scratch[{L.sdz}u + b * {L.n_out}u + j]), acc);
             }}
-            if (!frozen) {{
-                let p = {L.w}u + 4u * kq * {L.n_out}u + j;
-                apply_update(p, acc.x, step, lr);
-                apply_update(p + {L.n_out}u, acc.y, step, lr);
-                apply_update(p + {2 * L.n_out}u, acc.z, step, lr);
-                apply_update(p + {3 * L.n_out}u, acc.w, step, lr);
-            }}
+        }}{fold}
+        if (slice == 0u && i < {q * L.n_out}u && !frozen) {{
+            let p = {L.w}u + 4u * kq * {L.n_out}u + j;
+            apply_update(p, acc.x, step, lr);
+            apply_update(p + {L.n_out}u, acc.y, step, lr);
+            apply_update(p + {2 * L.n_out}u, acc.z, step, lr);
+            apply_update(p + {3 * L.n_out}u, acc.w, step, lr);
         }}"""
 
     def _small(self, L: Layer, bias: bool) -> str:

@@ -39,6 +39,7 @@ HYPER = GpuStruct("Hyper", [
     ("optimizer", "u32", "0 SGD, 1 Adam"),
     ("nesterov", "u32", ""),
     ("step_offset", "u32", "subtracted from the step counter (a schedule restart)"),
+    ("moment_step", "u32", "the step the moments were last zeroed at (Adam's bias correction counts from it)"),
     ("frozen", "u32", "1 = no parameter changes"),
 ])
 

@@ -498,9 +498,7 @@ def test_load_state_dict_fuzz(tmp_path, edits, cut):
 # ------------------------------------------------------------------ torch interop
 
 
-def test_torch_state_dict_loads(tmp_path):
-    torch = pytest.importorskip("torch")
-    safetensors_torch = pytest.importorskip("safetensors.torch")
+def test_torch_state_dict_loads(tmp_path, torch, safetensors_torch):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(784, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
     path = tmp_path / "torch.safetensors"
@@ -512,9 +510,7 @@ def test_torch_state_dict_loads(tmp_path):
         np.testing.assert_array_equal(loaded[name], value.numpy())
 
 
-def test_saved_checkpoint_loads_into_torch(tmp_path):
-    torch = pytest.importorskip("torch")
-    safetensors_torch = pytest.importorskip("safetensors.torch")
+def test_saved_checkpoint_loads_into_torch(tmp_path, torch, safetensors_torch):
     tensors = mlp_tensors()
     path = tmp_path / "ours.safetensors"
     save_state_dict(path, tensors)

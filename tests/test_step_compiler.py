@@ -76,3 +76,10 @@ def test_rows_per_workgroup(data, rows):
 def test_convolutions_use_the_trace():
     assert not supported(Sequential(parse("Conv2d(1,4,3),ReLU(),Flatten(),Linear(2704,10)")))
     assert supported(Sequential(parse("Linear(784,10)")))
+
+
+@pytest.mark.parametrize("batch", [64, 130, 256])
+def test_large_batches_split_the_weight_gradient_rows(data, batch):
+    """At 64+ rows the large weight gradient is summed by 2-8 invocations per weight and folded in
+    workgroup memory; guards the slice stride, the fold and a tail shorter than one slice round."""
+    assert_same(data, MLP, Recipe(epochs=2, batch_size=batch, lr=0.1, momentum=0.9, shift=1))

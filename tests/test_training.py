@@ -88,13 +88,18 @@ def test_default_recipe_learns_on_a_subset(mnist):
     assert hist[-20:, 0].mean() < hist[:20, 0].mean() / 3
 
 
-def test_training_does_not_read_back(mnist, device):
+def test_training_does_not_read_back(mnist, device, wgpu_reads):
+    """Guards against a read-back creeping into the step or the evaluation: nothing at all
+    travels GPU -> CPU, counted at the wgpu level (raw reads included) and by the device."""
     data = GpuDataset(mnist, limit=200)
     model = mlp([784, 32, 10], seed=0)
     tr = Run(model, data, plain(epochs=2, batch_size=32))
     before = device.readback.snapshot()
+    wgpu_reads.reset()
     tr.run_steps(tr.total_steps)
     enc = device.device.create_command_encoder()
     tr.encode_evaluation(enc)
     device.submit(enc)
+    device.sync()
+    assert wgpu_reads.reads == []
     assert device.readback.snapshot() == before
