@@ -129,3 +129,17 @@ def test_interrupt_after_divergence_saves_the_snapshot_weights(tmp_path, mnist, 
     assert meta["interrupted_at_step"] == "8" and meta["diverged"] == "True"
     for name, value in healthy.items():
         np.testing.assert_array_equal(tensors[name], value, err_msg=name)
+
+
+def test_nohup_keeps_training_after_sighup(tmp_path):
+    """Guards against the SIGHUP handler overriding nohup: a signal ignored when the program
+    started (SIGHUP under `nohup`) stays ignored, so the run outlives its terminal and finishes."""
+    ckpt = tmp_path / "m.safetensors"
+    p = subprocess.Popen(["nohup", sys.executable, "-m", "mnist_viz.viz", "train", "--limit", "128", "--test-limit",
+                          "64", "--epochs", "6", "--save", str(ckpt)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
+    wait_for(p, "epoch 1/6")
+    p.send_signal(signal.SIGHUP)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    assert out.strip().splitlines()[-1].startswith("test accuracy:") and ckpt.exists()

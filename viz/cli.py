@@ -283,7 +283,8 @@ class StopRequest:
     The handler only notes the signal; the loop stops between chunks, so what is saved is
     the weights of exactly the steps counted (an exception raised by the signal between
     encoding a chunk and submitting it would leave the step counter ahead of the weights).
-    A second signal stops at once."""
+    A second signal stops at once. A signal ignored when the program started stays ignored
+    (`nohup mnist-viz train &` must outlive its terminal)."""
 
     SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 
@@ -294,8 +295,8 @@ class StopRequest:
     def __enter__(self) -> "StopRequest":
         import signal
         for name in self.SIGNALS:
-            if hasattr(signal, name):
-                sig = getattr(signal, name)
+            sig = getattr(signal, name, None)
+            if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
                 self._old[sig] = signal.signal(sig, self._note)
         return self
 
