@@ -217,9 +217,10 @@ MUTATIONS = [
              "the --limit / --test-limit a refusal suggests does not fit either"),
     Mutation("recipe-checked-in-float64", "compute/recipe.py",
              "    return struct.unpack(\"<f\", struct.pack(\"<f\", x))[0]", "    return float(x)",
-             (T + "test_cli_numbers.py::test_bad_numbers_are_one_line_before_the_gpu[--lr 1e-50]",
+             (T + "test_cli_numbers.py::test_bad_numbers_are_one_line_before_the_gpu[--gamma 1e-50]",
               T + "test_cli_numbers.py::test_bad_numbers_are_one_line_before_the_gpu[--momentum 0.99999999999]"),
-             "--lr 1e-50 trains at a learning rate of 0; momentum 0.99999999999 is 1.0 on the GPU", fast=True),
+             "gamma 1e-50 is 0 on the GPU (the rate drops to 0 after a period); momentum 0.99999999999 is 1.0",
+             fast=True),
     # -- metrics and evaluation ------------------------------------------------------------------
     Mutation("history-ring-does-not-wrap", "shaders/step_metrics.wgsl",
              "let slot = atomicLoad(&state.run_step) % cap;", "let slot = min(atomicLoad(&state.run_step), cap - 1u);",
