@@ -16,6 +16,8 @@ import ast
 import math
 from dataclasses import dataclass, field
 
+from .recipe import as_f32
+
 MAX_WIDTH = 65535
 
 
@@ -301,4 +303,5 @@ def _check_values(i: int, src: str, layer) -> None:
         need(1 <= layer.kernel_size <= 15 and (layer.stride is None or 1 <= layer.stride <= 15),
              "kernel_size and stride must be in 1..15")
     elif isinstance(layer, Dropout):
-        need(isinstance(layer.p, (int, float)) and 0 <= layer.p < 1, f"p must be in [0, 1), got {layer.p!r}")
+        need(isinstance(layer.p, (int, float)) and 0 <= as_f32(layer.p) < 1,   # the GPU scales by 1 / (1 - p)
+             f"p must be in [0, 1) as a float32 holds it, got {layer.p!r}")

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from .budget import Limits, check_data
 from .device import get_device
 from .ops import grid_1d
 from .structs import GATHER
@@ -33,12 +34,17 @@ def _pad4(a: np.ndarray) -> np.ndarray:
 
 
 class GpuDataset:
-    def __init__(self, dataset, limit: int | None = None):
+    """The first `limit` training and `test_limit` test images (all when None), checked against
+    the device's limits (compute/budget.py) before anything is uploaded."""
+
+    def __init__(self, dataset, limit: int | None = None, test_limit: int | None = None):
         n = dataset.train_images.shape[0] if limit is None else min(limit, dataset.train_images.shape[0])
+        m = dataset.test_images.shape[0] if test_limit is None else min(test_limit, dataset.test_images.shape[0])
+        check_data(n, m, dataset.train_images.shape[1:], Limits.current())
         self.source = dataset
         self.num_classes = int(dataset.num_classes)
         self.train = GpuSplit(dataset.train_images[:n], dataset.train_labels[:n], "train")
-        self.test = GpuSplit(dataset.test_images, dataset.test_labels, "test")
+        self.test = GpuSplit(dataset.test_images[:m], dataset.test_labels[:m], "test")
         self.perm = get_device().buffer(self.train.n * 4, "perm")
         self.shuffle(np.random.default_rng(0), identity=True)
 

@@ -14,6 +14,7 @@ import numpy as np
 import wgpu
 
 from .bindings import entry_bindings
+from .budget import buffer_bytes
 from .gpu_struct import GpuStruct
 from .program import Dispatch, Stream
 from .shaders import load_wgsl
@@ -87,6 +88,21 @@ def _request_adapter():
     return min(adapters, key=lambda a: rank.get(a.info.get("adapter_type", ""), 4))
 
 
+def _lowered_limits(text: str, adapter_limits) -> dict:
+    """MNIST_VIZ_LIMITS='max-storage-buffer-binding-size=4194304,...': run as a GPU with these
+    smaller limits would (the device enforces them), to see whether a model fits a smaller
+    GPU; the tests use it to reach the limits with small data. Only lowering is possible."""
+    out = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        name, _, value = item.partition("=")
+        name = name.strip()
+        if not name.startswith("max-") or name not in adapter_limits or not value.strip().isdigit():
+            raise ValueError(f"MNIST_VIZ_LIMITS: {item!r} is not NAME=NUMBER with a limit this GPU has (e.g. "
+                             f"max-storage-buffer-binding-size=4194304; only max-* limits can be lowered)")
+        out[name] = min(int(value), adapter_limits[name])
+    return out
+
+
 class Device:
     """The process's GPU: create with `get_device()`."""
 
@@ -101,8 +117,10 @@ class Device:
             "max-compute-invocations-per-workgroup",
             "max-compute-workgroup-size-x",
             "max-storage-textures-per-shader-stage",
+            "max-texture-dimension-2d",
         ]
         required_limits = {k: limits[k] for k in wanted if k in limits}
+        required_limits.update(_lowered_limits(os.environ.get("MNIST_VIZ_LIMITS", ""), limits))
         features = [f for f in ("timestamp-query", "timestamp-query-inside-passes") if f in self.adapter.features]
         self.device = self.adapter.request_device_sync(
             required_features=features, required_limits=required_limits
@@ -138,7 +156,7 @@ class Device:
     # -- buffers -------------------------------------------------------------------
     def buffer(self, nbytes: int, label: str = "", usage=STORAGE):
         """A zero-initialised GPU buffer (wgpu zero-fills new buffers)."""
-        return self.device.create_buffer(size=max(16, _round_up(nbytes, 16)), usage=usage, label=label)
+        return self.device.create_buffer(size=buffer_bytes(nbytes), usage=usage, label=label)
 
     def upload(self, array: np.ndarray, label: str = "", usage=STORAGE):
         data = np.ascontiguousarray(array)

@@ -5,26 +5,18 @@ pass (traced once), score (correct count, confusion matrix, misclassified indice
 with atomics). Last piece: append (step, accuracy) to the evaluation ring. A slow
 device encodes one piece per frame; a fast one all of them at once.
 
-The chunk is as large as the device allows (its storage-binding limit over the
-widest activation row), at most 4096 rows.
+The chunk is as large as the device allows (compute/budget.py: its storage-binding
+limit over the widest activation of one image), at most 4096 rows.
 """
 from __future__ import annotations
 
 import math
 
+from .budget import Limits, eval_rows
 from .device import get_device
 from .program import Program
 from .structs import EVAL
 from .tensor import Tensor
-
-MAX_CHUNK = 4096
-
-
-def chunk_rows(device, n: int, widths: list[int]) -> int:
-    """Rows per chunk so that no [rows, width] f32 activation exceeds the binding limit."""
-    limit = device.limits.get("max-storage-buffer-binding-size", 128 << 20)
-    rows = max(1, min(MAX_CHUNK, n, limit // (4 * max(widths))))
-    return rows
 
 
 class EvaluationPiece:
@@ -46,8 +38,7 @@ class Evaluation:
         dev = get_device()
         test = data.test
         c = data.num_classes
-        widths = [test.input_size] + model.arch.widths()
-        chunk = chunk_rows(dev, test.n, widths)
+        chunk = eval_rows(model.arch, test.n, Limits.current())
         self.chunk = chunk
         self.x = Tensor((chunk, test.input_size), label="eval.x")
         self.y = Tensor((chunk,), dtype="u32", label="eval.y")

@@ -17,6 +17,7 @@ from .arch import ArchError, Architecture, Dropout, Flatten, Linear, ReLU, parse
 from .checkpoint import CheckpointError, load_state_dict, save_state_dict
 from .nn import Sequential
 from .pathinfo import printable_path
+from .recipe import as_f32
 
 _PARAM_KEY = re.compile(r"(0|[1-9][0-9]*)\.(weight|bias)")
 INFERRED_NOTE = ("no architecture recorded: read as Linear layers joined by ReLU; pass --arch if the "
@@ -45,7 +46,7 @@ def _check_dropout_metadata(name: str, metadata: dict) -> None:
         p = float(text)
     except ValueError:
         p = math.nan
-    if not (math.isfinite(p) and 0.0 <= p < 1.0):
+    if not (math.isfinite(p) and 0.0 <= as_f32(p) < 1.0):     # as the GPU holds it (1 / (1 - p))
         raise CheckpointError(f"{name}: metadata 'dropout' is {text!r}; expected a probability in [0, 1), "
                               f"e.g. '0.1' (edit or remove that metadata key)")
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from . import ops
 from .arch import Architecture, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU
+from .budget import Limits, arena_layout, check_model
 from .device import get_device
 from .tensor import Tensor
 
@@ -24,13 +25,8 @@ class ParamArena:
 
     def __init__(self, shapes: list[tuple[str, tuple]], label: str = "params"):
         dev = get_device()
-        align = dev.offset_alignment // 4
-        self.offsets: dict[str, int] = {}
-        n = 0
-        for name, shape in shapes:
-            self.offsets[name] = n
-            n += -(-int(np.prod(shape)) // align) * align
-        self.size = max(n, align)
+        self.offsets, self.size = arena_layout([(name, math.prod(shape)) for name, shape in shapes],
+                                               dev.offset_alignment)
         self.shapes = dict(shapes)
         self.buffer = dev.buffer(self.size * 4, label)
         self.grad_buffer = dev.buffer(self.size * 4, label + ".grad")
@@ -57,6 +53,7 @@ class Sequential:
     def __init__(self, arch: Architecture, seed: int = 0, init: str = "he_uniform"):
         if not isinstance(arch, Architecture):
             raise TypeError(f"Sequential takes an Architecture, got {type(arch).__name__}")
+        check_model(arch, Limits.current())      # before any buffer: one line, not a validation error
         self.arch = arch
         self.layers = arch.layers
         shapes = []
@@ -183,11 +180,8 @@ class Sequential:
             index, kind = name.split(".")
             self.arena.write(name, a.T if isinstance(self.layers[int(index)], Linear) and kind == "weight" else a)
 
-    def snapshot_to(self, encoder, buffer) -> None:
-        """GPU-side copy of all parameters (for restoring the last good weights)."""
-        encoder.copy_buffer_to_buffer(self.arena.buffer, 0, buffer, 0, self.arena.size * 4)
-
     def restore_from(self, encoder, buffer) -> None:
+        """All parameters from a GPU-side copy (the run's divergence snapshot)."""
         encoder.copy_buffer_to_buffer(buffer, 0, self.arena.buffer, 0, self.arena.size * 4)
 
 

@@ -8,6 +8,7 @@ the visualizer's panel, the benchmarks and the checkpoint metadata all read a
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import asdict, dataclass, fields, replace
 
 SCHEDULES = ("constant", "step", "exponential", "cosine")
@@ -48,10 +49,14 @@ class Recipe:
     def problems(self) -> list[tuple[str, str]]:
         """(field, what is wrong and the valid range) for every bad value; empty when usable."""
         out = []
+        f = {k: as_f32(getattr(self, k)) for k in F32_FIELDS}   # what the GPU will hold
 
         def need(ok: bool, field: str, text: str) -> None:
             if not ok:
-                out.append((field, f"{text}, got {getattr(self, field)!r}"))
+                value = getattr(self, field)
+                held = f.get(field, value)
+                note = f" (a float32 holds it as {held!r})" if held == held and held != value else ""
+                out.append((field, f"{text}, got {value!r}{note}"))
 
         need(isinstance(self.epochs, int) and self.epochs >= 1, "epochs", "must be a whole number >= 1")
         need(isinstance(self.batch_size, int) and 1 <= self.batch_size <= MAX_BATCH, "batch_size",
@@ -59,16 +64,16 @@ class Recipe:
         need(self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
         need(self.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}")
         need(self.init in INITS, "init", f"must be one of {', '.join(INITS)}")
-        need(_finite(self.lr) and F32_TINY <= self.lr <= 1e6, "lr",
+        need(F32_TINY <= f["lr"] <= 1e6, "lr",
              f"must be a positive number a float32 can hold (between {F32_TINY:.1e} and 1e6)")
-        need(_finite(self.min_lr) and 0 <= self.min_lr <= 1e6, "min_lr", "must be between 0 and 1e6")
-        need(_finite(self.gamma) and 0 < self.gamma <= 1, "gamma", "must be in (0, 1] (the factor per decay period)")
-        need(_finite(self.step_epochs) and 0 < self.step_epochs <= 1e6, "step_epochs", "must be a positive number of epochs")
-        need(_finite(self.momentum) and 0 <= self.momentum < 1, "momentum", "must be in [0, 1)")
-        need(_finite(self.beta1) and 0 <= self.beta1 < 1, "beta1", "must be in [0, 1)")
-        need(_finite(self.beta2) and 0 <= self.beta2 < 1, "beta2", "must be in [0, 1)")
-        need(_finite(self.eps) and F32_TINY <= self.eps <= 1, "eps", "must be in [1e-38, 1]")
-        need(_finite(self.weight_decay) and 0 <= self.weight_decay <= 1, "weight_decay", "must be in [0, 1]")
+        need(0 <= f["min_lr"] <= 1e6, "min_lr", "must be between 0 and 1e6")
+        need(0 < f["gamma"] <= 1, "gamma", "must be in (0, 1] (the factor per decay period)")
+        need(_finite(self.step_epochs) and 0 < self.step_epochs <= 1e6, "step_epochs", "must be a positive number of epochs, at most 1e6")
+        need(0 <= f["momentum"] < 1, "momentum", "must be in [0, 1)")
+        need(0 <= f["beta1"] < 1, "beta1", "must be in [0, 1)")
+        need(0 <= f["beta2"] < 1, "beta2", "must be in [0, 1)")
+        need(F32_TINY <= f["eps"] <= 1, "eps", "must be in [1e-38, 1]")
+        need(0 <= f["weight_decay"] <= 1, "weight_decay", "must be in [0, 1]")
         need(isinstance(self.shift, int) and 0 <= self.shift <= MAX_SHIFT, "shift", f"must be in 0..{MAX_SHIFT} pixels")
         need(isinstance(self.seed, int) and 0 <= self.seed <= MAX_SEED, "seed", f"must be in 0..{MAX_SEED}")
         return out
@@ -85,8 +90,9 @@ class Recipe:
         per_epoch = math.ceil(train_samples / self.batch_size)
         total = per_epoch * self.epochs
         if total > MAX_STEPS:
-            raise ValueError(f"epochs {self.epochs} x {per_epoch:,} steps per epoch = {total:,} steps, more than the "
-                             f"GPU step counter holds ({MAX_STEPS:,}); use fewer --epochs or a larger --batch-size")
+            raise ValueError(f"--epochs {self.epochs}: {per_epoch:,} steps per epoch make {total:,} steps, more than "
+                             f"the GPU's step counter holds ({MAX_STEPS:,}); use --epochs {MAX_STEPS // per_epoch} "
+                             f"or less, or a larger --batch-size")
         return per_epoch, total
 
     # -- text and metadata ---------------------------------------------------------------------------
@@ -114,6 +120,16 @@ class Recipe:
 
 def _finite(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+F32_FIELDS = ("lr", "min_lr", "gamma", "momentum", "beta1", "beta2", "eps", "weight_decay")
+
+
+def as_f32(x) -> float:
+    """x as the GPU's float32 will hold it (0.99999999999 is 1.0, 1e-50 is 0.0); NaN when it cannot."""
+    if not _finite(x) or abs(x) > F32_MAX:
+        return math.nan
+    return struct.unpack("<f", struct.pack("<f", x))[0]
 
 
 FIELDS = tuple(f.name for f in fields(Recipe))

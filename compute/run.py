@@ -16,14 +16,15 @@ from __future__ import annotations
 import numpy as np
 
 from . import ops
+from .budget import Limits, check_rows
 from .data import GpuDataset
 from .device import get_device
 from .evaluation import Evaluation
 from .metrics import RunMetrics
 from .optim import Optimizer
-from .program import Program
+from .program import Dispatch, Program
 from .recipe import Recipe
-from .structs import FLAGS_DIVERGED
+from .structs import FLAGS_DIVERGED, OPTIM
 from .tensor import Tensor
 
 ENGINES = ("auto", "compiled", "graph")
@@ -33,6 +34,7 @@ class Run:
     def __init__(self, model, data: GpuDataset, recipe: Recipe, engine: str = "auto",
                  metrics: RunMetrics | None = None):
         recipe.validate()
+        check_rows(model.arch, recipe.batch_size, Limits.current(), option="batch size")
         if engine not in ENGINES:
             raise ValueError(f"unknown engine {engine!r} ({', '.join(ENGINES)})")
         problem = model.arch.misfit(data.train.height, data.train.width, data.num_classes)
@@ -43,7 +45,8 @@ class Run:
             raise ValueError(f"metrics for {metrics.num_classes} classes, data has {data.num_classes}")
         self.metrics = metrics or RunMetrics(data.num_classes)
         self.optimizer = Optimizer(model.arena, self.metrics.state)
-        self.snapshot = get_device().buffer(model.arena.size * 4, "params.snapshot")
+        self._snapshot = _SnapshotTaker(model, self.metrics)
+        self.snapshot = self._snapshot.buffer
         self.snapshot_step: int | None = None   # schedule step of the snapshot (None: none taken)
         self.step = 0                # schedule step (mirror of state.step)
         self.weights_version = 0     # bumped whenever the weights change (views redraw)
@@ -72,6 +75,8 @@ class Run:
         old = self.recipe
         if new == old:
             return ""
+        check_rows(self.model.arch, new.batch_size, Limits.current(), option="batch size")
+        new.steps(self.data.train.n)              # fits the step counter: checked before anything changes
         baked = (new.batch_size, new.shift, new.seed) != (old.batch_size, old.shift, old.seed)
         if baked:
             samples = self.step * old.batch_size
@@ -99,8 +104,13 @@ class Run:
     def _build_step(self) -> Program:
         dev = get_device()
         if self.engine == "compiled":
-            from .step_compiler import CompiledStep
-            return CompiledStep(self.model, self.data, self.metrics, self.optimizer, self.recipe).program
+            from .step_compiler import CompiledStep, StepDoesNotFit
+            try:
+                return CompiledStep(self.model, self.data, self.metrics, self.optimizer, self.recipe).program
+            except StepDoesNotFit as e:
+                if self.engine_choice == "compiled":
+                    raise ValueError(f"--engine compiled: {e}") from None
+                self.engine = "graph"          # auto: the trace's buffers are one layer each (compute/budget.py)
         b, r, m = self.recipe.batch_size, self.recipe, self.metrics
         x = Tensor((b, self.data.input_size), label="batch.x")
         y = Tensor((b,), dtype="u32", label="batch.y")
@@ -151,7 +161,7 @@ class Run:
             if self._shuffled_epoch != epoch:
                 self.data.shuffle(self._rng)
                 self._shuffled_epoch = epoch
-            self.model.snapshot_to(encoder, self.snapshot)
+            self._snapshot.program.encode(encoder)     # taken only if the run is healthy (snapshot.wgsl)
             self.snapshot_step = self.step
         self.program.encode(encoder, repeat=n)
         self.step += n
@@ -203,15 +213,17 @@ class Run:
         return bool(flags & FLAGS_DIVERGED)
 
     def restore_snapshot(self) -> None:
-        """Back to the weights and schedule step of the last epoch start; the optimizer's
-        moments and the divergence detector start over, the flags are cleared."""
+        """Back to the weights and schedule step of the last healthy epoch start; the
+        optimizer's moments and the divergence detector start over, the flags are cleared.
+        The GPU kept the snapshot of the last epoch start the run was healthy at, so its
+        step is read back (4 bytes, once: divergence is rare)."""
         if self.snapshot_step is None:
             return
         dev = get_device()
         enc = dev.device.create_command_encoder()
         self.model.restore_from(enc, self.snapshot)
         dev.submit(enc)
-        self.step = self.snapshot_step
+        self.step = self.snapshot_step = self._snapshot.read_step()
         self.optimizer.reset_state(self.step)
         self.metrics.write_state(step=self.step, step_snap=self.step, flags=0, loss_ema=0, over=0)
         self.weights_version += 1
@@ -235,3 +247,21 @@ class Run:
         """The weights were replaced from outside (a checkpoint): nothing to restore to yet."""
         self.snapshot_step = None
         self.weights_version += 1
+
+
+class _SnapshotTaker:
+    """The epoch-start copy of the weights (and the step it was taken at), one dispatch
+    that copies only while no divergence flag is up and the loss is not exploding."""
+
+    def __init__(self, model, metrics):
+        dev = get_device()
+        n = model.arena.size
+        self.floats = n
+        self.buffer = dev.buffer((n + 1) * 4, "params.snapshot")
+        pipe = dev.pipeline("snapshot.wgsl", "take")
+        group = dev.bind_group(pipe, [dev.uniform(OPTIM, n=n), metrics.state, model.arena.buffer, self.buffer])
+        self.program = Program([Dispatch(pipe, group, (*ops.grid_1d(n), 1), "snapshot:take")], label="snapshot")
+
+    def read_step(self) -> int:
+        raw = get_device().read(self.buffer, self.floats * 4, 4, "snapshot.step")
+        return int(np.frombuffer(raw, np.uint32)[0])

@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass
 
 from .arch import Dropout, Flatten, Linear, ReLU
+from .budget import Limits, buffer_bytes, largest, mib
 from .device import get_device
 from .program import Dispatch, Program
 from .shaders import load_wgsl
@@ -91,6 +92,25 @@ def _align4(n: int) -> int:
     return -(-n // 4) * 4
 
 
+def scratch_layout(layers: list[Layer], b: int, assign: bool = True) -> int:
+    """Floats of the step's scratch for batch b: each layer's input rows [b, n_in] and output-gradient
+    rows [b, n_out], then (loss, correct) per row; `assign` records each layer's offsets."""
+    s = 0
+    for L in layers:
+        if assign:
+            L.sx = s
+        s += _align4(b * L.n_in)
+        if assign:
+            L.sdz = s
+        s += _align4(b * L.n_out)
+    return s + 2 * b
+
+
+class StepDoesNotFit(ValueError):
+    """The compiled step's scratch or workgroup memory is above this GPU's limits (the message
+    says which); `auto` then runs the autograd trace, whose buffers are one layer each."""
+
+
 class CompiledStep:
     """The generated shader and its two dispatches for one (network, batch, recipe, dataset)."""
 
@@ -116,19 +136,19 @@ class CompiledStep:
             off += _align4(L.n_out)
         self.row = off
         # Scratch: each layer's input rows [B, n_in] and output-gradient rows [B, n_out], then (loss, correct).
-        s = 0
-        for L in self.layers:
-            L.sx = s
-            s += _align4(b * L.n_in)
-            L.sdz = s
-            s += _align4(b * L.n_out)
-        self.rows_off = s
-        s += 2 * b
-        self.scratch = dev.buffer(s * 4, "compiled.scratch")
+        s = scratch_layout(self.layers, b)
+        self.rows_off = s - 2 * b
+        # Checked before anything is created: too large a step is left to the autograd trace.
+        limits = Limits.current()
+        if buffer_bytes(s * 4) > limits.binding:
+            most = largest(lambda k: k == 0 or buffer_bytes(scratch_layout(self.layers, k, False) * 4) <= limits.binding, b)
+            raise StepDoesNotFit(f"the compiled step's scratch for batch {b} ({mib(s * 4, limits.binding)}) is above "
+                                 f"{limits.text}; use --batch-size {max(most, 1)} or less, or --engine graph")
         self.r = rows or self.choose_rows(dev, b)
         if self.shared_bytes(self.r) > self.shared_limit:
-            raise ValueError(f"{self.r} rows per workgroup need {self.shared_bytes(self.r):,} bytes of workgroup "
-                             f"memory, above this GPU's {self.shared_limit:,}")
+            raise StepDoesNotFit(f"{self.r} rows per workgroup need {self.shared_bytes(self.r):,} bytes of workgroup "
+                                 f"memory, above this GPU's {self.shared_limit:,}; use --engine graph")
+        self.scratch = dev.buffer(s * 4, "compiled.scratch")
         self.classes = self.layers[-1].n_out
         split = data.train
         self.source = load_wgsl("compiled_step.wgsl") + "\n" + self.generate(split, recipe)

@@ -22,7 +22,7 @@ from .frame import FrameClock, draw_frame
 from .gui import Gui
 from .inference import Forward
 from .input import CanvasInput
-from .loader import DatasetLoader
+from .loader import DatasetLoader, check_window_model
 from .pacing import FrameFence
 from .plots import CurvePlots
 from .readout import ScalarReadout
@@ -89,7 +89,7 @@ class App:
         self.busy = ""                  # a long operation under way, shown for a frame before it runs
         self._busy_job = None
         self._demo: list = []
-        self.fatal: Exception | None = None   # the GPU device was lost: end the loop, report it
+        self.fatal: Exception | None = None   # the GPU device was lost or out of memory: end the loop, report it
         self.ui_error: str | None = None
         self.quit_requested = False
         self.handlers = self._action_handlers()
@@ -111,7 +111,13 @@ class App:
         return self.loader.error
 
     def _bind_model(self, model) -> None:
-        """(Re)build everything that reads the model's buffers."""
+        """(Re)build everything that reads the model's buffers. The model is checked against the
+        device's limits and its views are built before the old ones go, so a model this GPU
+        cannot show raises here and leaves the running one as it was."""
+        check_window_model(model.arch, self.session.recipe.batch_size)
+        scales = ScaleBank()
+        forward = Forward(model, self.canvas.x)
+        views = ModelViews(model, forward, scales, image_shape=self.data_shape[:2], canvas_norm=self.canvas.norm)
         old = self.model
         if old is not None:
             for t in self.model_views.textures:
@@ -119,11 +125,7 @@ class App:
             if self.mistakes is not None:
                 self.gui.unregister(self.mistakes.texture)
                 self.mistakes = None
-        self.model = model
-        self.scales = ScaleBank()
-        self.forward = Forward(model, self.canvas.x)
-        self.model_views = ModelViews(model, self.forward, self.scales, image_shape=self.data_shape[:2],
-                                      canvas_norm=self.canvas.norm)
+        self.model, self.scales, self.forward, self.model_views = model, scales, forward, views
         for t in self.model_views.textures:
             self.gui.register(t)
         slots = self.model_views.weight_slots
@@ -343,9 +345,13 @@ class App:
             return
         try:
             self.frame()
-        except Exception as e:  # noqa: BLE001 - only a lost device is handled here
+        except Exception as e:  # noqa: BLE001 - only a lost device or exhausted memory is handled here
             from ..compute.device import DeviceLostError
             lost = isinstance(e, DeviceLostError) or self.dev.lost or "device is lost" in str(e).lower()
+            if isinstance(e, MemoryError):     # out of GPU memory (wgpu's GPUOutOfMemoryError): one line, exit 2
+                self.fatal = e
+                self.rc.close()
+                return
             if not lost:
                 raise
             self.fatal = e if isinstance(e, DeviceLostError) else DeviceLostError(

@@ -106,6 +106,7 @@ def build_parser() -> tuple[_Parser, _Parser, _Parser]:
                             "graph: the traced autograd step (any network); auto: compiled where it applies")
     train.add_argument("--data", type=Path, help="directory of IDX files (default: bundled MNIST)")
     train.add_argument("--limit", type=_positive_int, help="train on the first N images")
+    train.add_argument("--test-limit", type=_positive_int, help="evaluate on the first N test images")
     train.add_argument("--save", type=Path, help="write the trained model here (safetensors)")
     train.add_argument("--no-eval", action="store_true", help="evaluate only after the last epoch")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -114,6 +115,7 @@ def build_parser() -> tuple[_Parser, _Parser, _Parser]:
     ev.add_argument("--checkpoint", type=Path, help="a safetensors model (default: the shipped pretrained one)")
     ev.add_argument("--data", type=Path, help="directory of IDX files (default: bundled MNIST)")
     ev.add_argument("--arch", help="the architecture, for a file that records none (one written by PyTorch)")
+    ev.add_argument("--test-limit", type=_positive_int, help="evaluate on the first N test images")
 
     view = _Parser(prog="mnist-viz", description="Realtime MNIST training visualizer: paint a digit, watch "
                    "the network train on the GPU.",
@@ -123,6 +125,7 @@ def build_parser() -> tuple[_Parser, _Parser, _Parser]:
                       "(default: bundled MNIST)")
     view.add_argument("--arch", help="start with a fresh network of this architecture (or read --checkpoint as it)")
     view.add_argument("--limit", type=_positive_int, help="train on the first N images")
+    view.add_argument("--test-limit", type=_positive_int, help="evaluate on the first N test images")
     view.add_argument("--offscreen", action="store_true", help="render without a window")
     view.add_argument("--frames", type=_positive_int, default=1, help="offscreen: frames to render")
     view.add_argument("--screenshot", type=Path, help="offscreen: save the last frame as PNG")
@@ -151,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         if lost:
             say(f"error: {lost}", err=True)
             return EXIT_GPU_LOST
-        msg = _user_message(e)
+        msg = _user_message(e) or _gpu_limit_message(e)
         if msg is None:
             raise
         say(f"error: {msg}", err=True)
@@ -191,6 +194,20 @@ def _device_lost(e: Exception) -> str | None:
     return None
 
 
+def _gpu_limit_message(e: Exception) -> str | None:
+    """Out of GPU (or host) memory, or a device limit the budget (compute/budget.py) did not
+    foresee: one line with the driver's reason, not a traceback."""
+    import wgpu
+    reason = " ".join(str(e).split()) or type(e).__name__
+    if isinstance(e, MemoryError):   # wgpu's GPUOutOfMemoryError is one
+        where = "the GPU" if isinstance(e, wgpu.GPUError) else "this computer"
+        return (f"{where} ran out of memory ({reason[-200:]}); use a smaller --batch-size, a narrower network or "
+                f"fewer images (--limit, --test-limit)")
+    if isinstance(e, wgpu.GPUValidationError) and "limit" in reason.lower():
+        return f"a GPU limit was exceeded ({reason[-200:]}); use a smaller --batch-size, a narrower network or smaller images"
+    return None
+
+
 def _user_message(e: Exception) -> str | None:
     from ..compute.atomic import WriteError
     from ..compute.checkpoint import CheckpointError
@@ -208,7 +225,7 @@ def _user_message(e: Exception) -> str | None:
 # -- train ---------------------------------------------------------------------------------------------
 def recipe_from_args(args):
     """The named recipe with the options given on the command line; checked before the GPU starts."""
-    from ..compute.recipe import RECIPES
+    from ..compute.recipe import RECIPES, as_f32
     changes = {f: getattr(args, f) for f in (*TRAIN_OPTIONS, "schedule", "optimizer", "nesterov", "init")
                if getattr(args, f, None) is not None}
     recipe = RECIPES[args.recipe].with_changes(**changes)
@@ -216,8 +233,10 @@ def recipe_from_args(args):
     if bad:
         field, text = bad[0]
         raise UserError(f"--{field.replace('_', '-')} {text}")
-    if args.dropout is not None and not 0.0 <= args.dropout < 1.0:
-        raise UserError(f"--dropout must be in [0, 1), got {args.dropout}")
+    if args.dropout is not None and not 0.0 <= as_f32(args.dropout) < 1.0:
+        held = as_f32(args.dropout)
+        note = f" (a float32 holds it as {held!r})" if held != args.dropout else ""
+        raise UserError(f"--dropout must be in [0, 1), got {args.dropout}{note}")
     if args.arch is not None and (args.hidden is not None or args.dropout is not None):
         raise UserError("--arch gives the whole network: leave out --hidden and --dropout (or put a Dropout(p) "
                         "layer in the architecture)")
@@ -258,24 +277,67 @@ def check_writable(path: Path) -> None:
         raise UserError(f"--save {e}") from None
 
 
-class Stop(Exception):
-    """SIGTERM / SIGHUP while training: stop like Ctrl-C, saving what was trained."""
+class StopRequest:
+    """Ctrl-C, SIGTERM (`timeout`, `docker stop`) and SIGHUP (a closed terminal) while training.
 
-    def __init__(self, signum: int):
-        super().__init__(signum)
+    The handler only notes the signal; the loop stops between chunks, so what is saved is
+    the weights of exactly the steps counted (an exception raised by the signal between
+    encoding a chunk and submitting it would leave the step counter ahead of the weights).
+    A second signal stops at once. A signal ignored when the program started stays ignored
+    (`nohup mnist-viz train &` must outlive its terminal)."""
+
+    SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._old: dict = {}
+
+    def __enter__(self) -> "StopRequest":
+        import signal
+        for name in self.SIGNALS:
+            sig = getattr(signal, name, None)
+            if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
+                self._old[sig] = signal.signal(sig, self._note)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    def _note(self, signum, frame) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
         self.signum = signum
 
 
-def _stop_on_signals():
-    """`timeout`, `docker stop` and a closed terminal end a run as Ctrl-C does."""
-    import signal
-
-    def handler(signum, frame):
-        raise Stop(signum)
-
-    for name in ("SIGTERM", "SIGHUP"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), handler)
+def check_training(args, ds, recipe):
+    """Everything about a training run that can be wrong, before any GPU object exists:
+    the architecture against the data, the step counter, and every size against the
+    device's limits (compute/budget.py). Returns the architecture."""
+    from ..compute.budget import BudgetError, Limits, check_data, check_model, check_rows, mlp_hidden_fit
+    arch = architecture_for(args, ds)
+    n_train = min(args.limit or len(ds.train_images), len(ds.train_images))
+    n_test = min(args.test_limit or len(ds.test_images), len(ds.test_images))
+    try:
+        recipe.steps(n_train)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    limits = Limits.current()
+    check_data(n_train, n_test, ds.image_shape, limits)
+    if args.arch is not None:
+        option, fix = "--arch", "use a narrower --arch"
+    else:
+        hidden = args.hidden or [128]
+        option = f"--hidden {','.join(map(str, hidden))}"
+        fix = (f"use --hidden {mlp_hidden_fit(ds.input_size, ds.num_classes, limits)} or less" if len(hidden) == 1
+               else "use smaller --hidden sizes")
+    try:
+        check_model(arch, limits, fix)
+    except BudgetError as e:
+        raise UserError(f"{option}: {e}") from None
+    check_rows(arch, recipe.batch_size, limits)
+    return arch
 
 
 def train_command(args) -> int:
@@ -288,9 +350,9 @@ def train_command(args) -> int:
     if args.save is not None:
         check_writable(args.save)  # before training, not after an hour of it
     ds = load_data(args.data)
-    arch = architecture_for(args, ds)          # checked against the data before the GPU starts
+    arch = check_training(args, ds, recipe)     # before the GPU holds anything
     dev = get_device()
-    data = GpuDataset(ds, args.limit)
+    data = GpuDataset(ds, args.limit, args.test_limit)
     model = Sequential(arch, seed=recipe.seed, init=recipe.init)
     run = Run(model, data, recipe, engine=args.engine)
     say(f"device: {dev.name}")
@@ -298,14 +360,8 @@ def train_command(args) -> int:
         f"engine: {run.engine} ({len(run.program)} dispatches/step)")
     say(f"recipe: {args.recipe}: {recipe.describe()}")
     say(f"data: {data.train.n:,} train / {data.test.n:,} test images, {data.nbytes / 1e6:.1f} MB on the GPU (u8)")
-    _stop_on_signals()
-    try:
-        return _train_epochs(args, run)
-    except (KeyboardInterrupt, Stop) as stop:
-        _save_interrupted(args, run)
-        if isinstance(stop, Stop):
-            return 128 + stop.signum
-        raise
+    with StopRequest() as stop:
+        return _train_epochs(args, run, stop)
 
 
 def _metadata(args, run, **extra) -> dict:
@@ -314,24 +370,33 @@ def _metadata(args, run, **extra) -> dict:
     return meta
 
 
-def _save_interrupted(args, run) -> None:
-    """Ctrl-C / SIGTERM / SIGHUP: wait for the GPU, never save a diverged step, keep what was trained."""
+def _interrupted(args, run, signum: int) -> int:
+    """A signal while training: wait for the steps submitted, never save a diverged step, keep
+    what was trained (a run that diverged in its first epoch learned nothing: --save is left
+    as it was). Exit code 128 + the signal's number (130 for Ctrl-C)."""
     from ..compute.device import get_device
     from ..compute.model_io import save_model
-    if not args.save:
-        return
     get_device().sync()
-    if run.diverged(run.read_flags()):
+    diverged = run.diverged(run.read_flags())
+    if diverged:
         run.restore_snapshot()
-    save_model(args.save, run.model, _metadata(args, run, interrupted_at_step=run.step))
-    say(f"interrupted: saved the model so far to {shown(args.save)}", err=True)
+    if not args.save:
+        say("interrupted", err=True)
+    elif run.step == 0:
+        say(f"interrupted before anything was learned: {shown(args.save)} was left as it was", err=True)
+    elif diverged:
+        save_model(args.save, run.model, _metadata(args, run, interrupted_at_step=run.step, diverged=True))
+        say(f"interrupted after training diverged: saved the weights from the start of epoch {run.epoch + 1} "
+            f"(step {run.step:,}) to {shown(args.save)}", err=True)
+    else:
+        save_model(args.save, run.model, _metadata(args, run, interrupted_at_step=run.step))
+        say(f"interrupted: saved the model so far to {shown(args.save)}", err=True)
+    return 128 + signum
 
 
-def _train_epochs(args, run) -> int:
-    from ..compute.device import get_device
+def _train_epochs(args, run, stop: StopRequest) -> int:
     from ..compute.model_io import save_model
 
-    dev = get_device()
     recipe = run.recipe
     acc = None
     for epoch in range(recipe.epochs):
@@ -342,6 +407,10 @@ def _train_epochs(args, run) -> int:
         # progress bar learns each chunk's last loss from an 8-byte non-blocking read.
         chunk, inflight, last_done = 16, collections.deque(), t0
         while run.steps_taken < end or inflight:
+            if stop.signum is not None:
+                if bar is not None:
+                    bar.close()
+                return _interrupted(args, run, stop.signum)
             if run.steps_taken < end and len(inflight) < 2:
                 run.run_steps(min(chunk, end - run.steps_taken))
                 inflight.append((run.steps_taken, run.metrics.read_step_async(run.steps_taken - 1)))
@@ -372,7 +441,8 @@ def _train_epochs(args, run) -> int:
         save_model(args.save, run.model, _metadata(args, run, test_accuracy=f"{acc:.4f}"))
         say(f"saved {shown(args.save)}")
     say(f"test accuracy: {acc * 100:.2f}%")
-    return 0
+    # A signal during the last evaluation or the save: the run was complete and is saved as such.
+    return 0 if stop.signum is None else 128 + stop.signum
 
 
 def _progress_bar(args, run, epoch: int):
@@ -390,18 +460,31 @@ def _diverged(args, run, epoch: int) -> int:
     run.restore_snapshot()
     recipe = run.recipe
     say(f"error: training diverged in epoch {epoch + 1} (the loss became NaN, infinite or exploded); the "
-        f"weights from the start of that epoch were restored. Try a smaller learning rate "
+        f"weights from the start of epoch {run.epoch + 1} were restored. Try a smaller learning rate "
         f"(--lr {recipe.lr / 10:g}).", err=True)
     if args.save:
         if run.step > 0:
             save_model(args.save, run.model, _metadata(args, run, diverged_epoch=epoch + 1))
-            say(f"saved the weights from the start of epoch {epoch + 1} to {shown(args.save)}")
+            say(f"saved the weights from the start of epoch {run.epoch + 1} to {shown(args.save)}")
         else:
             say(f"nothing was learned before it diverged: {shown(args.save)} was left as it was")
     return EXIT_DIVERGED
 
 
 # -- eval ----------------------------------------------------------------------------------------------------
+def check_evaluation(args, ds, arch) -> None:
+    """The checkpoint's model and the test set fit the device's limits (before any GPU object)."""
+    from ..compute.budget import BudgetError, Limits, check_data, check_model, check_one_image
+    limits = Limits.current()
+    try:
+        check_model(arch, limits, fix="this GPU cannot hold it")
+        check_one_image(arch, limits)
+    except BudgetError as e:
+        raise UserError(f"{shown(args.checkpoint.name)}: {e}") from None
+    n_test = min(args.test_limit or len(ds.test_images), len(ds.test_images))
+    check_data(1, n_test, ds.image_shape, limits)
+
+
 def eval_command(args) -> int:
     from ..compute.checkpoint import CheckpointError
     from ..compute.data import GpuDataset
@@ -421,12 +504,14 @@ def eval_command(args) -> int:
     problem = arch.misfit(*ds.image_shape, ds.num_classes)
     if problem:
         raise UserError(f"{shown(args.checkpoint.name)}: {problem}")
+    arch = arch.for_images(*ds.image_shape) if arch.is_mlp else arch
+    check_evaluation(args, ds, arch)
     if note:
         say(f"warning: {shown(args.checkpoint.name)}: {note}", err=True)
     dev = get_device()
-    model = Sequential(arch.for_images(*ds.image_shape) if arch.is_mlp else arch)
+    model = Sequential(arch)
     model.load_state_dict(tensors)
-    data = GpuDataset(ds, limit=1)
+    data = GpuDataset(ds, limit=1, test_limit=args.test_limit)
     metrics = RunMetrics(data.num_classes)
     enc = dev.device.create_command_encoder()
     Evaluation(model, data, metrics).encode(enc)

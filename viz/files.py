@@ -11,12 +11,14 @@ import os
 import time
 from pathlib import Path
 
+from ..compute.budget import BudgetError
 from ..compute.model_io import default_model_path, load_model
 from ..compute.arch import Architecture, parse
 from ..compute.nn import Sequential
 
 AUTOSAVES_KEPT = 5
 MNIST_SHAPE = (28, 28, 10)    # height, width, classes of the bundled dataset
+FRESH_HIDDEN = 128            # hidden units of a fresh network for a dataset no model fits
 
 
 def default_autosave_dir() -> Path:
@@ -55,6 +57,15 @@ def describe_accuracy(meta: dict) -> str:
         return ""
 
 
+def _fresh_mlp(h: int, w: int, classes: int) -> tuple[Architecture, str]:
+    """The MLP a dataset gets when no model fits it: 128 hidden units, fewer when this GPU's
+    binding limit cannot hold that many for these images (and a note saying so)."""
+    from ..compute.budget import Limits, mlp_hidden_fit
+    hidden = min(FRESH_HIDDEN, max(1, mlp_hidden_fit(h * w, classes, Limits.current(), FRESH_HIDDEN)))
+    note = "" if hidden == FRESH_HIDDEN else f" ({FRESH_HIDDEN} hidden units do not fit this GPU's limits for these images)"
+    return Architecture.mlp([h * w, hidden, classes], image_shape=(h, w)), note
+
+
 def initial_model(checkpoint: Path | None, data_shape: tuple[int, int, int], arch: str | None = None):
     """(model, message): --checkpoint if given (read as --arch if given; it must fit the
     data), else a fresh --arch network, else the pretrained model, else (none shipped, or
@@ -66,16 +77,19 @@ def initial_model(checkpoint: Path | None, data_shape: tuple[int, int, int], arc
         if problem:
             raise ValueError(f"--arch: {problem}")
         return Sequential(architecture), f"a fresh {architecture.short} from random weights"
-    fresh = Architecture.mlp([h * w, 128, classes], image_shape=(h, w))
+    fresh, narrowed = _fresh_mlp(h, w, classes)
     path = Path(checkpoint) if checkpoint is not None else default_model_path()
     if checkpoint is None and not path.exists():
-        return Sequential(fresh), "no pretrained model found: starting from random weights"
-    model, meta = load_model(path, arch=arch, image_shape=(h, w))
+        return Sequential(fresh), "no pretrained model found: starting from random weights" + narrowed
+    try:
+        model, meta = load_model(path, arch=arch, image_shape=(h, w))
+    except BudgetError as e:
+        raise BudgetError(f"{path.name}: {e}") from None
     problem = model.arch.misfit(h, w, classes)
     if problem:
         if checkpoint is not None:
             raise ValueError(f"{path.name}: {problem}")
         return Sequential(fresh), (f"the pretrained model reads 28 x 28 digits in 10 classes: starting "
-                                   f"{fresh.short} from random weights for this dataset")
+                                   f"{fresh.short} from random weights for this dataset{narrowed}")
     note = f"; {meta['_note']}" if "_note" in meta else ""
     return model, f"loaded {path.name}{describe_accuracy(meta)}{note}"

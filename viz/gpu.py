@@ -74,6 +74,12 @@ class ViewTexture:
         self.width, self.height = int(width), int(height)
         self.label = label
         self.nearest = nearest
+        side = get_device().limits.get("max-texture-dimension-2d", 8192)
+        if max(self.width, self.height) > side:
+            from ..compute.budget import BudgetError
+            raise BudgetError(f"the window's {label} view needs a {self.width} x {self.height} texture, above this "
+                              f"GPU's {side}-pixel texture limit; use a narrower network in the window, or train "
+                              f"and evaluate it headless (mnist-viz train / eval)")
         self.texture = get_device().device.create_texture(
             size=(self.width, self.height, 1), format=wgpu.TextureFormat.rgba8unorm,
             usage=TEXTURE_USAGE, label=label)

@@ -1,12 +1,47 @@
 """Loading the dataset for the window: at once for --data (a bad directory is an error at
 start), on a thread for the bundled MNIST (the window opens at once; its shape is
-known before it has loaded, as the copy is checksum-verified)."""
+known before it has loaded, as the copy is checksum-verified).
+
+It also says whether the window can hold a dataset and a model on this GPU (the
+device's limits, compute/budget.py) before anything of theirs is created: the data
+and the engine's buffers as for `mnist-viz train`, plus what only the window has (a
+page of 64 images for the mistakes gallery, gallery textures of the images' size).
+"""
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 
 from .files import MNIST_SHAPE
+
+
+def check_window_data(dataset, limit: int | None, test_limit: int | None, limits=None) -> None:
+    """The splits fit the GPU's bindings and a gallery page of the images fits a texture
+    (BudgetError naming the option or the reason otherwise)."""
+    from ..compute.budget import BudgetError, Limits, check_data
+    from .dataviews import TILE_COLS, TILE_ROWS, TileGrid
+    limits = limits or Limits.current()
+    n = min(limit or len(dataset.train_images), len(dataset.train_images))
+    m = min(test_limit or len(dataset.test_images), len(dataset.test_images))
+    check_data(n, m, dataset.image_shape, limits)
+    h, w = dataset.image_shape
+    gw, gh = TileGrid(w, h).size
+    if max(gw, gh) > limits.texture:
+        raise BudgetError(f"{w} x {h} images: the window's gallery pages of {TILE_COLS} x {TILE_ROWS} images need a "
+                          f"{gw} x {gh} texture, above this GPU's {limits.texture}-pixel texture limit; train and "
+                          f"evaluate them with `mnist-viz train` and `mnist-viz eval`")
+
+
+def check_window_model(arch, batch_size: int, limits=None) -> None:
+    """The model's parameters, a training step at `batch_size` and the mistakes gallery's
+    page of images fit the GPU's bindings (BudgetError otherwise)."""
+    from ..compute.budget import Limits, check_model, check_rows, rows_fit
+    from .dataviews import PAGE
+    limits = limits or Limits.current()
+    check_model(arch, limits)
+    most = rows_fit(arch, limits)
+    check_rows(arch, PAGE, limits, option=None, who=f"the window's gallery of mistakes, {PAGE} images at a time,",
+               fix=f"train and evaluate them headless (mnist-viz train --batch-size {max(most, 1)})")
+    check_rows(arch, batch_size, limits, option="batch size", who="a training step")
 
 
 class DatasetLoader:
@@ -20,7 +55,9 @@ class DatasetLoader:
         self._thread = None
         if data_dir is not None:
             from ..compute.idx import load_dataset
-            self.dataset = load_dataset(data_dir)
+            dataset = load_dataset(data_dir)
+            check_window_data(dataset, limit, test_limit)
+            self.dataset = dataset
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -41,7 +78,9 @@ class DatasetLoader:
     def _load(self) -> None:
         try:
             from ..compute.idx import bundled_mnist_dir, load_dataset
-            self.dataset = load_dataset(self.data_dir or bundled_mnist_dir())
+            dataset = load_dataset(self.data_dir or bundled_mnist_dir())
+            check_window_data(dataset, self.limit, self.test_limit)
+            self.dataset = dataset
         except Exception as e:  # noqa: BLE001 - shown in the UI
             self.error = str(e).splitlines()[0] if str(e) else type(e).__name__
 
@@ -52,8 +91,4 @@ class DatasetLoader:
     def gpu_dataset(self):
         """The dataset on the GPU (call from the frame thread once `dataset` is set)."""
         from ..compute.data import GpuDataset
-        ds = self.dataset
-        if self.test_limit:
-            ds = replace(ds, test_images=ds.test_images[: self.test_limit],
-                         test_labels=ds.test_labels[: self.test_limit])
-        return GpuDataset(ds, self.limit)
+        return GpuDataset(self.dataset, self.limit, self.test_limit)

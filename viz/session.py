@@ -171,13 +171,16 @@ class TrainingSession:
         if new == self.recipe:
             return
         new.validate()
-        old, self.recipe = self.recipe, new
+        old = self.recipe
         if self.run is not None:
-            self.message = self.run.set_recipe(new)
+            self.message = self.run.set_recipe(new)   # raises, changing nothing, if the GPU cannot hold it
+            self.recipe = new
             if self.status == "finished" and not self.run.finished:
                 self.status = "paused"
-        elif new.seed != old.seed:
-            self.message = ""
+        else:
+            self.recipe = new
+            if new.seed != old.seed:
+                self.message = ""
 
     def on_scalars(self, values: dict) -> None:
         """Scalars read back a few times a second: notice divergence (only from values packed

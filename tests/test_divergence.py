@@ -1,0 +1,113 @@
+"""Finite divergence past the happy path (the CLI's exit 3 is in test_cli.py): the window
+notices it and restores the epoch-start weights exactly; the snapshot it restores is one
+taken while the run was healthy, even when epochs are shorter than the detector's 50-step
+window; and an honest but noisy run is never flagged."""
+import numpy as np
+import pytest
+
+from mnist_viz.compute.recipe import Recipe
+
+PLAIN = dict(momentum=0.0, nesterov=False, schedule="constant", shift=0)
+
+
+@pytest.fixture
+def make_app(tmp_path):
+    apps = []
+
+    def make(**kw):
+        from rendercanvas.offscreen import RenderCanvas
+        from mnist_viz.viz.app import App, AppConfig
+        app = App(RenderCanvas(size=(640, 400), pixel_ratio=1.0),
+                  AppConfig(background_load=False, autosave_dir=tmp_path / "autosaves", **kw))
+        assert app.wait_for_data()
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.fence.drain()
+        app.rc.close()
+
+
+def act(app, name, *args):
+    from mnist_viz.viz.actions import Action
+    app.actions.emit(Action[name.upper()], *args)
+
+
+def test_the_window_restores_the_epoch_start_weights_exactly_after_finite_divergence(make_app):
+    """Guards against the window missing a finite explosion (lr 1e3: the loss grows to 1e17 and never
+    becomes NaN), and against restoring anything but the weights of the last healthy epoch start:
+    the second epoch explodes, the flag rises after the third epoch has begun (a snapshot taken
+    then would hold exploded weights), and the restored weights equal, bit for bit, the ones read
+    at the start of the second epoch."""
+    from mnist_viz.viz.session import WatchSettings
+    app = make_app(limit=512, test_limit=64, recipe=Recipe(batch_size=16, lr=0.05, epochs=20, **PLAIN),
+                   watch=WatchSettings(eval_each_epoch=False))
+    app.readout.interval = 0.0
+    run = app.session.run
+    act(app, "train")
+    for _ in range(400):
+        app.draw_offscreen()
+        if run.step >= run.steps_per_epoch:
+            break
+    assert run.step == run.steps_per_epoch      # a frame never runs past an epoch's end
+    act(app, "pause")
+    app.draw_offscreen()
+    assert run.step == run.steps_per_epoch
+    epoch_start = app.model.state_dict()
+    act(app, "set_recipe", app.session.recipe.with_changes(lr=1e3))
+    act(app, "train")
+    for _ in range(600):
+        app.draw_offscreen()
+        if app.session.status == "diverged":
+            break
+    assert app.session.status == "diverged", (app.session.status, run.step)
+    assert "diverged" in app.session.message and "restored" in app.session.message
+    assert run.step == run.steps_per_epoch
+    restored = app.model.state_dict()
+    for name, value in epoch_start.items():
+        np.testing.assert_array_equal(restored[name], value, err_msg=name)
+
+
+def test_epochs_shorter_than_the_detector_restore_the_last_healthy_snapshot(mnist, device):
+    """Guards against the snapshot being taken while the loss is already exploding: with 4 steps an
+    epoch, a dozen epoch starts pass between the explosion and the flag (50 steps over the bound).
+    A plain copy at each would keep exploded weights; the GPU copies only while the run is healthy,
+    so the restore goes back to the last healthy epoch start, its weights and its step."""
+    from mnist_viz.compute.arch import Architecture
+    from mnist_viz.compute.data import GpuDataset
+    from mnist_viz.compute.nn import Sequential
+    from mnist_viz.compute.run import Run
+    recipe = Recipe(batch_size=16, lr=0.05, epochs=100, **PLAIN)
+    run = Run(Sequential(Architecture.mlp([784, 32, 10]), seed=1), GpuDataset(mnist, 64, 16), recipe)
+    run.run_steps(8)                                      # two healthy epochs
+    healthy = run.model.state_dict()
+    run.set_recipe(recipe.with_changes(lr=1e3))
+    while not run.diverged(run.read_flags()) and run.step < 300:
+        run.run_steps(4)
+    assert run.diverged(run.read_flags()) and run.step >= 8 + 48
+    run.restore_snapshot()
+    assert run.step == 8 and run.read_flags() == 0
+    restored = run.model.state_dict()
+    for name, value in healthy.items():
+        np.testing.assert_array_equal(restored[name], value, err_msg=name)
+
+
+@pytest.mark.slow
+def test_an_honest_noisy_run_is_not_flagged(mnist, device):
+    """Guards against the explosion detector firing on noise: plain SGD at learning rate 0.5 (10x the
+    original recipe's) with batches of 8 swings its batch loss well above the epoch's mean, yet
+    trains to over 80% on a 2,000-image subset in one epoch; no flag may rise at any point."""
+    from mnist_viz.compute.arch import Architecture
+    from mnist_viz.compute.data import GpuDataset
+    from mnist_viz.compute.nn import Sequential
+    from mnist_viz.compute.recipe import RECIPES
+    from mnist_viz.compute.run import Run
+    recipe = RECIPES["original"].with_changes(batch_size=8, lr=0.5, epochs=1)
+    run = Run(Sequential(Architecture.mlp([784, 128, 10]), seed=0), GpuDataset(mnist, 2000, 2000), recipe)
+    while not run.finished:
+        run.run_steps(25)
+        assert run.read_flags() == 0, run.metrics.read_state()
+    loss = run.metrics.read_history(0, run.steps_taken)[:, 0]
+    assert loss[50:].max() > 3 * loss[50:].mean()           # noisy: batches far above the mean
+    assert run.evaluate()["accuracy"] > 0.80
