@@ -25,6 +25,7 @@ LOAD = GpuStruct("Load", [
     ("iw", "u32", "image width, height"), ("ih", "u32", ""),
     ("n", "u32", "samples in the split (out of range -> blank)"),
     ("cw", "u32", "canvas width, height"), ("ch", "u32", ""),
+    ("listed", "u32", "1: `index` is an entry of the misclassified list, 0: a sample of the split"),
 ])
 NORMALIZE = GpuStruct("Normalize", [
     ("cw", "u32", "canvas width, height"), ("ch", "u32", ""),
@@ -101,7 +102,9 @@ READOUT = GpuStruct("Readout", [
     ("pred", "u32", "predicted class of the canvas"),
     ("pred_prob", "f32", "its probability"),
     ("ink", "f32", "the canvas has ink (> 0)"),
-    ("w1_absmax", "f32", "colour scales of the first two weight matrices"), ("w2_absmax", "f32", ""),
+    ("sample", "u32", "the sample feeding the network: index << 8 | label (NONE: the painted canvas)"),
+    ("w_absmax", "u32", "pack2x16float(colour scales of the first two weight matrices)"),
     ("lr", "f32", "the learning rate at the current step (schedule.wgsl)"),
     ("at_step", "u32", "run steps these values reflect"),
+    ("est_acc", "f32", "running test-accuracy estimate on a fixed subset (< 0: none yet)"),
 ])
