@@ -19,6 +19,7 @@ from .actions import Action, ActionQueue
 from .canvas import PaintCanvas
 from .dataviews import ConfusionView, DatasetView, MistakesView
 from .frame import FrameClock, draw_frame
+from .glyphs import upload_names
 from .gui import Gui
 from .inference import Forward
 from .input import CanvasInput
@@ -66,14 +67,17 @@ class App:
         self.loader = DatasetLoader(config.data_dir, config.background_load, config.limit, config.test_limit)
         model, self.ui.file_message = files.initial_model(config.checkpoint, self.loader.shape)
         h, w, classes = self.loader.shape
+        self.classes = self.loader.classes
+        self.names = upload_names(self.classes.names)     # the class names as GPU bitmaps
         self.metrics = RunMetrics(classes)
         self.canvas = PaintCanvas(image_w=w, image_h=h)
+        self.canvas.normalise = self.classes.mnist_like     # MNIST's normalisation for MNIST-like data only
         self.canvas_view = CanvasView(self.canvas)
         self.gui.register(self.canvas_view.texture)
         self.session = TrainingSession(model, self.metrics, config.recipe, config.watch, config.frame_budget_s)
         self.session.on_run_changed = self._bind_run
         self.plots = CurvePlots(self.metrics)
-        self.confusion = ConfusionView(self.metrics)
+        self.confusion = ConfusionView(self.metrics, self.names, self.classes.names)
         for t in self.plots.textures + [self.confusion.texture]:
             self.gui.register(t)
         self.mistakes: MistakesView | None = None
@@ -122,7 +126,7 @@ class App:
         self.scales = ScaleBank()
         self.forward = Forward(model, self.canvas.x)
         self.model_views = ModelViews(model, self.forward, self.scales, image_shape=self.data_shape[:2],
-                                      canvas_norm=self.canvas.norm)
+                                      canvas_norm=self.canvas.norm, names=self.names)
         for t in self.model_views.textures:
             self.gui.register(t)
         slots = self.model_views.weight_slots
@@ -137,7 +141,7 @@ class App:
         """A new Run (the data arrived, another architecture): views that read its buffers."""
         self.readout.bind(run.optimizer.hyper)
         if self.mistakes is None:
-            self.mistakes = MistakesView(self.metrics, run.data, self.model)
+            self.mistakes = MistakesView(self.metrics, run.data, self.model, self.names, self.classes.names)
             self.gui.register(self.mistakes.texture)
 
     def _maybe_attach_data(self) -> None:
@@ -147,7 +151,7 @@ class App:
             return
         data = self.loader.gpu_dataset()
         self.canvas.attach_dataset(data, self.metrics)
-        self.dataset_view = DatasetView(data)
+        self.dataset_view = DatasetView(data, self.names, self.classes.names)
         self.gui.register(self.dataset_view.texture)
         self.session.attach_data(data, evaluate=self.config.evaluate_on_load)
 
@@ -321,7 +325,8 @@ class App:
             ui=self.ui, session=self.session, metrics=self.metrics, values=self.readout.values, model=self.model,
             canvas=self.canvas, canvas_view=self.canvas_view, model_views=self.model_views, plots=self.plots,
             confusion=self.confusion, mistakes=self.mistakes, dataset_view=self.dataset_view, device=self.dev,
-            frame_ms=self.clock.frame_ms, data_error=self.loader.error,
+            frame_ms=self.clock.frame_ms, data_error=self.loader.error, classes=self.classes,
+            canvas_current=self.readout.canvas_current,
             autosave_path=self.autosave_dir, autosaves=self._autosave_list(), busy=self.busy)
 
     def _autosave_list(self) -> list:

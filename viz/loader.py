@@ -29,6 +29,13 @@ class DatasetLoader:
             return (*self.dataset.image_shape, self.dataset.num_classes)
         return MNIST_SHAPE
 
+    @property
+    def classes(self):
+        """The classes' names (viz/classes.py), known as soon as the shape is."""
+        from .classes import class_info
+        h, w, c = self.shape
+        return class_info(self.data_dir, c, (h, w))
+
     def start(self) -> None:
         if self.dataset is not None:
             return

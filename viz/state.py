@@ -46,3 +46,5 @@ class ViewState:
     autosave_path: object | None
     autosaves: list          # earlier autosaves, newest first (File > Reopen)
     busy: str                # a long operation in progress ("" when none): shown, input disabled
+    classes: object = None   # viz.classes.ClassInfo: the class names
+    canvas_current: bool = False   # the readout's canvas fields are of the canvas shown now

@@ -50,6 +50,8 @@ HEAT = GpuStruct("Heat", [
 BARS = GpuStruct("Bars", [
     ("offset", "u32", ""), ("n", "u32", ""), ("mode", "u32", "0 probabilities, 1 logits"),
     ("scale_slot", "u32", ""), ("label_h", "u32", ""), ("font_scale", "u32", ""),
+    ("gated", "u32", "1: no bars while gate[0] (the canvas's ink) is 0"),
+    ("named", "u32", "1: labels are the class names (names buffer), 0: the indices"),
 ])
 CANVAS_VIEW = GpuStruct("CanvasView", [
     ("cw", "u32", "canvas size (the texture has the same size)"), ("ch", "u32", ""),
@@ -61,7 +63,8 @@ BADGE = GpuStruct("Badge", [
 ])
 CONFUSION = GpuStruct("Confusion", [
     ("classes", "u32", ""), ("cell_w", "u32", ""), ("cell_h", "u32", ""),
-    ("margin", "u32", "header row / column with the class digits"),
+    ("margin", "u32", "header row height (the predicted classes' names)"),
+    ("margin_x", "u32", "header column width (the true classes' names)"),
 ])
 GALLERY_GATHER = GpuStruct("GalleryGather", [
     ("batch", "u32", "rows of x"), ("first", "u32", "first entry of `wrong` on this page"),
@@ -76,6 +79,9 @@ TILES = GpuStruct("Tiles", [
     ("label_h", "u32", "label strip under each tile"), ("gap", "u32", ""),
     ("classes", "u32", ""),
     ("selected", "u32", "sample index to outline (NONE: none)"),
+    ("tile_w", "u32", "tile width (>= iw: room for the label; the image is centred)"),
+    ("font_scale", "u32", "pixels per font pixel of the labels"),
+    ("lines", "u32", "label lines: 1, or 2 (true over -> predicted, for long names)"),
 ])
 PLOT = GpuStruct("Plot", [
     ("kind", "u32", "0 loss (log axis), 1 accuracy"),

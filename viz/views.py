@@ -92,21 +92,26 @@ class Heatmap:
 
 
 class Bars:
-    """A labelled bar chart of a short vector (probabilities: mode 0, logits: mode 1)."""
+    """A labelled bar chart of a short vector (probabilities: mode 0, logits: mode 1).
+    `gate`: a buffer whose first float is the canvas's ink (no bars while it is 0);
+    `names`: the class-name bitmaps (viz/glyphs.py) to label the bars with."""
 
     def __init__(self, label: str, src, offset: int, n: int, mode: int, scale_slot: int, scales,
-                 size=(320, 150), label_h: int = 22, font_scale: int = 2):
+                 size=(320, 150), label_h: int = 22, font_scale: int = 2, gate=None, names=None):
+        dev = get_device()
         self.texture = ViewTexture(size[0], size[1], label, nearest=True)
-        prm = get_device().uniform(BARS, offset=offset, n=n, mode=mode, scale_slot=scale_slot, label_h=label_h,
-                                   font_scale=font_scale)
-        self.dispatch = make_dispatch("views.wgsl", "bar_chart", [prm, src, scales, self.texture.view],
-                                      grid_2d(*self.texture.size))
+        prm = dev.uniform(BARS, offset=offset, n=n, mode=mode, scale_slot=scale_slot, label_h=label_h,
+                          font_scale=font_scale, gated=int(gate is not None), named=int(names is not None))
+        self.dispatch = make_dispatch("views.wgsl", "bar_chart",
+                                      [prm, src, scales, self.texture.view,
+                                       dev.dummy_ro if gate is None else gate,
+                                       dev.dummy_ro if names is None else names], grid_2d(*self.texture.size))
 
 
 class ModelViews:
     """Every view of one model: weights, biases, activations for the canvas input, output."""
 
-    def __init__(self, model, forward, scales: ScaleBank, image_shape=(28, 28), canvas_norm=None):
+    def __init__(self, model, forward, scales: ScaleBank, image_shape=(28, 28), canvas_norm=None, names=None):
         self.model = model
         self.forward = forward
         arena = model.arena.buffer
@@ -162,9 +167,9 @@ class ModelViews:
                              cmap=CMAP_GREY, scale_slot=NONE, scales=sb)
         c = forward.logits.size
         self.logits = Bars("logits", forward.logits.buffer, forward.logits.offset // 4, c, 1,
-                           self.act_slots[-1], sb, size=(320, 120))
+                           self.act_slots[-1], sb, size=(320, 120), gate=canvas_norm, names=names)
         self.probs = Bars("probabilities", forward.probs.buffer, forward.probs.offset // 4, c, 0, NONE, sb,
-                          size=(400, 170))
+                          size=(400, 170), gate=canvas_norm, names=names)
         self.badge = PredictionBadge(forward, canvas_norm) if canvas_norm is not None else None
 
     def cycle_mosaic(self) -> None:
