@@ -247,6 +247,13 @@ fn canvas_view(@builtin(global_invocation_id) gid: vec3<u32>) {
 @group(0) @binding(1) var<storage, read> badge_probs: array<f32>;
 @group(0) @binding(2) var<storage, read> badge_norm: array<f32>;
 @group(0) @binding(3) var badge_tex: texture_storage_2d<rgba8unorm, write>;
+@group(0) @binding(4) var<storage, read> badge_names: array<u32>;
+
+fn badge_name_on(c: u32, q: vec2<i32>, s: i32) -> bool {
+    let p = vec2<i32>(floor(vec2<f32>(q) / f32(s)));
+    if (p.x < 0 || p.y < 0 || p.y >= NAME_H || p.x >= i32(badge_names[c * NAME_SLOT])) { return false; }
+    return name_bit(badge_names[name_word(c, u32(p.y), u32(p.x))], u32(p.x));
+}
 
 @compute @workgroup_size(16, 16)
 fn prediction_badge(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -260,19 +267,28 @@ fn prediction_badge(@builtin(global_invocation_id) gid: vec3<u32>) {
             if (badge_probs[c] > badge_probs[best]) { best = c; }
         }
         let p = badge_probs[best];
-        let ds = i32(badge.digit_scale);
+        let winner = mix(vec3<f32>(0.95, 0.72, 0.30), ACCENT, clamp((p - 0.5) * 2.0, 0.0, 1.0));
         let ts = i32(badge.text_scale);
-        let top = (i32(dims.y) - GLYPH_H * ds) / 2;
-        if (number_on(best, px, vec2<i32>(ds, top), ds)) {
-            colour = mix(vec3<f32>(0.95, 0.72, 0.30), ACCENT, clamp((p - 0.5) * 2.0, 0.0, 1.0));
-        }
-        // "97%" (rounded percentage), bottom-aligned with the digit.
         let pct = u32(round(clamp(p, 0.0, 1.0) * 100.0));
-        let x0 = ds + number_width(best, ds) + ds;
-        let y0 = top + (GLYPH_H * ds) - GLYPH_H * ts;
-        if (number_on(pct, px, vec2<i32>(x0, y0), ts)) { colour = TEXT; }
-        let xp = x0 + number_width(pct, ts) + ts;
-        if (glyph_on(GLYPH_PERCENT, px - vec2<i32>(xp, y0), ts)) { colour = TEXT; }
+        if (badge.named == 1u) {
+            // The class name (as large as fits, up to 3x) over "93%".
+            let w = i32(badge_names[best * NAME_SLOT]);
+            let s = name_scale(w, i32(dims.x) - 4, 3);
+            if (badge_name_on(best, px - vec2<i32>(2, 6), s)) { colour = winner; }
+            let y0 = 6 + NAME_H * s + 6;
+            if (number_on(pct, px, vec2<i32>(2, y0), ts)) { colour = TEXT; }
+            if (glyph_on(GLYPH_PERCENT, px - vec2<i32>(2 + number_width(pct, ts) + ts, y0), ts)) { colour = TEXT; }
+        } else {
+            let ds = i32(badge.digit_scale);
+            let top = (i32(dims.y) - GLYPH_H * ds) / 2;
+            if (number_on(best, px, vec2<i32>(ds, top), ds)) { colour = winner; }
+            // "97%" (rounded percentage), bottom-aligned with the digit.
+            let x0 = ds + number_width(best, ds) + ds;
+            let y0 = top + (GLYPH_H * ds) - GLYPH_H * ts;
+            if (number_on(pct, px, vec2<i32>(x0, y0), ts)) { colour = TEXT; }
+            let xp = x0 + number_width(pct, ts) + ts;
+            if (glyph_on(GLYPH_PERCENT, px - vec2<i32>(xp, y0), ts)) { colour = TEXT; }
+        }
     }
     textureStore(badge_tex, px, vec4<f32>(colour, 1.0));
 }

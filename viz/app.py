@@ -65,9 +65,9 @@ class App:
         self.autosave_dir = config.autosave_dir if config.autosave else None
         self.autosave_path: Path | None = None        # set when an autosave was written
         self.loader = DatasetLoader(config.data_dir, config.background_load, config.limit, config.test_limit)
-        model, self.ui.file_message = files.initial_model(config.checkpoint, self.loader.shape)
-        h, w, classes = self.loader.shape
         self.classes = self.loader.classes
+        model, self.ui.file_message = files.initial_model(config.checkpoint, self.loader.shape, self.classes.dataset)
+        h, w, classes = self.loader.shape
         self.names = upload_names(self.classes.names)     # the class names as GPU bitmaps
         self.metrics = RunMetrics(classes)
         self.canvas = PaintCanvas(image_w=w, image_h=h)
@@ -126,7 +126,8 @@ class App:
         self.scales = ScaleBank()
         self.forward = Forward(model, self.canvas.x)
         self.model_views = ModelViews(model, self.forward, self.scales, image_shape=self.data_shape[:2],
-                                      canvas_norm=self.canvas.norm, names=self.names)
+                                      canvas_norm=self.canvas.norm, names=self.names,
+                                      badge_names=not self.classes.numbered)
         for t in self.model_views.textures:
             self.gui.register(t)
         slots = self.model_views.weight_slots
@@ -235,9 +236,8 @@ class App:
         self.canvas_view.set_show_box(bool(show))
 
     def _set_ui_scale(self, factor: float) -> None:
-        from imgui_bundle import imgui
         self.ui.ui_scale = min(2.0, max(0.75, float(factor)))
-        imgui.get_style().font_scale_main = self.ui.ui_scale
+        self.gui.set_scale(self.ui.ui_scale)
 
     def _clear_canvas(self) -> None:
         self.canvas.clear()
@@ -302,6 +302,12 @@ class App:
             return
         self._later(f"loading {found[0].name}...", self.load_checkpoint, found[0])
 
+    def label_of(self, split: str, index: int) -> int | None:
+        """The label of a dataset sample, from the host copy of the labels (None if unknown)."""
+        ds = self.loader.dataset
+        labels = None if ds is None else {"train": ds.train_labels, "test": ds.test_labels}.get(split)
+        return int(labels[index]) if labels is not None and 0 <= index < len(labels) else None
+
     # -- input helpers ---------------------------------------------------------------------------------------
     def to_canvas(self, x: float, y: float) -> tuple[float, float]:
         x0, y0, x1, y1 = self.ui.canvas_rect
@@ -326,7 +332,7 @@ class App:
             canvas=self.canvas, canvas_view=self.canvas_view, model_views=self.model_views, plots=self.plots,
             confusion=self.confusion, mistakes=self.mistakes, dataset_view=self.dataset_view, device=self.dev,
             frame_ms=self.clock.frame_ms, data_error=self.loader.error, classes=self.classes,
-            canvas_current=self.readout.canvas_current,
+            canvas_current=self.readout.canvas_current, label_of=self.label_of,
             autosave_path=self.autosave_dir, autosaves=self._autosave_list(), busy=self.busy)
 
     def _autosave_list(self) -> list:

@@ -20,6 +20,7 @@ FASHION_MNIST = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal"
                  "Ankle boot")
 # t10k-labels-idx1-ubyte: the published .gz, and its decompressed content.
 FASHION_TEST_LABELS_MD5 = {"bb300cfdad3c16e7a12a480ee83cd310", "15d484375f8d13e6eb1aabb0c3f46965"}
+MNIST_TEST_LABELS_MD5 = {"ec29112dd5afa0611ce80d1b7f02629c", "27ae3e4e09519cfbb04c329615203637"}
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,12 @@ class ClassInfo:
     names: tuple[str, ...]
     source: str                    # "classes.txt", "Fashion-MNIST" or "numbers"
     image_shape: tuple[int, int]   # (height, width)
+    dataset: str = "MNIST"         # "MNIST" (recognised), "Fashion-MNIST", else the directory's name
+
+    @property
+    def is_mnist(self) -> bool:
+        """The data is MNIST itself (what the pretrained model was trained on)."""
+        return self.dataset == "MNIST"
 
     @property
     def numbered(self) -> bool:
@@ -44,8 +51,8 @@ class ClassInfo:
         return self.names[k] if 0 <= k < len(self.names) else str(k)
 
 
-def numbered(num_classes: int, image_shape=(28, 28)) -> ClassInfo:
-    return ClassInfo(tuple(str(k) for k in range(num_classes)), "numbers", tuple(image_shape))
+def numbered(num_classes: int, image_shape=(28, 28), dataset: str = "MNIST") -> ClassInfo:
+    return ClassInfo(tuple(str(k) for k in range(num_classes)), "numbers", tuple(image_shape), dataset)
 
 
 def class_info(data_dir: Path | None, num_classes: int, image_shape: tuple[int, int]) -> ClassInfo:
@@ -53,12 +60,15 @@ def class_info(data_dir: Path | None, num_classes: int, image_shape: tuple[int, 
     if data_dir is None:
         return numbered(num_classes, image_shape)
     data_dir = Path(data_dir)
+    md5s = _test_labels_md5s(data_dir)
+    dataset = ("MNIST" if md5s & MNIST_TEST_LABELS_MD5 else
+               "Fashion-MNIST" if md5s & FASHION_TEST_LABELS_MD5 else data_dir.resolve().name)
     listed = _read_classes_file(data_dir / CLASSES_FILE, num_classes)
     if listed is not None:
-        return ClassInfo(listed, CLASSES_FILE, tuple(image_shape))
-    if num_classes == len(FASHION_MNIST) and _test_labels_md5s(data_dir) & FASHION_TEST_LABELS_MD5:
-        return ClassInfo(FASHION_MNIST, "Fashion-MNIST", tuple(image_shape))
-    return numbered(num_classes, image_shape)
+        return ClassInfo(listed, CLASSES_FILE, tuple(image_shape), dataset)
+    if dataset == "Fashion-MNIST" and num_classes == len(FASHION_MNIST):
+        return ClassInfo(FASHION_MNIST, "Fashion-MNIST", tuple(image_shape), dataset)
+    return numbered(num_classes, image_shape, dataset)
 
 
 def _read_classes_file(path: Path, num_classes: int) -> tuple[str, ...] | None:

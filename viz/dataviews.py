@@ -74,6 +74,14 @@ class ConfusionView:
                                       [prm, metrics.counters, self.texture.view, names], grid_2d(*self.texture.size))
         self._seen = None
 
+    def cell_at(self, u: float, v: float) -> tuple[int, int] | None:
+        """(true, predicted) class of the cell under texture coordinates (u, v), or None."""
+        x, y = u * self.texture.width - self.margin_x, v * self.texture.height - self.MARGIN
+        c = self.metrics.num_classes
+        if x < 0 or y < 0 or x >= c * self.CELL_W or y >= c * self.CELL_H:
+            return None
+        return int(y // self.CELL_H), int(x // self.CELL_W)
+
     def dispatches(self) -> list:
         if self._seen == self.metrics.revision:
             return []

@@ -54,13 +54,16 @@ def describe_accuracy(meta: dict) -> str:
         return ""
 
 
-def initial_model(checkpoint: Path | None, data_shape: tuple[int, int, int]):
-    """(model, message): --checkpoint if given (it must fit the data), else the pretrained
-    model, else (none shipped, or the data has another image size or classes) fresh
-    weights that fit."""
+def initial_model(checkpoint: Path | None, data_shape: tuple[int, int, int], dataset: str = "MNIST"):
+    """(model, message): --checkpoint if given (it must fit the data), else for MNIST the
+    pretrained model, else (none shipped, other data: the MNIST model would read Fashion-MNIST
+    as digits, other shapes not at all) fresh weights that fit."""
     h, w, classes = data_shape
     fresh = MLPSpec([h * w, 128, classes])
     path = Path(checkpoint) if checkpoint is not None else default_model_path()
+    if checkpoint is None and dataset != "MNIST":
+        return Sequential(fresh), (f"{dataset}: a fresh {'-'.join(map(str, fresh.sizes))} network from random "
+                                   "weights (the pretrained model is for MNIST digits); press Train")
     if checkpoint is None and not path.exists():
         return Sequential(fresh), "no pretrained model found: starting from random weights"
     model, meta = load_model(path)

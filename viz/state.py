@@ -23,6 +23,7 @@ class UIState:
     dataset_selected: int | None = None
     mistakes_page: int = 0
     ui_scale: float = 1.0
+    dataset_tab: bool = False        # the dataset browser is a tab of Metrics (a short window)
 
 
 @dataclass
@@ -48,3 +49,4 @@ class ViewState:
     busy: str                # a long operation in progress ("" when none): shown, input disabled
     classes: object = None   # viz.classes.ClassInfo: the class names
     canvas_current: bool = False   # the readout's canvas fields are of the canvas shown now
+    label_of: object = None  # (split, index) -> the dataset sample's label (host copy), or None

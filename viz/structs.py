@@ -60,6 +60,7 @@ CANVAS_VIEW = GpuStruct("CanvasView", [
 BADGE = GpuStruct("Badge", [
     ("n", "u32", "classes"), ("digit_scale", "u32", "font pixels of the big digit"),
     ("text_scale", "u32", "font pixels of the percentage"),
+    ("named", "u32", "1: the class's name (names buffer) instead of its number"),
 ])
 CONFUSION = GpuStruct("Confusion", [
     ("classes", "u32", ""), ("cell_w", "u32", ""), ("cell_h", "u32", ""),
@@ -90,6 +91,7 @@ PLOT = GpuStruct("Plot", [
     ("nevals", "u32", "evaluations recorded"), ("eval_cap", "u32", "ring capacity (evaluations)"),
     ("lo", "f32", "y axis range"), ("hi", "f32", ""),
     ("smoothing", "u32", "the mean line averages at least this many steps"),
+    ("grid_step", "f32", "accuracy axis: a grid line every grid_step (plots.grid_step)"),
 ])
 STATS_FRAME = GpuStruct("StatsFrame", [
     ("steps", "u32", "run steps recorded in `hist`"), ("cap", "u32", "hist ring capacity"),

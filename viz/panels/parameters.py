@@ -5,7 +5,7 @@ from imgui_bundle import imgui
 
 from ..actions import Action
 from ..views import MOSAIC_MODES
-from .widgets import V4, caption, fit, frame_rect, hovered_uv, image, tab, u32
+from .widgets import V4, caption, fit, frame_rect, hovered_uv, image, note, tab, u32
 
 
 def parameters_panel(v, act) -> None:
@@ -15,14 +15,14 @@ def parameters_panel(v, act) -> None:
         return
     if mv.mosaic is not None:
         if tab(v.ui, "W1 receptive fields"):
-            imgui.set_next_item_width(170)
+            imgui.set_next_item_width(imgui.get_font_size() * 11)
             changed, mode = imgui.combo("##mosaicmode", mv.mosaic_mode, list(MOSAIC_MODES))
             if changed:
                 act.emit(Action.SET_MOSAIC, mode)
             imgui.same_line()
             scale = vals.get("w1_absmax")
             tile = f"one {v.canvas.image_w}x{v.canvas.image_h} tile per hidden unit"
-            imgui.text_disabled(f"{tile}; colour scale +-{scale:.3f}" if scale else tile)
+            note(f"{tile}; colour scale +-{scale:.3f}" if scale else tile)
             avail = imgui.get_content_region_avail()
             tex = mv.mosaic.texture
             p0, p1 = image(tex, *fit(tex, avail.x, avail.y))
