@@ -24,6 +24,7 @@ class UIState:
     mistakes_page: int = 0
     ui_scale: float = 1.0
     dataset_tab: bool = False        # the dataset browser is a tab of Metrics (a short window)
+    file_rects: dict = field(default_factory=dict)   # screen rects of the path field and file buttons
 
 
 @dataclass

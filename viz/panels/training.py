@@ -189,19 +189,26 @@ def _hyper_parameters(v, act, ready: bool) -> None:
 
 
 def _checkpoints(v, act) -> None:
+    """Path, then Save / Load / Pretrained. While a load runs they are disabled where they are
+    (its message goes below them), so a second click on Load lands on a disabled button."""
+    rects = v.ui.file_rects
     imgui.begin_disabled(bool(v.busy))
     imgui.set_next_item_width(-1)
     _, v.ui.checkpoint_path = imgui.input_text("##ckpt", v.ui.checkpoint_path)
+    rects["path"] = _item_rect()
     sp = imgui.get_style().item_spacing.x
     bw = (imgui.get_content_region_avail().x - 2 * sp) / 3
     if imgui.button("Save", imgui.ImVec2(bw, 0)):
         act.emit(Action.SAVE)
+    rects["save"] = _item_rect()
     imgui.same_line()
     if imgui.button("Load", imgui.ImVec2(bw, 0)):
         act.emit(Action.LOAD)
+    rects["load"] = _item_rect()
     imgui.same_line()
     if imgui.button("Pretrained", imgui.ImVec2(bw, 0)):
         act.emit(Action.LOAD_PRETRAINED)
+    rects["pretrained"] = _item_rect()
     imgui.end_disabled()
     if v.busy:
         imgui.text_colored(AMBER, v.busy)
@@ -209,6 +216,11 @@ def _checkpoints(v, act) -> None:
         note(v.ui.file_message)
     if v.autosave_path is not None:
         note(f"autosave on close: {v.autosave_path}")
+
+
+def _item_rect() -> tuple[float, float, float, float]:
+    a, b = imgui.get_item_rect_min(), imgui.get_item_rect_max()
+    return a.x, a.y, b.x, b.y
 
 
 def device_panel(v, act) -> None:
