@@ -31,7 +31,7 @@ class TileGrid:
         one_line = (2 * widest + (glyphs.ADVANCE + 4) if arrow else widest) * LABEL_SCALE
         self.lines = 1 if one_line <= 2 * iw else 2
         label_w = one_line if self.lines == 1 else (widest + glyphs.ADVANCE + 2) * LABEL_SCALE
-        self.tile_w = max(iw, min(label_w + 2, 2 * iw))
+        self.tile_w = max(iw, min(label_w + 3 * LABEL_SCALE, 2 * iw))   # labels of neighbours apart
         self.label_h = self.lines * (glyphs.GLYPH_H * LABEL_SCALE + 2) + 2
         self.iw, self.ih, self.rows = iw, ih, rows
         self.pw, self.ph = self.tile_w + GAP, ih + self.label_h + GAP

@@ -91,8 +91,13 @@ def _curves(v, act) -> None:
     imgui.text_colored(AMBER, "test accuracy")
     names = list(ACC_RANGES)
     cur = [k for k, r in ACC_RANGES.items() if r == v.plots.accuracy.range]
-    combo_w = imgui.calc_text_size("98-100%").x + imgui.get_frame_height() + 16
-    imgui.same_line(max(imgui.get_cursor_pos_x() + 8, imgui.get_window_width() - combo_w - 12))
+    combo_w = imgui.calc_text_size("98-100%").x + imgui.get_frame_height() + 2 * imgui.get_style().frame_padding.x
+    imgui.same_line()
+    room = imgui.get_content_region_avail().x
+    if room >= combo_w:
+        imgui.set_cursor_pos_x(imgui.get_cursor_pos_x() + room - combo_w)   # right-aligned
+    else:
+        imgui.new_line()
     imgui.set_next_item_width(combo_w)
     changed, i = imgui.combo("##accrange", names.index(cur[0]) if cur else 0, names)
     if changed:

@@ -64,8 +64,15 @@ def note(text: str) -> None:
     imgui.pop_style_color()
 
 
-def caption(text: str) -> None:
-    imgui.text_disabled(text)
+def caption(text: str, width: float | None = None) -> None:
+    """Dim text, wrapped at `width` pixels from here (None: at the panel's edge)."""
+    if width is not None:
+        imgui.push_text_wrap_pos(imgui.get_cursor_pos_x() + width)
+    imgui.push_style_color(imgui.Col_.text, imgui.get_style().color_(imgui.Col_.text_disabled))
+    imgui.text_wrapped(text)
+    imgui.pop_style_color()
+    if width is not None:
+        imgui.pop_text_wrap_pos()
 
 
 def heading(text: str) -> None:
