@@ -179,7 +179,7 @@ fn tiles(@builtin(global_invocation_id) gid: vec3<u32>) {
             let truth = byte_of(tl_labels[sample >> 2u], sample);
             let s = i32(tl.font_scale);
             let x0 = i32(tl.gap + cx * pw);
-            let x1 = x0 + i32(tl.tile_w);
+            let x1 = x0 + i32(tl.tile_w) - s;          // labels cut a little short of the next tile
             let line_h = NAME_H * s + 2;
             let y0 = i32(tl.gap + cy * ph + tl.ih) + 2;
             colour = mix(BG, GRID, 0.6);

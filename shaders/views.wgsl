@@ -114,7 +114,7 @@ fn heatmap(@builtin(global_invocation_id) gid: vec3<u32>) {
 //         drawn in the accent colour.
 // mode 1: signed values (logits) around a middle baseline, scaled by scales[scale_slot].
 // Labels (the class names, or the element index) sit in a strip of label_h pixels at the
-// bottom, at the largest scale up to font_scale that fits the bar's band (clipped beyond).
+// bottom, all at the largest scale up to font_scale at which the widest fits its band (cut beyond).
 // gated: the bars are about the canvas; while it has no ink (gate[0], the normaliser's
 // ink measure) there is nothing to predict: no bars, no winner, dim labels.
 
@@ -182,8 +182,11 @@ fn bar_chart(@builtin(global_invocation_id) gid: vec3<u32>) {
         var on = false;
         var s = i32(max(bars.font_scale, 1u));
         if (bars.named == 1u) {
+            // One scale for every label (the largest at which the widest fits), cut beyond.
+            var widest = 0;
+            for (var j = 0u; j < n; j++) { widest = max(widest, i32(bars_names[j * NAME_SLOT])); }
+            s = name_scale(widest, room, s);
             let w = i32(bars_names[k * NAME_SLOT]);
-            s = name_scale(w, room, s);
             let ox = b0 + 1 + max((room - w * s) / 2, 0);
             let oy = i32(dims.y - bars.label_h) + (i32(bars.label_h) - NAME_H * s) / 2;
             on = px.x < b0 + 1 + room && bars_name_on(k, px - vec2<i32>(ox, oy), s);

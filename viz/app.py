@@ -24,7 +24,7 @@ from .gui import Gui
 from .inference import Forward
 from .input import CanvasInput
 from .loader import DatasetLoader
-from .pacing import FrameFence
+from .pacing import MAX_INDEX, FrameFence
 from .plots import CurvePlots
 from .readout import ScalarReadout
 from .session import TrainingSession, WatchSettings
@@ -174,7 +174,7 @@ class App:
             Action.EVALUATE: s.evaluate_now,
             Action.RESTORE: s.restore_last_good,
             Action.SET_RECIPE: self._set_recipe,
-            Action.SET_SPEED: lambda i: setattr(s.watch, "speed", int(i)),
+            Action.SET_SPEED: lambda i: setattr(s.watch, "speed", max(0, min(int(i), MAX_INDEX))),
             Action.SET_EVAL_EACH_EPOCH: lambda on: setattr(s.watch, "eval_each_epoch", bool(on)),
             Action.SAVE: lambda: self.save_checkpoint(Path(ui.checkpoint_path).expanduser()),
             Action.LOAD: lambda: self._later(f"loading {Path(ui.checkpoint_path).name}...",
