@@ -112,6 +112,15 @@ def bar_pixels(tex, label_h=22) -> int:
     return int(((rgb.max(axis=2) - rgb.min(axis=2)) > 40).sum())
 
 
+def hint_pixels(app) -> int:
+    """Text-grey pixels in the middle band of the canvas as shown in the frame (the hint)."""
+    img = np.asarray(app.draw_offscreen())[..., :3].astype(int)
+    x0, y0, x1, y1 = (int(round(v)) for v in app.ui.canvas_rect)
+    w, h = x1 - x0, y1 - y0
+    band = img[y0 + int(0.4 * h): y0 + int(0.6 * h), x0 + int(0.2 * w): x1 - int(0.2 * w)]
+    return int((band.min(axis=2) > 90).sum())
+
+
 def test_an_empty_canvas_shows_a_hint_and_no_prediction(make_app):
     """Guards against predicting from nothing (the pretrained model says '5' at ~70% for a
     blank input): no bars and no winner in the probabilities and logits, a blank badge and
@@ -121,15 +130,16 @@ def test_an_empty_canvas_shows_a_hint_and_no_prediction(make_app):
     frames(app, 2)
     mv = app.model_views
     assert canvas_blank(app.view_state())
+    assert hint_pixels(app) > 30                                      # "draw a digit here"
     for bars in (mv.probs, mv.logits):
         tex = bars.texture.read()
         assert bar_pixels(tex) == 0 and accent_pixels(tex) == 0
     badge = mv.badge.texture.read()
     assert (badge == badge[0, 0]).all()                              # blank
     c = app.canvas
-    c.stroke((0.3 * c.width, 0.3 * c.height), (0.6 * c.width, 0.7 * c.height), radius=5)
+    c.stroke((0.1 * c.width, 0.1 * c.height), (0.3 * c.width, 0.2 * c.height), radius=5)   # away from the hint
     frames(app, 1)
-    assert not canvas_blank(app.view_state())
+    assert not canvas_blank(app.view_state()) and hint_pixels(app) == 0
     for bars in (mv.probs, mv.logits):
         tex = bars.texture.read()
         assert bar_pixels(tex) > 0 and accent_pixels(tex) > 0
@@ -138,7 +148,7 @@ def test_an_empty_canvas_shows_a_hint_and_no_prediction(make_app):
     c.stroke((0, 0), (c.width, c.height), erase=True, radius=200)   # erase everything
     assert c.blank is None                                          # the CPU cannot know: the GPU says
     read_values(app)
-    assert app.readout.values["ink"] == 0 and canvas_blank(app.view_state())
+    assert app.readout.values["ink"] == 0 and canvas_blank(app.view_state()) and hint_pixels(app) > 30
     assert bar_pixels(mv.probs.texture.read()) == 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from imgui_bundle import imgui
 
 from ..actions import Action
-from .widgets import (DIM, FRAME, V4, Flow, button_width, caption, checkbox_width, fit, flow_rows, frame_rect,
+from .widgets import (DIM, FRAME, TEXT, V4, Flow, button_width, caption, checkbox_width, fit, flow_rows, frame_rect,
                       hovered_uv, image, labelled_width, u32)
 
 
@@ -46,7 +46,7 @@ def canvas_panel(v, act) -> None:
     frame_rect(p0, p1, V4(0.36, 0.82, 0.52, 0.9) if v.ui.canvas_hovered else FRAME)
     dl = imgui.get_window_draw_list()
     if canvas_blank(v):
-        hint = "draw a digit here" if v.classes is None or v.classes.numbered else "paint here"
+        hint = "draw a digit here" if v.classes is None or v.classes.mnist_like else "paint here"
         size = imgui.calc_text_size(hint)
         dl.add_text(imgui.ImVec2((p0.x + p1.x - size.x) / 2, (p0.y + p1.y - size.y) / 2), u32(DIM), hint)
     if v.ui.canvas_hovered:  # brush outline
@@ -110,18 +110,15 @@ def sample_lines(v) -> list[tuple[str, V4]]:
     out = []
     if split == "mistakes":
         if current and vals.get("sample_index") is not None:
-            out.append((f"test #{vals['sample_index']}: label {classes.name(vals['sample_label'])}", TEXT_COLOUR))
+            out.append((f"test #{vals['sample_index']}: label {classes.name(vals['sample_label'])}", TEXT))
         else:
             out.append((f"mistake {k + 1} (reading...)", DIM))
     else:
         label = v.label_of(split, k) if v.label_of else None
-        out.append((f"{split} #{k}: label {classes.name(label)}", TEXT_COLOUR))
+        out.append((f"{split} #{k}: label {classes.name(label)}", TEXT))
     if current and "pred" in vals:
         out.append((f"predicted {classes.name(vals['pred'])} ({vals['pred_prob'] * 100:.0f}%)", DIM))
     return out
-
-
-TEXT_COLOUR = V4(0.88, 0.89, 0.92, 1.0)
 
 
 def prediction_panel(v, act) -> None:
@@ -131,10 +128,10 @@ def prediction_panel(v, act) -> None:
             else "class probabilities: nothing to predict on an empty canvas")
     w, h = fit(tex, avail.x, avail.y - imgui.get_text_line_height_with_spacing())
     p0, p1 = image(tex, w, h)
-    _class_tooltip(v, p0, p1, v.model_views.probs)
+    _class_tooltip(v, p0, p1)
 
 
-def _class_tooltip(v, p0, p1, bars) -> None:
+def _class_tooltip(v, p0, p1) -> None:
     """The full class name under the mouse (bar labels are cut to their band)."""
     uv = hovered_uv(p0, p1)
     if uv is not None and v.classes is not None:
@@ -168,4 +165,4 @@ def layers_panel(v, act) -> None:
     caption("logits (output layer, before softmax)")
     rest = imgui.get_content_region_avail()
     p0, p1 = image(mv.logits.texture, *fit(mv.logits.texture, rest.x, max(20.0, rest.y)))
-    _class_tooltip(v, p0, p1, mv.logits)
+    _class_tooltip(v, p0, p1)

@@ -5,7 +5,7 @@ from imgui_bundle import imgui
 
 from ..actions import Action
 from ..views import MOSAIC_MODES
-from .widgets import V4, caption, fit, frame_rect, hovered_uv, image, note, tab, u32
+from .widgets import V4, fit, frame_rect, hovered_uv, image, note, tab, u32
 
 
 def parameters_panel(v, act) -> None:
