@@ -95,7 +95,7 @@ class Estimate:
         dev = get_device()
         test = data.test
         rows = min(ESTIMATE_ROWS, test.n)
-        blocks = ESTIMATE_BLOCKS if test.n >= 2 * ESTIMATE_ROWS else 1
+        blocks = ESTIMATE_BLOCKS if test.n >= 2 * ESTIMATE_ROWS else 1     # a small test set: one block
         per = rows // blocks
         self.rows = per * blocks
         d = test.input_size
@@ -105,17 +105,18 @@ class Estimate:
         dev.stream.flush()
         with dev.stream.capture("estimate") as prog:
             prm = dev.uniform(EVAL, R=self.rows, C=data.num_classes, base=0)
-            res = [prm, None, y, metrics.estimate, self.wrong, metrics.evals, metrics.state]
-            dev.dispatch("eval.wgsl", "reset", [prm, x, y, metrics.estimate, self.wrong, metrics.evals,
-                                                metrics.state], (math.ceil(metrics.counter_words / 64),))
+
+            def resources(logits) -> list:      # eval.wgsl's block, scoring into `metrics.estimate`
+                return [prm, logits, y, metrics.estimate, self.wrong, metrics.evals, metrics.state]
+
+            dev.dispatch("eval.wgsl", "reset", resources(x), (math.ceil(metrics.counter_words / 64),))
             for k in range(blocks):
-                # Block k: test samples [k * n / blocks, + per) into rows [k * per, + per).
+                # Block k: test samples [k * n / blocks, + per) into rows [k * per, + per)
+                # (byte offsets k * 256 * d and k * 256: storage-binding aligned).
                 xs = Tensor((per, d), x.buffer, x.offset + k * per * d * 4, label="estimate.x")
                 ys = Tensor((per,), y.buffer, y.offset + k * per * 4, dtype="u32", label="estimate.y")
                 data.gather(test, xs, ys, metrics.state, base=k * (test.n // blocks), eval_mode=True)
-            logits = model.forward(x, train=False)
-            res[1] = logits
-            dev.dispatch("eval.wgsl", "score", res, (math.ceil(self.rows / 64),))
+            dev.dispatch("eval.wgsl", "score", resources(model.forward(x, train=False)), (math.ceil(self.rows / 64),))
         dev.stream.discard()
         self.program: Program = prog
 

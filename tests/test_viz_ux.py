@@ -218,6 +218,32 @@ def test_running_estimate_appears_while_training_and_tracks_the_evaluation(make_
     assert read_values(app)["est_acc"] < 0
 
 
+def test_the_estimate_scores_exactly_its_spread_subset(mnist):
+    """The estimate's counters are the correct count over 8 blocks of 64 test images spread over
+    the test set, as numpy computes them: guards against misplaced block offsets (rows of one
+    block over another's) and against scoring into the evaluation's counters."""
+    import dataclasses
+    from mnist_viz.compute.data import GpuDataset
+    from mnist_viz.compute.model_io import default_model_path, load_model
+    from mnist_viz.compute.recipe import Recipe
+    from mnist_viz.compute.run import Run
+    small = dataclasses.replace(mnist, train_images=mnist.train_images[:256], train_labels=mnist.train_labels[:256],
+                                test_images=mnist.test_images[:2000], test_labels=mnist.test_labels[:2000])
+    model, _ = load_model(default_model_path())
+    run_ = Run(model, GpuDataset(small), Recipe())
+    dev = get_device()
+    enc = dev.device.create_command_encoder()
+    run_.encode_estimate(enc)
+    dev.submit(enc)
+    est = np.frombuffer(dev.read(run_.metrics.estimate), np.uint32)
+    idx = np.concatenate([np.arange(k * 250, k * 250 + 64) for k in range(8)])
+    sd = model.state_dict()
+    x = small.test_images[idx].reshape(len(idx), -1).astype(np.float32) / 255
+    pred = (np.maximum(x @ sd["0.weight"].T + sd["0.bias"], 0) @ sd["2.weight"].T + sd["2.bias"]).argmax(1)
+    assert est[1] == 512 and abs(int(est[0]) - int((pred == small.test_labels[idx]).sum())) <= 1
+    assert np.frombuffer(dev.read(run_.metrics.counters), np.uint32)[:3].tolist() == [0, 0, 0]
+
+
 def test_the_estimate_costs_under_two_percent_of_the_training_between_estimates():
     """Multiply-adds of one estimate against ESTIMATE_EVERY steps of the default recipe
     (forward + backward ~ 3x the forward): guards against an estimate that slows training."""
