@@ -37,13 +37,13 @@ CANDIDATES = {
 def run(name, seed, ds, save=None):
     from mnist_viz.compute.data import GpuDataset
     from mnist_viz.compute.model_io import save_model
-    from mnist_viz.compute.nn import MLPSpec, Sequential
+    from mnist_viz.compute.nn import mlp
     from mnist_viz.compute.recipe import Recipe
     from mnist_viz.compute.run import Run
 
     epochs, batch, okw, shift, dropout = CANDIDATES[name]
     data = GpuDataset(ds)
-    model = Sequential(MLPSpec([784, 128, 10], dropout), seed=seed)
+    model = mlp([784, 128, 10], dropout, seed=seed)
     okw = {"momentum": 0.0, "nesterov": False, **okw}
     tr = Run(model, data, Recipe(epochs=epochs, batch_size=batch, shift=shift, seed=seed, **okw))
     t = time.perf_counter()

@@ -18,12 +18,34 @@ def _torch():
     return torch
 
 
+def torch_model(arch):
+    """torch.nn.Sequential of one of our architectures (compute/arch.py)."""
+    torch = _torch()
+    nn = torch.nn
+    out = []
+    for layer in arch.layers:
+        name = type(layer).__name__
+        if name == "Linear":
+            out.append(nn.Linear(layer.in_features, layer.out_features))
+        elif name == "Conv2d":
+            out.append(nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding))
+        elif name == "MaxPool2d":
+            out.append(nn.MaxPool2d(layer.kernel_size, layer.step))
+        elif name == "ReLU":
+            out.append(nn.ReLU())
+        elif name == "Flatten":
+            out.append(nn.Flatten())
+        elif name == "Dropout":
+            out.append(nn.Dropout(layer.p))
+    return nn.Sequential(*out)
+
+
 def cosine_lr(step, total, base=0.05, floor=0.001):
     return floor + (base - floor) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
 
 
 class TorchMLP:
-    def __init__(self, ds, device: str, batch: int, epochs: int, seed: int = 0, hidden: int = 128):
+    def __init__(self, ds, device: str, batch: int, epochs: int, seed: int = 0, hidden: int = 128, arch=None):
         torch = _torch()
         self.torch, self.device, self.batch, self.epochs = torch, device, batch, epochs
         torch.manual_seed(seed)
@@ -33,15 +55,25 @@ class TorchMLP:
         self.xt = torch.tensor(ds.test_images.reshape(len(ds.test_images), -1), device=device)
         self.yt = torch.tensor(ds.test_labels.astype(np.int64), device=device)
         d = self.x.shape[1]
-        self.model = torch.nn.Sequential(torch.nn.Linear(d, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 10)).to(device)
+        if arch is None:
+            self.model = torch.nn.Sequential(torch.nn.Linear(d, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 10))
+        else:
+            self.model = torch_model(arch)
+        self.model = self.model.to(device)
+        self.spatial = arch is not None and not type(arch.layers[0]).__name__ == "Linear"
+        self.image_shape = tuple(arch.input_shape) if arch is not None else None
         for m in self.model:
-            if isinstance(m, torch.nn.Linear):
+            if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
                 torch.nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")
                 torch.nn.init.zeros_(m.bias)
         self.n = self.x.shape[0]
         self.spe = math.ceil(self.n / batch)
         self.total = self.spe * epochs
         self.step = 0
+
+    def inputs(self, idx):
+        x = self.x[idx].float().div_(255)
+        return x.view(len(idx) if not hasattr(idx, "shape") else idx.shape[0], *self.image_shape) if self.spatial else x
 
     def sync(self):
         if self.device.startswith("cuda"):
@@ -55,7 +87,7 @@ class TorchMLP:
         params = list(self.model.parameters())
         for s in range(self.spe):
             idx = perm[s * self.batch:(s + 1) * self.batch]
-            loss = F.cross_entropy(self.model(self.x[idx].float().div_(255)), self.y[idx])
+            loss = F.cross_entropy(self.model(self.inputs(idx)), self.y[idx])
             for p in params:
                 p.grad = None
             loss.backward()
@@ -81,7 +113,7 @@ class TorchMLP:
         def step():
             row = torch.remainder(self.gstep, self.gspe)
             idx = self.batches.index_select(0, row).view(-1)
-            loss = F.cross_entropy(self.model(self.x[idx].float().div_(255)), self.y[idx])
+            loss = F.cross_entropy(self.model(self.inputs(idx)), self.y[idx])
             loss.backward()
             lr = self.lr_table.index_select(0, self.gstep)
             with torch.no_grad():
@@ -122,7 +154,10 @@ class TorchMLP:
     def test_accuracy(self) -> float:
         torch = self.torch
         with torch.no_grad():
-            pred = self.model(self.xt.float().div(255)).argmax(1)
+            xt = self.xt.float().div(255)
+            if self.spatial:
+                xt = xt.view(xt.shape[0], *self.image_shape)
+            pred = self.model(xt).argmax(1)
             return float((pred == self.yt).float().mean())
 
 

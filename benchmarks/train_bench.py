@@ -27,12 +27,12 @@ def ours_epoch_times(ds, batch, epochs_timed, engine="auto", warmup=2):
     """Seconds per epoch (median of timed epochs after warm-up epochs, which let
     the GPU clocks settle and build every pipeline)."""
     from mnist_viz.compute.data import GpuDataset
-    from mnist_viz.compute.nn import MLPSpec, Sequential
+    from mnist_viz.compute.nn import mlp
     from mnist_viz.compute.recipe import RECIPES
     from mnist_viz.compute.run import Run
 
     data = GpuDataset(ds)
-    model = Sequential(MLPSpec([784, 128, 10]), seed=0)
+    model = mlp([784, 128, 10], seed=0)
     tr = Run(model, data, RECIPES["original"].with_changes(epochs=epochs_timed + warmup, batch_size=batch),
              engine=engine)
     times = []
@@ -48,12 +48,12 @@ def ours_epoch_times(ds, batch, epochs_timed, engine="auto", warmup=2):
 def ours_accuracy_run(ds, epochs=15, batch=32):
     """The full original recipe; per-epoch times and final test accuracy."""
     from mnist_viz.compute.data import GpuDataset
-    from mnist_viz.compute.nn import MLPSpec, Sequential
+    from mnist_viz.compute.nn import mlp
     from mnist_viz.compute.recipe import RECIPES
     from mnist_viz.compute.run import Run
 
     data = GpuDataset(ds)
-    model = Sequential(MLPSpec([784, 128, 10]), seed=0)
+    model = mlp([784, 128, 10], seed=0)
     tr = Run(model, data, RECIPES["original"].with_changes(epochs=epochs, batch_size=batch))
     times = []
     for _ in range(epochs):

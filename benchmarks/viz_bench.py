@@ -24,12 +24,12 @@ os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 
 def headless_steps_per_s(ds, batch: int, seconds: float) -> float:
     from mnist_viz.compute.data import GpuDataset
-    from mnist_viz.compute.nn import MLPSpec, Sequential
+    from mnist_viz.compute.nn import mlp
     from mnist_viz.compute.recipe import RECIPES
     from mnist_viz.compute.run import Run
 
     data = GpuDataset(ds)
-    tr = Run(Sequential(MLPSpec([784, 128, 10]), seed=0), data,
+    tr = Run(mlp([784, 128, 10], seed=0), data,
              RECIPES["default"].with_changes(epochs=1000, batch_size=batch))
     tr.run_steps(tr.steps_per_epoch)
     tr.read_flags()

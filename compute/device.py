@@ -186,14 +186,16 @@ class Device:
         return PendingRead(staging, size)
 
     # -- pipelines -------------------------------------------------------------------
-    def module(self, shader: str):
+    def module(self, shader: str, source: str | None = None):
+        """The shader module of shaders/<shader>, or of generated `source` cached under that name."""
         mod = self._modules.get(shader)
         if mod is None:
-            mod = self.device.create_shader_module(code=load_wgsl(shader), label=shader)
+            mod = self.device.create_shader_module(code=source if source is not None else load_wgsl(shader),
+                                                   label=shader)
             self._modules[shader] = mod
         return mod
 
-    def pipeline(self, shader: str, entry: str = "main", **constants):
+    def pipeline(self, shader: str, entry: str = "main", source: str | None = None, **constants):
         """Compute pipeline for `shader`'s `entry` with WGSL override constants; built once.
 
         Its bind group layout is explicit: the whole block of bindings the shader
@@ -202,9 +204,9 @@ class Device:
         key = (shader, entry, tuple(sorted(constants.items())))
         pipe = self._pipelines.get(key)
         if pipe is None:
-            bindings = entry_bindings(load_wgsl(shader), entry)
+            bindings = entry_bindings(source if source is not None else load_wgsl(shader), entry)
             bgl, pipe_layout = self._layout(shader, bindings)
-            stage = {"module": self.module(shader), "entry_point": entry}
+            stage = {"module": self.module(shader, source), "entry_point": entry}
             if constants:
                 stage["constants"] = {k: float(v) for k, v in constants.items()}
             pipe = self.device.create_compute_pipeline(layout=pipe_layout, compute=stage, label=f"{shader}:{entry}")

@@ -52,7 +52,7 @@ class Evaluation:
         dev = get_device()
         test = data.test
         c = data.num_classes
-        widths = [test.input_size] + list(model.spec.sizes)
+        widths = [test.input_size] + model.arch.widths()
         chunk = chunk_rows(dev, test.n, widths)
         self.chunk = chunk
         self.x = Tensor((chunk, test.input_size), label="eval.x")
@@ -94,8 +94,10 @@ class Estimate:
     def __init__(self, model, data, metrics):
         dev = get_device()
         test = data.test
-        rows = min(ESTIMATE_ROWS, test.n)
-        blocks = ESTIMATE_BLOCKS if test.n >= 2 * ESTIMATE_ROWS else 1     # a small test set: one block
+        # As many rows as the device binds (a wide convolution may need fewer), spread over the
+        # test set in blocks when it is large enough.
+        rows = min(ESTIMATE_ROWS, chunk_rows(dev, test.n, [test.input_size] + model.arch.widths()))
+        blocks = ESTIMATE_BLOCKS if rows == ESTIMATE_ROWS and test.n >= 2 * ESTIMATE_ROWS else 1
         per = rows // blocks
         self.rows = per * blocks
         d = test.input_size

@@ -1,17 +1,20 @@
-"""Layers (Linear, ReLU, Dropout, Sequential) with all parameters in one GPU arena.
+"""The network: any supported nn.Sequential (compute/arch.py), its parameters in one GPU arena.
 
 Parameters live in a single flat f32 buffer and their gradients in a second one
 with the same offsets, so one optimizer dispatch updates every parameter and a
-GPU-side snapshot of the model is one buffer copy. Weights are stored [in, out]
-(x @ W reads them coalesced); checkpoints transpose to PyTorch's [out, in].
+GPU-side snapshot of the model is one buffer copy. Names are PyTorch's
+(`<layer index>.weight`). Linear weights are stored [in, out] (x @ W reads them
+coalesced) and transposed to PyTorch's [out, in] at the checkpoint boundary;
+Conv2d weights are stored as PyTorch has them, [out, in, k, k].
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
 
 import numpy as np
 
 from . import ops
+from .arch import Architecture, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU
 from .device import get_device
 from .tensor import Tensor
 
@@ -27,10 +30,10 @@ class ParamArena:
         for name, shape in shapes:
             self.offsets[name] = n
             n += -(-int(np.prod(shape)) // align) * align
-        self.size = n
+        self.size = max(n, align)
         self.shapes = dict(shapes)
-        self.buffer = dev.buffer(n * 4, label)
-        self.grad_buffer = dev.buffer(n * 4, label + ".grad")
+        self.buffer = dev.buffer(self.size * 4, label)
+        self.grad_buffer = dev.buffer(self.size * 4, label + ".grad")
         self.params: dict[str, Tensor] = {}
         for name, shape in shapes:
             t = Tensor(shape, self.buffer, self.offsets[name] * 4, requires_grad=True, label=name)
@@ -41,74 +44,42 @@ class ParamArena:
         self.params[name].write(array)
 
 
-class Linear:
-    def __init__(self, in_features: int, out_features: int):
-        self.in_features, self.out_features = in_features, out_features
-        self.weight: Tensor | None = None  # [in, out], bound by Sequential
-        self.bias: Tensor | None = None
-
-    def __repr__(self) -> str:
-        return f"Linear({self.in_features}, {self.out_features})"
-
-
-class ReLU:
-    def __repr__(self) -> str:
-        return "ReLU()"
-
-
-class Dropout:
-    def __init__(self, p: float):
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
-        self.p = p
-
-    def __repr__(self) -> str:
-        return f"Dropout({self.p})"
-
-
-@dataclass
-class MLPSpec:
-    sizes: list[int]          # [in, hidden..., classes]
-    dropout: float = 0.0
-
-    def misfit(self, height: int, width: int, classes: int) -> str | None:
-        """Why this network cannot read width x height images in `classes` classes (None if it can)."""
-        if self.sizes[0] == height * width and self.sizes[-1] == classes:
-            return None
-        return (f"model {'-'.join(map(str, self.sizes))} does not fit the dataset "
-                f"({width} x {height} images = {height * width} inputs, {classes} classes)")
-
-    def layers(self) -> list:
-        out: list = []
-        for i, (a, b) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
-            out.append(Linear(a, b))
-            if i < len(self.sizes) - 2:
-                out.append(ReLU())
-                if self.dropout > 0:
-                    out.append(Dropout(self.dropout))
-        return out
+def _stored_shape(layer, name: str, torch_shape: tuple) -> tuple:
+    """The arena's layout of a PyTorch tensor: Linear weights transposed, the rest as is."""
+    if isinstance(layer, Linear) and name == "weight":
+        return torch_shape[::-1]
+    return torch_shape
 
 
 class Sequential:
-    """An MLP; layer indices match PyTorch's nn.Sequential (0.weight, 2.weight, ...)."""
+    """A network of Linear, Conv2d, ReLU, MaxPool2d, Flatten and Dropout layers."""
 
-    def __init__(self, spec: MLPSpec, seed: int = 0):
-        self.spec = spec
-        self.layers = spec.layers()
+    def __init__(self, arch: Architecture, seed: int = 0, init: str = "he_uniform"):
+        if not isinstance(arch, Architecture):
+            raise TypeError(f"Sequential takes an Architecture, got {type(arch).__name__}")
+        self.arch = arch
+        self.layers = arch.layers
         shapes = []
-        for i, layer in enumerate(self.layers):
-            if isinstance(layer, Linear):
-                shapes += [(f"{i}.weight", (layer.in_features, layer.out_features)), (f"{i}.bias", (layer.out_features,))]
+        for name, shape in arch.param_shapes().items():
+            index, kind = name.split(".")
+            shapes.append((name, _stored_shape(self.layers[int(index)], kind, shape)))
         self.arena = ParamArena(shapes)
-        for i, layer in enumerate(self.layers):
-            if isinstance(layer, Linear):
-                layer.weight = self.arena.params[f"{i}.weight"]
-                layer.bias = self.arena.params[f"{i}.bias"]
-        self.init("he_uniform", seed)
+        self.init(init, seed)
+
+    # -- description --------------------------------------------------------------------------------
+    def weight(self, index: int) -> Tensor:
+        return self.arena.params[f"{index}.weight"]
+
+    def bias(self, index: int) -> Tensor:
+        return self.arena.params[f"{index}.bias"]
 
     @property
     def linears(self) -> list[tuple[int, Linear]]:
         return [(i, l) for i, l in enumerate(self.layers) if isinstance(l, Linear)]
+
+    @property
+    def convs(self) -> list[tuple[int, Conv2d]]:
+        return [(i, l) for i, l in enumerate(self.layers) if isinstance(l, Conv2d)]
 
     def parameters(self) -> list[Tensor]:
         return list(self.arena.params.values())
@@ -116,59 +87,101 @@ class Sequential:
     def num_parameters(self) -> int:
         return sum(p.size for p in self.parameters())
 
+    # -- initialisation -----------------------------------------------------------------------------
     def init(self, scheme: str = "he_uniform", seed: int = 0) -> None:
-        """He (Kaiming) init for ReLU nets: uniform(+-sqrt(6/fan_in)) or normal(0, sqrt(2/fan_in)); zero biases."""
+        """He (Kaiming) init for ReLU nets: uniform(+-sqrt(6/fan_in)) or normal(0, sqrt(2/fan_in));
+        zero biases. fan_in: a Linear's inputs, a Conv2d's in_channels x k x k."""
         rng = np.random.default_rng(seed)
-        for i, layer in self.linears:
-            fan_in = layer.in_features
-            shape = (layer.in_features, layer.out_features)
+        for i, layer in enumerate(self.layers):
+            if not layer.has_params:
+                continue
+            w = self.weight(i)
+            if isinstance(layer, Linear):
+                fan_in = layer.in_features
+            else:
+                fan_in = layer.in_channels * layer.kernel_size ** 2
             if scheme == "he_uniform":
                 bound = np.sqrt(6.0 / fan_in)
-                w = rng.uniform(-bound, bound, size=shape)
+                values = rng.uniform(-bound, bound, size=w.shape)
             elif scheme == "he_normal":
-                w = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=shape)
+                values = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=w.shape)
             else:
                 raise ValueError(f"unknown init {scheme!r} (he_uniform, he_normal)")
-            layer.weight.write(w.astype(np.float32))
-            layer.bias.write(np.zeros(layer.out_features, np.float32))
+            w.write(values.astype(np.float32))
+            self.bias(i).write(np.zeros(self.bias(i).shape, np.float32))
 
-    def forward(self, x: Tensor, train: bool = False, state: Tensor | None = None, seed: int = 0) -> Tensor:
-        """Linear followed by ReLU runs as one fused kernel; Dropout only when training."""
+    # -- the forward pass ---------------------------------------------------------------------------
+    def forward(self, x: Tensor, train: bool = False, state: Tensor | None = None, seed: int = 0,
+                trace: list | None = None) -> Tensor:
+        """x: [B, H*W] (a batch of flattened images) -> class scores [B, classes].
+
+        A Linear or Conv2d followed by ReLU runs as one fused kernel; Dropout only when
+        training. `trace`, if given, receives (layer index, output) for every layer whose
+        output is materialised (the visualizer's activations)."""
+        b = x.shape[0]
+        spatial = isinstance(self.layers[0], (Conv2d, MaxPool2d))
+        h = x.view((b, *self.arch.input_shape)) if spatial else x      # [B, H*W] is [B, 1, H, W] in memory
         i = 0
         while i < len(self.layers):
             layer = self.layers[i]
+            fuse = i + 1 < len(self.layers) and isinstance(self.layers[i + 1], ReLU)
             if isinstance(layer, Linear):
-                fuse = i + 1 < len(self.layers) and isinstance(self.layers[i + 1], ReLU)
-                x = ops.linear(x, layer.weight, layer.bias, relu=fuse)
-                i += 2 if fuse else 1
-                continue
-            if isinstance(layer, ReLU):
-                x = ops.relu(x)
-            elif isinstance(layer, Dropout) and train and layer.p > 0:
-                x = ops.dropout(x, layer.p, seed + i, state)
+                if len(h.shape) != 2:
+                    h = h.view((b, math.prod(h.shape[1:])))
+                h = ops.linear(h, self.weight(i), self.bias(i), relu=fuse)
+            elif isinstance(layer, Conv2d):
+                from . import conv
+                h = conv.conv2d(h, self.weight(i), self.bias(i), stride=layer.stride, padding=layer.padding, relu=fuse)
+            elif isinstance(layer, MaxPool2d):
+                from . import conv
+                h = conv.max_pool2d(h, layer.kernel_size, layer.step)
+                fuse = False
+            elif isinstance(layer, Flatten):
+                if len(h.shape) != 2:           # a leading Flatten() of an MLP: the input is flat already
+                    from . import conv
+                    h = conv.flatten(h)
+                fuse = False
+            elif isinstance(layer, ReLU):
+                h = ops.relu(h)
+                fuse = False
+            elif isinstance(layer, Dropout):
+                if train and layer.p > 0:
+                    h = ops.dropout(h, layer.p, seed + i, state)
+                fuse = False
+            if fuse:
+                i += 1                      # the ReLU ran inside the layer's kernel
+            if trace is not None:
+                trace.append((i, h))
             i += 1
-        return x
+        return h
 
-    # -- host I/O (checkpoints; never per frame) ----------------------------------------------
+    # -- host I/O (checkpoints; never per frame) ----------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
-        """PyTorch layout: weight [out, in]."""
+        """PyTorch layout: Linear weight [out, in]."""
         out = {}
         for name, t in self.arena.params.items():
             a = t.to_numpy()
-            out[name] = np.ascontiguousarray(a.T) if name.endswith(".weight") else a
+            index, kind = name.split(".")
+            out[name] = np.ascontiguousarray(a.T) if isinstance(self.layers[int(index)], Linear) and kind == "weight" else a
         return out
 
     def load_state_dict(self, tensors: dict[str, np.ndarray]) -> None:
-        """Load PyTorch-layout arrays; every shape is checked before anything is written."""
-        expected = {name: (t.shape[::-1] if name.endswith(".weight") else t.shape) for name, t in self.arena.params.items()}
+        """Load PyTorch-layout arrays; every name and shape is checked before anything is written."""
+        expected = self.arch.param_shapes()
         if set(tensors) != set(expected):
-            raise ValueError(f"checkpoint tensors {sorted(tensors)} do not match the model's {sorted(expected)}")
+            missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+            raise ValueError(f"tensors do not match the architecture {self.arch.text}"
+                             + (f"; missing {', '.join(missing)}" if missing else "")
+                             + (f"; unexpected {', '.join(extra)}" if extra else ""))
         for name, shape in expected.items():
             if tuple(tensors[name].shape) != tuple(shape):
-                raise ValueError(f"{name}: checkpoint shape {tuple(tensors[name].shape)}, model needs {tuple(shape)}")
+                i = int(name.split(".")[0])
+                raise ValueError(f"{name} has shape {tuple(tensors[name].shape)}, but layer {i} {self.layers[i]} "
+                                 f"needs {tuple(shape)}")
         for name, a in tensors.items():
             a = np.asarray(a, np.float32)
-            self.arena.write(name, a.T if name.endswith(".weight") else a)
+            index, kind = name.split(".")
+            self.arena.write(name, a.T if isinstance(self.layers[int(index)], Linear) and kind == "weight" else a)
 
     def snapshot_to(self, encoder, buffer) -> None:
         """GPU-side copy of all parameters (for restoring the last good weights)."""
@@ -178,17 +191,9 @@ class Sequential:
         encoder.copy_buffer_to_buffer(buffer, 0, self.arena.buffer, 0, self.arena.size * 4)
 
 
-def spec_from_state_dict(tensors: dict[str, np.ndarray], metadata: dict | None = None) -> MLPSpec:
-    """Architecture read from the shapes and names of a PyTorch nn.Sequential state dict.
-
-    Index gaps of 3 (Linear, ReLU, Dropout, Linear) mean dropout; its probability is
-    not a tensor, so it comes from the metadata when we wrote the file (else 0.1)."""
-    idx = sorted(int(k.split(".")[0]) for k in tensors if k.endswith(".weight"))
-    sizes = [int(tensors[f"{idx[0]}.weight"].shape[1])] + [int(tensors[f"{i}.weight"].shape[0]) for i in idx]
-    gaps = {b - a for a, b in zip(idx, idx[1:])}
-    if gaps - {2, 3} or len(gaps) > 1:
-        raise ValueError(f"layer indices {idx} are not an nn.Sequential of Linear, ReLU[, Dropout] blocks")
-    dropout = 0.0
-    if gaps == {3}:
-        dropout = float((metadata or {}).get("dropout", 0.1)) or 0.1
-    return MLPSpec(sizes=sizes, dropout=dropout)
+def mlp(sizes: list[int], dropout: float = 0.0, seed: int = 0, image_shape=None) -> Sequential:
+    """The MLP shorthand: Linear, ReLU[, Dropout], ..., Linear for sizes [in, hidden..., classes]."""
+    if image_shape is None:
+        side = math.isqrt(sizes[0])
+        image_shape = (side, side) if side * side == sizes[0] else (1, sizes[0])
+    return Sequential(Architecture.mlp(sizes, dropout, image_shape), seed=seed)

@@ -15,7 +15,8 @@ from .structs import HYPER, OPTIM
 from .tensor import Tensor
 
 
-def hyper_bytes(recipe: Recipe, total_steps: int, period: int, step_offset: int = 0, frozen: bool = False) -> bytes:
+def hyper_bytes(recipe: Recipe, total_steps: int, period: int, step_offset: int = 0, frozen: bool = False,
+                moment_step: int = 0) -> bytes:
     """The GPU `Hyper` struct for a recipe whose cosine spans `total_steps` and whose
     step / exponential decay period is `period` steps."""
     return HYPER.pack(
@@ -23,7 +24,7 @@ def hyper_bytes(recipe: Recipe, total_steps: int, period: int, step_offset: int 
         gamma=recipe.gamma, momentum=recipe.momentum if recipe.optimizer == "sgd" else 0.0,
         beta1=recipe.beta1, beta2=recipe.beta2, eps=recipe.eps, weight_decay=recipe.weight_decay,
         schedule=SCHEDULES.index(recipe.schedule), optimizer=OPTIMIZERS.index(recipe.optimizer),
-        nesterov=int(recipe.nesterov), step_offset=step_offset, frozen=int(frozen))
+        nesterov=int(recipe.nesterov), step_offset=step_offset, frozen=int(frozen), moment_step=moment_step)
 
 
 class Optimizer:
@@ -36,18 +37,26 @@ class Optimizer:
         self.m1 = dev.buffer(arena.size * 4, "optim.m1")
         self.m2 = dev.buffer(arena.size * 4, "optim.m2")
         self.hyper = dev.buffer(HYPER.size, "optim.hyper")
+        self.moment_step = 0
+        self._settings = None
 
     def configure(self, recipe: Recipe, total_steps: int, period: int, step_offset: int = 0,
                   frozen: bool = False) -> None:
         """Apply settings from the next step on (a queue write, no rebuild)."""
-        get_device().queue.write_buffer(self.hyper, 0, hyper_bytes(recipe, total_steps, period, step_offset, frozen))
+        self._settings = (recipe, total_steps, period, step_offset, frozen)
+        get_device().queue.write_buffer(self.hyper, 0, hyper_bytes(recipe, total_steps, period, step_offset, frozen,
+                                                                   self.moment_step))
 
-    def reset_state(self) -> None:
-        """Zero the moments (a new optimizer, restored weights)."""
+    def reset_state(self, at_step: int = 0) -> None:
+        """Zero the moments (a new optimizer, restored weights) before step `at_step`: Adam's bias
+        correction then counts from there, as for a fresh optimizer."""
         dev = get_device()
         zeros = bytes(self.arena.size * 4)
         dev.queue.write_buffer(self.m1, 0, zeros)
         dev.queue.write_buffer(self.m2, 0, zeros)
+        self.moment_step = at_step
+        if self._settings is not None:
+            self.configure(*self._settings)
 
     def _resources(self):
         dev = get_device()

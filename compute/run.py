@@ -2,7 +2,7 @@
 
 `mnist-viz train` and the visualizer both hold a `Run` and only say *when*: advance
 by n steps into a command encoder, evaluate, change the recipe, restart, restore.
-The run owns the model's training state on the GPU: the step program (the fused
+The run owns the model's training state on the GPU: the step program (the compiled
 step or the traced autograd step, replayed), the optimizer and its schedule, the
 step counters, the epoch permutation, evaluation, the divergence guard with its
 epoch-start snapshot, and the metrics the views draw (metrics.py).
@@ -26,7 +26,7 @@ from .recipe import Recipe
 from .structs import FLAGS_DIVERGED
 from .tensor import Tensor
 
-ENGINES = ("auto", "fused", "graph")
+ENGINES = ("auto", "compiled", "graph")
 
 
 class Run:
@@ -35,7 +35,7 @@ class Run:
         recipe.validate()
         if engine not in ENGINES:
             raise ValueError(f"unknown engine {engine!r} ({', '.join(ENGINES)})")
-        problem = model.spec.misfit(data.train.height, data.train.width, data.num_classes)
+        problem = model.arch.misfit(data.train.height, data.train.width, data.num_classes)
         if problem:
             raise ValueError(problem)
         self.model, self.data, self.engine_choice = model, data, engine
@@ -86,22 +86,22 @@ class Run:
             self._apply(new, rebuild=False)
             message = "settings applied from the next step"
         if new.optimizer != old.optimizer:
-            self.optimizer.reset_state()
+            self.optimizer.reset_state(self.step)
             message += f"; {new.optimizer} starts with fresh moments"
         return message
 
     def _choose_engine(self) -> str:
-        from .fused import fused_supported
-        ok = fused_supported(self.model, self.recipe)
-        if self.engine_choice == "fused" and not ok:
-            raise ValueError("the fused step covers one hidden ReLU layer without dropout; use --engine graph")
-        return "fused" if ok and self.engine_choice != "graph" else "graph"
+        from .step_compiler import supported
+        ok = supported(self.model)
+        if self.engine_choice == "compiled" and not ok:
+            raise ValueError("the compiled step covers Linear / ReLU / Dropout networks; use --engine graph")
+        return "compiled" if ok and self.engine_choice != "graph" else "graph"
 
     def _build_step(self) -> Program:
         dev = get_device()
-        if self.engine == "fused":
-            from .fused import FusedStep
-            return FusedStep(self.model, self.data, self.metrics, self.optimizer, self.recipe).program
+        if self.engine == "compiled":
+            from .step_compiler import CompiledStep
+            return CompiledStep(self.model, self.data, self.metrics, self.optimizer, self.recipe).program
         b, r, m = self.recipe.batch_size, self.recipe, self.metrics
         x = Tensor((b, self.data.input_size), label="batch.x")
         y = Tensor((b,), dtype="u32", label="batch.y")
@@ -219,8 +219,8 @@ class Run:
         enc = dev.device.create_command_encoder()
         self.model.restore_from(enc, self.snapshot)
         dev.submit(enc)
-        self.optimizer.reset_state()
         self.step = self.snapshot_step
+        self.optimizer.reset_state(self.step)
         self.metrics.write_state(step=self.step, step_snap=self.step, flags=0, loss_ema=0, over=0)
         self.weights_version += 1
 

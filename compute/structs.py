@@ -14,7 +14,7 @@ FLAGS_DIVERGED = FLAG_NONFINITE | FLAG_EXPLODED
 # The training state: a few words every training kernel sees, updated on the GPU only.
 STATE = GpuStruct("State", [
     ("step", "u32", "schedule step: picks the batch, the learning rate, the random draws"),
-    ("step_snap", "u32", "fused step: pass 1's copy of `step`, read by pass 2"),
+    ("step_snap", "u32", "compiled step: pass 1's copy of `step`, read by pass 2"),
     ("run_step", "u32", "steps taken in this run: the history slot (never rewinds)"),
     ("flags", "u32", "FLAG_* bits; any bit stops the updates until cleared"),
     ("evals", "u32", "evaluations recorded in this run"),
@@ -39,6 +39,7 @@ HYPER = GpuStruct("Hyper", [
     ("optimizer", "u32", "0 SGD, 1 Adam"),
     ("nesterov", "u32", ""),
     ("step_offset", "u32", "subtracted from the step counter (a schedule restart)"),
+    ("moment_step", "u32", "the step the moments were last zeroed at (Adam's bias correction counts from it)"),
     ("frozen", "u32", "1 = no parameter changes"),
 ])
 
@@ -69,15 +70,30 @@ DROPOUT = GpuStruct("Dropout", [("n", "u32"), ("seed", "u32"), ("p", "f32", "dro
 EVAL = GpuStruct("EvalChunk", [("R", "u32", "rows in the chunk"), ("C", "u32", "classes"),
                                ("base", "u32", "index of the chunk's first sample")])
 
-FUSED_STEP = GpuStruct("Step", [
-    ("B", "u32", "batch rows"),
-    ("N", "u32", "training samples"),
-    ("W", "u32", "image width (for the shift)"),
-    ("shift", "u32", ""),
-    ("seed", "u32", ""),
-    ("w1", "u32", "offsets of W1, b1, W2, b2 in the arena (floats; W1's a multiple of 4)"),
-    ("b1", "u32", ""),
-    ("w2", "u32", ""),
-    ("b2", "u32", ""),
-    ("nw1", "u32", "pass 2: workgroups for the W1 block"),
+# Convolution geometry (shaders/conv2d.wgsl): one layer's shapes, read by the
+# forward, input-gradient and weight-gradient kernels alike.
+CONV2D = GpuStruct("Conv2dDims", [
+    ("N", "u32", "batch"),
+    ("C", "u32", "input channels"),
+    ("H", "u32", "input height"),
+    ("W", "u32", "input width"),
+    ("O", "u32", "output channels"),
+    ("OH", "u32", "output height"),
+    ("OW", "u32", "output width"),
+    ("KH", "u32", "kernel height"),
+    ("KW", "u32", "kernel width"),
+    ("stride", "u32", ""),
+    ("pad", "u32", "zero padding on every side"),
+    ("slice", "u32", "weight gradient: output positions per split slice (a multiple of the slab)"),
+    ("splits", "u32", "weight gradient: number of slices"),
+])
+
+POOL2D = GpuStruct("Pool2dDims", [
+    ("planes", "u32", "N * C"),
+    ("H", "u32", ""),
+    ("W", "u32", ""),
+    ("OH", "u32", ""),
+    ("OW", "u32", ""),
+    ("K", "u32", "window edge"),
+    ("stride", "u32", ""),
 ])

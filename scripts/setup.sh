@@ -182,10 +182,17 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q -e ".$extras"
   touch "$stamp"
 fi
+# PyTorch for the interop tests (where CI is set they fail without it), only ever a CPU build:
+# on Linux PyPI's torch is the CUDA one (gigabytes), so ask for the +cpu build, from what pip
+# is configured with (a local wheel directory or mirror), else from PyTorch's CPU index;
+# elsewhere PyPI's build is the CPU one.
+install_torch_cpu() {
+  local pip=(.venv/bin/python -m pip install -q)
+  if [ "$(uname -s)" != Linux ]; then "${pip[@]}" torch==2.13.0; return; fi
+  "${pip[@]}" "torch==2.13.0+cpu" 2>/dev/null \
+    || "${pip[@]}" "torch==2.13.0+cpu" --extra-index-url https://download.pytorch.org/whl/cpu
+}
 if [ "$MODE" = test ] && ! .venv/bin/python -c 'import torch' >/dev/null 2>&1; then
-  # PyTorch only for the interop tests, and only the local CPU build (no multi-GB CUDA download).
-  if ls /opt/wheels/torch-2.13.0+cpu-*.whl >/dev/null 2>&1; then
-    say "installing the local PyTorch CPU build for the interop tests"
-    .venv/bin/python -m pip install -q torch==2.13.0 || say "PyTorch unavailable: interop tests will be skipped"
-  fi
+  say "installing PyTorch (CPU build) for the interop tests"
+  install_torch_cpu || say "PyTorch unavailable: the interop tests will be skipped (and fail where CI is set)"
 fi

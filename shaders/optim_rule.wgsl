@@ -12,7 +12,7 @@ fn apply_update(i: u32, grad: f32, step: u32, lr: f32) {
     let g = grad + hyper.weight_decay * p;
     var next: f32;
     if (hyper.optimizer == 1u) {
-        let t = f32(step - min(step, hyper.step_offset) + 1u);
+        let t = f32(step - min(step, hyper.moment_step) + 1u);   // steps since the moments started
         let m = hyper.beta1 * m1[i] + (1.0 - hyper.beta1) * g;
         let v = hyper.beta2 * m2[i] + (1.0 - hyper.beta2) * g * g;
         let mh = m / (1.0 - pow(hyper.beta1, t));

@@ -65,6 +65,33 @@ def test_gather_eval_mode_and_shift():
         assert matches, f"row {r} is not a shifted copy"
 
 
+def test_shift_augmentation_moves_most_rows_by_offsets_that_vary():
+    """Guards against augmentation silently off (shifted_source returning the pixel unchanged),
+    which the check above accepts as a (0, 0) shift, and against offsets that do not vary
+    by row or by step. 64 noise images (every pixel lit, so each offset is recognisable),
+    shift 1: each row is exactly one translate of its image; few rows keep (0, 0) (1 in 9
+    expected); most of the 9 offsets occur; a row's offset changes between two steps."""
+    rng = np.random.default_rng(5)
+    ds = SimpleNamespace(train_images=rng.integers(1, 256, (64, 8, 9), dtype=np.uint8),
+                         train_labels=np.zeros(64, np.uint8), test_images=np.ones((2, 8, 9), np.uint8),
+                         test_labels=np.zeros(2, np.uint8), num_classes=2)
+    data = GpuDataset(ds)                         # the identity order: row r is image r
+    x, y = Tensor((64, 72)), Tensor((64,), dtype="u32")
+    offsets = {}
+    for step in (0, 1):
+        data.gather(data.train, x, y, state_at(step), shift=1, seed=9)
+        xs = x.to_numpy().reshape(64, 8, 9)
+        for r in range(64):
+            src = ds.train_images[r] / 255.0
+            found = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+                     if np.allclose(xs[r], _translate(src, dy, dx), atol=1e-6)]
+            assert len(found) == 1, (step, r, found)
+            offsets[step, r] = found[0]
+    assert sum(o == (0, 0) for o in offsets.values()) <= 0.25 * len(offsets)
+    assert len(set(offsets.values())) >= 7
+    assert sum(offsets[0, r] != offsets[1, r] for r in range(64)) >= 40
+
+
 def _translate(img, dy, dx):
     out = np.zeros_like(img)
     h, w = img.shape
@@ -96,7 +123,7 @@ def plain(**kw) -> Recipe:
     plain(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=0.01),
     plain(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True),
     plain(optimizer="adam", lr=0.01, weight_decay=0.001),
-])
+], ids=["sgd", "momentum-wd", "nesterov", "adam"])
 def test_optimizer_matches_numpy(recipe, rng, device):
     p = rng.standard_normal(37).astype(np.float32)
     g = rng.standard_normal(37).astype(np.float32)
@@ -132,7 +159,8 @@ SCHEDULE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("recipe,total,period,expected", SCHEDULE_CASES)
+@pytest.mark.parametrize("recipe,total,period,expected", SCHEDULE_CASES,
+                         ids=["cosine", "step", "exponential", "constant"])
 def test_schedule_on_gpu_matches_hand_computed_rates(recipe, total, period, expected, device):
     """SGD with gradient 1 moves the parameter by exactly lr(step) each step. Guards against a
     wrong schedule formula (the expected rates are constants, not a mirror of the shader)."""
@@ -146,9 +174,8 @@ def test_schedule_on_gpu_matches_hand_computed_rates(recipe, total, period, expe
         prev = now
 
 
-def test_cosine_schedule_matches_pytorch(device):
+def test_cosine_schedule_matches_pytorch(device, torch):
     """The same cosine annealing as torch.optim.lr_scheduler.CosineAnnealingLR (an independent reference)."""
-    torch = pytest.importorskip("torch")
     w = torch.nn.Parameter(torch.zeros(1))
     sgd = torch.optim.SGD([w], lr=0.3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(sgd, T_max=10, eta_min=0.02)

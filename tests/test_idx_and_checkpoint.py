@@ -22,7 +22,8 @@ import safetensors.numpy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mnist_viz.compute.checkpoint import CheckpointError, load_state_dict, mlp_layers, save_state_dict, sequential_names
+from mnist_viz.compute.checkpoint import CheckpointError, load_state_dict, save_state_dict
+from mnist_viz.compute.model_io import architecture_of
 from mnist_viz.compute.idx import DataError, bundled_mnist_dir, find_idx_files, load_dataset, read_idx
 
 REPO = Path(__file__).resolve().parent.parent
@@ -310,16 +311,20 @@ def test_read_idx_fuzz(tmp_path, data):
 def mlp_tensors(sizes=(784, 16, 10), dropout=False, seed=0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     tensors = {}
-    for prefix, (n_in, n_out) in zip(sequential_names(len(sizes) - 1, dropout), zip(sizes, sizes[1:])):
+    step = 3 if dropout else 2          # Linear, ReLU[, Dropout], Linear: PyTorch's layer indices
+    for prefix, (n_in, n_out) in zip((str(k * step) for k in range(len(sizes) - 1)), zip(sizes, sizes[1:])):
         tensors[f"{prefix}.weight"] = rng.standard_normal((n_out, n_in)).astype(np.float32)
         tensors[f"{prefix}.bias"] = rng.standard_normal(n_out).astype(np.float32)
     return tensors
 
 
-def test_sequential_names():
-    assert sequential_names(3, dropout=False) == ["0", "2", "4"]
-    assert sequential_names(3, dropout=True) == ["0", "3", "6"]
-    assert sequential_names(1, dropout=True) == ["0"]
+def test_architecture_read_from_pytorch_layer_indices():
+    """Guards the layer-index rule: gaps of 2 are ReLU, 3 ReLU + Dropout, a first index 1 a Flatten."""
+    assert architecture_of(mlp_tensors((784, 16, 12, 10)))[0].text == "Linear(784,16),ReLU(),Linear(16,12),ReLU(),Linear(12,10)"
+    assert architecture_of(mlp_tensors((784, 16, 10), dropout=True))[0].text == "Linear(784,16),ReLU(),Dropout(0.1),Linear(16,10)"
+    shifted = {f"{int(k.split('.')[0]) + 1}.{k.split('.')[1]}": v for k, v in mlp_tensors().items()}
+    arch, note = architecture_of(shifted)
+    assert arch.text == "Flatten(),Linear(784,16),ReLU(),Linear(16,10)" and "--arch" in note
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -333,9 +338,10 @@ def test_checkpoint_round_trip(tmp_path):
     for name, array in tensors.items():
         assert loaded[name].dtype == np.float32
         np.testing.assert_array_equal(loaded[name], array.astype(np.float32))
-    layers = mlp_layers(loaded)
-    assert [prefix for prefix, _, _ in layers] == ["0", "2", "4", "6", "8", "10"]
-    assert [w.shape for _, w, _ in layers] == [(11, 12), (10, 11), (9, 10), (8, 9), (7, 8), (6, 7)]
+    arch, _ = architecture_of(loaded)
+    linears = [(i, l) for i, l in enumerate(arch.layers) if l.has_params]
+    assert [i for i, _ in linears] == [0, 2, 4, 6, 8, 10]
+    assert [(l.out_features, l.in_features) for _, l in linears] == [(11, 12), (10, 11), (9, 10), (8, 9), (7, 8), (6, 7)]
     assert list(tmp_path.glob("runs/.*.tmp")) == []
 
 
@@ -454,23 +460,23 @@ def test_integer_tensor_is_rejected(tmp_path):
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda t: t.pop("2.bias"), r"2\.weight has no 2\.bias"),
+        (lambda t: t.pop("2.bias"), r"layer 2 Linear\(16,10\) needs 2\.bias"),
         (lambda t: t.pop("0.weight"), r"0\.bias has no 0\.weight"),
         (lambda t: t.update({"0.weight": np.zeros(784 * 16)}), r"0\.weight must be 2-D"),
-        (lambda t: t.update({"0.bias": np.zeros(15)}), r"0\.bias has shape \(15,\), expected \(16,\)"),
+        (lambda t: t.update({"0.bias": np.zeros(15)}), r"needs 0\.bias of shape \(16,\), the file has \(15,\)"),
         (
             lambda t: t.update({"2.weight": np.zeros((10, 32))}),
-            r"2\.weight \(10, 32\) takes 32 inputs but 0\.weight \(16, 784\) has 16 outputs",
+            r"layer 2 Linear\(32,10\): takes 32 inputs, but \[16\] = 16 values arrive",
         ),
         (lambda t: t.update({"1.running_mean": np.zeros(3), "head": np.zeros(1)}), r"unexpected tensors 1\.running_mean, head"),
         (lambda t: t.clear(), "no layers"),
     ],
 )
-def test_mlp_layers_rejects_malformed_models(edit, message):
+def test_malformed_models_are_refused_naming_the_tensor_or_layer(edit, message):
     tensors = mlp_tensors()
     edit(tensors)
     with pytest.raises(CheckpointError, match=f"^model.safetensors: .*{message}"):
-        mlp_layers(tensors, source="model.safetensors")
+        architecture_of(tensors, source="model.safetensors")
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -492,24 +498,19 @@ def test_load_state_dict_fuzz(tmp_path, edits, cut):
 # ------------------------------------------------------------------ torch interop
 
 
-def test_torch_state_dict_loads(tmp_path):
-    torch = pytest.importorskip("torch")
-    safetensors_torch = pytest.importorskip("safetensors.torch")
+def test_torch_state_dict_loads(tmp_path, torch, safetensors_torch):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(784, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
     path = tmp_path / "torch.safetensors"
     safetensors_torch.save_file(model.state_dict(), path)
-    layers = mlp_layers(load_state_dict(path)[0])
-    assert [prefix for prefix, _, _ in layers] == sequential_names(2, dropout=False)
-    state = model.state_dict()
-    for prefix, w, b in layers:
-        np.testing.assert_array_equal(w, state[f"{prefix}.weight"].numpy())
-        np.testing.assert_array_equal(b, state[f"{prefix}.bias"].numpy())
+    loaded = load_state_dict(path)[0]
+    arch, _ = architecture_of(loaded)
+    assert arch.text == "Linear(784,16),ReLU(),Linear(16,10)"
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(loaded[name], value.numpy())
 
 
-def test_saved_checkpoint_loads_into_torch(tmp_path):
-    torch = pytest.importorskip("torch")
-    safetensors_torch = pytest.importorskip("safetensors.torch")
+def test_saved_checkpoint_loads_into_torch(tmp_path, torch, safetensors_torch):
     tensors = mlp_tensors()
     path = tmp_path / "ours.safetensors"
     save_state_dict(path, tensors)

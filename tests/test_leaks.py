@@ -5,14 +5,14 @@ import gc
 from mnist_viz.compute.data import GpuDataset
 from mnist_viz.compute.diagnostics import live_objects, rss_bytes
 from mnist_viz.compute.model_io import save_model
-from mnist_viz.compute.nn import MLPSpec, Sequential
+from mnist_viz.compute.nn import mlp
 from mnist_viz.compute.recipe import Recipe
 from mnist_viz.compute.run import Run
 
 
 def test_train_eval_save_loop_is_flat(mnist, device, tmp_path):
     data = GpuDataset(mnist, limit=256)
-    model = Sequential(MLPSpec([784, 32, 10]), seed=0)
+    model = mlp([784, 32, 10], seed=0)
     tr = Run(model, data, Recipe(epochs=50, batch_size=64))
 
     def round_trip():

@@ -103,7 +103,7 @@ def _good_state():
 
 @pytest.mark.parametrize("case,want", [
     ("truncated", "safetensors"), ("not_safetensors", "safetensors"), ("missing_tensor", "2.bias"),
-    ("no_chain", "chain"), ("nan", "0.weight"), ("inf", "2.bias"), ("pickle", "safetensors"),
+    ("no_chain", "takes 100 inputs"), ("nan", "0.weight"), ("inf", "2.bias"), ("pickle", "safetensors"),
 ])
 def test_bad_checkpoints(case, want, tmp_path):
     path = tmp_path / "model.safetensors"
@@ -137,8 +137,8 @@ def _save_raw(path, sd):
 
 def test_failed_load_leaves_running_model_untouched(tmp_path, device):
     from mnist_viz.compute.model_io import load_into
-    from mnist_viz.compute.nn import MLPSpec, Sequential
-    model = Sequential(MLPSpec([784, 128, 10]), seed=5)
+    from mnist_viz.compute.nn import mlp
+    model = mlp([784, 128, 10], seed=5)
     before = model.state_dict()
     bad = _good_state()
     bad["2.bias"][0] = np.nan
@@ -146,7 +146,7 @@ def test_failed_load_leaves_running_model_untouched(tmp_path, device):
     _save_raw(path, bad)
     with pytest.raises(CheckpointError):
         load_into(model, path)
-    other = Sequential(MLPSpec([784, 64, 10]), seed=1)
+    other = mlp([784, 64, 10], seed=1)
     save_state_dict(path, other.state_dict())
     with pytest.raises(CheckpointError, match="architecture"):
         load_into(model, path)
@@ -185,14 +185,18 @@ def test_unwritable_save_path_fails_before_training():
     assert "cannot write" in line
 
 
-def test_ctrl_c_saves_what_was_trained(tmp_path):
+def test_ctrl_c_saves_what_was_trained(tmp_path, mnist):
+    """Guards against Ctrl-C saving stale weights (the epoch start's, say) under the current
+    step: the saved weights must be the weights of that very step, which an in-process run
+    of the same recipe, data and seed reproduces."""
     import signal
     import time
     ckpt = tmp_path / "m.safetensors"
     env = dict(os.environ, PYTHONPATH=str(ROOT / "tests" / "checkout"), XDG_RUNTIME_DIR="/tmp", PYTHONUNBUFFERED="1")
+    # Ctrl-C's default action even where this test runs as a background job (which ignores SIGINT).
     p = subprocess.Popen([sys.executable, "-m", "mnist_viz.viz", "train", "--limit", "640", "--epochs", "500", "--no-eval",
                           "--save", str(ckpt)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                         cwd=ROOT)
+                         cwd=ROOT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline:
         line = p.stdout.readline()  # (iterating the pipe would wait for a full read-ahead buffer)
@@ -204,7 +208,18 @@ def test_ctrl_c_saves_what_was_trained(tmp_path):
     assert "saved the model so far" in err
     from mnist_viz.compute.checkpoint import load_state_dict
     tensors, meta = load_state_dict(ckpt)
-    assert int(meta["interrupted_at_step"]) >= 20
+    step = int(meta["interrupted_at_step"])
+    assert step >= 20
+    from mnist_viz.compute.data import GpuDataset
+    from mnist_viz.compute.nn import mlp
+    from mnist_viz.compute.recipe import RECIPES
+    from mnist_viz.compute.run import Run
+    recipe = RECIPES["default"].with_changes(epochs=500)      # what the command line asked for
+    model = mlp([784, 128, 10], seed=recipe.seed)
+    run = Run(model, GpuDataset(mnist, 640), recipe)
+    assert run.run_steps(step) == step
+    for name, want in model.state_dict().items():
+        np.testing.assert_allclose(tensors[name], want, rtol=1e-5, atol=1e-7, err_msg=name)
 
 
 def test_lost_device_in_the_visualizer_is_reported():

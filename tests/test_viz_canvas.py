@@ -52,6 +52,23 @@ def test_stroke_lands_where_painted_and_shows_in_the_canvas_texture(canvas):
     assert not bright[60:, :].any() and not bright[:, 90:].any()
 
 
+def test_brush_radius_sets_the_stroke_width(canvas):
+    """Guards against paint.wgsl ignoring the segment's radius (every other canvas test paints
+    with one radius): the same horizontal segment painted with radius 2 and radius 6 covers,
+    across its middle, the pixels whose centres lie within the radius (4 and 12 of them), and
+    its ink adds up to the area of the capsule, 2 r L + pi r^2."""
+    ys = np.arange(canvas.height) + 0.5
+    for radius in (2.0, 6.0):
+        canvas.clear()
+        canvas.stroke((20.0, 56.0), (90.0, 56.0), radius=radius)
+        run(canvas.dispatches())
+        ink = read_canvas(canvas)
+        inside = np.abs(ys - 56.0) < radius            # pixel centres within the radius of the line
+        np.testing.assert_array_equal(ink[:, 55] > 0.5, inside, err_msg=f"radius {radius}")
+        area = 2 * radius * 70 + np.pi * radius ** 2
+        assert ink.sum() == pytest.approx(area, rel=0.03), radius
+
+
 def test_erasing_removes_ink_and_clear_empties_the_canvas(canvas):
     canvas.stroke((10.0, 50.0), (100.0, 50.0), radius=5.0)
     run(canvas.dispatches())

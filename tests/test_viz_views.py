@@ -34,8 +34,8 @@ def build(model):
 
 
 def fresh_model(seed=3):
-    from mnist_viz.compute.nn import MLPSpec, Sequential
-    return Sequential(MLPSpec([784, 128, 10]), seed=seed)
+    from mnist_viz.compute.nn import mlp
+    return mlp([784, 128, 10], seed=seed)
 
 
 def test_w1_mosaic_is_the_colour_mapped_weights():

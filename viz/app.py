@@ -37,6 +37,7 @@ NEEDS_DATA = {Action.TRAIN, Action.TOGGLE, Action.STEP, Action.EVALUATE, Action.
 @dataclass
 class AppConfig:
     checkpoint: Path | None = None        # None: the pretrained model (fresh He init if missing)
+    arch: str | None = None               # a fresh network of this architecture (or how to read checkpoint)
     data_dir: Path | None = None          # None: the bundled MNIST
     limit: int | None = None              # train on the first N images
     test_limit: int | None = None         # evaluate on the first N test images (tests)
@@ -66,7 +67,8 @@ class App:
         self.autosave_path: Path | None = None        # set when an autosave was written
         self.loader = DatasetLoader(config.data_dir, config.background_load, config.limit, config.test_limit)
         self.classes = self.loader.classes
-        model, self.ui.file_message = files.initial_model(config.checkpoint, self.loader.shape, self.classes.dataset)
+        model, self.ui.file_message = files.initial_model(config.checkpoint, self.loader.shape, config.arch,
+                                                          self.classes.dataset)
         h, w, classes = self.loader.shape
         self.names = upload_names(self.classes.names)     # the class names as GPU bitmaps
         self.metrics = RunMetrics(classes)
@@ -272,16 +274,16 @@ class App:
         """Load a checkpoint: validated before anything changes; training then continues from it."""
         from ..compute.model_io import load_into, load_model, read_checkpoint
         try:
-            _, meta, spec = read_checkpoint(path)
+            _, meta, spec, _ = read_checkpoint(path, image_shape=self.data_shape[:2])
             problem = spec.misfit(*self.data_shape)
             if problem:
                 raise ValueError(f"{path.name}: {problem}")
             self.fence.drain()
-            if spec.sizes == self.model.spec.sizes and spec.dropout == self.model.spec.dropout:
+            if spec.layers == self.model.arch.layers:
                 load_into(self.model, path)
                 self.session.weights_replaced()
             else:
-                model, _ = load_model(path)
+                model, _ = load_model(path, image_shape=self.data_shape[:2])
                 self._bind_model(model)
             self.session.status = "idle"
             self.session.message = ""
@@ -290,7 +292,7 @@ class App:
             else:
                 self.metrics.clear()
             self.session.weights_changed = False
-            self.ui.file_message = f"loaded {path.name} ({'-'.join(map(str, spec.sizes))}){files.describe_accuracy(meta)}"
+            self.ui.file_message = f"loaded {path.name} ({spec.short}){files.describe_accuracy(meta)}"
             self.session.evaluate_now()
         except Exception as e:  # noqa: BLE001 - reported in the panel
             self.ui.file_message = f"load failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}"

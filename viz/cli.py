@@ -63,6 +63,11 @@ def _whole(s: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {s!r}") from None
 
 
+ARCH_HELP = ("the network as PyTorch writes it, the nn.Sequential layers separated by commas, e.g. "
+             "'Conv2d(1,8,5,padding=2),ReLU(),MaxPool2d(2),Flatten(),Linear(1568,10)' "
+             "(Linear, Conv2d, MaxPool2d, Flatten, ReLU, Dropout); default: the MLP of --hidden")
+
+
 # Recipe fields the train command exposes, with their help (the defaults come from the recipes).
 TRAIN_OPTIONS = {
     "epochs": (_positive_int, "epochs over the training set"),
@@ -93,10 +98,12 @@ def build_parser() -> tuple[_Parser, _Parser, _Parser]:
     train.add_argument("--optimizer", choices=OPTIMIZERS, help=defaults("optimizer"))
     train.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None, help=defaults("nesterov"))
     train.add_argument("--init", choices=INITS, help=defaults("init"))
-    train.add_argument("--hidden", type=_hidden, default=[128], help="hidden sizes, e.g. 128 or 256,128 (default 128)")
-    train.add_argument("--dropout", type=_float, default=0.0, help="dropout after each hidden ReLU, in [0, 1) (default 0)")
-    train.add_argument("--engine", choices=["auto", "fused", "graph"], default="auto",
-                       help="fused: two dispatches a step (one hidden layer); graph: traced autograd")
+    train.add_argument("--arch", help=ARCH_HELP)
+    train.add_argument("--hidden", type=_hidden, help="MLP shorthand: hidden sizes, e.g. 128 or 256,128 (default 128)")
+    train.add_argument("--dropout", type=_float, help="MLP shorthand: dropout after each hidden ReLU, in [0, 1) (default 0)")
+    train.add_argument("--engine", choices=["auto", "compiled", "graph"], default="auto",
+                       help="compiled: the step compiled to two dispatches (Linear/ReLU/Dropout networks); "
+                            "graph: the traced autograd step (any network); auto: compiled where it applies")
     train.add_argument("--data", type=Path, help="directory of IDX files (default: bundled MNIST)")
     train.add_argument("--limit", type=_positive_int, help="train on the first N images")
     train.add_argument("--save", type=Path, help="write the trained model here (safetensors)")
@@ -106,6 +113,7 @@ def build_parser() -> tuple[_Parser, _Parser, _Parser]:
     ev = _Parser(prog="mnist-viz eval", description="Evaluate a checkpoint on the test set.")
     ev.add_argument("--checkpoint", type=Path, help="a safetensors model (default: the shipped pretrained one)")
     ev.add_argument("--data", type=Path, help="directory of IDX files (default: bundled MNIST)")
+    ev.add_argument("--arch", help="the architecture, for a file that records none (one written by PyTorch)")
 
     view = _Parser(prog="mnist-viz", description="Realtime MNIST training visualizer: paint a digit, watch "
                    "the network train on the GPU.",
@@ -113,6 +121,7 @@ def build_parser() -> tuple[_Parser, _Parser, _Parser]:
     view.add_argument("--checkpoint", type=Path, help="model to open (default: the pretrained one)")
     view.add_argument("--data", type=Path, help="directory of IDX files, any image size and classes "
                       "(default: bundled MNIST)")
+    view.add_argument("--arch", help="start with a fresh network of this architecture (or read --checkpoint as it)")
     view.add_argument("--limit", type=_positive_int, help="train on the first N images")
     view.add_argument("--offscreen", action="store_true", help="render without a window")
     view.add_argument("--frames", type=_positive_int, default=1, help="offscreen: frames to render")
@@ -207,9 +216,31 @@ def recipe_from_args(args):
     if bad:
         field, text = bad[0]
         raise UserError(f"--{field.replace('_', '-')} {text}")
-    if not 0.0 <= args.dropout < 1.0:
+    if args.dropout is not None and not 0.0 <= args.dropout < 1.0:
         raise UserError(f"--dropout must be in [0, 1), got {args.dropout}")
+    if args.arch is not None and (args.hidden is not None or args.dropout is not None):
+        raise UserError("--arch gives the whole network: leave out --hidden and --dropout (or put a Dropout(p) "
+                        "layer in the architecture)")
     return recipe
+
+
+def architecture_for(args, ds):
+    """--arch, else the MLP of --hidden / --dropout, for the dataset's images and classes
+    (errors name the layer that does not fit)."""
+    from ..compute.arch import Architecture, ArchError, parse
+    h, w = ds.image_shape
+    try:
+        if args.arch is not None:
+            arch = parse(args.arch, (h, w))
+        else:
+            arch = Architecture.mlp([h * w, *(args.hidden or [128]), ds.num_classes], args.dropout or 0.0, (h, w))
+    except ArchError as e:
+        raise UserError(f"--arch: {e}") from None
+    if arch.classes != ds.num_classes:
+        last = len(arch.layers) - 1
+        raise UserError(f"--arch: layer {last} {arch.layers[last]} gives {arch.classes} class scores, the dataset has "
+                        f"{ds.num_classes} classes")
+    return arch
 
 
 def load_data(path: Path | None):
@@ -250,22 +281,22 @@ def _stop_on_signals():
 def train_command(args) -> int:
     from ..compute.data import GpuDataset
     from ..compute.device import get_device
-    from ..compute.nn import MLPSpec, Sequential
+    from ..compute.nn import Sequential
     from ..compute.run import Run
 
     recipe = recipe_from_args(args)
     if args.save is not None:
         check_writable(args.save)  # before training, not after an hour of it
     ds = load_data(args.data)
+    arch = architecture_for(args, ds)          # checked against the data before the GPU starts
     dev = get_device()
     data = GpuDataset(ds, args.limit)
-    model = Sequential(MLPSpec([data.input_size, *args.hidden, data.num_classes], args.dropout), seed=recipe.seed)
-    model.init(recipe.init, recipe.seed)
+    model = Sequential(arch, seed=recipe.seed, init=recipe.init)
     run = Run(model, data, recipe, engine=args.engine)
     say(f"device: {dev.name}")
-    say(f"model: {'-'.join(map(str, model.spec.sizes))} ({model.num_parameters():,} parameters), "
+    say(f"model: {model.arch.short} ({model.num_parameters():,} parameters), "
         f"engine: {run.engine} ({len(run.program)} dispatches/step)")
-    say(f"recipe: {args.recipe}: {recipe.describe()}" + (f", dropout {args.dropout:g}" if args.dropout else ""))
+    say(f"recipe: {args.recipe}: {recipe.describe()}")
     say(f"data: {data.train.n:,} train / {data.test.n:,} test images, {data.nbytes / 1e6:.1f} MB on the GPU (u8)")
     _stop_on_signals()
     try:
@@ -372,28 +403,36 @@ def _diverged(args, run, epoch: int) -> int:
 
 # -- eval ----------------------------------------------------------------------------------------------------
 def eval_command(args) -> int:
+    from ..compute.checkpoint import CheckpointError
     from ..compute.data import GpuDataset
+    from ..compute.device import get_device
     from ..compute.evaluation import Evaluation
     from ..compute.metrics import RunMetrics
-    from ..compute.model_io import load_model
+    from ..compute.model_io import default_model_path, read_checkpoint
+    from ..compute.nn import Sequential
 
-    from ..compute.model_io import default_model_path
     if args.checkpoint is None:
         args.checkpoint = default_model_path()
-    model, _ = load_model(args.checkpoint)
     ds = load_data(args.data)
-    data = GpuDataset(ds, limit=1)
-    problem = model.spec.misfit(data.train.height, data.train.width, data.num_classes)
+    try:
+        tensors, _, arch, note = read_checkpoint(args.checkpoint, args.arch, ds.image_shape)
+    except CheckpointError as e:
+        raise UserError(f"{e}" if args.arch is None else f"--arch: {e}") from None
+    problem = arch.misfit(*ds.image_shape, ds.num_classes)
     if problem:
-        raise UserError(f"{args.checkpoint.name}: {problem}")
-    from ..compute.device import get_device
+        raise UserError(f"{shown(args.checkpoint.name)}: {problem}")
+    if note:
+        say(f"warning: {shown(args.checkpoint.name)}: {note}", err=True)
     dev = get_device()
+    model = Sequential(arch.for_images(*ds.image_shape) if arch.is_mlp else arch)
+    model.load_state_dict(tensors)
+    data = GpuDataset(ds, limit=1)
     metrics = RunMetrics(data.num_classes)
     enc = dev.device.create_command_encoder()
     Evaluation(model, data, metrics).encode(enc)
     dev.submit(enc)
     r = metrics.read_evaluation()
-    say(f"checkpoint: {shown(args.checkpoint)} ({'-'.join(map(str, model.spec.sizes))})")
+    say(f"checkpoint: {shown(args.checkpoint)} ({model.arch.short})")
     say(f"test accuracy: {r['accuracy'] * 100:.2f}%")
     return 0
 

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 from ..compute.model_io import default_model_path, load_model
-from ..compute.nn import MLPSpec, Sequential
+from ..compute.arch import Architecture, parse
+from ..compute.nn import Sequential
 
 AUTOSAVES_KEPT = 5
 MNIST_SHAPE = (28, 28, 10)    # height, width, classes of the bundled dataset
@@ -54,23 +55,32 @@ def describe_accuracy(meta: dict) -> str:
         return ""
 
 
-def initial_model(checkpoint: Path | None, data_shape: tuple[int, int, int], dataset: str = "MNIST"):
-    """(model, message): --checkpoint if given (it must fit the data), else for MNIST the
-    pretrained model, else (none shipped, other data: the MNIST model would read Fashion-MNIST
-    as digits, other shapes not at all) fresh weights that fit."""
+def initial_model(checkpoint: Path | None, data_shape: tuple[int, int, int], arch: str | None = None,
+                  dataset: str = "MNIST"):
+    """(model, message): --checkpoint if given (read as --arch if given; it must fit the
+    data), else a fresh --arch network, else for MNIST the pretrained model, else (none
+    shipped; other data: the MNIST model would read Fashion-MNIST as digits, other shapes
+    not at all) a fresh MLP that fits."""
     h, w, classes = data_shape
-    fresh = MLPSpec([h * w, 128, classes])
+    if arch is not None and checkpoint is None:
+        architecture = parse(arch, (h, w))
+        problem = architecture.misfit(h, w, classes)
+        if problem:
+            raise ValueError(f"--arch: {problem}")
+        return Sequential(architecture), f"a fresh {architecture.short} from random weights"
+    fresh = Architecture.mlp([h * w, 128, classes], image_shape=(h, w))
     path = Path(checkpoint) if checkpoint is not None else default_model_path()
     if checkpoint is None and dataset != "MNIST":
-        return Sequential(fresh), (f"{dataset}: a fresh {'-'.join(map(str, fresh.sizes))} network from random "
-                                   "weights (the pretrained model is for MNIST digits); press Train")
+        return Sequential(fresh), (f"{dataset}: a fresh {fresh.short} from random weights (the pretrained "
+                                   "model is for MNIST digits); press Train")
     if checkpoint is None and not path.exists():
         return Sequential(fresh), "no pretrained model found: starting from random weights"
-    model, meta = load_model(path)
-    problem = model.spec.misfit(h, w, classes)
+    model, meta = load_model(path, arch=arch, image_shape=(h, w))
+    problem = model.arch.misfit(h, w, classes)
     if problem:
         if checkpoint is not None:
             raise ValueError(f"{path.name}: {problem}")
         return Sequential(fresh), (f"the pretrained model reads 28 x 28 digits in 10 classes: starting "
-                                   f"{'-'.join(map(str, fresh.sizes))} from random weights for this dataset")
-    return model, f"loaded {path.name}{describe_accuracy(meta)}"
+                                   f"{fresh.short} from random weights for this dataset")
+    note = f"; {meta['_note']}" if "_note" in meta else ""
+    return model, f"loaded {path.name}{describe_accuracy(meta)}{note}"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from ..compute import ops
 from ..compute.device import get_device
-from ..compute.nn import Dropout, Linear, ReLU
 from ..compute.program import Program
 from ..compute.tensor import Tensor
 
@@ -20,29 +19,19 @@ class Forward:
         dev.stream.flush()  # nothing of anyone else's may end up in the trace
         self.model = model
         self.x = x
-        self.activations: list[Tensor] = []   # output of every Linear (after its ReLU, if any)
+        self.trace: list[tuple[int, Tensor]] = []   # (index of the last layer it includes, output)
         with dev.stream.capture(label) as prog:
-            h = x
-            layers = model.layers
-            i = 0
-            while i < len(layers):
-                layer = layers[i]
-                if isinstance(layer, Linear):
-                    fuse = i + 1 < len(layers) and isinstance(layers[i + 1], ReLU)
-                    h = ops.linear(h, layer.weight, layer.bias, relu=fuse)
-                    self.activations.append(h)
-                    i += 2 if fuse else 1
-                    continue
-                if isinstance(layer, ReLU):
-                    h = ops.relu(h)
-                    self.activations[-1] = h
-                elif not isinstance(layer, Dropout):  # dropout is the identity at inference
-                    raise ValueError(f"cannot draw layer {layer!r}")
-                i += 1
-            self.logits = h
-            self.probs = ops.softmax(h)
+            self.logits = model.forward(x, train=False, trace=self.trace)
+            self.probs = ops.softmax(self.logits)
         dev.stream.discard()
         self.program: Program = prog
+        # The output of every layer with parameters (after its ReLU, if fused): what the views draw.
+        layers = model.layers
+        self.activations: list[Tensor] = []
+        for index, t in self.trace:
+            owner = index - 1 if layers[index].__class__.__name__ == "ReLU" and index > 0 else index
+            if layers[owner].has_params:
+                self.activations.append(t)
 
     @property
     def batch(self) -> int:

@@ -25,7 +25,7 @@ def parse_size(text: str, max_side: int = 16384) -> tuple[int, int]:
 
 
 def config_from_args(args) -> AppConfig:
-    return AppConfig(checkpoint=args.checkpoint, data_dir=args.data, limit=args.limit, train=args.train,
+    return AppConfig(checkpoint=args.checkpoint, arch=args.arch, data_dir=args.data, limit=args.limit, train=args.train,
                      paint_demo=args.paint_demo, autosave=not args.no_autosave,
                      background_load=not args.offscreen)
 

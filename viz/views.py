@@ -116,18 +116,19 @@ class ModelViews:
         self.model = model
         self.forward = forward
         arena = model.arena.buffer
-        linears = [layer for _, layer in model.linears]
+        params = [(layer, model.weight(i), model.bias(i)) for i, layer in model.linears]
+        linears = [layer for layer, _, _ in params]
         self.weight_slots, self.bias_slots = [], []
-        for layer in linears:
-            self.weight_slots.append(scales.add(arena, layer.weight.offset // 4, layer.weight.size))
-            self.bias_slots.append(scales.add(arena, layer.bias.offset // 4, layer.bias.size))
+        for _, w, b in params:
+            self.weight_slots.append(scales.add(arena, w.offset // 4, w.size))
+            self.bias_slots.append(scales.add(arena, b.offset // 4, b.size))
         acts = forward.activations
         self.act_slots = [scales.add(a.buffer, a.offset // 4, a.size) for a in acts]
         ih, iw = image_shape
         sb = scales.buffer
 
         # W1 as a mosaic of receptive fields: tile j = column j of W1 [D, H], drawn as an image.
-        first = linears[0]
+        first, first_w = linears[0], params[0][1]
         d, h = first.in_features, first.out_features
         # Three variants share one texture: plain weights, weights x the canvas input (what
         # each unit sees of the digit), weights faded by how strongly each unit fires.
@@ -136,26 +137,26 @@ class ModelViews:
         if d == ih * iw:
             x = forward.x
             common = dict(sx=h, sy=iw * h, st=1, cmap=CMAP_DIVERGING, scale_slot=self.weight_slots[0], scales=sb)
-            plain = Heatmap("W1 mosaic", arena, first.weight.offset // 4, iw, ih, h, grid_cols(h), 1, **common)
-            seen = Heatmap("W1 mosaic", arena, first.weight.offset // 4, iw, ih, h, grid_cols(h), 1, **common,
+            plain = Heatmap("W1 mosaic", arena, first_w.offset // 4, iw, ih, h, grid_cols(h), 1, **common)
+            seen = Heatmap("W1 mosaic", arena, first_w.offset // 4, iw, ih, h, grid_cols(h), 1, **common,
                            gain=2.0, mod=x.buffer, mod_mode=1, mod_offset=x.offset // 4, mod_sx=1, mod_sy=iw,
                            texture=plain.texture)
-            firing = Heatmap("W1 mosaic", arena, first.weight.offset // 4, iw, ih, h, grid_cols(h), 1, **common,
+            firing = Heatmap("W1 mosaic", arena, first_w.offset // 4, iw, ih, h, grid_cols(h), 1, **common,
                              mod=acts[0].buffer, mod_mode=2, mod_offset=acts[0].offset // 4,
                              mod_slot=self.act_slots[0], texture=plain.texture)
             self.mosaics = [plain, seen, firing]
         # Later weight matrices [in, out]: one row per output unit, `in` pixels long, 4 tall.
         self.weights: list[Heatmap] = []
-        for k, layer in enumerate(linears):
+        for k, (layer, w, _) in enumerate(params):
             if k == 0 and self.mosaics:
                 continue
             n_in, n_out = layer.in_features, layer.out_features
-            self.weights.append(Heatmap(f"W{k + 1}", arena, layer.weight.offset // 4, n_in, 4, n_out, 1, 1,
+            self.weights.append(Heatmap(f"W{k + 1}", arena, w.offset // 4, n_in, 4, n_out, 1, 1,
                                         sx=n_out, sy=0, st=1, cmap=CMAP_DIVERGING,
                                         scale_slot=self.weight_slots[k], scales=sb))
-        self.biases = [Heatmap(f"b{k + 1}", arena, layer.bias.offset // 4, layer.out_features, 1, 1, 1, 0,
+        self.biases = [Heatmap(f"b{k + 1}", arena, b.offset // 4, layer.out_features, 1, 1, 1, 0,
                                sx=1, sy=0, st=0, cmap=CMAP_DIVERGING, scale_slot=self.bias_slots[k], scales=sb)
-                       for k, layer in enumerate(linears)]
+                       for k, (layer, _, b) in enumerate(params)]
         # Hidden activations: one 6 x 6 cell per unit.
         self.hidden = []
         for k, a in enumerate(acts[:-1]):

@@ -29,7 +29,7 @@ def parameters_panel(v, act) -> None:
             uv = hovered_uv(p0, p1)
             if uv is not None:
                 t = mv.mosaic.tile_at(*uv)
-                if t is not None and t < mv.model.spec.sizes[1]:
+                if t is not None and t < mv.model.linears[0][1].out_features:
                     imgui.set_tooltip(f"hidden unit {t}")
             imgui.end_tab_item()
     if tab(v.ui, "Weights & biases"):

@@ -236,7 +236,7 @@ def device_panel(v, act) -> None:
     imgui.text_wrapped(f"readback {rb.total_bytes:,} B in {rb.count} reads (largest {rb.largest} B)")
     m = v.model
     engine = f", {s.run.engine} step" if s.run is not None else ""
-    note(f"model {'-'.join(map(str, m.spec.sizes))}, {m.num_parameters():,} parameters{engine}")
+    note(f"model {m.arch.short}, {m.num_parameters():,} parameters{engine}")
     if s.data is not None:
         d = s.data
         note(f"data {d.train.n:,} train / {d.test.n:,} test, {d.nbytes / 1e6:.1f} MB on the GPU")

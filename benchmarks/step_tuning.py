@@ -16,7 +16,7 @@ os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 from mnist_viz.compute.data import GpuDataset  # noqa: E402
 from mnist_viz.compute.fused import FusedStep  # noqa: E402
 from mnist_viz.compute.idx import bundled_mnist_dir, load_dataset  # noqa: E402
-from mnist_viz.compute.nn import MLPSpec, Sequential  # noqa: E402
+from mnist_viz.compute.nn import mlp  # noqa: E402
 from mnist_viz.compute.recipe import RECIPES  # noqa: E402
 from mnist_viz.compute.run import Run  # noqa: E402
 from train_bench import kernel_breakdown  # noqa: E402
@@ -27,7 +27,7 @@ print("| batch | pass-1 workgroup | pass 1 us | pass 2 us | step us (GPU) | enco
 print("|---|---|---|---|---|---|---|")
 for batch in (32, 64, 128, 256):
     for wg in (256, 512, 1024):
-        model = Sequential(MLPSpec([784, 128, 10]), seed=0)
+        model = mlp([784, 128, 10], seed=0)
         tr = Run(model, data, RECIPES["original"].with_changes(epochs=3, batch_size=batch))
         tr.program = FusedStep(model, data, tr.metrics, tr.optimizer, tr.recipe, wg=wg).program
         tr.run_steps(tr.steps_per_epoch)

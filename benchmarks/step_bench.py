@@ -1,0 +1,187 @@
+"""Training speed per network and batch size, ours against JAX and PyTorch in the same run.
+
+Seconds per epoch of 60,000 images (median of timed epochs after warm-up epochs that
+build every pipeline / jit), original recipe (He uniform, SGD lr 0.05 cosine to
+0.001), for MLPs and CNNs; the ratio to each reference; GPU microseconds per dispatch
+of our step (timestamp queries); and the test accuracy of ours and JAX on one recipe.
+Run on the GPU machine:
+
+    python benchmarks/step_bench.py --out benchmarks/step_results.md
+    python benchmarks/step_bench.py --nets mlp --batches 32 --tune      # workgroup / rows sweep
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "checkout"))  # mnist_viz = this checkout
+sys.path.insert(0, str(ROOT / "benchmarks"))
+os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+
+MLPS = ["Linear(784,128),ReLU(),Linear(128,10)",
+        "Linear(784,256),ReLU(),Linear(256,128),ReLU(),Linear(128,10)",
+        "Linear(784,512),ReLU(),Linear(512,256),ReLU(),Linear(256,128),ReLU(),Linear(128,10)"]
+CNNS = ["Conv2d(1,8,5,padding=2),ReLU(),MaxPool2d(2),Conv2d(8,16,3,padding=1),ReLU(),MaxPool2d(2),Flatten(),"
+        "Linear(784,64),ReLU(),Linear(64,10)"]
+
+
+def ours(ds, arch_text, batch, timed, warmup=2, engine="auto", wg=None, rows=None, data=None):
+    """(median s/epoch, the run) for our step on this network and batch."""
+    from mnist_viz.compute.arch import parse
+    from mnist_viz.compute.data import GpuDataset
+    from mnist_viz.compute.nn import Sequential
+    from mnist_viz.compute.recipe import RECIPES
+    from mnist_viz.compute.run import Run
+    data = data or GpuDataset(ds)
+    model = Sequential(parse(arch_text), seed=0)
+    run = Run(model, data, RECIPES["original"].with_changes(epochs=timed + warmup, batch_size=batch), engine=engine)
+    if (wg or rows) and run.engine == "compiled":
+        from mnist_viz.compute.step_compiler import CompiledStep
+        run.program = CompiledStep(model, data, run.metrics, run.optimizer, run.recipe, wg=wg, rows=rows).program
+    times = []
+    for _ in range(timed + warmup):
+        run.read_flags()
+        t = time.perf_counter()
+        run.run_steps(run.steps_per_epoch, per_submit=512)
+        run.read_flags()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times[warmup:]), run
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--nets", default="mlp,cnn")
+    ap.add_argument("--batches", default="32,64,128,256")
+    ap.add_argument("--timed", type=int, default=3)
+    ap.add_argument("--accuracy-epochs", type=int, default=15)
+    ap.add_argument("--tune", action="store_true", help="sweep workgroup size and rows per workgroup")
+    ap.add_argument("--no-jax", action="store_true")
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--breakdown-steps", type=int, default=200, help="steps per GPU timestamp measurement (0: none)")
+    ap.add_argument("--limit", type=int, help="smoke test on the first N training images")
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+
+    from mnist_viz.compute.arch import parse
+    from mnist_viz.compute.device import get_device
+    from mnist_viz.compute.idx import bundled_mnist_dir, load_dataset
+    from train_bench import kernel_breakdown
+
+    ds = load_dataset(bundled_mnist_dir())
+    if args.limit:
+        import dataclasses
+        ds = dataclasses.replace(ds, train_images=ds.train_images[:args.limit], train_labels=ds.train_labels[:args.limit],
+                                 test_images=ds.test_images[:500], test_labels=ds.test_labels[:500])
+    dev = get_device()
+    batches = [int(b) for b in args.batches.split(",")]
+    nets = (MLPS if "mlp" in args.nets else []) + (CNNS if "cnn" in args.nets else [])
+    head = [f"Device (ours): {dev.name}"]
+    jax_ok = torch_ok = False
+    if not args.no_jax:
+        try:
+            import jax
+            head.append(f"JAX {jax.__version__} on {jax.devices()[0].device_kind}")
+            jax_ok = True
+        except Exception as e:  # noqa: BLE001 - a reference is optional
+            head.append(f"JAX unavailable: {e}")
+    if not args.no_torch:
+        try:
+            import torch
+            torch_ok = torch.cuda.is_available()
+            head.append(f"PyTorch {torch.__version__} on {torch.cuda.get_device_name(0) if torch_ok else 'no CUDA'}")
+        except Exception as e:  # noqa: BLE001
+            head.append(f"PyTorch unavailable: {e}")
+    print("\n".join(head), flush=True)
+
+    from mnist_viz.compute.data import GpuDataset
+    data = GpuDataset(ds)
+    rows, details = [], []
+    for net in nets:
+        arch = parse(net)
+        for b in batches:
+            row = {"net": arch.short if arch.is_mlp else "CNN", "batch": b}
+            t0 = time.perf_counter()
+            o, run = ours(ds, net, b, args.timed, data=data)
+            print(f"  ours {row['net']} b{b}: {o:.4f} s/epoch ({run.engine}, {time.perf_counter() - t0:.1f} s)", flush=True)
+            row.update(ours=o, engine=run.engine, dispatches=len(run.program))
+            if args.tune and run.engine == "compiled":
+                sweep = {}
+                for wg in (256, 512, 1024):
+                    for r in (1, 2, 4):
+                        t0 = time.perf_counter()
+                        try:
+                            sweep[f"wg{wg}/r{r}"] = ours(ds, net, b, 2, warmup=1, wg=wg, rows=r, data=data)[0]
+                        except Exception as e:  # noqa: BLE001 - a variant may not fit the device
+                            sweep[f"wg{wg}/r{r}"] = str(e).splitlines()[0][:60]
+                        print(f"    wg {wg} rows {r}: {sweep[f'wg{wg}/r{r}']} ({time.perf_counter() - t0:.1f} s)",
+                              flush=True)
+                row["sweep"] = sweep
+                print(f"  sweep {row['net']} b{b}: " + ", ".join(f"{k} {v if isinstance(v, str) else round(v, 4)}"
+                                                               for k, v in sweep.items()), flush=True)
+            bd = kernel_breakdown(run, steps=args.breakdown_steps) if args.breakdown_steps else None
+            if bd:
+                details.append((row["net"], b, bd))
+            if jax_ok:
+                from jax_reference import JaxTrainer, time_epochs
+                jt = JaxTrainer(ds, arch, b, epochs=20)
+                row["jax"] = statistics.median(time_epochs(jt, args.timed, warmup=2))
+            if torch_ok and b in (32, 64):
+                from torch_reference import TorchMLP, time_epochs as torch_time
+                m = TorchMLP(ds, "cuda", b, epochs=20, arch=arch)
+                m.build_graph()
+                row["torch_graph"] = statistics.median(torch_time(m.graph_epoch, m.sync, args.timed))
+            rows.append(row)
+            print(json.dumps({k: (round(v, 5) if isinstance(v, float) else v) for k, v in row.items()
+                              if k != "sweep"}), flush=True)
+
+    acc = {}
+    if args.accuracy_epochs and MLPS[0] in nets:
+        o, run = None, None
+        from mnist_viz.compute.arch import parse as p2
+        t, run = ours(ds, MLPS[0], 32, args.accuracy_epochs, warmup=0, data=data)
+        acc["ours"] = run.evaluate()["accuracy"]
+        if jax_ok:
+            from jax_reference import JaxTrainer
+            jt = JaxTrainer(ds, p2(MLPS[0]), 32, epochs=args.accuracy_epochs)
+            for _ in range(args.accuracy_epochs):
+                jt.run_epoch()
+            jt.sync()
+            acc["jax"] = jt.test_accuracy()
+        print(f"accuracy after {args.accuracy_epochs} epochs at batch 32: {acc}", flush=True)
+
+    text = report(head, rows, details, acc, args.accuracy_epochs)
+    print("\n" + text)
+    if args.out:
+        args.out.write_text(text)
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "details": [(n, b, d) for n, b, d in details], "acc": acc},
+                                        indent=1))
+
+
+def report(head, rows, details, acc, acc_epochs) -> str:
+    fmt = lambda v, spec: "-" if v is None else format(v, spec)
+    lines = head + ["", "Seconds per epoch of 60,000 images (original recipe; median of timed epochs after warm-up).", "",
+                    "| network | batch | ours | engine, dispatches/step | JAX (jitted epoch) | PyTorch CUDA graph | JAX / ours | graph / ours |",
+                    "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        o, j, g = r["ours"], r.get("jax"), r.get("torch_graph")
+        lines.append(f"| {r['net']} | {r['batch']} | {o:.4f} | {r['engine']}, {r['dispatches']} | {fmt(j, '.4f')} | "
+                     f"{fmt(g, '.4f')} | {fmt(j and j / o, '.2f')}x | {fmt(g and g / o, '.2f')}x |")
+    if acc:
+        lines += ["", f"Test accuracy after {acc_epochs} epochs of the original recipe at batch 32 (784-128-10): "
+                  + ", ".join(f"{k} {v * 100:.2f}%" for k, v in acc.items())]
+    for net, b, bd in details:
+        lines += ["", f"GPU time per dispatch, {net}, batch {b} (timestamp queries, mean of 200 replays):", "",
+                  "| dispatch | us |", "|---|---|"] + [f"| {k} | {v:.2f} |" for k, v in bd.items()]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,314 @@
+"""Architectures as PyTorch writes them: the comma-separated `nn.Sequential` constructor calls.
+
+    Conv2d(1,8,5,padding=2),ReLU(),MaxPool2d(2),Flatten(),Linear(1568,64),ReLU(),Linear(64,10)
+
+The string is parsed, never evaluated (Python's own parser reads it as calls with
+literal arguments; anything else is refused), each layer is checked against the
+shape flowing into it, and errors name the offending layer by its index, as
+PyTorch's state_dict names its tensors (`3.weight`). `--hidden 256,128` is the
+MLP shorthand for `Linear(784,256),ReLU(),Linear(256,128),ReLU(),Linear(128,10)`.
+A network whose first layer is Linear reads the image flattened (an explicit
+leading Flatten() is accepted too).
+"""
+from __future__ import annotations
+
+import ast
+import math
+from dataclasses import dataclass, field
+
+MAX_WIDTH = 65535
+
+
+class ArchError(ValueError):
+    """An architecture string or layer that cannot be built; the message names the layer."""
+
+
+# -- layers ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Linear:
+    in_features: int
+    out_features: int
+    has_params = True
+
+    def out_shape(self, shape: tuple) -> tuple:
+        n = math.prod(shape)
+        if len(shape) != 1:
+            raise ArchError(f"a Linear needs flat input, but {_shape_text(shape)} arrives: flatten first "
+                            f"(Flatten(),Linear({n},{self.out_features}))")
+        if n != self.in_features:
+            raise ArchError(f"takes {self.in_features} inputs, but {_shape_text(shape)} = {n} values arrive; "
+                            f"use Linear({n},{self.out_features})")
+        return (self.out_features,)
+
+    def param_shapes(self) -> dict[str, tuple]:
+        """PyTorch's shapes (weight [out, in])."""
+        return {"weight": (self.out_features, self.in_features), "bias": (self.out_features,)}
+
+    def __str__(self) -> str:
+        return f"Linear({self.in_features},{self.out_features})"
+
+
+@dataclass(frozen=True)
+class Conv2d:
+    in_channels: int
+    out_channels: int
+    kernel_size: int
+    stride: int = 1
+    padding: int = 0
+    has_params = True
+
+    def out_shape(self, shape: tuple) -> tuple:
+        if len(shape) != 3:
+            raise ArchError(f"needs [channels, height, width] input, but {_shape_text(shape)} arrives "
+                            "(a Conv2d cannot follow Flatten or Linear)")
+        c, h, w = shape
+        if c != self.in_channels:
+            raise ArchError(f"takes {self.in_channels} input channels, but {c} arrive")
+        oh = (h + 2 * self.padding - self.kernel_size) // self.stride + 1
+        ow = (w + 2 * self.padding - self.kernel_size) // self.stride + 1
+        if oh < 1 or ow < 1:
+            raise ArchError(f"a {self.kernel_size}x{self.kernel_size} kernel does not fit a {h}x{w} input "
+                            f"(padding {self.padding})")
+        return (self.out_channels, oh, ow)
+
+    def param_shapes(self) -> dict[str, tuple]:
+        k = self.kernel_size
+        return {"weight": (self.out_channels, self.in_channels, k, k), "bias": (self.out_channels,)}
+
+    def __str__(self) -> str:
+        extra = (f",stride={self.stride}" if self.stride != 1 else "") + (f",padding={self.padding}" if self.padding else "")
+        return f"Conv2d({self.in_channels},{self.out_channels},{self.kernel_size}{extra})"
+
+
+@dataclass(frozen=True)
+class MaxPool2d:
+    kernel_size: int
+    stride: int | None = None
+    has_params = False
+
+    @property
+    def step(self) -> int:
+        return self.stride or self.kernel_size
+
+    def out_shape(self, shape: tuple) -> tuple:
+        if len(shape) != 3:
+            raise ArchError(f"needs [channels, height, width] input, but {_shape_text(shape)} arrives")
+        c, h, w = shape
+        oh, ow = (h - self.kernel_size) // self.step + 1, (w - self.kernel_size) // self.step + 1
+        if oh < 1 or ow < 1:
+            raise ArchError(f"a {self.kernel_size}x{self.kernel_size} window does not fit a {h}x{w} input")
+        return (c, oh, ow)
+
+    def param_shapes(self) -> dict:
+        return {}
+
+    def __str__(self) -> str:
+        return f"MaxPool2d({self.kernel_size}" + (f",stride={self.stride}" if self.stride not in (None, self.kernel_size) else "") + ")"
+
+
+@dataclass(frozen=True)
+class Flatten:
+    has_params = False
+
+    def out_shape(self, shape: tuple) -> tuple:
+        return (math.prod(shape),)
+
+    def param_shapes(self) -> dict:
+        return {}
+
+    def __str__(self) -> str:
+        return "Flatten()"
+
+
+@dataclass(frozen=True)
+class ReLU:
+    has_params = False
+
+    def out_shape(self, shape: tuple) -> tuple:
+        return shape
+
+    def param_shapes(self) -> dict:
+        return {}
+
+    def __str__(self) -> str:
+        return "ReLU()"
+
+
+@dataclass(frozen=True)
+class Dropout:
+    p: float = 0.5
+    has_params = False
+
+    def out_shape(self, shape: tuple) -> tuple:
+        return shape
+
+    def param_shapes(self) -> dict:
+        return {}
+
+    def __str__(self) -> str:
+        return f"Dropout({self.p:g})"
+
+
+LAYERS = {"Linear": Linear, "Conv2d": Conv2d, "MaxPool2d": MaxPool2d, "Flatten": Flatten, "ReLU": ReLU,
+          "Dropout": Dropout}
+
+
+def _shape_text(shape: tuple) -> str:
+    return "[" + ", ".join(map(str, shape)) + "]"
+
+
+# -- the network ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Architecture:
+    layers: tuple
+    input_shape: tuple = (1, 28, 28)            # channels, height, width of the images it reads
+    shapes: tuple = field(default=(), compare=False)   # the output shape of every layer
+
+    @staticmethod
+    def build(layers, input_shape=(1, 28, 28)) -> "Architecture":
+        """Check every layer against the shape flowing into it (errors name the layer's index)."""
+        layers = tuple(layers)
+        if not layers:
+            raise ArchError("an architecture needs at least one layer")
+        shapes, shape = [], tuple(input_shape)
+        if isinstance(layers[0], Linear):      # an MLP reads the image flattened
+            shape = (math.prod(shape),)
+        for i, layer in enumerate(layers):
+            try:
+                shape = layer.out_shape(shape)
+            except ArchError as e:
+                raise ArchError(f"layer {i} {layer}: {e}") from None
+            shapes.append(shape)
+        if len(shapes[-1]) != 1:
+            raise ArchError(f"the last layer {len(layers) - 1} {layers[-1]} gives {_shape_text(shapes[-1])}; the "
+                            "network must end in class scores (end with Flatten() and Linear(...,classes))")
+        return Architecture(layers, tuple(input_shape), tuple(shapes))
+
+    @staticmethod
+    def mlp(sizes: list[int], dropout: float = 0.0, image_shape=(28, 28)) -> "Architecture":
+        """Linear, ReLU[, Dropout], ..., Linear for sizes [in, hidden..., classes]."""
+        layers = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(Linear(a, b))
+            if i < len(sizes) - 2:
+                layers.append(ReLU())
+                if dropout > 0:
+                    layers.append(Dropout(dropout))
+        return Architecture.build(layers, (1, *image_shape))
+
+    @property
+    def text(self) -> str:
+        return ",".join(str(layer) for layer in self.layers)
+
+    @property
+    def classes(self) -> int:
+        return self.shapes[-1][0]
+
+    @property
+    def is_mlp(self) -> bool:
+        return not any(isinstance(l, (Conv2d, MaxPool2d)) for l in self.layers)
+
+    @property
+    def short(self) -> str:
+        """'784-128-10' for an MLP, else the layer string."""
+        if self.is_mlp:
+            lin = [l for l in self.layers if isinstance(l, Linear)]
+            return "-".join(str(n) for n in [lin[0].in_features] + [l.out_features for l in lin])
+        return self.text
+
+    def widths(self) -> list[int]:
+        """Values per sample after every layer (the widest sets the evaluation chunk)."""
+        return [math.prod(s) for s in self.shapes]
+
+    def param_shapes(self) -> dict[str, tuple]:
+        """PyTorch state_dict names and shapes: '<layer index>.weight' / '.bias'."""
+        out = {}
+        for i, layer in enumerate(self.layers):
+            for name, shape in layer.param_shapes().items():
+                out[f"{i}.{name}"] = shape
+        return out
+
+    def misfit(self, height: int, width: int, classes: int) -> str | None:
+        """Why this network cannot read height x width images in `classes` classes (None if it can)."""
+        fits = (self.input_shape[1] * self.input_shape[2] == height * width if self.is_mlp
+                else (self.input_shape[1], self.input_shape[2]) == (height, width))
+        if fits and self.classes == classes:
+            return None
+        return (f"model {self.short} does not fit the dataset ({width} x {height} images = {height * width} "
+                f"inputs, {classes} classes)")
+
+    def for_images(self, height: int, width: int) -> "Architecture":
+        """The same layers reading height x width single-channel images (shapes re-checked)."""
+        return Architecture.build(self.layers, (1, height, width))
+
+
+# -- parsing --------------------------------------------------------------------------------------------------
+def parse(text: str, image_shape=(28, 28)) -> Architecture:
+    """An architecture from PyTorch constructor calls, checked against 1-channel images."""
+    text = text.strip()
+    if not text:
+        raise ArchError("empty architecture")
+    try:
+        tree = ast.parse(f"[{text}]", mode="eval")
+    except SyntaxError:
+        raise ArchError(f"cannot read {text!r}: write the nn.Sequential layers as calls separated by commas, "
+                        "e.g. Linear(784,128),ReLU(),Linear(128,10)") from None
+    layers = []
+    for i, node in enumerate(tree.body.elts):
+        src = ast.get_source_segment(f"[{text}]", node) or f"layer {i}"
+        layers.append(_layer(i, node, src))
+    return Architecture.build(layers, (1, *image_shape))
+
+
+def _layer(i: int, node, src: str):
+    if not (isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute))):
+        raise ArchError(f"layer {i} {src!r}: not a layer call like Linear(784,128)")
+    name = node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id
+    cls = LAYERS.get(name)
+    if cls is None:
+        raise ArchError(f"layer {i} {src!r}: unsupported layer {name} (supported: {', '.join(LAYERS)})")
+    try:
+        args = [ast.literal_eval(a) for a in node.args]
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
+    except ValueError:
+        raise ArchError(f"layer {i} {src!r}: arguments must be numbers") from None
+    if name in ("Conv2d", "MaxPool2d"):
+        for key in ("kernel_size", "stride", "padding"):
+            v = kwargs.get(key)
+            if isinstance(v, tuple):
+                if len(set(v)) != 1:
+                    raise ArchError(f"layer {i} {src!r}: only square {key} are supported")
+                kwargs[key] = v[0]
+        for k, a in enumerate(args):
+            if isinstance(a, tuple):
+                if len(set(a)) != 1:
+                    raise ArchError(f"layer {i} {src!r}: only square {('kernel_size', 'stride', 'padding')[min(k, 2) if name == 'MaxPool2d' else max(0, min(k - 2, 2))]} are supported")
+                args[k] = a[0]
+    try:
+        layer = cls(*args, **kwargs)
+    except TypeError as e:
+        raise ArchError(f"layer {i} {src!r}: {e}".replace("__init__() ", "")) from None
+    _check_values(i, src, layer)
+    return layer
+
+
+def _check_values(i: int, src: str, layer) -> None:
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise ArchError(f"layer {i} {src!r}: {what}")
+
+    ints = {k: v for k, v in vars(layer).items() if k != "p" and v is not None}
+    for k, v in ints.items():
+        need(isinstance(v, int) and not isinstance(v, bool), f"{k} must be a whole number, got {v!r}")
+    if isinstance(layer, Linear):
+        need(1 <= layer.in_features <= 1 << 24 and 1 <= layer.out_features <= MAX_WIDTH,
+             f"sizes must be between 1 and {MAX_WIDTH}")
+    elif isinstance(layer, Conv2d):
+        need(1 <= layer.in_channels <= 4096 and 1 <= layer.out_channels <= 4096, "channels must be in 1..4096")
+        need(1 <= layer.kernel_size <= 15, "kernel_size must be in 1..15")
+        need(1 <= layer.stride <= 15 and 0 <= layer.padding <= 15, "stride must be in 1..15, padding in 0..15")
+    elif isinstance(layer, MaxPool2d):
+        need(1 <= layer.kernel_size <= 15 and (layer.stride is None or 1 <= layer.stride <= 15),
+             "kernel_size and stride must be in 1..15")
+    elif isinstance(layer, Dropout):
+        need(isinstance(layer.p, (int, float)) and 0 <= layer.p < 1, f"p must be in [0, 1), got {layer.p!r}")

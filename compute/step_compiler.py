@@ -1,0 +1,565 @@
+"""The step compiler: a network and a batch size in, a two-dispatch training step out.
+
+The autograd trace runs a step as one dispatch per op and per gradient (20-30 for
+a deep MLP), and on a GPU each dependent dispatch costs microseconds to launch
+and drain. Here the whole step is two dispatches (shaders/compiled_step.wgsl says
+what each does), generated for the network's exact shapes:
+
+  pass 1, one workgroup per R batch rows: every layer's forward and backward pass in
+          workgroup memory. R > 1 at large batches, so each weight vector loaded from
+          memory serves R rows (a weight matrix is read B / R times a step, not B).
+  pass 2, one invocation per 4 weights of a large layer (or 16 invocations per small
+          parameter): the gradient summed over the rows, then the optimizer rule.
+
+The generated WGSL is straight-line code with the sizes as constants and the R rows
+unrolled into separate registers (a private array of accumulators would live in
+memory, not registers, on NVIDIA). It covers Linear / ReLU / Dropout networks
+(any depth); other layers use the autograd trace. Tests check it equals the trace
+step by step (tests/test_step_compiler.py).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .arch import Dropout, Flatten, Linear, ReLU
+from .device import get_device
+from .program import Dispatch, Program
+from .shaders import load_wgsl
+
+PART_MAX = 1024           # vec4s of forward partial sums in workgroup memory (16 KB)
+STAGE_MAX = 2048          # floats of a small weight matrix staged in workgroup memory
+SMALL_SLICES = 16          # invocations that split the rows of one small parameter's gradient
+BIG_BLOCK = 4096           # a weight matrix with at least this many entries (and in % 4 == 0) gets pass-2 vec4 tiles
+
+
+@dataclass
+class Layer:
+    """One Linear with what follows it: offsets in the arena, in the workgroup row, in scratch."""
+    index: int             # position in the Sequential (its tensors are '<index>.weight')
+    n_in: int
+    n_out: int
+    relu: bool
+    dropout: float         # 0: none
+    dropout_seed: int      # the trace's seed for this Dropout layer (run seed + its index)
+    w: int = 0             # arena offsets (floats)
+    b: int = 0
+    act_in: int = 0        # workgroup-row offsets of the input and of the output
+    act_out: int = 0
+    sx: int = 0            # scratch offsets: the layer's input [B, n_in] (for its weight gradient)
+    sdz: int = 0           # and its output gradient [B, n_out]
+
+
+def _layers(model) -> list:
+    """The layers the step runs: a leading Flatten() of flat images is nothing to do."""
+    layers = list(model.layers)
+    return layers[1:] if layers and isinstance(layers[0], Flatten) else layers
+
+
+def supported(model) -> bool:
+    """Linear layers, each followed by optional ReLU and Dropout, ending in a Linear."""
+    layers = _layers(model)
+    if not layers or not isinstance(layers[-1], Linear):
+        return False
+    i = 0
+    while i < len(layers):
+        if not isinstance(layers[i], Linear):
+            return False
+        i += 1
+        if i < len(layers) and isinstance(layers[i], ReLU):
+            i += 1
+        if i < len(layers) and isinstance(layers[i], Dropout):
+            i += 1
+    return True
+
+
+def plan_layers(model, seed: int) -> list[Layer]:
+    shift = 1 if isinstance(model.layers[0], Flatten) else 0     # PyTorch indices count the Flatten
+    out, layers, i = [], _layers(model), 0
+    while i < len(layers):
+        lin = layers[i]
+        relu = i + 1 < len(layers) and isinstance(layers[i + 1], ReLU)
+        j = i + 1 + relu
+        drop = layers[j] if j < len(layers) and isinstance(layers[j], Dropout) else None
+        out.append(Layer(i + shift, lin.in_features, lin.out_features, relu, drop.p if drop else 0.0,
+                         seed + j + shift if drop else 0))
+        i = j + (1 if drop else 0)
+    return out
+
+
+def _align4(n: int) -> int:
+    return -(-n // 4) * 4
+
+
+class CompiledStep:
+    """The generated shader and its two dispatches for one (network, batch, recipe, dataset)."""
+
+    def __init__(self, model, data, metrics, optimizer, recipe, wg: int | None = None, rows: int | None = None):
+        dev = get_device()
+        if not supported(model):
+            raise ValueError("the compiled step covers Linear / ReLU / Dropout networks")
+        self.wg = wg or (256 if dev.is_cpu else 512)
+        b = recipe.batch_size
+        self.batch = b
+        self.layers = plan_layers(model, recipe.seed)
+        arena = model.arena
+        for L in self.layers:
+            L.w, L.b = arena.offsets[f"{L.index}.weight"], arena.offsets[f"{L.index}.bias"]
+        # Workgroup row layout: the input image, then every layer's output (the last one: logits,
+        # then their gradient in place).
+        off = _align4(self.layers[0].n_in)
+        self.layers[0].act_in = 0
+        for k, L in enumerate(self.layers):
+            if k:
+                L.act_in = self.layers[k - 1].act_out
+            L.act_out = off
+            off += _align4(L.n_out)
+        self.row = off
+        # Scratch: each layer's input rows [B, n_in] and output-gradient rows [B, n_out], then (loss, correct).
+        s = 0
+        for L in self.layers:
+            L.sx = s
+            s += _align4(b * L.n_in)
+            L.sdz = s
+            s += _align4(b * L.n_out)
+        self.rows_off = s
+        s += 2 * b
+        self.scratch = dev.buffer(s * 4, "compiled.scratch")
+        self.r = rows or self.choose_rows(dev, b)
+        if self.shared_bytes(self.r) > self.shared_limit:
+            raise ValueError(f"{self.r} rows per workgroup need {self.shared_bytes(self.r):,} bytes of workgroup "
+                             f"memory, above this GPU's {self.shared_limit:,}")
+        self.classes = self.layers[-1].n_out
+        split = data.train
+        self.source = load_wgsl("compiled_step.wgsl") + "\n" + self.generate(split, recipe)
+        key = f"compiled_step[{model.arch.text}|b{b}|r{self.r}|wg{self.wg}|n{split.n}|s{recipe.shift},{recipe.seed}]"
+        p1 = dev.pipeline(key, "forward_backward", source=self.source)
+        p2 = dev.pipeline(key, "update", source=self.source)
+        resources = [optimizer.hyper, metrics.state, arena.buffer, optimizer.m1, optimizer.m2, split.images,
+                     split.labels, data.perm, self.scratch, metrics.history, arena.buffer, self.scratch]
+        group = dev.bind_group(p1, resources)
+        g1 = math.ceil(b / self.r)
+        g2 = self.update_groups
+        self.program = Program([
+            Dispatch(p1, group, (g1, 1, 1), "compiled:forward_backward"),
+            Dispatch(p2, group, (min(g2, 65535), math.ceil(g2 / 65535), 1), "compiled:update"),
+        ], label="compiled_step")
+
+    # -- choices --------------------------------------------------------------------------------------
+    def choose_rows(self, dev, b: int) -> int:
+        """Rows per workgroup: 1 while the batch alone fills the GPU, more at large batches (weights
+        re-read from L2 per row is what bounds pass 1 there), within the workgroup memory."""
+        want = 1 if dev.is_cpu or b <= 64 else (2 if b <= 128 else 4)
+        while want > 1 and self.shared_bytes(want) > self.shared_limit:
+            want //= 2
+        return want
+
+    @property
+    def shared_limit(self) -> int:
+        return get_device().limits.get("max-compute-workgroup-storage-size", 16384)
+
+    def _slices(self, L: Layer, r: int) -> int:
+        """K-slices of a vec4 layer's forward: enough to occupy the workgroup, few enough that the
+        partial sums fit the workgroup memory left over."""
+        g = L.n_out // 4
+        return max(1, min(self.wg // g, self._part_budget(r) // max(g * r, 1)))
+
+    def _part_budget(self, r: int) -> int:
+        """vec4s of workgroup memory left for partial sums once the rows and staged weights are in."""
+        fixed = 4 * (r * self.row + sum(L.n_in * L.n_out for L in self._staged())) + 8 * 256 + 4 * r
+        return max(0, min(PART_MAX, (self.shared_limit - fixed) // 16))
+
+    def _part_size(self, r: int) -> int:
+        """vec4s of partial sums the widest layer's split needs."""
+        need = 0
+        for L in self.layers:
+            if L.n_out % 4 == 0:
+                need = max(need, self._slices(L, r) * (L.n_out // 4) * r)
+            else:
+                need = max(need, -(-L.n_out * self._scalar_parts(L) * r // 4))
+        for L in self.layers[1:]:
+            need = max(need, -(-L.n_in * r // 4))
+        return need
+
+    def _staged(self) -> list[Layer]:
+        """Small weight matrices read with scalar loads (an output width not a multiple of 4, e.g.
+        the 10 classes) are copied to workgroup memory once per workgroup: their loops then wait
+        on workgroup memory, not on L2 latency."""
+        return [L for L in self.layers if not (L.n_out % 4 == 0 and L.w % 4 == 0) and L.n_in * L.n_out <= STAGE_MAX]
+
+    def shared_bytes(self, r: int) -> int:
+        return 4 * (r * self.row + 4 * self._part_size(r) + sum(L.n_in * L.n_out for L in self._staged())) + 8 * 256 + 4 * r
+
+    def _scalar_parts(self, L: Layer) -> int:
+        return max(1, min(16, self.wg // max(L.n_out, 1)))
+
+    # -- pass 1 ---------------------------------------------------------------------------------------
+    def generate(self, split, recipe) -> str:
+        r, wg = self.r, self.wg
+        L0 = self.layers[0]
+        consts = [
+            f"const B: u32 = {self.batch}u;", f"const N: u32 = {split.n}u;", f"const R: u32 = {r}u;",
+            f"const WG: u32 = {wg}u;", f"const ROW: u32 = {self.row}u;", f"const PIXELS: u32 = {L0.n_in}u;",
+            f"const IMAGE_W: u32 = {split.width}u;", f"const SHIFT: u32 = {recipe.shift}u;",
+            f"const SEED: u32 = {recipe.seed}u;", f"const CLASSES: u32 = {self.classes}u;",
+            f"const ROWS_OFF: u32 = {self.rows_off}u;",
+            f"var<workgroup> act: array<f32, {max(r * self.row, 4)}>;",
+            f"var<workgroup> part: array<vec4<f32>, {max(self._part_size(r), 1)}>;",
+            "var<workgroup> sample_of: array<u32, R>;     // the dataset index of each row (0xffffffff: past the end)",
+            "var<workgroup> red: array<vec2<f32>, 256>;",
+            "var<workgroup> red4: array<vec4<f32>, 256>;   // pass 2: the row slices' partial weight gradients",
+        ] + [f"var<workgroup> wst{L.index}: array<f32, {L.n_in * L.n_out}>;   // layer {L.index}'s weights, staged"
+             for L in self._staged()]
+        body = [self._load_rows()]
+        for k, L in enumerate(self.layers):
+            body.append(self._forward(L, last=k == len(self.layers) - 1))
+        body.append(self._loss())
+        for k in range(len(self.layers) - 1, 0, -1):
+            body.append(self._backward(self.layers[k], self.layers[k - 1]))
+        pass1 = f"""
+@compute @workgroup_size({wg})
+fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {{
+    let t = lid.x;
+    let r0 = wgid.x * R;
+    let step = atomicLoad(&state.step);
+    if (wgid.x == 0u && t == 0u) {{ atomicStore(&state.step_snap, step); }}
+    let spe = (N + B - 1u) / B;
+    let base = (step % spe) * B;
+    let nvalid = f32(min(B, N - base));     // real rows in this batch (the tail batch is short)
+{"".join(body)}}}
+"""
+        return "\n".join(consts) + "\n" + pass1 + self._update()
+
+    def _load_rows(self) -> str:
+        L0 = self.layers[0]
+        stage = "".join(f"""
+    for (var i = t; i < {L.n_in * L.n_out}u; i += WG) {{ wst{L.index}[i] = params[{L.w}u + i]; }}"""
+                        for L in self._staged())
+        return f"""{stage}
+    // -- the rows' images: gathered through the permutation, shifted, into act and scratch
+    if (t < R) {{
+        let pos = base + r0 + t;
+        sample_of[t] = select(0xffffffffu, perm[pos], r0 + t < B && pos < N);
+    }}
+    workgroupBarrier();
+    for (var i = t; i < R * PIXELS; i += WG) {{
+        let rr = i / PIXELS;
+        let k = i % PIXELS;
+        let s = sample_of[rr];
+        var v = 0.0;
+        if (s != 0xffffffffu) {{ v = image_pixel(s, k, step, r0 + rr); }}
+        act[rr * ROW + k] = v;
+        if (r0 + rr < B) {{ scratch[{L0.sx}u + (r0 + rr) * PIXELS + k] = v; }}
+    }}
+    workgroupBarrier();
+"""
+
+    def _forward(self, L: Layer, last: bool) -> str:
+        r = self.r
+        accs = range(r)
+        if L.n_out % 4 == 0 and L.w % 4 == 0:
+            g = L.n_out // 4
+            s = self._slices(L, r)
+            decl = " ".join(f"var a{q} = vec4<f32>(0.0);" for q in accs)
+            # Four independent weight loads in flight per iteration: the loop is bound by memory
+            # latency, not arithmetic, at the batch sizes this step serves.
+            un = 8 if L.n_in // s >= 32 else 4     # loads in flight: more for long K-slices
+            loads = "\n".join(f"            let w{u} = params4[{L.w // 4}u + (k + {u}u) * {g}u + g];" for u in range(un))
+            fma4 = "\n".join(f"            a{q} = fma(vec4<f32>(act[{q * self.row + L.act_in}u + k + {u}u]), w{u}, a{q});"
+                              for u in range(un) for q in accs)
+            fma1 = "\n".join(f"            a{q} = fma(vec4<f32>(act[{q * self.row + L.act_in}u + k]), w, a{q});" for q in accs)
+            store = "\n".join(f"        part[(s * {g}u + g) * R + {q}u] = a{q};" for q in accs)
+            split = f"""
+    // -- layer {L.index}: Linear({L.n_in},{L.n_out}), forward: invocation (s, g) sums K-slice s of outputs 4g..4g+3
+    for (var u = t; u < {g * s}u; u += WG) {{
+        let g = u % {g}u;
+        let s = u / {g}u;
+        let k1 = (s + 1u) * {L.n_in}u / {s}u;
+        {decl}
+        var k = s * {L.n_in}u / {s}u;
+        for (; k + {un}u <= k1; k += {un}u) {{
+{loads}
+{fma4}
+        }}
+        for (; k < k1; k++) {{
+            let w = params4[{L.w // 4}u + k * {g}u + g];
+{fma1}
+        }}
+{store}
+    }}
+    workgroupBarrier();"""
+            fold = f"""
+    for (var i = t; i < R * {L.n_out}u; i += WG) {{
+        let rr = i / {L.n_out}u;
+        let j = i % {L.n_out}u;
+        var z = params[{L.b}u + j];
+        for (var s = 0u; s < {s}u; s++) {{ z += part[(s * {g}u + j / 4u) * R + rr][j % 4u]; }}"""
+        else:
+            p = self._scalar_parts(L)
+            decl = " ".join(f"var a{q} = 0.0;" for q in accs)
+            fma = "\n".join(f"            a{q} = fma(act[{q * self.row + L.act_in}u + k], w, a{q});" for q in accs)
+            store = "\n".join(f"        let e{q} = (u * R + {q}u); part[e{q} / 4u][e{q} % 4u] = a{q};" for q in accs)
+            split = f"""
+    // -- layer {L.index}: Linear({L.n_in},{L.n_out}), forward: {p} partial sums per output (u = output * {p} + q)
+    for (var u = t; u < {L.n_out * p}u; u += WG) {{
+        let c = u / {p}u;
+        let q = u % {p}u;
+        {decl}
+        for (var k = q; k < {L.n_in}u; k += {p}u) {{
+            let w = {self._weight(L, "k", "c")};
+{fma}
+        }}
+{store}
+    }}
+    workgroupBarrier();"""
+            fold = f"""
+    for (var i = t; i < R * {L.n_out}u; i += WG) {{
+        let rr = i / {L.n_out}u;
+        let j = i % {L.n_out}u;
+        var z = params[{L.b}u + j];
+        for (var q = 0u; q < {p}u; q++) {{ let e = (j * {p}u + q) * R + rr; z += part[e / 4u][e % 4u]; }}"""
+        act = "z"
+        if L.relu:
+            act = "max(z, 0.0)"
+        keep = ""
+        if L.dropout:
+            keep = (f"\n        if (!keep({L.dropout_seed}u, step, r0 + rr, {L.n_out}u, j, {L.dropout:.9g})) {{ v = 0.0; }}"
+                    f" else {{ v = v * {1.0 / (1.0 - L.dropout):.9g}; }}")
+        store_next = "" if last else (
+            f"\n        if (r0 + rr < B) {{ scratch[{self._next(L).sx}u + (r0 + rr) * {L.n_out}u + j] = v; }}")
+        return f"""{split}{fold}
+        var v = {act};{keep}
+        act[rr * ROW + {L.act_out}u + j] = v;{store_next}
+    }}
+    workgroupBarrier();
+"""
+
+    def _weight(self, L: Layer, k: str, c: str) -> str:
+        """W[k, c] of a scalar-path layer: from workgroup memory if staged."""
+        if L in self._staged():
+            return f"wst{L.index}[{k} * {L.n_out}u + {c}]"
+        return f"params[{L.w}u + {k} * {L.n_out}u + {c}]"
+
+    def _next(self, L: Layer) -> Layer:
+        return self.layers[self.layers.index(L) + 1]
+
+    def _loss(self) -> str:
+        last = self.layers[-1]
+        c = last.n_out
+        return f"""
+    // -- softmax, cross-entropy and dz = (p - onehot(y)) / n per row, by one invocation each (C is small)
+    if (t < R) {{
+        let rr = t;
+        let s = sample_of[rr];
+        let z0 = rr * ROW + {last.act_out}u;
+        var loss = 0.0;
+        var correct = 0.0;
+        if (s == 0xffffffffu) {{
+            for (var c = 0u; c < {c}u; c++) {{ act[z0 + c] = 0.0; }}
+        }} else {{
+            let y = byte_of(labels[s >> 2u], s);
+            var m = act[z0];
+            var best = 0u;
+            for (var c = 1u; c < {c}u; c++) {{ if (act[z0 + c] > m) {{ m = act[z0 + c]; best = c; }} }}
+            var sum = 0.0;
+            for (var c = 0u; c < {c}u; c++) {{ sum += exp(act[z0 + c] - m); }}
+            loss = log(sum) + m - act[z0 + y];
+            correct = select(0.0, 1.0, best == y);
+            if (!is_finite(loss)) {{ atomicOr(&state.flags, FLAG_NONFINITE); }}
+            for (var c = 0u; c < {c}u; c++) {{
+                act[z0 + c] = (exp(act[z0 + c] - m) / sum - select(0.0, 1.0, c == y)) / nvalid;
+            }}
+        }}
+        if (r0 + rr < B) {{
+            scratch[ROWS_OFF + (r0 + rr) * 2u] = loss;
+            scratch[ROWS_OFF + (r0 + rr) * 2u + 1u] = correct;
+            for (var c = 0u; c < {c}u; c++) {{ scratch[{last.sdz}u + (r0 + rr) * {c}u + c] = act[z0 + c]; }}
+        }}
+    }}
+    workgroupBarrier();
+"""
+
+    def _backward(self, L: Layer, prev: Layer) -> str:
+        """dz of `prev` = (dz of L) W_L^T, through prev's dropout and ReLU. W_L is stored
+        [n_in, n_out], so row k (one input unit) is contiguous: invocation k reads it once
+        for all R rows."""
+        r = self.r
+        accs = range(r)
+        decl = " ".join(f"var d{q} = 0.0;" for q in accs)
+        if L.n_out % 4 == 0 and L.w % 4 == 0:
+            g = L.n_out // 4
+
+            def dz4(q, c):
+                base = f"{q * self.row + L.act_out}u + 4u * ({c})"
+                return f"vec4<f32>(act[{base}], act[{base} + 1u], act[{base} + 2u], act[{base} + 3u])"
+            loop = f"""        var c = 0u;
+        for (; c + 4u <= {g}u; c += 4u) {{   // four independent weight loads in flight
+""" + "\n".join(f"            let w{u} = params4[{L.w // 4}u + k * {g}u + c + {u}u];" for u in range(4)) + "\n" + \
+                "\n".join(f"            d{q} += dot(w{u}, {dz4(q, f'c + {u}u')});" for u in range(4) for q in accs) + f"""
+        }}
+        for (; c < {g}u; c++) {{
+            let w = params4[{L.w // 4}u + k * {g}u + c];
+""" + "\n".join(f"            d{q} += dot(w, {dz4(q, 'c')});" for q in accs) + "\n        }"
+        else:
+            loop = f"""        for (var c = 0u; c < {L.n_out}u; c++) {{
+            let w = {self._weight(L, "k", "c")};
+""" + "\n".join(f"            d{q} = fma(act[{q * self.row + L.act_out}u + c], w, d{q});" for q in accs) + "\n        }"
+        part_store = "\n".join(f"        part[(k * R + {q}u) / 4u][(k * R + {q}u) % 4u] = d{q};" for q in accs)
+        mask = "select(0.0, d, a > 0.0)" if prev.relu else "d"
+        if prev.dropout:
+            mask = f"select(0.0, {mask} * {1.0 / (1.0 - prev.dropout):.9g}, keep({prev.dropout_seed}u, step, r0 + rr, {prev.n_out}u, k, {prev.dropout:.9g}))"
+        return f"""
+    // -- layer {L.index}: gradient of its input = dz W^T, then through layer {prev.index}'s activation
+    for (var k = t; k < {L.n_in}u; k += WG) {{
+        {decl}
+{loop}
+{part_store}
+    }}
+    workgroupBarrier();
+    for (var i = t; i < R * {L.n_in}u; i += WG) {{
+        let rr = i / {L.n_in}u;
+        let k = i % {L.n_in}u;
+        let d = part[(k * R + rr) / 4u][(k * R + rr) % 4u];
+        let a = act[rr * ROW + {prev.act_out}u + k];
+        let g = {mask};
+        act[rr * ROW + {prev.act_out}u + k] = g;
+        if (r0 + rr < B) {{ scratch[{prev.sdz}u + (r0 + rr) * {prev.n_out}u + k] = g; }}
+    }}
+    workgroupBarrier();
+"""
+
+    # -- pass 2 ---------------------------------------------------------------------------------------
+    def _blocks(self) -> list[tuple[str, int, str]]:
+        """(name, workgroups, WGSL body) per parameter block of pass 2, then the metrics."""
+        out = []
+        for L in self.layers:
+            n = L.n_in * L.n_out
+            if L.n_in % 4 == 0 and n >= BIG_BLOCK and L.sx % 4 == 0:
+                per_group = 256 // self.row_slices
+                out.append((f"{L.index}.weight", math.ceil(n // 4 / per_group), self._big_weight(L)))
+            else:
+                out.append((f"{L.index}.weight", math.ceil(n / 16), self._small(L, bias=False)))
+            out.append((f"{L.index}.bias", math.ceil(L.n_out / 16), self._small(L, bias=True)))
+        out.append(("metrics", 1, self._metrics()))
+        return out
+
+    @property
+    def update_groups(self) -> int:
+        return sum(n for _, n, _ in self._blocks())
+
+    @property
+    def row_slices(self) -> int:
+        """Invocations that split the batch rows of one large-layer gradient (1 at batch 32, 8 at 256):
+        each sum is a chain of dependent loads, so long batches are cut into parallel pieces."""
+        return max(1, min(8, self.batch // 32))
+
+    def _big_weight(self, L: Layer) -> str:
+        q = L.n_in // 4
+        sl = self.row_slices
+        per = 256 // sl
+        fold = "" if sl == 1 else f"""
+        red4[t] = acc;
+        workgroupBarrier();
+        for (var s = {128}u; s >= {per}u; s >>= 1u) {{
+            if (t < s) {{ red4[t] += red4[t + s]; }}
+            workgroupBarrier();
+        }}
+        acc = red4[t];"""
+        return f"""
+        // dW[4kq..4kq+3, j] = sum over rows of x[row, 4kq..] * dz[row, j]: 4 weights per {sl} invocations,
+        // each summing every {sl}th row, then folded in workgroup memory
+        let i = local * {per}u + t % {per}u;
+        let slice = t / {per}u;
+        let j = i % {L.n_out}u;
+        let kq = min(i / {L.n_out}u, {q - 1}u);
+        var acc = vec4<f32>(0.0);
+        if (i < {q * L.n_out}u) {{
+            var b = slice;
+            for (; b + {3 * sl}u < B; b += {4 * sl}u) {{
+                let g0 = scratch[{L.sdz}u + b * {L.n_out}u + j];
+                let g1 = scratch[{L.sdz}u + (b + {sl}u) * {L.n_out}u + j];
+                let g2 = scratch[{L.sdz}u + (b + {2 * sl}u) * {L.n_out}u + j];
+                let g3 = scratch[{L.sdz}u + (b + {3 * sl}u) * {L.n_out}u + j];
+                acc = fma(scratch4[{L.sx // 4}u + b * {q}u + kq], vec4<f32>(g0), acc);
+                acc = fma(scratch4[{L.sx // 4}u + (b + {sl}u) * {q}u + kq], vec4<f32>(g1), acc);
+                acc = fma(scratch4[{L.sx // 4}u + (b + {2 * sl}u) * {q}u + kq], vec4<f32>(g2), acc);
+                acc = fma(scratch4[{L.sx // 4}u + (b + {3 * sl}u) * {q}u + kq], vec4<f32>(g3), acc);
+            }}
+            for (; b < B; b += {sl}u) {{
+                acc = fma(scratch4[{L.sx // 4}u + b * {q}u + kq], vec4<f32>(scratch[{L.sdz}u + b * {L.n_out}u + j]), acc);
+            }}
+        }}{fold}
+        if (slice == 0u && i < {q * L.n_out}u && !frozen) {{
+            let p = {L.w}u + 4u * kq * {L.n_out}u + j;
+            apply_update(p, acc.x, step, lr);
+            apply_update(p + {L.n_out}u, acc.y, step, lr);
+            apply_update(p + {2 * L.n_out}u, acc.z, step, lr);
+            apply_update(p + {3 * L.n_out}u, acc.w, step, lr);
+        }}"""
+
+    def _small(self, L: Layer, bias: bool) -> str:
+        n = L.n_out if bias else L.n_in * L.n_out
+        if bias:
+            term = f"scratch[{L.sdz}u + b * {L.n_out}u + p]"
+            dest = f"{L.b}u + p"
+            what = "db[j] = sum of dz[row, j]"
+        else:
+            term = (f"scratch[{L.sx}u + b * {L.n_in}u + p / {L.n_out}u] * "
+                    f"scratch[{L.sdz}u + b * {L.n_out}u + p % {L.n_out}u]")
+            dest = f"{L.w}u + p"
+            what = "dW[k, j] = sum of x[row, k] * dz[row, j]"
+        return f"""
+        // {what}: 16 parameters a workgroup, 16 invocations splitting the rows of each
+        let p = local * 16u + t % 16u;
+        let slice = t / 16u;
+        var acc = 0.0;
+        if (p < {n}u) {{
+            for (var b = slice; b < B; b += {SMALL_SLICES}u) {{ acc += {term}; }}
+        }}
+        red[t] = vec2<f32>(acc, 0.0);
+        workgroupBarrier();
+        for (var s = 128u; s >= 16u; s >>= 1u) {{
+            if (t < s) {{ red[t] += red[t + s]; }}
+            workgroupBarrier();
+        }}
+        if (slice == 0u && p < {n}u && !frozen) {{ apply_update({dest}, red[t].x, step, lr); }}"""
+
+    def _metrics(self) -> str:
+        return f"""
+        // the step's mean loss and accuracy into the history ring, then the counters advance
+        var acc = vec2<f32>(0.0);
+        for (var b = t; b < B; b += 256u) {{ acc += vec2<f32>(scratch[ROWS_OFF + b * 2u], scratch[ROWS_OFF + b * 2u + 1u]); }}
+        red[t] = acc;
+        workgroupBarrier();
+        for (var s = 128u; s > 0u; s >>= 1u) {{
+            if (t < s) {{ red[t] += red[t + s]; }}
+            workgroupBarrier();
+        }}
+        if (t == 0u) {{
+            let spe = (N + B - 1u) / B;
+            let n = f32(min(B, N - (step % spe) * B));
+            record_step(red[0].x / n, red[0].y / n, CLASSES);
+            atomicStore(&state.step, step + 1u);
+            atomicAdd(&state.run_step, 1u);
+        }}"""
+
+    def _update(self) -> str:
+        branches, start = [], 0
+        for name, groups, body in self._blocks():
+            branches.append(f"""    if (wg >= {start}u && wg < {start + groups}u) {{   // {name}
+        let local = wg - {start}u;{body}
+        return;
+    }}""")
+            start += groups
+        return f"""
+@compute @workgroup_size(256)
+fn update(@builtin(workgroup_id) wg3: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>,
+          @builtin(num_workgroups) nwg: vec3<u32>) {{
+    let wg = wg3.x + wg3.y * nwg.x;
+    let t = lid3.x;
+    let step = atomicLoad(&state.step_snap);
+    let frozen = atomicLoad(&state.flags) != 0u || hyper.frozen == 1u;
+    let lr = learning_rate(hyper, step);
+{chr(10).join(branches)}
+}}
+"""

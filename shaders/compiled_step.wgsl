@@ -1,0 +1,54 @@
+// The compiled training step: what every generated step shares.
+//
+// The step compiler (compute/step_compiler.py) appends to this file, for one
+// network and batch size, its constants (sizes, offsets), its workgroup arrays and
+// two entry points, so that a whole training step is two dependent dispatches:
+//
+//   forward_backward  one workgroup per R batch rows. Each row runs gather, every
+//                     layer's forward pass, softmax / cross-entropy and the backward
+//                     pass down to the first layer's output gradient, in workgroup
+//                     memory; a weight vector loaded once serves all R rows. It
+//                     writes each layer's input and output gradient to `scratch`.
+//   update            every parameter's gradient as a sum over the batch rows, each
+//                     followed at once by the optimizer rule (optim_rule.wgsl), so no
+//                     gradient is ever stored; then the step's metrics and counters.
+//
+// Neither pass reads a word the other writes in the same dispatch: pass 1 reads
+// state.step and copies it to state.step_snap, pass 2 reads step_snap and writes
+// step = step_snap + 1 (the same scheme as the autograd trace's `advance`).
+
+//!include common.wgsl
+//!include schedule.wgsl
+//!include optim_rule.wgsl
+//!include step_metrics.wgsl
+//!struct State
+
+@group(0) @binding(0) var<storage, read> hyper: Hyper;
+@group(0) @binding(1) var<storage, read_write> state: StateAtomic;
+@group(0) @binding(2) var<storage, read_write> params: array<f32>;
+@group(0) @binding(3) var<storage, read_write> m1: array<f32>;
+@group(0) @binding(4) var<storage, read_write> m2: array<f32>;
+@group(0) @binding(5) var<storage, read> images: array<u32>;        // the training set, u8 packed
+@group(0) @binding(6) var<storage, read> labels: array<u32>;
+@group(0) @binding(7) var<storage, read> perm: array<u32>;          // this epoch's sample order
+@group(0) @binding(8) var<storage, read_write> scratch: array<f32>; // per-row activations and gradients
+@group(0) @binding(9) var<storage, read_write> history: array<f32>;
+@group(0) @binding(10) var<storage, read_write> params4: array<vec4<f32>>;   // the arena again, as vec4
+@group(0) @binding(11) var<storage, read_write> scratch4: array<vec4<f32>>;  // scratch again, as vec4
+
+// Pixel k of the (optionally shifted) training image `sample`, batch row r, as f32 in [0, 1];
+// the same draw as gather.wgsl, so the compiled step equals the traced one.
+fn image_pixel(sample: u32, k: u32, step: u32, r: u32) -> f32 {
+    let src = shifted_source(k, IMAGE_W, PIXELS, SHIFT, SEED, step, r);
+    if (src < 0) { return 0.0; }
+    let b = sample * PIXELS + u32(src);
+    return f32(byte_of(images[b >> 2u], b)) * (1.0 / 255.0);
+}
+
+// Inverted dropout's keep decision for element j of batch row r: the hash dropout.wgsl
+// draws for flat index r * width + j of the layer's [B, width] output.
+fn keep(seed: u32, step: u32, r: u32, width: u32, j: u32, p: f32) -> bool {
+    return rand01(seed, step, r * width + j) >= p;
+}
+
+//!generated

@@ -1,0 +1,60 @@
+"""Architecture strings as PyTorch writes them: parsing, shape checks, messages naming the layer."""
+import pytest
+
+from mnist_viz.compute.arch import ArchError, Architecture, parse
+
+CNN = ("Conv2d(1,8,5,padding=2),ReLU(),MaxPool2d(2),Conv2d(8,16,3,padding=1),ReLU(),MaxPool2d(2),Flatten(),"
+       "Linear(784,64),ReLU(),Linear(64,10)")
+
+
+def test_the_example_cnn_parses_with_every_shape():
+    a = parse(CNN)
+    assert [tuple(s) for s in a.shapes] == [(8, 28, 28), (8, 28, 28), (8, 14, 14), (16, 14, 14), (16, 14, 14),
+                                            (16, 7, 7), (784,), (64,), (64,), (10,)]
+    assert a.text == CNN and a.classes == 10 and not a.is_mlp
+    assert set(a.param_shapes()) == {"0.weight", "0.bias", "3.weight", "3.bias", "7.weight", "7.bias",
+                                     "9.weight", "9.bias"}
+    assert a.param_shapes()["3.weight"] == (16, 8, 3, 3) and a.param_shapes()["7.weight"] == (64, 784)
+
+
+def test_pytorch_spellings_are_accepted():
+    """nn. prefixes, keyword arguments, square tuples and spaces as people write them."""
+    a = parse("nn.Conv2d(in_channels=1, out_channels=4, kernel_size=(3, 3), stride=2), nn.ReLU(), "
+              "nn.Flatten(), nn.Linear(676, 10)")
+    assert a.shapes[0] == (4, 13, 13) and a.text == "Conv2d(1,4,3,stride=2),ReLU(),Flatten(),Linear(676,10)"
+
+
+def test_mlp_shorthand_equals_its_string():
+    assert Architecture.mlp([784, 256, 128, 10]).text == "Linear(784,256),ReLU(),Linear(256,128),ReLU(),Linear(128,10)"
+    assert parse("Linear(784,256),ReLU(),Linear(256,128),ReLU(),Linear(128,10)").short == "784-256-128-10"
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("Conv2d(1,8,5),ReLU(),Linear(100,10)", "layer 2 Linear(100,10): a Linear needs flat input, but [8, 24, 24]"),
+    ("Linear(784,64),ReLU(),Linear(32,10)", "layer 2 Linear(32,10): takes 32 inputs, but [64] = 64 values arrive; use Linear(64,10)"),
+    ("Conv2d(3,8,3),Flatten(),Linear(5408,10)", "layer 0 Conv2d(3,8,3): takes 3 input channels, but 1 arrive"),
+    ("Conv2d(1,8,29),Flatten(),Linear(8,10)", "kernel_size must be in 1..15"),
+    ("Conv2d(1,8,3),MaxPool2d(2),Conv2d(8,8,3)", "the last layer 2 Conv2d(8,8,3) gives [8, 11, 11]"),
+    ("Linear(784,10),Tanh()", "layer 1 'Tanh()': unsupported layer Tanh"),
+    ("Linear(784,10),Dropout(1.5)", "layer 1 'Dropout(1.5)': p must be in [0, 1)"),
+    ("Linear(784,'10')", "must be a whole number"),
+    ("Linear(784,10.5)", "must be a whole number"),
+    ("__import__('os').system('x')", "layer 0"),
+    ("Linear(784,10", "cannot read"),
+    ("", "empty"),
+    ("Conv2d(1,8,(3,5)),Flatten(),Linear(10,10)", "only square kernel_size"),
+    ("Linear(784)", "layer 0 'Linear(784)'"),
+])
+def test_bad_strings_name_the_offending_layer(text, fragment):
+    """Guards against a wrong or dangerous string building something else or failing without saying where."""
+    with pytest.raises(ArchError) as e:
+        parse(text)
+    assert fragment in str(e.value), str(e.value)
+
+
+def test_non_square_images_and_misfit():
+    a = parse("Conv2d(1,4,3,padding=1),ReLU(),MaxPool2d(2),Flatten(),Linear(128,3)", (9, 16))
+    assert a.shapes[2] == (4, 4, 8) and a.misfit(9, 16, 3) is None
+    assert "does not fit" in a.misfit(28, 28, 3)
+    # An MLP reads any images with its number of pixels.
+    assert Architecture.mlp([784, 10]).misfit(14, 56, 10) is None

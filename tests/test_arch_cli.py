@@ -1,0 +1,71 @@
+"""--arch through the command line: errors name the layer, checkpoints record the string, PyTorch
+state dicts of other MLP layouts load (and say what was assumed)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args, timeout=600):
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "tests" / "checkout"), XDG_RUNTIME_DIR="/tmp")
+    return subprocess.run([sys.executable, "-m", "mnist_viz.viz", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=ROOT)
+
+
+def one_line_error(p, *fragments):
+    assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in p.stderr, p.stderr
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["--arch", "Linear(784,64),ReLU(),Linear(32,10)"], ["--arch", "layer 2 Linear(32,10)", "use Linear(64,10)"]),
+    (["--arch", "Linear(784,32),ReLU(),Linear(32,5)"], ["layer 2 Linear(32,5)", "5 class scores", "10 classes"]),
+    (["--arch", "Linear(784,10),Softmax()"], ["layer 1", "unsupported layer Softmax"]),
+    (["--arch", "Linear(784,10)", "--hidden", "64"], ["--arch gives the whole network"]),
+    (["--arch", "Conv2d(1,4,3),Linear(2704,10)"], ["layer 1 Linear(2704,10)", "flatten first", "Flatten(),Linear(2704,10)"]),
+])
+def test_bad_architectures_are_one_line_naming_the_layer(args, fragments):
+    """Guards against a bad --arch reaching the GPU or failing with a traceback / without the layer."""
+    one_line_error(run("train", "--limit", "64", "--epochs", "1", *args), *fragments)
+
+
+@pytest.mark.slow
+def test_an_arch_string_trains_records_itself_and_evaluates_without_arch(tmp_path):
+    """Guards against checkpoints that do not record the architecture (eval would need --arch)."""
+    from mnist_viz.compute.checkpoint import load_state_dict
+    arch = "Flatten(),Linear(784,32),ReLU(),Dropout(0.2),Linear(32,10)"
+    ckpt = tmp_path / "m.safetensors"
+    p = run("train", "--arch", arch, "--limit", "600", "--epochs", "1", "--batch-size", "50", "--save", str(ckpt))
+    assert p.returncode == 0, p.stderr
+    tensors, meta = load_state_dict(ckpt)
+    assert meta["architecture"] == arch and set(tensors) == {"1.weight", "1.bias", "4.weight", "4.bias"}
+    e = run("eval", "--checkpoint", str(ckpt))
+    assert e.returncode == 0 and "warning" not in e.stderr, e.stderr
+    assert e.stdout.strip().splitlines()[-1] == p.stdout.strip().splitlines()[-1]
+
+
+def test_a_pytorch_flatten_first_mlp_loads_and_says_what_it_assumed(tmp_path):
+    """Sequential(Flatten(), Linear, ReLU, Linear) has keys 1.* and 3.*: it loads (it was refused with an
+    unnamed mismatch), with a warning that the activations were assumed to be ReLU."""
+    torch = pytest.importorskip("torch")
+    st = pytest.importorskip("safetensors.torch")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
+    path = tmp_path / "torch.safetensors"
+    st.save_file(model.state_dict(), path)
+    e = run("eval", "--checkpoint", str(path))
+    assert e.returncode == 0, e.stderr
+    assert "warning: torch.safetensors: no architecture recorded" in e.stderr
+    explicit = run("eval", "--checkpoint", str(path), "--arch", "Flatten(),Linear(784,16),ReLU(),Linear(16,10)")
+    assert explicit.returncode == 0 and "warning" not in explicit.stderr
+    assert explicit.stdout.splitlines()[-1] == e.stdout.splitlines()[-1]
+    bad = run("eval", "--checkpoint", str(path), "--arch", "Linear(784,16),ReLU(),Linear(16,10)")
+    one_line_error(bad, "--arch", "torch.safetensors", "unexpected tensors 1.bias, 1.weight, 3.bias, 3.weight")

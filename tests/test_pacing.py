@@ -1,0 +1,80 @@
+"""Frame pacing (viz/pacing.py): how many training steps a frame takes at each speed, the
+adaptive budget that keeps the frame time near its target, and the queue fences that
+measure the GPU without reading anything back."""
+import numpy as np
+import pytest
+
+from mnist_viz.viz.pacing import SPEEDS, FrameFence, StepPacer, steps_for_frame
+
+
+def speed(n):
+    return [v for v, _ in SPEEDS].index(n)
+
+
+def test_fixed_speeds_give_their_steps_per_frame():
+    """Guards against the slow speeds stepping every frame (or never) and the fixed ones
+    ignoring their count: over 120 frames, 1 step / 60 frames is 2 steps, 1 / 4 is 30,
+    16 a frame is 1920, and 'max' takes the pacer's budget."""
+    pacer = StepPacer(0.01)
+    pacer.steps = 37.6
+    total = lambda n: sum(steps_for_frame(speed(n), f, pacer) for f in range(120))
+    assert (total(-60), total(-15), total(-4), total(1), total(16)) == (2, 8, 30, 120, 1920)
+    assert steps_for_frame(speed(0), 5, pacer) == 37
+
+
+def frame_cost(steps: int) -> float:
+    """A frame that costs 4 ms plus 0.25 ms a step (a stand-in for the GPU, not for the pacer)."""
+    return 0.004 + 0.00025 * steps
+
+
+def test_adaptive_budget_settles_where_the_frame_meets_its_time():
+    """Guards against a pacer that never slows down (the frame rate collapses) or never speeds
+    up: from 1 step and from 4000 steps a frame it settles, within 60 frames, where a frame
+    costs its 1/30 s budget (about 117 steps here), and stays there."""
+    for start in (1.0, 4000.0):
+        pacer = StepPacer(1 / 30)
+        pacer.steps = start
+        costs = []
+        for _ in range(120):
+            n = pacer.budget()
+            costs.append(frame_cost(n))
+            pacer.update(costs[-1], n, adaptive=True)
+        settled = np.array(costs[60:])
+        assert np.all(np.abs(settled - 1 / 30) < 0.25 / 30), (start, settled.min(), settled.max())
+
+
+def test_fixed_speed_leaves_the_budget_alone_and_bounds_hold():
+    """Guards against the budget drifting while a fixed speed is chosen, and against it leaving
+    [1, max_steps] however slow or fast the frames are."""
+    pacer = StepPacer(1 / 30, max_steps=500)
+    pacer.steps = 20.0
+    for _ in range(50):
+        pacer.update(1.0, 16, adaptive=False)
+    assert pacer.steps == 20.0
+    for _ in range(100):
+        pacer.update(10.0, pacer.budget(), adaptive=True)
+    assert pacer.budget() == 1
+    for _ in range(200):
+        pacer.update(1e-6, pacer.budget(), adaptive=True)
+    assert pacer.budget() == 500
+
+
+def test_frame_fence_bounds_frames_in_flight_and_reads_nothing_back(device, wgpu_reads):
+    """Guards against the fence letting frames pile up on the GPU (the window then lags behind
+    the mouse), measuring nothing, or costing a readback: after each wait at most depth - 1
+    frames are in flight, the GPU time of a frame of real work is measured, and no byte
+    comes back."""
+    fence = FrameFence(depth=2)
+    src = device.buffer(8 << 20, "pacing.src")
+    dst = device.buffer(8 << 20, "pacing.dst")
+    for _ in range(6):
+        fence.wait()
+        assert len(fence._inflight) < 2
+        enc = device.device.create_command_encoder()
+        for _ in range(8):
+            enc.copy_buffer_to_buffer(src, 0, dst, 0, 8 << 20)
+        device.submit(enc)
+        fence.submitted()
+    fence.drain()
+    assert not fence._inflight and fence.gpu_s > 0
+    assert wgpu_reads.reads == []
