@@ -172,7 +172,8 @@ class ModelViews:
                            self.act_slots[-1], sb, size=(360, 100), gate=canvas_norm, names=names)
         self.probs = Bars("probabilities", forward.probs.buffer, forward.probs.offset // 4, c, 0, NONE, sb,
                           size=(400, 110), gate=canvas_norm, names=names)
-        self.badge = PredictionBadge(forward, canvas_norm, names=names if badge_names else None) if canvas_norm is not None else None
+        self.badge = (PredictionBadge(forward, canvas_norm, names=names if badge_names else None)
+                      if canvas_norm is not None else None)
 
     def cycle_mosaic(self) -> None:
         if self.mosaics:
