@@ -7,6 +7,10 @@ device encodes one piece per frame; a fast one all of them at once.
 
 The chunk is as large as the device allows (compute/budget.py: its storage-binding
 limit over the widest activation of one image), at most 4096 rows.
+
+`Estimate` is the cheap running version: one forward pass over a fixed subset of
+ESTIMATE_ROWS test images spread evenly over the test set (MNIST's first half is
+easier than its second), scored into `metrics.estimate`; it records nothing else.
 """
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ from .program import Program
 from .structs import EVAL
 from .tensor import Tensor
 
+ESTIMATE_ROWS = 512
+ESTIMATE_BLOCKS = 8        # contiguous blocks the subset is drawn from, evenly spaced
 
 class EvaluationPiece:
     """One chunk's program; encoding the last one records the evaluation in the CPU mirrors."""
@@ -71,3 +77,41 @@ class Evaluation:
     def encode(self, encoder) -> None:
         for piece in self.pieces:
             piece.encode(encoder)
+
+
+class Estimate:
+    """A test-accuracy estimate on a fixed subset: one replayable program."""
+
+    def __init__(self, model, data, metrics):
+        dev = get_device()
+        test = data.test
+        # As many rows as the device binds (a wide convolution may need fewer), spread over the
+        # test set in blocks when it is large enough.
+        rows = eval_rows(model.arch, min(ESTIMATE_ROWS, test.n), Limits.current())
+        blocks = ESTIMATE_BLOCKS if rows == ESTIMATE_ROWS and test.n >= 2 * ESTIMATE_ROWS else 1
+        per = rows // blocks
+        self.rows = per * blocks
+        d = test.input_size
+        x = Tensor((self.rows, d), label="estimate.x")
+        y = Tensor((self.rows,), dtype="u32", label="estimate.y")
+        self.wrong = dev.buffer(16, "estimate.wrong")      # score's list of misses: not kept
+        dev.stream.flush()
+        with dev.stream.capture("estimate") as prog:
+            prm = dev.uniform(EVAL, R=self.rows, C=data.num_classes, base=0)
+
+            def resources(logits) -> list:      # eval.wgsl's block, scoring into `metrics.estimate`
+                return [prm, logits, y, metrics.estimate, self.wrong, metrics.evals, metrics.state]
+
+            dev.dispatch("eval.wgsl", "reset", resources(x), (math.ceil(metrics.counter_words / 64),))
+            for k in range(blocks):
+                # Block k: test samples [k * n / blocks, + per) into rows [k * per, + per)
+                # (byte offsets k * 256 * d and k * 256: storage-binding aligned).
+                xs = Tensor((per, d), x.buffer, x.offset + k * per * d * 4, label="estimate.x")
+                ys = Tensor((per,), y.buffer, y.offset + k * per * 4, dtype="u32", label="estimate.y")
+                data.gather(test, xs, ys, metrics.state, base=k * (test.n // blocks), eval_mode=True)
+            dev.dispatch("eval.wgsl", "score", resources(model.forward(x, train=False)), (math.ceil(self.rows / 64),))
+        dev.stream.discard()
+        self.program: Program = prog
+
+    def encode(self, encoder) -> None:
+        self.program.encode(encoder)

@@ -6,6 +6,7 @@
             [3 ..) the confusion matrix [true * C + predicted]
   wrong     the first WRONG_CAP misclassified test indices of the last evaluation
   evals     a ring of (run step u32, accuracy f32 bits), slot = state.evals
+  estimate  counters (same layout) of the last running estimate on a fixed test subset
 
 The readers are for the CLI and the tests; the visualizer binds the buffers.
 """
@@ -31,6 +32,7 @@ class RunMetrics:
         self.counters = dev.buffer(self.counter_words * 4, "eval.counters")
         self.wrong = dev.buffer(WRONG_CAP * 4, "eval.wrong")
         self.evals = dev.buffer(EVAL_CAP * 8, "eval.results")
+        self.estimate = dev.buffer(self.counter_words * 4, "eval.estimate")
         # CPU mirrors of what was encoded (never read back): the views need them to
         # know which ring slots hold data.
         self.steps = 0            # state.run_step
@@ -55,6 +57,7 @@ class RunMetrics:
         dev = get_device()
         dev.queue.write_buffer(self.state.buffer, 0, bytes(STATE.size))
         dev.queue.write_buffer(self.counters, 0, bytes(self.counters.size))
+        dev.queue.write_buffer(self.estimate, 0, bytes(self.estimate.size))
         self.steps = self.evaluations = 0
         self.revision += 1
 

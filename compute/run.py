@@ -19,7 +19,7 @@ from . import ops
 from .budget import Limits, check_rows
 from .data import GpuDataset
 from .device import get_device
-from .evaluation import Evaluation
+from .evaluation import Estimate, Evaluation
 from .metrics import RunMetrics
 from .optim import Optimizer
 from .program import Dispatch, Program
@@ -54,6 +54,7 @@ class Run:
         self._rng = np.random.default_rng(recipe.seed)
         self._shuffled_epoch: int | None = None
         self.evaluation = Evaluation(model, data, self.metrics)
+        self._estimate: Estimate | None = None     # built on first use (the visualizer's)
         self._apply(recipe, rebuild=True)
 
     # -- the recipe -----------------------------------------------------------------------------------
@@ -191,6 +192,13 @@ class Run:
         test set), so a slow device can spread it over frames; the last one records
         the result at the current step."""
         return list(self.evaluation.pieces)
+
+    def encode_estimate(self, encoder) -> None:
+        """A running test-accuracy estimate on a fixed subset of the test set, into
+        `metrics.estimate` (one forward pass of evaluation.ESTIMATE_ROWS images)."""
+        if self._estimate is None:
+            self._estimate = Estimate(self.model, self.data, self.metrics)
+        self._estimate.encode(encoder)
 
     def encode_evaluation(self, encoder) -> None:
         for piece in self.evaluation_pieces():

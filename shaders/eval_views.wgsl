@@ -6,7 +6,7 @@
 //                    which the traced forward pass then classifies (for the labels)
 //   tiles          : a grid of 28 x 28 digits with a label strip under each: a page of
 //                    the dataset (mode 0: label), or of the misclassified test digits
-//                    (mode 1: true -> predicted)
+//                    (mode 1: true -> predicted), labelled with the class names
 //
 // counters layout (eval.wgsl): [0] correct, [1] seen, [2] misclassified found,
 // [3 + t*C + p] confusion count of true class t predicted as p.
@@ -22,6 +22,14 @@
 @group(0) @binding(0) var<storage, read> cm: Confusion;
 @group(0) @binding(1) var<storage, read> cm_counters: array<u32>;
 @group(0) @binding(2) var cm_tex: texture_storage_2d<rgba8unorm, write>;
+@group(0) @binding(3) var<storage, read> cm_names: array<u32>;
+
+// Class c's name at `origin` (scale 1), clipped to [origin.x, clip).
+fn cm_name_on(c: u32, px: vec2<i32>, origin: vec2<i32>, clip: i32) -> bool {
+    let p = px - origin;
+    if (px.x >= clip || p.x < 0 || p.y < 0 || p.y >= NAME_H || p.x >= i32(cm_names[c * NAME_SLOT])) { return false; }
+    return name_bit(cm_names[name_word(c, u32(p.y), u32(p.x))], u32(p.x));
+}
 
 @compute @workgroup_size(16, 16)
 fn confusion(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -29,9 +37,10 @@ fn confusion(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (gid.x >= dims.x || gid.y >= dims.y) { return; }
     let px = vec2<i32>(gid.xy);
     let c = cm.classes;
+    let mx = i32(cm.margin_x);
     let m = i32(cm.margin);
     var colour = BG;
-    let gx = px.x - m;
+    let gx = px.x - mx;
     let gy = px.y - m;
     if (gx >= 0 && gy >= 0) {
         let col = u32(gx) / cm.cell_w;
@@ -54,7 +63,7 @@ fn confusion(@builtin(global_invocation_id) gid: vec3<u32>) {
             if (lx == 0u || ly == 0u) { colour = BG; }   // cell separators
             if (n > 0u) {
                 let tw = number_width(n, 1);
-                let origin = vec2<i32>(m + i32(col * cm.cell_w) + (i32(cm.cell_w) - tw + 1) / 2,
+                let origin = vec2<i32>(mx + i32(col * cm.cell_w) + (i32(cm.cell_w) - tw + 1) / 2,
                                        m + i32(row * cm.cell_h) + (i32(cm.cell_h) - GLYPH_H + 1) / 2);
                 if (number_on(n, px, origin, 1)) {
                     colour = select(vec3<f32>(0.04), INK, dot(colour, vec3<f32>(0.3, 0.55, 0.15)) < 0.45);
@@ -62,17 +71,24 @@ fn confusion(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
         }
     } else if (gx >= 0 || gy >= 0) {
-        // Headers: predicted class above the columns, true class left of the rows.
+        // Headers: the predicted class above the columns (centred, clipped to the cell),
+        // the true class left of the rows (right-aligned in the margin).
         var k = 0u;
         var origin = vec2<i32>(0);
+        var clip = 0;
         if (gy < 0) {
             k = u32(gx) / cm.cell_w;
-            origin = vec2<i32>(m + i32(k * cm.cell_w) + (i32(cm.cell_w) - GLYPH_W) / 2, (m - GLYPH_H) / 2);
+            let w = i32(cm_names[min(k, c - 1u) * NAME_SLOT]);
+            let x0 = mx + i32(k * cm.cell_w);
+            origin = vec2<i32>(x0 + max((i32(cm.cell_w) - w) / 2, 1), (m - NAME_H) / 2);
+            clip = x0 + i32(cm.cell_w) - 1;
         } else {
             k = u32(gy) / cm.cell_h;
-            origin = vec2<i32>((m - GLYPH_W) / 2, m + i32(k * cm.cell_h) + (i32(cm.cell_h) - GLYPH_H) / 2);
+            let w = i32(cm_names[min(k, c - 1u) * NAME_SLOT]);
+            origin = vec2<i32>(max(mx - 4 - w, 1), m + i32(k * cm.cell_h) + (i32(cm.cell_h) - NAME_H) / 2);
+            clip = mx - 2;
         }
-        if (k < c && number_on(k, px, origin, 1)) { colour = TEXT; }
+        if (k < c && cm_name_on(k, px, origin, clip)) { colour = TEXT; }
     }
     textureStore(cm_tex, px, vec4<f32>(colour, 1.0));
 }
@@ -103,6 +119,9 @@ fn gallery_gather(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 // -- digit tiles --------------------------------------------------------------------------------
+// Each tile is `tile_w` wide (the image centred in it) over a label strip of `lines` lines of
+// class names at `font_scale`: the label (dataset), or true -> predicted (misclassified),
+// on one line or, when the names are long, the true class over "-> predicted".
 
 //!struct Tiles
 
@@ -113,13 +132,24 @@ fn gallery_gather(@builtin(global_invocation_id) gid: vec3<u32>) {
 @group(0) @binding(4) var<storage, read> tl_counters: array<u32>;
 @group(0) @binding(5) var<storage, read> tl_logits: array<f32>;
 @group(0) @binding(6) var tl_tex: texture_storage_2d<rgba8unorm, write>;
+@group(0) @binding(7) var<storage, read> tl_names: array<u32>;
+
+fn tl_name_w(c: u32) -> i32 { return i32(tl_names[c * NAME_SLOT]); }
+
+// Class c's name at `origin`, scale s, clipped to x < clip.
+fn tl_name_on(c: u32, px: vec2<i32>, origin: vec2<i32>, s: i32, clip: i32) -> bool {
+    if (px.x >= clip) { return false; }
+    let p = vec2<i32>(floor(vec2<f32>(px - origin) / f32(s)));
+    if (p.x < 0 || p.y < 0 || p.y >= NAME_H || p.x >= tl_name_w(c)) { return false; }
+    return name_bit(tl_names[name_word(c, u32(p.y), u32(p.x))], u32(p.x));
+}
 
 @compute @workgroup_size(16, 16)
 fn tiles(@builtin(global_invocation_id) gid: vec3<u32>) {
     let dims = textureDimensions(tl_tex);
     if (gid.x >= dims.x || gid.y >= dims.y) { return; }
     let px = vec2<i32>(gid.xy);
-    let pw = tl.iw + tl.gap;
+    let pw = tl.tile_w + tl.gap;
     let ph = tl.ih + tl.label_h + tl.gap;
     var colour = BG;
     if (gid.x >= tl.gap && gid.y >= tl.gap) {
@@ -141,26 +171,46 @@ fn tiles(@builtin(global_invocation_id) gid: vec3<u32>) {
                 if (valid) { sample = tl_wrong[k]; }
             }
         }
-        if (valid && lx < tl.iw && ly < tl.ih) {
-            let b = sample * tl.iw * tl.ih + ly * tl.iw + lx;
+        let ix = i32(lx) - i32(tl.tile_w - tl.iw) / 2;     // x inside the centred image
+        if (valid && ly < tl.ih && ix >= 0 && ix < i32(tl.iw)) {
+            let b = sample * tl.iw * tl.ih + ly * tl.iw + u32(ix);
             colour = grey(f32(byte_of(tl_images[b >> 2u], b)) / 255.0);
-        } else if (valid && lx < tl.iw && ly < tl.ih + tl.label_h) {
-            // Label strip: "7" (dataset) or "7 -> 2" (true -> predicted).
+        } else if (valid && lx < tl.tile_w && ly >= tl.ih && ly < tl.ih + tl.label_h) {
             let truth = byte_of(tl_labels[sample >> 2u], sample);
+            let s = i32(tl.font_scale);
             let x0 = i32(tl.gap + cx * pw);
-            let y0 = i32(tl.gap + cy * ph + tl.ih) + (i32(tl.label_h) - GLYPH_H) / 2;
+            let x1 = x0 + i32(tl.tile_w) - s;          // labels cut a little short of the next tile
+            let line_h = NAME_H * s + 2;
+            let y0 = i32(tl.gap + cy * ph + tl.ih) + 2;
             colour = mix(BG, GRID, 0.6);
             if (tl.mode == 0u) {
-                if (number_on(truth, px, vec2<i32>(x0 + (i32(tl.iw) - GLYPH_W) / 2, y0), 1)) { colour = TEXT; }
+                let ox = x0 + max((i32(tl.tile_w) - tl_name_w(truth) * s) / 2, 0);
+                if (tl_name_on(truth, px, vec2<i32>(ox, y0), s, x1)) { colour = TEXT; }
             } else {
                 var pred = 0u;
                 for (var c = 1u; c < tl.classes; c++) {
                     if (tl_logits[t * tl.classes + c] > tl_logits[t * tl.classes + pred]) { pred = c; }
                 }
-                let ox = x0 + (i32(tl.iw) - 17) / 2;
-                if (glyph_on(truth % 10u, px - vec2<i32>(ox, y0), 1)) { colour = ACCENT; }
-                if (glyph_on(GLYPH_ARROW, px - vec2<i32>(ox + 6, y0), 1)) { colour = TEXT; }
-                if (glyph_on(pred % 10u, px - vec2<i32>(ox + 12, y0), 1)) { colour = WRONG; }
+                let arrow_w = GLYPH_W * s;
+                let gap = 2 * s;
+                if (tl.lines == 1u) {
+                    // "7 -> 2"
+                    let total = (tl_name_w(truth) + tl_name_w(pred)) * s + arrow_w + 2 * gap;
+                    let ox = x0 + max((i32(tl.tile_w) - total) / 2, 0);
+                    let ax = ox + tl_name_w(truth) * s + gap;
+                    let px2 = ax + arrow_w + gap;
+                    if (tl_name_on(truth, px, vec2<i32>(ox, y0), s, x1)) { colour = ACCENT; }
+                    if (px.x < x1 && glyph_on(GLYPH_ARROW, px - vec2<i32>(ax, y0), s)) { colour = TEXT; }
+                    if (tl_name_on(pred, px, vec2<i32>(px2, y0), s, x1)) { colour = WRONG; }
+                } else {
+                    // "Sneaker" over "-> Sandal", each clipped to the tile.
+                    let ox = x0 + max((i32(tl.tile_w) - tl_name_w(truth) * s) / 2, 0);
+                    if (tl_name_on(truth, px, vec2<i32>(ox, y0), s, x1)) { colour = ACCENT; }
+                    let w2 = arrow_w + gap + tl_name_w(pred) * s;
+                    let ax = x0 + max((i32(tl.tile_w) - w2) / 2, 0);
+                    if (px.x < x1 && glyph_on(GLYPH_ARROW, px - vec2<i32>(ax, y0 + line_h), s)) { colour = TEXT; }
+                    if (tl_name_on(pred, px, vec2<i32>(ax + arrow_w + gap, y0 + line_h), s, x1)) { colour = WRONG; }
+                }
             }
         }
     }

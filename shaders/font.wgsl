@@ -63,3 +63,27 @@ fn number_on(n: u32, p: vec2<i32>, origin: vec2<i32>, scale: i32) -> bool {
 fn number_width(n: u32, scale: i32) -> i32 {
     return i32(digit_count(n)) * (GLYPH_W + 1) * scale - scale;
 }
+
+// Class names, rasterised once on the CPU (viz/glyphs.py, the same constants): NAME_SLOT
+// words per class, [0] the name's width in pixels, then NAME_H rows of NAME_ROW_WORDS words
+// of bits (bit x % 32 of word x / 32 is pixel x). A shader binds the words and asks
+// name_word / name_bit for a pixel (WGSL cannot pass a storage array to a function).
+const NAME_H: i32 = 7;
+const NAME_ADVANCE: i32 = 5;
+const NAME_SLOT: u32 = 32u;
+const NAME_ROW_WORDS: u32 = 4u;
+
+fn name_word(c: u32, row: u32, x: u32) -> u32 {
+    return c * NAME_SLOT + 1u + row * NAME_ROW_WORDS + x / 32u;
+}
+
+fn name_bit(word: u32, x: u32) -> bool {
+    return ((word >> (x % 32u)) & 1u) == 1u;
+}
+
+// The largest scale (at most `most`) at which a name `w` pixels wide fits in `room` pixels (>= 1).
+fn name_scale(w: i32, room: i32, most: i32) -> i32 {
+    var s = max(most, 1);
+    while (s > 1 && w * s > room) { s -= 1; }
+    return s;
+}

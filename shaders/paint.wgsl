@@ -110,3 +110,42 @@ fn load_listed(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (k < min(list_counters[2], arrayLength(&list))) { v = upsampled(list[k], gid.xy); }
     target_canvas[gid.y * load.cw + gid.x] = v;
 }
+
+// -- the network's input straight from a dataset sample ------------------------------------------
+// A loaded sample feeds the network its own pixels, converted exactly as the evaluation's
+// gather does (byte / 255, no resampling), so the canvas shows the same prediction as the
+// evaluation and the gallery. `li_sample[0]` records which sample it is (index << 8 | label)
+// for the readout; the index of a mistake and its label never leave the GPU otherwise.
+
+@group(0) @binding(0) var<storage, read> li: Load;
+@group(0) @binding(1) var<storage, read> li_images: array<u32>;
+@group(0) @binding(2) var<storage, read> li_labels: array<u32>;
+@group(0) @binding(3) var<storage, read> li_list: array<u32>;      // misclassified indices (listed mode)
+@group(0) @binding(4) var<storage, read> li_counters: array<u32>;  // [2] = entries found
+@group(0) @binding(5) var<storage, read_write> li_x: array<f32>;  // [iw * ih], the inference input
+@group(0) @binding(6) var<storage, read_write> li_sample: array<u32>;
+
+@compute @workgroup_size(64)
+fn load_input(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let d = li.iw * li.ih;
+    let p = gid.x;
+    if (p >= d) { return; }
+    var valid = false;
+    var index = 0u;
+    if (li.listed == 1u) {
+        valid = li.index < min(li_counters[2], arrayLength(&li_list));
+        if (valid) { index = li_list[li.index]; }
+    } else {
+        valid = li.index < li.n;
+        index = li.index;
+    }
+    var v = 0.0;
+    if (valid) {
+        let b = index * d + p;
+        v = f32(byte_of(li_images[b >> 2u], b)) * (1.0 / 255.0);
+    }
+    li_x[p] = v;
+    if (p == 0u) {
+        li_sample[0] = select(0xffffffffu, (index << 8u) | byte_of(li_labels[index >> 2u], index), valid);
+    }
+}

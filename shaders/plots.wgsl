@@ -120,7 +120,7 @@ fn draw(@builtin(global_invocation_id) gid: vec3<u32>) {
     let p = vec2<f32>(f32(gid.x) + 0.5, f32(gid.y) + 0.5);
     var colour = BG;
 
-    // Grid: decades (and 2x, 5x faintly) on the loss axis; tenths or hundredths on accuracy.
+    // Grid: decades (and 2x, 5x faintly) on the loss axis; every grid_step on accuracy.
     // A row holds a grid value when the value crosses it between the row's two edges.
     let a = value_at(p.y + 0.5, h);     // bottom edge of the row (smaller value)
     let b = value_at(p.y - 0.5, h);     // top edge
@@ -133,7 +133,7 @@ fn draw(@builtin(global_invocation_id) gid: vec3<u32>) {
             colour = mix(BG, GRID, 0.5);
         }
     } else {
-        let step = select(0.1, 0.01, plot.hi - plot.lo <= 0.2);
+        let step = plot.grid_step;      // plots.py grid_step: the axis labels sit on these lines
         if (floor(b / step + 1e-4) > floor(a / step + 1e-4)) { colour = GRID * 1.25; }
     }
 

@@ -18,7 +18,9 @@
 @group(0) @binding(6) var<storage, read> norm: array<f32>;
 @group(0) @binding(7) var<storage, read> scales: array<f32>;
 @group(0) @binding(8) var<storage, read> hyper: Hyper;
-@group(0) @binding(9) var<storage, read_write> out: Readout;
+@group(0) @binding(9) var<storage, read> sample: array<u32>;      // canvas.py: the loaded sample, or NONE
+@group(0) @binding(10) var<storage, read> estimate: array<u32>;   // counters of the running estimate
+@group(0) @binding(11) var<storage, read_write> out: Readout;
 
 @compute @workgroup_size(1)
 fn pack() {
@@ -51,8 +53,13 @@ fn pack() {
     out.pred = best;
     out.pred_prob = probs[best];
     out.ink = norm[0];
-    out.w1_absmax = scales[fr.w1_slot];
-    out.w2_absmax = scales[fr.w2_slot];
+    out.sample = sample[0];
+    // Two colour scales in one word: the panel prints them with 3 digits, f16 has enough.
+    out.w_absmax = pack2x16float(vec2<f32>(min(scales[fr.w1_slot], 65000.0), min(scales[fr.w2_slot], 65000.0)));
     out.lr = learning_rate(hyper, state.step);
     out.at_step = fr.steps;
+    // Running estimate: correct / seen of the last subset pass; -1 before the first.
+    var est = -1.0;
+    if (estimate[1] > 0u) { est = f32(estimate[0]) / f32(estimate[1]); }
+    out.est_acc = est;
 }

@@ -108,12 +108,15 @@ fn heatmap(@builtin(global_invocation_id) gid: vec3<u32>) {
     textureStore(heat_tex, px, vec4<f32>(colour, 1.0));
 }
 
-// -- bars: one bar per element, labelled with its index ----------------------------------------
+// -- bars: one bar per element, labelled with its class name ---------------------------------
 //
 // mode 0: values in [0, 1] (probabilities) grow up from the bottom; the largest bar is
 //         drawn in the accent colour.
 // mode 1: signed values (logits) around a middle baseline, scaled by scales[scale_slot].
-// Labels (the element index, e.g. the digit) sit in a strip of label_h pixels at the bottom.
+// Labels (the class names, or the element index) sit in a strip of label_h pixels at the
+// bottom, all at the largest scale up to font_scale at which the widest fits its band (cut beyond).
+// gated: the bars are about the canvas; while it has no ink (gate[0], the normaliser's
+// ink measure) there is nothing to predict: no bars, no winner, dim labels.
 
 //!struct Bars
 
@@ -121,6 +124,14 @@ fn heatmap(@builtin(global_invocation_id) gid: vec3<u32>) {
 @group(0) @binding(1) var<storage, read> bars_src: array<f32>;
 @group(0) @binding(2) var<storage, read> bars_scales: array<f32>;
 @group(0) @binding(3) var bars_tex: texture_storage_2d<rgba8unorm, write>;
+@group(0) @binding(4) var<storage, read> bars_gate: array<f32>;
+@group(0) @binding(5) var<storage, read> bars_names: array<u32>;
+
+fn bars_name_on(c: u32, q: vec2<i32>, s: i32) -> bool {
+    let p = vec2<i32>(floor(vec2<f32>(q) / f32(s)));
+    if (p.x < 0 || p.y < 0 || p.y >= NAME_H || p.x >= i32(bars_names[c * NAME_SLOT])) { return false; }
+    return name_bit(bars_names[name_word(c, u32(p.y), u32(p.x))], u32(p.x));
+}
 
 @compute @workgroup_size(16, 16)
 fn bar_chart(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -131,11 +142,13 @@ fn bar_chart(@builtin(global_invocation_id) gid: vec3<u32>) {
     let band = f32(dims.x) / f32(n);
     let k = min(u32(f32(gid.x) / band), n - 1u);
     let chart_h = f32(dims.y - bars.label_h);
-    // Winner: the largest element.
+    let live = bars.gated == 0u || bars_gate[0] > 0.5;
+    // Winner: the largest element (none while there is nothing to predict).
     var best = 0u;
     for (var j = 1u; j < n; j++) {
         if (bars_src[bars.offset + j] > bars_src[bars.offset + best]) { best = j; }
     }
+    if (!live) { best = 0xffffffffu; }
     let v = bars_src[bars.offset + k];
     var colour = BG;
     let y = f32(gid.y) + 0.5;
@@ -144,7 +157,7 @@ fn bar_chart(@builtin(global_invocation_id) gid: vec3<u32>) {
         if (abs(y - chart_h * f32(q) / 4.0) < 0.5) { colour = GRID; }
     }
     let x_in_band = f32(gid.x) + 0.5 - f32(k) * band;
-    let in_bar_x = x_in_band > band * 0.14 && x_in_band < band * 0.86;
+    let in_bar_x = live && x_in_band > band * 0.14 && x_in_band < band * 0.86;
     var bar_colour = vec3<f32>(0.33, 0.45, 0.66);
     if (k == best) { bar_colour = ACCENT; }
     if (bars.mode == 0u) {
@@ -162,14 +175,29 @@ fn bar_chart(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
         if (abs(y - mid) < 0.5) { colour = TEXT * 0.6; }
     }
-    // Index label centred under the bar.
+    // Label centred under the bar, clipped to its band.
     if (bars.label_h > 0u && gid.y >= dims.y - bars.label_h) {
-        let s = i32(max(bars.font_scale, 1u));
-        let w = number_width(k, s);
-        let ox = i32(f32(k) * band + band * 0.5) - w / 2;
-        let oy = i32(dims.y - bars.label_h) + (i32(bars.label_h) - GLYPH_H * s) / 2;
-        if (number_on(k, px, vec2<i32>(ox, oy), s)) {
-            colour = select(TEXT, ACCENT, k == best);
+        let b0 = i32(f32(k) * band);
+        let room = i32(f32(k + 1u) * band) - b0 - 2;
+        var on = false;
+        var s = i32(max(bars.font_scale, 1u));
+        if (bars.named == 1u) {
+            // One scale for every label (the largest at which the widest fits), cut beyond.
+            var widest = 0;
+            for (var j = 0u; j < n; j++) { widest = max(widest, i32(bars_names[j * NAME_SLOT])); }
+            s = name_scale(widest, room, s);
+            let w = i32(bars_names[k * NAME_SLOT]);
+            let ox = b0 + 1 + max((room - w * s) / 2, 0);
+            let oy = i32(dims.y - bars.label_h) + (i32(bars.label_h) - NAME_H * s) / 2;
+            on = px.x < b0 + 1 + room && bars_name_on(k, px - vec2<i32>(ox, oy), s);
+        } else {
+            let w = number_width(k, s);
+            let ox = i32(f32(k) * band + band * 0.5) - w / 2;
+            let oy = i32(dims.y - bars.label_h) + (i32(bars.label_h) - GLYPH_H * s) / 2;
+            on = number_on(k, px, vec2<i32>(ox, oy), s);
+        }
+        if (on) {
+            colour = select(select(TEXT, ACCENT, k == best), TEXT * 0.55, !live);
         }
     }
     textureStore(bars_tex, px, vec4<f32>(colour, 1.0));
@@ -222,6 +250,13 @@ fn canvas_view(@builtin(global_invocation_id) gid: vec3<u32>) {
 @group(0) @binding(1) var<storage, read> badge_probs: array<f32>;
 @group(0) @binding(2) var<storage, read> badge_norm: array<f32>;
 @group(0) @binding(3) var badge_tex: texture_storage_2d<rgba8unorm, write>;
+@group(0) @binding(4) var<storage, read> badge_names: array<u32>;
+
+fn badge_name_on(c: u32, q: vec2<i32>, s: i32) -> bool {
+    let p = vec2<i32>(floor(vec2<f32>(q) / f32(s)));
+    if (p.x < 0 || p.y < 0 || p.y >= NAME_H || p.x >= i32(badge_names[c * NAME_SLOT])) { return false; }
+    return name_bit(badge_names[name_word(c, u32(p.y), u32(p.x))], u32(p.x));
+}
 
 @compute @workgroup_size(16, 16)
 fn prediction_badge(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -235,19 +270,28 @@ fn prediction_badge(@builtin(global_invocation_id) gid: vec3<u32>) {
             if (badge_probs[c] > badge_probs[best]) { best = c; }
         }
         let p = badge_probs[best];
-        let ds = i32(badge.digit_scale);
+        let winner = mix(vec3<f32>(0.95, 0.72, 0.30), ACCENT, clamp((p - 0.5) * 2.0, 0.0, 1.0));
         let ts = i32(badge.text_scale);
-        let top = (i32(dims.y) - GLYPH_H * ds) / 2;
-        if (number_on(best, px, vec2<i32>(ds, top), ds)) {
-            colour = mix(vec3<f32>(0.95, 0.72, 0.30), ACCENT, clamp((p - 0.5) * 2.0, 0.0, 1.0));
-        }
-        // "97%" (rounded percentage), bottom-aligned with the digit.
         let pct = u32(round(clamp(p, 0.0, 1.0) * 100.0));
-        let x0 = ds + number_width(best, ds) + ds;
-        let y0 = top + (GLYPH_H * ds) - GLYPH_H * ts;
-        if (number_on(pct, px, vec2<i32>(x0, y0), ts)) { colour = TEXT; }
-        let xp = x0 + number_width(pct, ts) + ts;
-        if (glyph_on(GLYPH_PERCENT, px - vec2<i32>(xp, y0), ts)) { colour = TEXT; }
+        if (badge.named == 1u) {
+            // The class name (as large as fits, up to 3x) over "93%".
+            let w = i32(badge_names[best * NAME_SLOT]);
+            let s = name_scale(w, i32(dims.x) - 4, 3);
+            if (badge_name_on(best, px - vec2<i32>(2, 6), s)) { colour = winner; }
+            let y0 = 6 + NAME_H * s + 6;
+            if (number_on(pct, px, vec2<i32>(2, y0), ts)) { colour = TEXT; }
+            if (glyph_on(GLYPH_PERCENT, px - vec2<i32>(2 + number_width(pct, ts) + ts, y0), ts)) { colour = TEXT; }
+        } else {
+            let ds = i32(badge.digit_scale);
+            let top = (i32(dims.y) - GLYPH_H * ds) / 2;
+            if (number_on(best, px, vec2<i32>(ds, top), ds)) { colour = winner; }
+            // "97%" (rounded percentage), bottom-aligned with the digit.
+            let x0 = ds + number_width(best, ds) + ds;
+            let y0 = top + (GLYPH_H * ds) - GLYPH_H * ts;
+            if (number_on(pct, px, vec2<i32>(x0, y0), ts)) { colour = TEXT; }
+            let xp = x0 + number_width(pct, ts) + ts;
+            if (glyph_on(GLYPH_PERCENT, px - vec2<i32>(xp, y0), ts)) { colour = TEXT; }
+        }
     }
     textureStore(badge_tex, px, vec4<f32>(colour, 1.0));
 }

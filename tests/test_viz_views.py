@@ -158,13 +158,16 @@ def test_curves_confusion_and_mistakes_draw_from_gpu_metrics(small):
     from mnist_viz.compute.recipe import Recipe
     from mnist_viz.compute.run import Run
     from mnist_viz.viz.dataviews import ConfusionView, DatasetView, MistakesView
+    from mnist_viz.viz.glyphs import upload_names
     from mnist_viz.viz.plots import CurvePlots
+    digits = [str(k) for k in range(10)]
+    names = upload_names(digits)
     model = fresh_model(11)
     data = GpuDataset(small)
     run_ = Run(model, data, Recipe(epochs=1, batch_size=32))
     m = run_.metrics
-    plots, conf = CurvePlots(m), ConfusionView(m)
-    mistakes, browser = MistakesView(m, data, model), DatasetView(data)
+    plots, conf = CurvePlots(m), ConfusionView(m, names, digits)
+    mistakes, browser = MistakesView(m, data, model, names, digits), DatasetView(data, names, digits)
     dev = get_device()
     enc = dev.device.create_command_encoder()
     run_.advance(enc, 8)
@@ -187,7 +190,7 @@ def test_curves_confusion_and_mistakes_draw_from_gpu_metrics(small):
     cm = conf.texture.read()[..., :3].astype(int)
     for t in range(10):
         for p in range(10):
-            px = cm[16 + t * 18 + 2, 16 + p * 32 + 2]
+            px = cm[16 + t * 18 + 2, conf.margin_x + p * 32 + 2]
             if t == p and confusion[t, p] > 0:
                 assert px[1] > px[0] + 20, (t, p, px)
             elif confusion[t, p] > 0:
@@ -195,13 +198,16 @@ def test_curves_confusion_and_mistakes_draw_from_gpu_metrics(small):
     # Mistakes: as many non-empty tiles as misclassified digits (up to a page).
     tiles = mistakes.texture.read()[..., :3].astype(int)
     g = mistakes.grid
-    filled = sum(np.abs(tiles[2 + (t // g.cols) * g.ph + 14, 2 + (t % g.cols) * g.pw: 2 + (t % g.cols) * g.pw + 28]
-                        - bg).max() > 30 for t in range(64))
-    assert filled == min(n_wrong, 64) > 0
+    x0 = 2 + (g.tile_w - g.iw) // 2
+    filled = sum(np.abs(tiles[2 + (t // g.cols) * g.ph + 14, x0 + (t % g.cols) * g.pw: x0 + (t % g.cols) * g.pw + 28]
+                        - bg).max() > 30 for t in range(g.page))
+    assert filled == min(n_wrong, g.page) > 0
     # Dataset browser: tile 0 is test image 0.
     b = browser.texture.read()[..., :3].astype(int)
     img = colormap.to_u8(colormap.grey(small.test_images[0] / 255)).astype(int)
-    assert np.abs(b[2:30, 2:30] - img).max() <= 1
+    gb = browser.grid
+    x0 = 2 + (gb.tile_w - gb.iw) // 2
+    assert np.abs(b[2:30, x0:x0 + 28] - img).max() <= 1
 
 
 def test_prediction_badge_shows_the_winning_digit_in_the_same_frame():

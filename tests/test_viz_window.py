@@ -168,3 +168,124 @@ def test_glfw_window_opens_paints_trains_and_closes_cleanly(tmp_path):
     assert largest <= 64 and labels in ([], ["stats"])
     assert count <= r["loop_s"] / 0.25 + 2
     assert wall < 240
+
+
+STROKE_CHILD = r'''
+import json, math, sys, time
+sys.path.insert(0, ROOT + "/tests/checkout")
+import glfw
+import numpy as np
+from rendercanvas.glfw import RenderCanvas, loop
+from mnist_viz.compute.device import get_device
+from mnist_viz.viz.actions import Action
+from mnist_viz.viz.app import App, AppConfig
+
+canvas = RenderCanvas(size=(1000, 640), title="mnist-viz strokes", update_mode="continuous", max_fps=60)
+app = App(canvas, AppConfig(limit=256, test_limit=200, autosave=False))
+win = canvas._window
+dev = get_device()
+N = 40
+# An S curve across the canvas, as fractions of the canvas rect.
+curve = [(0.2 + 0.6 * t, 0.5 - 0.28 * math.sin(2 * math.pi * t)) for t in (k / (N - 1) for k in range(N))]
+out = {}
+st = {"phase": "wait", "frame": 0, "k": 0, "runs": []}
+
+def screen(f):
+    x0, y0, x1, y1 = app.ui.canvas_rect
+    r = canvas.get_pixel_ratio()
+    return (x0 + f[0] * (x1 - x0)) * r, (y0 + f[1] * (y1 - y0)) * r
+
+def ink():
+    c = app.canvas
+    return np.frombuffer(dev.read(c.canvas), np.float32)[: c.width * c.height].reshape(c.height, c.width).copy()
+
+def new_frame():
+    """True once a frame was drawn since the last call (steps wait for the window)."""
+    if app.frames > st["frame"]:
+        st["frame"] = app.frames
+        return True
+    return False
+
+def step():
+    ph = st["phase"]
+    if ph == "wait":
+        if app.frames >= 3:
+            st["phase"] = "hover"
+    elif ph == "hover" and new_frame():
+        app.actions.emit(Action.CLEAR)
+        canvas._on_cursor_enter(win, True)
+        canvas._on_cursor_pos(win, *screen(curve[0]))
+        st["phase"], st["k"] = "press", 0
+    elif ph == "press" and new_frame():           # imgui has seen the cursor over the canvas
+        canvas._on_mouse_button(win, glfw.MOUSE_BUTTON_LEFT, glfw.PRESS, 0)
+        st["phase"] = "move"
+    elif ph == "move" and new_frame():
+        per = N if len(st["runs"]) == 0 else 2      # all positions between two frames, then 2 a frame
+        for f in curve[st["k"]: st["k"] + per]:
+            canvas._on_cursor_pos(win, *screen(f))
+        st["k"] += per
+        if st["k"] >= N:
+            canvas._on_mouse_button(win, glfw.MOUSE_BUTTON_LEFT, glfw.RELEASE, 0)
+            st["phase"], st["settle"] = "settle", app.frames + 3
+    elif ph == "settle" and app.frames >= st["settle"]:
+        app.fence.drain()
+        st["runs"].append(ink())
+        out.setdefault("frames_per_run", []).append(app.frames)
+        if len(st["runs"]) == 2:
+            glfw.set_window_should_close(win, True)
+            return
+        st["phase"] = "hover"
+    loop.call_later(0.02, step)
+
+loop.call_later(0.2, step)
+loop.run()
+c = app.canvas
+x0, y0, x1, y1 = app.ui.canvas_rect
+pts = np.array([app.to_canvas(x0 + fx * (x1 - x0), y0 + fy * (y1 - y0)) for fx, fy in curve])
+np.save(OUT + "/runs.npy", np.stack(st["runs"]))
+np.save(OUT + "/points.npy", pts)
+out["brush"] = c.brush
+print("RESULT " + json.dumps(out))
+'''
+
+
+def _run_child(tmp_path, source: str) -> dict:
+    display, xvfb = _display()
+    if display is None:
+        pytest.skip("no X display and no Xvfb")
+    try:
+        script = tmp_path / "child.py"
+        script.write_text(source.replace("ROOT", repr(str(ROOT))).replace("OUT", repr(str(tmp_path))))
+        env = dict(os.environ, DISPLAY=display, XDG_RUNTIME_DIR=os.environ.get("XDG_RUNTIME_DIR", "/tmp"))
+        p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=240)
+    finally:
+        if xvfb is not None:
+            xvfb.kill()
+            xvfb.wait()
+    lines = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
+    assert p.returncode == 0 and lines, (p.returncode, p.stdout[-2000:], p.stderr[-4000:])
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+@pytest.mark.window
+def test_a_dense_stroke_follows_the_curve_however_the_positions_arrive(tmp_path):
+    """An S curve of 40 cursor positions through glfw's callbacks, first all between two
+    frames, then two a frame: the ink covers every point of the curve and nothing well off it,
+    and both strokes leave the same pixels. Guards against one segment per frame (a drawn '3'
+    became a straight line at 3 fps) and against strokes that depend on the frame rate."""
+    import numpy as np
+    r = _run_child(tmp_path, STROKE_CHILD)
+    runs = np.load(tmp_path / "runs.npy")
+    pts = np.load(tmp_path / "points.npy")
+    h, w = runs.shape[1:]
+    # The curve, densely: the cursor positions and 7 points between each pair.
+    dense = np.concatenate([pts[:-1] + (pts[1:] - pts[:-1]) * t for t in np.linspace(0, 1, 8)[:-1]] + [pts[-1:]])
+    ys, xs = np.mgrid[:h, :w]
+    centres = np.stack([xs + 0.5, ys + 0.5], -1).reshape(-1, 2)
+    d = np.min(np.linalg.norm(centres[:, None, :] - dense[None, :, :], axis=2), axis=1).reshape(h, w)
+    for ink in runs:
+        on = ink[np.clip(dense[:, 1].astype(int), 0, h - 1), np.clip(dense[:, 0].astype(int), 0, w - 1)]
+        assert on.min() > 0.9, on.min()                      # every sample point of the curve inked
+        assert ink[d > r["brush"] + 4].max() == 0.0          # nothing well off the curve
+    assert np.abs(runs[0] - runs[1]).max() < 1e-6            # the same stroke whatever the frame timing
+    assert r["frames_per_run"][1] - r["frames_per_run"][0] > 10   # the second run was spread over frames

@@ -19,11 +19,12 @@ from .actions import Action, ActionQueue
 from .canvas import PaintCanvas
 from .dataviews import ConfusionView, DatasetView, MistakesView
 from .frame import FrameClock, draw_frame
+from .glyphs import upload_names
 from .gui import Gui
 from .inference import Forward
 from .input import CanvasInput
 from .loader import DatasetLoader, check_window_model
-from .pacing import FrameFence
+from .pacing import MAX_INDEX, FrameFence
 from .plots import CurvePlots
 from .readout import ScalarReadout
 from .session import TrainingSession, WatchSettings
@@ -65,16 +66,20 @@ class App:
         self.autosave_dir = config.autosave_dir if config.autosave else None
         self.autosave_path: Path | None = None        # set when an autosave was written
         self.loader = DatasetLoader(config.data_dir, config.background_load, config.limit, config.test_limit)
-        model, self.ui.file_message = files.initial_model(config.checkpoint, self.loader.shape, config.arch)
+        self.classes = self.loader.classes
+        model, self.ui.file_message = files.initial_model(config.checkpoint, self.loader.shape, config.arch,
+                                                          self.classes.dataset)
         h, w, classes = self.loader.shape
+        self.names = upload_names(self.classes.names)     # the class names as GPU bitmaps
         self.metrics = RunMetrics(classes)
         self.canvas = PaintCanvas(image_w=w, image_h=h)
+        self.canvas.normalise = self.classes.mnist_like     # MNIST's normalisation for MNIST-like data only
         self.canvas_view = CanvasView(self.canvas)
         self.gui.register(self.canvas_view.texture)
         self.session = TrainingSession(model, self.metrics, config.recipe, config.watch, config.frame_budget_s)
         self.session.on_run_changed = self._bind_run
         self.plots = CurvePlots(self.metrics)
-        self.confusion = ConfusionView(self.metrics)
+        self.confusion = ConfusionView(self.metrics, self.names, self.classes.names)
         for t in self.plots.textures + [self.confusion.texture]:
             self.gui.register(t)
         self.mistakes: MistakesView | None = None
@@ -117,7 +122,8 @@ class App:
         check_window_model(model.arch, self.session.recipe.batch_size)
         scales = ScaleBank()
         forward = Forward(model, self.canvas.x)
-        views = ModelViews(model, forward, scales, image_shape=self.data_shape[:2], canvas_norm=self.canvas.norm)
+        views = ModelViews(model, forward, scales, image_shape=self.data_shape[:2], canvas_norm=self.canvas.norm,
+                           names=self.names, badge_names=not self.classes.numbered)
         old = self.model
         if old is not None:
             for t in self.model_views.textures:
@@ -140,7 +146,7 @@ class App:
         """A new Run (the data arrived, another architecture): views that read its buffers."""
         self.readout.bind(run.optimizer.hyper)
         if self.mistakes is None:
-            self.mistakes = MistakesView(self.metrics, run.data, self.model)
+            self.mistakes = MistakesView(self.metrics, run.data, self.model, self.names, self.classes.names)
             self.gui.register(self.mistakes.texture)
 
     def _maybe_attach_data(self) -> None:
@@ -150,7 +156,7 @@ class App:
             return
         data = self.loader.gpu_dataset()
         self.canvas.attach_dataset(data, self.metrics)
-        self.dataset_view = DatasetView(data)
+        self.dataset_view = DatasetView(data, self.names, self.classes.names)
         self.gui.register(self.dataset_view.texture)
         self.session.attach_data(data, evaluate=self.config.evaluate_on_load)
 
@@ -172,7 +178,7 @@ class App:
             Action.EVALUATE: s.evaluate_now,
             Action.RESTORE: s.restore_last_good,
             Action.SET_RECIPE: self._set_recipe,
-            Action.SET_SPEED: lambda i: setattr(s.watch, "speed", int(i)),
+            Action.SET_SPEED: lambda i: setattr(s.watch, "speed", max(0, min(int(i), MAX_INDEX))),
             Action.SET_EVAL_EACH_EPOCH: lambda on: setattr(s.watch, "eval_each_epoch", bool(on)),
             Action.SAVE: lambda: self.save_checkpoint(Path(ui.checkpoint_path).expanduser()),
             Action.LOAD: lambda: self._later(f"loading {Path(ui.checkpoint_path).name}...",
@@ -234,9 +240,8 @@ class App:
         self.canvas_view.set_show_box(bool(show))
 
     def _set_ui_scale(self, factor: float) -> None:
-        from imgui_bundle import imgui
         self.ui.ui_scale = min(2.0, max(0.75, float(factor)))
-        imgui.get_style().font_scale_main = self.ui.ui_scale
+        self.gui.set_scale(self.ui.ui_scale)
 
     def _clear_canvas(self) -> None:
         self.canvas.clear()
@@ -301,6 +306,12 @@ class App:
             return
         self._later(f"loading {found[0].name}...", self.load_checkpoint, found[0])
 
+    def label_of(self, split: str, index: int) -> int | None:
+        """The label of a dataset sample, from the host copy of the labels (None if unknown)."""
+        ds = self.loader.dataset
+        labels = None if ds is None else {"train": ds.train_labels, "test": ds.test_labels}.get(split)
+        return int(labels[index]) if labels is not None and 0 <= index < len(labels) else None
+
     # -- input helpers ---------------------------------------------------------------------------------------
     def to_canvas(self, x: float, y: float) -> tuple[float, float]:
         x0, y0, x1, y1 = self.ui.canvas_rect
@@ -324,7 +335,8 @@ class App:
             ui=self.ui, session=self.session, metrics=self.metrics, values=self.readout.values, model=self.model,
             canvas=self.canvas, canvas_view=self.canvas_view, model_views=self.model_views, plots=self.plots,
             confusion=self.confusion, mistakes=self.mistakes, dataset_view=self.dataset_view, device=self.dev,
-            frame_ms=self.clock.frame_ms, data_error=self.loader.error,
+            frame_ms=self.clock.frame_ms, data_error=self.loader.error, classes=self.classes,
+            canvas_current=self.readout.canvas_current, label_of=self.label_of,
             autosave_path=self.autosave_dir, autosaves=self._autosave_list(), busy=self.busy)
 
     def _autosave_list(self) -> list:

@@ -66,10 +66,12 @@ def _fresh_mlp(h: int, w: int, classes: int) -> tuple[Architecture, str]:
     return Architecture.mlp([h * w, hidden, classes], image_shape=(h, w)), note
 
 
-def initial_model(checkpoint: Path | None, data_shape: tuple[int, int, int], arch: str | None = None):
+def initial_model(checkpoint: Path | None, data_shape: tuple[int, int, int], arch: str | None = None,
+                  dataset: str = "MNIST"):
     """(model, message): --checkpoint if given (read as --arch if given; it must fit the
-    data), else a fresh --arch network, else the pretrained model, else (none shipped, or
-    the data has another image size or classes) a fresh MLP that fits."""
+    data), else a fresh --arch network, else for MNIST the pretrained model, else (none
+    shipped; other data: the MNIST model would read Fashion-MNIST as digits, other shapes
+    not at all) a fresh MLP that fits."""
     h, w, classes = data_shape
     if arch is not None and checkpoint is None:
         architecture = parse(arch, (h, w))
@@ -79,6 +81,9 @@ def initial_model(checkpoint: Path | None, data_shape: tuple[int, int, int], arc
         return Sequential(architecture), f"a fresh {architecture.short} from random weights"
     fresh, narrowed = _fresh_mlp(h, w, classes)
     path = Path(checkpoint) if checkpoint is not None else default_model_path()
+    if checkpoint is None and dataset != "MNIST":
+        return Sequential(fresh), (f"{dataset}: a fresh {fresh.short} from random weights (the pretrained "
+                                   "model is for MNIST digits); press Train")
     if checkpoint is None and not path.exists():
         return Sequential(fresh), "no pretrained model found: starting from random weights" + narrowed
     try:

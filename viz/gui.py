@@ -38,6 +38,14 @@ class Gui:
         self.io.display_size = self._canvas_context.logical_size
         self.io.display_framebuffer_scale = (ratio, ratio)
 
+    def set_scale(self, scale: float) -> None:
+        """UI scale: the fonts and every size of the style (padding, spacing, rounding) together."""
+        imgui.set_current_context(self._imgui_context)
+        apply_theme()
+        style = imgui.get_style()
+        style.scale_all_sizes(scale)
+        style.font_scale_main = scale
+
     def register(self, view_texture) -> None:
         """Give a ViewTexture the reference `imgui.image` takes (sampled as its `.nearest` says)."""
         tid = self.renderer.register_texture(view_texture.view, view_texture.nearest)

@@ -5,7 +5,7 @@ known before it has loaded, as the copy is checksum-verified).
 It also says whether the window can hold a dataset and a model on this GPU (the
 device's limits, compute/budget.py) before anything of theirs is created: the data
 and the engine's buffers as for `mnist-viz train`, plus what only the window has (a
-page of 64 images for the mistakes gallery, gallery textures of the images' size).
+page of images for the mistakes gallery, gallery textures of the images' size).
 """
 from __future__ import annotations
 
@@ -18,15 +18,16 @@ def check_window_data(dataset, limit: int | None, test_limit: int | None, limits
     """The splits fit the GPU's bindings and a gallery page of the images fits a texture
     (BudgetError naming the option or the reason otherwise)."""
     from ..compute.budget import BudgetError, Limits, check_data
-    from .dataviews import TILE_COLS, TILE_ROWS, TileGrid
+    from .dataviews import TileGrid
     limits = limits or Limits.current()
     n = min(limit or len(dataset.train_images), len(dataset.train_images))
     m = min(test_limit or len(dataset.test_images), len(dataset.test_images))
     check_data(n, m, dataset.image_shape, limits)
     h, w = dataset.image_shape
-    gw, gh = TileGrid(w, h).size
+    grid = TileGrid(w, h, names=("M" * 32,), arrow=True)     # the widest tiles: long class names
+    gw, gh = grid.size
     if max(gw, gh) > limits.texture:
-        raise BudgetError(f"{w} x {h} images: the window's gallery pages of {TILE_COLS} x {TILE_ROWS} images need a "
+        raise BudgetError(f"{w} x {h} images: the window's gallery pages of {grid.cols} x {grid.rows} images need a "
                           f"{gw} x {gh} texture, above this GPU's {limits.texture}-pixel texture limit; train and "
                           f"evaluate them with `mnist-viz train` and `mnist-viz eval`")
 
@@ -35,11 +36,13 @@ def check_window_model(arch, batch_size: int, limits=None) -> None:
     """The model's parameters, a training step at `batch_size` and the mistakes gallery's
     page of images fit the GPU's bindings (BudgetError otherwise)."""
     from ..compute.budget import Limits, check_model, check_rows, rows_fit
-    from .dataviews import PAGE
+    from .dataviews import TileGrid
     limits = limits or Limits.current()
+    h, w = arch.input_shape[-2:]
+    page = TileGrid(w, h).page          # unnamed tiles are the narrowest: the largest page
     check_model(arch, limits)
     most = rows_fit(arch, limits)
-    check_rows(arch, PAGE, limits, option=None, who=f"the window's gallery of mistakes, {PAGE} images at a time,",
+    check_rows(arch, page, limits, option=None, who=f"the window's gallery of mistakes, {page} images at a time,",
                fix=f"train and evaluate them headless (mnist-viz train --batch-size {max(most, 1)})")
     check_rows(arch, batch_size, limits, option="batch size", who="a training step")
 
@@ -65,6 +68,13 @@ class DatasetLoader:
         if self.dataset is not None:
             return (*self.dataset.image_shape, self.dataset.num_classes)
         return MNIST_SHAPE
+
+    @property
+    def classes(self):
+        """The classes' names (viz/classes.py), known as soon as the shape is."""
+        from .classes import class_info
+        h, w, c = self.shape
+        return class_info(self.data_dir, c, (h, w))
 
     def start(self) -> None:
         if self.dataset is not None:

@@ -20,6 +20,12 @@ LOSS_RANGE = (1e-3, 4.0)
 ACC_RANGES = {"0-100%": (0.0, 1.0), "90-100%": (0.9, 1.0), "98-100%": (0.98, 1.0)}
 
 
+def grid_step(lo: float, hi: float) -> float:
+    """Accuracy grid: every 10% over a wide range, every 1% over a narrow one. The axis
+    labels go on a multiple of it (panels/metrics.py axis_ticks), so each sits on a line."""
+    return 0.1 if hi - lo > 0.2 else 0.01
+
+
 class CurvePlot:
     def __init__(self, kind: int, metrics, size=(600, 180)):
         self.kind = kind
@@ -41,7 +47,8 @@ class CurvePlot:
         start = max(0, end - HISTORY_CAP)
         self.start = start
         return dict(kind=self.kind, start=start, end=end, cap=HISTORY_CAP, nevals=m.evaluations, eval_cap=EVAL_CAP,
-                    lo=self.range[0], hi=self.range[1], smoothing=self.smooth)
+                    lo=self.range[0], hi=self.range[1], smoothing=self.smooth,
+                    grid_step=grid_step(*self.range))
 
     def dispatches(self) -> list:
         """Redraw only when the range, the steps or the evaluations changed."""

@@ -6,15 +6,21 @@ accuracies, the predicted class, the learning rate, ...) into one `Readout`
 submitted, a non-blocking `Device.read_async` of those 64 bytes starts; a later
 frame picks the result up when it has arrived. The readback meter counts each
 read, so the budget (<= 64 bytes a read, <= 1/interval reads a second) is testable.
+
+Each read remembers the canvas revision its pack saw (`values_revision`), so a panel
+can tell whether canvas-dependent values (ink, the loaded sample) are about the
+canvas shown now or one from a moment ago.
 """
 from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from ..compute.device import get_device
 from ..compute.metrics import EVAL_CAP, HISTORY_CAP
 from .gpu import Params, make_dispatch
-from .structs import READOUT, STATS_FRAME
+from .structs import NONE, READOUT, STATS_FRAME
 
 READ_INTERVAL_S = 0.25          # => at most 4 reads (256 bytes) a second
 
@@ -28,10 +34,14 @@ class ScalarReadout:
         self.out = dev.buffer(READOUT.size, "stats")
         self._w = dict(w1_slot=w1_slot, w2_slot=w2_slot)
         self.frame = Params(STATS_FRAME, "stats.frame", **self._frame_values())
+        self.canvas = canvas
         self._inputs = [forward.probs, canvas.norm, scales.buffer]
         self.dispatch = None
         self.values: dict = {}
+        self.values_revision = -1       # canvas revision the values were packed at
+        self._packed_revision = -1
         self.pending = None
+        self._pending_revision = -1
         self.last_start = -1e9
 
     def bind(self, hyper) -> None:
@@ -39,7 +49,8 @@ class ScalarReadout:
         m = self.metrics
         probs, norm, scales = self._inputs
         self.dispatch = make_dispatch("stats.wgsl", "pack", [self.frame.buffer, m.state, m.history, m.evals,
-                                                            m.counters, probs, norm, scales, hyper, self.out], (1,))
+                                                            m.counters, probs, norm, scales, hyper,
+                                                            self.canvas.sample, m.estimate, self.out], (1,))
 
     def _frame_values(self) -> dict:
         m = self.metrics
@@ -50,6 +61,7 @@ class ScalarReadout:
         if self.dispatch is None:
             return []
         self.frame.set(**self._frame_values())
+        self._packed_revision = self.canvas.revision
         return [self.dispatch]
 
     def after_submit(self, now: float | None = None) -> None:
@@ -57,12 +69,29 @@ class ScalarReadout:
         now = time.perf_counter() if now is None else now
         if self.dispatch is not None and self.pending is None and now - self.last_start >= self.interval:
             self.pending = get_device().read_async(self.out, 0, READOUT.size, "stats")
+            self._pending_revision = self._packed_revision
             self.last_start = now
 
     def poll(self) -> bool:
         """Pick up a finished read (non-blocking). True when new values arrived."""
         if self.pending is None or not self.pending.ready():
             return False
-        self.values = READOUT.unpack(self.pending.result())
+        self.values = decode(READOUT.unpack(self.pending.result()))
+        self.values_revision = self._pending_revision
         self.pending = None
         return True
+
+    @property
+    def canvas_current(self) -> bool:
+        """Whether the values' canvas fields (ink, pred, sample) are of the canvas shown now."""
+        return self.values_revision == self.canvas.revision
+
+
+def decode(v: dict) -> dict:
+    """The packed words as the panels use them: the two f16 colour scales, the loaded
+    sample's index and label (None when the painted canvas feeds the network)."""
+    w1, w2 = np.array([v.pop("w_absmax")], np.uint32).view(np.float16).astype(float)
+    v["w1_absmax"], v["w2_absmax"] = float(w1), float(w2)
+    s = v.pop("sample")
+    v["sample_index"], v["sample_label"] = (None, None) if s == NONE else (s >> 8, s & 0xFF)
+    return v

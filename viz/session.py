@@ -17,6 +17,7 @@ from ..compute.run import Run
 from .pacing import MAX_INDEX, StepPacer, steps_for_frame
 
 BATCH_SIZES = (8, 16, 32, 64, 128, 256, 512, 1024)
+ESTIMATE_EVERY = 250            # steps between running test-accuracy estimates (512 test images each)
 DEFAULT_GPU_SPEED = 5           # pacing.SPEEDS[5]: 16 steps a frame, about 1000 steps/s at 60 fps
 STATUSES = ("idle", "running", "paused", "finished", "diverged")
 
@@ -219,6 +220,12 @@ class TrainingSession:
         done = run.advance(encoder, n)
         self.steps_last_frame = done
         self.weights_changed = True
+        steps = self.metrics.steps
+        if done and steps // ESTIMATE_EVERY > (steps - done) // ESTIMATE_EVERY:
+            # A running estimate on a fixed test subset: one forward pass of 512 images
+            # every few hundred steps (well under 1% of the training work), read with the
+            # 64-byte readout; the full evaluation stays once an epoch.
+            run.encode_estimate(encoder)
         if done and run.step % run.steps_per_epoch == 0:  # an epoch ended
             if run.finished:
                 self.status = "finished"

@@ -23,6 +23,8 @@ class UIState:
     dataset_selected: int | None = None
     mistakes_page: int = 0
     ui_scale: float = 1.0
+    dataset_tab: bool = False        # the dataset browser is a tab of Metrics (a short window)
+    file_rects: dict = field(default_factory=dict)   # screen rects of the path field and file buttons
 
 
 @dataclass
@@ -46,3 +48,6 @@ class ViewState:
     autosave_path: object | None
     autosaves: list          # earlier autosaves, newest first (File > Reopen)
     busy: str                # a long operation in progress ("" when none): shown, input disabled
+    classes: object = None   # viz.classes.ClassInfo: the class names
+    canvas_current: bool = False   # the readout's canvas fields are of the canvas shown now
+    label_of: object = None  # (split, index) -> the dataset sample's label (host copy), or None

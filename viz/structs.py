@@ -25,6 +25,7 @@ LOAD = GpuStruct("Load", [
     ("iw", "u32", "image width, height"), ("ih", "u32", ""),
     ("n", "u32", "samples in the split (out of range -> blank)"),
     ("cw", "u32", "canvas width, height"), ("ch", "u32", ""),
+    ("listed", "u32", "1: `index` is an entry of the misclassified list, 0: a sample of the split"),
 ])
 NORMALIZE = GpuStruct("Normalize", [
     ("cw", "u32", "canvas width, height"), ("ch", "u32", ""),
@@ -49,6 +50,8 @@ HEAT = GpuStruct("Heat", [
 BARS = GpuStruct("Bars", [
     ("offset", "u32", ""), ("n", "u32", ""), ("mode", "u32", "0 probabilities, 1 logits"),
     ("scale_slot", "u32", ""), ("label_h", "u32", ""), ("font_scale", "u32", ""),
+    ("gated", "u32", "1: no bars while gate[0] (the canvas's ink) is 0"),
+    ("named", "u32", "1: labels are the class names (names buffer), 0: the indices"),
 ])
 CANVAS_VIEW = GpuStruct("CanvasView", [
     ("cw", "u32", "canvas size (the texture has the same size)"), ("ch", "u32", ""),
@@ -57,10 +60,12 @@ CANVAS_VIEW = GpuStruct("CanvasView", [
 BADGE = GpuStruct("Badge", [
     ("n", "u32", "classes"), ("digit_scale", "u32", "font pixels of the big digit"),
     ("text_scale", "u32", "font pixels of the percentage"),
+    ("named", "u32", "1: the class's name (names buffer) instead of its number"),
 ])
 CONFUSION = GpuStruct("Confusion", [
     ("classes", "u32", ""), ("cell_w", "u32", ""), ("cell_h", "u32", ""),
-    ("margin", "u32", "header row / column with the class digits"),
+    ("margin", "u32", "header row height (the predicted classes' names)"),
+    ("margin_x", "u32", "header column width (the true classes' names)"),
 ])
 GALLERY_GATHER = GpuStruct("GalleryGather", [
     ("batch", "u32", "rows of x"), ("first", "u32", "first entry of `wrong` on this page"),
@@ -75,6 +80,9 @@ TILES = GpuStruct("Tiles", [
     ("label_h", "u32", "label strip under each tile"), ("gap", "u32", ""),
     ("classes", "u32", ""),
     ("selected", "u32", "sample index to outline (NONE: none)"),
+    ("tile_w", "u32", "tile width (>= iw: room for the label; the image is centred)"),
+    ("font_scale", "u32", "pixels per font pixel of the labels"),
+    ("lines", "u32", "label lines: 1, or 2 (true over -> predicted, for long names)"),
 ])
 PLOT = GpuStruct("Plot", [
     ("kind", "u32", "0 loss (log axis), 1 accuracy"),
@@ -83,6 +91,7 @@ PLOT = GpuStruct("Plot", [
     ("nevals", "u32", "evaluations recorded"), ("eval_cap", "u32", "ring capacity (evaluations)"),
     ("lo", "f32", "y axis range"), ("hi", "f32", ""),
     ("smoothing", "u32", "the mean line averages at least this many steps"),
+    ("grid_step", "f32", "accuracy axis: a grid line every grid_step (plots.grid_step)"),
 ])
 STATS_FRAME = GpuStruct("StatsFrame", [
     ("steps", "u32", "run steps recorded in `hist`"), ("cap", "u32", "hist ring capacity"),
@@ -101,7 +110,9 @@ READOUT = GpuStruct("Readout", [
     ("pred", "u32", "predicted class of the canvas"),
     ("pred_prob", "f32", "its probability"),
     ("ink", "f32", "the canvas has ink (> 0)"),
-    ("w1_absmax", "f32", "colour scales of the first two weight matrices"), ("w2_absmax", "f32", ""),
+    ("sample", "u32", "the sample feeding the network: index << 8 | label (NONE: the painted canvas)"),
+    ("w_absmax", "u32", "pack2x16float(colour scales of the first two weight matrices)"),
     ("lr", "f32", "the learning rate at the current step (schedule.wgsl)"),
     ("at_step", "u32", "run steps these values reflect"),
+    ("est_acc", "f32", "running test-accuracy estimate on a fixed subset (< 0: none yet)"),
 ])

@@ -92,21 +92,27 @@ class Heatmap:
 
 
 class Bars:
-    """A labelled bar chart of a short vector (probabilities: mode 0, logits: mode 1)."""
+    """A labelled bar chart of a short vector (probabilities: mode 0, logits: mode 1).
+    `gate`: a buffer whose first float is the canvas's ink (no bars while it is 0);
+    `names`: the class-name bitmaps (viz/glyphs.py) to label the bars with."""
 
     def __init__(self, label: str, src, offset: int, n: int, mode: int, scale_slot: int, scales,
-                 size=(320, 150), label_h: int = 22, font_scale: int = 2):
+                 size=(320, 150), label_h: int = 22, font_scale: int = 2, gate=None, names=None):
+        dev = get_device()
         self.texture = ViewTexture(size[0], size[1], label, nearest=True)
-        prm = get_device().uniform(BARS, offset=offset, n=n, mode=mode, scale_slot=scale_slot, label_h=label_h,
-                                   font_scale=font_scale)
-        self.dispatch = make_dispatch("views.wgsl", "bar_chart", [prm, src, scales, self.texture.view],
-                                      grid_2d(*self.texture.size))
+        prm = dev.uniform(BARS, offset=offset, n=n, mode=mode, scale_slot=scale_slot, label_h=label_h,
+                          font_scale=font_scale, gated=int(gate is not None), named=int(names is not None))
+        self.dispatch = make_dispatch("views.wgsl", "bar_chart",
+                                      [prm, src, scales, self.texture.view,
+                                       dev.dummy_ro if gate is None else gate,
+                                       dev.dummy_ro if names is None else names], grid_2d(*self.texture.size))
 
 
 class ModelViews:
     """Every view of one model: weights, biases, activations for the canvas input, output."""
 
-    def __init__(self, model, forward, scales: ScaleBank, image_shape=(28, 28), canvas_norm=None):
+    def __init__(self, model, forward, scales: ScaleBank, image_shape=(28, 28), canvas_norm=None, names=None,
+                 badge_names: bool = False):
         self.model = model
         self.forward = forward
         arena = model.arena.buffer
@@ -163,10 +169,11 @@ class ModelViews:
                              cmap=CMAP_GREY, scale_slot=NONE, scales=sb)
         c = forward.logits.size
         self.logits = Bars("logits", forward.logits.buffer, forward.logits.offset // 4, c, 1,
-                           self.act_slots[-1], sb, size=(320, 120))
+                           self.act_slots[-1], sb, size=(360, 100), gate=canvas_norm, names=names)
         self.probs = Bars("probabilities", forward.probs.buffer, forward.probs.offset // 4, c, 0, NONE, sb,
-                          size=(400, 170))
-        self.badge = PredictionBadge(forward, canvas_norm) if canvas_norm is not None else None
+                          size=(400, 110), gate=canvas_norm, names=names)
+        self.badge = (PredictionBadge(forward, canvas_norm, names=names if badge_names else None)
+                      if canvas_norm is not None else None)
 
     def cycle_mosaic(self) -> None:
         if self.mosaics:
@@ -193,13 +200,16 @@ class ModelViews:
 
 
 class PredictionBadge:
-    """The predicted digit, large, with its probability (blank while the canvas is empty)."""
+    """The predicted digit, large, with its probability (blank while the canvas is empty);
+    `names` (class-name bitmaps): the predicted class's name instead of its number."""
 
-    def __init__(self, forward, canvas_norm, size=(116, 64)):
+    def __init__(self, forward, canvas_norm, size=(116, 64), names=None):
+        dev = get_device()
         self.texture = ViewTexture(size[0], size[1], "prediction", nearest=True)
-        prm = get_device().uniform(BADGE, n=forward.probs.size, digit_scale=8, text_scale=2)
+        prm = dev.uniform(BADGE, n=forward.probs.size, digit_scale=8, text_scale=2, named=int(names is not None))
         self.dispatch = make_dispatch("views.wgsl", "prediction_badge",
-                                      [prm, forward.probs.buffer, canvas_norm, self.texture.view], grid_2d(*size))
+                                      [prm, forward.probs.buffer, canvas_norm, self.texture.view,
+                                       dev.dummy_ro if names is None else names], grid_2d(*size))
 
 
 class CanvasView:

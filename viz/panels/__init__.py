@@ -15,14 +15,13 @@ from .help import help_window
 from .menu import main_menu, status_line
 from .metrics import dataset_panel, metrics_panel
 from .parameters import parameters_panel
-from .training import device_panel, training_panel
+from .training import training_panel
 
 WINDOW_FLAGS = (imgui.WindowFlags_.no_move | imgui.WindowFlags_.no_resize | imgui.WindowFlags_.no_collapse
                 | imgui.WindowFlags_.no_saved_settings)
 
 PANELS = [
     ("Training", training_panel),
-    ("Device", device_panel),
     ("Canvas", canvas_panel),
     ("Prediction", prediction_panel),
     ("Layers", layers_panel),
@@ -33,6 +32,8 @@ PANELS = [
 
 __all__ = ["draw_all", "layout", "status_line", "PANELS"]
 
+DATASET_PANEL_MIN_H = 860.0     # below this height (at UI scale 1) the dataset is a tab of Metrics
+
 
 def layout(width: float, height: float, top: float = 0.0, scale: float = 1.0) -> dict[str, tuple]:
     """Tile the window below the menu bar into three columns of panels (recomputed every
@@ -41,7 +42,7 @@ def layout(width: float, height: float, top: float = 0.0, scale: float = 1.0) ->
     m = 6.0
     w, h = max(width, 300.0), max(height - top, 200.0)
     left = min(max(w * 0.24, 290.0 * scale), 430.0 * scale)
-    mid = max(w * 0.36, 320.0)
+    mid = max(w * 0.36, 320.0 * scale)
     right = max(w - left - mid - 4 * m, 200.0)
     xs = (m, 2 * m + left, 3 * m + left + mid)
     hh = h - 2 * m
@@ -55,9 +56,14 @@ def layout(width: float, height: float, top: float = 0.0, scale: float = 1.0) ->
         return out
 
     rects = {}
-    rects.update(column(xs[0], left, [("Training", 0.78), ("Device", 0.0)]))
-    rects.update(column(xs[1], mid, [("Canvas", 0.46), ("Prediction", 0.22), ("Layers", 0.0)]))
-    rects.update(column(xs[2], right, [("Parameters", 0.42), ("Metrics", 0.34), ("Dataset", 0.0)]))
+    rects.update(column(xs[0], left, [("Training", 0.0)]))
+    rects.update(column(xs[1], mid, [("Canvas", 0.5), ("Prediction", 0.21), ("Layers", 0.0)]))
+    # A short window has no room for three panels on the right: the dataset browser becomes
+    # a tab of the Metrics panel (draw_all notices it is missing from the layout).
+    if h >= DATASET_PANEL_MIN_H * scale:
+        rects.update(column(xs[2], right, [("Parameters", 0.40), ("Metrics", 0.34), ("Dataset", 0.0)]))
+    else:
+        rects.update(column(xs[2], right, [("Parameters", 0.40), ("Metrics", 0.0)]))
     return rects
 
 
@@ -73,7 +79,10 @@ def draw_all(v, act) -> None:
     top = main_menu(v, act)
     io = imgui.get_io()
     rects = layout(io.display_size.x, io.display_size.y, top, v.ui.ui_scale)
+    v.ui.dataset_tab = "Dataset" not in rects
     for name, fn in PANELS:
+        if name not in rects:
+            continue
         if begin_panel(name, rects[name]):
             fn(v, act)
         imgui.end()

@@ -58,7 +58,7 @@ def main_menu(v, act) -> float:
         if changed:
             act.emit(Action.SET_SHOW_BOX, show)
         imgui.separator()
-        for scale in (0.85, 1.0, 1.25, 1.5):
+        for scale in (0.85, 1.0, 1.25, 1.5, 2.0):
             if imgui.menu_item_simple(f"UI scale {scale:g}x", None, abs(v.ui.ui_scale - scale) < 1e-3):
                 act.emit(Action.UI_SCALE, scale)
         imgui.end_menu()

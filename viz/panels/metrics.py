@@ -7,23 +7,26 @@ import math
 from imgui_bundle import imgui
 
 from ..actions import Action
-from ..plots import ACC_RANGES
-from .widgets import AMBER, BLUE, GREEN, V4, clicked_uv, fit, frame_rect, image, tab, u32
+from ..plots import ACC_RANGES, grid_step
+from .widgets import AMBER, BLUE, GREEN, V4, clicked_uv, fit, frame_rect, hovered_uv, image, tab, u32
 
 AXIS = V4(0.62, 0.64, 0.70, 0.9)
 
 
 def axis_ticks(kind: int, lo: float, hi: float, height_px: float, text_h: float) -> list[tuple[float, str]]:
     """(value, label) of the y-axis ticks: decades on the log loss axis; on the linear
-    accuracy axis the finest step of 1-2-2.5-5 that leaves room for every label
-    (labels are evenly spaced, none is dropped)."""
+    accuracy axis every k-th grid line (k = 1, 2, 5, 10: the first that leaves room for
+    every label), so the labels are evenly spaced, each on a grid line, in whole percent."""
     if kind == 0:
-        return [(v, f"{v:g}") for v in (1e-3, 1e-2, 1e-1, 1.0) if lo <= v <= hi]
+        decades = [v for v in (1e-3, 1e-2, 1e-1, 1.0) if lo <= v <= hi]
+        per = height_px / max(math.log10(hi / lo), 1e-9)          # pixels per decade
+        k = next((k for k in (1, 2, 3) if k * per >= 1.6 * text_h), 4)
+        return [(v, f"{v:g}") for i, v in enumerate(reversed(decades)) if i % k == 0][::-1]
+    grid = grid_step(lo, hi)
     span = hi - lo
-    step = next((s for s in (0.01, 0.02, 0.025, 0.05, 0.1, 0.2, 0.25, 0.5, 1.0)
-                 if s / span * height_px >= 1.8 * text_h), 1.0)
+    step = next((grid * k for k in (1, 2, 5, 10) if grid * k / span * height_px >= 1.6 * text_h), span)
     n = int(round(span / step))
-    return [(lo + i * step, f"{(lo + i * step) * 100:.{0 if step >= 0.01 else 1}f}%") for i in range(n + 1)]
+    return [(lo + i * step, f"{round((lo + i * step) * 100):d}%") for i in range(n + 1)]
 
 
 def _plot_with_axes(v, plot, w: float, h: float) -> None:
@@ -55,15 +58,22 @@ def metrics_panel(v, act) -> None:
         vals = v.values
         seen = vals.get("seen", 0)
         if v.metrics.evaluations and seen:
-            imgui.text(f"test accuracy {vals.get('correct', 0) / seen * 100:.2f}%  "
-                       f"({vals.get('wrong', 0)} of {seen:,} wrong)   rows: true class, columns: predicted")
+            imgui.text_wrapped(f"test accuracy {vals.get('correct', 0) / seen * 100:.2f}% "
+                               f"({vals.get('wrong', 0)} of {seen:,} wrong); rows: true class, columns: predicted")
         else:
             imgui.text_disabled("no evaluation yet")
         avail = imgui.get_content_region_avail()
-        image(v.confusion.texture, *fit(v.confusion.texture, avail.x, avail.y, integer=True))
+        p0, p1 = image(v.confusion.texture, *fit(v.confusion.texture, avail.x, avail.y, integer=True))
+        uv = hovered_uv(p0, p1)
+        cell = v.confusion.cell_at(*uv) if uv is not None else None
+        if cell is not None and v.classes is not None:
+            imgui.set_tooltip(f"true {v.classes.name(cell[0])}, predicted {v.classes.name(cell[1])}")
         imgui.end_tab_item()
     if tab(v.ui, "Mistakes"):
         _mistakes(v, act)
+        imgui.end_tab_item()
+    if v.ui.dataset_tab and tab(v.ui, "Dataset"):
+        dataset_panel(v, act)
         imgui.end_tab_item()
     imgui.end_tab_bar()
 
@@ -81,8 +91,13 @@ def _curves(v, act) -> None:
     imgui.text_colored(AMBER, "test accuracy")
     names = list(ACC_RANGES)
     cur = [k for k, r in ACC_RANGES.items() if r == v.plots.accuracy.range]
-    combo_w = imgui.calc_text_size("98-100%").x + imgui.get_frame_height() + 16
-    imgui.same_line(max(imgui.get_cursor_pos_x() + 8, imgui.get_window_width() - combo_w - 12))
+    combo_w = imgui.calc_text_size("98-100%").x + imgui.get_frame_height() + 2 * imgui.get_style().frame_padding.x
+    imgui.same_line()
+    room = imgui.get_content_region_avail().x
+    if room >= combo_w:
+        imgui.set_cursor_pos_x(imgui.get_cursor_pos_x() + room - combo_w)   # right-aligned
+    else:
+        imgui.new_line()
     imgui.set_next_item_width(combo_w)
     changed, i = imgui.combo("##accrange", names.index(cur[0]) if cur else 0, names)
     if changed:
@@ -104,15 +119,15 @@ def _mistakes(v, act) -> None:
     if imgui.arrow_button("##mnext", imgui.Dir.right):
         ui.mistakes_page = min(pages - 1, ui.mistakes_page + 1)
     imgui.same_line()
-    imgui.text_disabled(f"page {ui.mistakes_page + 1}/{pages} of {nwrong} misclassified test digits "
-                        "(true -> predicted); click one to load it")
+    imgui.text_wrapped(f"page {ui.mistakes_page + 1}/{pages}: {nwrong} misclassified (true -> predicted); "
+                       "click one to load it")
     avail = imgui.get_content_region_avail()
     p0, p1 = image(mk.texture, *fit(mk.texture, avail.x, avail.y))
     uv = clicked_uv(p0, p1)
     if uv is not None:
         t = mk.grid.tile_at(*uv)
         if t is not None:
-            act.emit(Action.LOAD_SAMPLE, "mistakes", ui.mistakes_page * mk.grid.cols * mk.grid.rows + t)
+            act.emit(Action.LOAD_SAMPLE, "mistakes", ui.mistakes_page * mk.grid.page + t)
 
 
 def dataset_panel(v, act) -> None:
@@ -129,16 +144,20 @@ def dataset_panel(v, act) -> None:
     if imgui.arrow_button("##dprev", imgui.Dir.left):
         ui.dataset_page = max(0, ui.dataset_page - 1)
     imgui.same_line()
-    imgui.set_next_item_width(160)
+    imgui.set_next_item_width(imgui.get_font_size() * 10)
     _, page = imgui.slider_int("##page", ui.dataset_page + 1, 1, pages, f"page %d/{pages}")
     ui.dataset_page = page - 1
     imgui.same_line()
     if imgui.arrow_button("##dnext", imgui.Dir.right):
         ui.dataset_page = min(pages - 1, ui.dataset_page + 1)
-    imgui.same_line()
-    imgui.text_disabled("click an image to load it into the canvas")
     avail = imgui.get_content_region_avail()
     p0, p1 = image(dv.texture, *fit(dv.texture, avail.x, avail.y))
+    uv = hovered_uv(p0, p1)
+    if uv is not None:
+        i = dv.sample_at(ui.dataset_split, ui.dataset_page, dv.grid.tile_at(*uv))
+        if i is not None:
+            label = v.label_of(ui.dataset_split, i) if v.label_of else None
+            imgui.set_tooltip(f"{ui.dataset_split} #{i}: {v.classes.name(label)}\nclick to load it into the canvas")
     uv = clicked_uv(p0, p1)
     if uv is not None:
         i = dv.sample_at(ui.dataset_split, ui.dataset_page, dv.grid.tile_at(*uv))

@@ -5,7 +5,7 @@ from imgui_bundle import imgui
 
 from ..actions import Action
 from ..views import MOSAIC_MODES
-from .widgets import V4, caption, fit, frame_rect, hovered_uv, image, tab, u32
+from .widgets import V4, fit, frame_rect, hovered_uv, image, note, tab, u32
 
 
 def parameters_panel(v, act) -> None:
@@ -15,14 +15,14 @@ def parameters_panel(v, act) -> None:
         return
     if mv.mosaic is not None:
         if tab(v.ui, "W1 receptive fields"):
-            imgui.set_next_item_width(170)
+            imgui.set_next_item_width(imgui.get_font_size() * 11)
             changed, mode = imgui.combo("##mosaicmode", mv.mosaic_mode, list(MOSAIC_MODES))
             if changed:
                 act.emit(Action.SET_MOSAIC, mode)
             imgui.same_line()
             scale = vals.get("w1_absmax")
             tile = f"one {v.canvas.image_w}x{v.canvas.image_h} tile per hidden unit"
-            imgui.text_disabled(f"{tile}; colour scale +-{scale:.3f}" if scale else tile)
+            note(f"{tile}; colour scale +-{scale:.3f}" if scale else tile)
             avail = imgui.get_content_region_avail()
             tex = mv.mosaic.texture
             p0, p1 = image(tex, *fit(tex, avail.x, avail.y))
@@ -41,16 +41,26 @@ def parameters_panel(v, act) -> None:
 def _weights_tab(v) -> None:
     mv, vals = v.model_views, v.values
     avail = imgui.get_content_region_avail()
-    line = imgui.get_text_line_height_with_spacing()
+    st = imgui.get_style()
     dl = imgui.get_window_draw_list()
     col = u32(V4(0.62, 0.64, 0.70, 0.9))
     n = max(1, len(mv.weights))
     label_w = imgui.calc_text_size("000").x + 4
+    bias_h = imgui.get_font_size()
+    def text_h(text):       # height of a wrapped note, as imgui will lay it out
+        return imgui.calc_text_size(text, False, avail.x).y + st.item_spacing.y
+
+    captions = [f"{hm.texture.label} ({hm.tile_w} -> {hm.rows}): one row per output unit, one column per input"
+                + (f"; scale +-{vals['w2_absmax']:.3f}" if k == 0 and vals.get("w2_absmax") else "")
+                for k, hm in enumerate(mv.weights)]
+    bias_captions = [f"{hm.texture.label} ({hm.tile_w} units)" for hm in mv.biases]
+    # Room for the biases at the bottom: a caption and a strip each.
+    bias_room = sum(text_h(t) + bias_h + st.item_spacing.y for t in bias_captions)
     for k, hm in enumerate(mv.weights):
-        scale = vals.get("w2_absmax") if k == 0 else None
-        caption(f"{hm.texture.label} ({hm.tile_w} -> {hm.rows}): one row per output unit, one column per input"
-                + (f"; scale +-{scale:.3f}" if scale else ""))
-        w, h = fit(hm.texture, avail.x - label_w, (avail.y - (n + len(mv.biases)) * line - 60) / n)
+        note(captions[k])
+        later = sum(text_h(t) for t in captions[k + 1:])
+        left = imgui.get_content_region_avail().y - bias_room - later
+        w, h = fit(hm.texture, avail.x - label_w, max(8.0, left / (n - k) - st.item_spacing.y))
         imgui.set_cursor_pos_x(imgui.get_cursor_pos_x() + label_w)
         p0, p1 = image(hm.texture, w, h)
         frame_rect(p0, p1)
@@ -58,8 +68,8 @@ def _weights_tab(v) -> None:
             for r in range(hm.rows):
                 y = p0.y + (hm.gap + r * (hm.tile_h + hm.gap) + hm.tile_h / 2) / hm.texture.height * h
                 dl.add_text(imgui.ImVec2(p0.x - label_w, y - imgui.get_text_line_height() / 2), col, str(r))
-    for hm in mv.biases:
-        caption(f"{hm.texture.label} ({hm.tile_w} units)")
+    for hm, text in zip(mv.biases, bias_captions):
+        note(text)
         imgui.set_cursor_pos_x(imgui.get_cursor_pos_x() + label_w)
-        p0, p1 = image(hm.texture, avail.x - label_w, 14.0)
+        p0, p1 = image(hm.texture, avail.x - label_w, bias_h)
         frame_rect(p0, p1)

@@ -7,18 +7,17 @@ from imgui_bundle import imgui
 from ...compute.recipe import OPTIMIZERS, SCHEDULES
 from ..actions import Action
 from ..pacing import SPEEDS
-from ..session import BATCH_SIZES
-from .widgets import AMBER, BLUE, GREEN, RED, TEXT, V4, fmt_pct, heading, note
+from ...compute.evaluation import ESTIMATE_ROWS
+from ..session import BATCH_SIZES, ESTIMATE_EVERY
+from .widgets import AMBER, BLUE, GREEN, RED, TEXT, V4, fmt_pct, note, tab
 
 
 def training_panel(v, act) -> None:
+    """Fixed rows first (controls, a status line, progress, numbers, speed), so nothing moves
+    under the cursor when a load starts or the dataset arrives; then tabs for the settings,
+    the checkpoint and the device, which would not fit below each other at 700 pixels."""
     s = v.session
-    vals = v.values
     ready = s.ready and not v.busy
-    if not s.ready:
-        imgui.text_colored(AMBER, "loading the dataset..." if not v.data_error else f"dataset: {v.data_error}")
-    if v.busy:
-        imgui.text_colored(AMBER, v.busy)
     _controls(v, act, ready)
     _progress(v)
     _numbers(v)
@@ -35,8 +34,17 @@ def training_panel(v, act) -> None:
         imgui.text_colored(RED, "Training diverged.")
     if s.message:
         note(s.message)
-    _hyper_parameters(v, act, ready)
-    _checkpoints(v, act)
+    if imgui.begin_tab_bar("training tabs"):
+        if tab(v.ui, "Settings"):
+            _hyper_parameters(v, act, ready)
+            imgui.end_tab_item()
+        if tab(v.ui, "Checkpoint"):
+            _checkpoints(v, act)
+            imgui.end_tab_item()
+        if tab(v.ui, "Device"):
+            device_panel(v, act)
+            imgui.end_tab_item()
+        imgui.end_tab_bar()
 
 
 def _controls(v, act, ready: bool) -> None:
@@ -68,37 +76,63 @@ def _controls(v, act, ready: bool) -> None:
     imgui.end_disabled()
 
 
-def _progress(v) -> None:
+def progress_lines(v) -> tuple[tuple[float, str] | None, tuple[float, str] | str]:
+    """The two progress rows: (fraction, text) bars, or a line of text where there is no
+    bar. Always two rows, whatever the state, so the panel never shifts."""
     s, run = v.session, v.session.run
-    if run is not None and v.metrics.steps:
+    if v.busy:
+        first = None, v.busy
+    elif run is None:
+        first = None, "loading the dataset..." if not v.data_error else f"dataset: {v.data_error}"
+    elif s.evaluating:
+        first = s.eval_progress, "evaluating on the test set"
+    elif v.metrics.steps:
         done, frac = run.epoch, run.epoch_fraction
+        epoch = done + 1
         if frac == 0 and run.step > 0:
             epoch, frac = done, 1.0
+        first = frac, f"epoch {epoch}/{run.recipe.epochs}   {frac * 100:.0f}%"
+    else:
+        first = None, f"a run: {run.recipe.epochs} epochs of {run.steps_per_epoch:,} steps"
+    if run is not None and v.metrics.steps:
+        second = run.step / max(run.total_steps, 1), f"run: {run.step:,} / {run.total_steps:,} steps"
+    else:
+        second = None, "not trained in this window yet" if run is not None else ""
+    return first, second
+
+
+def _progress(v) -> None:
+    for frac, text in progress_lines(v):
+        if frac is None:
+            imgui.align_text_to_frame_padding()
+            imgui.text_colored(AMBER, text) if v.busy and text == v.busy else imgui.text_disabled(text)
         else:
-            epoch = done + 1
-        imgui.progress_bar(frac, imgui.ImVec2(-1, 0), f"epoch {epoch}/{run.recipe.epochs}   {frac * 100:.0f}%")
-        imgui.progress_bar(run.step / max(run.total_steps, 1), imgui.ImVec2(-1, 0),
-                           f"run: {run.step:,} / {run.total_steps:,} steps")
-    elif run is not None:
-        imgui.text_disabled(f"a run: {run.recipe.epochs} epochs of {run.steps_per_epoch:,} steps")
-    if s.evaluating:
-        imgui.progress_bar(s.eval_progress, imgui.ImVec2(-1, 0), "evaluating on the test set")
+            imgui.progress_bar(frac, imgui.ImVec2(-1, 0), text)
 
 
 def _numbers(v) -> None:
     vals, m = v.values, v.metrics
     trained = m.steps > 0
-    if imgui.begin_table("numbers", 4, imgui.TableFlags_.sizing_stretch_same):
-        def cell(label, value, colour=None):
+    if imgui.begin_table("numbers", 3, imgui.TableFlags_.sizing_stretch_same):
+        def cell(label, value, colour=None, tip=None):
             imgui.table_next_column()
             imgui.text_disabled(label)
+            imgui.same_line()
             imgui.text_colored(colour or TEXT, value)
+            if tip and imgui.is_item_hovered():
+                imgui.set_tooltip(tip)
         imgui.table_next_row()
         cell("loss", f"{vals['loss_avg']:.4f}" if trained and "loss_avg" in vals else "-", BLUE)
-        cell("batch acc", fmt_pct(vals.get("acc_avg")) if trained else "-", GREEN)
-        cell("test acc", fmt_pct(vals.get("test_acc")) if m.evaluations else "-", AMBER)
+        cell("batch", fmt_pct(vals.get("acc_avg")) if trained else "-", GREEN, "training accuracy, last 100 batches")
         lr = vals.get("lr")
-        cell("lr now", f"{lr:.4g}" if lr is not None else f"{v.session.recipe.lr:.4g}")
+        cell("lr", f"{lr:.4g}" if lr is not None else f"{v.session.recipe.lr:.4g}", None, "learning rate now")
+        imgui.table_next_row()
+        cell("test", fmt_pct(vals.get("test_acc")) if m.evaluations else "-", AMBER,
+             "the whole test set, evaluated after every epoch (E: now)")
+        est = vals.get("est_acc", -1.0)
+        cell("est.", f"~{est * 100:.1f}%" if trained and est >= 0 else "-", AMBER,
+             f"a running estimate of the test accuracy on {ESTIMATE_ROWS} fixed test images,\n"
+             f"every {ESTIMATE_EVERY} steps (the full test set is evaluated after each epoch)")
         imgui.end_table()
 
 
@@ -106,7 +140,6 @@ def _hyper_parameters(v, act, ready: bool) -> None:
     """Applied live (a GPU buffer write), or by rebuilding the step (batch size, shift)."""
     s = v.session
     r = s.recipe
-    heading("Hyper-parameters")
     new = {}
     imgui.push_item_width(imgui.get_content_region_avail().x * 0.55)
     changed, i = imgui.combo("optimizer", OPTIMIZERS.index(r.optimizer), list(OPTIMIZERS))
@@ -156,43 +189,55 @@ def _hyper_parameters(v, act, ready: bool) -> None:
 
 
 def _checkpoints(v, act) -> None:
-    heading("Checkpoint")
+    """Path, then Save / Load / Pretrained. While a load runs they are disabled where they are
+    (its message goes below them), so a second click on Load lands on a disabled button."""
+    rects = v.ui.file_rects
     imgui.begin_disabled(bool(v.busy))
     imgui.set_next_item_width(-1)
     _, v.ui.checkpoint_path = imgui.input_text("##ckpt", v.ui.checkpoint_path)
+    rects["path"] = _item_rect()
     sp = imgui.get_style().item_spacing.x
     bw = (imgui.get_content_region_avail().x - 2 * sp) / 3
     if imgui.button("Save", imgui.ImVec2(bw, 0)):
         act.emit(Action.SAVE)
+    rects["save"] = _item_rect()
     imgui.same_line()
     if imgui.button("Load", imgui.ImVec2(bw, 0)):
         act.emit(Action.LOAD)
+    rects["load"] = _item_rect()
     imgui.same_line()
     if imgui.button("Pretrained", imgui.ImVec2(bw, 0)):
         act.emit(Action.LOAD_PRETRAINED)
+    rects["pretrained"] = _item_rect()
     imgui.end_disabled()
-    if v.ui.file_message:
+    if v.busy:
+        imgui.text_colored(AMBER, v.busy)
+    elif v.ui.file_message:
         note(v.ui.file_message)
     if v.autosave_path is not None:
         note(f"autosave on close: {v.autosave_path}")
 
 
+def _item_rect() -> tuple[float, float, float, float]:
+    a, b = imgui.get_item_rect_min(), imgui.get_item_rect_max()
+    return a.x, a.y, b.x, b.y
+
+
 def device_panel(v, act) -> None:
     dev = v.device
     info = dev.info
-    imgui.text(info.get("device", "?"))
-    imgui.text_disabled(f"{info.get('backend_type', '?')} / {info.get('adapter_type', '?')}"
-                        f"  {info.get('description', '')}"[:60])
+    imgui.text_wrapped(info.get("device", "?"))
+    note(f"{info.get('backend_type', '?')} / {info.get('adapter_type', '?')}  {info.get('description', '')}"[:80])
     ms = v.frame_ms
     s = v.session
-    imgui.text(f"frame {ms:.1f} ms ({1000 / max(ms, 1e-3):.0f} fps)   GPU work {s.pacer.work_s * 1000:.1f} ms")
-    imgui.text(f"steps/frame {s.steps_last_frame}   steps/s {s.pacer.steps_per_s:,.0f}")
+    imgui.text_wrapped(f"frame {ms:.1f} ms ({1000 / max(ms, 1e-3):.0f} fps), GPU work {s.pacer.work_s * 1000:.1f} ms")
+    imgui.text_wrapped(f"steps/frame {s.steps_last_frame}, steps/s {s.pacer.steps_per_s:,.0f}")
     rb = dev.readback
-    imgui.text(f"readback {rb.total_bytes:,} B in {rb.count} reads (largest {rb.largest} B)")
+    imgui.text_wrapped(f"readback {rb.total_bytes:,} B in {rb.count} reads (largest {rb.largest} B)")
     m = v.model
     engine = f", {s.run.engine} step" if s.run is not None else ""
-    imgui.text_disabled(f"model {m.arch.short}, {m.num_parameters():,} parameters{engine}")
+    note(f"model {m.arch.short}, {m.num_parameters():,} parameters{engine}")
     if s.data is not None:
         d = s.data
-        imgui.text_disabled(f"data {d.train.n:,} train / {d.test.n:,} test, {d.nbytes / 1e6:.1f} MB on the GPU")
-    imgui.text_disabled("H: keyboard and mouse help")
+        note(f"data {d.train.n:,} train / {d.test.n:,} test, {d.nbytes / 1e6:.1f} MB on the GPU")
+    note("H: keyboard and mouse help")

@@ -64,8 +64,15 @@ def note(text: str) -> None:
     imgui.pop_style_color()
 
 
-def caption(text: str) -> None:
-    imgui.text_disabled(text)
+def caption(text: str, width: float | None = None) -> None:
+    """Dim text, wrapped at `width` pixels from here (None: at the panel's edge)."""
+    if width is not None:
+        imgui.push_text_wrap_pos(imgui.get_cursor_pos_x() + width)
+    imgui.push_style_color(imgui.Col_.text, imgui.get_style().color_(imgui.Col_.text_disabled))
+    imgui.text_wrapped(text)
+    imgui.pop_style_color()
+    if width is not None:
+        imgui.pop_text_wrap_pos()
 
 
 def heading(text: str) -> None:
@@ -96,3 +103,49 @@ def status_label(colour: V4, text: str) -> None:
     lo, hi = imgui.get_item_rect_min(), imgui.get_item_rect_max()
     centre = imgui.ImVec2(lo.x - imgui.get_style().item_spacing.x - d * 0.3, (lo.y + hi.y) / 2)
     imgui.get_window_draw_list().add_circle_filled(centre, d * 0.28, u32(colour))
+
+
+# -- flowing rows: items left to right, wrapping before one that would not fit --------------------
+
+def button_width(label: str) -> float:
+    return imgui.calc_text_size(label.split("##")[0]).x + 2 * imgui.get_style().frame_padding.x
+
+
+def checkbox_width(label: str) -> float:
+    st = imgui.get_style()
+    return imgui.get_frame_height() + st.item_inner_spacing.x + imgui.calc_text_size(label.split("##")[0]).x
+
+
+def labelled_width(field: float, label: str) -> float:
+    """A slider / combo of width `field` with its label to the right."""
+    return field + imgui.get_style().item_inner_spacing.x + imgui.calc_text_size(label.split("##")[0]).x
+
+
+def flow_rows(widths: list[float], room: float) -> int:
+    """Rows the items take in `room` pixels (as `Flow` lays them out)."""
+    sp = imgui.get_style().item_spacing.x
+    rows, x = 1, -sp
+    for w in widths:
+        if x + sp + w > room and x > 0:
+            rows, x = rows + 1, w
+        else:
+            x += sp + w
+    return rows
+
+
+class Flow:
+    """Place items in rows: call `next(width)` before each; it wraps to a new row when the
+    item would cross the right edge of the content region (nothing is clipped)."""
+
+    def __init__(self):
+        self.left = imgui.get_cursor_pos_x()
+        self.right = self.left + imgui.get_content_region_avail().x
+        self.first = True
+
+    def next(self, width: float) -> None:
+        if self.first:
+            self.first = False
+            return
+        imgui.same_line()
+        if imgui.get_cursor_pos_x() + width > self.right:
+            imgui.new_line()

@@ -1,0 +1,464 @@
+"""The visualizer as a first-time user meets it: class names, an empty canvas, a loaded
+sample or mistake, the running test estimate, truthful status text, loading, and a
+layout with nothing clipped at three window sizes (offscreen, on whatever adapter wgpu finds).
+"""
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnist_viz.compute.device import get_device
+from test_viz_app import act, make_app, settings, speed_index, write_band_dataset  # noqa: F401 - fixture
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+needs_fashion = pytest.mark.skipif(not (FASHION_DIR / "t10k-labels-idx1-ubyte.gz").exists(),
+                                   reason="Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+
+
+def frames(app, n=1):
+    for _ in range(n):
+        app.draw_offscreen()
+
+
+def read_values(app):
+    """Frames until a readout packed after the queued actions has arrived, of the canvas shown
+    now (the test reads every frame; the app 4 times a second): the frame that runs the
+    actions packs, the next picks the read up."""
+    app.readout.interval = 0.0
+    for i in range(8):
+        app.draw_offscreen()
+        app.fence.drain()
+        if i >= 2 and app.readout.canvas_current and app.readout.values:
+            break
+    return app.readout.values
+
+
+def probs_of(app):
+    c = app.metrics.num_classes
+    return np.frombuffer(get_device().read(app.forward.probs.buffer), np.float32)[:c]
+
+
+# -- class names -----------------------------------------------------------------------------------
+
+def test_class_names_come_from_classes_txt_else_numbers(tmp_path, capsys):
+    """Guards against names from the wrong source or misaligned with the classes: a classes.txt
+    names them in order (a short one numbers the rest, with a warning); without it they are the
+    numbers, and only 28 x 28 digits count as MNIST-like (the canvas normaliser's switch)."""
+    from mnist_viz.viz.classes import class_info
+    write_band_dataset(tmp_path / "bands")
+    info = class_info(tmp_path / "bands", 3, (9, 12))
+    assert info.names == ("0", "1", "2") and info.numbered and not info.mnist_like and not info.is_mnist
+    (tmp_path / "bands" / "classes.txt").write_text("top band\nmiddle band\nbottom band\n\n")
+    info = class_info(tmp_path / "bands", 3, (9, 12))
+    assert info.names == ("top band", "middle band", "bottom band") and info.source == "classes.txt"
+    assert not info.mnist_like and info.name(1) == "middle band" and info.name(None) == "?"
+    (tmp_path / "bands" / "classes.txt").write_text("top band\n")
+    assert class_info(tmp_path / "bands", 3, (9, 12)).names == ("top band", "1", "2")
+    assert "1 names for 3 classes" in capsys.readouterr().err
+    mnist = class_info(None, 10, (28, 28))
+    assert mnist.mnist_like and mnist.is_mnist and mnist.names[7] == "7"
+
+
+def test_mnist_in_another_directory_is_recognised_by_its_test_labels(tmp_path):
+    """A copy of MNIST under --data is still MNIST (the pretrained model and the normaliser
+    apply); recognised by the MD5 of the test labels, not by the directory's name."""
+    from mnist_viz.compute.idx import bundled_mnist_dir
+    from mnist_viz.viz.classes import class_info
+    shutil.copytree(bundled_mnist_dir(), tmp_path / "digits")
+    info = class_info(tmp_path / "digits", 10, (28, 28))
+    assert info.is_mnist and info.mnist_like
+
+
+@needs_fashion
+def test_fashion_mnist_is_recognised_by_the_md5_of_its_test_labels(tmp_path):
+    """Debian re-gzips the files (the .gz MD5 differs from the published one): the decompressed
+    content's MD5 still identifies them, wherever they are copied."""
+    from mnist_viz.viz.classes import FASHION_MNIST, class_info
+    shutil.copytree(FASHION_DIR, tmp_path / "clothes")
+    info = class_info(tmp_path / "clothes", 10, (28, 28))
+    assert info.names == FASHION_MNIST and info.dataset == "Fashion-MNIST" and not info.mnist_like
+
+
+def test_glyph_bitmaps_are_what_the_shaders_draw():
+    """The packed name words hold the rasterised pixels where the shaders look for them
+    (font.wgsl name_word / name_bit): a wrong stride would draw another class's name."""
+    from mnist_viz.viz import glyphs
+    words = glyphs.pack_names(["7", "Sneaker"])
+    for k, name in enumerate(["7", "Sneaker"]):
+        bm = glyphs.rasterise(name)
+        base = k * glyphs.SLOT_WORDS
+        assert words[base] == bm.shape[1] == glyphs.text_width(name)
+        for r in range(glyphs.GLYPH_H):
+            for x in range(bm.shape[1]):
+                bit = (int(words[base + 1 + r * glyphs.WORDS_PER_ROW + x // 32]) >> (x % 32)) & 1
+                assert bit == bm[r, x], (name, r, x)
+    t = glyphs.rasterise("T")                          # the 5x7 T: a bar of 3 over a stem of 5
+    assert t[0].sum() == 3 and t[1:6, 2].all() and t.sum() == 8
+
+
+# -- an empty canvas -----------------------------------------------------------------------------------
+
+def accent_pixels(tex) -> int:
+    from mnist_viz.viz import colormap
+    accent = colormap.to_u8(np.array([0.36, 0.82, 0.52])).astype(int)
+    return int((np.abs(tex[..., :3].astype(int) - accent).max(axis=2) <= 3).sum())
+
+
+def bar_pixels(tex, label_h=22) -> int:
+    """Coloured (bar) pixels above the label strip: not background, not a grey guide."""
+    rgb = tex[:-label_h, :, :3].astype(int)
+    return int(((rgb.max(axis=2) - rgb.min(axis=2)) > 40).sum())
+
+
+def hint_pixels(app) -> int:
+    """Text-grey pixels in the middle band of the canvas as shown in the frame (the hint)."""
+    img = np.asarray(app.draw_offscreen())[..., :3].astype(int)
+    x0, y0, x1, y1 = (int(round(v)) for v in app.ui.canvas_rect)
+    w, h = x1 - x0, y1 - y0
+    band = img[y0 + int(0.4 * h): y0 + int(0.6 * h), x0 + int(0.2 * w): x1 - int(0.2 * w)]
+    return int((band.min(axis=2) > 90).sum())
+
+
+def test_an_empty_canvas_shows_a_hint_and_no_prediction(make_app):
+    """Guards against predicting from nothing (the pretrained model says '5' at ~70% for a
+    blank input): no bars and no winner in the probabilities and logits, a blank badge and
+    the hint, until there is ink; an erased canvas is empty again (the GPU's ink measure)."""
+    from mnist_viz.viz.panels.canvas import canvas_blank
+    app = make_app()
+    frames(app, 2)
+    mv = app.model_views
+    assert canvas_blank(app.view_state())
+    assert hint_pixels(app) > 30                                      # "draw a digit here"
+    for bars in (mv.probs, mv.logits):
+        tex = bars.texture.read()
+        assert bar_pixels(tex) == 0 and accent_pixels(tex) == 0
+    badge = mv.badge.texture.read()
+    assert (badge == badge[0, 0]).all()                              # blank
+    c = app.canvas
+    c.stroke((0.1 * c.width, 0.1 * c.height), (0.3 * c.width, 0.2 * c.height), radius=5)   # away from the hint
+    frames(app, 1)
+    assert not canvas_blank(app.view_state()) and hint_pixels(app) == 0
+    for bars in (mv.probs, mv.logits):
+        tex = bars.texture.read()
+        assert bar_pixels(tex) > 0 and accent_pixels(tex) > 0
+    badge = mv.badge.texture.read()
+    assert not (badge == badge[0, 0]).all()                          # a prediction
+    c.stroke((0, 0), (c.width, c.height), erase=True, radius=200)   # erase everything
+    assert c.blank is None                                          # the CPU cannot know: the GPU says
+    read_values(app)
+    assert app.readout.values["ink"] == 0 and canvas_blank(app.view_state()) and hint_pixels(app) > 30
+    assert bar_pixels(mv.probs.texture.read()) == 0
+
+
+# -- a loaded sample or mistake ---------------------------------------------------------------------
+
+def test_a_loaded_mistake_is_classified_as_in_the_gallery_and_shows_its_label(make_app):
+    """Guards against the canvas re-normalising an upsampled copy ("5 -> 6" in the gallery read
+    as a 5 at 49% on the canvas): the loaded mistake's prediction is the gallery's, its true
+    label comes back through the 64-byte readout, and the panel says 'test #k: label L'."""
+    from mnist_viz.viz.panels.canvas import sample_lines
+    app = make_app(test_limit=1000, **settings(lr=0.5))
+    act(app, "reinitialise")                  # a weak model: plenty of mistakes
+    act(app, "step")
+    frames(app, 3)
+    act(app, "evaluate")
+    frames(app, 12)
+    assert not app.session.evaluating
+    ev = app.metrics.read_evaluation()
+    assert len(ev["wrong"]) > 3
+    mk = app.mistakes
+    frames(app, 1)
+    logits = np.frombuffer(get_device().read(mk.forward.logits.buffer), np.float32)
+    logits = logits[: mk.grid.page * 10].reshape(-1, 10)
+    for k in (0, 3):
+        act(app, "load_sample", "mistakes", k)
+        values = read_values(app)
+        index = int(ev["wrong"][k])
+        truth = int(app.loader.dataset.test_labels[index])
+        assert probs_of(app).argmax() == logits[k].argmax() != truth
+        assert values["sample_index"] == index and values["sample_label"] == truth
+        assert values["pred"] == logits[k].argmax()
+        lines = [t for t, _ in sample_lines(app.view_state())]
+        assert lines[0] == f"test #{index}: label {truth}", lines
+        assert lines[1].startswith(f"predicted {logits[k].argmax()} ")
+
+
+def test_a_loaded_dataset_sample_shows_split_index_and_label(make_app):
+    from mnist_viz.viz.panels.canvas import sample_lines
+    app = make_app()
+    act(app, "load_sample", "train", 5)
+    read_values(app)
+    label = int(app.loader.dataset.train_labels[5])
+    assert [t for t, _ in sample_lines(app.view_state())][0] == f"train #5: label {label}"
+    assert app.readout.values["sample_index"] == 5 and app.readout.values["sample_label"] == label
+
+
+# -- the running estimate ------------------------------------------------------------------------------
+
+def test_running_estimate_appears_while_training_and_tracks_the_evaluation(make_app):
+    """Guards against an estimate that never arrives, survives a restart, or measures something
+    else: after ESTIMATE_EVERY steps it is a test accuracy near the full evaluation's."""
+    from mnist_viz.viz.session import ESTIMATE_EVERY
+    app = make_app(limit=4096, test_limit=2000, **settings(batch_size=16, speed=speed_index(64)))
+    assert read_values(app)["est_acc"] < 0              # nothing estimated yet
+    act(app, "train")
+    for _ in range(200):
+        frames(app)
+        if app.metrics.steps >= ESTIMATE_EVERY:
+            break
+    act(app, "pause")
+    act(app, "evaluate")
+    frames(app, 8)
+    v = read_values(app)
+    assert app.metrics.steps >= ESTIMATE_EVERY
+    assert 0.5 < v["est_acc"] <= 1.0 and abs(v["est_acc"] - v["test_acc"]) < 0.06, v
+    act(app, "reinitialise")                             # a new run: no stale estimate
+    assert read_values(app)["est_acc"] < 0
+
+
+def test_the_estimate_scores_exactly_its_spread_subset(mnist):
+    """The estimate's counters are the correct count over 8 blocks of 64 test images spread over
+    the test set, as numpy computes them: guards against misplaced block offsets (rows of one
+    block over another's) and against scoring into the evaluation's counters."""
+    import dataclasses
+    from mnist_viz.compute.data import GpuDataset
+    from mnist_viz.compute.model_io import default_model_path, load_model
+    from mnist_viz.compute.recipe import Recipe
+    from mnist_viz.compute.run import Run
+    small = dataclasses.replace(mnist, train_images=mnist.train_images[:256], train_labels=mnist.train_labels[:256],
+                                test_images=mnist.test_images[:2000], test_labels=mnist.test_labels[:2000])
+    model, _ = load_model(default_model_path())
+    run_ = Run(model, GpuDataset(small), Recipe())
+    dev = get_device()
+    enc = dev.device.create_command_encoder()
+    run_.encode_estimate(enc)
+    dev.submit(enc)
+    est = np.frombuffer(dev.read(run_.metrics.estimate), np.uint32)
+    idx = np.concatenate([np.arange(k * 250, k * 250 + 64) for k in range(8)])
+    sd = model.state_dict()
+    x = small.test_images[idx].reshape(len(idx), -1).astype(np.float32) / 255
+    pred = (np.maximum(x @ sd["0.weight"].T + sd["0.bias"], 0) @ sd["2.weight"].T + sd["2.bias"]).argmax(1)
+    assert est[1] == 512 and abs(int(est[0]) - int((pred == small.test_labels[idx]).sum())) <= 1
+    assert np.frombuffer(dev.read(run_.metrics.counters), np.uint32)[:3].tolist() == [0, 0, 0]
+
+
+def test_the_estimate_costs_under_two_percent_of_the_training_between_estimates():
+    """Multiply-adds of one estimate against ESTIMATE_EVERY steps of the default recipe
+    (forward + backward ~ 3x the forward): guards against an estimate that slows training."""
+    from mnist_viz.compute.evaluation import ESTIMATE_ROWS
+    from mnist_viz.compute.recipe import Recipe
+    from mnist_viz.viz.session import ESTIMATE_EVERY
+    estimate = ESTIMATE_ROWS
+    training = ESTIMATE_EVERY * Recipe().batch_size * 3
+    assert estimate / training < 0.02
+
+
+# -- truthful status; loading --------------------------------------------------------------------------
+
+def texts(app) -> str:
+    from mnist_viz.viz.panels.menu import status_line
+    from mnist_viz.viz.panels.training import progress_lines
+    v = app.view_state()
+    rows = [t for _, t in progress_lines(v)]
+    return " | ".join([status_line(v), *rows, app.session.message])
+
+
+def test_after_load_or_reset_no_stale_run_text_and_saved_accuracy_is_of_the_saved_weights(make_app, tmp_path):
+    """Guards against 'run: 381/18,760' or 'epoch 1/20 41%' after a load or a reset, and against
+    a checkpoint recording the test accuracy of weights it does not hold."""
+    app = make_app(**settings(batch_size=16, speed=speed_index(4)))
+    frames(app, 6)                                        # the initial evaluation
+    assert app._metadata("t").get("test_accuracy")       # the loaded model, evaluated
+    act(app, "train")
+    frames(app, 3)
+    assert "run: " in texts(app) and "epoch 1/" in texts(app)
+    act(app, "pause")
+    frames(app, 1)
+    assert "test_accuracy" not in app._metadata("t")      # trained since the evaluation
+    act(app, "evaluate")
+    frames(app, 8)
+    assert app._metadata("t").get("test_accuracy")
+    path = tmp_path / "m.safetensors"
+    app.ui.checkpoint_path = str(path)
+    act(app, "save")
+    act(app, "reinitialise")
+    frames(app, 2)
+    stale = re.compile(r"run: [\d,]+ /|epoch \d+/|step [\d,]+|training from")
+    t = texts(app)
+    assert not stale.search(t) and "re-initialised" in t, t
+    assert "test_accuracy" not in app._metadata("t")
+    act(app, "load")
+    frames(app, 3)
+    t = texts(app)
+    assert "loaded" in app.ui.file_message and not stale.search(t) and "re-initialised" not in t, t
+
+
+def test_a_loaded_checkpoint_is_continued_not_replaced(make_app, tmp_path):
+    """Load the pretrained model, train a few steps, evaluate: the accuracy stays far above
+    chance (training went on from the loaded weights, not from fresh ones)."""
+    app = make_app(test_limit=500, **settings(batch_size=32, speed=speed_index(4)))
+    act(app, "reinitialise")
+    frames(app, 1)
+    act(app, "load_pretrained")
+    frames(app, 3)
+    assert "loaded" in app.ui.file_message
+    act(app, "train")
+    frames(app, 5)
+    act(app, "pause")
+    assert app.metrics.steps >= 4
+    act(app, "evaluate")
+    frames(app, 6)
+    acc = app.metrics.read_evaluation()["accuracy"]
+    assert acc > 0.9, acc
+
+
+def test_loading_keeps_the_layout_still_and_a_second_click_cannot_reach_the_path_field(make_app, tmp_path):
+    """Click Load, and click again at the same spot while 'loading ...' shows: the buttons and
+    the path field have not moved, the second click lands on a disabled button (no second
+    load, no text field in focus), and the load then happens once."""
+    from imgui_bundle import imgui
+    app = make_app(size=(1100, 700))
+    app.ui.select_tabs.add("Checkpoint")
+    app.ui.checkpoint_path = str(tmp_path / "nope.safetensors")
+    frames(app, 2)
+    before = dict(app.ui.file_rects)
+    x0, y0, x1, y1 = before["load"]
+    x, y = (x0 + x1) / 2, (y0 + y1) / 2
+    loads = []
+    app.handlers[next(a for a in app.handlers if a.value == "load")] = lambda: loads.append(app.frames) or \
+        app._later("loading nope.safetensors...", lambda: None)
+    ev = dict(buttons=(1,), modifiers=(), ntouches=0, touches={})
+
+    def click():
+        app.rc.submit_event({"event_type": "pointer_move", "x": x, "y": y, "button": 0, **ev, "buttons": ()})
+        app.draw_offscreen()
+        app.rc.submit_event({"event_type": "pointer_down", "x": x, "y": y, "button": 1, **ev})
+        app.draw_offscreen()
+        app.rc.submit_event({"event_type": "pointer_up", "x": x, "y": y, "button": 1, **ev})
+
+    click()
+    app.draw_offscreen()                       # the action runs: busy from here
+    assert len(loads) == 1 and app.busy
+    app._busy_frame = app.frames + 100         # keep it loading while we click again
+    click()
+    app.draw_offscreen()
+    imgui.set_current_context(app.gui._imgui_context)
+    assert len(loads) == 1 and not imgui.get_io().want_text_input
+    assert app.ui.file_rects == before
+    from mnist_viz.viz.panels.training import progress_lines
+    assert progress_lines(app.view_state())[0][1] == "loading nope.safetensors..."
+
+
+# -- layout ------------------------------------------------------------------------------------------
+
+KEY_PANELS = ("Training", "Canvas", "Prediction", "Layers", "Parameters", "Metrics", "Dataset")
+
+
+def overflow(app) -> dict:
+    """Per panel, how far its content reaches past its window's work area (pixels; 0 = none):
+    imgui's record of the furthest item (cursor max, and the ideal size of cut text)."""
+    from imgui_bundle import imgui
+    imgui.set_current_context(app.gui._imgui_context)
+    out = {}
+    for name in KEY_PANELS:
+        w = imgui.internal.find_window_by_name(name)
+        if w is None or not w.active:
+            continue
+        work = w.work_rect
+        reach_x = max(w.dc.cursor_max_pos.x, w.dc.ideal_max_pos.x)
+        reach_y = max(w.dc.cursor_max_pos.y, w.dc.ideal_max_pos.y)
+        out[name] = (max(0.0, reach_x - work.max.x), max(0.0, reach_y - work.max.y))
+    return out
+
+
+@pytest.mark.parametrize("size", [(1100, 700), (1600, 1000), (2560, 1440)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_nothing_is_clipped_in_the_key_panels(make_app, tmp_path, size):
+    """Every tab of every key panel, with a painted digit and a loaded mistake: no widget
+    reaches past its panel. Screenshots land in tmp_path for a look."""
+    from mnist_viz.viz.launch import write_png
+    app = make_app(size=size)
+    c = app.canvas
+    c.stroke((0.3 * c.width, 0.3 * c.height), (0.6 * c.width, 0.7 * c.height), radius=5)
+    frames(app, 2)
+    seen = {}
+    for tabs in (("Settings", "Curves", "W1 receptive fields"), ("Checkpoint", "Confusion", "Weights & biases"),
+                 ("Device", "Mistakes"), ("Dataset",)):
+        app.ui.select_tabs |= set(tabs)
+        frames(app, 2)
+        for name, (dx, dy) in overflow(app).items():
+            assert dx <= 1 and dy <= 1, (size, tabs, name, dx, dy)
+            seen[name] = True
+    write_png(tmp_path / f"layout-{size[0]}x{size[1]}.png", app.draw_offscreen())
+    assert {"Training", "Canvas", "Prediction", "Layers", "Parameters", "Metrics"} <= set(seen)
+    assert ("Dataset" in seen) == (size[1] >= 900)       # a short window shows it as a Metrics tab
+    x0, y0, x1, y1 = app.ui.canvas_rect
+    assert x1 - x0 >= 0.14 * size[0] * (size[1] / size[0]) ** 0.5    # the canvas grows with the window
+
+
+def test_ui_scale_scales_fonts_and_layout_together(make_app):
+    from imgui_bundle import imgui
+    app = make_app(size=(1600, 1000))
+    frames(app, 1)
+    imgui.set_current_context(app.gui._imgui_context)
+    pad = imgui.get_style().frame_padding.x
+    act(app, "ui_scale", 1.5)
+    frames(app, 2)
+    assert imgui.get_style().font_scale_main == 1.5 and imgui.get_style().frame_padding.x == pytest.approx(1.5 * pad)
+    for name, (dx, dy) in overflow(app).items():
+        assert dx <= 1, (name, dx)
+    act(app, "ui_scale", 1.0)
+    frames(app, 1)
+    assert imgui.get_style().frame_padding.x == pytest.approx(pad)
+
+
+def test_accuracy_axis_labels_are_evenly_spaced_on_grid_lines():
+    """Guards against labels like 92.5% printed as '92%' (uneven) or off the drawn grid."""
+    from mnist_viz.viz.panels.metrics import axis_ticks
+    from mnist_viz.viz.plots import ACC_RANGES, grid_step
+    for lo, hi in ACC_RANGES.values():
+        for height in (40, 80, 160, 400):
+            ticks = axis_ticks(1, lo, hi, height, 15)
+            values = [v for v, _ in ticks]
+            gaps = np.diff(values)
+            assert len(ticks) >= 2 and np.allclose(gaps, gaps[0])
+            assert gaps[0] / (hi - lo) * height >= 1.6 * 15 or len(ticks) == 2
+            g = grid_step(lo, hi)
+            assert all(abs(v / g - round(v / g)) < 1e-6 for v in values)
+            assert all(label == f"{round(v * 100)}%" for v, label in ticks)
+    loss = axis_ticks(0, 1e-3, 4.0, 60, 15)
+    assert len(loss) >= 1 and all(b / a >= 10 for (a, _), (b, _) in zip(loss, loss[1:]))
+
+
+# -- another dataset ----------------------------------------------------------------------------------
+
+def test_named_classes_appear_in_the_views_and_the_normaliser_is_off(make_app, tmp_path):
+    """A dataset with a classes.txt: the bar labels are the names' pixels (not the numbers), the
+    canvas is not MNIST-normalised, the message does not claim the MNIST model."""
+    from mnist_viz.viz import glyphs
+    write_band_dataset(tmp_path / "bands")
+    (tmp_path / "bands" / "classes.txt").write_text("top\nmid\nlow\n")
+    app = make_app(data_dir=tmp_path / "bands", limit=None, test_limit=None)
+    assert not app.canvas.normalise and "MNIST" not in app.ui.file_message.replace("MNIST digits", "")
+    c = app.canvas
+    c.stroke((0.3 * c.width, 0.3 * c.height), (0.6 * c.width, 0.7 * c.height), radius=5)
+    frames(app, 2)
+    tex = app.model_views.probs.texture.read()[..., :3].astype(int)
+    strip = tex[-22:].max(axis=2) > 150                      # label pixels (text, or the winner's accent)
+    band = tex.shape[1] / 3
+    for k, name in enumerate(["top", "mid", "low"]):
+        # Where views.wgsl bar_chart puts the name: centred in its band, 2 pixels a font pixel.
+        b0, b1 = int(k * band), int((k + 1) * band)
+        ox = b0 + 1 + (b1 - b0 - 2 - glyphs.text_width(name, 2)) // 2
+        ink = glyphs.rasterise(name).any(axis=0)
+        expected = {ox + 2 * x + d for x in np.nonzero(ink)[0] for d in (0, 1)}
+        assert set(np.nonzero(strip[:, b0:b1].any(axis=0))[0] + b0) == expected, name
+
+
+@needs_fashion
+def test_fashion_mnist_gets_its_names_a_fresh_model_and_no_normaliser(make_app):
+    app = make_app(data_dir=FASHION_DIR, limit=512, test_limit=256)
+    assert app.classes.names[7] == "Sneaker" and not app.canvas.normalise
+    assert app.ui.file_message.startswith("Fashion-MNIST: a fresh 784-128-10")
+    assert "mnist-784-128-10" not in app.ui.file_message
