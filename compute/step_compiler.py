@@ -167,9 +167,10 @@ class CompiledStep:
 
     # -- choices --------------------------------------------------------------------------------------
     def choose_rows(self, dev, b: int) -> int:
-        """Rows per workgroup: 1 while the batch alone fills the GPU, more at large batches (weights
-        re-read from L2 per row is what bounds pass 1 there), within the workgroup memory."""
-        want = 1 if dev.is_cpu or b <= 64 else (2 if b <= 128 else 4)
+        """Rows per workgroup: 1 while the batch alone fills the GPU, 2 above batch 64 (weights
+        re-read from L2 per row is what bounds pass 1 there; 4 rows lost to 2 at batch 256 on
+        every MLP of the H100 sweep, `benchmarks/step_bench.py --tune`), within the workgroup memory."""
+        want = 1 if dev.is_cpu or b <= 64 else 2
         while want > 1 and self.shared_bytes(want) > self.shared_limit:
             want //= 2
         return want
