@@ -137,7 +137,7 @@ EMBED = GpuStruct("Embed", [
 ])
 SALIENCY = GpuStruct("Saliency", [
     ("mode", "u32", "seed: 0 the class's logit, 1 its log-probability"),
-    ("target", "u32", "the class (NONE: the predicted one)"),
+    ("class_index", "u32", "the class (NONE: the predicted one)"),
     ("classes", "u32", ""),
     ("d", "u32", "input pixels"),
     ("iw", "u32", "input image width, height"), ("ih", "u32", ""),
