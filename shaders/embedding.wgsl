@@ -212,7 +212,7 @@ fn splat(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
 fn marks(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let d = vec2<f32>(lid.xy) - vec2<f32>(7.5);
     if (wid.z == 0u) {
-        let i = dr_pick[0];
+        let i = dr_pick[1];
         if (i >= dr.n) { return; }
         let c = shown(i);
         let r = length(d);
@@ -275,4 +275,23 @@ fn pick_index(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 fn pick_publish() {
     let i = atomicLoad(&pick[1]);
     readout[pk.hover_word] = select(i + 1u, 0u, i == 0xffffffffu);
+}
+
+// -- the hovered digit, for the tooltip (the pick's index never leaves the GPU) ---------------
+@group(0) @binding(0) var<storage, read> dg: Embed;
+@group(0) @binding(1) var<storage, read> dg_pick: array<u32>;
+@group(0) @binding(2) var<storage, read> dg_images: array<u32>;     // u8 pixels, packed
+@group(0) @binding(3) var dg_out: texture_storage_2d<rgba8unorm, write>;   // [iw, ih]
+
+@compute @workgroup_size(16, 16)
+fn digit(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let dims = textureDimensions(dg_out);
+    if (gid.x >= dims.x || gid.y >= dims.y) { return; }
+    let i = dg_pick[1];
+    var v = 0.0;
+    if (i < dg.n) {
+        let b = (i * dims.y + gid.y) * dims.x + gid.x;
+        v = f32(byte_of(dg_images[b >> 2u], b)) / 255.0;
+    }
+    textureStore(dg_out, vec2<i32>(gid.xy), vec4<f32>(v, v, v, 1.0));
 }

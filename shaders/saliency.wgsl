@@ -84,7 +84,7 @@ fn overlay(@builtin(global_invocation_id) gid: vec3<u32>) {
         let g = grad[q.y * prm.iw + q.x];
         let a = clamp(abs(g) / (prm.gain * m), 0.0, 1.0);
         let colour = select(vec3<f32>(0.15, 0.45, 1.0), vec3<f32>(0.95, 0.2, 0.15), g > 0.0);
-        c = vec4<f32>(colour, a * 0.85);
+        c = vec4<f32>(colour, a * 0.75);   // the digit stays visible under it
     }
     textureStore(out, vec2<i32>(gid.xy), c);
 }

@@ -66,6 +66,7 @@ class Embedding:
         same layer of the canvas's forward pass; `readout_buffer`: where the pick is published."""
         dev = get_device()
         test = data.test
+        self.model = model
         self.classes = data.num_classes
         self.size = size
         limits = Limits.current()
@@ -99,6 +100,7 @@ class Embedding:
         self.params = Params(EMBED, "embedding.params", n=n, h=h, size=size, t=1.0, classes=len(CLASS_COLOURS),
                              pick_radius=PICK_RADIUS, hover_word=READOUT.index("hover"), dot=DOT)
         self.texture = ViewTexture(size, size, "embedding", nearest=True)
+        self.digit = ViewTexture(test.width, test.height, "embedding.digit", nearest=True)
 
         # The chunks: gather, the traced forward, store the hidden rows.
         self.chunks: list[Program] = []
@@ -133,7 +135,9 @@ class Embedding:
         self._pick = [make_dispatch("embedding.wgsl", "pick_reset", pick, (1,)),
                       make_dispatch("embedding.wgsl", "pick_nearest", pick, _groups(n, 64)),
                       make_dispatch("embedding.wgsl", "pick_index", pick, _groups(n, 64)),
-                      make_dispatch("embedding.wgsl", "pick_publish", pick, (1,))]
+                      make_dispatch("embedding.wgsl", "pick_publish", pick, (1,)),
+                      make_dispatch("embedding.wgsl", "digit", [p, self.pick, test.images, self.digit.view],
+                                    grid_2d(test.width, test.height))]
 
         self.refreshes = 0            # refreshes finished
         self._piece = None            # next chunk of a refresh under way (None: none)

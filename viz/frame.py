@@ -50,6 +50,7 @@ def draw_frame(app) -> None:
     app.feed_demo()
 
     app.gui.begin()
+    app.ui.embedding_open = False       # its panel sets it again while it is shown
     try:
         panels.draw_all(app.view_state(), app.actions)
     except Exception as e:  # noqa: BLE001 - a UI bug must not kill the frame loop
@@ -78,14 +79,16 @@ def draw_frame(app) -> None:
 def view_dispatches(app) -> list:
     """The compute work of a frame after training, in dependency order."""
     mv = app.model_views
+    out = app.canvas.dispatches() + app.saliency.push_dispatches()    # a push changes the input
     key = (app.canvas.revision, app.canvas.normalise, app.session.weights_version, mv.mosaic_mode,
-           tuple(app.canvas_view.params.values.items()), id(app.model))
+           tuple(app.canvas_view.params.values.items()), id(app.model), app.saliency.revision)
     redraw = key != getattr(app, "_views_key", None) or app.canvas.busy
     app._views_key = key
-    out = app.canvas.dispatches()
     if redraw:
         out += app.forward.dispatches() + app.scales.dispatches() + mv.dispatches()
         out += [app.canvas_view.dispatch]
+    if app.ui.show_saliency:
+        out += app.saliency.map_dispatches(app.canvas.loaded is not None, app.canvas.normalise, key)
     out += app.plots.dispatches() + app.confusion.dispatches()
     if app.mistakes is not None:
         out += app.mistakes.dispatches(app.ui.mistakes_page)
@@ -93,4 +96,9 @@ def view_dispatches(app) -> list:
         ui = app.ui
         out += app.dataset_view.dispatches(ui.dataset_split, ui.dataset_page, ui.dataset_selected)
     out += app.readout.dispatches()
+    if app.embedding is not None and app.ui.embedding_open:
+        c = app.canvas
+        out += app.embedding.dispatches(app.session.weights_version, app.metrics.steps, time.perf_counter(),
+                                        not app.dev.is_cpu, app.ui.embedding_cursor, c.blank is not True,
+                                        (key, c.loaded))
     return out
