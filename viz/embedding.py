@@ -61,16 +61,18 @@ def _groups(n: int, size: int) -> tuple[int, int]:
 
 
 class Embedding:
-    def __init__(self, model, data, state, canvas_hidden: Tensor, readout_buffer, size: int = SIZE):
+    def __init__(self, model, data, state, canvas_hidden: Tensor, readout_buffer, size: int = SIZE,
+                 chunk: int | None = None):
         """`state`: the run's state words (the gather reads them); `canvas_hidden`: [1, H], the
-        same layer of the canvas's forward pass; `readout_buffer`: where the pick is published."""
+        same layer of the canvas's forward pass; `readout_buffer`: where the pick is published;
+        `chunk`: test images per forward pass (default: as many as the device binds)."""
         dev = get_device()
         test = data.test
         self.model = model
         self.classes = data.num_classes
         self.size = size
         limits = Limits.current()
-        chunk = eval_rows(model.arch, test.n, limits)
+        chunk = eval_rows(model.arch, test.n, limits) if chunk is None else chunk
         x = Tensor((chunk, test.input_size), label="embedding.x")
         y = Tensor((chunk,), dtype="u32", label="embedding.y")
         dev.stream.flush()

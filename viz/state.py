@@ -28,6 +28,7 @@ class UIState:
     show_saliency: bool = False      # the saliency overlay on the canvas
     embedding_open: bool = False     # the embedding view was drawn this frame (set by its panel)
     embedding_cursor: tuple | None = None   # the cursor over the embedding, texture pixels (None: not over it)
+    embedding_rect: tuple = (0.0, 0.0, 0.0, 0.0)   # its screen rect
 
 
 @dataclass

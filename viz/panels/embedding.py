@@ -25,6 +25,7 @@ def embedding_panel(v, act) -> None:
     avail = imgui.get_content_region_avail()
     p0, p1 = image(emb.texture, *fit(emb.texture, avail.x, max(40.0, avail.y - 1.5 * line)))
     frame_rect(p0, p1)
+    v.ui.embedding_rect = (p0.x, p0.y, p1.x, p1.y)
     uv = hovered_uv(p0, p1)
     v.ui.embedding_cursor = None if uv is None else (uv[0] * emb.size, uv[1] * emb.size)
     index = v.values.get("hover_index")
