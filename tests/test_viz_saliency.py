@@ -160,3 +160,34 @@ def test_push_raises_the_class_probability_and_keeps_pixels_in_range(mnist):
     assert before[3] < 0.01 and after[3] > 0.5 and after.argmax() == 3, (before, after)
     xv = x.to_numpy()
     assert xv.min() >= 0.0 and xv.max() <= 1.0
+
+
+def test_window_map_is_of_the_input_of_the_same_frame(tmp_path):
+    """Guards against the map lagging the canvas (computed before the stroke's
+    normalisation, or not recomputed when the canvas changed): after each frame with new
+    strokes, the map is the gradient of the predicted class's logit at that frame's input,
+    computed by numpy from the input as it is."""
+    from rendercanvas.offscreen import RenderCanvas
+    from mnist_viz.viz.actions import Action
+    from mnist_viz.viz.app import App, AppConfig
+    app = App(RenderCanvas(size=(900, 560), pixel_ratio=1.0),
+              AppConfig(background_load=False, limit=64, test_limit=64, autosave_dir=tmp_path, paint_demo=True))
+    try:
+        assert app.wait_for_data()
+        app.actions.emit(Action.SET_SALIENCY, True)
+        sd = {k: v.astype(np.float64) for k, v in app.model.state_dict().items()}
+        seen = set()
+        for _ in range(3):
+            app.draw_offscreen()
+            app.fence.drain()
+            x = app.canvas.x.to_numpy()[0].astype(np.float64)
+            pre = x @ sd["0.weight"].T + sd["0.bias"]
+            logits = np.maximum(pre, 0) @ sd["2.weight"].T + sd["2.bias"]
+            k = int(np.argmax(logits))
+            expected = (sd["2.weight"][k] * (pre > 0)) @ sd["0.weight"]
+            np.testing.assert_allclose(app.saliency.grad.to_numpy()[0], expected, atol=1e-4 * np.abs(expected).max())
+            seen.add(x.tobytes())
+        assert len(seen) == 3            # the input did change from frame to frame (the demo strokes)
+    finally:
+        app.fence.drain()
+        app.rc.close()
