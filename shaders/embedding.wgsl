@@ -4,7 +4,7 @@
 // PCA by power iteration (subspace iteration on two vectors). With A the [N, H]
 // activations and A_c = A - mean (row-wise), C = A_c^T A_c / N is never formed:
 //   project : p_k = A_c v_k            (one thread per point, both components)
-//   back    : w_k = A_c^T p_k          (one thread per feature)  => w_k = N C v_k
+//   back    : w_k = A_c^T p_k          (one workgroup per feature)  => w_k = N C v_k
 //   orthonormalise : v1 = w1 / |w1|;  v2 = (w2 - (w2.v1) v1) / |...|
 // The Gram-Schmidt step is the deflation: v2 converges to the top eigenvector of C
 // with v1's direction removed. Started from the last refresh's vectors, a few
@@ -53,14 +53,6 @@ fn store(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
 @group(0) @binding(3) var<storage, read_write> work: array<f32>;   // w1 [H], w2 [H]
 @group(0) @binding(4) var<storage, read_write> proj: array<f32>;   // [N, 2]
 
-@compute @workgroup_size(64)
-fn mean(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let j = gid.x;
-    if (j >= pr.h) { return; }
-    var s = 0.0;
-    for (var i = 0u; i < pr.n; i++) { s += acts[i * pr.h + j]; }
-    basis[BASIS + j] = s / f32(max(pr.n, 1u));
-}
 
 @compute @workgroup_size(64)
 fn project(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -76,22 +68,43 @@ fn project(@builtin(global_invocation_id) gid: vec3<u32>) {
     proj[i * 2u + 1u] = p.y;
 }
 
-@compute @workgroup_size(64)
-fn back(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let j = gid.x;
-    let h = pr.h;
-    if (j >= h) { return; }
-    let m = basis[BASIS + j];
-    var w = vec2<f32>(0.0);
-    for (var i = 0u; i < pr.n; i++) {
-        w += (acts[i * h + j] - m) * vec2<f32>(proj[i * 2u], proj[i * 2u + 1u]);
-    }
-    work[j] = w.x;
-    work[h + j] = w.y;
-}
-
 const WG: u32 = 64u;
 var<workgroup> red: array<f32, WG>;
+var<workgroup> red2: array<vec2<f32>, WG>;
+
+// Sums over the N points are one workgroup per feature j (its threads stride over the
+// points), so a GPU runs H workgroups instead of H long serial loops.
+@compute @workgroup_size(64)
+fn mean(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let j = wid.x;
+    let t = lid.x;
+    var s = 0.0;
+    for (var i = t; i < pr.n; i += WG) { s += acts[i * pr.h + j]; }
+    let total = reduce_sum(t, s);
+    if (t == 0u) { basis[BASIS + j] = total / f32(max(pr.n, 1u)); }
+}
+
+@compute @workgroup_size(64)
+fn back(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let j = wid.x;
+    let t = lid.x;
+    let h = pr.h;
+    let m = basis[BASIS + j];
+    var w = vec2<f32>(0.0);
+    for (var i = t; i < pr.n; i += WG) {
+        w += (acts[i * h + j] - m) * vec2<f32>(proj[i * 2u], proj[i * 2u + 1u]);
+    }
+    red2[t] = w;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (t < s) { red2[t] += red2[t + s]; }
+        workgroupBarrier();
+    }
+    if (t == 0u) {
+        work[j] = red2[0].x;
+        work[h + j] = red2[0].y;
+    }
+}
 
 fn reduce_sum(t: u32, v: f32) -> f32 {
     red[t] = v;

@@ -174,7 +174,8 @@ def test_window_embedding_and_saliency_zero_readback(tmp_path, wgpu_reads):
     """Guards against any read-back with the new views open (the 10,000 positions, the
     activations, the gradient): while training, painting, pushing and hovering, wgpu
     transfers only the 64-byte stats pack (and each offscreen frame's own download); the
-    hovered point comes back in that pack, and a click loads it into the canvas."""
+    hovered point comes back in that pack, and a click loads it into the canvas. The
+    embedding is built only once its tab is shown."""
     from rendercanvas.offscreen import RenderCanvas
     from mnist_viz.compute.recipe import Recipe
     from mnist_viz.viz.actions import Action
@@ -188,11 +189,13 @@ def test_window_embedding_and_saliency_zero_readback(tmp_path, wgpu_reads):
                         recipe=Recipe(batch_size=16), watch=WatchSettings(speed=[v for v, _ in SPEEDS].index(1)), paint_demo=True))
     try:
         assert app.wait_for_data()
+        app.draw_offscreen()
+        assert app.embedding is None        # nothing is built (or computed) for a view never shown
         app.ui.select_tabs.add("Embedding")
         app.actions.emit(Action.SET_SALIENCY, True)
         app.actions.emit(Action.SET_SALIENCY_CLASS, 3)
-        app.draw_offscreen()
-        app.draw_offscreen()
+        for _ in range(3):         # the tab opens, the embedding is built once shown, then drawn
+            app.draw_offscreen()
         dev = get_device()
         dev.readback.reset()
         wgpu_reads.reset()

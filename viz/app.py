@@ -155,20 +155,22 @@ class App:
         if self.mistakes is None:
             self.mistakes = MistakesView(self.metrics, run.data, self.model, self.names, self.classes.names)
             self.gui.register(self.mistakes.texture)
-        self._bind_embedding(run)
-
-    def _bind_embedding(self, run) -> None:
-        """The live embedding of this model over the run's test set (rebuilt with the model)."""
-        if self.embedding is not None:
-            if self.embedding.model is self.model:
-                return
+        if self.embedding is not None and self.embedding.model is not self.model:
             for t in (self.embedding.texture, self.embedding.digit):
                 self.gui.unregister(t)
-        f = self.forward
-        self.embedding = Embedding(self.model, run.data, self.metrics.state, hidden_of(self.model, f.x, f.logits, f.trace),
-                                   self.readout.out)
-        for t in (self.embedding.texture, self.embedding.digit):
-            self.gui.register(t)
+            self.embedding = None
+
+    def open_embedding(self):
+        """The live embedding of this model over the test set, built when its view is first
+        shown (its chunk of forward passes holds as much memory as the evaluation's)."""
+        run = self.session.run
+        if self.embedding is None and run is not None:
+            f = self.forward
+            self.embedding = Embedding(self.model, run.data, self.metrics.state,
+                                       hidden_of(self.model, f.x, f.logits, f.trace), self.readout.out)
+            for t in (self.embedding.texture, self.embedding.digit):
+                self.gui.register(t)
+        return self.embedding
 
     def _maybe_attach_data(self) -> None:
         if self.session.data is not None or self.loader.dataset is None:

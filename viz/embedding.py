@@ -119,8 +119,8 @@ class Embedding:
         p = self.params.buffer
         pca = [p, self.acts, self.basis, self.work, self.proj]
         one = lambda entry, wg: make_dispatch("embedding.wgsl", entry, pca, wg)
-        self._mean = one("mean", (math.ceil(h / 64),))
-        self._iteration = [one("project", (math.ceil(n / 64),)), one("back", (math.ceil(h / 64),)),
+        self._mean = one("mean", (h,))
+        self._iteration = [one("project", (math.ceil(n / 64),)), one("back", (h,)),
                            one("orthonormalise", (1,))]
         self._project = self._iteration[0]
         # settle and place read their own copy of the parameters: the moment a refresh lands, `settle`

@@ -11,7 +11,10 @@ What is redrawn when (one rule, `view_dispatches`): the model-side views (forwar
 pass, scales, weights, activations, bars, canvas view) only when their inputs
 changed: the canvas, the weights, or a view setting; the curves when a step or an
 evaluation landed; the evaluation views when a new evaluation did; the dataset and
-gallery pages when their page, split or selection changed. Nothing else costs a
+gallery pages when their page, split or selection changed; the saliency map (when
+shown) with the model-side views, and a push's ascent steps before them (they change
+the input); the embedding (when its tab is shown) while a refresh is under way, its
+points move, or the cursor, the canvas or the weights changed. Nothing else costs a
 dispatch in a frame where nothing happened.
 """
 from __future__ import annotations
@@ -96,7 +99,7 @@ def view_dispatches(app) -> list:
         ui = app.ui
         out += app.dataset_view.dispatches(ui.dataset_split, ui.dataset_page, ui.dataset_selected)
     out += app.readout.dispatches()
-    if app.embedding is not None and app.ui.embedding_open:
+    if app.ui.embedding_open and app.open_embedding() is not None:
         c = app.canvas
         out += app.embedding.dispatches(app.session.weights_version, app.metrics.steps, time.perf_counter(),
                                         not app.dev.is_cpu, app.ui.embedding_cursor, c.blank is not True,

@@ -13,11 +13,11 @@ from .widgets import V4, caption, clicked_uv, fit, frame_rect, hovered_uv, image
 
 
 def embedding_panel(v, act) -> None:
+    v.ui.embedding_open = True          # the app builds the embedding once it is shown
     emb = v.embedding
     if emb is None:
-        imgui.text_disabled("waiting for the dataset")
+        imgui.text_disabled("preparing..." if v.session.run is not None else "waiting for the dataset")
         return
-    v.ui.embedding_open = True
     state = "computing..." if emb.refreshes == 0 else ("refreshing..." if emb.refreshing else "live")
     caption(f"{emb.n:,} test digits, last hidden layer ({emb.h} units): first two principal components "
             f"({state}); + is your digit")
