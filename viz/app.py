@@ -167,7 +167,7 @@ class App:
         if self.embedding is None and run is not None:
             f = self.forward
             self.embedding = Embedding(self.model, run.data, self.metrics.state,
-                                       hidden_of(self.model, f.x, f.logits, f.trace), self.readout.out)
+                                       hidden_of(self.model, f.x, f.trace), self.readout.out)
             for t in (self.embedding.texture, self.embedding.digit):
                 self.gui.register(t)
         return self.embedding

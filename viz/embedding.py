@@ -44,7 +44,7 @@ def class_colour(label: int) -> tuple[int, int, int]:
     return CLASS_COLOURS[label % len(CLASS_COLOURS)]
 
 
-def hidden_of(model, x: Tensor, logits: Tensor, trace: list) -> Tensor:
+def hidden_of(model, x: Tensor, trace: list) -> Tensor:
     """The input of the model's last Linear, as [B, H], from a forward trace (the input
     image itself for a network with one Linear)."""
     last = model.linears[-1][0]
@@ -78,14 +78,14 @@ class Embedding:
         dev.stream.flush()
         trace: list = []
         with dev.stream.capture("embedding.forward") as fwd:
-            logits = model.forward(x, train=False, trace=trace)
+            model.forward(x, train=False, trace=trace)
         dev.stream.discard()
-        hidden = hidden_of(model, x, logits, trace)
+        hidden = hidden_of(model, x, trace)
         h = self.h = hidden.shape[1]
         if canvas_hidden.size != h:
             raise ValueError(f"embedding: the canvas's hidden layer has {canvas_hidden.size} features, not {h}")
         # As many points as one binding holds (all 10,000 for any hidden layer up to ~3,000 wide).
-        self.n = n = min(test.n, limits.binding // (4 * h * 4) * 4)
+        self.n = n = min(test.n, limits.binding // (4 * h))
         self.labels = test.labels
         self.acts = Tensor((n, h), label="embedding.acts")
         self.basis = dev.buffer((4 + 3 * h) * 4, "embedding.basis")
