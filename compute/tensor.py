@@ -46,9 +46,19 @@ class Tensor:
         return {"buffer": self.buffer, "offset": self.offset, "size": max(16, (self.nbytes + 3) // 4 * 4)}
 
     def view(self, shape) -> "Tensor":
-        """Same storage, new shape (no copy); shares gradient identity with nothing."""
+        """Same storage, new shape (no copy). A view of a tensor that requires grad is a
+        node of the graph: its gradient flows back to the tensor viewed (a copy), so an
+        input image that requires grad (viz/saliency.py) reaches a CNN's first layer."""
         t = Tensor(shape, self.buffer, self.offset, self.dtype, label=self.label)
         assert t.size == self.size, (shape, self.shape)
+        if self.requires_grad:
+            t.requires_grad, t._parents = True, (self,)
+
+            def backward():
+                from .ops import _ew
+                g, acc = self.grad_target()
+                _ew("axpby", self.size, t.grad, t.grad, g, acc, a=1.0, b=0.0)
+            t._backward = backward
         return t
 
     def __repr__(self) -> str:

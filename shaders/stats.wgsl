@@ -45,7 +45,7 @@ fn pack() {
     out.test_acc = test_acc;
     out.correct = counters[0];
     out.seen = counters[1];
-    out.wrong = counters[2];
+    // out.hover is the embedding's pick pass's (embedding.wgsl); wrong = seen - correct.
     var best = 0u;
     for (var c = 1u; c < fr.classes; c++) {
         if (probs[c] > probs[best]) { best = c; }

@@ -42,6 +42,9 @@ class Action(enum.Enum):
     CYCLE_MOSAIC = "cycle_mosaic"
     SET_MOSAIC = "set_mosaic"            # (mode index)
     SET_ACCURACY_RANGE = "set_accuracy_range"  # (name in plots.ACC_RANGES)
+    SET_SALIENCY = "set_saliency"        # (bool): the saliency overlay on the canvas
+    SET_SALIENCY_CLASS = "set_saliency_class"  # (class index, or None: the predicted class)
+    PUSH_TOWARD = "push_toward"          # (class index): gradient ascent on the input toward it
     TOGGLE_HELP = "toggle_help"
     UI_SCALE = "ui_scale"                # (factor)
 

@@ -18,6 +18,7 @@ from . import files
 from .actions import Action, ActionQueue
 from .canvas import PaintCanvas
 from .dataviews import ConfusionView, DatasetView, MistakesView
+from .embedding import Embedding, hidden_of
 from .frame import FrameClock, draw_frame
 from .glyphs import upload_names
 from .gui import Gui
@@ -27,6 +28,7 @@ from .loader import DatasetLoader, check_window_model
 from .pacing import MAX_INDEX, FrameFence
 from .plots import CurvePlots
 from .readout import ScalarReadout
+from .saliency import Saliency
 from .session import TrainingSession, WatchSettings
 from .state import UIState, ViewState
 from .views import CanvasView, ModelViews, ScaleBank
@@ -84,6 +86,7 @@ class App:
             self.gui.register(t)
         self.mistakes: MistakesView | None = None
         self.dataset_view: DatasetView | None = None
+        self.embedding: Embedding | None = None       # built with the run (it needs the test set)
         self.model = None
         self.readout = None
         self._bind_model(model)
@@ -124,6 +127,8 @@ class App:
         forward = Forward(model, self.canvas.x)
         views = ModelViews(model, forward, scales, image_shape=self.data_shape[:2], canvas_norm=self.canvas.norm,
                            names=self.names, badge_names=not self.classes.numbered)
+        c = self.canvas
+        saliency = Saliency(model, c.x, c.norm, (c.image_w, c.image_h), (c.width, c.height), self.data_shape[2])
         old = self.model
         if old is not None:
             for t in self.model_views.textures:
@@ -131,8 +136,10 @@ class App:
             if self.mistakes is not None:
                 self.gui.unregister(self.mistakes.texture)
                 self.mistakes = None
+            self.gui.unregister(self.saliency.texture)
         self.model, self.scales, self.forward, self.model_views = model, scales, forward, views
-        for t in self.model_views.textures:
+        self.saliency = saliency
+        for t in self.model_views.textures + [saliency.texture]:
             self.gui.register(t)
         slots = self.model_views.weight_slots
         self.readout = ScalarReadout(self.metrics, self.forward, self.canvas, self.scales, slots[0],
@@ -148,6 +155,22 @@ class App:
         if self.mistakes is None:
             self.mistakes = MistakesView(self.metrics, run.data, self.model, self.names, self.classes.names)
             self.gui.register(self.mistakes.texture)
+        if self.embedding is not None and self.embedding.model is not self.model:
+            for t in (self.embedding.texture, self.embedding.digit):
+                self.gui.unregister(t)
+            self.embedding = None
+
+    def open_embedding(self):
+        """The live embedding of this model over the test set, built when its view is first
+        shown (its chunk of forward passes holds as much memory as the evaluation's)."""
+        run = self.session.run
+        if self.embedding is None and run is not None:
+            f = self.forward
+            self.embedding = Embedding(self.model, run.data, self.metrics.state,
+                                       hidden_of(self.model, f.x, f.trace), self.readout.out)
+            for t in (self.embedding.texture, self.embedding.digit):
+                self.gui.register(t)
+        return self.embedding
 
     def _maybe_attach_data(self) -> None:
         if self.session.data is not None or self.loader.dataset is None:
@@ -199,6 +222,9 @@ class App:
             Action.SET_ACCURACY_RANGE: self.plots.set_accuracy_range,
             Action.TOGGLE_HELP: lambda: setattr(ui, "show_help", not ui.show_help),
             Action.UI_SCALE: self._set_ui_scale,
+            Action.SET_SALIENCY: lambda on: setattr(ui, "show_saliency", bool(on)),
+            Action.SET_SALIENCY_CLASS: lambda k: self.saliency.set_target(k),
+            Action.PUSH_TOWARD: lambda k: self.saliency.push(int(k)),
         }
 
     def run_actions(self) -> None:
@@ -337,6 +363,7 @@ class App:
             confusion=self.confusion, mistakes=self.mistakes, dataset_view=self.dataset_view, device=self.dev,
             frame_ms=self.clock.frame_ms, data_error=self.loader.error, classes=self.classes,
             canvas_current=self.readout.canvas_current, label_of=self.label_of,
+            embedding=self.embedding, saliency=self.saliency,
             autosave_path=self.autosave_dir, autosaves=self._autosave_list(), busy=self.busy)
 
     def _autosave_list(self) -> list:

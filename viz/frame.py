@@ -11,7 +11,10 @@ What is redrawn when (one rule, `view_dispatches`): the model-side views (forwar
 pass, scales, weights, activations, bars, canvas view) only when their inputs
 changed: the canvas, the weights, or a view setting; the curves when a step or an
 evaluation landed; the evaluation views when a new evaluation did; the dataset and
-gallery pages when their page, split or selection changed. Nothing else costs a
+gallery pages when their page, split or selection changed; the saliency map (when
+shown) with the model-side views, and a push's ascent steps before them (they change
+the input); the embedding (when its tab is shown) while a refresh is under way, its
+points move, or the cursor, the canvas or the weights changed. Nothing else costs a
 dispatch in a frame where nothing happened.
 """
 from __future__ import annotations
@@ -50,6 +53,7 @@ def draw_frame(app) -> None:
     app.feed_demo()
 
     app.gui.begin()
+    app.ui.embedding_open = False       # its panel sets it again while it is shown
     try:
         panels.draw_all(app.view_state(), app.actions)
     except Exception as e:  # noqa: BLE001 - a UI bug must not kill the frame loop
@@ -78,14 +82,16 @@ def draw_frame(app) -> None:
 def view_dispatches(app) -> list:
     """The compute work of a frame after training, in dependency order."""
     mv = app.model_views
+    out = app.canvas.dispatches() + app.saliency.push_dispatches()    # a push changes the input
     key = (app.canvas.revision, app.canvas.normalise, app.session.weights_version, mv.mosaic_mode,
-           tuple(app.canvas_view.params.values.items()), id(app.model))
+           tuple(app.canvas_view.params.values.items()), id(app.model), app.saliency.revision)
     redraw = key != getattr(app, "_views_key", None) or app.canvas.busy
     app._views_key = key
-    out = app.canvas.dispatches()
     if redraw:
         out += app.forward.dispatches() + app.scales.dispatches() + mv.dispatches()
         out += [app.canvas_view.dispatch]
+    if app.ui.show_saliency:
+        out += app.saliency.map_dispatches(app.canvas.loaded is not None, app.canvas.normalise, key)
     out += app.plots.dispatches() + app.confusion.dispatches()
     if app.mistakes is not None:
         out += app.mistakes.dispatches(app.ui.mistakes_page)
@@ -93,4 +99,9 @@ def view_dispatches(app) -> list:
         ui = app.ui
         out += app.dataset_view.dispatches(ui.dataset_split, ui.dataset_page, ui.dataset_selected)
     out += app.readout.dispatches()
+    if app.ui.embedding_open and app.open_embedding() is not None:
+        c = app.canvas
+        out += app.embedding.dispatches(app.session.weights_version, app.metrics.steps, time.perf_counter(),
+                                        not app.dev.is_cpu, app.ui.embedding_cursor, c.blank is not True,
+                                        (key, c.loaded))
     return out

@@ -89,9 +89,13 @@ class ScalarReadout:
 
 def decode(v: dict) -> dict:
     """The packed words as the panels use them: the two f16 colour scales, the loaded
-    sample's index and label (None when the painted canvas feeds the network)."""
+    sample's index and label (None when the painted canvas feeds the network), the
+    evaluation's wrong count, the embedding's hovered test sample (None: none)."""
     w1, w2 = np.array([v.pop("w_absmax")], np.uint32).view(np.float16).astype(float)
     v["w1_absmax"], v["w2_absmax"] = float(w1), float(w2)
     s = v.pop("sample")
     v["sample_index"], v["sample_label"] = (None, None) if s == NONE else (s >> 8, s & 0xFF)
+    v["wrong"] = v["seen"] - v["correct"]
+    hover = v.pop("hover")
+    v["hover_index"] = hover - 1 if hover else None
     return v

@@ -25,6 +25,10 @@ class UIState:
     ui_scale: float = 1.0
     dataset_tab: bool = False        # the dataset browser is a tab of Metrics (a short window)
     file_rects: dict = field(default_factory=dict)   # screen rects of the path field and file buttons
+    show_saliency: bool = False      # the saliency overlay on the canvas
+    embedding_open: bool = False     # the embedding view was drawn this frame (set by its panel)
+    embedding_cursor: tuple | None = None   # the cursor over the embedding, texture pixels (None: not over it)
+    embedding_rect: tuple = (0.0, 0.0, 0.0, 0.0)   # its screen rect
 
 
 @dataclass
@@ -51,3 +55,5 @@ class ViewState:
     classes: object = None   # viz.classes.ClassInfo: the class names
     canvas_current: bool = False   # the readout's canvas fields are of the canvas shown now
     label_of: object = None  # (split, index) -> the dataset sample's label (host copy), or None
+    embedding: object = None  # viz.embedding.Embedding (None until the dataset is in)
+    saliency: object = None   # viz.saliency.Saliency

@@ -106,7 +106,8 @@ READOUT = GpuStruct("Readout", [
     ("loss_avg", "f32", "loss, mean of the last <= 100 steps"),
     ("acc_avg", "f32", "accuracy, same"),
     ("test_acc", "f32", "the last evaluation's accuracy"),
-    ("correct", "u32", "the last evaluation's counts"), ("seen", "u32", ""), ("wrong", "u32", ""),
+    ("correct", "u32", "the last evaluation's counts"), ("seen", "u32", ""),
+    ("hover", "u32", "the embedding's point under the cursor + 1 (0: none); written by its pick pass"),
     ("pred", "u32", "predicted class of the canvas"),
     ("pred_prob", "f32", "its probability"),
     ("ink", "f32", "the canvas has ink (> 0)"),
@@ -115,4 +116,34 @@ READOUT = GpuStruct("Readout", [
     ("lr", "f32", "the learning rate at the current step (schedule.wgsl)"),
     ("at_step", "u32", "run steps these values reflect"),
     ("est_acc", "f32", "running test-accuracy estimate on a fixed subset (< 0: none yet)"),
+])
+
+# The live embedding (embedding.wgsl) and the saliency map (saliency.wgsl).
+EMBED_CHUNK = GpuStruct("EmbedChunk", [
+    ("n", "u32", "points kept (test samples)"), ("h", "u32", "features of the last hidden layer"),
+    ("base", "u32", "first test sample of this chunk"), ("rows", "u32", "rows of the chunk"),
+])
+EMBED = GpuStruct("Embed", [
+    ("n", "u32", "points"), ("h", "u32", "hidden features"),
+    ("size", "u32", "scatter texture side, pixels"),
+    ("t", "f32", "0..1: how far the points have moved from `start` to `target`"),
+    ("classes", "u32", ""),
+    ("cursor_x", "f32", "pick: the cursor, texture pixels"), ("cursor_y", "f32", ""),
+    ("picking", "u32", "1: the cursor is over the scatter"),
+    ("pick_radius", "f32", "pixels: nothing nearer -> no point"),
+    ("marker", "u32", "1: draw the canvas's digit as a marker"),
+    ("hover_word", "u32", "word of the Readout the pick is published to (index + 1, 0: none)"),
+    ("dot", "u32", "dot radius, pixels"),
+])
+SALIENCY = GpuStruct("Saliency", [
+    ("mode", "u32", "seed: 0 the class's logit, 1 its log-probability"),
+    ("class_index", "u32", "the class (NONE: the predicted one)"),
+    ("classes", "u32", ""),
+    ("d", "u32", "input pixels"),
+    ("iw", "u32", "input image width, height"), ("ih", "u32", ""),
+    ("cw", "u32", "canvas width, height"), ("ch", "u32", ""),
+    ("plain", "u32", "1: the input is the canvas downsampled (a loaded sample), 0: normalised (canvas.norm)"),
+    ("centred", "u32", "1: MNIST normalisation (its centre of mass sits on pixel centre 14.5)"),
+    ("step", "f32", "push: the largest pixel change of one ascent step"),
+    ("gain", "f32", "overlay: |gradient| / max at which the colour is opaque"),
 ])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from imgui_bundle import imgui
 
 from ..actions import Action
+from .saliency import saliency_controls, saliency_overlay
 from .widgets import (DIM, FRAME, TEXT, V4, Flow, button_width, caption, checkbox_width, fit, flow_rows, frame_rect,
                       hovered_uv, image, labelled_width, u32)
 
@@ -35,7 +36,7 @@ def canvas_panel(v, act) -> None:
     avail = imgui.get_content_region_avail()
     line = imgui.get_text_line_height_with_spacing()
     tools = _tools(v)
-    tools_h = flow_rows([w for _, w in tools], avail.x) * imgui.get_frame_height_with_spacing() + 4
+    tools_h = (flow_rows([w for _, w in tools], avail.x) + 1) * imgui.get_frame_height_with_spacing() + 4  # + saliency
     side = max(60.0, min(avail.x * 0.62, avail.y - tools_h - line))
     cw, ch = fit(v.canvas_view.texture, side, side)
     imgui.begin_group()
@@ -43,6 +44,7 @@ def canvas_panel(v, act) -> None:
     p0, p1 = image(v.canvas_view.texture, cw, ch)
     v.ui.canvas_rect = (p0.x, p0.y, p1.x, p1.y)
     v.ui.canvas_hovered = imgui.is_item_hovered()
+    saliency_overlay(v, p0, p1)
     frame_rect(p0, p1, V4(0.36, 0.82, 0.52, 0.9) if v.ui.canvas_hovered else FRAME)
     dl = imgui.get_window_draw_list()
     if canvas_blank(v):
@@ -96,6 +98,7 @@ def canvas_panel(v, act) -> None:
         act.emit(Action.SET_SHOW_BOX, show)
     if imgui.is_item_hovered():
         imgui.set_tooltip("show the ink's bounding box and centre of mass")
+    saliency_controls(v, act)
 
 
 def sample_lines(v) -> list[tuple[str, V4]]:

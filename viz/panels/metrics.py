@@ -8,6 +8,7 @@ from imgui_bundle import imgui
 
 from ..actions import Action
 from ..plots import ACC_RANGES, grid_step
+from .embedding import embedding_panel
 from .widgets import AMBER, BLUE, GREEN, V4, clicked_uv, fit, frame_rect, hovered_uv, image, tab, u32
 
 AXIS = V4(0.62, 0.64, 0.70, 0.9)
@@ -71,6 +72,9 @@ def metrics_panel(v, act) -> None:
         imgui.end_tab_item()
     if tab(v.ui, "Mistakes"):
         _mistakes(v, act)
+        imgui.end_tab_item()
+    if tab(v.ui, "Embedding"):
+        embedding_panel(v, act)
         imgui.end_tab_item()
     if v.ui.dataset_tab and tab(v.ui, "Dataset"):
         dataset_panel(v, act)
