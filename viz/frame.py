@@ -78,7 +78,7 @@ def draw_frame(app) -> None:
 def view_dispatches(app) -> list:
     """The compute work of a frame after training, in dependency order."""
     mv = app.model_views
-    key = (app.canvas.revision, app.canvas.normalise, app.session.weights_version, mv.mosaic_mode,
+    key = (app.canvas.revision, app.canvas.normalise, app.session.weights_version, mv.view_key,
            tuple(app.canvas_view.params.values.items()), id(app.model))
     redraw = key != getattr(app, "_views_key", None) or app.canvas.busy
     app._views_key = key

@@ -116,3 +116,7 @@ READOUT = GpuStruct("Readout", [
     ("at_step", "u32", "run steps these values reflect"),
     ("est_acc", "f32", "running test-accuracy estimate on a fixed subset (< 0: none yet)"),
 ])
+PROBE = GpuStruct("Probe", [
+    ("offset", "u32", "element of the source buffer to print"),
+    ("scale", "u32", "pixels per font pixel"),
+])

@@ -22,18 +22,23 @@ MOSAIC_MODES = ("weights", "weights x input", "firing units")
 class ScaleBank:
     """max |x| of buffer ranges, one slot each in a small GPU buffer the views read."""
 
-    SLOTS = 64
+    SLOTS = 256
 
     def __init__(self):
         self.buffer = get_device().buffer(self.SLOTS * 4, "view.scales")
         self._dispatches: list = []
+        self._slots: dict[tuple, int] = {}     # a range asked for twice shares its slot
 
     def add(self, buffer, offset_elems: int, count: int) -> int:
+        key = (id(buffer), offset_elems, count)
+        if key in self._slots:
+            return self._slots[key]
         slot = len(self._dispatches)
         if slot >= self.SLOTS:
             raise ValueError("too many view scales")
         prm = get_device().uniform(REDUCE, offset=offset_elems, count=count, slot=slot)
         self._dispatches.append(make_dispatch("views.wgsl", "absmax", [prm, buffer, self.buffer], (1,)))
+        self._slots[key] = slot
         return slot
 
     def dispatches(self) -> list:
@@ -90,6 +95,17 @@ class Heatmap:
             return cy * self.cols + cx
         return None
 
+    def cell_at(self, u: float, v: float) -> tuple[int, int, int] | None:
+        """(tile, x, y inside it) under texture coordinates (u, v) in [0, 1]; None on a gap or outside."""
+        px, py = int(u * self.texture.width) - self.gap, int(v * self.texture.height) - self.gap
+        if px < 0 or py < 0:
+            return None
+        (cx, x), (cy, y) = divmod(px, self.tile_w + self.gap), divmod(py, self.tile_h + self.gap)
+        if cx >= self.cols or cy >= self.rows or x >= self.tile_w or y >= self.tile_h:
+            return None
+        t = cy * self.cols + cx
+        return (t, x, y) if t < self._base["tiles"] else None
+
 
 class Bars:
     """A labelled bar chart of a short vector (probabilities: mode 0, logits: mode 1).
@@ -134,7 +150,7 @@ class ModelViews:
         # each unit sees of the digit), weights faded by how strongly each unit fires.
         self.mosaic_mode = MOSAIC_WEIGHTS
         self.mosaics: list[Heatmap] = []
-        if d == ih * iw:
+        if model.arch.is_mlp and d == ih * iw:       # the first Linear reads the image itself
             x = forward.x
             common = dict(sx=h, sy=iw * h, st=1, cmap=CMAP_DIVERGING, scale_slot=self.weight_slots[0], scales=sb)
             plain = Heatmap("W1 mosaic", arena, first_w.offset // 4, iw, ih, h, grid_cols(h), 1, **common)
@@ -157,13 +173,17 @@ class ModelViews:
         self.biases = [Heatmap(f"b{k + 1}", arena, b.offset // 4, layer.out_features, 1, 1, 1, 0,
                                sx=1, sy=0, st=0, cmap=CMAP_DIVERGING, scale_slot=self.bias_slots[k], scales=sb)
                        for k, (layer, _, b) in enumerate(params)]
-        # Hidden activations: one 6 x 6 cell per unit.
-        self.hidden = []
+        # Hidden activations of Linear layers (flat): one 6 x 6 cell per unit. A CNN's
+        # feature maps are ConvViews'.
+        self.hidden, self.hidden_outputs = [], []
         for k, a in enumerate(acts[:-1]):
+            if len(a.shape) != 2:
+                continue
             n = a.size
-            self.hidden.append(Heatmap(f"h{k + 1}", a.buffer, a.offset // 4, 6, 6, n, grid_cols(n), 1,
+            self.hidden.append(Heatmap(f"h{len(self.hidden) + 1}", a.buffer, a.offset // 4, 6, 6, n, grid_cols(n), 1,
                                        sx=0, sy=0, st=1, cmap=CMAP_SEQUENTIAL, scale_slot=self.act_slots[k],
                                        scales=sb))
+            self.hidden_outputs.append(a)
         x = forward.x
         self.input = Heatmap("input", x.buffer, x.offset // 4, iw, ih, 1, 1, 0, sx=1, sy=iw, st=0,
                              cmap=CMAP_GREY, scale_slot=NONE, scales=sb)
@@ -174,6 +194,8 @@ class ModelViews:
                           size=(400, 110), gate=canvas_norm, names=names)
         self.badge = (PredictionBadge(forward, canvas_norm, names=names if badge_names else None)
                       if canvas_norm is not None else None)
+        from .conv_views import ConvViews
+        self.conv = None if model.arch.is_mlp else ConvViews(model, forward, scales)
 
     def cycle_mosaic(self) -> None:
         if self.mosaics:
@@ -184,18 +206,23 @@ class ModelViews:
             self.mosaic_mode = max(0, min(mode, len(self.mosaics) - 1))
 
     @property
+    def view_key(self) -> tuple:
+        """The view settings the textures depend on (the frame redraws when they change)."""
+        return (self.mosaic_mode,) + ((self.conv.probe.key,) if self.conv is not None else ())
+
+    @property
     def mosaic(self) -> Heatmap | None:
         return self.mosaics[self.mosaic_mode] if self.mosaics else None
 
     @property
     def textures(self) -> list[ViewTexture]:
         views = ([self.mosaic] if self.mosaic else []) + self.weights + self.biases + self.hidden + [self.input]
-        extra = [self.badge.texture] if self.badge else []
+        extra = ([self.badge.texture] if self.badge else []) + (self.conv.textures if self.conv else [])
         return [v.texture for v in views] + [self.logits.texture, self.probs.texture] + extra
 
     def dispatches(self) -> list:
         views = ([self.mosaic] if self.mosaic else []) + self.weights + self.biases + self.hidden + [self.input]
-        extra = [self.badge.dispatch] if self.badge else []
+        extra = ([self.badge.dispatch] if self.badge else []) + (self.conv.dispatches() if self.conv else [])
         return [v.dispatch for v in views] + [self.logits.dispatch, self.probs.dispatch] + extra
 
 
