@@ -1,0 +1,182 @@
+"""The network: choosing it (the Training panel's Network tab) and showing it layer by layer
+(the Layers panel of a network with convolutions: every layer as PyTorch names it, with
+its filters and the painted digit's feature maps, scrolling when long)."""
+from __future__ import annotations
+
+import math
+
+from imgui_bundle import imgui
+
+from ...compute.arch import ArchError, parse
+from ..actions import Action
+from ..files import SHIPPED
+from .widgets import AMBER, DIM, GREEN, RED, TEXT, caption, fit, frame_rect, hovered_uv, image, note
+
+MAX_ZOOM = 4.0            # screen pixels per texture pixel, at most (a map of 7 x 7 must not fill the panel)
+MIN_SIDE_ZOOM = 2.0       # filters beside their maps only while each weight is at least this many pixels
+
+
+# -- choosing -----------------------------------------------------------------------------------------------
+def check_architecture(text: str, data_shape) -> tuple[bool, str]:
+    """(ok, one line) for the architecture field: what it builds, or the parser's error naming
+    the offending layer (compute.arch.ArchError), or why it does not fit the data."""
+    h, w, classes = data_shape
+    try:
+        arch = parse(text, (h, w))
+    except ArchError as e:
+        return False, f"error: {e}"
+    problem = arch.misfit(h, w, classes)
+    if problem:
+        return False, f"error: {problem}"
+    params = sum(math.prod(s) for s in arch.param_shapes().values())
+    shapes = " -> ".join("[" + ", ".join(map(str, s)) + "]" for s in arch.shapes
+                         if len(s) == 3) or "flat"
+    return True, f"{len(arch.layers)} layers, {params:,} parameters; maps {shapes}; {arch.classes} classes"
+
+
+def data_shape(v) -> tuple[int, int, int]:
+    """Height, width and classes of the images the window's networks read."""
+    return v.canvas.image_h, v.canvas.image_w, len(v.classes.names)
+
+
+def network_tab(v, act) -> None:
+    """Shipped MLP / shipped CNN / an architecture string; Fresh builds it with random He init,
+    Shipped weights loads the trained file. The field is parsed as it is typed."""
+    ui = v.ui
+    choices = list(SHIPPED) + ["custom"]
+    labels = [SHIPPED[k].label for k in SHIPPED] + ["architecture string"]
+    for key, label in zip(choices, labels):
+        if imgui.radio_button(label, ui.network_choice == key) and ui.network_choice != key:
+            ui.network_choice = key
+            if key in SHIPPED:
+                ui.arch_text = SHIPPED[key].architecture
+        imgui.same_line()
+    imgui.new_line()
+    imgui.set_next_item_width(-1)
+    changed, text = imgui.input_text_multiline("##arch", ui.arch_text,
+                                               imgui.ImVec2(-1, imgui.get_text_line_height() * 3.4),
+                                               imgui.InputTextFlags_.no_horizontal_scroll)
+    if changed:
+        ui.arch_text = text.replace("\n", "")
+        shipped = next((k for k, s in SHIPPED.items() if s.architecture == ui.arch_text.strip()), None)
+        ui.network_choice = shipped or "custom"
+    if imgui.is_item_hovered():
+        imgui.set_tooltip("nn.Sequential layers as PyTorch writes them, e.g.\n"
+                          "Conv2d(1,8,5,padding=2),ReLU(),MaxPool2d(2),Flatten(),Linear(1568,10)\n"
+                          "(Linear, Conv2d, MaxPool2d, Flatten, ReLU, Dropout)")
+    if ui.arch_checked[:1] != (ui.arch_text,):
+        ui.arch_checked = (ui.arch_text, *check_architecture(ui.arch_text, data_shape(v)))
+    _, ok, line = ui.arch_checked
+    imgui.push_style_color(imgui.Col_.text, GREEN if ok else RED)
+    imgui.text_wrapped(line)
+    imgui.pop_style_color()
+    sp = imgui.get_style().item_spacing.x
+    bw = (imgui.get_content_region_avail().x - sp) / 2
+    imgui.begin_disabled(bool(v.busy) or not ok)
+    if imgui.button("Fresh (random He init)", imgui.ImVec2(bw, 0)):
+        act.emit(Action.NEW_NETWORK, ui.arch_text)
+    imgui.end_disabled()
+    imgui.same_line()
+    imgui.begin_disabled(bool(v.busy) or ui.network_choice not in SHIPPED)
+    if imgui.button("Shipped weights", imgui.ImVec2(bw, 0)):
+        act.emit(Action.LOAD_SHIPPED, ui.network_choice)
+    imgui.end_disabled()
+    if v.busy:
+        imgui.text_colored(AMBER, v.busy)
+    elif ui.network_message:
+        imgui.push_style_color(imgui.Col_.text, RED if ui.network_message.startswith("error") else DIM)
+        imgui.text_wrapped(ui.network_message)
+        imgui.pop_style_color()
+    note(f"running: {v.model.arch.short}")
+
+
+# -- showing ---------------------------------------------------------------------------------------------------
+def _shape(shape) -> str:
+    return "[" + ", ".join(map(str, shape)) + "]"
+
+
+def _value_tooltip(probe, text: str) -> None:
+    imgui.begin_tooltip()
+    imgui.text(text)
+    image(probe.texture, probe.texture.width, probe.texture.height)
+    imgui.end_tooltip()
+
+
+def network_layers(v, act) -> None:
+    """Every layer of the network, each block (a layer and the ReLU fused into it) with its
+    filters (one row per output channel, the input channels side by side) and its feature
+    maps for the painted digit; hovering names the layer, channel and value."""
+    mv = v.model_views
+    conv = mv.conv
+    caption("filters: one row per output channel, input channels side by side (blue < 0 < orange); "
+            "maps: the painted digit after the layer")
+    imgui.begin_child("network layers", imgui.ImVec2(0, 0))
+    room = imgui.get_content_region_avail().x
+    sp = imgui.get_style().item_spacing.x
+    probed = None                    # (block, what, element) under the mouse this frame
+    imgui.text_colored(TEXT, f"input  {_shape(v.model.arch.input_shape)}")
+    image(mv.input.texture, *fit(mv.input.texture, room, 28 * 2))
+    hidden = {id(t): hm for t, hm in zip(mv.hidden_outputs, mv.hidden)}
+    for bi, block in enumerate(conv.blocks):
+        imgui.separator()
+        imgui.text_colored(TEXT, block.title)
+        imgui.same_line()
+        imgui.text_colored(DIM, f"-> {_shape(block.shape)}")
+        f, m = block.filters, block.maps
+        if f is not None and m is not None:
+            ft, mt = f.texture, m.texture
+            h = min((room - sp) / (ft.width / ft.height + mt.width / mt.height), mt.height * MAX_ZOOM)
+            if h / ft.height >= MIN_SIDE_ZOOM:
+                hit = _filters(conv, bi, ft.width * h / ft.height, h)
+                imgui.same_line()
+                probed = _maps(conv, bi, mt.width * h / mt.height, h) or hit or probed
+                continue
+        if m is not None:
+            probed = _maps(conv, bi, *fit(m.texture, room, m.texture.height * MAX_ZOOM)) or probed
+        if f is not None:
+            ft = f.texture
+            probed = _filters(conv, bi, *fit(ft, room, ft.height * MAX_ZOOM)) or probed
+        hm = hidden.get(id(block.output))
+        if hm is not None:
+            p0, p1 = image(hm.texture, *fit(hm.texture, room, 80))
+            uv = hovered_uv(p0, p1)
+            t = hm.tile_at(*uv) if uv is not None else None
+            if t is not None and t < block.output.size:
+                imgui.set_tooltip(f"{block.title}: unit {t}")
+        elif bi == len(conv.blocks) - 1:
+            caption("logits (before softmax)")
+            image(mv.logits.texture, *fit(mv.logits.texture, room, 90))
+    imgui.end_child()
+    if probed is not None:
+        act.emit(Action.PROBE, *probed)
+    elif conv.probe.active is not None:
+        act.emit(Action.PROBE, None)
+
+
+def _filters(conv, bi: int, w: float, h: float):
+    block = conv.blocks[bi]
+    p0, p1 = image(block.filters.texture, w, h)
+    frame_rect(p0, p1)
+    uv = hovered_uv(p0, p1)
+    hit = block.filter_at(*uv) if uv is not None else None
+    if hit is None:
+        return None
+    o, c, y, x, element = hit
+    i = block.layers[0][0]
+    _value_tooltip(conv.probe, f"{i}.weight[{o}, {c}, {y}, {x}]\noutput channel {o}, input channel {c}")
+    return bi, "filters", element
+
+
+def _maps(conv, bi: int, w: float, h: float):
+    block = conv.blocks[bi]
+    p0, p1 = image(block.maps.texture, w, h)
+    frame_rect(p0, p1)
+    uv = hovered_uv(p0, p1)
+    hit = block.map_at(*uv) if uv is not None else None
+    if hit is None:
+        return None
+    c, y, x, element = hit
+    _value_tooltip(conv.probe, f"after {block.title}\nchannel {c}, row {y}, column {x}")
+    return bi, "maps", element
+
+
