@@ -144,3 +144,142 @@ def test_hover_value_is_printed_on_the_gpu():
         mv.conv.probe_at(mv.conv.blocks.index(block), "filters", element)
         run(mv.conv.probe.dispatches())
         assert glyph_string(mv.conv.probe.texture.read()) == text
+
+
+# -- the window ------------------------------------------------------------------------------------------
+@pytest.fixture
+def make_app(tmp_path):
+    apps = []
+
+    def make(size=(1000, 700), limit=64, test_limit=16, batch_size=8, **kw):
+        from rendercanvas.offscreen import RenderCanvas
+        from mnist_viz.compute.recipe import Recipe
+        from mnist_viz.viz.app import App, AppConfig
+        config = AppConfig(background_load=False, limit=limit, test_limit=test_limit, evaluate_on_load=False,
+                           autosave=False, recipe=Recipe(batch_size=batch_size), **kw)
+        app = App(RenderCanvas(size=size, pixel_ratio=1.0), config)
+        assert app.wait_for_data()
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.fence.drain()
+        app.rc.close()
+
+
+def act(app, name, *args):
+    from mnist_viz.viz.actions import Action
+    app.actions.emit(Action[name.upper()], *args)
+
+
+def move_mouse(app, x, y):
+    app.rc.submit_event({"event_type": "pointer_move", "x": x, "y": y, "button": 0, "buttons": (), "modifiers": (),
+                         "ntouches": 0, "touches": {}})
+
+
+def test_chooser_builds_the_network_and_refuses_a_bad_string(make_app):
+    """Guards against a chooser that changes the running model on a bad string, shows no
+    error (or one not naming the layer), or builds something other than the string says:
+    the Network tab parses the field as it is typed, Fresh builds the CNN with He-init
+    weights and a new Run, Shipped weights brings back the trained MLP and its mosaic."""
+    from mnist_viz.compute.arch import parse
+    from mnist_viz.viz.files import SHIPPED
+    app = make_app()
+    mlp = app.model
+    assert app.ui.network_choice == "mlp" and app.model_views.conv is None and app.model_views.mosaic is not None
+    app.ui.select_tabs.add("Network")
+    bad = "Conv2d(1,4,3),ReLU(),Linear(10,10)"
+    app.ui.arch_text = bad
+    app.draw_offscreen()
+    app.draw_offscreen()                               # the tab is selected a frame after it is asked for
+    text, ok, line = app.ui.arch_checked
+    assert text == bad and not ok and line.startswith("error: layer 2 Linear(10,10)"), line
+    act(app, "new_network", bad)                       # the action checks again: nothing changes
+    app.draw_offscreen()
+    app.draw_offscreen()
+    assert app.model is mlp and app.ui.network_message.startswith("error: layer 2 Linear(10,10)")
+    app.ui.arch_text = SMALL_CNN
+    app.draw_offscreen()
+    assert app.ui.arch_checked[1], app.ui.arch_checked
+    act(app, "new_network", SMALL_CNN)
+    app.draw_offscreen()
+    app.draw_offscreen()
+    model = app.model
+    assert model is not mlp and model.arch == parse(SMALL_CNN)
+    assert app.session.run.model is model and app.model_views.conv is not None and app.model_views.mosaic is None
+    w = model.state_dict()["0.weight"]
+    bound = np.sqrt(6 / 9)                             # He uniform, fan-in 1 x 3 x 3
+    assert np.abs(w).max() <= bound and np.abs(w).max() > bound / 2
+    assert app.ui.network_choice == "custom" and "fresh" in app.ui.network_message
+    act(app, "load_shipped", "mlp")
+    app.draw_offscreen()
+    app.draw_offscreen()
+    assert app.model.arch.text == SHIPPED["mlp"].architecture and app.model_views.mosaic is not None
+    assert app.ui.network_choice == "mlp" and app.model_views.conv is None
+
+
+def test_hovering_a_feature_map_prints_its_value(make_app):
+    """Guards against hover reporting another element than the one under the mouse, or a value
+    that is not the map's: the pointer over a feature map in the Layers panel makes the probe
+    print exactly that activation (read back here, in the test only) for a loaded test digit."""
+    app = make_app(arch=SMALL_CNN, size=(1200, 800))
+    act(app, "load_sample", "test", 1)
+    app.draw_offscreen()
+    x0, y0, x1, y1 = app.ui.layer_rects[(0, "maps")]
+    block = app.model_views.conv.blocks[0]
+    maps = block.maps
+    out = np.frombuffer(get_device().read(block.output.buffer), np.float32)
+    out = out[block.output.offset // 4:][:4 * 784].reshape(4, 28, 28)
+    c = int(out.reshape(4, -1).max(axis=1).argmax())
+    y, x = np.unravel_index(int(out[c].argmax()), (28, 28))     # the brightest activation of a channel
+    cy, cx = divmod(c, maps.cols)
+    u = (1 + cx * 29 + x + 0.5) / maps.texture.width
+    v = (1 + cy * 29 + y + 0.5) / maps.texture.height
+    assert block.map_at(u, v)[:3] == (c, y, x)
+    element = block.map_at(u, v)[3]
+    move_mouse(app, x0 + (x1 - x0) * u, y0 + (y1 - y0) * v)
+    app.draw_offscreen()
+    app.draw_offscreen()
+    probe = app.model_views.conv.probe
+    assert probe.active == id(block.output.buffer) and probe.params.values["offset"] == element
+    value = float(np.frombuffer(get_device().read(block.output.buffer), np.float32)[element])
+    assert value > 0.01 and value == out[c, y, x]
+    assert glyph_string(probe.texture.read()) == f"{value:.3f}"
+    move_mouse(app, 2, 2)                                 # away: the probe stops
+    app.draw_offscreen()
+    assert probe.active is None
+
+
+def test_offscreen_app_with_the_shipped_cnn_renders_and_trains_a_step(make_app, wgpu_reads, tmp_path):
+    """Guards against a CNN the window cannot show or train (views built for MLPs only), and
+    against any readback the conv views might add: the shipped CNN with a painted digit
+    renders its filters and feature maps, takes a training step, and wgpu transfers nothing
+    but the 64-byte readout (and the offscreen frames' own downloads)."""
+    from PIL import Image
+    from mnist_viz.viz.files import SHIPPED
+    from mnist_viz.viz.structs import READOUT
+    app = make_app(checkpoint=SHIPPED["cnn"].path, size=(1600, 1000), paint_demo=True)
+    wgpu_reads.reset()
+    frames = 0
+    while app._demo:
+        app.draw_offscreen()
+        frames += 1
+    act(app, "step")
+    img = np.asarray(app.draw_offscreen())
+    frames += 1
+    assert app.metrics.steps == 1
+    reads = wgpu_reads.excluding(wgpu_reads.OFFSCREEN_FRAME)
+    assert all(n <= READOUT.size for _, n in reads), reads[:5]
+    assert len(wgpu_reads.only(wgpu_reads.OFFSCREEN_FRAME)) == frames
+    Image.fromarray(img[..., :3]).save(tmp_path / "cnn.png")
+    conv = app.model_views.conv
+    assert len([b for b in conv.blocks if b.filters is not None]) == 4
+    assert len([b for b in conv.blocks if b.maps is not None]) == 6
+    # The first feature maps are on screen (their rect in the Layers panel) and show the digit.
+    x0, y0, x1, y1 = (int(round(c)) for c in app.ui.layer_rects[(0, "maps")])
+    shown = img[y0 + 2:y1 - 2, x0 + 2:x1 - 2, :3].astype(int)
+    assert shown.size and (shown.max(axis=2) > 120).mean() > 0.01
+    maps = conv.blocks[0].maps.texture.read()[..., :3]
+    bg = colormap.to_u8(colormap.sequential(0.0)).astype(int)
+    assert (np.abs(maps.astype(int) - bg).max(axis=2) > 30).mean() > 0.02

@@ -29,6 +29,7 @@ class UIState:
     arch_text: str = ""              # its architecture field (a shipped network's while one is chosen)
     arch_checked: tuple = ()         # (text, ok, line): the field's parse, redone when the text changes
     network_message: str = ""        # what the last network build or load did, or its one-line error
+    layer_rects: dict = field(default_factory=dict)  # (block, "filters" | "maps") -> screen rect in the Layers panel
 
 
 @dataclass

@@ -114,6 +114,8 @@ def network_layers(v, act) -> None:
     room = imgui.get_content_region_avail().x
     sp = imgui.get_style().item_spacing.x
     probed = None                    # (block, what, element) under the mouse this frame
+    rects = v.ui.layer_rects         # where each image is (tests point the mouse with it)
+    rects.clear()
     imgui.text_colored(TEXT, f"input  {_shape(v.model.arch.input_shape)}")
     image(mv.input.texture, *fit(mv.input.texture, room, 28 * 2))
     hidden = {id(t): hm for t, hm in zip(mv.hidden_outputs, mv.hidden)}
@@ -127,15 +129,15 @@ def network_layers(v, act) -> None:
             ft, mt = f.texture, m.texture
             h = min((room - sp) / (ft.width / ft.height + mt.width / mt.height), mt.height * MAX_ZOOM)
             if h / ft.height >= MIN_SIDE_ZOOM:
-                hit = _filters(conv, bi, ft.width * h / ft.height, h)
+                hit = _filters(conv, bi, ft.width * h / ft.height, h, rects)
                 imgui.same_line()
-                probed = _maps(conv, bi, mt.width * h / mt.height, h) or hit or probed
+                probed = _maps(conv, bi, mt.width * h / mt.height, h, rects) or hit or probed
                 continue
         if m is not None:
-            probed = _maps(conv, bi, *fit(m.texture, room, m.texture.height * MAX_ZOOM)) or probed
+            probed = _maps(conv, bi, *fit(m.texture, room, m.texture.height * MAX_ZOOM), rects) or probed
         if f is not None:
             ft = f.texture
-            probed = _filters(conv, bi, *fit(ft, room, ft.height * MAX_ZOOM)) or probed
+            probed = _filters(conv, bi, *fit(ft, room, ft.height * MAX_ZOOM), rects) or probed
         hm = hidden.get(id(block.output))
         if hm is not None:
             p0, p1 = image(hm.texture, *fit(hm.texture, room, 80))
@@ -153,10 +155,11 @@ def network_layers(v, act) -> None:
         act.emit(Action.PROBE, None)
 
 
-def _filters(conv, bi: int, w: float, h: float):
+def _filters(conv, bi: int, w: float, h: float, rects: dict):
     block = conv.blocks[bi]
     p0, p1 = image(block.filters.texture, w, h)
     frame_rect(p0, p1)
+    rects[(bi, "filters")] = (p0.x, p0.y, p1.x, p1.y)
     uv = hovered_uv(p0, p1)
     hit = block.filter_at(*uv) if uv is not None else None
     if hit is None:
@@ -167,10 +170,11 @@ def _filters(conv, bi: int, w: float, h: float):
     return bi, "filters", element
 
 
-def _maps(conv, bi: int, w: float, h: float):
+def _maps(conv, bi: int, w: float, h: float, rects: dict):
     block = conv.blocks[bi]
     p0, p1 = image(block.maps.texture, w, h)
     frame_rect(p0, p1)
+    rects[(bi, "maps")] = (p0.x, p0.y, p1.x, p1.y)
     uv = hovered_uv(p0, p1)
     hit = block.map_at(*uv) if uv is not None else None
     if hit is None:
