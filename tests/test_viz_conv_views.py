@@ -253,21 +253,19 @@ def test_hovering_a_feature_map_prints_its_value(make_app):
 
 def test_offscreen_app_with_the_shipped_cnn_renders_and_trains_a_step(make_app, wgpu_reads, tmp_path):
     """Guards against a CNN the window cannot show or train (views built for MLPs only), and
-    against any readback the conv views might add: the shipped CNN with a painted digit
-    renders its filters and feature maps, takes a training step, and wgpu transfers nothing
-    but the 64-byte readout (and the offscreen frames' own downloads)."""
+    against any readback the conv views might add: the shipped CNN with a test digit on the
+    canvas renders its filters and feature maps, takes a training step, and wgpu transfers
+    nothing but the 64-byte readout (and the offscreen frames' own downloads)."""
     from PIL import Image
     from mnist_viz.viz.files import SHIPPED
     from mnist_viz.viz.structs import READOUT
-    app = make_app(checkpoint=SHIPPED["cnn"].path, size=(1600, 1000), paint_demo=True)
+    app = make_app(checkpoint=SHIPPED["cnn"].path, size=(1200, 800))
     wgpu_reads.reset()
-    frames = 0
-    while app._demo:
-        app.draw_offscreen()
-        frames += 1
+    act(app, "load_sample", "test", 1)                 # a digit on the canvas (painting one costs many frames)
+    app.draw_offscreen()
     act(app, "step")
     img = np.asarray(app.draw_offscreen())
-    frames += 1
+    frames = 2
     assert app.metrics.steps == 1
     reads = wgpu_reads.excluding(wgpu_reads.OFFSCREEN_FRAME)
     assert all(n <= READOUT.size for _, n in reads), reads[:5]

@@ -30,6 +30,7 @@ class UIState:
     arch_checked: tuple = ()         # (text, ok, line): the field's parse, redone when the text changes
     network_message: str = ""        # what the last network build or load did, or its one-line error
     layer_rects: dict = field(default_factory=dict)  # (block, "filters" | "maps") -> screen rect in the Layers panel
+    probed: tuple | None = None      # (block, "filters" | "maps", element) under the mouse this frame
 
 
 @dataclass

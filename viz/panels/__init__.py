@@ -14,6 +14,7 @@ from .canvas import canvas_panel, layers_panel, prediction_panel
 from .help import help_window
 from .menu import main_menu, status_line
 from .metrics import dataset_panel, metrics_panel
+from .network import emit_probe
 from .parameters import parameters_panel
 from .training import training_panel
 
@@ -82,6 +83,7 @@ def draw_all(v, act) -> None:
     io = imgui.get_io()
     rects = layout(io.display_size.x, io.display_size.y, top, v.ui.ui_scale, v.model_views.conv is not None)
     v.ui.dataset_tab = "Dataset" not in rects
+    v.ui.probed = None
     for name, fn in PANELS:
         if name not in rects:
             continue
@@ -90,3 +92,4 @@ def draw_all(v, act) -> None:
         imgui.end()
     if v.ui.show_help:
         help_window(v, act)
+    emit_probe(v, act)

@@ -113,7 +113,7 @@ def network_layers(v, act) -> None:
     imgui.begin_child("network layers", imgui.ImVec2(0, 0))
     room = imgui.get_content_region_avail().x
     sp = imgui.get_style().item_spacing.x
-    probed = None                    # (block, what, element) under the mouse this frame
+    probed = None                    # (block, what, element) under the mouse
     rects = v.ui.layer_rects         # where each image is (tests point the mouse with it)
     rects.clear()
     imgui.text_colored(TEXT, f"input  {_shape(v.model.arch.input_shape)}")
@@ -149,10 +149,38 @@ def network_layers(v, act) -> None:
             caption("logits (before softmax)")
             image(mv.logits.texture, *fit(mv.logits.texture, room, 90))
     imgui.end_child()
-    if probed is not None:
-        act.emit(Action.PROBE, *probed)
+    v.ui.probed = probed or v.ui.probed
+
+
+def emit_probe(v, act) -> None:
+    """After every panel: the value under the mouse while a filter or map is hovered (ui.probed,
+    set by the panel that drew it), else none (the handler writes the GPU only on a change)."""
+    conv = v.model_views.conv
+    if conv is None:
+        return
+    if v.ui.probed is not None:
+        act.emit(Action.PROBE, *v.ui.probed)
     elif conv.probe.active is not None:
         act.emit(Action.PROBE, None)
+
+
+def filters_tab(v, act) -> None:
+    """The Parameters panel's view of a CNN's filters: every Conv2d's bank, larger, scrolling."""
+    conv = v.model_views.conv
+    caption("one row per output channel, the input channels side by side; colour scale: the layer's max |w|")
+    imgui.begin_child("filters", imgui.ImVec2(0, 0))
+    room = imgui.get_content_region_avail().x
+    for bi, block in enumerate(conv.blocks):
+        if block.filters is None:
+            continue
+        i, layer = block.layers[0]
+        imgui.text_colored(TEXT, f"{i} {layer}")
+        imgui.same_line()
+        imgui.text_colored(DIM, f"{layer.out_channels} x {layer.in_channels} filters")
+        ft = block.filters.texture
+        hit = _filters(conv, bi, *fit(ft, room, max(ft.height * 6.0, 60.0)), {})
+        v.ui.probed = hit or v.ui.probed
+    imgui.end_child()
 
 
 def _filters(conv, bi: int, w: float, h: float, rects: dict):
