@@ -44,6 +44,7 @@ class LayerBlock:
     filter_layer: Conv2d | None = None
     filter_offset: int = 0     # first element of the Conv2d's weights in the arena
     maps: Heatmap | None = None
+    passthrough: bool = False  # the output is the block before's (Dropout at inference): no views of its own
 
     @property
     def title(self) -> str:
@@ -86,7 +87,7 @@ class ConvViews:
         layers, shapes = model.layers, model.arch.shapes
         sb = scales.buffer
         self.blocks: list[LayerBlock] = []
-        prev, signed = -1, False            # the input image is >= 0
+        prev, signed, prev_out = -1, False, forward.x     # the input image is >= 0
         for index, out in forward.trace:
             covered = tuple((i, layers[i]) for i in range(prev + 1, index + 1))
             prev = index
@@ -95,7 +96,11 @@ class ConvViews:
                     signed = True
                 elif isinstance(layer, ReLU):
                     signed = False
-            block = LayerBlock(covered, tuple(shapes[index]), out, signed)
+            block = LayerBlock(covered, tuple(shapes[index]), out, signed, passthrough=out is prev_out)
+            prev_out = out
+            self.blocks.append(block)
+            if block.passthrough:
+                continue
             conv = next(((i, layer) for i, layer in covered if isinstance(layer, Conv2d)), None)
             if conv is not None:
                 i, layer = conv
@@ -111,7 +116,6 @@ class ConvViews:
                 block.maps = Heatmap(f"{index} feature maps", out.buffer, out.offset // 4, w_, h, c, map_cols(c), 1,
                                      sx=1, sy=w_, st=h * w_, cmap=CMAP_DIVERGING if signed else CMAP_SEQUENTIAL,
                                      scale_slot=slot, scales=sb)
-            self.blocks.append(block)
         self._arena = arena
         self.probe = ValueProbe()
 

@@ -163,16 +163,17 @@ class ModelViews:
             self.mosaics = [plain, seen, firing]
         # Later weight matrices [in, out]: one row per output unit, `in` pixels long, 4 tall.
         # Named W1, W2, ... in an MLP, by PyTorch's names (10.weight) among convolutions.
-        names = [f"W{k + 1}" if model.arch.is_mlp else f"{i}.weight" for k, (i, _) in enumerate(model.linears)]
+        labels = [f"W{k + 1}" if model.arch.is_mlp else f"{i}.weight" for k, (i, _) in enumerate(model.linears)]
         self.weights: list[Heatmap] = []
         for k, (layer, w, _) in enumerate(params):
             if k == 0 and self.mosaics:
                 continue
             n_in, n_out = layer.in_features, layer.out_features
-            self.weights.append(Heatmap(names[k], arena, w.offset // 4, n_in, 4, n_out, 1, 1,
+            self.weights.append(Heatmap(labels[k], arena, w.offset // 4, n_in, 4, n_out, 1, 1,
                                         sx=n_out, sy=0, st=1, cmap=CMAP_DIVERGING,
                                         scale_slot=self.weight_slots[k], scales=sb))
-        self.biases = [Heatmap(names[k].replace("W", "b").replace("weight", "bias"), arena, b.offset // 4, layer.out_features, 1, 1, 1, 0,
+        bias_labels = [t.replace("W", "b").replace("weight", "bias") for t in labels]
+        self.biases = [Heatmap(bias_labels[k], arena, b.offset // 4, layer.out_features, 1, 1, 1, 0,
                                sx=1, sy=0, st=0, cmap=CMAP_DIVERGING, scale_slot=self.bias_slots[k], scales=sb)
                        for k, (layer, _, b) in enumerate(params)]
         # Hidden activations of Linear layers (flat): one 6 x 6 cell per unit. A CNN's

@@ -124,6 +124,9 @@ def network_layers(v, act) -> None:
         imgui.text_colored(TEXT, block.title)
         imgui.same_line()
         imgui.text_colored(DIM, f"-> {_shape(block.shape)}")
+        if block.passthrough:
+            caption("passes its input through at inference (the maps above)")
+            continue
         f, m = block.filters, block.maps
         if f is not None and m is not None:
             ft, mt = f.texture, m.texture
