@@ -71,11 +71,12 @@ def test_filter_tiles_are_the_colour_mapped_weights():
         w = sd[name]                                   # [out, in, k, k]
         out_c, in_c, k, _ = w.shape
         hm = block.filters
-        assert (hm.cols, hm.rows) == (in_c, out_c)
+        cols, rows = (3, 1) if in_c == 1 else (in_c, out_c)   # one input channel: a grid of filters
+        assert (hm.cols, hm.rows) == (cols, rows)
         tex = hm.texture.read()
-        assert tex.shape == (out_c * (k + 1) + 1, in_c * (k + 1) + 1, 4)
+        assert tex.shape == (rows * (k + 1) + 1, cols * (k + 1) + 1, 4)
         want = colormap.to_u8(colormap.diverging(w / np.abs(w).max())).astype(int).reshape(out_c * in_c, k, k, 3)
-        got = tiles(tex, k, k, in_c, out_c * in_c)
+        got = tiles(tex, k, k, cols, out_c * in_c)
         assert np.abs(got - want).max() <= 1
         assert (tex[0, :, :3] == GRID).all() and (tex[:, k + 1, :3] == GRID).all()    # the gaps
 
@@ -135,10 +136,12 @@ def test_hover_value_is_printed_on_the_gpu():
     w[1, 0, 0, 0] = 0.0627
     model.arena.write("0.weight", w)
     block = next(b for b in mv.conv.blocks if b.filters is not None)
+    hm = block.filters
+    assert (hm.cols, hm.rows) == (2, 2)                 # 4 filters of one input channel: a 2 x 2 grid
     for (o, ky, kx), text in (((2, 1, 2), "-1.235"), ((1, 0, 0), "0.063"), ((0, 2, 2), "0.000")):
-        hm = block.filters
-        u = (1 + 0 + kx + 0.5) / hm.texture.width
-        v = (1 + o * 4 + ky + 0.5) / hm.texture.height
+        cy, cx = divmod(o, 2)
+        u = (1 + cx * 4 + kx + 0.5) / hm.texture.width
+        v = (1 + cy * 4 + ky + 0.5) / hm.texture.height
         got_o, got_c, got_y, got_x, element = block.filter_at(u, v)
         assert (got_o, got_c, got_y, got_x) == (o, 0, ky, kx)
         mv.conv.probe_at(mv.conv.blocks.index(block), "filters", element)

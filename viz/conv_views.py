@@ -6,7 +6,8 @@ Filters and maps are `heatmap` dispatches (views.wgsl) straight over buffers the
 already has, so nothing is copied or read back:
   * filters read the parameter arena. Conv2d weights are stored as PyTorch has them,
     [out, in, k, k], so with one row per output channel and the input channels side by
-    side, tile t = o * in + c is the k x k block at t * k * k;
+    side, tile t = o * in + c is the k x k block at t * k * k (a layer with one input
+    channel lays its filters out as a grid: tile t = o);
   * feature maps read the traced forward pass on the canvas (`Forward.trace`): an output
     [1, C, H, W] is C tiles of H x W, tile c at c * H * W.
 Colour scales are GPU reductions (`ScaleBank`): a layer's max |w|, a map's max |a|.
@@ -107,8 +108,11 @@ class ConvViews:
                 w, k = model.weight(i), layer.kernel_size
                 slot = scales.add(arena, w.offset // 4, w.size)
                 block.filter_layer, block.filter_offset = layer, w.offset // 4
+                # One row per output channel, its input channels side by side; a layer reading one
+                # channel (the image) would be a one-tile column, so its filters wrap into a grid.
+                cols = layer.in_channels if layer.in_channels > 1 else map_cols(layer.out_channels)
                 block.filters = Heatmap(f"{i}.weight filters", arena, w.offset // 4, k, k,
-                                        layer.out_channels * layer.in_channels, layer.in_channels, 1,
+                                        layer.out_channels * layer.in_channels, cols, 1,
                                         sx=1, sy=k, st=k * k, cmap=CMAP_DIVERGING, scale_slot=slot, scales=sb)
             if len(block.shape) == 3:
                 c, h, w_ = block.shape
