@@ -184,14 +184,14 @@ def move_mouse(app, x, y):
 def test_chooser_builds_the_network_and_refuses_a_bad_string(make_app):
     """Guards against a chooser that changes the running model on a bad string, shows no
     error (or one not naming the layer), or builds something other than the string says:
-    the Network tab parses the field as it is typed, Fresh builds the CNN with He-init
+    the Net tab parses the field as it is typed, Fresh builds the CNN with He-init
     weights and a new Run, Shipped weights brings back the trained MLP and its mosaic."""
     from mnist_viz.compute.arch import parse
     from mnist_viz.viz.files import SHIPPED
     app = make_app()
     mlp = app.model
     assert app.ui.network_choice == "mlp" and app.model_views.conv is None and app.model_views.mosaic is not None
-    app.ui.select_tabs.add("Network")
+    app.ui.select_tabs.add("Net")
     bad = "Conv2d(1,4,3),ReLU(),Linear(10,10)"
     app.ui.arch_text = bad
     app.draw_offscreen()

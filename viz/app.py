@@ -318,7 +318,7 @@ class App:
 
     # -- the network chooser ---------------------------------------------------------------------------------
     def _choose_network_of(self, model) -> None:
-        """Point the Network tab's chooser at `model`: its shipped name if it is one, else its text."""
+        """Point the Net tab's chooser at `model`: its shipped name if it is one, else its text."""
         text = model.arch.text
         self.ui.network_choice = next((k for k, s in files.SHIPPED.items() if s.architecture == text), "custom")
         self.ui.arch_text = text
@@ -326,7 +326,7 @@ class App:
     def new_network(self, text: str) -> None:
         """A fresh network of this architecture (He init, a new seed each time). A string that does
         not parse, or a network that does not fit the data or this GPU, changes nothing: the
-        error is the Network tab's message."""
+        error is the Net tab's message."""
         from ..compute.arch import parse
         from ..compute.nn import Sequential
         h, w, classes = self.data_shape

@@ -25,7 +25,7 @@ class UIState:
     ui_scale: float = 1.0
     dataset_tab: bool = False        # the dataset browser is a tab of Metrics (a short window)
     file_rects: dict = field(default_factory=dict)   # screen rects of the path field and file buttons
-    network_choice: str = "custom"   # the Network tab's chooser: a key of files.SHIPPED, or "custom"
+    network_choice: str = "custom"   # the Net tab's chooser: a key of files.SHIPPED, or "custom"
     arch_text: str = ""              # its architecture field (a shipped network's while one is chosen)
     arch_checked: tuple = ()         # (text, ok, line): the field's parse, redone when the text changes
     network_message: str = ""        # what the last network build or load did, or its one-line error

@@ -1,4 +1,4 @@
-"""The network: choosing it (the Training panel's Network tab) and showing it layer by layer
+"""The network: choosing it (the Training panel's Net tab) and showing it layer by layer
 (the Layers panel of a network with convolutions: every layer as PyTorch names it, with
 its filters and the painted digit's feature maps, scrolling when long)."""
 from __future__ import annotations
@@ -7,7 +7,7 @@ import math
 
 from imgui_bundle import imgui
 
-from ...compute.arch import ArchError, parse
+from ...compute.arch import ArchError, Conv2d, MaxPool2d, parse
 from ..actions import Action
 from ..files import SHIPPED
 from .widgets import AMBER, DIM, GREEN, RED, TEXT, caption, fit, frame_rect, hovered_uv, image, note
@@ -25,13 +25,17 @@ def check_architecture(text: str, data_shape) -> tuple[bool, str]:
         arch = parse(text, (h, w))
     except ArchError as e:
         return False, f"error: {e}"
+    if arch.classes != classes:
+        last = len(arch.layers) - 1
+        return False, (f"error: layer {last} {arch.layers[last]} gives {arch.classes} class scores, "
+                       f"the dataset has {classes} classes")
     problem = arch.misfit(h, w, classes)
     if problem:
         return False, f"error: {problem}"
     params = sum(math.prod(s) for s in arch.param_shapes().values())
-    shapes = " -> ".join("[" + ", ".join(map(str, s)) + "]" for s in arch.shapes
-                         if len(s) == 3) or "flat"
-    return True, f"{len(arch.layers)} layers, {params:,} parameters; maps {shapes}; {arch.classes} classes"
+    maps = [_shape(s) for layer, s in zip(arch.layers, arch.shapes) if isinstance(layer, (Conv2d, MaxPool2d))]
+    return True, (f"{len(arch.layers)} layers, {params:,} parameters; "
+                  + (f"feature maps {' -> '.join(maps)}; " if maps else "") + f"{arch.classes} classes")
 
 
 def data_shape(v) -> tuple[int, int, int]:
@@ -53,11 +57,9 @@ def network_tab(v, act) -> None:
         imgui.same_line()
     imgui.new_line()
     imgui.set_next_item_width(-1)
-    changed, text = imgui.input_text_multiline("##arch", ui.arch_text,
-                                               imgui.ImVec2(-1, imgui.get_text_line_height() * 3.4),
-                                               imgui.InputTextFlags_.no_horizontal_scroll)
+    changed, text = imgui.input_text("##arch", ui.arch_text)
     if changed:
-        ui.arch_text = text.replace("\n", "")
+        ui.arch_text = text
         shipped = next((k for k, s in SHIPPED.items() if s.architecture == ui.arch_text.strip()), None)
         ui.network_choice = shipped or "custom"
     if imgui.is_item_hovered():
@@ -125,7 +127,7 @@ def network_layers(v, act) -> None:
         imgui.same_line()
         imgui.text_colored(DIM, f"-> {_shape(block.shape)}")
         if block.passthrough:
-            caption("passes its input through at inference (the maps above)")
+            caption("passes its input through at inference (the output above)")
             continue
         f, m = block.filters, block.maps
         if f is not None and m is not None:
@@ -147,7 +149,8 @@ def network_layers(v, act) -> None:
             uv = hovered_uv(p0, p1)
             t = hm.tile_at(*uv) if uv is not None else None
             if t is not None and t < block.output.size:
-                imgui.set_tooltip(f"{block.title}: unit {t}")
+                _value_tooltip(conv.probe, f"after {block.title}\nunit {t}")
+                probed = (bi, "maps", block.output.offset // 4 + t)
         elif bi == len(conv.blocks) - 1:
             caption("logits (before softmax)")
             image(mv.logits.texture, *fit(mv.logits.texture, room, 90))
@@ -170,7 +173,8 @@ def emit_probe(v, act) -> None:
 def filters_tab(v, act) -> None:
     """The Parameters panel's view of a CNN's filters: every Conv2d's bank, larger, scrolling."""
     conv = v.model_views.conv
-    caption("one row per output channel, the input channels side by side; colour scale: the layer's max |w|")
+    caption("one row per output channel, the input channels side by side (one input channel: a grid); "
+            "colour scale: the layer's max |w|")
     imgui.begin_child("filters", imgui.ImVec2(0, 0))
     room = imgui.get_content_region_avail().x
     for bi, block in enumerate(conv.blocks):
