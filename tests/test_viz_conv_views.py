@@ -181,6 +181,11 @@ def move_mouse(app, x, y):
                          "ntouches": 0, "touches": {}})
 
 
+def overflow(app) -> dict:
+    from test_viz_ux import overflow as panel_overflow   # how far each panel's content reaches past it
+    return panel_overflow(app)
+
+
 def test_chooser_builds_the_network_and_refuses_a_bad_string(make_app):
     """Guards against a chooser that changes the running model on a bad string, shows no
     error (or one not naming the layer), or builds something other than the string says:
@@ -188,7 +193,7 @@ def test_chooser_builds_the_network_and_refuses_a_bad_string(make_app):
     weights and a new Run, Shipped weights brings back the trained MLP and its mosaic."""
     from mnist_viz.compute.arch import parse
     from mnist_viz.viz.files import SHIPPED
-    app = make_app()
+    app = make_app(size=(1100, 700))                   # the smallest window the layout supports
     mlp = app.model
     assert app.ui.network_choice == "mlp" and app.model_views.conv is None and app.model_views.mosaic is not None
     app.ui.select_tabs.add("Net")
@@ -198,6 +203,7 @@ def test_chooser_builds_the_network_and_refuses_a_bad_string(make_app):
     app.draw_offscreen()                               # the tab is selected a frame after it is asked for
     text, ok, line = app.ui.arch_checked
     assert text == bad and not ok and line.startswith("error: layer 2 Linear(10,10)"), line
+    assert overflow(app)["Training"] == (0.0, 0.0)      # the tab fits the narrowest column
     act(app, "new_network", bad)                       # the action checks again: nothing changes
     app.draw_offscreen()
     app.draw_offscreen()
@@ -215,6 +221,8 @@ def test_chooser_builds_the_network_and_refuses_a_bad_string(make_app):
     bound = np.sqrt(6 / 9)                             # He uniform, fan-in 1 x 3 x 3
     assert np.abs(w).max() <= bound and np.abs(w).max() > bound / 2
     assert app.ui.network_choice == "custom" and "fresh" in app.ui.network_message
+    clipped = {k: d for k, d in overflow(app).items() if max(d) > 1}
+    assert not clipped, clipped                          # the CNN's layer list and filters fit their panels
     act(app, "load_shipped", "mlp")
     app.draw_offscreen()
     app.draw_offscreen()

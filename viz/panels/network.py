@@ -10,7 +10,7 @@ from imgui_bundle import imgui
 from ...compute.arch import ArchError, Conv2d, MaxPool2d, parse
 from ..actions import Action
 from ..files import SHIPPED
-from .widgets import AMBER, DIM, GREEN, RED, TEXT, caption, fit, frame_rect, hovered_uv, image, note
+from .widgets import AMBER, DIM, GREEN, RED, TEXT, Flow, caption, checkbox_width, fit, frame_rect, hovered_uv, image, note
 
 MAX_ZOOM = 4.0            # screen pixels per texture pixel, at most (a map of 7 x 7 must not fill the panel)
 MIN_SIDE_ZOOM = 2.0       # filters beside their maps only while each weight is at least this many pixels
@@ -49,13 +49,13 @@ def network_tab(v, act) -> None:
     ui = v.ui
     choices = list(SHIPPED) + ["custom"]
     labels = [SHIPPED[k].label for k in SHIPPED] + ["architecture string"]
+    flow = Flow()
     for key, label in zip(choices, labels):
+        flow.next(checkbox_width(label))          # a radio button is as wide as a checkbox
         if imgui.radio_button(label, ui.network_choice == key) and ui.network_choice != key:
             ui.network_choice = key
             if key in SHIPPED:
                 ui.arch_text = SHIPPED[key].architecture
-        imgui.same_line()
-    imgui.new_line()
     imgui.set_next_item_width(-1)
     changed, text = imgui.input_text("##arch", ui.arch_text)
     if changed:
@@ -75,9 +75,11 @@ def network_tab(v, act) -> None:
     sp = imgui.get_style().item_spacing.x
     bw = (imgui.get_content_region_avail().x - sp) / 2
     imgui.begin_disabled(bool(v.busy) or not ok)
-    if imgui.button("Fresh (random He init)", imgui.ImVec2(bw, 0)):
+    if imgui.button("Fresh (He init)", imgui.ImVec2(bw, 0)):
         act.emit(Action.NEW_NETWORK, ui.arch_text)
     imgui.end_disabled()
+    if imgui.is_item_hovered(imgui.HoveredFlags_.allow_when_disabled):
+        imgui.set_tooltip("a new network of this architecture from random weights (He init)")
     imgui.same_line()
     imgui.begin_disabled(bool(v.busy) or ui.network_choice not in SHIPPED)
     if imgui.button("Shipped weights", imgui.ImVec2(bw, 0)):
@@ -123,9 +125,9 @@ def network_layers(v, act) -> None:
     hidden = {id(t): hm for t, hm in zip(mv.hidden_outputs, mv.hidden)}
     for bi, block in enumerate(conv.blocks):
         imgui.separator()
-        imgui.text_colored(TEXT, block.title)
-        imgui.same_line()
-        imgui.text_colored(DIM, f"-> {_shape(block.shape)}")
+        imgui.push_style_color(imgui.Col_.text, TEXT)
+        imgui.text_wrapped(f"{block.title}  -> {_shape(block.shape)}")
+        imgui.pop_style_color()
         if block.passthrough:
             caption("passes its input through at inference (the output above)")
             continue
@@ -181,9 +183,9 @@ def filters_tab(v, act) -> None:
         if block.filters is None:
             continue
         i, layer = block.layers[0]
-        imgui.text_colored(TEXT, f"{i} {layer}")
-        imgui.same_line()
-        imgui.text_colored(DIM, f"{layer.out_channels} x {layer.in_channels} filters")
+        imgui.push_style_color(imgui.Col_.text, TEXT)
+        imgui.text_wrapped(f"{i} {layer}: {layer.out_channels} x {layer.in_channels} filters")
+        imgui.pop_style_color()
         ft = block.filters.texture
         hit = _filters(conv, bi, *fit(ft, room, max(ft.height * 6.0, 60.0)), {})
         v.ui.probed = hit or v.ui.probed
