@@ -9,7 +9,8 @@
 
 What is redrawn when (one rule, `view_dispatches`): the model-side views (forward
 pass, scales, weights, activations, bars, canvas view) only when their inputs
-changed: the canvas, the weights, or a view setting; the curves when a step or an
+changed: the canvas, the weights, or a view setting (the hover value alone when only the
+hovered element changed); the curves when a step or an
 evaluation landed; the evaluation views when a new evaluation did; the dataset and
 gallery pages when their page, split or selection changed. Nothing else costs a
 dispatch in a frame where nothing happened.
@@ -78,14 +79,18 @@ def draw_frame(app) -> None:
 def view_dispatches(app) -> list:
     """The compute work of a frame after training, in dependency order."""
     mv = app.model_views
-    key = (app.canvas.revision, app.canvas.normalise, app.session.weights_version, mv.view_key,
+    key = (app.canvas.revision, app.canvas.normalise, app.session.weights_version, mv.mosaic_mode,
            tuple(app.canvas_view.params.values.items()), id(app.model))
     redraw = key != getattr(app, "_views_key", None) or app.canvas.busy
     app._views_key = key
+    probe = mv.probe_key != getattr(app, "_probe_key", None)     # the hovered value moved
+    app._probe_key = mv.probe_key
     out = app.canvas.dispatches()
     if redraw:
-        out += app.forward.dispatches() + app.scales.dispatches() + mv.dispatches()
+        out += app.forward.dispatches() + app.scales.dispatches() + mv.dispatches()   # the probe included
         out += [app.canvas_view.dispatch]
+    elif probe:
+        out += mv.probe_dispatches()
     out += app.plots.dispatches() + app.confusion.dispatches()
     if app.mistakes is not None:
         out += app.mistakes.dispatches(app.ui.mistakes_page)

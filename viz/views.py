@@ -209,9 +209,12 @@ class ModelViews:
             self.mosaic_mode = max(0, min(mode, len(self.mosaics) - 1))
 
     @property
-    def view_key(self) -> tuple:
-        """The view settings the textures depend on (the frame redraws when they change)."""
-        return (self.mosaic_mode,) + ((self.conv.probe.key,) if self.conv is not None else ())
+    def probe_key(self) -> tuple:
+        """What the hover value shows (the frame redraws only it when this alone changes)."""
+        return self.conv.probe.key if self.conv is not None else ()
+
+    def probe_dispatches(self) -> list:
+        return self.conv.probe.dispatches() if self.conv is not None else []
 
     @property
     def mosaic(self) -> Heatmap | None:

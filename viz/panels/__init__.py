@@ -59,7 +59,7 @@ def layout(width: float, height: float, top: float = 0.0, scale: float = 1.0, de
 
     rects = {}
     rects.update(column(xs[0], left, [("Training", 0.0)]))
-    rects.update(column(xs[1], mid, [("Canvas", 0.36), ("Prediction", 0.15), ("Layers", 0.0)] if deep
+    rects.update(column(xs[1], mid, [("Canvas", 0.34), ("Prediction", 0.18), ("Layers", 0.0)] if deep
                         else [("Canvas", 0.5), ("Prediction", 0.21), ("Layers", 0.0)]))
     # A short window has no room for three panels on the right: the dataset browser becomes
     # a tab of the Metrics panel (draw_all notices it is missing from the layout).
