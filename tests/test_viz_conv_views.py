@@ -237,6 +237,7 @@ def test_hovering_a_feature_map_prints_its_value(make_app):
     app = make_app(arch=SMALL_CNN, size=(1200, 800))
     act(app, "load_sample", "test", 1)
     app.draw_offscreen()
+    app.draw_offscreen()                                  # the layout settles (the list's scrollbar appears)
     x0, y0, x1, y1 = app.ui.layer_rects[(0, "maps")]
     block = app.model_views.conv.blocks[0]
     maps = block.maps
