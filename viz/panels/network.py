@@ -116,6 +116,7 @@ def network_layers(v, act) -> None:
             "maps: the painted digit after the layer")
     imgui.begin_child("network layers", imgui.ImVec2(0, 0))
     room = imgui.get_content_region_avail().x
+    tall = max(60.0, imgui.get_content_region_avail().y * 0.9)   # no image taller than the visible list
     sp = imgui.get_style().item_spacing.x
     probed = None                    # (block, what, element) under the mouse
     rects = v.ui.layer_rects         # where each image is (tests point the mouse with it)
@@ -134,17 +135,17 @@ def network_layers(v, act) -> None:
         f, m = block.filters, block.maps
         if f is not None and m is not None:
             ft, mt = f.texture, m.texture
-            h = min((room - sp) / (ft.width / ft.height + mt.width / mt.height), mt.height * MAX_ZOOM)
+            h = min((room - sp) / (ft.width / ft.height + mt.width / mt.height), mt.height * MAX_ZOOM, tall)
             if h / ft.height >= MIN_SIDE_ZOOM:
                 hit = _filters(conv, bi, ft.width * h / ft.height, h, rects)
                 imgui.same_line()
                 probed = _maps(conv, bi, mt.width * h / mt.height, h, rects) or hit or probed
                 continue
         if m is not None:
-            probed = _maps(conv, bi, *fit(m.texture, room, m.texture.height * MAX_ZOOM), rects) or probed
+            probed = _maps(conv, bi, *fit(m.texture, room, min(m.texture.height * MAX_ZOOM, tall)), rects) or probed
         if f is not None:
             ft = f.texture
-            probed = _filters(conv, bi, *fit(ft, room, ft.height * MAX_ZOOM), rects) or probed
+            probed = _filters(conv, bi, *fit(ft, room, min(ft.height * MAX_ZOOM, tall)), rects) or probed
         hm = hidden.get(id(block.output))
         if hm is not None:
             p0, p1 = image(hm.texture, *fit(hm.texture, room, 80))
