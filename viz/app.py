@@ -136,9 +136,8 @@ class App:
         self.model, self.scales, self.forward, self.model_views = model, scales, forward, views
         for t in self.model_views.textures:
             self.gui.register(t)
-        slots = self.model_views.weight_slots
-        self.readout = ScalarReadout(self.metrics, self.forward, self.canvas, self.scales, slots[0],
-                                     slots[1] if len(slots) > 1 else slots[0])
+        self.readout = ScalarReadout(self.metrics, self.forward, self.canvas, self.scales,
+                                     *self.model_views.readout_slots)
         if old is not None and old is not model:
             self.session.set_model(model)
         elif self.session.run is not None:

@@ -144,8 +144,9 @@ class ModelViews:
         sb = scales.buffer
 
         # W1 as a mosaic of receptive fields: tile j = column j of W1 [D, H], drawn as an image.
-        first, first_w = linears[0], params[0][1]
-        d, h = first.in_features, first.out_features
+        # (A network of convolutions alone, e.g. Conv2d(1,10,28),Flatten(), has no Linear.)
+        first, first_w = (linears[0], params[0][1]) if params else (None, None)
+        d, h = (first.in_features, first.out_features) if first else (0, 0)
         # Three variants share one texture: plain weights, weights x the canvas input (what
         # each unit sees of the digit), weights faded by how strongly each unit fires.
         self.mosaic_mode = MOSAIC_WEIGHTS
@@ -199,6 +200,11 @@ class ModelViews:
                       if canvas_norm is not None else None)
         from .conv_views import ConvViews
         self.conv = None if model.arch.is_mlp else ConvViews(model, forward, scales)
+        # The two weight scales the 64-byte readout carries: the first two Linears' (else the
+        # first convolutions').
+        slots = self.weight_slots or [b.filters.params.values["scale_slot"] for b in self.conv.blocks
+                                      if b.filters is not None]
+        self.readout_slots = (slots[0], slots[1] if len(slots) > 1 else slots[0])
 
     def cycle_mosaic(self) -> None:
         if self.mosaics:
