@@ -44,6 +44,7 @@ class LayerBlock:
     filters: Heatmap | None = None
     filter_layer: Conv2d | None = None
     filter_offset: int = 0     # first element of the Conv2d's weights in the arena
+    filter_slot: int = 0       # their colour scale (max |w|) in the ScaleBank
     maps: Heatmap | None = None
     passthrough: bool = False  # the output is the block before's (Dropout at inference): no views of its own
 
@@ -107,7 +108,7 @@ class ConvViews:
                 i, layer = conv
                 w, k = model.weight(i), layer.kernel_size
                 slot = scales.add(arena, w.offset // 4, w.size)
-                block.filter_layer, block.filter_offset = layer, w.offset // 4
+                block.filter_layer, block.filter_offset, block.filter_slot = layer, w.offset // 4, slot
                 # One row per output channel, its input channels side by side; a layer reading one
                 # channel (the image) would be a one-tile column, so its filters wrap into a grid.
                 cols = layer.in_channels if layer.in_channels > 1 else map_cols(layer.out_channels)

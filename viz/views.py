@@ -144,7 +144,7 @@ class ModelViews:
         sb = scales.buffer
 
         # W1 as a mosaic of receptive fields: tile j = column j of W1 [D, H], drawn as an image.
-        # (A network of convolutions alone, e.g. Conv2d(1,10,28),Flatten(), has no Linear.)
+        # (A network of convolutions alone, Conv2d(1,10,14,stride=14),MaxPool2d(2),Flatten(), has no Linear.)
         first, first_w = (linears[0], params[0][1]) if params else (None, None)
         d, h = (first.in_features, first.out_features) if first else (0, 0)
         # Three variants share one texture: plain weights, weights x the canvas input (what
@@ -184,8 +184,8 @@ class ModelViews:
             if len(a.shape) != 2:
                 continue
             n = a.size
-            self.hidden.append(Heatmap(f"h{len(self.hidden) + 1}", a.buffer, a.offset // 4, 6, 6, n, grid_cols(n), 1,
-                                       sx=0, sy=0, st=1, cmap=CMAP_SEQUENTIAL, scale_slot=self.act_slots[k],
+            self.hidden.append(Heatmap(f"h{len(self.hidden) + 1}", a.buffer, a.offset // 4, 6, 6, n, grid_cols(n),
+                                       1, sx=0, sy=0, st=1, cmap=CMAP_SEQUENTIAL, scale_slot=self.act_slots[k],
                                        scales=sb))
             self.hidden_outputs.append(a)
         x = forward.x
@@ -198,12 +198,11 @@ class ModelViews:
                           size=(400, 110), gate=canvas_norm, names=names)
         self.badge = (PredictionBadge(forward, canvas_norm, names=names if badge_names else None)
                       if canvas_norm is not None else None)
-        from .conv_views import ConvViews
+        from .conv_views import ConvViews     # (it builds on this module's Heatmap)
         self.conv = None if model.arch.is_mlp else ConvViews(model, forward, scales)
         # The two weight scales the 64-byte readout carries: the first two Linears' (else the
         # first convolutions').
-        slots = self.weight_slots or [b.filters.params.values["scale_slot"] for b in self.conv.blocks
-                                      if b.filters is not None]
+        slots = self.weight_slots or [b.filter_slot for b in self.conv.blocks if b.filters is not None]
         self.readout_slots = (slots[0], slots[1] if len(slots) > 1 else slots[0])
 
     def cycle_mosaic(self) -> None:

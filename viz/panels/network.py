@@ -10,7 +10,8 @@ from imgui_bundle import imgui
 from ...compute.arch import ArchError, Conv2d, MaxPool2d, parse
 from ..actions import Action
 from ..files import SHIPPED
-from .widgets import AMBER, DIM, GREEN, RED, TEXT, Flow, caption, checkbox_width, fit, frame_rect, hovered_uv, image, note
+from .widgets import (AMBER, DIM, GREEN, RED, TEXT, Flow, caption, checkbox_width, fit, frame_rect, hovered_uv,
+                      image, note)
 
 MAX_ZOOM = 4.0            # screen pixels per texture pixel, at most (a map of 7 x 7 must not fill the panel)
 MIN_SIDE_ZOOM = 2.0       # filters beside their maps only while each weight is at least this many pixels
