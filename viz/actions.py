@@ -29,6 +29,8 @@ class Action(enum.Enum):
     LOAD = "load"                        # from the path in the panel
     LOAD_PRETRAINED = "load_pretrained"
     REOPEN_AUTOSAVE = "reopen_autosave"
+    NEW_NETWORK = "new_network"          # (architecture string): a fresh network of it, random He init
+    LOAD_SHIPPED = "load_shipped"        # (name in files.SHIPPED): a shipped network with its trained weights
     QUIT = "quit"
     # canvas
     CLEAR = "clear"
@@ -41,6 +43,7 @@ class Action(enum.Enum):
     # views
     CYCLE_MOSAIC = "cycle_mosaic"
     SET_MOSAIC = "set_mosaic"            # (mode index)
+    PROBE = "probe"                      # (block, "filters" | "maps", element) under the mouse, or (None,)
     SET_ACCURACY_RANGE = "set_accuracy_range"  # (name in plots.ACC_RANGES)
     SET_SALIENCY = "set_saliency"        # (bool): the saliency overlay on the canvas
     SET_SALIENCY_CLASS = "set_saliency_class"  # (class index, or None: the predicted class)

@@ -71,6 +71,8 @@ class App:
         self.classes = self.loader.classes
         model, self.ui.file_message = files.initial_model(config.checkpoint, self.loader.shape, config.arch,
                                                           self.classes.dataset)
+        self._choose_network_of(model)
+        self._fresh_seed = 0
         h, w, classes = self.loader.shape
         self.names = upload_names(self.classes.names)     # the class names as GPU bitmaps
         self.metrics = RunMetrics(classes)
@@ -141,9 +143,8 @@ class App:
         self.saliency = saliency
         for t in self.model_views.textures + [saliency.texture]:
             self.gui.register(t)
-        slots = self.model_views.weight_slots
-        self.readout = ScalarReadout(self.metrics, self.forward, self.canvas, self.scales, slots[0],
-                                     slots[1] if len(slots) > 1 else slots[0])
+        self.readout = ScalarReadout(self.metrics, self.forward, self.canvas, self.scales,
+                                     *self.model_views.readout_slots)
         if old is not None and old is not model:
             self.session.set_model(model)
         elif self.session.run is not None:
@@ -209,6 +210,10 @@ class App:
             Action.LOAD_PRETRAINED: lambda: self._later("loading the pretrained model...", self.load_checkpoint,
                                                         files.default_model_path()),
             Action.REOPEN_AUTOSAVE: self._reopen_autosave,
+            Action.NEW_NETWORK: lambda text: self._later("building the network...", self.new_network, str(text)),
+            Action.LOAD_SHIPPED: lambda name: self._later(f"loading the {files.SHIPPED[name].label}...",
+                                                          self.load_shipped, name),
+            Action.PROBE: self._probe,
             Action.QUIT: self.quit,
             Action.CLEAR: self._clear_canvas,
             Action.BRUSH_SMALLER: lambda: setattr(c, "brush", max(1.5, c.brush - 0.5)),
@@ -268,6 +273,10 @@ class App:
     def _set_ui_scale(self, factor: float) -> None:
         self.ui.ui_scale = min(2.0, max(0.75, float(factor)))
         self.gui.set_scale(self.ui.ui_scale)
+
+    def _probe(self, block: int | None, what: str = "maps", element: int = 0) -> None:
+        if self.model_views.conv is not None:
+            self.model_views.conv.probe_at(block, what, element)
 
     def _clear_canvas(self) -> None:
         self.canvas.clear()
@@ -331,6 +340,45 @@ class App:
             self.ui.file_message = "no autosave yet"
             return
         self._later(f"loading {found[0].name}...", self.load_checkpoint, found[0])
+
+    # -- the network chooser ---------------------------------------------------------------------------------
+    def _choose_network_of(self, model) -> None:
+        """Point the Net tab's chooser at `model`: its shipped name if it is one, else its text."""
+        text = model.arch.text
+        self.ui.network_choice = next((k for k, s in files.SHIPPED.items() if s.architecture == text), "custom")
+        self.ui.arch_text = text
+
+    def new_network(self, text: str) -> None:
+        """A fresh network of this architecture (He init, a new seed each time). A string that does
+        not parse, or a network that does not fit the data or this GPU, changes nothing: the
+        error is the Net tab's message."""
+        from ..compute.arch import parse
+        from ..compute.nn import Sequential
+        h, w, classes = self.data_shape
+        try:
+            arch = parse(text, (h, w))
+            problem = arch.misfit(h, w, classes)
+            if problem:
+                raise ValueError(problem)
+            self._fresh_seed += 1
+            self.fence.drain()
+            recipe = self.session.recipe
+            model = Sequential(arch, seed=recipe.seed + self._fresh_seed, init=recipe.init)
+            self._bind_model(model)
+        except Exception as e:  # noqa: BLE001 - reported in the panel; the running model stays
+            line = str(e).splitlines()[0] if str(e) else type(e).__name__
+            self.ui.network_message = f"error: {line}"
+            return
+        self.session.message = ""
+        self._choose_network_of(model)
+        self.ui.network_message = f"a fresh {arch.short} from random weights (He init): press Train"
+
+    def load_shipped(self, name: str) -> None:
+        """A shipped network with its trained weights (as File > Load would open it)."""
+        self.load_checkpoint(files.SHIPPED[name].path)
+        self.ui.network_message = self.ui.file_message
+        if not self.ui.file_message.startswith("load failed"):
+            self._choose_network_of(self.model)
 
     def label_of(self, split: str, index: int) -> int | None:
         """The label of a dataset sample, from the host copy of the labels (None if unknown)."""

@@ -25,6 +25,15 @@ def diverging(t) -> np.ndarray:
     return _piecewise(_DIVERGING, (t + 1.0) * 0.5)
 
 
+_SEQUENTIAL = np.array([[0.07, 0.07, 0.09], [0.45, 0.13, 0.52], [0.94, 0.44, 0.26], [0.99, 0.93, 0.66]],
+                       np.float32)
+
+
+def sequential(t) -> np.ndarray:
+    """t in [0, 1] -> RGB (same stops as `sequential` in colormap.wgsl)."""
+    return _piecewise(_SEQUENTIAL, np.asarray(t, np.float32))
+
+
 def grey(t) -> np.ndarray:
     t = np.clip(np.asarray(t, np.float32), 0.0, 1.0)[..., None]
     return BG * (1 - t) + INK * t

@@ -9,16 +9,37 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..compute.budget import BudgetError
 from ..compute.model_io import default_model_path, load_model
 from ..compute.arch import Architecture, parse
 from ..compute.nn import Sequential
+from ..compute.recipe import CNN_ARCH
 
 AUTOSAVES_KEPT = 5
 MNIST_SHAPE = (28, 28, 10)    # height, width, classes of the bundled dataset
 FRESH_HIDDEN = 128            # hidden units of a fresh network for a dataset no model fits
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """A network that comes with the package, trained."""
+    label: str
+    architecture: str
+    asset: str                  # file name in mnist_viz/assets
+
+    @property
+    def path(self) -> Path:
+        from ..compute.resources import asset_path
+        return asset_path(self.asset)
+
+
+SHIPPED = {
+    "mlp": Shipped("shipped MLP", "Linear(784,128),ReLU(),Linear(128,10)", "mnist-784-128-10.safetensors"),
+    "cnn": Shipped("shipped CNN", CNN_ARCH, "mnist-cnn.safetensors"),
+}
 
 
 def default_autosave_dir() -> Path:

@@ -9,7 +9,8 @@
 
 What is redrawn when (one rule, `view_dispatches`): the model-side views (forward
 pass, scales, weights, activations, bars, canvas view) only when their inputs
-changed: the canvas, the weights, or a view setting; the curves when a step or an
+changed: the canvas, the weights, or a view setting (the hover value alone when only the
+hovered element changed); the curves when a step or an
 evaluation landed; the evaluation views when a new evaluation did; the dataset and
 gallery pages when their page, split or selection changed; the saliency map (when
 shown) with the model-side views, and a push's ascent steps before them (they change
@@ -87,9 +88,13 @@ def view_dispatches(app) -> list:
            tuple(app.canvas_view.params.values.items()), id(app.model), app.saliency.revision)
     redraw = key != getattr(app, "_views_key", None) or app.canvas.busy
     app._views_key = key
+    probe = mv.probe_key != getattr(app, "_probe_key", None)     # the hovered value moved
+    app._probe_key = mv.probe_key
     if redraw:
-        out += app.forward.dispatches() + app.scales.dispatches() + mv.dispatches()
+        out += app.forward.dispatches() + app.scales.dispatches() + mv.dispatches()   # the probe included
         out += [app.canvas_view.dispatch]
+    elif probe:
+        out += mv.probe_dispatches()
     if app.ui.show_saliency:
         out += app.saliency.map_dispatches(app.canvas.loaded is not None, app.canvas.normalise, key)
     out += app.plots.dispatches() + app.confusion.dispatches()

@@ -29,6 +29,12 @@ class UIState:
     embedding_open: bool = False     # the embedding view was drawn this frame (set by its panel)
     embedding_cursor: tuple | None = None   # the cursor over the embedding, texture pixels (None: not over it)
     embedding_rect: tuple = (0.0, 0.0, 0.0, 0.0)   # its screen rect
+    network_choice: str = "custom"   # the Net tab's chooser: a key of files.SHIPPED, or "custom"
+    arch_text: str = ""              # its architecture field (a shipped network's while one is chosen)
+    arch_checked: tuple = ()         # (text, ok, line): the field's parse, redone when the text changes
+    network_message: str = ""        # what the last network build or load did, or its one-line error
+    layer_rects: dict = field(default_factory=dict)  # (block, "filters" | "maps") -> screen rect in the Layers panel
+    probed: tuple | None = None      # (block, "filters" | "maps", element) under the mouse this frame
 
 
 @dataclass

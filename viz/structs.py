@@ -147,3 +147,7 @@ SALIENCY = GpuStruct("Saliency", [
     ("step", "f32", "push: the largest pixel change of one ascent step"),
     ("gain", "f32", "overlay: |gradient| / max at which the colour is opaque"),
 ])
+PROBE = GpuStruct("Probe", [
+    ("offset", "u32", "element of the source buffer to print"),
+    ("scale", "u32", "pixels per font pixel"),
+])

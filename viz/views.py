@@ -22,18 +22,23 @@ MOSAIC_MODES = ("weights", "weights x input", "firing units")
 class ScaleBank:
     """max |x| of buffer ranges, one slot each in a small GPU buffer the views read."""
 
-    SLOTS = 64
+    SLOTS = 256
 
     def __init__(self):
         self.buffer = get_device().buffer(self.SLOTS * 4, "view.scales")
         self._dispatches: list = []
+        self._slots: dict[tuple, int] = {}     # a range asked for twice shares its slot
 
     def add(self, buffer, offset_elems: int, count: int) -> int:
+        key = (id(buffer), offset_elems, count)
+        if key in self._slots:
+            return self._slots[key]
         slot = len(self._dispatches)
         if slot >= self.SLOTS:
             raise ValueError("too many view scales")
         prm = get_device().uniform(REDUCE, offset=offset_elems, count=count, slot=slot)
         self._dispatches.append(make_dispatch("views.wgsl", "absmax", [prm, buffer, self.buffer], (1,)))
+        self._slots[key] = slot
         return slot
 
     def dispatches(self) -> list:
@@ -90,6 +95,17 @@ class Heatmap:
             return cy * self.cols + cx
         return None
 
+    def cell_at(self, u: float, v: float) -> tuple[int, int, int] | None:
+        """(tile, x, y inside it) under texture coordinates (u, v) in [0, 1]; None on a gap or outside."""
+        px, py = int(u * self.texture.width) - self.gap, int(v * self.texture.height) - self.gap
+        if px < 0 or py < 0:
+            return None
+        (cx, x), (cy, y) = divmod(px, self.tile_w + self.gap), divmod(py, self.tile_h + self.gap)
+        if cx >= self.cols or cy >= self.rows or x >= self.tile_w or y >= self.tile_h:
+            return None
+        t = cy * self.cols + cx
+        return (t, x, y) if t < self._base["tiles"] else None
+
 
 class Bars:
     """A labelled bar chart of a short vector (probabilities: mode 0, logits: mode 1).
@@ -128,13 +144,14 @@ class ModelViews:
         sb = scales.buffer
 
         # W1 as a mosaic of receptive fields: tile j = column j of W1 [D, H], drawn as an image.
-        first, first_w = linears[0], params[0][1]
-        d, h = first.in_features, first.out_features
+        # (A network of convolutions alone, Conv2d(1,10,14,stride=14),MaxPool2d(2),Flatten(), has no Linear.)
+        first, first_w = (linears[0], params[0][1]) if params else (None, None)
+        d, h = (first.in_features, first.out_features) if first else (0, 0)
         # Three variants share one texture: plain weights, weights x the canvas input (what
         # each unit sees of the digit), weights faded by how strongly each unit fires.
         self.mosaic_mode = MOSAIC_WEIGHTS
         self.mosaics: list[Heatmap] = []
-        if d == ih * iw:
+        if model.arch.is_mlp and d == ih * iw:       # the first Linear reads the image itself
             x = forward.x
             common = dict(sx=h, sy=iw * h, st=1, cmap=CMAP_DIVERGING, scale_slot=self.weight_slots[0], scales=sb)
             plain = Heatmap("W1 mosaic", arena, first_w.offset // 4, iw, ih, h, grid_cols(h), 1, **common)
@@ -146,24 +163,31 @@ class ModelViews:
                              mod_slot=self.act_slots[0], texture=plain.texture)
             self.mosaics = [plain, seen, firing]
         # Later weight matrices [in, out]: one row per output unit, `in` pixels long, 4 tall.
+        # Named W1, W2, ... in an MLP, by PyTorch's names (10.weight) among convolutions.
+        labels = [f"W{k + 1}" if model.arch.is_mlp else f"{i}.weight" for k, (i, _) in enumerate(model.linears)]
         self.weights: list[Heatmap] = []
         for k, (layer, w, _) in enumerate(params):
             if k == 0 and self.mosaics:
                 continue
             n_in, n_out = layer.in_features, layer.out_features
-            self.weights.append(Heatmap(f"W{k + 1}", arena, w.offset // 4, n_in, 4, n_out, 1, 1,
+            self.weights.append(Heatmap(labels[k], arena, w.offset // 4, n_in, 4, n_out, 1, 1,
                                         sx=n_out, sy=0, st=1, cmap=CMAP_DIVERGING,
                                         scale_slot=self.weight_slots[k], scales=sb))
-        self.biases = [Heatmap(f"b{k + 1}", arena, b.offset // 4, layer.out_features, 1, 1, 1, 0,
+        bias_labels = [t.replace("W", "b").replace("weight", "bias") for t in labels]
+        self.biases = [Heatmap(bias_labels[k], arena, b.offset // 4, layer.out_features, 1, 1, 1, 0,
                                sx=1, sy=0, st=0, cmap=CMAP_DIVERGING, scale_slot=self.bias_slots[k], scales=sb)
                        for k, (layer, _, b) in enumerate(params)]
-        # Hidden activations: one 6 x 6 cell per unit.
-        self.hidden = []
+        # Hidden activations of Linear layers (flat): one 6 x 6 cell per unit. A CNN's
+        # feature maps are ConvViews'.
+        self.hidden, self.hidden_outputs = [], []
         for k, a in enumerate(acts[:-1]):
+            if len(a.shape) != 2:
+                continue
             n = a.size
-            self.hidden.append(Heatmap(f"h{k + 1}", a.buffer, a.offset // 4, 6, 6, n, grid_cols(n), 1,
-                                       sx=0, sy=0, st=1, cmap=CMAP_SEQUENTIAL, scale_slot=self.act_slots[k],
+            self.hidden.append(Heatmap(f"h{len(self.hidden) + 1}", a.buffer, a.offset // 4, 6, 6, n, grid_cols(n),
+                                       1, sx=0, sy=0, st=1, cmap=CMAP_SEQUENTIAL, scale_slot=self.act_slots[k],
                                        scales=sb))
+            self.hidden_outputs.append(a)
         x = forward.x
         self.input = Heatmap("input", x.buffer, x.offset // 4, iw, ih, 1, 1, 0, sx=1, sy=iw, st=0,
                              cmap=CMAP_GREY, scale_slot=NONE, scales=sb)
@@ -174,6 +198,12 @@ class ModelViews:
                           size=(400, 110), gate=canvas_norm, names=names)
         self.badge = (PredictionBadge(forward, canvas_norm, names=names if badge_names else None)
                       if canvas_norm is not None else None)
+        from .conv_views import ConvViews     # (it builds on this module's Heatmap)
+        self.conv = None if model.arch.is_mlp else ConvViews(model, forward, scales)
+        # The two weight scales the 64-byte readout carries: the first two Linears' (else the
+        # first convolutions').
+        slots = self.weight_slots or [b.filter_slot for b in self.conv.blocks if b.filters is not None]
+        self.readout_slots = (slots[0], slots[1] if len(slots) > 1 else slots[0])
 
     def cycle_mosaic(self) -> None:
         if self.mosaics:
@@ -184,18 +214,26 @@ class ModelViews:
             self.mosaic_mode = max(0, min(mode, len(self.mosaics) - 1))
 
     @property
+    def probe_key(self) -> tuple:
+        """What the hover value shows (the frame redraws only it when this alone changes)."""
+        return self.conv.probe.key if self.conv is not None else ()
+
+    def probe_dispatches(self) -> list:
+        return self.conv.probe.dispatches() if self.conv is not None else []
+
+    @property
     def mosaic(self) -> Heatmap | None:
         return self.mosaics[self.mosaic_mode] if self.mosaics else None
 
     @property
     def textures(self) -> list[ViewTexture]:
         views = ([self.mosaic] if self.mosaic else []) + self.weights + self.biases + self.hidden + [self.input]
-        extra = [self.badge.texture] if self.badge else []
+        extra = ([self.badge.texture] if self.badge else []) + (self.conv.textures if self.conv else [])
         return [v.texture for v in views] + [self.logits.texture, self.probs.texture] + extra
 
     def dispatches(self) -> list:
         views = ([self.mosaic] if self.mosaic else []) + self.weights + self.biases + self.hidden + [self.input]
-        extra = [self.badge.dispatch] if self.badge else []
+        extra = ([self.badge.dispatch] if self.badge else []) + (self.conv.dispatches() if self.conv else [])
         return [v.dispatch for v in views] + [self.logits.dispatch, self.probs.dispatch] + extra
 
 

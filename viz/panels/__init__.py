@@ -14,6 +14,7 @@ from .canvas import canvas_panel, layers_panel, prediction_panel
 from .help import help_window
 from .menu import main_menu, status_line
 from .metrics import dataset_panel, metrics_panel
+from .network import emit_probe
 from .parameters import parameters_panel
 from .training import training_panel
 
@@ -35,10 +36,11 @@ __all__ = ["draw_all", "layout", "status_line", "PANELS"]
 DATASET_PANEL_MIN_H = 860.0     # below this height (at UI scale 1) the dataset is a tab of Metrics
 
 
-def layout(width: float, height: float, top: float = 0.0, scale: float = 1.0) -> dict[str, tuple]:
+def layout(width: float, height: float, top: float = 0.0, scale: float = 1.0, deep: bool = False) -> dict[str, tuple]:
     """Tile the window below the menu bar into three columns of panels (recomputed every
     frame, so the layout follows the window size; the middle column, with the canvas,
-    takes the room a large window adds)."""
+    takes the room a large window adds). `deep`: a network with feature maps, whose
+    Layers panel gets half the middle column."""
     m = 6.0
     w, h = max(width, 300.0), max(height - top, 200.0)
     left = min(max(w * 0.24, 290.0 * scale), 430.0 * scale)
@@ -57,7 +59,8 @@ def layout(width: float, height: float, top: float = 0.0, scale: float = 1.0) ->
 
     rects = {}
     rects.update(column(xs[0], left, [("Training", 0.0)]))
-    rects.update(column(xs[1], mid, [("Canvas", 0.5), ("Prediction", 0.21), ("Layers", 0.0)]))
+    rects.update(column(xs[1], mid, [("Canvas", 0.34), ("Prediction", 0.18), ("Layers", 0.0)] if deep
+                        else [("Canvas", 0.5), ("Prediction", 0.21), ("Layers", 0.0)]))
     # A short window has no room for three panels on the right: the dataset browser becomes
     # a tab of the Metrics panel (draw_all notices it is missing from the layout).
     if h >= DATASET_PANEL_MIN_H * scale:
@@ -78,8 +81,9 @@ def begin_panel(name: str, rect) -> bool:
 def draw_all(v, act) -> None:
     top = main_menu(v, act)
     io = imgui.get_io()
-    rects = layout(io.display_size.x, io.display_size.y, top, v.ui.ui_scale)
+    rects = layout(io.display_size.x, io.display_size.y, top, v.ui.ui_scale, v.model_views.conv is not None)
     v.ui.dataset_tab = "Dataset" not in rects
+    v.ui.probed = None
     for name, fn in PANELS:
         if name not in rects:
             continue
@@ -88,3 +92,4 @@ def draw_all(v, act) -> None:
         imgui.end()
     if v.ui.show_help:
         help_window(v, act)
+    emit_probe(v, act)

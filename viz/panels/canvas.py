@@ -6,6 +6,7 @@ from imgui_bundle import imgui
 
 from ..actions import Action
 from .saliency import saliency_controls, saliency_overlay
+from .network import network_layers
 from .widgets import (DIM, FRAME, TEXT, V4, Flow, button_width, caption, checkbox_width, fit, flow_rows, frame_rect,
                       hovered_uv, image, labelled_width, u32)
 
@@ -144,6 +145,9 @@ def _class_tooltip(v, p0, p1) -> None:
 
 def layers_panel(v, act) -> None:
     mv = v.model_views
+    if mv.conv is not None:          # a CNN: every layer with its filters and feature maps
+        network_layers(v, act)
+        return
     avail = imgui.get_content_region_avail()
     line = imgui.get_text_line_height_with_spacing()
     n_hidden = len(mv.hidden)
@@ -162,7 +166,7 @@ def layers_panel(v, act) -> None:
         uv = hovered_uv(p0, p1)
         if uv is not None:
             t = hm.tile_at(*uv)
-            if t is not None and t < mv.forward.activations[k].size:
+            if t is not None and t < mv.hidden_outputs[k].size:
                 imgui.set_tooltip(f"unit {t}")
         imgui.end_group()
     caption("logits (output layer, before softmax)")

@@ -5,6 +5,7 @@ from imgui_bundle import imgui
 
 from ..actions import Action
 from ..views import MOSAIC_MODES
+from .network import filters_tab
 from .widgets import V4, fit, frame_rect, hovered_uv, image, note, tab, u32
 
 
@@ -32,6 +33,9 @@ def parameters_panel(v, act) -> None:
                 if t is not None and t < mv.model.linears[0][1].out_features:
                     imgui.set_tooltip(f"hidden unit {t}")
             imgui.end_tab_item()
+    if mv.conv is not None and tab(v.ui, "Conv filters"):
+        filters_tab(v, act)
+        imgui.end_tab_item()
     if tab(v.ui, "Weights & biases"):
         _weights_tab(v)
         imgui.end_tab_item()
@@ -50,8 +54,11 @@ def _weights_tab(v) -> None:
     def text_h(text):       # height of a wrapped note, as imgui will lay it out
         return imgui.calc_text_size(text, False, avail.x).y + st.item_spacing.y
 
+    # The readout carries the scales of the first two weight matrices (w1_absmax, w2_absmax);
+    # the first is the mosaic's when there is one.
+    scale_of = ["w2_absmax"] if mv.mosaic is not None else ["w1_absmax", "w2_absmax"]
     captions = [f"{hm.texture.label} ({hm.tile_w} -> {hm.rows}): one row per output unit, one column per input"
-                + (f"; scale +-{vals['w2_absmax']:.3f}" if k == 0 and vals.get("w2_absmax") else "")
+                + (f"; scale +-{vals[scale_of[k]]:.3f}" if k < len(scale_of) and vals.get(scale_of[k]) else "")
                 for k, hm in enumerate(mv.weights)]
     bias_captions = [f"{hm.texture.label} ({hm.tile_w} units)" for hm in mv.biases]
     # Room for the biases at the bottom: a caption and a strip each.

@@ -9,6 +9,7 @@ from ..actions import Action
 from ..pacing import SPEEDS
 from ...compute.evaluation import ESTIMATE_ROWS
 from ..session import BATCH_SIZES, ESTIMATE_EVERY
+from .network import network_tab
 from .widgets import AMBER, BLUE, GREEN, RED, TEXT, V4, fmt_pct, note, tab
 
 
@@ -38,6 +39,12 @@ def training_panel(v, act) -> None:
         if tab(v.ui, "Settings"):
             _hyper_parameters(v, act, ready)
             imgui.end_tab_item()
+        # "Net", not "Network": four tabs must fit the 290-pixel column at 1.5x UI scale.
+        if tab(v.ui, "Net"):
+            network_tab(v, act)
+            imgui.end_tab_item()
+        elif imgui.is_item_hovered():
+            imgui.set_tooltip("the network: the shipped MLP or CNN, or an architecture string")
         if tab(v.ui, "Checkpoint"):
             _checkpoints(v, act)
             imgui.end_tab_item()
