@@ -42,6 +42,10 @@ class Action(enum.Enum):
     CYCLE_MOSAIC = "cycle_mosaic"
     SET_MOSAIC = "set_mosaic"            # (mode index)
     SET_ACCURACY_RANGE = "set_accuracy_range"  # (name in plots.ACC_RANGES)
+    TIMELINE_SELECT = "timeline_select"  # (index into the snapshots, oldest first; -1: live)
+    TIMELINE_RESTORE = "timeline_restore"  # continue training from the chosen snapshot
+    TIMELINE_SETTINGS = "timeline_settings"  # (every N steps, memory cap in MiB)
+    HISTOGRAM_EVERY = "histogram_every"  # (run steps between histogram columns)
     TOGGLE_HELP = "toggle_help"
     UI_SCALE = "ui_scale"                # (factor)
 

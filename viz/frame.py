@@ -59,6 +59,7 @@ def draw_frame(app) -> None:
 
     encoder = app.dev.device.create_command_encoder()
     steps = app.session.encode(encoder)
+    app.timeline.encode_display(encoder, app.session.weights_version, app.metrics.steps)
     Program(view_dispatches(app), label="frame").encode(encoder)
     target = app.context.get_current_texture()
     rp = encoder.begin_render_pass(color_attachments=[{
@@ -78,7 +79,7 @@ def draw_frame(app) -> None:
 def view_dispatches(app) -> list:
     """The compute work of a frame after training, in dependency order."""
     mv = app.model_views
-    key = (app.canvas.revision, app.canvas.normalise, app.session.weights_version, mv.mosaic_mode,
+    key = (app.canvas.revision, app.canvas.normalise, app.timeline.version, mv.mosaic_mode,
            tuple(app.canvas_view.params.values.items()), id(app.model))
     redraw = key != getattr(app, "_views_key", None) or app.canvas.busy
     app._views_key = key
@@ -86,6 +87,7 @@ def view_dispatches(app) -> list:
     if redraw:
         out += app.forward.dispatches() + app.scales.dispatches() + mv.dispatches()
         out += [app.canvas_view.dispatch]
+    out += app.histograms.dispatches()
     out += app.plots.dispatches() + app.confusion.dispatches()
     if app.mistakes is not None:
         out += app.mistakes.dispatches(app.ui.mistakes_page)

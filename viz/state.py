@@ -51,3 +51,5 @@ class ViewState:
     classes: object = None   # viz.classes.ClassInfo: the class names
     canvas_current: bool = False   # the readout's canvas fields are of the canvas shown now
     label_of: object = None  # (split, index) -> the dataset sample's label (host copy), or None
+    timeline: object = None  # viz.timetravel.Timeline: snapshots, the chosen one
+    histograms: object = None  # viz.histograms.Histograms: the ribbons

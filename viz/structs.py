@@ -116,3 +116,11 @@ READOUT = GpuStruct("Readout", [
     ("at_step", "u32", "run steps these values reflect"),
     ("est_acc", "f32", "running test-accuracy estimate on a fixed subset (< 0: none yet)"),
 ])
+HIST_BIN = GpuStruct("HistBin", [
+    ("offset", "u32", "first element of the range"), ("count", "u32", "elements"),
+    ("bins", "u32", "bins per column (<= 256, even)"), ("cols", "u32", "columns in the ring"),
+    ("slot", "u32", "the range's max |x| in `scales` (ScaleBank)"),
+])
+HIST_DRAW = GpuStruct("HistDraw", [
+    ("bins", "u32", "bins per column"), ("cols", "u32", "columns in the ring (= the texture's width)"),
+])
