@@ -8,6 +8,7 @@ from imgui_bundle import imgui
 
 from ..actions import Action
 from ..plots import ACC_RANGES, grid_step
+from .timeline import histograms_tab, timeline_rows
 from .widgets import AMBER, BLUE, GREEN, V4, clicked_uv, fit, frame_rect, hovered_uv, image, tab, u32
 
 AXIS = V4(0.62, 0.64, 0.70, 0.9)
@@ -54,6 +55,9 @@ def metrics_panel(v, act) -> None:
     if tab(v.ui, "Curves"):
         _curves(v, act)
         imgui.end_tab_item()
+    if v.histograms is not None and tab(v.ui, "Histograms"):
+        histograms_tab(v, act)
+        imgui.end_tab_item()
     if tab(v.ui, "Confusion"):
         vals = v.values
         seen = vals.get("seen", 0)
@@ -81,7 +85,8 @@ def metrics_panel(v, act) -> None:
 def _curves(v, act) -> None:
     avail = imgui.get_content_region_avail()
     line = imgui.get_text_line_height_with_spacing()
-    h = max(30.0, (avail.y - 2 * line - 10) / 2)
+    timeline_h = 2 * imgui.get_frame_height_with_spacing() if v.timeline is not None else 0.0
+    h = max(30.0, (avail.y - 2 * line - timeline_h - 10) / 2)
     imgui.text_colored(BLUE, "training loss")
     imgui.same_line()
     imgui.text_disabled("(log scale; band: +-1 std)")
@@ -102,7 +107,8 @@ def _curves(v, act) -> None:
     changed, i = imgui.combo("##accrange", names.index(cur[0]) if cur else 0, names)
     if changed:
         act.emit(Action.SET_ACCURACY_RANGE, names[i])
-    _plot_with_axes(v, v.plots.accuracy, avail.x, max(30.0, imgui.get_content_region_avail().y))
+    _plot_with_axes(v, v.plots.accuracy, avail.x, max(30.0, imgui.get_content_region_avail().y - timeline_h))
+    timeline_rows(v, act)
 
 
 def _mistakes(v, act) -> None:
