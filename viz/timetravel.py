@@ -40,8 +40,8 @@ class SnapshotRing:
         dev = get_device()
         self.stride = floats * 4
         most = dev.limits.get("max-buffer-size", 256 * MIB) // self.stride
-        self.capacity = max(1, min(cap_bytes // self.stride, most, MAX_SNAPSHOTS))
-        self.buffer = dev.buffer(self.capacity * self.stride, "timeline.snapshots")
+        self.capacity = min(cap_bytes // self.stride, most, MAX_SNAPSHOTS)    # 0: the cap holds none
+        self.buffer = dev.buffer(self.capacity * self.stride, "timeline.snapshots") if self.capacity else None
         self.entries: list[Snapshot] = []        # oldest first
         self.taken = 0
 
@@ -49,7 +49,9 @@ class SnapshotRing:
     def memory_bytes(self) -> int:
         return self.capacity * self.stride
 
-    def take(self, encoder, arena, run_step: int, schedule_step: int) -> Snapshot:
+    def take(self, encoder, arena, run_step: int, schedule_step: int) -> Snapshot | None:
+        if not self.capacity:
+            return None
         slot = self.taken % self.capacity
         encoder.copy_buffer_to_buffer(arena, 0, self.buffer, slot * self.stride, self.stride)
         if len(self.entries) == self.capacity:
@@ -82,6 +84,8 @@ class Timeline(StepObserver):
     @property
     def memory_text(self) -> str:
         r = self.ring
+        if not r.capacity:
+            return f"the cap holds no snapshot of {mib(r.stride)}: raise it"
         return f"{len(r.entries)}/{r.capacity} snapshots of {mib(r.stride)}, {mib(r.memory_bytes)} on the GPU"
 
     def select(self, index: int | None) -> None:
