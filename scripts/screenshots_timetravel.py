@@ -1,7 +1,7 @@
 """The README's time-travel and histogram screenshots, taken by the program offscreen:
 train for --frames frames (as `mnist-viz --offscreen --train`), then
   timetravel.png: the timeline moved back to an early snapshot while training goes on;
-  histograms.png: the Metrics panel's Histograms tab.
+  histograms.png: the Parameters panel's Histograms tab.
 
     python scripts/screenshots_timetravel.py --frames 150 --out docs/screenshots
 """

@@ -88,6 +88,10 @@ class Timeline(StepObserver):
             return f"the cap holds no snapshot of {mib(r.stride)}: raise it"
         return f"{len(r.entries)}/{r.capacity} snapshots of {mib(r.stride)}, {mib(r.memory_bytes)} on the GPU"
 
+    @property
+    def memory_short(self) -> str:
+        return f"{len(self.ring.entries)}/{self.ring.capacity}, {mib(self.ring.memory_bytes)}"
+
     def select(self, index: int | None) -> None:
         """A snapshot (index into `snapshots`, oldest first) or None / -1: the live weights."""
         if index is None or index < 0 or index >= len(self.ring.entries):

@@ -8,7 +8,7 @@ from imgui_bundle import imgui
 
 from ..actions import Action
 from ..plots import ACC_RANGES, grid_step
-from .timeline import histograms_tab, timeline_rows
+from .timeline import timeline_rows
 from .widgets import AMBER, BLUE, GREEN, V4, clicked_uv, fit, frame_rect, hovered_uv, image, tab, u32
 
 AXIS = V4(0.62, 0.64, 0.70, 0.9)
@@ -54,9 +54,6 @@ def metrics_panel(v, act) -> None:
         return
     if tab(v.ui, "Curves"):
         _curves(v, act)
-        imgui.end_tab_item()
-    if v.histograms is not None and tab(v.ui, "Histograms"):
-        histograms_tab(v, act)
         imgui.end_tab_item()
     if tab(v.ui, "Confusion"):
         vals = v.values

@@ -5,6 +5,7 @@ from imgui_bundle import imgui
 
 from ..actions import Action
 from ..views import MOSAIC_MODES
+from .timeline import histograms_tab
 from .widgets import V4, fit, frame_rect, hovered_uv, image, note, tab, u32
 
 
@@ -34,6 +35,9 @@ def parameters_panel(v, act) -> None:
             imgui.end_tab_item()
     if tab(v.ui, "Weights & biases"):
         _weights_tab(v)
+        imgui.end_tab_item()
+    if v.histograms is not None and tab(v.ui, "Histograms"):
+        histograms_tab(v, act)
         imgui.end_tab_item()
     imgui.end_tab_bar()
 
