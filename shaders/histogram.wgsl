@@ -100,7 +100,8 @@ fn bin(@builtin(local_invocation_id) lid: vec3<u32>) {
 // The y axis is the widest range A of the columns shown, top +A, bottom -A, one pixel row
 // per bin of a column whose range is A; a column of a narrower range a = A / k (k a
 // power of two) has k bins per pixel row, summed, so the picture is a density:
-// intensity = log(1 + count per bin) / log(1 + the column's largest count).
+// intensity = sqrt(count per bin / the column's largest count) (a log scale saturates:
+// each bin of a layer holds thousands of values).
 
 //!struct HistDraw
 
@@ -144,7 +145,7 @@ fn draw(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation
             sum += f32(hd_ring[base + u32(j)]);
         }
         if (sum > 0.0) {
-            let t = log2(1.0 + sum / max(k, 1.0)) / log2(1.0 + max(most, 1.0));
+            let t = sqrt(sum / max(k, 1.0) / max(most, 1.0));
             colour = sequential(0.15 + 0.85 * clamp(t, 0.0, 1.0));
         }
     }

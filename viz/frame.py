@@ -2,14 +2,17 @@
 
   1. input and actions: poll the 64-byte readout, run the queued actions (panels and
      keys emitted them last frame), feed the demo stroke, build the panels;
-  2. training: this frame's steps (or a piece of an evaluation), from the run;
+  2. training: this frame's steps (or a piece of an evaluation), from the run, split where
+     the timeline (a snapshot) or the histograms (a column) want the weights; then the
+     display arena the views read: the live weights or the chosen snapshot (timetravel.py);
   3. one compute pass: paint, normalise, the traced forward pass on the canvas,
      colour-scale reductions, every view texture, the readout pack;
   4. one render pass: imgui (panels showing the view textures) into the swapchain.
 
 What is redrawn when (one rule, `view_dispatches`): the model-side views (forward
 pass, scales, weights, activations, bars, canvas view) only when their inputs
-changed: the canvas, the weights, or a view setting; the curves when a step or an
+changed: the canvas, the displayed weights, or a view setting; the histogram ribbons
+when a column was taken; the curves when a step or an
 evaluation landed; the evaluation views when a new evaluation did; the dataset and
 gallery pages when their page, split or selection changed. Nothing else costs a
 dispatch in a frame where nothing happened.
