@@ -47,6 +47,12 @@ def _plot_with_axes(v, plot, w: float, h: float) -> None:
         dl.add_text(imgui.ImVec2(p0.x + 4, ty), col, label)
     text = f"step {v.metrics.steps:,}"
     dl.add_text(imgui.ImVec2(p1.x - imgui.calc_text_size(text).x - 6, p1.y - th - 2), col, text)
+    shown = v.timeline.selected if v.timeline is not None else None
+    end = v.metrics.steps
+    if shown is not None and plot.start <= shown.run_step <= end > plot.start:
+        # Time travel: the step the model views show, on the curves.
+        x = p0.x + (shown.run_step - plot.start) / (end - plot.start) * (p1.x - p0.x)
+        dl.add_line(imgui.ImVec2(x, p0.y), imgui.ImVec2(x, p1.y), u32(AMBER), 1.5)
 
 
 def metrics_panel(v, act) -> None:
