@@ -231,7 +231,22 @@ class Run:
         enc = dev.device.create_command_encoder()
         self.model.restore_from(enc, self.snapshot)
         dev.submit(enc)
-        self.step = self.snapshot_step = self._snapshot.read_step()
+        self.snapshot_step = self._snapshot.read_step()
+        self._rewind(self.snapshot_step)
+
+    def restore_weights(self, buffer, step: int) -> None:
+        """Continue from weights kept elsewhere on the GPU (the visualizer's timeline): they
+        are copied into the arena and the schedule goes back to `step`, with fresh optimizer
+        moments; the history (steps_taken, the curves) goes on from where it is."""
+        dev = get_device()
+        enc = dev.device.create_command_encoder()
+        self.model.restore_from(enc, buffer)
+        dev.submit(enc)
+        self.snapshot_step = None
+        self._rewind(min(max(0, int(step)), self.total_steps))
+
+    def _rewind(self, step: int) -> None:
+        self.step = step
         self.optimizer.reset_state(self.step)
         self.metrics.write_state(step=self.step, step_snap=self.step, flags=0, loss_ema=0, over=0)
         self.weights_version += 1

@@ -48,6 +48,10 @@ class Action(enum.Enum):
     SET_SALIENCY = "set_saliency"        # (bool): the saliency overlay on the canvas
     SET_SALIENCY_CLASS = "set_saliency_class"  # (class index, or None: the predicted class)
     PUSH_TOWARD = "push_toward"          # (class index): gradient ascent on the input toward it
+    TIMELINE_SELECT = "timeline_select"  # (index into the snapshots, oldest first; -1: live)
+    TIMELINE_RESTORE = "timeline_restore"  # continue training from the chosen snapshot
+    TIMELINE_SETTINGS = "timeline_settings"  # (every N steps, memory cap in MiB)
+    HISTOGRAM_EVERY = "histogram_every"  # (run steps between histogram columns)
     TOGGLE_HELP = "toggle_help"
     UI_SCALE = "ui_scale"                # (factor)
 

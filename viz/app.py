@@ -22,6 +22,7 @@ from .embedding import Embedding, hidden_of
 from .frame import FrameClock, draw_frame
 from .glyphs import upload_names
 from .gui import Gui
+from .histograms import Histograms
 from .inference import Forward
 from .input import CanvasInput
 from .loader import DatasetLoader, check_window_model
@@ -31,6 +32,7 @@ from .readout import ScalarReadout
 from .saliency import Saliency
 from .session import TrainingSession, WatchSettings
 from .state import UIState, ViewState
+from .timetravel import Timeline
 from .views import CanvasView, ModelViews, ScaleBank
 
 NEEDS_DATA = {Action.TRAIN, Action.TOGGLE, Action.STEP, Action.EVALUATE, Action.LOAD_SAMPLE}
@@ -91,6 +93,8 @@ class App:
         self.embedding: Embedding | None = None       # built with the run (it needs the test set)
         self.model = None
         self.readout = None
+        self.timeline: Timeline | None = None
+        self.histograms: Histograms | None = None
         self._bind_model(model)
 
         self.fence = FrameFence(depth=2)
@@ -126,14 +130,19 @@ class App:
         cannot show raises here and leaves the running one as it was."""
         check_window_model(model.arch, self.session.recipe.batch_size)
         scales = ScaleBank()
-        forward = Forward(model, self.canvas.x)
-        views = ModelViews(model, forward, scales, image_shape=self.data_shape[:2], canvas_norm=self.canvas.norm,
-                           names=self.names, badge_names=not self.classes.numbered)
-        c = self.canvas
-        saliency = Saliency(model, c.x, c.norm, (c.image_w, c.image_h), (c.width, c.height), self.data_shape[2])
+        # The views read the timeline's display arena: the live weights, or a snapshot's.
+        tl = self.timeline
+        timeline = Timeline(model, tl.every, tl.cap_mib) if tl else Timeline(model)
+        histograms = Histograms(model, self.histograms.every) if self.histograms else Histograms(model)
+        forward = Forward(timeline.display, self.canvas.x)
+        views = ModelViews(timeline.display, forward, scales, image_shape=self.data_shape[:2],
+                           canvas_norm=self.canvas.norm, names=self.names, badge_names=not self.classes.numbered)
+        c = self.canvas       # saliency of the model the views show (the chosen step's)
+        saliency = Saliency(timeline.display, c.x, c.norm, (c.image_w, c.image_h), (c.width, c.height),
+                            self.data_shape[2])
         old = self.model
         if old is not None:
-            for t in self.model_views.textures:
+            for t in self.model_views.textures + self.histograms.textures:
                 self.gui.unregister(t)
             if self.mistakes is not None:
                 self.gui.unregister(self.mistakes.texture)
@@ -141,7 +150,9 @@ class App:
             self.gui.unregister(self.saliency.texture)
         self.model, self.scales, self.forward, self.model_views = model, scales, forward, views
         self.saliency = saliency
-        for t in self.model_views.textures + [saliency.texture]:
+        self.timeline, self.histograms = timeline, histograms
+        self.session.observers = [timeline, histograms]
+        for t in self.model_views.textures + histograms.textures + [saliency.texture]:
             self.gui.register(t)
         self.readout = ScalarReadout(self.metrics, self.forward, self.canvas, self.scales,
                                      *self.model_views.readout_slots)
@@ -225,6 +236,10 @@ class App:
             Action.CYCLE_MOSAIC: lambda: mv().cycle_mosaic(),
             Action.SET_MOSAIC: lambda i: mv().set_mosaic(int(i)),
             Action.SET_ACCURACY_RANGE: self.plots.set_accuracy_range,
+            Action.TIMELINE_SELECT: lambda i: self.timeline.select(i),
+            Action.TIMELINE_RESTORE: lambda: self.timeline.restore(self.session),
+            Action.TIMELINE_SETTINGS: lambda every, cap_mib: self.timeline.configure(every, cap_mib),
+            Action.HISTOGRAM_EVERY: lambda every: self.histograms.set_every(every),
             Action.TOGGLE_HELP: lambda: setattr(ui, "show_help", not ui.show_help),
             Action.UI_SCALE: self._set_ui_scale,
             Action.SET_SALIENCY: lambda on: setattr(ui, "show_saliency", bool(on)),
@@ -412,7 +427,8 @@ class App:
             frame_ms=self.clock.frame_ms, data_error=self.loader.error, classes=self.classes,
             canvas_current=self.readout.canvas_current, label_of=self.label_of,
             embedding=self.embedding, saliency=self.saliency,
-            autosave_path=self.autosave_dir, autosaves=self._autosave_list(), busy=self.busy)
+            autosave_path=self.autosave_dir, autosaves=self._autosave_list(), busy=self.busy,
+            timeline=self.timeline, histograms=self.histograms)
 
     def _autosave_list(self) -> list:
         """Autosaves on disk, looked up once a second or so (not a directory scan every frame)."""

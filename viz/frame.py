@@ -2,15 +2,18 @@
 
   1. input and actions: poll the 64-byte readout, run the queued actions (panels and
      keys emitted them last frame), feed the demo stroke, build the panels;
-  2. training: this frame's steps (or a piece of an evaluation), from the run;
+  2. training: this frame's steps (or a piece of an evaluation), from the run, split where
+     the timeline (a snapshot) or the histograms (a column) want the weights; then the
+     display arena the views read: the live weights or the chosen snapshot (timetravel.py);
   3. one compute pass: paint, normalise, the traced forward pass on the canvas,
      colour-scale reductions, every view texture, the readout pack;
   4. one render pass: imgui (panels showing the view textures) into the swapchain.
 
 What is redrawn when (one rule, `view_dispatches`): the model-side views (forward
 pass, scales, weights, activations, bars, canvas view) only when their inputs
-changed: the canvas, the weights, or a view setting (the hover value alone when only the
-hovered element changed); the curves when a step or an
+changed: the canvas, the displayed weights (live or the timeline's step), or a view
+setting (the hover value alone when only the hovered element changed); the histogram
+ribbons when a column was taken; the curves when a step or an
 evaluation landed; the evaluation views when a new evaluation did; the dataset and
 gallery pages when their page, split or selection changed; the saliency map (when
 shown) with the model-side views, and a push's ascent steps before them (they change
@@ -64,6 +67,7 @@ def draw_frame(app) -> None:
 
     encoder = app.dev.device.create_command_encoder()
     steps = app.session.encode(encoder)
+    app.timeline.encode_display(encoder, app.session.weights_version, app.metrics.steps)
     Program(view_dispatches(app), label="frame").encode(encoder)
     target = app.context.get_current_texture()
     rp = encoder.begin_render_pass(color_attachments=[{
@@ -84,7 +88,7 @@ def view_dispatches(app) -> list:
     """The compute work of a frame after training, in dependency order."""
     mv = app.model_views
     out = app.canvas.dispatches() + app.saliency.push_dispatches()    # a push changes the input
-    key = (app.canvas.revision, app.canvas.normalise, app.session.weights_version, mv.mosaic_mode,
+    key = (app.canvas.revision, app.canvas.normalise, app.timeline.version, mv.mosaic_mode,
            tuple(app.canvas_view.params.values.items()), id(app.model), app.saliency.revision)
     redraw = key != getattr(app, "_views_key", None) or app.canvas.busy
     app._views_key = key
@@ -97,6 +101,7 @@ def view_dispatches(app) -> list:
         out += mv.probe_dispatches()
     if app.ui.show_saliency:
         out += app.saliency.map_dispatches(app.canvas.loaded is not None, app.canvas.normalise, key)
+    out += app.histograms.dispatches()
     out += app.plots.dispatches() + app.confusion.dispatches()
     if app.mistakes is not None:
         out += app.mistakes.dispatches(app.ui.mistakes_page)

@@ -3,7 +3,8 @@ recorded once through the engine's ops and replayed every frame.
 
 It keeps every layer's output (the activations the Layers panel draws) and the
 softmax probabilities. No autograd walk happens; the recorded dispatches read the
-live parameter arena, so the replay always uses the weights as they are now.
+model's parameter arena, so the replay always uses the weights as they are now (the
+window traces it on the timeline's display model: the live weights or a snapshot).
 """
 from __future__ import annotations
 

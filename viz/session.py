@@ -29,6 +29,31 @@ class WatchSettings:
     eval_each_epoch: bool = True
 
 
+class StepObserver:
+    """Something that wants the live weights at every multiple of `every` run steps (the
+    timeline's snapshots, the histogram ribbons): the session splits a frame's steps there
+    and calls `take(encoder, run)` in between. A run that starts over (its step count went
+    back) clears what was taken."""
+
+    every: int = 1
+    last_step: int | None = None
+
+    def notify(self, encoder, run) -> None:
+        steps = run.metrics.steps
+        if self.last_step is not None and steps < self.last_step:
+            self.clear()
+        if steps % self.every or steps == self.last_step:
+            return
+        self.last_step = steps
+        self.take(encoder, run)
+
+    def take(self, encoder, run) -> None:
+        raise NotImplementedError
+
+    def clear(self) -> None:
+        self.last_step = None
+
+
 class TrainingSession:
     def __init__(self, model, metrics, recipe: Recipe | None = None, watch: WatchSettings | None = None,
                  frame_budget_s: float | None = None):
@@ -59,6 +84,7 @@ class TrainingSession:
         self.evaluated_version = -1       # weights_version the last finished evaluation saw
         self._eval_version = -1
         self.on_run_changed = None        # callback(run): views bind the run's buffers
+        self.observers: list[StepObserver] = []   # want the weights at multiples of their `every` steps
 
     # -- setup ------------------------------------------------------------------------------------------
     def attach_data(self, data, evaluate: bool = True) -> None:
@@ -217,7 +243,7 @@ class TrainingSession:
         if run.finished:
             self.status = "finished"
             return 0
-        done = run.advance(encoder, n)
+        done = self._advance(run, encoder, n)
         self.steps_last_frame = done
         self.weights_changed = True
         steps = self.metrics.steps
@@ -235,6 +261,33 @@ class TrainingSession:
                 if not get_device().is_cpu:   # a GPU evaluates in a blink: this frame, not the next
                     self._encode_eval_pieces(encoder)
         return done
+
+    def _advance(self, run, encoder, n: int) -> int:
+        """run.advance, split at the run steps where an observer wants the weights (a
+        multiple of its `every`), so it sees exactly the weights after those steps. One
+        epoch at most: the next epoch's permutation is written between submissions."""
+        done = 0
+        while True:
+            for o in self.observers:
+                o.notify(encoder, run)
+            if done >= n:
+                return done
+            steps = self.metrics.steps
+            chunk = min([n - done] + [o.every - steps % o.every for o in self.observers])
+            k = run.advance(encoder, chunk)
+            done += k
+            if k < chunk or run.step % run.steps_per_epoch == 0:
+                for o in self.observers:
+                    o.notify(encoder, run)
+                return done
+
+    def weights_restored(self, message: str) -> None:
+        """The live weights were set back to a copy kept on the GPU (the timeline)."""
+        self.weights_changed = True
+        self._flags_ignored_until = self.metrics.steps
+        if self.status in ("diverged", "finished"):
+            self.status = "paused"
+        self.message = message
 
     def _encode_eval_pieces(self, encoder) -> None:
         # A GPU runs the whole evaluation in a blink; on a CPU adapter one chunk of the

@@ -63,3 +63,5 @@ class ViewState:
     label_of: object = None  # (split, index) -> the dataset sample's label (host copy), or None
     embedding: object = None  # viz.embedding.Embedding (None until the dataset is in)
     saliency: object = None   # viz.saliency.Saliency
+    timeline: object = None  # viz.timetravel.Timeline: snapshots, the chosen one
+    histograms: object = None  # viz.histograms.Histograms: the ribbons

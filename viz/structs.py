@@ -151,3 +151,11 @@ PROBE = GpuStruct("Probe", [
     ("offset", "u32", "element of the source buffer to print"),
     ("scale", "u32", "pixels per font pixel"),
 ])
+HIST_BIN = GpuStruct("HistBin", [
+    ("offset", "u32", "first element of the range"), ("count", "u32", "elements"),
+    ("bins", "u32", "bins per column (<= 256, even)"), ("cols", "u32", "columns in the ring"),
+    ("slot", "u32", "the range's max |x| in `scales` (ScaleBank)"),
+])
+HIST_DRAW = GpuStruct("HistDraw", [
+    ("bins", "u32", "bins per column"), ("cols", "u32", "columns in the ring (= the texture's width)"),
+])

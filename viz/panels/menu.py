@@ -84,6 +84,9 @@ def status_line(v) -> str:
     if run is not None and m.steps:
         parts.append(f"epoch {min(run.epoch + 1, run.recipe.epochs)}/{run.recipe.epochs}")
         parts.append(f"step {m.steps:,}")
+    shown = v.timeline.selected if v.timeline is not None else None
+    if shown is not None:
+        parts.append(f"views: step {shown.run_step:,}")      # time travel: the views show a snapshot
     if m.steps and "loss_avg" in vals:
         parts.append(f"loss {vals['loss_avg']:.4f}")
     if m.evaluations and vals.get("test_acc"):

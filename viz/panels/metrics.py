@@ -9,6 +9,7 @@ from imgui_bundle import imgui
 from ..actions import Action
 from ..plots import ACC_RANGES, grid_step
 from .embedding import embedding_panel
+from .timeline import timeline_rows
 from .widgets import AMBER, BLUE, GREEN, V4, clicked_uv, fit, frame_rect, hovered_uv, image, tab, u32
 
 AXIS = V4(0.62, 0.64, 0.70, 0.9)
@@ -47,6 +48,12 @@ def _plot_with_axes(v, plot, w: float, h: float) -> None:
         dl.add_text(imgui.ImVec2(p0.x + 4, ty), col, label)
     text = f"step {v.metrics.steps:,}"
     dl.add_text(imgui.ImVec2(p1.x - imgui.calc_text_size(text).x - 6, p1.y - th - 2), col, text)
+    shown = v.timeline.selected if v.timeline is not None else None
+    end = v.metrics.steps
+    if shown is not None and plot.start <= shown.run_step <= end > plot.start:
+        # Time travel: the step the model views show, on the curves.
+        x = p0.x + (shown.run_step - plot.start) / (end - plot.start) * (p1.x - p0.x)
+        dl.add_line(imgui.ImVec2(x, p0.y), imgui.ImVec2(x, p1.y), u32(AMBER), 1.5)
 
 
 def metrics_panel(v, act) -> None:
@@ -85,7 +92,8 @@ def metrics_panel(v, act) -> None:
 def _curves(v, act) -> None:
     avail = imgui.get_content_region_avail()
     line = imgui.get_text_line_height_with_spacing()
-    h = max(30.0, (avail.y - 2 * line - 10) / 2)
+    timeline_h = 2 * imgui.get_frame_height_with_spacing() if v.timeline is not None else 0.0
+    h = max(30.0, (avail.y - 2 * line - timeline_h - 10) / 2)
     imgui.text_colored(BLUE, "training loss")
     imgui.same_line()
     imgui.text_disabled("(log scale; band: +-1 std)")
@@ -106,7 +114,8 @@ def _curves(v, act) -> None:
     changed, i = imgui.combo("##accrange", names.index(cur[0]) if cur else 0, names)
     if changed:
         act.emit(Action.SET_ACCURACY_RANGE, names[i])
-    _plot_with_axes(v, v.plots.accuracy, avail.x, max(30.0, imgui.get_content_region_avail().y))
+    _plot_with_axes(v, v.plots.accuracy, avail.x, max(30.0, imgui.get_content_region_avail().y - timeline_h))
+    timeline_rows(v, act)
 
 
 def _mistakes(v, act) -> None:

@@ -6,6 +6,7 @@ from imgui_bundle import imgui
 from ..actions import Action
 from ..views import MOSAIC_MODES
 from .network import filters_tab
+from .timeline import histograms_tab
 from .widgets import V4, fit, frame_rect, hovered_uv, image, note, tab, u32
 
 
@@ -38,6 +39,9 @@ def parameters_panel(v, act) -> None:
         imgui.end_tab_item()
     if tab(v.ui, "Weights & biases"):
         _weights_tab(v)
+        imgui.end_tab_item()
+    if v.histograms is not None and tab(v.ui, "Histograms"):
+        histograms_tab(v, act)
         imgui.end_tab_item()
     imgui.end_tab_bar()
 
