@@ -29,7 +29,7 @@ from .views import ScaleBank
 COLUMNS = 128          # columns kept (the ribbon's width in pixels)
 BINS = 64              # value bins per column (the ribbon's height in pixels); even, <= 256
 HEADER = 4             # words before the first column (histogram.wgsl)
-DEFAULT_EVERY = 10     # run steps between columns
+DEFAULT_EVERY = 100    # run steps between columns: the timeline's split points, a few a frame at full speed
 
 
 class Ribbon:
