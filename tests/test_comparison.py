@@ -100,3 +100,54 @@ def test_pause_and_step_one_run(mnist):
     assert comp.advance(enc, 2) == {a: 2, b: 2}
     get_device().submit(enc)
     assert (a.run.steps_taken, b.run.steps_taken) == (3, 11) and a.status == "running"
+
+
+# -- the command line --------------------------------------------------------------------------------
+COMMON = ["--limit", "128", "--test-limit", "100", "--epochs", "2", "--hidden", "8", "--quiet"]
+
+
+def cli(capsys, *args):
+    from mnist_viz.viz.cli import main
+    code = main(["train", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_compare_table_equals_each_run_trained_alone(capsys):
+    """Guards against the comparison changing a run (shared epoch order, a run stepping past
+    its epoch end while the others catch up, overrides applied to the wrong run): each
+    row's test accuracy and loss are those of `mnist-viz train` of that run alone, with
+    the same seed; and a line per run per epoch is printed."""
+    code, out, err = cli(capsys, "--compare", "sgd lr=0.05 seed=1", "adam lr=0.003 batch=32 seed=2 hidden=12", *COMMON)
+    assert code == 0, err
+    assert len(re.findall(r"^epoch [12]/2  run [12]  loss \d\.\d{4}  train acc .*test acc", out, re.M)) == 4, out
+    rows = re.findall(r"^\s+(\d)  (.+?)\s+(\d+\.\d\d)%\s+(\d\.\d{4})\s+(\d+\.\d\d)$", out, re.M)
+    assert [(r[0], r[1]) for r in rows] == [("1", "sgd lr=0.05 seed=1"), ("2", "adam lr=0.003 batch=32 seed=2 hidden=12")]
+    alone = [["--optimizer", "sgd", "--lr", "0.05", "--seed", "1", *COMMON],
+             ["--optimizer", "adam", "--lr", "0.003", "--batch-size", "32", "--seed", "2", *COMMON, "--hidden", "12"]]
+    for row, args in zip(rows, alone):
+        code, out1, err1 = cli(capsys, *args)
+        assert code == 0, err1
+        assert out1.strip().splitlines()[-1] == f"test accuracy: {row[2]}%", (row, out1)
+        last_epoch = re.findall(r"^epoch 2/2  loss (\d\.\d{4})", out1, re.M)
+        assert last_epoch == [row[3]], (row, out1)
+
+
+@pytest.mark.parametrize("runs,fragment", [
+    (["sgd lr=x", "adam"], "--compare run 1 ('sgd lr=x'): lr: expected a number, got 'x'"),
+    (["sgd", "adam lrr=1"], "--compare run 2 ('adam lrr=1'): unknown key 'lrr'"),
+    (["sgd", "adam batch=0"], "--compare run 2 ('adam batch=0'): batch must be in 1..65535"),
+    (["sgd", "rmsprop"], "--compare run 2 ('rmsprop'): 'rmsprop' is neither a recipe"),
+    (["sgd", "nesterov=maybe"], "--compare run 2 ('nesterov=maybe'): nesterov: expected true or false"),
+    (["sgd", "arch=Linear(3,10)"], "--compare run 2 ('arch=Linear(3,10)'): --arch: layer 0"),
+    (["sgd"], "--compare takes 2 to 4 runs, got 1"),
+    (["a=1"] * 5, "--compare takes 2 to 4 runs, got 5"),
+])
+def test_compare_errors_name_the_run_and_the_key(capsys, runs, fragment):
+    """Guards against a bad run reaching the GPU or failing with a traceback, and against
+    an error that does not say which run and which key to fix: one `error:` line, exit 2."""
+    code, out, err = cli(capsys, "--compare", *runs, "--limit", "64")
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    assert fragment in lines[0], lines[0]
+    assert "run 1:" not in out      # nothing was built
