@@ -31,6 +31,7 @@ class Entry:
     paused: bool = False
     pending: int = 0                      # single steps asked for while paused
     evaluating: list = field(default_factory=list)   # evaluation pieces still to encode
+    slot: int = 0                         # a number the front end keeps with the run (the window: its colour)
 
     @property
     def model(self):

@@ -42,6 +42,12 @@ class Action(enum.Enum):
     CYCLE_MOSAIC = "cycle_mosaic"
     SET_MOSAIC = "set_mosaic"            # (mode index)
     SET_ACCURACY_RANGE = "set_accuracy_range"  # (name in plots.ACC_RANGES)
+    # runs side by side (panels/runs.py)
+    ADD_RUN = "add_run"                  # (text in the --compare syntax, or None: the current settings)
+    SHOW_RUN = "show_run"                # (slot): that run becomes the one the views show
+    PAUSE_RUN = "pause_run"              # (slot): pause / resume one other run
+    STEP_RUN = "step_run"                # (slot): one step of one other run
+    REMOVE_RUN = "remove_run"            # (slot)
     TOGGLE_HELP = "toggle_help"
     UI_SCALE = "ui_scale"                # (factor)
 

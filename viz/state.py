@@ -25,6 +25,7 @@ class UIState:
     ui_scale: float = 1.0
     dataset_tab: bool = False        # the dataset browser is a tab of Metrics (a short window)
     file_rects: dict = field(default_factory=dict)   # screen rects of the path field and file buttons
+    run_spec: str = "adam lr=0.001 seed=1"           # the Runs panel's field: a run to add
 
 
 @dataclass
@@ -51,3 +52,4 @@ class ViewState:
     classes: object = None   # viz.classes.ClassInfo: the class names
     canvas_current: bool = False   # the readout's canvas fields are of the canvas shown now
     label_of: object = None  # (split, index) -> the dataset sample's label (host copy), or None
+    other_views: list = field(default_factory=list)   # viz.runviews.OtherRunViews of the runs side by side

@@ -9,6 +9,7 @@ from ..actions import Action
 from ..pacing import SPEEDS
 from ...compute.evaluation import ESTIMATE_ROWS
 from ..session import BATCH_SIZES, ESTIMATE_EVERY
+from .runs import runs_panel
 from .widgets import AMBER, BLUE, GREEN, RED, TEXT, V4, fmt_pct, note, tab
 
 
@@ -37,6 +38,9 @@ def training_panel(v, act) -> None:
     if imgui.begin_tab_bar("training tabs"):
         if tab(v.ui, "Settings"):
             _hyper_parameters(v, act, ready)
+            imgui.end_tab_item()
+        if tab(v.ui, "Runs"):
+            runs_panel(v, act)
             imgui.end_tab_item()
         if tab(v.ui, "Checkpoint"):
             _checkpoints(v, act)
