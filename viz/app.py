@@ -263,7 +263,6 @@ class App:
             check_window_model(arch, spec.recipe.batch_size)
             model = Sequential(arch, seed=spec.recipe.seed, init=spec.recipe.init)
             entry = s.add_other(model, spec.recipe, text.strip() if text and text.strip() else "current settings")
-            entry.paused = s.status not in ("running", "finished")
             s.message = f"added {entry.name}"
         except Exception as e:  # noqa: BLE001 - reported in the panel
             s.message = f"cannot add the run: {str(e).splitlines()[0] if str(e) else type(e).__name__}"

@@ -231,7 +231,7 @@ class TrainingSession:
         entry.slot, self.slot = self.slot, entry.slot
         entry.evaluating, self._eval_pieces = self._eval_pieces, entry.evaluating
         self._eval_total = max(1, len(self._eval_pieces))
-        entry.paused = self.status not in ("running", "finished")
+        entry.paused = False
         self.model, self.metrics, self.recipe = self.run.model, self.run.metrics, self.run.recipe
         if self.run.finished and self.status == "running":
             self.status = "finished"
