@@ -65,7 +65,7 @@ def app(tmp_path):
     from mnist_viz.viz.app import App, AppConfig
     from mnist_viz.viz.pacing import SPEEDS
     from mnist_viz.viz.session import WatchSettings
-    canvas = RenderCanvas(size=(800, 500))
+    canvas = RenderCanvas(size=(1100, 700))       # the smallest window the layout is made for
     a = App(canvas, AppConfig(background_load=False, limit=256, test_limit=64, autosave=False, paint_demo=True,
                               arch="Linear(784,16),ReLU(),Linear(16,10)", recipe=Recipe(batch_size=16, epochs=2),
                               watch=WatchSettings(speed=[v for v, _ in SPEEDS].index(1))))
@@ -124,6 +124,11 @@ def test_readout_gives_every_runs_class_of_the_canvas_in_one_read(app, wgpu_read
     reads = wgpu_reads.excluding(wgpu_reads.OFFSCREEN_FRAME)
     assert reads and all(n == READ_BYTES_MAX for _, n in reads), reads
     assert len(reads) <= elapsed / 0.25 + 2
+    from test_viz_ux import overflow
+    app.ui.select_tabs |= {"Runs", "Curves"}
+    frames(app, 2)
+    for name, (dx, dy) in overflow(app).items():        # four runs' rows, buttons, mosaics and legend fit
+        assert dx <= 1 and dy <= 1, (name, dx, dy)
     x = np.frombuffer(get_device().read(app.canvas.x.buffer), np.float32)[:784]
     assert x.max() > 0.5                                # the demo digit is on the canvas
     vals = app.readout.values

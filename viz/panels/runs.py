@@ -13,7 +13,7 @@ from imgui_bundle import imgui
 from ...compute.comparison import MAX_RUNS
 from ..actions import Action
 from ..plots import RUN_COLOURS
-from .widgets import V4, caption, fmt_pct, frame_rect, image, status_label
+from .widgets import V4, Flow, button_width, caption, fmt_pct, frame_rect, image, status_label
 
 MOSAIC_PX = 112.0        # the side of each run's mosaic, at UI scale 1
 
@@ -56,7 +56,7 @@ def _table(v, act, others) -> None:
     flags = imgui.TableFlags_.row_bg | imgui.TableFlags_.sizing_stretch_prop
     if not imgui.begin_table("runs", 5, flags):
         return
-    for name in ("run", "steps", "loss", "test", "canvas"):
+    for name in ("run", "steps", "loss", "test", "digit"):
         imgui.table_setup_column(name)
     imgui.table_headers_row()
     rows = [(s.slot, s.name, None, "shown in the views")] + [(e.slot, e.name, e, e.status) for e in others]
@@ -64,7 +64,7 @@ def _table(v, act, others) -> None:
         vals = _row_values(v, entry)
         imgui.table_next_row()
         imgui.table_next_column()
-        status_label(colour(slot), name if len(name) <= 18 else name[:16] + "..")
+        status_label(colour(slot), short(name))
         if imgui.is_item_hovered():
             imgui.set_tooltip(f"{name}: {status}")
         imgui.table_next_column()
@@ -86,31 +86,39 @@ def _table(v, act, others) -> None:
 
 
 def _buttons(act, entry) -> None:
-    """One line for a run beside the main one: its name, then show / pause or resume / step / remove."""
+    """One line for a run beside the main one (wrapped where the panel is narrow): its
+    status in its colour, then show / pause or resume / step / remove."""
     slot = entry.slot
-    status_label(colour(slot), f"{entry.status:<10}")
+    flow = Flow()
+    flow.next(label_width(entry.status))
+    status_label(colour(slot), entry.status)
     if imgui.is_item_hovered():
         imgui.set_tooltip(entry.name)
-    imgui.same_line()
-    if imgui.small_button(f"show##{slot}"):
-        act.emit(Action.SHOW_RUN, slot)
-    if imgui.is_item_hovered():
-        imgui.set_tooltip("show this run in the main views (and drive it from the Training panel)")
-    imgui.same_line()
-    if imgui.small_button(("resume" if entry.paused else "pause") + f"##{slot}"):
-        act.emit(Action.PAUSE_RUN, slot)
-    imgui.same_line()
-    if imgui.small_button(f"step##{slot}"):
-        act.emit(Action.STEP_RUN, slot)
-    imgui.same_line()
-    if imgui.small_button(f"remove##{slot}"):
-        act.emit(Action.REMOVE_RUN, slot)
+    for label, action, tip in (("show", Action.SHOW_RUN, "show this run in the main views (and drive it from the "
+                                                         "Training panel)"),
+                               ("resume" if entry.paused else "pause", Action.PAUSE_RUN, None),
+                               ("step", Action.STEP_RUN, "one step of this run"),
+                               ("remove", Action.REMOVE_RUN, None)):
+        flow.next(button_width(label))
+        if imgui.small_button(f"{label}##{slot}"):
+            act.emit(action, slot)
+        if tip and imgui.is_item_hovered():
+            imgui.set_tooltip(tip)
+
+
+def label_width(text: str) -> float:
+    """The width status_label takes: its dot, then the text."""
+    return imgui.get_text_line_height() * 0.6 + imgui.get_style().item_spacing.x + imgui.calc_text_size(text).x
+
+
+def short(name: str, most: int = 18) -> str:
+    return name if len(name) <= most else name[:most - 2] + ".."
 
 
 def _add(v, act, count: int) -> None:
     ui = v.ui
     imgui.begin_disabled(count >= MAX_RUNS or bool(v.busy))
-    imgui.set_next_item_width(-imgui.calc_text_size("add  current").x - 4 * imgui.get_style().frame_padding.x)
+    imgui.set_next_item_width(-(button_width("add") + button_width("current") + 2 * imgui.get_style().item_spacing.x))
     _, ui.run_spec = imgui.input_text("##runspec", ui.run_spec)
     if imgui.is_item_hovered():
         imgui.set_tooltip("a run as `mnist-viz train --compare` writes it, over the current settings:\n"
@@ -156,7 +164,9 @@ def legend(v) -> None:
     others = v.session.others
     if not others:
         return
-    for k, (slot, name) in enumerate([(v.session.slot, v.session.name)] + [(e.slot, e.name) for e in others]):
-        if k:
-            imgui.same_line()
-        status_label(colour(slot), name)
+    flow = Flow()
+    for slot, name in [(v.session.slot, v.session.name)] + [(e.slot, e.name) for e in others]:
+        flow.next(label_width(short(name, 24)))
+        status_label(colour(slot), short(name, 24))
+        if imgui.is_item_hovered():
+            imgui.set_tooltip(name)
