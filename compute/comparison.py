@@ -67,22 +67,12 @@ class Comparison:
     # -- which runs -----------------------------------------------------------------------------------
     def add(self, model, recipe: Recipe, name: str = "", engine: str = "auto") -> Entry:
         """A new run of `model` (weights as they are) trained with `recipe` on the shared data."""
-        self._check_room()
+        if len(self.entries) >= self.max_runs:
+            raise ValueError(f"at most {self.max_runs} runs side by side; remove one first")
         run = Run(model, self.data.with_own_order(), recipe, engine=engine)
-        return self.adopt(run, name)
-
-    def adopt(self, run: Run, name: str = "") -> Entry:
-        """An existing run (built over this comparison's images) joins as it is."""
-        self._check_room()
-        if run.data.train.images is not self.data.train.images:
-            raise ValueError("a run in a comparison must train on the comparison's dataset buffers")
         entry = Entry(name or f"run {len(self.entries) + 1}", run)
         self.entries.append(entry)
         return entry
-
-    def _check_room(self) -> None:
-        if len(self.entries) >= self.max_runs:
-            raise ValueError(f"at most {self.max_runs} runs side by side; remove one first")
 
     def remove(self, entry: Entry) -> None:
         """Drop a run; its buffers go with it. The others are not touched."""
@@ -127,11 +117,6 @@ class Comparison:
             if evaluate_epochs and done[e] and e.run.step % e.run.steps_per_epoch == 0:
                 self.evaluate(e)
         return done
-
-    @property
-    def running(self) -> list[Entry]:
-        """Runs with training left to do that are not paused."""
-        return [e for e in self.entries if not e.paused and not e.run.finished]
 
 
 # -- one run as text: the syntax of `mnist-viz train --compare` and of the Runs panel -----------------

@@ -205,7 +205,8 @@ class App:
             Action.ADD_RUN: self._add_run,
             Action.SHOW_RUN: self._show_run,
             Action.REMOVE_RUN: lambda slot: self._with_run(slot, self.session.comparison.remove),
-            Action.PAUSE_RUN: lambda slot: self._with_run(slot, lambda e: setattr(e, "paused", not e.paused)),
+            Action.PAUSE_RUN: lambda slot: self._with_run(slot, lambda e: (s.comparison.resume if e.paused
+                                                                           else s.comparison.pause)(e)),
             Action.STEP_RUN: lambda slot: self._with_run(slot, self.session.comparison.step),
         }
 
