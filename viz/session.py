@@ -235,6 +235,8 @@ class TrainingSession:
         self.model, self.metrics, self.recipe = self.run.model, self.run.metrics, self.run.recipe
         if self.run.finished and self.status == "running":
             self.status = "finished"
+        elif not self.run.finished and self.status == "finished":
+            self.status = "running"       # it was training beside the finished main run: it goes on
         self._extra_version += 1
 
     def _encode_others(self, encoder) -> None:
