@@ -26,8 +26,8 @@ def test_overlaid_plot_has_each_runs_colour_where_numpy_puts_its_curve():
     """Guards against the other runs' curves being binned from the wrong ring, over the wrong
     step range (a shorter run stretched over the plot's width), into the wrong block of
     columns, or drawn in another run's colour: at every column, the pixel on the row numpy
-    computes for each run's value has that run's colour, and a run that stopped at half the
-    steps has no colour past its last step."""
+    computes for each run's value has that run's colour, so do its test-accuracy dots, and
+    a run that stopped at half the steps has no colour past its last step."""
     from mnist_viz.compute.metrics import RunMetrics
     from mnist_viz.viz.plots import ACCURACY, RUN_COLOURS, CurvePlot
     w, h = 300, 120
@@ -36,6 +36,10 @@ def test_overlaid_plot_has_each_runs_colour_where_numpy_puts_its_curve():
     values = {main: rng.uniform(0.75, 0.95, w), first: rng.uniform(0.45, 0.6, w), second: rng.uniform(0.1, 0.25, w // 2)}
     for m, acc in values.items():
         fill_history(m, acc)
+    tests = [(60, 0.70), (150, 0.68), (240, 0.71)]        # the first other run's evaluations (step, accuracy)
+    raw = np.array([(s, np.float32(a).view(np.uint32)) for s, a in tests], np.uint32)
+    get_device().queue.write_buffer(first.evals, 0, raw.tobytes())
+    first.evaluations = len(tests)
     slots = {main: 2, first: 0, second: 3}
     plot = CurvePlot(ACCURACY, main, size=(w, h))
     plot.smooth = 1            # one step per column, the line through each step's value
@@ -54,6 +58,9 @@ def test_overlaid_plot_has_each_runs_colour_where_numpy_puts_its_curve():
         for x in range(1, len(acc)):
             got = tex[row(acc[x]), x]
             assert np.abs(got - want).max() <= 2, (slots[m], x, got, want)
+    for step, a in tests:                                 # its test-accuracy dots, in its colour
+        got = tex[row(a), step]
+        assert np.abs(got - colour(first)).max() <= 2, (step, got)
     tail = tex[:, w // 2 + 2:]
     assert not (np.abs(tail - colour(second)).max(axis=-1) <= 2).any()      # the short run ends where it ended
 

@@ -14,7 +14,7 @@ from ..compute.device import get_device
 from ..compute.metrics import EVAL_CAP, HISTORY_CAP
 
 from .gpu import Params, ViewTexture, grid_2d, make_dispatch
-from .structs import PLOT
+from .structs import NONE, PLOT
 
 LOSS, ACCURACY = 0, 1
 LOSS_RANGE = (1e-3, 4.0)
@@ -31,6 +31,7 @@ def grid_step(lo: float, hi: float) -> float:
 # the legend (panels/runs.py) and the shader (`Plot.colour*`) both take them from here.
 RUN_COLOURS = ((0.40, 0.66, 1.00), (0.36, 0.82, 0.52), (0.93, 0.40, 0.80), (0.98, 0.86, 0.30))
 MAX_OTHER_RUNS = len(RUN_COLOURS) - 1
+EVAL_POINTS = 64            # test accuracies drawn per other run (plots.wgsl EVAL_POINTS)
 
 
 def pack_colour(rgb) -> int:
@@ -53,7 +54,8 @@ class CurvePlot:
         self.texture = ViewTexture(size[0], size[1], "loss" if kind == LOSS else "accuracy", nearest=False)
         self.width = size[0]
         self.cols = dev.buffer(size[0] * 16, "plot.cols")
-        self.extra = dev.buffer(size[0] * 16 * MAX_OTHER_RUNS, "plot.extra")
+        # The other runs' columns, then their test-accuracy points (plots.wgsl).
+        self.extra = dev.buffer((size[0] + EVAL_POINTS) * 16 * MAX_OTHER_RUNS, "plot.extra")
         self.smooth = 20
         self.start = 0
         self.params = Params(PLOT, "plot.params", **self._values())
@@ -77,7 +79,7 @@ class CurvePlot:
                                                                         self.texture.view, dev.dummy_ro], (groups,)))
         self._drawn = False
 
-    def _values(self, metrics=None, col_offset: int = 0):
+    def _values(self, metrics=None, block: int | None = None):
         m = self.metrics if metrics is None else metrics
         end = max([self.metrics.steps] + [o.steps for o, _ in self.others])
         start = max(0, end - HISTORY_CAP)
@@ -89,15 +91,17 @@ class CurvePlot:
                 colours[k + 1] = pack_colour(RUN_COLOURS[slot])
         return dict(kind=self.kind, start=start, end=end, cap=HISTORY_CAP, nevals=m.evaluations, eval_cap=EVAL_CAP,
                     lo=self.range[0], hi=self.range[1], smoothing=self.smooth,
-                    grid_step=grid_step(*self.range), valid_end=m.steps, col_offset=col_offset,
-                    runs=len(self.others), colour0=colours[0], colour1=colours[1], colour2=colours[2],
-                    colour3=colours[3])
+                    grid_step=grid_step(*self.range), valid_end=m.steps,
+                    col_offset=0 if block is None else block * self.width,
+                    runs=len(self.others), evals_base=MAX_OTHER_RUNS * self.width,
+                    eval_block=NONE if block is None else block,
+                    colour0=colours[0], colour1=colours[1], colour2=colours[2], colour3=colours[3])
 
     def dispatches(self) -> list:
         """Redraw only when the range, the steps or the evaluations (of any run) changed."""
         changed = self.params.set(**self._values())
         for k, ((m, _), prm) in enumerate(zip(self.others, self._other_params)):
-            changed |= prm.set(**self._values(m, k * self.width))
+            changed |= prm.set(**self._values(m, k))
         if not changed and self._drawn:
             return []
         self._drawn = True

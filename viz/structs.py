@@ -95,6 +95,8 @@ PLOT = GpuStruct("Plot", [
     ("valid_end", "u32", "bin: one past the last step the ring holds for this run (<= end)"),
     ("col_offset", "u32", "bin: first column written (the run's block of `cols`)"),
     ("runs", "u32", "draw: other runs' curves in `extra` (0 .. 3)"),
+    ("evals_base", "u32", "where in `extra` the other runs' test-accuracy points begin (EVAL_POINTS a run)"),
+    ("eval_block", "u32", "bin: this run's block of test-accuracy points (NONE: the main run, none copied)"),
     ("colour0", "u32", "draw: pack4x8unorm colour of the main curve (0: the plot's own) and of the others"),
     ("colour1", "u32", ""), ("colour2", "u32", ""), ("colour3", "u32", ""),
 ])
