@@ -2,7 +2,10 @@
 steps per second inside the frame budget, and the share of headless training
 throughput it keeps, measured in the same run.
 
-    python benchmarks/viz_bench.py [--seconds 10] [--batch 64] [--out benchmarks/viz_results.md]
+    python benchmarks/viz_bench.py [--seconds 10] [--batch 64] [--arch STRING ...] [--out benchmarks/viz_results.md]
+
+One block of rows per architecture (default: the shipped MLP 784-128-10, the deep
+MLP 784-512-256-128-10 and the shipped CNN), each with its own headless reference.
 
 Frames are rendered offscreen. "in flight" drives the app's frame function
 directly, so frames overlap on the GPU as they do in a window (nothing is read
@@ -22,14 +25,16 @@ sys.path.insert(0, str(ROOT / "tests" / "checkout"))  # mnist_viz = this checkou
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 
 
-def headless_steps_per_s(ds, batch: int, seconds: float) -> float:
+def headless_steps_per_s(ds, arch: str, batch: int, seconds: float) -> tuple[float, str]:
+    """Training steps per second of a Run with no window, and the engine it chose."""
+    from mnist_viz.compute.arch import parse
     from mnist_viz.compute.data import GpuDataset
-    from mnist_viz.compute.nn import mlp
+    from mnist_viz.compute.nn import Sequential
     from mnist_viz.compute.recipe import RECIPES
     from mnist_viz.compute.run import Run
 
     data = GpuDataset(ds)
-    tr = Run(mlp([784, 128, 10], seed=0), data,
+    tr = Run(Sequential(parse(arch), seed=0), data,
              RECIPES["default"].with_changes(epochs=1000, batch_size=batch))
     tr.run_steps(tr.steps_per_epoch)
     tr.read_flags()
@@ -38,7 +43,7 @@ def headless_steps_per_s(ds, batch: int, seconds: float) -> float:
         tr.run_steps(tr.steps_per_epoch, per_submit=512)
         steps += tr.steps_per_epoch
     tr.read_flags()
-    return steps / (time.perf_counter() - t)
+    return steps / (time.perf_counter() - t), tr.engine
 
 
 def viz_run(app, batch: int, seconds: float, read_back: bool) -> dict:
@@ -74,27 +79,32 @@ def viz_run(app, batch: int, seconds: float, read_back: bool) -> dict:
             "gpu_ms": gpu[len(gpu) // 2] * 1000 if gpu else 0.0, "readback": (rb.total_bytes, rb.count, rb.largest)}
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--size", default="1600x1000")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "viz_results.md")
-    args = ap.parse_args()
+DEFAULT_ARCHS = ("784-128-10", "784-512-256-128-10", "cnn")
 
+
+def arch_text(name: str) -> str:
+    """'784-128-10' (MLP shorthand), 'cnn' (the shipped CNN) or an architecture string."""
+    from mnist_viz.compute.recipe import CNN_ARCH
+    if name == "cnn":
+        return CNN_ARCH
+    if "(" not in name:
+        sizes = [int(v) for v in name.split("-")]
+        parts = []
+        for a, b in zip(sizes, sizes[1:]):
+            parts += [f"Linear({a},{b})", "ReLU()"]
+        return ",".join(parts[:-1])
+    return name
+
+
+def bench_arch(name: str, ds, args, size) -> list[str]:
     from rendercanvas.offscreen import RenderCanvas
-    from mnist_viz.compute.device import get_device
-    from mnist_viz.compute.idx import bundled_mnist_dir, load_dataset
     from mnist_viz.viz.app import App, AppConfig
 
-    dev = get_device()
-    ds = load_dataset(bundled_mnist_dir())
-    headless = headless_steps_per_s(ds, args.batch, args.seconds)
-    print(f"headless: {headless:,.0f} steps/s at batch {args.batch}", flush=True)
-
-    w, h = (int(v) for v in args.size.split("x"))
-    app = App(RenderCanvas(size=(w, h), pixel_ratio=1.0), AppConfig(background_load=False, paint_demo=True,
-                                                                    autosave=False))
+    arch = arch_text(name)
+    headless, engine = headless_steps_per_s(ds, arch, args.batch, args.seconds)
+    print(f"{name}: headless {headless:,.0f} steps/s at batch {args.batch} ({engine})", flush=True)
+    app = App(RenderCanvas(size=size, pixel_ratio=1.0), AppConfig(arch=arch, background_load=False, paint_demo=True,
+                                                                  autosave=False, evaluate_on_load=False))
     app.wait_for_data()
     for _ in range(30):
         app.draw_offscreen()
@@ -104,24 +114,41 @@ def main():
         app.frame()
     app.fence.drain()
     idle_fps = 60 / (time.perf_counter() - t)
-
-    rows = []
+    lines = [f"**{name}** ({engine} engine): headless {headless:,.0f} steps/s; idle visualizer {idle_fps:.0f} fps", "",
+             "| frames | fps | steps/frame | steps/s | share of headless | GPU ms/frame (median) | readback in the run |",
+             "|---|---|---|---|---|---|---|"]
     for read_back in (False, True):
         r = viz_run(app, args.batch, args.seconds, read_back)
-        r["mode"] = "read back" if read_back else "in flight"
-        rows.append(r)
-        print(f"{r['mode']}: {r['fps']:.1f} fps, {r['steps_per_frame']:.0f} steps/frame, {r['steps_per_s']:,.0f} steps/s "
+        mode = "read back" if read_back else "in flight"
+        print(f"  {mode}: {r['fps']:.1f} fps, {r['steps_per_frame']:.0f} steps/frame, {r['steps_per_s']:,.0f} steps/s "
               f"({r['steps_per_s'] / headless * 100:.0f}% of headless), GPU {r['gpu_ms']:.2f} ms/frame", flush=True)
-
-    lines = [f"Device: {dev.name}; window {w}x{h}; batch {args.batch}, default recipe, speed 'max (frame budget)', "
-             f"{args.seconds:.0f} s per row", "",
-             f"Headless training in the same run: {headless:,.0f} steps/s. Idle visualizer (no training): {idle_fps:.0f} fps.",
-             "", "| frames | fps | steps/frame | steps/s | share of headless | GPU ms/frame (median) | readback in the run |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
         b, n, big = r["readback"]
-        lines.append(f"| {r['mode']} | {r['fps']:.1f} | {r['steps_per_frame']:.0f} | {r['steps_per_s']:,.0f} | "
+        lines.append(f"| {mode} | {r['fps']:.1f} | {r['steps_per_frame']:.0f} | {r['steps_per_s']:,.0f} | "
                      f"{r['steps_per_s'] / headless * 100:.0f}% | {r['gpu_ms']:.2f} | {b} B in {n} reads (largest {big} B) |")
+    app.session.pause()
+    return lines + [""]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--size", default="1600x1000")
+    ap.add_argument("--arch", nargs="+", default=list(DEFAULT_ARCHS))
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "viz_results.md")
+    args = ap.parse_args()
+
+    from mnist_viz.compute.device import get_device
+    from mnist_viz.compute.idx import bundled_mnist_dir, load_dataset
+
+    dev = get_device()
+    ds = load_dataset(bundled_mnist_dir())
+    size = tuple(int(v) for v in args.size.split("x"))
+    lines = [f"Device: {dev.name}; window {size[0]}x{size[1]}; batch {args.batch}, default recipe, speed "
+             f"'max (frame budget)', {args.seconds:.0f} s per row. 'in flight': frames overlap on the GPU as in a "
+             "window; 'read back': every frame copied to the CPU (the offscreen screenshot path).", ""]
+    for name in args.arch:
+        lines += bench_arch(name, ds, args, size)
     text = "\n".join(lines) + "\n"
     print("\n" + text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ MAX_GROUPS = 65535          # workgroups per grid dimension (WebGPU's default li
 CONV_INVOCATIONS = 64       # conv2d.wgsl's WG
 WGRAD_SLAB = 8              # conv2d.wgsl's TQ: positions per weight-gradient slab
 MIN_SLICE = 64              # weight gradient: fewest positions worth a slice of their own
+REDUCE_OUTPUTS = 16         # conv2d.wgsl's RED_OUT: weight-gradient outputs per reduction workgroup
 GPU_BUSY = 256              # workgroups that keep a big GPU busy (132 SMs on an H100)
 
 
@@ -184,7 +185,8 @@ def conv2d_weight_grad_into(x: Tensor, g: Tensor, geo: ConvGeometry, gw: Tensor 
            gw if gw is not None else dev.dummy_rw, gb if gb is not None else dev.dummy_rw, partials]
     dev.dispatch("conv2d.wgsl", "weight_grad", res, grid, **consts)
     if splits > 1:
-        dev.dispatch("conv2d.wgsl", "weight_grad_reduce", res, fold(math.ceil(geo.O * columns / 256)), **consts)
+        dev.dispatch("conv2d.wgsl", "weight_grad_reduce", res, fold(math.ceil(geo.O * columns / REDUCE_OUTPUTS)),
+                     **consts)
 
 
 def conv2d(x: Tensor, w: Tensor, b: Tensor | None = None, stride: int = 1, padding: int = 0,

@@ -148,3 +148,7 @@ RECIPES = {
     # For CNN_ARCH: SGD + Nesterov, ±2 px shifts (a CNN can use more augmentation than the MLP).
     "cnn": Recipe(epochs=15, batch_size=64, lr=0.05, min_lr=0.0, momentum=0.9, nesterov=True, shift=2),
 }
+
+# The network a recipe was tuned for, where it is not the MLP of --hidden: `train --recipe cnn`
+# trains CNN_ARCH unless --arch / --hidden say otherwise.
+RECIPE_ARCH = {"cnn": CNN_ARCH}

@@ -69,3 +69,19 @@ def test_a_pytorch_flatten_first_mlp_loads_and_says_what_it_assumed(tmp_path):
     assert explicit.stdout.splitlines()[-1] == e.stdout.splitlines()[-1]
     bad = run("eval", "--checkpoint", str(path), "--arch", "Linear(784,16),ReLU(),Linear(16,10)")
     one_line_error(bad, "--arch", "torch.safetensors", "unexpected tensors 1.bias, 1.weight, 3.bias, 3.weight")
+
+
+def test_recipe_cnn_trains_the_cnn_it_was_tuned_for(tmp_path):
+    """Guards against `train --recipe cnn` training the 784-128-10 MLP with the CNN's
+    hyper-parameters (the recipe names its network; --hidden still overrides it)."""
+    from mnist_viz.compute.checkpoint import load_state_dict
+    from mnist_viz.compute.recipe import CNN_ARCH
+    ckpt = tmp_path / "c.safetensors"
+    p = run("train", "--recipe", "cnn", "--limit", "16", "--batch-size", "16", "--epochs", "1", "--no-eval",
+            "--quiet", "--save", str(ckpt))
+    assert p.returncode == 0, p.stderr
+    assert load_state_dict(ckpt)[1]["architecture"] == CNN_ARCH
+    p = run("train", "--recipe", "cnn", "--hidden", "32", "--limit", "16", "--batch-size", "16", "--epochs", "1",
+            "--no-eval", "--quiet", "--save", str(ckpt))
+    assert p.returncode == 0, p.stderr
+    assert load_state_dict(ckpt)[1]["architecture"] == "Linear(784,32),ReLU(),Linear(32,10)"

@@ -89,7 +89,8 @@ def build_parser() -> tuple[_Parser, _Parser, _Parser]:
     d, o = RECIPES["default"], RECIPES["original"]
     defaults = lambda field: f"(default {getattr(d, field)}; original recipe {getattr(o, field)})"
     train = _Parser(prog="mnist-viz train", description="Train a network headless on the GPU. Options left out "
-                    "come from --recipe: 'default' (98.6%) or 'original' (the browser project's, 97.5%).")
+                    "come from --recipe: 'default' (784-128-10, 98.6%), 'original' (the browser project's, 97.5%) or "
+                    "'cnn' (the shipped CNN's architecture and recipe, 99.55%).")
     train.add_argument("--recipe", choices=sorted(RECIPES), default="default",
                        help="starting point for every option below (default: %(default)s)")
     for field, (kind, text) in TRAIN_OPTIONS.items():
@@ -254,13 +255,18 @@ def option_changes(args) -> dict:
 
 
 def architecture_for(args, ds):
-    """--arch, else the MLP of --hidden / --dropout, for the dataset's images and classes
-    (errors name the layer that does not fit)."""
+    """--arch, else the MLP of --hidden / --dropout, else the recipe's own network (the CNN of
+    --recipe cnn), else the 128-unit MLP, for the dataset's images and classes (errors name
+    the layer that does not fit)."""
     from ..compute.arch import Architecture, ArchError, parse
+    from ..compute.recipe import RECIPE_ARCH
     h, w = ds.image_shape
+    text = args.arch
+    if text is None and args.hidden is None and args.dropout is None:
+        text = RECIPE_ARCH.get(getattr(args, "recipe", None))
     try:
-        if args.arch is not None:
-            arch = parse(args.arch, (h, w))
+        if text is not None:
+            arch = parse(text, (h, w))
         else:
             arch = Architecture.mlp([h * w, *(args.hidden or [128]), ds.num_classes], args.dropout or 0.0, (h, w))
     except ArchError as e:
@@ -335,7 +341,7 @@ def check_training(args, ds, recipe):
         raise UserError(str(e)) from None
     limits = Limits.current()
     check_data(n_train, n_test, ds.image_shape, limits)
-    if args.arch is not None:
+    if args.arch is not None or not arch.is_mlp:
         option, fix = "--arch", "use a narrower --arch"
     else:
         hidden = args.hidden or [128]
