@@ -140,17 +140,18 @@ class RunSpec:
     recipe: Recipe
     arch: str | None = None           # architecture text, when the run sets one
     hidden: tuple | None = None       # MLP hidden sizes, when the run sets them
+    named: str | None = None          # the recipe it names, if any (its network: recipe.RECIPE_ARCH)
 
 
 def parse_run(text: str, base: Recipe, named: dict[str, Recipe]) -> RunSpec:
     """`text` over `base` (or over `named[word]` when it names a recipe). Raises SpecError."""
     from .recipe import OPTIMIZERS
     words = text.split()
-    recipe, changes, net = base, {}, {}
+    recipe, changes, net, name = base, {}, {}, None
     for i, word in enumerate(words):
         if "=" not in word:
             if i == 0 and word in named:
-                recipe = named[word]
+                recipe, name = named[word], word
             elif word in OPTIMIZERS:
                 changes["optimizer"] = word
             else:
@@ -173,7 +174,7 @@ def parse_run(text: str, base: Recipe, named: dict[str, Recipe]) -> RunSpec:
         field_, problem = bad[0]
         key = {v: k for k, v in ALIASES.items()}.get(field_, field_)
         raise SpecError(f"{key} {problem}")
-    return RunSpec(text.strip() or "default", recipe, net.get("arch"), net.get("hidden"))
+    return RunSpec(text.strip() or "default", recipe, net.get("arch"), net.get("hidden"), name)
 
 
 def _value(key: str, text: str, kind):

@@ -251,12 +251,14 @@ class App:
         from ..compute.arch import Architecture, parse
         from ..compute.comparison import parse_run
         from ..compute.nn import Sequential
-        from ..compute.recipe import RECIPES
+        from ..compute.recipe import RECIPE_ARCH, RECIPES
         s = self.session
         try:
             spec = parse_run(text or "", s.recipe, RECIPES)
             arch = self.model.arch
-            if spec.arch is not None:
+            if spec.arch is None and spec.hidden is None and spec.named in RECIPE_ARCH:   # 'cnn': its network
+                arch = parse(RECIPE_ARCH[spec.named], self.data_shape[:2])
+            elif spec.arch is not None:
                 arch = parse(spec.arch, self.data_shape[:2])
             elif spec.hidden is not None:
                 h, w, classes = self.data_shape

@@ -72,8 +72,11 @@ def _specs(args, base) -> list:
 
 
 def _run_args(args, spec) -> argparse.Namespace:
-    """The command's options with the run's own network (arch= or hidden=) in place."""
+    """The command's options with the run's own network (arch= or hidden=, or that of the
+    recipe it names: cli.architecture_for) in place."""
     own = dict(vars(args))
+    if spec.named is not None:
+        own.update(recipe=spec.named)
     if spec.arch is not None:
         own.update(arch=spec.arch, hidden=None, dropout=None)
     elif spec.hidden is not None:
