@@ -3,6 +3,7 @@ batches gathered on the GPU through a per-epoch shuffled permutation.
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -47,6 +48,15 @@ class GpuDataset:
         self.test = GpuSplit(dataset.test_images[:m], dataset.test_labels[:m], "test")
         self.perm = get_device().buffer(self.train.n * 4, "perm")
         self.shuffle(np.random.default_rng(0), identity=True)
+
+    def with_own_order(self) -> "GpuDataset":
+        """The same image and label buffers (no second upload) with an epoch permutation of its
+        own: runs training side by side (compute/comparison.py) each shuffle their own epochs,
+        and a permutation shared between runs would be overwritten by the other run's."""
+        other = copy.copy(self)
+        other.perm = get_device().buffer(self.train.n * 4, "perm")
+        other.shuffle(np.random.default_rng(0), identity=True)
+        return other
 
     @property
     def input_size(self) -> int:

@@ -12,6 +12,13 @@
 //          the test accuracy of each evaluation as dots joined by a line.
 //
 // kind 0 = loss on a log10 axis [lo, hi]; kind 1 = accuracy on a linear axis [lo, hi].
+//
+// Runs side by side (viz/plots.py): every other run's ring is binned over the same
+// step range into its own block of `extra` (`col_offset`; `valid_end` stops a run
+// at its own last step), and `draw` lays their mean lines, each in its own colour,
+// under the main run's curve. Their last EVAL_POINTS test accuracies are copied by their
+// `bin` into `extra` after the columns (`evals_base`), and drawn as dots joined by lines
+// in the run's colour.
 
 //!include colormap.wgsl
 
@@ -22,8 +29,11 @@
 @group(0) @binding(2) var<storage, read> evals: array<u32>;   // (run step, accuracy bits) per evaluation
 @group(0) @binding(3) var<storage, read_write> cols: array<vec4<f32>>;   // mean, band low, band high, valid
 @group(0) @binding(4) var plot_tex: texture_storage_2d<rgba8unorm, write>;
+@group(0) @binding(5) var<storage, read> extra: array<vec4<f32>>;   // other runs' columns, `width` per run
 
 const SAMPLES: u32 = 64u;
+const EVAL_POINTS: u32 = 64u;      // test accuracies drawn per run (plots.py EVAL_POINTS)
+const NO_BLOCK: u32 = 0xffffffffu;
 const CURVE_LOSS: vec3<f32> = vec3<f32>(0.40, 0.66, 1.00);
 const CURVE_ACC: vec3<f32> = vec3<f32>(0.36, 0.82, 0.52);
 const TEST: vec3<f32> = vec3<f32>(1.00, 0.72, 0.28);
@@ -46,11 +56,12 @@ fn bin(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (x >= w) { return; }
     let span = plot.end - min(plot.start, plot.end);
     var out = vec4<f32>(0.0, 1e30, -1e30, 0.0);
+    let end = min(plot.end, plot.valid_end);
     if (span > 0u) {
         let a = plot.start + u32(f32(span) * f32(x) / f32(w));
         var b = plot.start + u32(f32(span) * f32(x + 1u) / f32(w));
-        b = min(max(b, a + 1u), plot.end);
-        if (a < plot.end) {
+        b = min(max(b, a + 1u), end);
+        if (a < end) {
             // Band: mean +- one standard deviation of the column's own steps (of log10 loss on
             // the log axis), so it shows the step-to-step noise without its outliers.
             let stride = max(1u, (b - a + SAMPLES - 1u) / SAMPLES);
@@ -80,7 +91,27 @@ fn bin(@builtin(global_invocation_id) gid: vec3<u32>) {
             out.w = 1.0;
         }
     }
-    cols[x] = out;
+    cols[plot.col_offset + x] = out;
+    // Another run: its last test accuracies as (step, accuracy, 1, 0) points for `draw`.
+    if (plot.eval_block != NO_BLOCK) {
+        let n = min(plot.nevals, min(plot.eval_cap, EVAL_POINTS));
+        let first = plot.nevals - n;
+        for (var i = x; i < EVAL_POINTS; i += w) {
+            var q = vec4<f32>(0.0);
+            if (i < n) {
+                let slot = (first + i) % plot.eval_cap;
+                q = vec4<f32>(f32(evals[slot * 2u]), bitcast<f32>(evals[slot * 2u + 1u]), 1.0, 0.0);
+            }
+            cols[plot.evals_base + plot.eval_block * EVAL_POINTS + i] = q;
+        }
+    }
+}
+
+// The colour of run r (0 = the main run), from the Plot's packed colours (plots.RUN_COLOURS).
+fn run_colour(r: u32) -> vec3<f32> {
+    var packed = plot.colour0;
+    if (r == 1u) { packed = plot.colour1; } else if (r == 2u) { packed = plot.colour2; } else if (r == 3u) { packed = plot.colour3; }
+    return unpack4x8unorm(packed).xyz;
 }
 
 // Axis position of value v in [0, 1] (0 = bottom).
@@ -137,7 +168,39 @@ fn draw(@builtin(global_invocation_id) gid: vec3<u32>) {
         if (floor(b / step + 1e-4) > floor(a / step + 1e-4)) { colour = GRID * 1.25; }
     }
 
-    let curve = select(CURVE_ACC, CURVE_LOSS, plot.kind == 0u);
+    // Other runs first (mean lines only), so the main run's curve stays on top.
+    let w = dims.x;
+    for (var r = 0u; r < plot.runs; r++) {
+        let e = extra[r * w + gid.x];
+        if (e.w > 0.5) {
+            var ya = row_of(e.x, h);
+            var yb = ya;
+            if (gid.x > 0u && extra[r * w + gid.x - 1u].w > 0.5) { yb = row_of(extra[r * w + gid.x - 1u].x, h); }
+            let d = max(max(min(ya, yb) - 0.5 - p.y, p.y - max(ya, yb) - 0.5), 0.0);
+            colour = mix(colour, run_colour(r + 1u), clamp(1.5 - d, 0.0, 1.0));
+        }
+        // Its test accuracies (accuracy plot): dots joined by lines, in its colour.
+        if (plot.kind == 1u && plot.end > plot.start) {
+            let span = f32(plot.end - plot.start);
+            var prev = vec2<f32>(-1.0);
+            var best = 1e9;
+            var dot_d = 1e9;
+            for (var i = 0u; i < EVAL_POINTS; i++) {
+                let t = extra[plot.evals_base + r * EVAL_POINTS + i];
+                if (t.z < 0.5) { break; }
+                if (t.x < f32(plot.start)) { continue; }
+                let q = vec2<f32>((t.x - f32(plot.start)) / span * f32(w), row_of(t.y, h));
+                dot_d = min(dot_d, length(p - q));
+                if (prev.x >= 0.0) { best = min(best, dist_to_segment(p, prev, q)); }
+                prev = q;
+            }
+            colour = mix(colour, run_colour(r + 1u), clamp(1.2 - best, 0.0, 1.0) * 0.8);
+            colour = mix(colour, run_colour(r + 1u), clamp(3.0 - dot_d, 0.0, 1.0));
+        }
+    }
+
+    var curve = select(CURVE_ACC, CURVE_LOSS, plot.kind == 0u);
+    if (plot.colour0 != 0u) { curve = run_colour(0u); }
     let c = cols[gid.x];
     if (c.w > 0.5) {
         // Band: spread of the steps within the column.

@@ -52,6 +52,12 @@ class Action(enum.Enum):
     TIMELINE_RESTORE = "timeline_restore"  # continue training from the chosen snapshot
     TIMELINE_SETTINGS = "timeline_settings"  # (every N steps, memory cap in MiB)
     HISTOGRAM_EVERY = "histogram_every"  # (run steps between histogram columns)
+    # runs side by side (panels/runs.py)
+    ADD_RUN = "add_run"                  # (text in the --compare syntax, or None: the current settings)
+    SHOW_RUN = "show_run"                # (slot): that run becomes the one the views show
+    PAUSE_RUN = "pause_run"              # (slot): pause / resume one other run
+    STEP_RUN = "step_run"                # (slot): one step of one other run
+    REMOVE_RUN = "remove_run"            # (slot)
     TOGGLE_HELP = "toggle_help"
     UI_SCALE = "ui_scale"                # (factor)
 

@@ -30,12 +30,13 @@ from .pacing import MAX_INDEX, FrameFence
 from .plots import CurvePlots
 from .readout import ScalarReadout
 from .saliency import Saliency
+from .runviews import OtherRunViews
 from .session import TrainingSession, WatchSettings
 from .state import UIState, ViewState
 from .timetravel import Timeline
 from .views import CanvasView, ModelViews, ScaleBank
 
-NEEDS_DATA = {Action.TRAIN, Action.TOGGLE, Action.STEP, Action.EVALUATE, Action.LOAD_SAMPLE}
+NEEDS_DATA = {Action.TRAIN, Action.TOGGLE, Action.STEP, Action.EVALUATE, Action.LOAD_SAMPLE, Action.ADD_RUN}
 
 
 @dataclass
@@ -95,6 +96,7 @@ class App:
         self.readout = None
         self.timeline: Timeline | None = None
         self.histograms: Histograms | None = None
+        self.other_views: list[OtherRunViews] = []     # runs side by side (panels/runs.py)
         self._bind_model(model)
 
         self.fence = FrameFence(depth=2)
@@ -156,10 +158,11 @@ class App:
             self.gui.register(t)
         self.readout = ScalarReadout(self.metrics, self.forward, self.canvas, self.scales,
                                      *self.model_views.readout_slots)
-        if old is not None and old is not model:
+        if old is not None and old is not model and self.session.model is not model:
             self.session.set_model(model)
         elif self.session.run is not None:
             self._bind_run(self.session.run)
+        self._runs_changed()
 
     def _bind_run(self, run) -> None:
         """A new Run (the data arrived, another architecture): views that read its buffers."""
@@ -245,6 +248,12 @@ class App:
             Action.SET_SALIENCY: lambda on: setattr(ui, "show_saliency", bool(on)),
             Action.SET_SALIENCY_CLASS: lambda k: self.saliency.set_target(k),
             Action.PUSH_TOWARD: lambda k: self.saliency.push(int(k)),
+            Action.ADD_RUN: self._add_run,
+            Action.SHOW_RUN: self._show_run,
+            Action.REMOVE_RUN: lambda slot: self._with_run(slot, self.session.comparison.remove),
+            Action.PAUSE_RUN: lambda slot: self._with_run(slot, lambda e: (s.comparison.resume if e.paused
+                                                                           else s.comparison.pause)(e)),
+            Action.STEP_RUN: lambda slot: self._with_run(slot, self.session.comparison.step),
         }
 
     def run_actions(self) -> None:
@@ -280,6 +289,70 @@ class App:
             self.session.set_recipe(recipe)
         except ValueError as e:
             self.session.message = str(e)
+
+    # -- runs side by side (panels/runs.py) ----------------------------------------------------------------
+    def _add_run(self, text: str | None) -> None:
+        """Another run: `text` in the --compare syntax over the main run's recipe and network
+        (compute/comparison.py parse_run), or None for a copy of the current settings."""
+        from ..compute.arch import Architecture, parse
+        from ..compute.comparison import parse_run
+        from ..compute.nn import Sequential
+        from ..compute.recipe import RECIPE_ARCH, RECIPES
+        s = self.session
+        try:
+            spec = parse_run(text or "", s.recipe, RECIPES)
+            arch = self.model.arch
+            if spec.arch is None and spec.hidden is None and spec.named in RECIPE_ARCH:   # 'cnn': its network
+                arch = parse(RECIPE_ARCH[spec.named], self.data_shape[:2])
+            elif spec.arch is not None:
+                arch = parse(spec.arch, self.data_shape[:2])
+            elif spec.hidden is not None:
+                h, w, classes = self.data_shape
+                arch = Architecture.mlp([h * w, *spec.hidden, classes], 0.0, (h, w))
+            check_window_model(arch, spec.recipe.batch_size)
+            model = Sequential(arch, seed=spec.recipe.seed, init=spec.recipe.init)
+            entry = s.add_other(model, spec.recipe, text.strip() if text and text.strip() else "current settings")
+            s.message = f"added {entry.name}"
+        except Exception as e:  # noqa: BLE001 - reported in the panel
+            s.message = f"cannot add the run: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+            return
+        self._runs_changed()
+
+    def _with_run(self, slot: int, do) -> None:
+        entry = self.session.other(int(slot))
+        if entry is not None:
+            do(entry)
+            self._runs_changed()
+
+    def _show_run(self, slot: int) -> None:
+        """The run in `slot` becomes the main one: every view, the readout and the Training panel follow it."""
+        entry = self.session.other(int(slot))
+        if entry is None:
+            return
+        self.fence.drain()
+        self.session.show(entry)
+        self.metrics = self.session.metrics
+        self.gui.unregister(self.confusion.texture)
+        self.confusion = ConfusionView(self.metrics, self.names, self.classes.names)
+        self.gui.register(self.confusion.texture)
+        self.canvas.attach_dataset(self.session.data, self.metrics)
+        self._bind_model(self.session.model)
+
+    def _runs_changed(self) -> None:
+        """Rebind what draws the other runs: their forward passes and mosaics, the readout, the plots."""
+        for v in self.other_views:
+            for t in v.textures:
+                self.gui.unregister(t)
+        self.other_views = [OtherRunViews(e, self.canvas, self.data_shape[:2]) for e in self.session.others]
+        for v in self.other_views:
+            for t in v.textures:
+                self.gui.register(t)
+        self.readout.bind_runs([(v.forward.probs, v.entry.metrics) for v in self.other_views])
+        self.plots.bind_runs(self.metrics, [(e.metrics, e.slot) for e in self.session.others], self.session.slot)
+
+    def other_run_dispatches(self) -> list:
+        c = self.canvas
+        return [d for v in self.other_views for d in v.dispatches(c.revision, c.busy)]
 
     def _set_show_box(self, show: bool) -> None:
         self.ui.show_box = bool(show)
@@ -425,7 +498,7 @@ class App:
             canvas=self.canvas, canvas_view=self.canvas_view, model_views=self.model_views, plots=self.plots,
             confusion=self.confusion, mistakes=self.mistakes, dataset_view=self.dataset_view, device=self.dev,
             frame_ms=self.clock.frame_ms, data_error=self.loader.error, classes=self.classes,
-            canvas_current=self.readout.canvas_current, label_of=self.label_of,
+            canvas_current=self.readout.canvas_current, label_of=self.label_of, other_views=self.other_views,
             embedding=self.embedding, saliency=self.saliency,
             autosave_path=self.autosave_dir, autosaves=self._autosave_list(), busy=self.busy,
             timeline=self.timeline, histograms=self.histograms)

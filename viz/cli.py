@@ -111,6 +111,12 @@ def build_parser() -> tuple[_Parser, _Parser, _Parser]:
     train.add_argument("--save", type=Path, help="write the trained model here (safetensors)")
     train.add_argument("--no-eval", action="store_true", help="evaluate only after the last epoch")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--compare", nargs="+", metavar="RUN",
+                       help="train 2 to 4 runs side by side on one upload of the data and print a table; each RUN "
+                            "is one quoted argument: a recipe or optimizer name and/or key=value overrides of the "
+                            "options above, e.g. 'sgd lr=0.05' 'adam lr=0.001 batch=64' 'cnn arch=...' (keys: arch, "
+                            "hidden, optimizer, lr, batch, seed, epochs, momentum, schedule, min_lr, weight_decay, "
+                            "shift, nesterov, init, gamma, step_epochs, beta1, beta2, eps)")
 
     ev = _Parser(prog="mnist-viz eval", description="Evaluate a checkpoint on the test set.")
     ev.add_argument("--checkpoint", type=Path, help="a safetensors model (default: the shipped pretrained one)")
@@ -227,9 +233,7 @@ def _user_message(e: Exception) -> str | None:
 def recipe_from_args(args):
     """The named recipe with the options given on the command line; checked before the GPU starts."""
     from ..compute.recipe import RECIPES, as_f32
-    changes = {f: getattr(args, f) for f in (*TRAIN_OPTIONS, "schedule", "optimizer", "nesterov", "init")
-               if getattr(args, f, None) is not None}
-    recipe = RECIPES[args.recipe].with_changes(**changes)
+    recipe = RECIPES[args.recipe].with_changes(**option_changes(args))
     bad = recipe.problems()
     if bad:
         field, text = bad[0]
@@ -242,6 +246,12 @@ def recipe_from_args(args):
         raise UserError("--arch gives the whole network: leave out --hidden and --dropout (or put a Dropout(p) "
                         "layer in the architecture)")
     return recipe
+
+
+def option_changes(args) -> dict:
+    """The recipe fields given on the command line."""
+    return {f: getattr(args, f) for f in (*TRAIN_OPTIONS, "schedule", "optimizer", "nesterov", "init")
+            if getattr(args, f, None) is not None}
 
 
 def architecture_for(args, ds):
@@ -353,6 +363,9 @@ def train_command(args) -> int:
     from ..compute.run import Run
 
     recipe = recipe_from_args(args)
+    if args.compare is not None:
+        from .compare import compare_command
+        return compare_command(args, recipe)
     if args.save is not None:
         check_writable(args.save)  # before training, not after an hour of it
     ds = load_data(args.data)

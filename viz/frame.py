@@ -108,6 +108,7 @@ def view_dispatches(app) -> list:
     if app.dataset_view is not None:
         ui = app.ui
         out += app.dataset_view.dispatches(ui.dataset_split, ui.dataset_page, ui.dataset_selected)
+    out += app.other_run_dispatches()     # runs side by side: their forward passes and mosaics
     out += app.readout.dispatches()
     if app.ui.embedding_open and app.open_embedding() is not None:
         c = app.canvas

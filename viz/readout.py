@@ -7,6 +7,10 @@ submitted, a non-blocking `Device.read_async` of those 64 bytes starts; a later
 frame picks the result up when it has arrived. The readback meter counts each
 read, so the budget (<= 64 bytes a read, <= 1/interval reads a second) is testable.
 
+Runs side by side add 16 bytes each (`RunReadout`: the run's class for the canvas, its
+probability, loss and last test accuracy) after the 64 in the same read: at most
+READ_BYTES_MAX bytes a read.
+
 Each read remembers the canvas revision its pack saw (`values_revision`), so a panel
 can tell whether canvas-dependent values (ink, the loaded sample) are about the
 canvas shown now or one from a moment ago.
@@ -20,9 +24,11 @@ import numpy as np
 from ..compute.device import get_device
 from ..compute.metrics import EVAL_CAP, HISTORY_CAP
 from .gpu import Params, make_dispatch
-from .structs import NONE, READOUT, STATS_FRAME
+from .structs import NONE, READOUT, RUN_READOUT, RUN_STATS_FRAME, STATS_FRAME
 
-READ_INTERVAL_S = 0.25          # => at most 4 reads (256 bytes) a second
+READ_INTERVAL_S = 0.25          # => at most 4 reads a second
+MAX_OTHER_RUNS = 3              # runs side by side besides the main one (plots.MAX_OTHER_RUNS)
+READ_BYTES_MAX = READOUT.size + MAX_OTHER_RUNS * RUN_READOUT.size    # the largest read: 112 bytes
 
 
 class ScalarReadout:
@@ -31,7 +37,9 @@ class ScalarReadout:
         dev = get_device()
         self.metrics = metrics
         self.interval = interval
-        self.out = dev.buffer(READOUT.size, "stats")
+        self.out = dev.buffer(READ_BYTES_MAX, "stats")
+        self._runs: list = []           # (Params, dispatch, metrics) per other run
+        self._pending_runs: list = []   # the runs' metrics, in the order of the read in flight
         self._w = dict(w1_slot=w1_slot, w2_slot=w2_slot)
         self.frame = Params(STATS_FRAME, "stats.frame", **self._frame_values())
         self.canvas = canvas
@@ -52,6 +60,26 @@ class ScalarReadout:
                                                             m.counters, probs, norm, scales, hyper,
                                                             self.canvas.sample, m.estimate, self.out], (1,))
 
+    def bind_runs(self, others: list) -> None:
+        """The other runs side by side: [(probs of the run's forward pass on the canvas, metrics)]."""
+        if len(others) > MAX_OTHER_RUNS:
+            raise ValueError(f"at most {MAX_OTHER_RUNS} other runs in the readout")
+        self._runs = []
+        for k, (probs, metrics) in enumerate(others):
+            prm = Params(RUN_STATS_FRAME, "stats.run", **self._run_values(metrics, k))
+            d = make_dispatch("run_stats.wgsl", "pack_run", [prm.buffer, metrics.history, metrics.evals, probs,
+                                                              self.out], (1,))
+            self._runs.append((prm, d, metrics))
+
+    @staticmethod
+    def _run_values(m, k: int) -> dict:
+        return dict(steps=m.steps, cap=HISTORY_CAP, nevals=m.evaluations, eval_cap=EVAL_CAP, classes=m.num_classes,
+                    word=(READOUT.size + k * RUN_READOUT.size) // 4)
+
+    @property
+    def read_bytes(self) -> int:
+        return READOUT.size + len(self._runs) * RUN_READOUT.size
+
     def _frame_values(self) -> dict:
         m = self.metrics
         return dict(steps=m.steps, cap=HISTORY_CAP, nevals=m.evaluations, eval_cap=EVAL_CAP,
@@ -61,14 +89,17 @@ class ScalarReadout:
         if self.dispatch is None:
             return []
         self.frame.set(**self._frame_values())
+        for k, (prm, _, m) in enumerate(self._runs):
+            prm.set(**self._run_values(m, k))
         self._packed_revision = self.canvas.revision
-        return [self.dispatch]
+        return [self.dispatch] + [d for _, d, _ in self._runs]
 
     def after_submit(self, now: float | None = None) -> None:
         """Start a read if none is in flight and the interval has passed (call after submit)."""
         now = time.perf_counter() if now is None else now
         if self.dispatch is not None and self.pending is None and now - self.last_start >= self.interval:
-            self.pending = get_device().read_async(self.out, 0, READOUT.size, "stats")
+            self.pending = get_device().read_async(self.out, 0, self.read_bytes, "stats")
+            self._pending_runs = [m for _, _, m in self._runs]
             self._pending_revision = self._packed_revision
             self.last_start = now
 
@@ -76,7 +107,11 @@ class ScalarReadout:
         """Pick up a finished read (non-blocking). True when new values arrived."""
         if self.pending is None or not self.pending.ready():
             return False
-        self.values = decode(READOUT.unpack(self.pending.result()))
+        raw = self.pending.result()
+        self.values = decode(READOUT.unpack(raw[:READOUT.size]))
+        # Each other run's numbers, by its metrics' id (runs may come and go while a read is in flight).
+        self.values["runs"] = {id(m): RUN_READOUT.unpack(raw[READOUT.size + k * RUN_READOUT.size:][:RUN_READOUT.size])
+                               for k, m in enumerate(self._pending_runs)}
         self.values_revision = self._pending_revision
         self.pending = None
         return True

@@ -6,11 +6,18 @@ budget of training steps from the pace the user chose. Everything about training
 itself (the step program, schedule, snapshots, divergence restore, recipe
 changes, restarts) is a method of the run; this class keeps the run's status as
 the panel shows it, and the settings that are about watching, not training.
+
+Runs side by side: up to three other runs train in the same frames (`comparison`, a
+compute/comparison.py Comparison over the same dataset buffers), each paused, stepped
+or removed on its own and advancing while the main run's status is running (or
+finished). `show` swaps one of them with the main run: the main run is the one every
+view shows.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..compute.comparison import MAX_RUNS, Comparison, Entry
 from ..compute.device import get_device
 from ..compute.recipe import Recipe
 from ..compute.run import Run
@@ -85,10 +92,13 @@ class TrainingSession:
         self._eval_version = -1
         self.on_run_changed = None        # callback(run): views bind the run's buffers
         self.observers: list[StepObserver] = []   # want the weights at multiples of their `every` steps
+        self.comparison: Comparison | None = None   # the other runs side by side (built with the data)
+        self.name, self.slot = "run 1", 0  # the main run's name and slot (its colour) among the runs
 
     # -- setup ------------------------------------------------------------------------------------------
     def attach_data(self, data, evaluate: bool = True) -> None:
         self.data = data
+        self.comparison = Comparison(data, max_runs=MAX_RUNS - 1)
         self._new_run()
         if evaluate:
             self.evaluate_now()
@@ -222,9 +232,56 @@ class TrainingSession:
                             f"start of the epoch were restored. Lower the learning rate (now {self.recipe.lr:g}, "
                             f"try {self.recipe.lr / 10:g}) and resume.")
 
+    # -- runs side by side -------------------------------------------------------------------------------
+    @property
+    def others(self) -> list[Entry]:
+        return list(self.comparison) if self.comparison is not None else []
+
+    def add_other(self, model, recipe: Recipe, name: str) -> Entry:
+        """Another run over the same data, in the lowest free slot; raises ValueError if it cannot."""
+        if self.comparison is None:
+            raise ValueError("the dataset is still loading")
+        used = {self.slot, *(e.slot for e in self.others)}
+        entry = self.comparison.add(model, recipe, name)
+        entry.slot = min(set(range(MAX_RUNS)) - used)
+        return entry
+
+    def other(self, slot: int) -> Entry | None:
+        return next((e for e in self.others if e.slot == slot), None)
+
+    def show(self, entry: Entry) -> None:
+        """Swap `entry` with the main run: its run becomes the one the views show and the
+        Training panel drives; the former main run goes on in the entry."""
+        entry.run, self.run = self.run, entry.run
+        entry.name, self.name = self.name, entry.name
+        entry.slot, self.slot = self.slot, entry.slot
+        entry.evaluating, self._eval_pieces = self._eval_pieces, entry.evaluating
+        self._eval_total = max(1, len(self._eval_pieces))
+        entry.paused = False
+        self.model, self.metrics, self.recipe = self.run.model, self.run.metrics, self.run.recipe
+        if self.run.finished and self.status == "running":
+            self.status = "finished"
+        elif not self.run.finished and self.status == "finished":
+            self.status = "running"       # it was training beside the finished main run: it goes on
+        self._extra_version += 1
+
+    def _encode_others(self, encoder) -> None:
+        """The other runs' share of the frame: as many steps each as the main run's pace gives."""
+        if not self.others:
+            return
+        n = steps_for_frame(self.watch.speed, self.frame, self.pacer) if self.status in ("running", "finished") else 0
+        self.comparison.advance(encoder, n, evaluate_epochs=self.watch.eval_each_epoch,
+                                pieces=1 if get_device().is_cpu else None)
+
     # -- per frame -------------------------------------------------------------------------------------
     def encode(self, encoder) -> int:
-        """Encode this frame's training work; returns the number of steps encoded."""
+        """Encode this frame's training work (the main run's, then the other runs'); returns
+        the number of steps of the main run encoded."""
+        done = self._encode_main(encoder)
+        self._encode_others(encoder)
+        return done
+
+    def _encode_main(self, encoder) -> int:
         self.frame += 1
         self.steps_last_frame = 0
         run = self.run

@@ -35,6 +35,7 @@ class UIState:
     network_message: str = ""        # what the last network build or load did, or its one-line error
     layer_rects: dict = field(default_factory=dict)  # (block, "filters" | "maps") -> screen rect in the Layers panel
     probed: tuple | None = None      # (block, "filters" | "maps", element) under the mouse this frame
+    run_spec: str = "adam lr=0.001 seed=1"           # the Runs panel's field: a run to add
 
 
 @dataclass
@@ -65,3 +66,4 @@ class ViewState:
     saliency: object = None   # viz.saliency.Saliency
     timeline: object = None  # viz.timetravel.Timeline: snapshots, the chosen one
     histograms: object = None  # viz.histograms.Histograms: the ribbons
+    other_views: list = field(default_factory=list)   # viz.runviews.OtherRunViews of the runs side by side

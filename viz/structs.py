@@ -92,6 +92,13 @@ PLOT = GpuStruct("Plot", [
     ("lo", "f32", "y axis range"), ("hi", "f32", ""),
     ("smoothing", "u32", "the mean line averages at least this many steps"),
     ("grid_step", "f32", "accuracy axis: a grid line every grid_step (plots.grid_step)"),
+    ("valid_end", "u32", "bin: one past the last step the ring holds for this run (<= end)"),
+    ("col_offset", "u32", "bin: first column written (the run's block of `cols`)"),
+    ("runs", "u32", "draw: other runs' curves in `extra` (0 .. 3)"),
+    ("evals_base", "u32", "where in `extra` the other runs' test-accuracy points begin (EVAL_POINTS a run)"),
+    ("eval_block", "u32", "bin: this run's block of test-accuracy points (NONE: the main run, none copied)"),
+    ("colour0", "u32", "draw: pack4x8unorm colour of the main curve (0: the plot's own) and of the others"),
+    ("colour1", "u32", ""), ("colour2", "u32", ""), ("colour3", "u32", ""),
 ])
 STATS_FRAME = GpuStruct("StatsFrame", [
     ("steps", "u32", "run steps recorded in `hist`"), ("cap", "u32", "hist ring capacity"),
@@ -158,4 +165,18 @@ HIST_BIN = GpuStruct("HistBin", [
 ])
 HIST_DRAW = GpuStruct("HistDraw", [
     ("bins", "u32", "bins per column"), ("cols", "u32", "columns in the ring (= the texture's width)"),
+])
+# Runs side by side: each other run's numbers, 16 bytes after the Readout in the same read
+# (viz/readout.py; shaders/run_stats.wgsl).
+RUN_STATS_FRAME = GpuStruct("RunStatsFrame", [
+    ("steps", "u32", "the run's steps recorded in `hist`"), ("cap", "u32", "hist ring capacity"),
+    ("nevals", "u32", "evaluations recorded in `evals`"), ("eval_cap", "u32", ""),
+    ("classes", "u32", ""),
+    ("word", "u32", "where in the readout buffer (u32 words) this run's RunReadout goes"),
+])
+RUN_READOUT = GpuStruct("RunReadout", [
+    ("pred", "u32", "the run's predicted class of the canvas"),
+    ("pred_prob", "f32", "its probability"),
+    ("loss_avg", "f32", "loss, mean of the run's last <= 100 steps"),
+    ("test_acc", "f32", "the run's last evaluation (< 0: none yet)"),
 ])

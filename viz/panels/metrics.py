@@ -10,6 +10,7 @@ from ..actions import Action
 from ..plots import ACC_RANGES, grid_step
 from .embedding import embedding_panel
 from .timeline import timeline_rows
+from .runs import legend
 from .widgets import AMBER, BLUE, GREEN, V4, clicked_uv, fit, frame_rect, hovered_uv, image, tab, u32
 
 AXIS = V4(0.62, 0.64, 0.70, 0.9)
@@ -92,6 +93,9 @@ def metrics_panel(v, act) -> None:
 def _curves(v, act) -> None:
     avail = imgui.get_content_region_avail()
     line = imgui.get_text_line_height_with_spacing()
+    if v.session.others:        # runs side by side: their names in their curve colours
+        legend(v)
+        avail = imgui.get_content_region_avail()
     timeline_h = 2 * imgui.get_frame_height_with_spacing() if v.timeline is not None else 0.0
     h = max(30.0, (avail.y - 2 * line - timeline_h - 10) / 2)
     imgui.text_colored(BLUE, "training loss")

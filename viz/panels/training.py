@@ -10,6 +10,7 @@ from ..pacing import SPEEDS
 from ...compute.evaluation import ESTIMATE_ROWS
 from ..session import BATCH_SIZES, ESTIMATE_EVERY
 from .network import network_tab
+from .runs import runs_panel
 from .widgets import AMBER, BLUE, GREEN, RED, TEXT, V4, fmt_pct, note, tab
 
 
@@ -45,6 +46,9 @@ def training_panel(v, act) -> None:
             imgui.end_tab_item()
         elif imgui.is_item_hovered():
             imgui.set_tooltip("the network: the shipped MLP or CNN, or an architecture string")
+        if tab(v.ui, "Runs"):
+            runs_panel(v, act)
+            imgui.end_tab_item()
         if tab(v.ui, "Checkpoint"):
             _checkpoints(v, act)
             imgui.end_tab_item()

@@ -1,0 +1,153 @@
+"""Runs side by side (compute/comparison.py, `mnist-viz train --compare`): a run in a
+comparison trains exactly as it does alone, removing one leaves the others alone, and
+the command line's table and its errors. Tiny nets and subsets: lavapipe is slow."""
+import re
+
+import numpy as np
+import pytest
+
+from mnist_viz.compute.comparison import Comparison
+from mnist_viz.compute.data import GpuDataset
+from mnist_viz.compute.device import get_device
+from mnist_viz.compute.nn import mlp
+from mnist_viz.compute.recipe import Recipe
+from mnist_viz.compute.run import Run
+
+LIMIT = 96
+
+
+def recipes():
+    """Two runs that differ in everything a comparison varies: optimizer, learning rate,
+    batch size (so their epochs end at different steps), seed, shifts, engine."""
+    a = Recipe(epochs=2, batch_size=16, optimizer="sgd", lr=0.05, seed=3, shift=1)
+    b = Recipe(epochs=2, batch_size=32, optimizer="adam", lr=0.002, seed=7, shift=0, schedule="constant")
+    return [(a, [784, 12, 10], "auto"), (b, [784, 8, 10], "graph")]
+
+
+def alone(mnist, recipe, sizes, engine, steps):
+    """The run trained by itself, on a dataset of its own."""
+    run = Run(mlp(sizes, seed=recipe.seed), GpuDataset(mnist, limit=LIMIT, test_limit=64), recipe, engine=engine)
+    run.run_steps(steps)
+    return run.model.state_dict()
+
+
+def advance_all(comp, chunk, total):
+    """Drive a comparison as the front ends do: several runs' steps in each encoder."""
+    dev = get_device()
+    while any(e.run.steps_taken < total and not e.run.finished for e in comp):
+        enc = dev.device.create_command_encoder()
+        comp.advance(enc, min(chunk, total))
+        dev.submit(enc)
+
+
+def test_runs_sharing_the_data_train_to_exactly_the_weights_of_each_run_alone(mnist):
+    """Guards against runs disturbing each other through what they share: one epoch order
+    for all (the second run's shuffle overwriting the first's before its steps run), one
+    scratch or uniform buffer, or a step encoded for the wrong run. Bit-identical weights
+    over two epochs (reshuffled) with different batch sizes and engines."""
+    data = GpuDataset(mnist, limit=LIMIT, test_limit=64)
+    comp = Comparison(data)
+    for recipe, sizes, engine in recipes():
+        comp.add(mlp(sizes, seed=recipe.seed), recipe, engine=engine)
+    assert {e.run.engine for e in comp} == {"compiled", "graph"}
+    assert all(e.run.data.train.images is data.train.images for e in comp)   # uploaded once
+    advance_all(comp, 5, 10 ** 6)
+    assert all(e.run.finished for e in comp)
+    for e, (recipe, sizes, engine) in zip(comp, recipes()):
+        want = alone(mnist, recipe, sizes, engine, e.run.steps_taken)
+        got = e.model.state_dict()
+        for k in want:
+            np.testing.assert_array_equal(got[k], want[k], err_msg=f"{e.name} {k}")
+
+
+def test_removing_a_run_leaves_the_other_bit_identical(mnist):
+    """Guards against remove() tearing down shared state (the dataset, the other run's
+    permutation or buffers): after run 1 goes, run 2 keeps training to exactly the
+    weights it has alone."""
+    data = GpuDataset(mnist, limit=LIMIT, test_limit=64)
+    comp = Comparison(data)
+    (ra, sa, ea), (rb, sb, eb) = recipes()
+    first = comp.add(mlp(sa, seed=ra.seed), ra, engine=ea)
+    second = comp.add(mlp(sb, seed=rb.seed), rb, engine=eb)
+    advance_all(comp, 2, 2)
+    before = second.model.state_dict()
+    comp.remove(first)
+    del first
+    assert [e for e in comp] == [second]
+    np.testing.assert_array_equal(second.model.state_dict()["0.weight"], before["0.weight"])
+    advance_all(comp, 2, 5)
+    want = alone(mnist, rb, sb, eb, 5)
+    for k in want:
+        np.testing.assert_array_equal(second.model.state_dict()[k], want[k], err_msg=k)
+
+
+def test_pause_and_step_one_run(mnist):
+    """Guards against pause or step reaching the wrong run: a paused run takes no step,
+    a step request takes exactly one, the other runs keep their pace."""
+    data = GpuDataset(mnist, limit=LIMIT, test_limit=64)
+    comp = Comparison(data, max_runs=2)
+    a = comp.add(mlp([784, 4, 10], seed=1), Recipe(epochs=1, batch_size=8))
+    b = comp.add(mlp([784, 4, 10], seed=2), Recipe(epochs=1, batch_size=8))
+    with pytest.raises(ValueError, match="at most 2 runs"):
+        comp.add(mlp([784, 4, 10]), Recipe())
+    enc = get_device().device.create_command_encoder()
+    comp.pause(a)
+    assert comp.advance(enc, 3) == {a: 0, b: 3}
+    comp.step(a)
+    assert comp.advance(enc, 3) == {a: 1, b: 3}
+    assert comp.advance(enc, 3) == {a: 0, b: 3}
+    comp.resume(a)
+    assert comp.advance(enc, 2) == {a: 2, b: 2}
+    get_device().submit(enc)
+    assert (a.run.steps_taken, b.run.steps_taken) == (3, 11) and a.status == "running"
+
+
+# -- the command line --------------------------------------------------------------------------------
+COMMON = ["--limit", "128", "--test-limit", "100", "--epochs", "2", "--hidden", "8", "--quiet"]
+
+
+def cli(capsys, *args):
+    from mnist_viz.viz.cli import main
+    code = main(["train", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_compare_table_equals_each_run_trained_alone(capsys):
+    """Guards against the comparison changing a run (shared epoch order, a run stepping past
+    its epoch end while the others catch up, overrides applied to the wrong run): each
+    row's test accuracy and loss are those of `mnist-viz train` of that run alone, with
+    the same seed; and a line per run per epoch is printed."""
+    code, out, err = cli(capsys, "--compare", "sgd lr=0.05 seed=1", "adam lr=0.003 batch=32 seed=2 hidden=12", *COMMON)
+    assert code == 0, err
+    assert len(re.findall(r"^epoch [12]/2  run [12]  loss \d\.\d{4}  train acc .*test acc", out, re.M)) == 4, out
+    rows = re.findall(r"^\s+(\d)  (.+?)\s+(\d+\.\d\d)%\s+(\d\.\d{4})\s+(\d+\.\d\d)$", out, re.M)
+    assert [(r[0], r[1]) for r in rows] == [("1", "sgd lr=0.05 seed=1"), ("2", "adam lr=0.003 batch=32 seed=2 hidden=12")]
+    alone = [["--optimizer", "sgd", "--lr", "0.05", "--seed", "1", *COMMON],
+             ["--optimizer", "adam", "--lr", "0.003", "--batch-size", "32", "--seed", "2", *COMMON, "--hidden", "12"]]
+    for row, args in zip(rows, alone):
+        code, out1, err1 = cli(capsys, *args)
+        assert code == 0, err1
+        assert out1.strip().splitlines()[-1] == f"test accuracy: {row[2]}%", (row, out1)
+        last_epoch = re.findall(r"^epoch 2/2  loss (\d\.\d{4})", out1, re.M)
+        assert last_epoch == [row[3]], (row, out1)
+
+
+@pytest.mark.parametrize("runs,fragment", [
+    (["sgd lr=x", "adam"], "--compare run 1 ('sgd lr=x'): lr: expected a number, got 'x'"),
+    (["sgd", "adam lrr=1"], "--compare run 2 ('adam lrr=1'): unknown key 'lrr'"),
+    (["sgd", "adam batch=0"], "--compare run 2 ('adam batch=0'): batch must be in 1..65535"),
+    (["sgd", "rmsprop"], "--compare run 2 ('rmsprop'): 'rmsprop' is neither a recipe"),
+    (["sgd", "nesterov=maybe"], "--compare run 2 ('nesterov=maybe'): nesterov: expected true or false"),
+    (["sgd", "arch=Linear(3,10)"], "--compare run 2 ('arch=Linear(3,10)'): --arch: layer 0"),
+    (["sgd"], "--compare takes 2 to 4 runs, got 1"),
+    (["a=1"] * 5, "--compare takes 2 to 4 runs, got 5"),
+])
+def test_compare_errors_name_the_run_and_the_key(capsys, runs, fragment):
+    """Guards against a bad run reaching the GPU or failing with a traceback, and against
+    an error that does not say which run and which key to fix: one `error:` line, exit 2."""
+    code, out, err = cli(capsys, "--compare", *runs, "--limit", "64")
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    assert fragment in lines[0], lines[0]
+    assert "run 1:" not in out      # nothing was built

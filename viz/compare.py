@@ -1,0 +1,149 @@
+"""`mnist-viz train --compare RUN RUN ...`: runs side by side, a line per run and epoch, a table.
+
+Each RUN is one argument in the syntax of compute/comparison.py (`parse_run`): a recipe
+or optimizer name and key=value overrides of the command's own options, e.g.
+"adam lr=0.001 batch=64". The runs train on one upload of the data, their steps
+interleaved in the same command encoders; a run's numbers are exactly what it gets
+trained alone (tests/test_comparison.py). The table's seconds are the race's: the
+wall-clock time from the start until that run's last epoch was done.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+
+from .cli import (EXIT_DIVERGED, StopRequest, check_training, load_data, option_changes, say)
+from .errors import UserError
+
+
+@dataclass
+class _Result:
+    accuracy: float | None = None
+    loss: float | None = None
+    seconds: float | None = None
+    diverged_epoch: int | None = None
+
+
+def compare_command(args, base) -> int:
+    from ..compute.comparison import MAX_RUNS, Comparison
+    from ..compute.data import GpuDataset
+    from ..compute.device import get_device
+    from ..compute.nn import Sequential
+
+    if not 2 <= len(args.compare) <= MAX_RUNS:
+        raise UserError(f"--compare takes 2 to {MAX_RUNS} runs, got {len(args.compare)}")
+    if args.save is not None:
+        raise UserError("--save writes one model: leave it out with --compare (train the run you want alone to save it)")
+    specs = _specs(args, base)
+    ds = load_data(args.data)
+    archs = []
+    for i, (text, spec) in enumerate(zip(args.compare, specs), 1):
+        try:
+            archs.append(check_training(_run_args(args, spec), ds, spec.recipe))   # before the GPU holds anything
+        except (UserError, ValueError) as e:     # the architecture, the budget
+            raise UserError(f"--compare run {i} ({text!r}): {e}") from None
+    dev = get_device()
+    data = GpuDataset(ds, args.limit, args.test_limit)
+    comp = Comparison(data)
+    for spec, arch in zip(specs, archs):
+        comp.add(Sequential(arch, seed=spec.recipe.seed, init=spec.recipe.init), spec.recipe, spec.text, args.engine)
+    say(f"device: {dev.name}")
+    say(f"data: {data.train.n:,} train / {data.test.n:,} test images, {data.nbytes / 1e6:.1f} MB on the GPU (u8), "
+        f"shared by {len(comp)} runs")
+    for k, e in enumerate(comp, 1):
+        say(f"run {k}: {e.name}: {e.model.arch.short} ({e.model.num_parameters():,} parameters), engine {e.run.engine}; "
+            f"{e.run.recipe.describe()}")
+    with StopRequest() as stop:
+        return _race(args, comp, stop)
+
+
+def _specs(args, base) -> list:
+    from ..compute.comparison import SpecError, parse_run
+    from ..compute.recipe import RECIPES
+    named = {name: r.with_changes(**option_changes(args)) for name, r in RECIPES.items()}
+    specs = []
+    for i, text in enumerate(args.compare, 1):
+        try:
+            specs.append(parse_run(text, base, named))
+        except SpecError as e:
+            raise UserError(f"--compare run {i} ({text!r}): {e}") from None
+    return specs
+
+
+def _run_args(args, spec) -> argparse.Namespace:
+    """The command's options with the run's own network (arch= or hidden=, or that of the
+    recipe it names: cli.architecture_for) in place."""
+    own = dict(vars(args))
+    if spec.named is not None:
+        own.update(recipe=spec.named)
+    if spec.arch is not None:
+        own.update(arch=spec.arch, hidden=None, dropout=None)
+    elif spec.hidden is not None:
+        own.update(arch=None, hidden=list(spec.hidden))
+    return argparse.Namespace(**own)
+
+
+def _race(args, comp, stop: StopRequest) -> int:
+    from ..compute.device import get_device
+    dev = get_device()
+    results = {e: _Result() for e in comp}
+    number = {e: k for k, e in enumerate(comp, 1)}
+    t0 = time.perf_counter()
+    for epoch in range(max(e.run.recipe.epochs for e in comp)):
+        live = [e for e in comp if not e.run.finished and results[e].diverged_epoch is None]
+        first = {e: e.run.steps_taken for e in live}
+        end = {e: first[e] + e.run.steps_per_epoch for e in live}
+        chunk = 16
+        while True:
+            # A run whose epoch is done waits (paused) for the others: each epoch ends with its line.
+            for e in comp:
+                e.paused = e not in live or e.run.steps_taken >= end[e]
+            if all(e.paused for e in comp):
+                break
+            if stop.signum is not None:
+                dev.sync()
+                say("interrupted", err=True)
+                return 128 + stop.signum
+            enc = dev.device.create_command_encoder()
+            comp.advance(enc, chunk)
+            dev.submit(enc)
+            chunk = min(chunk * 2, 256)
+        for e in live:
+            _end_of_epoch(args, e, number[e], epoch, first[e], results[e], t0)
+    _table(comp, results)
+    if any(r.diverged_epoch is not None for r in results.values()):
+        return EXIT_DIVERGED
+    return 0 if stop.signum is None else 128 + stop.signum
+
+
+def _end_of_epoch(args, e, k: int, epoch: int, first: int, r: _Result, t0: float) -> None:
+    run = e.run
+    if run.diverged(run.read_flags()):
+        run.restore_snapshot()
+        r.diverged_epoch, r.seconds = epoch + 1, time.perf_counter() - t0
+        say(f"error: run {k} ({e.name}) diverged in epoch {epoch + 1} (the loss became NaN, infinite or exploded) "
+            f"and stopped; try a smaller learning rate (lr={run.recipe.lr / 10:g})", err=True)
+        return
+    hist = run.metrics.read_history(first, run.steps_taken)
+    r.loss, train_acc = float(hist[:, 0].mean()), float(hist[:, 1].mean())
+    epochs = run.recipe.epochs
+    line = (f"epoch {epoch + 1:>{len(str(epochs))}}/{epochs}  run {k}  loss {r.loss:.4f}  "
+            f"train acc {train_acc * 100:.2f}%")
+    if not args.no_eval or run.finished:
+        r.accuracy = run.evaluate()["accuracy"]
+        line += f"  test acc {r.accuracy * 100:.2f}%"
+    if run.finished:
+        r.seconds = time.perf_counter() - t0
+    say(line)
+
+
+def _table(comp, results) -> None:
+    """run | recipe | test acc | loss | seconds, one row per run in the order given."""
+    width = max(len("recipe"), *(len(e.name) for e in comp))
+    say(f"{'run':>3}  {'recipe':<{width}}  {'test acc':>8}  {'loss':>7}  {'seconds':>8}")
+    for k, e in enumerate(comp, 1):
+        r = results[e]
+        acc = "diverged" if r.diverged_epoch is not None else f"{r.accuracy * 100:.2f}%"
+        loss = "-" if r.loss is None else f"{r.loss:.4f}"
+        say(f"{k:>3}  {e.name:<{width}}  {acc:>8}  {loss:>7}  {r.seconds:>8.2f}")
