@@ -175,7 +175,9 @@ def test_runs_panel_actions_pause_step_remove_and_show(app):
     frames(app, 2)
     assert app.session.name == "sgd lr=0.05 seed=3 hidden=8" and app.model.arch.short == "784-8-10"
     assert app.metrics is app.session.run.metrics and app.plots.loss.metrics is app.metrics
-    assert app.model_views.model is app.model and app.session.recipe.lr == 0.05
+    # the views draw the timeline's display copy of the shown run's weights
+    assert app.timeline.live is app.model and app.model_views.model is app.timeline.display
+    assert app.session.recipe.lr == 0.05
     former = app.session.others[0]
     assert former.model is main_model and former.metrics is main_metrics and not former.paused
     before = former.metrics.steps

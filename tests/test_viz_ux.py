@@ -384,7 +384,7 @@ def test_nothing_is_clipped_in_the_key_panels(make_app, tmp_path, size):
     frames(app, 2)
     seen = {}
     for tabs in (("Settings", "Curves", "W1 receptive fields"), ("Checkpoint", "Confusion", "Weights & biases"),
-                 ("Device", "Mistakes"), ("Dataset",)):
+                 ("Net", "Mistakes"), ("Runs", "Embedding"), ("Dataset",)):
         app.ui.select_tabs |= set(tabs)
         frames(app, 2)
         for name, (dx, dy) in overflow(app).items():

@@ -1,9 +1,11 @@
-"""The help window: what the mouse does, and every shortcut (read from the one keymap)."""
+"""The help window: what the mouse does, every shortcut (read from the one keymap), and
+this GPU's figures (frame time, steps, readback, model, data)."""
 from __future__ import annotations
 
 from imgui_bundle import imgui
 
 from ..actions import KEYMAP, Action
+from .training import device_panel
 from .widgets import GREEN
 
 
@@ -23,6 +25,8 @@ def help_panel(v, act) -> None:
     imgui.spacing()
     imgui.text_disabled("Every picture is drawn on the GPU from the training buffers; only a few\n"
                         "scalars (64 bytes, 4 times a second) come back for the numbers.")
+    imgui.separator_text("this GPU")
+    device_panel(v, act)
 
 
 def help_window(v, act) -> None:

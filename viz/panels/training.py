@@ -1,5 +1,5 @@
 """The Training panel: run controls, progress, live numbers, hyper-parameters, checkpoints;
-and the Device panel."""
+and the device figures the Help window shows."""
 from __future__ import annotations
 
 from imgui_bundle import imgui
@@ -40,7 +40,8 @@ def training_panel(v, act) -> None:
         if tab(v.ui, "Settings"):
             _hyper_parameters(v, act, ready)
             imgui.end_tab_item()
-        # "Net", not "Network": four tabs must fit the 290-pixel column at 1.5x UI scale.
+        # "Net", not "Network": four tabs must fit the 290-pixel column at 1.5x UI scale
+        # (the device's figures are in the Help window, help.py).
         if tab(v.ui, "Net"):
             network_tab(v, act)
             imgui.end_tab_item()
@@ -51,9 +52,6 @@ def training_panel(v, act) -> None:
             imgui.end_tab_item()
         if tab(v.ui, "Checkpoint"):
             _checkpoints(v, act)
-            imgui.end_tab_item()
-        if tab(v.ui, "Device"):
-            device_panel(v, act)
             imgui.end_tab_item()
         imgui.end_tab_bar()
 
@@ -251,4 +249,3 @@ def device_panel(v, act) -> None:
     if s.data is not None:
         d = s.data
         note(f"data {d.train.n:,} train / {d.test.n:,} test, {d.nbytes / 1e6:.1f} MB on the GPU")
-    note("H: keyboard and mouse help")
