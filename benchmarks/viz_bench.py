@@ -6,6 +6,9 @@ throughput it keeps, measured in the same run.
 
 One block of rows per architecture (default: the shipped MLP 784-128-10, the deep
 MLP 784-512-256-128-10 and the shipped CNN), each with its own headless reference.
+With --all-views the window also shows every view at once (the embedding, the
+saliency overlay, the histograms, the Runs tab) with a second run training beside
+the first ("adam lr=0.001 seed=1").
 
 Frames are rendered offscreen. "in flight" drives the app's frame function
 directly, so frames overlap on the GPU as they do in a window (nothing is read
@@ -106,6 +109,11 @@ def bench_arch(name: str, ds, args, size) -> list[str]:
     app = App(RenderCanvas(size=size, pixel_ratio=1.0), AppConfig(arch=arch, background_load=False, paint_demo=True,
                                                                   autosave=False, evaluate_on_load=False))
     app.wait_for_data()
+    if args.all_views:
+        from mnist_viz.viz.actions import Action
+        app.ui.select_tabs |= {"Embedding", "Histograms", "Runs"}
+        app.ui.show_saliency = True
+        app.actions.emit(Action.ADD_RUN, "adam lr=0.001 seed=1")
     for _ in range(30):
         app.draw_offscreen()
     t = time.perf_counter()
@@ -114,7 +122,8 @@ def bench_arch(name: str, ds, args, size) -> list[str]:
         app.frame()
     app.fence.drain()
     idle_fps = 60 / (time.perf_counter() - t)
-    lines = [f"**{name}** ({engine} engine): headless {headless:,.0f} steps/s; idle visualizer {idle_fps:.0f} fps", "",
+    views = " with every view open and a second run beside it" if args.all_views else ""
+    lines = [f"**{name}**{views} ({engine} engine): headless {headless:,.0f} steps/s; idle visualizer {idle_fps:.0f} fps", "",
              "| frames | fps | steps/frame | steps/s | share of headless | GPU ms/frame (median) | readback in the run |",
              "|---|---|---|---|---|---|---|"]
     for read_back in (False, True):
@@ -135,6 +144,7 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--size", default="1600x1000")
     ap.add_argument("--arch", nargs="+", default=list(DEFAULT_ARCHS))
+    ap.add_argument("--all-views", action="store_true", help="every view open and a second run training")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "viz_results.md")
     args = ap.parse_args()
 
