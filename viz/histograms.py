@@ -29,6 +29,8 @@ from .views import ScaleBank
 COLUMNS = 128          # columns kept (the ribbon's width in pixels)
 BINS = 64              # value bins per column (the ribbon's height in pixels); even, <= 256
 HEADER = 4             # words before the first column (histogram.wgsl)
+MAX_BIN_GROUPS = 128   # workgroups that bin one column (bin_part), each ...
+BIN_ELEMENTS = 4096    # ... folding at least this many values
 DEFAULT_EVERY = 100    # run steps between columns: the timeline's split points, a few a frame at full speed
 
 
@@ -41,7 +43,11 @@ class Ribbon:
         self.buffer = dev.buffer((HEADER + COLUMNS * (BINS + 2)) * 4, f"hist.{label}")
         self.texture = ViewTexture(COLUMNS, BINS, f"hist {label}", nearest=True)
         prm = dev.uniform(HIST_BIN, offset=offset, count=count, bins=BINS, cols=COLUMNS, slot=slot)
-        self.bin = make_dispatch("histogram.wgsl", "bin", [prm, src, scales.buffer, self.buffer], (1,))
+        acc = dev.buffer(BINS * 4, f"hist.{label}.sums")      # zero between columns (bin takes it back)
+        res = [prm, src, scales.buffer, self.buffer, acc]
+        parts = max(1, min(MAX_BIN_GROUPS, -(-count // BIN_ELEMENTS)))
+        self.bin = [make_dispatch("histogram.wgsl", "bin_part", res, (parts,)),
+                    make_dispatch("histogram.wgsl", "bin", res, (1,))]
         draw = dev.uniform(HIST_DRAW, bins=BINS, cols=COLUMNS)
         self.draw = make_dispatch("histogram.wgsl", "draw", [draw, self.buffer, self.texture.view],
                                   grid_2d(COLUMNS, BINS))
@@ -77,7 +83,7 @@ class Histograms(StepObserver):
         pipe = dev.pipeline("histogram.wgsl", "change")
         group = dev.bind_group(pipe, [dev.uniform(OPTIM, n=n), arena.buffer, self.prev, self.delta])
         change = Dispatch(pipe, group, (*ops.grid_1d(n), 1), "histogram:change")
-        self.program = Program([change] + self.scales.dispatches() + [r.bin for r in self.ribbons],
+        self.program = Program([change] + self.scales.dispatches() + [d for r in self.ribbons for d in r.bin],
                                label="histograms")
         self.steps: list[int] = []        # the run step of each column kept, oldest first
         self.version = 0
