@@ -219,20 +219,29 @@ def test_window_embedding_and_saliency_zero_readback(tmp_path, wgpu_reads):
         assert all(label == "stats" for label, _ in dev.readback.log), dev.readback.log[:5]
     finally:
         app.fence.drain()
-    # Hover a point and wait for the readout to bring its index; a click loads it.
+    # Hover a point and wait for the readout to bring its index; a click loads it. Training is
+    # paused first and any refresh under way finished, so the points stay where they are read.
+    app.actions.emit(Action.PAUSE)
     emb = app.embedding
+    for _ in range(50):
+        app.draw_offscreen()
+        if not emb.refreshing and app.session.status != "running":
+            break
+    app.fence.drain()
     pos = np.frombuffer(get_device().read(emb.pos), np.float32)[: emb.n * 4].reshape(-1, 4)[:, 2:]
     x, y = pixel_of(pos, emb.size)[42] + 0.5
     sx, sy = x0 + x / emb.size * (x1 - x0), y0 + y / emb.size * (y1 - y0)
     emb._moved_at = -1e9          # the move is over
     app.rc.submit_event({**move, "x": sx, "y": sy})
-    for _ in range(40):
+    wanted = pixel_of(pos, emb.size)[42]
+    index = None
+    for _ in range(60):            # a readout in flight may still carry the last circle's point
         app.draw_offscreen()
-        if app.readout.values.get("hover_index") is not None:
+        index = app.readout.values.get("hover_index")
+        if index is not None and (pixel_of(pos, emb.size)[index] == wanted).all():
             break
         time.sleep(0.05)
-    index = app.readout.values.get("hover_index")
-    assert index is not None and (pixel_of(pos, emb.size)[index] == pixel_of(pos, emb.size)[42]).all()
+    assert index is not None and (pixel_of(pos, emb.size)[index] == wanted).all(), (index, wanted)
     click = dict(button=1, buttons=(1,), modifiers=(), ntouches=0, touches={}, x=sx, y=sy)
     app.rc.submit_event({"event_type": "pointer_down", **click})
     app.draw_offscreen()
