@@ -21,7 +21,8 @@ from .tensor import Tensor, result
 
 MAX_GROUPS = 65535          # workgroups per grid dimension (WebGPU's default limit)
 CONV_INVOCATIONS = 64       # conv2d.wgsl's WG
-WGRAD_SLAB = 8              # conv2d.wgsl's TQ: positions per weight-gradient slab
+SLAB_WORDS = 2048           # conv2d.wgsl's pslab / x_slab: words of a slab (depth x tile width)
+SLAB_DEPTHS = (32, 16, 8)   # TK / TQ: the slab depths the kernels take (MAX_SLAB first)
 MIN_SLICE = 64              # weight gradient: fewest positions worth a slice of their own
 REDUCE_OUTPUTS = 16         # conv2d.wgsl's RED_OUT: weight-gradient outputs per reduction workgroup
 GPU_BUSY = 256              # workgroups that keep a big GPU busy (132 SMs on an H100)
@@ -100,6 +101,15 @@ def _lanes(to: int) -> int:
     return CONV_INVOCATIONS // (to // 4)
 
 
+def slab_depth(width: int, reduction: int) -> int:
+    """TK / TQ: the deepest slab whose depth x `width` words fit the workgroup slab,
+    no deeper than the `reduction` needs (rounded up to 8). Each slab is a round of
+    dependent global loads and two barriers: fewer, deeper slabs run a small layer
+    several times faster on a GPU."""
+    need = max(8, math.ceil(reduction / 8) * 8)
+    return next(d for d in SLAB_DEPTHS if d * width <= SLAB_WORDS and (d <= need or d == 8))
+
+
 def conv_tile(channels: int, positions: int) -> tuple[int, int]:
     """(TO, PPT) for a conv pass: the channel tile that wastes least of `channels`,
     then the most positions per invocation that still leaves a big GPU GPU_BUSY
@@ -116,18 +126,21 @@ def conv_tile(channels: int, positions: int) -> tuple[int, int]:
 
 
 def _conv_pass(src: Tensor, mask: Tensor | None, w: Tensor, b: Tensor | None, dst: Tensor, geo: ConvGeometry,
-               dx: bool, relu: bool, accumulate: bool, tile: tuple[int, int] | None) -> None:
+               dx: bool, relu: bool, accumulate: bool, tile: tuple[int, ...] | None) -> None:
+    """`tile`: (TO, PPT) or (TO, PPT, TK) to force a variant (tests); picked for the shapes otherwise."""
     dev = get_device()
     channels, positions = (geo.C, geo.N * geo.H * geo.W) if dx else (geo.O, geo.N * geo.OH * geo.OW)
-    to, ppt = tile or conv_tile(channels, positions)
+    to, ppt = (tile or conv_tile(channels, positions))[:2]
     per_tile = ppt * _lanes(to)
+    reduction = (geo.O if dx else geo.C) * geo.KH * geo.KW
+    tk = tile[2] if tile and len(tile) > 2 else slab_depth(per_tile, reduction)
     gx, gy = fold(math.ceil(positions / per_tile))
     gz = math.ceil(channels / to)
     _check_grid(gz)
     res = [geo.uniform(), src, mask if mask is not None else dev.dummy_ro, w,
            b if b is not None else dev.dummy_ro, dst]
     dev.dispatch("conv2d.wgsl", "conv", res, (gx, gy, gz), DX=dx, HAS_BIAS=b is not None, RELU=relu,
-                 MASK=mask is not None, ACCUMULATE=accumulate, TO=to, PPT=ppt)
+                 MASK=mask is not None, ACCUMULATE=accumulate, TO=to, PPT=ppt, TK=tk)
 
 
 def conv2d_into(x: Tensor, w: Tensor, b: Tensor | None, out: Tensor, geo: ConvGeometry, relu: bool = False,
@@ -173,13 +186,14 @@ def conv2d_weight_grad_into(x: Tensor, g: Tensor, geo: ConvGeometry, gw: Tensor 
     columns = geo.C * geo.KH * geo.KW + (gb is not None)
     positions = geo.N * geo.OH * geo.OW
     wanted = weight_grad_split(geo, columns) if split is None else max(1, split)
-    per = math.ceil(positions / (wanted * WGRAD_SLAB)) * WGRAD_SLAB   # whole slabs per slice
-    splits = math.ceil(positions / per)
     to, ppt = weight_grad_tile(geo.O, columns)
+    tq = slab_depth(_lanes(to) * ppt, math.ceil(positions / wanted))
+    per = math.ceil(positions / (wanted * tq)) * tq      # whole slabs per slice
+    splits = math.ceil(positions / per)
     grid = (math.ceil(columns / (_lanes(to) * ppt)), math.ceil(geo.O / to), splits)
     _check_grid(*grid)
     consts = dict(WANT_DW=gw is not None, WANT_DB=gb is not None, ACC_W=acc_w, ACC_B=acc_b,
-                  MASK=relu_out is not None, SPLIT=splits > 1, TO=to, PPT=ppt)
+                  MASK=relu_out is not None, SPLIT=splits > 1, TO=to, PPT=ppt, TQ=tq)
     partials = ops._scratch(splits * geo.O * columns) if splits > 1 else dev.dummy_rw
     res = [geo.uniform(slice=per, splits=splits), x, g, relu_out if relu_out is not None else dev.dummy_ro,
            gw if gw is not None else dev.dummy_rw, gb if gb is not None else dev.dummy_rw, partials]

@@ -24,8 +24,12 @@
 // (cl, pl) keeps channels 4cl..4cl+3 in one vec4 register per position, for PPT
 // positions pl, pl + PL, ... (strided, so neighbouring invocations read neighbouring
 // words of workgroup memory and write neighbouring words of dst). TP = PPT * PL.
-// K is walked in slabs of TK = 8: the workgroup gathers TK x TP patch values and
-// TK x TO weights into workgroup memory, then each invocation does TK x PPT vec4 FMAs.
+// K is walked in slabs of TK (8, 16 or 32: the deepest slab whose TK x TP values fit
+// the 2048-word `pslab`): the workgroup gathers TK x TP patch values and TK x TO
+// weights into workgroup memory, then each invocation does TK x PPT vec4 FMAs. These
+// layers are small, so a slab is latency-bound (a round of dependent global loads and
+// two barriers, about 2 us on an H100 whatever its depth): the deeper the slab, the
+// fewer rounds and the more independent loads each invocation has in flight.
 // No index decoding in the gather (DX only tests the stride): each position's
 // (n, y, x) is decoded once per workgroup into `pos_info`, each k's (c, ky, kx) once
 // per slab into `k_info` (the next slab's while this one is multiplied).
@@ -43,7 +47,7 @@
 // the PPT columns jl, jl + JL, ... (JL = 64 / (TO/4) column lanes, TJ = PPT * JL);
 // TO and PPT are picked so the tile fits O x J snugly (8 x 32 for a first layer's
 // 8 x 26). The reduction runs over q (N*OH*OW: 25k positions at batch 32 for 28x28
-// maps) in slabs of TQ = 8 positions; each column's (c, ky, kx) is decoded once into
+// maps) in slabs of TQ positions (8, 16 or 32, as TK); each column's (c, ky, kx) is decoded once into
 // `col_info`, each slab's positions into `q_pix` / `q_dy`. With SPLIT, workgroup z walks only
 // slice z of q (`slice` positions) and writes a partial tile, so a big GPU gets many
 // workgroups however small O x J is; `weight_grad_reduce` adds the `splits` partials.
@@ -60,6 +64,8 @@ override WANT_DB: bool = false;    // weight_grad: write db (adds the bias colum
 override ACC_W: bool = false;      // weight_grad: dW += result
 override ACC_B: bool = false;      // weight_grad: db += result
 override SPLIT: bool = false;      // weight_grad: partial tiles per slice of q
+override TK: u32 = 8u;             // conv: K slab depth (8, 16 or 32; TK * TP <= 2048)
+override TQ: u32 = 8u;             // weight_grad: position slab depth (8, 16 or 32; TQ * TJ <= 2048)
 
 //!struct Conv2dDims
 
@@ -80,16 +86,15 @@ override SPLIT: bool = false;      // weight_grad: partial tiles per slice of q
 @group(0) @binding(5) var<storage, read_write> gdb: array<f32>;   // db [O]
 @group(0) @binding(6) var<storage, read_write> gpartials: array<f32>; // [splits, O, J] with SPLIT
 
-const WG: u32 = 64u;   // invocations per workgroup (both kernels)
-const TK: u32 = 8u;    // conv: K slab
-const TQ: u32 = 8u;    // weight_grad: position slab
+const WG: u32 = 64u;          // invocations per workgroup (both kernels)
+const MAX_SLAB: u32 = 32u;    // the deepest TK / TQ (sizes the arrays below)
 
 // ================================= conv =================================================
 
 var<workgroup> pslab: array<f32, 2048>;       // [TK][TP], TP <= 256
-var<workgroup> wslab: array<vec4<f32>, 32>;   // [TK][4]: TK rows of 16 channels as 4 vec4
+var<workgroup> wslab: array<vec4<f32>, 128>;  // [TK][4]: TK rows of 16 channels as 4 vec4
 var<workgroup> pos_info: array<vec4<i32>, 256>;  // per position: (source image base, y0, x0, valid)
-var<workgroup> k_info: array<vec4<i32>, 8>;      // per k of the slab: (source channel, ky, kx, valid)
+var<workgroup> k_info: array<vec4<i32>, MAX_SLAB>;  // per k of the slab: (source channel, ky, kx, valid)
 
 struct Plane { c: u32, h: u32, w: u32 }
 
@@ -248,11 +253,11 @@ fn conv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 
 // ============================== weight_grad ==============================================
 
-var<workgroup> dy_slab: array<vec4<f32>, 32>;    // [TQ][4]: TQ rows of 16 channels as 4 vec4
+var<workgroup> dy_slab: array<vec4<f32>, 128>;   // [TQ][4]: TQ rows of 16 channels as 4 vec4
 var<workgroup> x_slab: array<f32, 2048>;         // [TQ][TJ], TJ <= 256
 var<workgroup> col_info: array<vec4<i32>, 256>;  // per column: (c, ky, kx, kind: 0 none, 1 weight, 2 bias)
-var<workgroup> q_pix: array<vec4<i32>, 8>;       // per position of the slab: (x image base, y0, x0, valid)
-var<workgroup> q_dy: array<u32, 8>;              // per position: index of dy[n, 0, oy, ox]
+var<workgroup> q_pix: array<vec4<i32>, MAX_SLAB>;  // per position of the slab: (x image base, y0, x0, valid)
+var<workgroup> q_dy: array<u32, MAX_SLAB>;       // per position: index of dy[n, 0, oy, ox]
 
 // Columns: C*KH*KW weights, then the bias column when db is wanted.
 fn columns() -> u32 {

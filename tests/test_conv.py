@@ -166,11 +166,12 @@ def test_conv2d_matches_torch_on_gpu(rng):
         np.testing.assert_allclose(mine.grad.to_numpy(), theirs.grad.numpy(), **TOL)
 
 
-@pytest.mark.parametrize("tile", [(16, 1), (16, 2), (8, 1), (4, 2)])
+@pytest.mark.parametrize("tile", [(16, 1), (16, 2), (8, 1), (4, 2), (16, 1, 32), (8, 2, 16), (16, 4, 32), (4, 4, 8)])
 def test_conv2d_every_tile_variant(tile, rng):
     """A CPU adapter always takes positions-per-invocation 4; a GPU takes 1 or 2 for
-    small batches. Guards the tile variants a GPU picks (lane strides, the partial
-    last tile) by forcing each on forward and input gradient."""
+    small batches, and slabs 8, 16 or 32 deep. Guards the tile variants a GPU picks
+    (lane strides, the partial last tile, a slab deeper than the reduction, whose
+    last rows are padding) by forcing each on forward and input gradient."""
     x, w, b, s, p, _ = odd_case((3, 6, 9, 13, 17, 3, 1, 1, True, False), rng)
     geo = conv.conv_geometry(x.shape, w.shape, s, p)
     out = Tensor(geo.out_shape)
@@ -473,3 +474,15 @@ def test_small_cnn_end_to_end(rng):
     np.testing.assert_allclose(loss.to_numpy()[0], ref_loss, rtol=1e-5)
     for name, p, ref in zip(("w1", "b1", "w2", "b2", "w3", "b3"), params, ref_grads):
         np.testing.assert_allclose(p.grad.to_numpy(), ref, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_slab_depth_is_the_deepest_that_fits():
+    """Guards the slab choice: the deepest of 32 / 16 / 8 whose words fit the 2048-word
+    workgroup slab, never deeper than the reduction needs (a 25-long reduction takes 32,
+    one of 9 takes 16), and 8 for the widest tile (a deeper one would overrun the array)."""
+    assert conv.slab_depth(64, 25) == 32
+    assert conv.slab_depth(64, 9) == 16
+    assert conv.slab_depth(64, 3) == 8
+    assert conv.slab_depth(128, 1000) == 16
+    assert conv.slab_depth(256, 1000) == 8
+    assert all(conv.slab_depth(w, r) * w <= conv.SLAB_WORDS for w in (16, 32, 64, 128, 256) for r in (1, 40, 999))
