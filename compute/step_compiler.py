@@ -455,7 +455,10 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         out = []
         for L in self.layers:
             n = L.n_in * L.n_out
-            if L.n_in % 4 == 0 and n >= BIG_BLOCK and L.sx % 4 == 0:
+            if self._tiled(L):
+                per_group = 256 // self.row_slices
+                out.append((f"{L.index}.weight", math.ceil(n // 16 / per_group), self._tiled_weight(L)))
+            elif L.n_in % 4 == 0 and n >= BIG_BLOCK and L.sx % 4 == 0:
                 per_group = 256 // self.row_slices
                 out.append((f"{L.index}.weight", math.ceil(n // 4 / per_group), self._big_weight(L)))
             else:
@@ -473,6 +476,77 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         """Invocations that split the batch rows of one large-layer gradient (1 at batch 32, 8 at 256):
         each sum is a chain of dependent loads, so long batches are cut into parallel pieces."""
         return max(1, min(8, self.batch // 32))
+
+    @staticmethod
+    def _tiled(L: Layer) -> bool:
+        """A large weight whose both sides are multiples of 4 (and vec4-aligned in scratch) gets
+        4 x 4 register tiles in pass 2."""
+        return (L.n_in % 4 == 0 and L.n_out % 4 == 0 and L.n_in * L.n_out >= BIG_BLOCK
+                and L.sx % 4 == 0 and L.sdz % 4 == 0)
+
+    def _row_fold(self) -> str:
+        """Pass 2: the row slices' partial vec4s summed in workgroup memory (nothing with one slice)."""
+        sl = self.row_slices
+        if sl == 1:
+            return ""
+        per = 256 // sl
+        return f"""
+        for (var s = {128}u; s >= {per}u; s >>= 1u) {{
+            if (t < s) {{ red4[t] += red4[t + s]; }}
+            workgroupBarrier();
+        }}"""
+
+    def _tiled_weight(self, L: Layer) -> str:
+        """dW as a GEMM X^T dZ in 4 x 4 register tiles: per row, one vec4 of x and one of dz feed
+        16 FMAs (the vec4-column form below loads two words per 4 FMAs, so at large batches it
+        re-reads scratch from L2 four times as often)."""
+        q, g = L.n_in // 4, L.n_out // 4
+        sl = self.row_slices
+        per = 256 // sl
+        folds = []
+        for c in range(4):
+            if sl == 1:
+                folds.append(f"        let d{c} = a{c};")
+            else:
+                folds.append(f"""        red4[t] = a{c};
+        workgroupBarrier();{self._row_fold()}
+        let d{c} = red4[t];
+        workgroupBarrier();""")
+        updates = "\n".join(f"            apply_update(p + {kk * L.n_out + c}u, d{c}[{kk}], step, lr);"
+                             for c in range(4) for kk in range(4))
+        def fma(u: int) -> str:
+            return "\n".join(f"                a{c} = fma(x{u}, vec4<f32>(z{u}[{c}]), a{c});" for c in range(4))
+        loads = "\n".join(f"""                let x{u} = scratch4[{L.sx // 4}u + (b + {u * sl}u) * {q}u + kq];
+                let z{u} = scratch4[{L.sdz // 4}u + (b + {u * sl}u) * {g}u + jq];""" for u in range(2))
+        return f"""
+        // dW[4kq..4kq+3, 4jq..4jq+3] = sum over rows of x[row, 4kq..]^T dz[row, 4jq..]: one 4 x 4 tile per
+        // {sl} invocations, each summing every {sl}th row (two rows' loads in flight), then folded
+        let i = local * {per}u + t % {per}u;
+        let slice = t / {per}u;
+        let jq = i % {g}u;
+        let kq = min(i / {g}u, {q - 1}u);
+        var a0 = vec4<f32>(0.0);
+        var a1 = vec4<f32>(0.0);
+        var a2 = vec4<f32>(0.0);
+        var a3 = vec4<f32>(0.0);
+        if (i < {q * g}u) {{
+            var b = slice;
+            for (; b + {sl}u < B; b += {2 * sl}u) {{
+{loads}
+{fma(0)}
+{fma(1)}
+            }}
+            for (; b < B; b += {sl}u) {{
+                let x0 = scratch4[{L.sx // 4}u + b * {q}u + kq];
+                let z0 = scratch4[{L.sdz // 4}u + b * {g}u + jq];
+{fma(0)}
+            }}
+        }}
+{chr(10).join(folds)}
+        if (slice == 0u && i < {q * g}u && !frozen) {{
+            let p = {L.w}u + 4u * kq * {L.n_out}u + 4u * jq;
+{updates}
+        }}"""
 
     def _big_weight(self, L: Layer) -> str:
         q = L.n_in // 4

@@ -137,42 +137,73 @@ fn decode_k(k: u32) -> vec4<i32> {
     return vec4<i32>(i32(c), i32(ky), i32(r - ky * dims.KW), 1);
 }
 
-// One element of the implicit patch matrix: P[k, position].
-fn gather(pi: vec4<i32>, ki: vec4<i32>) -> f32 {
-    if (pi.w == 0 || ki.w == 0) { return 0.0; }
+// Where P[k, position] lives in the source: (index, 1), or (0, 0) for a zero (padding,
+// a stride gap, outside the matrix). Branch-free: the slab loops compute four of these,
+// issue the four loads, and only then use them, so an invocation has four loads in
+// flight rather than one (a load followed at once by its use stalls for the whole
+// memory latency, and these small layers are bound by exactly that).
+fn patch_index(pi: vec4<i32>, ki: vec4<i32>) -> vec2<u32> {
     let S = source_plane();
+    var ok = pi.w != 0 && ki.w != 0;
     var sy: i32;
     var sx: i32;
     if (DX) {
-        let ny = pi.y - ki.y;
-        let nx = pi.z - ki.z;
-        if (ny < 0 || nx < 0) { return 0.0; }
-        sy = ny;
-        sx = nx;
+        sy = pi.y - ki.y;
+        sx = pi.z - ki.z;
         let s = dims.stride;
         if (s != 1u) {            // uniform branch: stride 1 (most layers) pays no integer division
             let su = i32(s);
-            if (ny % su != 0 || nx % su != 0) { return 0.0; }
-            sy = ny / su;
-            sx = nx / su;
+            ok = ok && sy % su == 0 && sx % su == 0;   // a negative row stays negative: caught below
+            sy = sy / su;
+            sx = sx / su;
         }
     } else {
         sy = pi.y + ki.y;
         sx = pi.z + ki.z;
     }
-    if (sy < 0 || sx < 0 || sy >= i32(S.h) || sx >= i32(S.w)) { return 0.0; }
+    ok = ok && sy >= 0 && sx >= 0 && sy < i32(S.h) && sx < i32(S.w);
     let idx = bitcast<u32>(pi.x) + (u32(ki.x) * S.h + u32(sy)) * S.w + u32(sx);
-    if (MASK) { return select(0.0, src[idx], relu_out[idx] > 0.0); }
-    return src[idx];
+    return vec2<u32>(select(0u, idx, ok), select(0u, 1u, ok));
 }
 
-// Wm[ch, k] (ki = decode_k(k)); 0 outside the matrix.
-fn weight_at(ch: u32, k: u32, ki: vec4<i32>) -> f32 {
+// Element e of the [TK][TP] patch slab (past its n elements: a zero).
+fn slab_patch(e: u32, n: u32, TP: u32) -> vec2<u32> {
+    let ee = min(e, n - 1u);
+    let at = patch_index(pos_info[ee % TP], k_info[ee / TP]);
+    return select(at, vec2<u32>(0u), e >= n);
+}
+
+fn load_patch(at: vec2<u32>) -> f32 {
+    var v = src[at.x];
+    if (MASK) { v = select(0.0, v, relu_out[at.x] > 0.0); }
+    return select(0.0, v, at.y != 0u);
+}
+
+// Where Wm[ch, k] lives in w: (index, 1), or (0, 0) outside the matrix (ki = decode_k(k)).
+fn weight_index(ch: u32, k: u32, ki: vec4<i32>) -> vec2<u32> {
     let D = dest_plane();
-    if (ch >= D.c || ki.w == 0) { return 0.0; }
+    let ok = ch < D.c && ki.w != 0;
     let kk = dims.KH * dims.KW;
-    if (DX) { return weight[(u32(ki.x) * D.c + ch) * kk + u32(ki.y) * dims.KW + u32(ki.z)]; }
-    return weight[ch * dims.C * kk + k];
+    var idx = ch * dims.C * kk + k;
+    if (DX) { idx = (u32(ki.x) * D.c + ch) * kk + u32(ki.y) * dims.KW + u32(ki.z); }
+    return vec2<u32>(select(0u, idx, ok), select(0u, 1u, ok));
+}
+
+// Element e of the [TK][TO] weight slab, as (kk = e % TK, ch = e / TK): consecutive
+// invocations walk k, contiguous in w for the forward. Past n elements: a zero.
+fn slab_weight(e: u32, n: u32, c0: u32, k0: u32) -> vec2<u32> {
+    let ee = min(e, n - 1u);
+    let kk = ee % TK;
+    let at = weight_index(c0 + ee / TK, k0 + kk, k_info[kk]);
+    return select(at, vec2<u32>(0u), e >= n);
+}
+
+fn load_weight(at: vec2<u32>) -> f32 {
+    return select(0.0, weight[at.x], at.y != 0u);
+}
+
+fn put_weight(e: u32, n: u32, v: f32) {
+    if (e < n) { wslab[(e % TK) * 4u + (e / TK) / 4u][(e / TK) % 4u] = v; }
 }
 
 fn store(q: u32, np: u32, ch0: u32, acc: vec4<f32>) {
@@ -217,16 +248,38 @@ fn conv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     var acc3 = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < K; k0 += TK) {
         // Gather: element e of the [TK][TP] slab is (kk = e / TP, p = e % TP), so
-        // consecutive invocations read consecutive positions of the source.
-        for (var e = lid; e < TK * TP; e += WG) {
-            pslab[e] = gather(pos_info[e % TP], k_info[e / TP]);
+        // consecutive invocations read consecutive positions of the source. Four
+        // elements per round, their loads issued before any is stored.
+        let np_slab = TK * TP;
+        for (var e = lid; e < np_slab; e += 4u * WG) {
+            let a0 = slab_patch(e, np_slab, TP);
+            let a1 = slab_patch(e + WG, np_slab, TP);
+            let a2 = slab_patch(e + 2u * WG, np_slab, TP);
+            let a3 = slab_patch(e + 3u * WG, np_slab, TP);
+            let v0 = load_patch(a0);
+            let v1 = load_patch(a1);
+            let v2 = load_patch(a2);
+            let v3 = load_patch(a3);
+            pslab[e] = v0;
+            if (e + WG < np_slab) { pslab[e + WG] = v1; }
+            if (e + 2u * WG < np_slab) { pslab[e + 2u * WG] = v2; }
+            if (e + 3u * WG < np_slab) { pslab[e + 3u * WG] = v3; }
         }
-        // Weights: (kk = e % TK, ch = e / TK): consecutive invocations walk k,
-        // contiguous in w for the forward.
-        for (var e = lid; e < TK * TO; e += WG) {
-            let kk = e % TK;
-            let ch = e / TK;
-            wslab[kk * 4u + ch / 4u][ch % 4u] = weight_at(c0 + ch, k0 + kk, k_info[kk]);
+        // Weights, likewise four per round.
+        let nw = TK * TO;
+        for (var e = lid; e < nw; e += 4u * WG) {
+            let a0 = slab_weight(e, nw, c0, k0);
+            let a1 = slab_weight(e + WG, nw, c0, k0);
+            let a2 = slab_weight(e + 2u * WG, nw, c0, k0);
+            let a3 = slab_weight(e + 3u * WG, nw, c0, k0);
+            let v0 = load_weight(a0);
+            let v1 = load_weight(a1);
+            let v2 = load_weight(a2);
+            let v3 = load_weight(a3);
+            put_weight(e, nw, v0);
+            put_weight(e + WG, nw, v1);
+            put_weight(e + 2u * WG, nw, v2);
+            put_weight(e + 3u * WG, nw, v3);
         }
         workgroupBarrier();
         if (lid < TK) { k_info[lid] = decode_k(k0 + TK + lid); }   // nobody reads it until the barrier
@@ -292,14 +345,47 @@ fn decode_q(q: u32, q_end: u32, slot: u32) {
     q_dy[slot] = n * gdims.O * ohw + r;
 }
 
-// One element of the patch matrix: P[column, position] (1 in the bias column).
-fn gather_x(qi: vec4<i32>, ci: vec4<i32>) -> f32 {
-    if (qi.w == 0 || ci.w == 0) { return 0.0; }
-    if (ci.w == 2) { return 1.0; }
+// Where P[column, position] lives in x: (index, 1); (0, 2) for the bias column's 1;
+// (0, 0) for a zero. Branch-free, as patch_index, so four loads go out at once.
+fn x_index(qi: vec4<i32>, ci: vec4<i32>) -> vec2<u32> {
     let sy = qi.y + ci.y;
     let sx = qi.z + ci.z;
-    if (sy < 0 || sx < 0 || sy >= i32(gdims.H) || sx >= i32(gdims.W)) { return 0.0; }
-    return gx[bitcast<u32>(qi.x) + (u32(ci.x) * gdims.H + u32(sy)) * gdims.W + u32(sx)];
+    let inside = sy >= 0 && sx >= 0 && sy < i32(gdims.H) && sx < i32(gdims.W);
+    let ok = qi.w != 0 && ci.w == 1 && inside;
+    let idx = bitcast<u32>(qi.x) + (u32(ci.x) * gdims.H + u32(sy)) * gdims.W + u32(sx);
+    let kind = select(select(0u, 2u, qi.w != 0 && ci.w == 2), 1u, ok);
+    return vec2<u32>(select(0u, idx, ok), kind);
+}
+
+// Element e of the [TQ][TJ] x slab (past its n elements: a zero).
+fn slab_x(e: u32, n: u32, TJ: u32) -> vec2<u32> {
+    let ee = min(e, n - 1u);
+    let at = x_index(q_pix[ee / TJ], col_info[ee % TJ]);
+    return select(at, vec2<u32>(0u), e >= n);
+}
+
+fn load_x(at: vec2<u32>) -> f32 {
+    return select(select(0.0, 1.0, at.y == 2u), gx[at.x], at.y == 1u);
+}
+
+// Element e of the [TQ][TO] dy slab as (kq = e % TQ, channel e / TQ): (index, 1) or
+// (0, 0) for a zero (a position past the slice, a channel past O, past n elements).
+fn slab_dy(e: u32, n: u32, o0: u32, ohw: u32) -> vec2<u32> {
+    let ee = min(e, n - 1u);
+    let kq = ee % TQ;
+    let o = o0 + ee / TQ;
+    let ok = e < n && q_pix[kq].w != 0 && o < gdims.O;
+    return vec2<u32>(select(0u, q_dy[kq] + o * ohw, ok), select(0u, 1u, ok));
+}
+
+fn load_dy(at: vec2<u32>) -> f32 {
+    var v = gdy[at.x];
+    if (MASK) { v = select(0.0, v, gy[at.x] > 0.0); }
+    return select(0.0, v, at.y != 0u);
+}
+
+fn put_dy(e: u32, n: u32, v: f32) {
+    if (e < n) { dy_slab[(e % TQ) * 4u + (e / TQ) / 4u][(e / TQ) % 4u] = v; }
 }
 
 fn finish_w(o: u32, j: u32, v: f32) {
@@ -343,23 +429,38 @@ fn weight_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
     var acc3 = vec4<f32>(0.0);
     for (var q0 = q_begin; q0 < q_end; q0 += TQ) {
         // dy slab, element e = (kq = e % TQ, channel e / TQ): consecutive invocations
-        // walk positions, contiguous in dy within an image.
-        for (var e = lid; e < TQ * TO; e += WG) {
-            let kq = e % TQ;
-            let oc = e / TQ;
-            let o = o0 + oc;
-            var v = 0.0;
-            if (q_pix[kq].w != 0 && o < gdims.O) {
-                let idx = q_dy[kq] + o * ohw;
-                v = gdy[idx];
-                if (MASK) { v = select(0.0, v, gy[idx] > 0.0); }
-            }
-            dy_slab[kq * 4u + oc / 4u][oc % 4u] = v;
+        // walk positions, contiguous in dy within an image. Four loads out per round.
+        let ndy = TQ * TO;
+        for (var e = lid; e < ndy; e += 4u * WG) {
+            let a0 = slab_dy(e, ndy, o0, ohw);
+            let a1 = slab_dy(e + WG, ndy, o0, ohw);
+            let a2 = slab_dy(e + 2u * WG, ndy, o0, ohw);
+            let a3 = slab_dy(e + 3u * WG, ndy, o0, ohw);
+            let v0 = load_dy(a0);
+            let v1 = load_dy(a1);
+            let v2 = load_dy(a2);
+            let v3 = load_dy(a3);
+            put_dy(e, ndy, v0);
+            put_dy(e + WG, ndy, v1);
+            put_dy(e + 2u * WG, ndy, v2);
+            put_dy(e + 3u * WG, ndy, v3);
         }
         // x slab, element e = (kq = e / TJ, column e % TJ): consecutive invocations walk
-        // columns (kx, then ky), mostly neighbouring words of x.
-        for (var e = lid; e < TQ * TJ; e += WG) {
-            x_slab[e] = gather_x(q_pix[e / TJ], col_info[e % TJ]);
+        // columns (kx, then ky), mostly neighbouring words of x. Four loads out per round.
+        let nx = TQ * TJ;
+        for (var e = lid; e < nx; e += 4u * WG) {
+            let a0 = slab_x(e, nx, TJ);
+            let a1 = slab_x(e + WG, nx, TJ);
+            let a2 = slab_x(e + 2u * WG, nx, TJ);
+            let a3 = slab_x(e + 3u * WG, nx, TJ);
+            let v0 = load_x(a0);
+            let v1 = load_x(a1);
+            let v2 = load_x(a2);
+            let v3 = load_x(a3);
+            x_slab[e] = v0;
+            if (e + WG < nx) { x_slab[e + WG] = v1; }
+            if (e + 2u * WG < nx) { x_slab[e + 2u * WG] = v2; }
+            if (e + 3u * WG < nx) { x_slab[e + 3u * WG] = v3; }
         }
         workgroupBarrier();
         if (lid < TQ) { decode_q(q0 + TQ + lid, q_end, lid); }   // next slab; read after the barrier

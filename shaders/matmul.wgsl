@@ -36,18 +36,56 @@ const TK: u32 = 16u;  // K slab
 var<workgroup> As: array<array<f32, 64>, 16>;  // [k][m]
 var<workgroup> Bs: array<array<f32, 64>, 16>;  // [k][n]
 
-fn load_a(m: u32, k: u32) -> f32 {
-    if (m >= dims.M || k >= dims.K) { return 0.0; }
-    if (TRANS_A) { return A[k * dims.M + m]; }
-    return A[m * dims.K + k];
+// Slab element e (0..1023) of A: (kk, mm). Consecutive invocations walk m when A is
+// [K,M], k when A is [M,K], so global reads stay contiguous either way.
+fn a_slot(e: u32) -> vec2<u32> {
+    if (TRANS_A) { return vec2<u32>(e / T, e % T); }
+    return vec2<u32>(e % TK, e / TK);
 }
 
-fn load_b(k: u32, n: u32) -> f32 {
-    if (k >= dims.K || n >= dims.N) { return 0.0; }
-    if (TRANS_B) { return B[n * dims.K + k]; }
-    return B[k * dims.N + n];
+// Slab element e of B: (kb, nb), contiguous in B either way.
+fn b_slot(e: u32) -> vec2<u32> {
+    if (TRANS_B) { return vec2<u32>(e % TK, e / TK); }
+    return vec2<u32>(e / T, e % T);
 }
 
+// Where A[m, k] lives: (index, 1), or (0, 0) outside the matrix or the K slice.
+// Branch-free, so main issues all eight of a slab's loads before storing any (a load
+// used at once stalls for the whole memory latency; batch-sized products are bound by it).
+fn a_index(m: u32, k: u32, k_end: u32) -> vec2<u32> {
+    let ok = m < dims.M && k < dims.K && k < k_end;
+    let idx = select(m * dims.K + k, k * dims.M + m, TRANS_A);
+    return vec2<u32>(select(0u, idx, ok), select(0u, 1u, ok));
+}
+
+fn b_index(k: u32, n: u32, k_end: u32) -> vec2<u32> {
+    let ok = k < dims.K && n < dims.N && k < k_end;
+    let idx = select(k * dims.N + n, n * dims.K + k, TRANS_B);
+    return vec2<u32>(select(0u, idx, ok), select(0u, 1u, ok));
+}
+
+fn a_at(e: u32, m0: u32, k0: u32, k_end: u32) -> vec2<u32> {
+    let s = a_slot(e);
+    return a_index(m0 + s.y, k0 + s.x, k_end);
+}
+
+fn b_at(e: u32, n0: u32, k0: u32, k_end: u32) -> vec2<u32> {
+    let s = b_slot(e);
+    return b_index(k0 + s.x, n0 + s.y, k_end);
+}
+
+fn load_a(at: vec2<u32>) -> f32 { return select(0.0, A[at.x], at.y != 0u); }
+fn load_b(at: vec2<u32>) -> f32 { return select(0.0, B[at.x], at.y != 0u); }
+
+fn put_a(e: u32, v: f32) {
+    let s = a_slot(e);
+    As[s.x][s.y] = v;
+}
+
+fn put_b(e: u32, v: f32) {
+    let s = b_slot(e);
+    Bs[s.x][s.y] = v;
+}
 
 fn finish(idx: u32, n: u32, value: f32) {
     var v = value;
@@ -76,18 +114,31 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     let k_begin = select(0u, wg.z * per, SPLIT > 1u);
     let k_end = select(dims.K, min(dims.K, k_begin + per), SPLIT > 1u);
     for (var k0 = k_begin; k0 < k_end; k0 += TK) {
-        // 1024 elements per slab and operand, 4 per invocation.
-        for (var r = 0u; r < 4u; r++) {
-            let e = flat + r * 256u;
-            // A slab: e -> (kk, mm); consecutive invocations walk m when A is [K,M],
-            // k when A is [M,K], so global reads stay contiguous either way.
-            var kk: u32; var mm: u32;
-            if (TRANS_A) { kk = e / T; mm = e % T; } else { mm = e / TK; kk = e % TK; }
-            As[kk][mm] = select(0.0, load_a(m0 + mm, k0 + kk), k0 + kk < k_end);
-            var kb: u32; var nb: u32;
-            if (TRANS_B) { nb = e / TK; kb = e % TK; } else { kb = e / T; nb = e % T; }
-            Bs[kb][nb] = select(0.0, load_b(k0 + kb, n0 + nb), k0 + kb < k_end);
-        }
+        // 1024 elements per slab and operand, 4 per invocation: the eight loads first.
+        let a0 = a_at(flat, m0, k0, k_end);
+        let a1 = a_at(flat + 256u, m0, k0, k_end);
+        let a2 = a_at(flat + 512u, m0, k0, k_end);
+        let a3 = a_at(flat + 768u, m0, k0, k_end);
+        let b0 = b_at(flat, n0, k0, k_end);
+        let b1 = b_at(flat + 256u, n0, k0, k_end);
+        let b2 = b_at(flat + 512u, n0, k0, k_end);
+        let b3 = b_at(flat + 768u, n0, k0, k_end);
+        let va0 = load_a(a0);
+        let va1 = load_a(a1);
+        let va2 = load_a(a2);
+        let va3 = load_a(a3);
+        let vb0 = load_b(b0);
+        let vb1 = load_b(b1);
+        let vb2 = load_b(b2);
+        let vb3 = load_b(b3);
+        put_a(flat, va0);
+        put_a(flat + 256u, va1);
+        put_a(flat + 512u, va2);
+        put_a(flat + 768u, va3);
+        put_b(flat, vb0);
+        put_b(flat + 256u, vb1);
+        put_b(flat + 512u, vb2);
+        put_b(flat + 768u, vb3);
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
             let b = vec4<f32>(Bs[kk][lx], Bs[kk][lx + 16u], Bs[kk][lx + 32u], Bs[kk][lx + 48u]);
