@@ -109,8 +109,9 @@ class Sequential:
 
     # -- the forward pass ---------------------------------------------------------------------------
     def forward(self, x: Tensor, train: bool = False, state: Tensor | None = None, seed: int = 0,
-                trace: list | None = None) -> Tensor:
-        """x: [B, H*W] (a batch of flattened images) -> class scores [B, classes].
+                trace: list | None = None, stop: int | None = None) -> Tensor:
+        """x: [B, H*W] (a batch of flattened images) -> class scores [B, classes], or the output
+        of the layers before index `stop` (a compiled head takes it from there).
 
         A Linear or Conv2d followed by ReLU runs as one fused kernel; Dropout only when
         training. `trace`, if given, receives (layer index, output) for every layer whose
@@ -118,10 +119,10 @@ class Sequential:
         b = x.shape[0]
         spatial = isinstance(self.layers[0], (Conv2d, MaxPool2d))
         h = x.view((b, *self.arch.input_shape)) if spatial else x      # [B, H*W] is [B, 1, H, W] in memory
-        i = 0
-        while i < len(self.layers):
+        i, end = 0, len(self.layers) if stop is None else stop
+        while i < end:
             layer = self.layers[i]
-            fuse = i + 1 < len(self.layers) and isinstance(self.layers[i + 1], ReLU)
+            fuse = i + 1 < end and isinstance(self.layers[i + 1], ReLU)
             if isinstance(layer, Linear):
                 if len(h.shape) != 2:
                     h = h.view((b, math.prod(h.shape[1:])))

@@ -96,17 +96,23 @@ class Run:
         return message
 
     def _choose_engine(self) -> str:
-        from .step_compiler import supported
-        ok = supported(self.model)
+        """compiled: the step compiler builds the step (a convolutional network's dense head, its
+        other layers traced); graph: the autograd trace alone (the reference)."""
+        from .step_compiler import head_start, supported
+        ok = supported(self.model) or head_start(self.model) is not None
         if self.engine_choice == "compiled" and not ok:
-            raise ValueError("the compiled step covers Linear / ReLU / Dropout networks; use --engine graph")
+            raise ValueError("the compiled step covers Linear / ReLU / Dropout networks, and convolutional "
+                             "networks whose layers after the last Flatten() are those; use --engine graph")
         return "compiled" if ok and self.engine_choice != "graph" else "graph"
 
     def _build_step(self) -> Program:
         dev = get_device()
         if self.engine == "compiled":
-            from .step_compiler import CompiledStep, StepDoesNotFit
+            from .step_compiler import CompiledStep, StepDoesNotFit, head_start
             try:
+                start = head_start(self.model)
+                if start is not None:
+                    return self._hybrid_step(start)
                 return CompiledStep(self.model, self.data, self.metrics, self.optimizer, self.recipe).program
             except StepDoesNotFit as e:
                 if self.engine_choice == "compiled":
@@ -123,6 +129,33 @@ class Run:
             loss.backward()
             self.optimizer.record_step()
         dev.stream.discard()  # traced only; it runs when replayed
+        return prog
+
+    def _hybrid_step(self, start: int) -> Program:
+        """A convolutional network's step: its layers up to the Flatten traced, the dense head
+        from `start` on compiled (two dispatches for what the trace runs as a dozen), then the
+        trace's backward from the head's feature gradient and one optimizer pass over every
+        parameter."""
+        from .step_compiler import CompiledStep, HeadIO
+        dev = get_device()
+        b, r, m = self.recipe.batch_size, self.recipe, self.metrics
+        x = Tensor((b, self.data.input_size), label="batch.x")
+        y = Tensor((b,), dtype="u32", label="batch.y")
+        dev.stream.flush()
+        try:
+            with dev.stream.capture("train_step") as prog:
+                self.data.gather(self.data.train, x, y, m.state, shift=r.shift, seed=r.seed)
+                features = self.model.forward(x, train=True, state=m.state, seed=r.seed, stop=start)
+                grad = Tensor(features.shape, label="grad(features)")
+                head = CompiledStep(self.model, self.data, m, self.optimizer, r,
+                                    head=HeadIO(start, features, grad))
+                for d in head.program.dispatches:
+                    dev.stream.record(d)
+                features.grad = grad
+                features.backward()
+                self.optimizer.record_step()
+        finally:
+            dev.stream.discard()       # traced only (or abandoned: a head too big for this GPU)
         return prog
 
     # -- position -------------------------------------------------------------------------------------

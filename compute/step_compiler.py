@@ -51,15 +51,29 @@ class Layer:
     sdz: int = 0           # and its output gradient [B, n_out]
 
 
-def _layers(model) -> list:
-    """The layers the step runs: a leading Flatten() of flat images is nothing to do."""
+def _layers(model, start: int = 0) -> list:
+    """The layers the step runs, from `start`: a leading Flatten() of flat images is nothing to do."""
+    layers = list(model.layers)[start:]
+    return layers[1:] if start == 0 and layers and isinstance(layers[0], Flatten) else layers
+
+
+def head_start(model) -> int | None:
+    """Where a convolutional network's dense head begins: the index of the first Linear after
+    the last Flatten, when everything from there is what the compiled step covers (the layers
+    before it then run as the autograd trace, the head as the compiled step). None otherwise."""
     layers = list(model.layers)
-    return layers[1:] if layers and isinstance(layers[0], Flatten) else layers
+    flat = max((i for i, l in enumerate(layers) if isinstance(l, Flatten)), default=None)
+    if flat is None or flat == 0 or flat + 1 >= len(layers):
+        return None
+    return flat + 1 if _tail_supported(layers[flat + 1:]) else None
 
 
 def supported(model) -> bool:
     """Linear layers, each followed by optional ReLU and Dropout, ending in a Linear."""
-    layers = _layers(model)
+    return _tail_supported(_layers(model))
+
+
+def _tail_supported(layers: list) -> bool:
     if not layers or not isinstance(layers[-1], Linear):
         return False
     i = 0
@@ -74,9 +88,11 @@ def supported(model) -> bool:
     return True
 
 
-def plan_layers(model, seed: int) -> list[Layer]:
-    shift = 1 if isinstance(model.layers[0], Flatten) else 0     # PyTorch indices count the Flatten
-    out, layers, i = [], _layers(model), 0
+def plan_layers(model, seed: int, start: int = 0) -> list[Layer]:
+    """The Linear layers from `start` (0: the whole network) with their activations, numbered as
+    PyTorch numbers them (a leading Flatten counts)."""
+    shift = start or (1 if isinstance(model.layers[0], Flatten) else 0)
+    out, layers, i = [], _layers(model, start), 0
     while i < len(layers):
         lin = layers[i]
         relu = i + 1 < len(layers) and isinstance(layers[i + 1], ReLU)
@@ -111,17 +127,36 @@ class StepDoesNotFit(ValueError):
     says which); `auto` then runs the autograd trace, whose buffers are one layer each."""
 
 
-class CompiledStep:
-    """The generated shader and its two dispatches for one (network, batch, recipe, dataset)."""
+@dataclass
+class HeadIO:
+    """A compiled head's connection to the traced layers before it: it reads their output
+    `features` [B, F] (the Flatten's) and writes its gradient `feature_grad` [B, F]; its
+    parameter gradients go to the arena's gradient buffer, for the trace's optimizer."""
+    start: int             # index of the head's first Linear
+    features: object       # Tensor [B, F]
+    feature_grad: object   # Tensor [B, F]
 
-    def __init__(self, model, data, metrics, optimizer, recipe, wg: int | None = None, rows: int | None = None):
+
+class CompiledStep:
+    """The generated shader and its two dispatches for one (network, batch, recipe, dataset).
+
+    With `head`, only the dense head of a convolutional network is compiled: pass 1 starts
+    from the traced layers' features and ends by writing their gradient, pass 2 writes the
+    head's parameter gradients (and the step's metrics) and leaves the update and the step
+    counter to the trace's optimizer, which updates every parameter at once."""
+
+    def __init__(self, model, data, metrics, optimizer, recipe, wg: int | None = None, rows: int | None = None,
+                 head: HeadIO | None = None):
         dev = get_device()
-        if not supported(model):
+        if head is None and not supported(model):
             raise ValueError("the compiled step covers Linear / ReLU / Dropout networks")
+        if head is not None and head_start(model) != head.start:
+            raise ValueError("the compiled head starts at the first Linear after the last Flatten")
+        self.head = head
         self.wg = wg or (256 if dev.is_cpu else 512)
         b = recipe.batch_size
         self.batch = b
-        self.layers = plan_layers(model, recipe.seed)
+        self.layers = plan_layers(model, recipe.seed, head.start if head else 0)
         arena = model.arena
         for L in self.layers:
             L.w, L.b = arena.offsets[f"{L.index}.weight"], arena.offsets[f"{L.index}.bias"]
@@ -152,11 +187,14 @@ class CompiledStep:
         self.classes = self.layers[-1].n_out
         split = data.train
         self.source = load_wgsl("compiled_step.wgsl") + "\n" + self.generate(split, recipe)
-        key = f"compiled_step[{model.arch.text}|b{b}|r{self.r}|wg{self.wg}|n{split.n}|s{recipe.shift},{recipe.seed}]"
+        mode = f"|head{head.start}" if head else ""
+        key = f"compiled_step[{model.arch.text}|b{b}|r{self.r}|wg{self.wg}|n{split.n}|s{recipe.shift},{recipe.seed}{mode}]"
         p1 = dev.pipeline(key, "forward_backward", source=self.source)
         p2 = dev.pipeline(key, "update", source=self.source)
         resources = [optimizer.hyper, metrics.state, arena.buffer, optimizer.m1, optimizer.m2, split.images,
                      split.labels, data.perm, self.scratch, metrics.history, arena.buffer, self.scratch]
+        if head:
+            resources += [head.features, head.feature_grad, arena.grad_buffer]
         group = dev.bind_group(p1, resources)
         g1 = math.ceil(b / self.r)
         g2 = self.update_groups
@@ -231,12 +269,20 @@ class CompiledStep:
             "var<workgroup> red4: array<vec4<f32>, 256>;   // pass 2: the row slices' partial weight gradients",
         ] + [f"var<workgroup> wst{L.index}: array<f32, {L.n_in * L.n_out}>;   // layer {L.index}'s weights, staged"
              for L in self._staged()]
+        if self.head:
+            consts += [
+                "@group(0) @binding(12) var<storage, read> features: array<f32>;         // the traced layers' output [B, F]",
+                "@group(0) @binding(13) var<storage, read_write> feature_grad: array<f32>;  // its gradient [B, F]",
+                "@group(0) @binding(14) var<storage, read_write> grads: array<f32>;      // the arena's gradients",
+            ]
         body = [self._load_rows()]
         for k, L in enumerate(self.layers):
             body.append(self._forward(L, last=k == len(self.layers) - 1))
         body.append(self._loss())
         for k in range(len(self.layers) - 1, 0, -1):
             body.append(self._backward(self.layers[k], self.layers[k - 1]))
+        if self.head:
+            body.append(self._feature_grad(self.layers[0]))
         pass1 = f"""
 @compute @workgroup_size({wg})
 fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {{
@@ -268,7 +314,7 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         let k = i % PIXELS;
         let s = sample_of[rr];
         var v = 0.0;
-        if (s != 0xffffffffu) {{ v = image_pixel(s, k, step, r0 + rr); }}
+        if (s != 0xffffffffu) {{ v = {self._input("s", "k", "r0 + rr")}; }}
         act[rr * ROW + k] = v;
         if (r0 + rr < B) {{ scratch[{L0.sx}u + (r0 + rr) * PIXELS + k] = v; }}
     }}
@@ -355,6 +401,13 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
     workgroupBarrier();
 """
 
+    def _input(self, s: str, k: str, row: str) -> str:
+        """Element k of batch row `row` (dataset sample `s`): the image pixel, or the traced
+        layers' feature when this is a compiled head."""
+        if self.head:
+            return f"features[({row}) * PIXELS + {k}]"
+        return f"image_pixel({s}, {k}, step, {row})"
+
     def _weight(self, L: Layer, k: str, c: str) -> str:
         """W[k, c] of a scalar-path layer: from workgroup memory if staged."""
         if L in self._staged():
@@ -404,28 +457,8 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         """dz of `prev` = (dz of L) W_L^T, through prev's dropout and ReLU. W_L is stored
         [n_in, n_out], so row k (one input unit) is contiguous: invocation k reads it once
         for all R rows."""
-        r = self.r
-        accs = range(r)
-        decl = " ".join(f"var d{q} = 0.0;" for q in accs)
-        if L.n_out % 4 == 0 and L.w % 4 == 0:
-            g = L.n_out // 4
-
-            def dz4(q, c):
-                base = f"{q * self.row + L.act_out}u + 4u * ({c})"
-                return f"vec4<f32>(act[{base}], act[{base} + 1u], act[{base} + 2u], act[{base} + 3u])"
-            loop = f"""        var c = 0u;
-        for (; c + 4u <= {g}u; c += 4u) {{   // four independent weight loads in flight
-""" + "\n".join(f"            let w{u} = params4[{L.w // 4}u + k * {g}u + c + {u}u];" for u in range(4)) + "\n" + \
-                "\n".join(f"            d{q} += dot(w{u}, {dz4(q, f'c + {u}u')});" for u in range(4) for q in accs) + f"""
-        }}
-        for (; c < {g}u; c++) {{
-            let w = params4[{L.w // 4}u + k * {g}u + c];
-""" + "\n".join(f"            d{q} += dot(w, {dz4(q, 'c')});" for q in accs) + "\n        }"
-        else:
-            loop = f"""        for (var c = 0u; c < {L.n_out}u; c++) {{
-            let w = {self._weight(L, "k", "c")};
-""" + "\n".join(f"            d{q} = fma(act[{q * self.row + L.act_out}u + c], w, d{q});" for q in accs) + "\n        }"
-        part_store = "\n".join(f"        part[(k * R + {q}u) / 4u][(k * R + {q}u) % 4u] = d{q};" for q in accs)
+        decl, loop = self._input_grad_rows(L)
+        part_store = "\n".join(f"        part[(k * R + {q}u) / 4u][(k * R + {q}u) % 4u] = d{q};" for q in range(self.r))
         mask = "select(0.0, d, a > 0.0)" if prev.relu else "d"
         if prev.dropout:
             mask = f"select(0.0, {mask} * {1.0 / (1.0 - prev.dropout):.9g}, keep({prev.dropout_seed}u, step, r0 + rr, {prev.n_out}u, k, {prev.dropout:.9g}))"
@@ -448,6 +481,46 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
     }}
     workgroupBarrier();
 """
+
+    def _feature_grad(self, L: Layer) -> str:
+        """A compiled head's last act: the gradient of the traced layers' features, dz W^T of the
+        head's first layer, straight to `feature_grad` (the trace's backward starts from it)."""
+        decl, loop = self._input_grad_rows(L)
+        store = "\n".join(f"        if (r0 + {q}u < B) {{ feature_grad[(r0 + {q}u) * {L.n_in}u + k] = d{q}; }}"
+                           for q in range(self.r))
+        return f"""
+    // -- layer {L.index}: gradient of the features = dz W^T, for the traced layers before the head
+    for (var k = t; k < {L.n_in}u; k += WG) {{
+        {decl}
+{loop}
+{store}
+    }}
+"""
+
+    def _input_grad_rows(self, L: Layer) -> tuple[str, str]:
+        """(declarations, loop) that sum d{q} = (dz of row q) . W_L[k, :] for input unit k, every row."""
+        r = self.r
+        accs = range(r)
+        decl = " ".join(f"var d{q} = 0.0;" for q in accs)
+        if L.n_out % 4 == 0 and L.w % 4 == 0:
+            g = L.n_out // 4
+
+            def dz4(q, c):
+                base = f"{q * self.row + L.act_out}u + 4u * ({c})"
+                return f"vec4<f32>(act[{base}], act[{base} + 1u], act[{base} + 2u], act[{base} + 3u])"
+            loop = f"""        var c = 0u;
+        for (; c + 4u <= {g}u; c += 4u) {{   // four independent weight loads in flight
+""" + "\n".join(f"            let w{u} = params4[{L.w // 4}u + k * {g}u + c + {u}u];" for u in range(4)) + "\n" + \
+                "\n".join(f"            d{q} += dot(w{u}, {dz4(q, f'c + {u}u')});" for u in range(4) for q in accs) + f"""
+        }}
+        for (; c < {g}u; c++) {{
+            let w = params4[{L.w // 4}u + k * {g}u + c];
+""" + "\n".join(f"            d{q} += dot(w, {dz4(q, 'c')});" for q in accs) + "\n        }"
+        else:
+            loop = f"""        for (var c = 0u; c < {L.n_out}u; c++) {{
+            let w = {self._weight(L, "k", "c")};
+""" + "\n".join(f"            d{q} = fma(act[{q * self.row + L.act_out}u + c], w, d{q});" for q in accs) + "\n        }"
+        return decl, loop
 
     # -- pass 2 ---------------------------------------------------------------------------------------
     def _blocks(self) -> list[tuple[str, int, str]]:
@@ -512,7 +585,7 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         workgroupBarrier();{self._row_fold()}
         let d{c} = red4[t];
         workgroupBarrier();""")
-        updates = "\n".join(f"            apply_update(p + {kk * L.n_out + c}u, d{c}[{kk}], step, lr);"
+        updates = "\n".join(f"            {self._rule}(p + {kk * L.n_out + c}u, d{c}[{kk}], step, lr);"
                              for c in range(4) for kk in range(4))
         def fma(u: int) -> str:
             return "\n".join(f"                a{c} = fma(x{u}, vec4<f32>(z{u}[{c}]), a{c});" for c in range(4))
@@ -586,10 +659,10 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         }}{fold}
         if (slice == 0u && i < {q * L.n_out}u && !frozen) {{
             let p = {L.w}u + 4u * kq * {L.n_out}u + j;
-            apply_update(p, acc.x, step, lr);
-            apply_update(p + {L.n_out}u, acc.y, step, lr);
-            apply_update(p + {2 * L.n_out}u, acc.z, step, lr);
-            apply_update(p + {3 * L.n_out}u, acc.w, step, lr);
+            {self._rule}(p, acc.x, step, lr);
+            {self._rule}(p + {L.n_out}u, acc.y, step, lr);
+            {self._rule}(p + {2 * L.n_out}u, acc.z, step, lr);
+            {self._rule}(p + {3 * L.n_out}u, acc.w, step, lr);
         }}"""
 
     def _small(self, L: Layer, bias: bool) -> str:
@@ -617,9 +690,12 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
             if (t < s) {{ red[t] += red[t + s]; }}
             workgroupBarrier();
         }}
-        if (slice == 0u && p < {n}u && !frozen) {{ apply_update({dest}, red[t].x, step, lr); }}"""
+        if (slice == 0u && p < {n}u && !frozen) {{ {self._rule}({dest}, red[t].x, step, lr); }}"""
 
     def _metrics(self) -> str:
+        # A compiled head leaves the counters to the trace's `advance`, the step's last dispatch.
+        advance = "" if self.head else """            atomicStore(&state.step, step + 1u);
+            atomicAdd(&state.run_step, 1u);"""
         return f"""
         // the step's mean loss and accuracy into the history ring, then the counters advance
         var acc = vec2<f32>(0.0);
@@ -634,9 +710,14 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
             let spe = (N + B - 1u) / B;
             let n = f32(min(B, N - (step % spe) * B));
             record_step(red[0].x / n, red[0].y / n, CLASSES);
-            atomicStore(&state.step, step + 1u);
-            atomicAdd(&state.run_step, 1u);
+{advance}
         }}"""
+
+    @property
+    def _rule(self) -> str:
+        """What pass 2 does with a summed gradient: the optimizer rule, or (a compiled head) store
+        it for the trace's optimizer."""
+        return "put_gradient" if self.head else "apply_update"
 
     def _update(self) -> str:
         branches, start = [], 0
@@ -646,14 +727,19 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         return;
     }}""")
             start += groups
-        return f"""
+        # A compiled head stores gradients whatever the flags: the trace's optimizer checks them.
+        frozen = "false" if self.head else "atomicLoad(&state.flags) != 0u || hyper.frozen == 1u"
+        put = "" if not self.head else """
+fn put_gradient(p: u32, g: f32, step: u32, lr: f32) { grads[p] = g; }
+"""
+        return put + f"""
 @compute @workgroup_size(256)
 fn update(@builtin(workgroup_id) wg3: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>,
           @builtin(num_workgroups) nwg: vec3<u32>) {{
     let wg = wg3.x + wg3.y * nwg.x;
     let t = lid3.x;
     let step = atomicLoad(&state.step_snap);
-    let frozen = atomicLoad(&state.flags) != 0u || hyper.frozen == 1u;
+    let frozen = {frozen};
     let lr = learning_rate(hyper, step);
 {chr(10).join(branches)}
 }}

@@ -11,7 +11,7 @@ from mnist_viz.compute.data import GpuDataset
 from mnist_viz.compute.nn import Sequential
 from mnist_viz.compute.recipe import Recipe
 from mnist_viz.compute.run import Run
-from mnist_viz.compute.step_compiler import CompiledStep, supported
+from mnist_viz.compute.step_compiler import CompiledStep, head_start, supported
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +73,47 @@ def test_rows_per_workgroup(data, rows):
                 Recipe(epochs=1, batch_size=50, lr=0.1, shift=1), rows=rows)
 
 
-def test_convolutions_use_the_trace():
+def test_what_the_compiler_covers():
+    """A whole MLP compiles; a convolutional network compiles its dense head, from the first
+    Linear after the last Flatten, when everything from there is Linear / ReLU / Dropout."""
     assert not supported(Sequential(parse("Conv2d(1,4,3),ReLU(),Flatten(),Linear(2704,10)")))
     assert supported(Sequential(parse("Linear(784,10)")))
+    assert head_start(Sequential(parse("Conv2d(1,4,3),ReLU(),Flatten(),Linear(2704,10)"))) == 3
+    assert head_start(Sequential(parse("Conv2d(1,4,3),MaxPool2d(2),Flatten(),Linear(676,16),ReLU(),Dropout(0.2),"
+                                       "Linear(16,10)"))) == 3
+    assert head_start(Sequential(parse("Linear(784,10)"))) is None           # an MLP: the whole step
+    assert head_start(Sequential(parse("Flatten(),Linear(784,10)"))) is None
+
+
+CNN = "Conv2d(1,4,5,padding=2),ReLU(),MaxPool2d(2),Conv2d(4,6,3),ReLU(),MaxPool2d(2),Flatten(),Linear(216,12),ReLU(),Linear(12,10)"
+
+
+def assert_head_same(data, arch, recipe):
+    g, gh, gr = train(data, arch, recipe, "graph")
+    c, ch, cr = train(data, arch, recipe, "compiled")
+    assert (gr.engine, cr.engine) == ("graph", "compiled")
+    assert len(cr.program) < len(gr.program) - 4, (len(cr.program), len(gr.program))
+    labels = [d.label for d in cr.program.dispatches]
+    assert labels.count("compiled:forward_backward") == labels.count("compiled:update") == 1
+    for k in g:
+        np.testing.assert_allclose(c[k], g[k], rtol=1e-3, atol=3e-5, err_msg=k)
+    np.testing.assert_allclose(ch, gh, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch,recipe", [
+    (CNN, Recipe(epochs=2, batch_size=50, lr=0.05, momentum=0.9, shift=1, schedule="cosine", min_lr=0.01)),
+    (CNN.replace("ReLU(),Linear(12,10)", "ReLU(),Dropout(0.3),Linear(12,10)"),
+     Recipe(epochs=2, batch_size=50, optimizer="adam", lr=0.003, weight_decay=1e-3, seed=4)),
+    ("Conv2d(1,3,3,stride=2),ReLU(),Flatten(),Linear(507,8),Linear(8,10)",
+     Recipe(epochs=2, batch_size=64, lr=0.1, momentum=0.0, nesterov=False, shift=0, schedule="constant")),
+], ids=["cnn-sgd-cosine-shift", "cnn-dropout-adam", "cnn-stride-no-relu-batch64"])
+def test_compiled_head_of_a_convolutional_network(data, arch, recipe):
+    """A CNN's compiled head (its Linear layers in two dispatches, taking the traced layers'
+    features and handing back their gradient) trains exactly as the whole trace does: every
+    parameter, conv ones included, and the loss history, over two epochs with a tail batch.
+    Guards the feature read, the feature gradient, the gradients handed to the trace's
+    optimizer, the step counter (advanced once) and the head's dropout draw."""
+    assert_head_same(data, arch, recipe)
 
 
 @pytest.mark.parametrize("batch", [64, 130, 256])

@@ -103,8 +103,9 @@ def build_parser() -> tuple[_Parser, _Parser, _Parser]:
     train.add_argument("--hidden", type=_hidden, help="MLP shorthand: hidden sizes, e.g. 128 or 256,128 (default 128)")
     train.add_argument("--dropout", type=_float, help="MLP shorthand: dropout after each hidden ReLU, in [0, 1) (default 0)")
     train.add_argument("--engine", choices=["auto", "compiled", "graph"], default="auto",
-                       help="compiled: the step compiled to two dispatches (Linear/ReLU/Dropout networks); "
-                            "graph: the traced autograd step (any network); auto: compiled where it applies")
+                       help="compiled: the step compiled to two dispatches (Linear/ReLU/Dropout networks; "
+                            "for a CNN its dense head, the conv layers traced); graph: the traced autograd "
+                            "step (any network); auto: compiled where it applies")
     train.add_argument("--data", type=Path, help="directory of IDX files (default: bundled MNIST)")
     train.add_argument("--limit", type=_positive_int, help="train on the first N images")
     train.add_argument("--test-limit", type=_positive_int, help="evaluate on the first N test images")
