@@ -1,4 +1,5 @@
 """Shared fixtures. Tests run on whatever adapter wgpu finds (lavapipe on CI)."""
+import dataclasses
 import functools
 import importlib
 import os
@@ -32,6 +33,46 @@ def device():
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def make_app(tmp_path):
+    """A factory of offscreen visualizer Apps, closed (GPU work drained) when the test ends.
+
+    make_app(size=, pixel_ratio=, **config): `config` is AppConfig's fields. The dataset loads
+    before it returns (no background thread to race), autosaves go under tmp_path unless told
+    otherwise (never the user's folder), and each app gets its own copy of `watch` (the speed
+    slider changes it), so a test file can fix its defaults once with functools.partial.
+    """
+    apps = []
+
+    def make(size=(640, 400), pixel_ratio=1.0, **config):
+        from rendercanvas.offscreen import RenderCanvas
+        from mnist_viz.viz.app import App, AppConfig
+        config.setdefault("autosave_dir", tmp_path / "autosaves")
+        if config.get("watch") is not None:
+            config["watch"] = dataclasses.replace(config["watch"])
+        app = App(RenderCanvas(size=size, pixel_ratio=pixel_ratio), AppConfig(background_load=False, **config))
+        assert app.wait_for_data()
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.fence.drain()
+        app.rc.close()
+
+
+def act(app, name, *args):
+    """What a panel or a key does: emit the action named (it runs in the next frame)."""
+    from mnist_viz.viz.actions import Action
+    app.actions.emit(Action[name.upper()], *args)
+
+
+def speed_index(steps_per_frame: int) -> int:
+    """WatchSettings.speed for a pace of `steps_per_frame` (an index into pacing.SPEEDS)."""
+    from mnist_viz.viz.pacing import SPEEDS
+    return [v for v, _ in SPEEDS].index(steps_per_frame)
 
 
 def import_for_interop(name: str):

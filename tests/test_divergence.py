@@ -6,32 +6,9 @@ import numpy as np
 import pytest
 
 from mnist_viz.compute.recipe import Recipe
+from conftest import act
 
 PLAIN = dict(momentum=0.0, nesterov=False, schedule="constant", shift=0)
-
-
-@pytest.fixture
-def make_app(tmp_path):
-    apps = []
-
-    def make(**kw):
-        from rendercanvas.offscreen import RenderCanvas
-        from mnist_viz.viz.app import App, AppConfig
-        app = App(RenderCanvas(size=(640, 400), pixel_ratio=1.0),
-                  AppConfig(background_load=False, autosave_dir=tmp_path / "autosaves", **kw))
-        assert app.wait_for_data()
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.fence.drain()
-        app.rc.close()
-
-
-def act(app, name, *args):
-    from mnist_viz.viz.actions import Action
-    app.actions.emit(Action[name.upper()], *args)
 
 
 def test_the_window_restores_the_epoch_start_weights_exactly_after_finite_divergence(make_app):

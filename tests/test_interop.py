@@ -19,6 +19,16 @@ def torch_accuracy(torch, model, mnist) -> float:
     return float((pred == mnist.test_labels).mean())
 
 
+def train_one_epoch(torch, model, x, y, lr: float, batch: int) -> None:
+    """One epoch of SGD (momentum 0.9) in PyTorch over (x, y) in order: a model PyTorch trained."""
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    for i in range(0, len(x), batch):
+        loss = torch.nn.functional.cross_entropy(model(x[i:i + batch]), y[i:i + batch])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
 def our_accuracy(path, mnist) -> float:
     from mnist_viz.compute.data import GpuDataset
     from mnist_viz.compute.model_io import load_model
@@ -32,14 +42,9 @@ def our_accuracy(path, mnist) -> float:
 def test_pytorch_trained_model_evaluates_to_the_same_accuracy(mnist, tmp_path, torch, safetensors_torch):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(784, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     x = torch.tensor(mnist.train_images[:6000].reshape(6000, -1), dtype=torch.float32) / 255
     y = torch.tensor(mnist.train_labels[:6000].astype(np.int64))
-    for i in range(0, 6000, 64):
-        loss = torch.nn.functional.cross_entropy(model(x[i:i + 64]), y[i:i + 64])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    train_one_epoch(torch, model, x, y, lr=0.1, batch=64)
     path = tmp_path / "torch.safetensors"
     safetensors_torch.save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     theirs = torch_accuracy(torch, model, mnist)
@@ -96,14 +101,9 @@ def test_a_pytorch_cnn_loads_with_arch_and_evaluates_to_pytorchs_accuracy(mnist,
     from mnist_viz.compute.run import Run
     torch.manual_seed(0)
     model = torch_cnn(torch)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     x = torch.tensor(mnist.train_images[:3000], dtype=torch.float32)[:, None] / 255
     y = torch.tensor(mnist.train_labels[:3000].astype(np.int64))
-    for i in range(0, 3000, 50):
-        loss = torch.nn.functional.cross_entropy(model(x[i:i + 50]), y[i:i + 50])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    train_one_epoch(torch, model, x, y, lr=0.05, batch=50)
     path = tmp_path / "cnn.safetensors"
     safetensors_torch.save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     with pytest.raises(CheckpointError, match="--arch"):

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import act
+
 ROOT = Path(__file__).resolve().parent.parent
 MIB = 1 << 20
 
@@ -251,30 +253,6 @@ def test_window_size_over_the_texture_limit(tmp_path, limits):
 
 
 # -- the window keeps working when asked for too much --------------------------------------------------------
-@pytest.fixture
-def make_app(tmp_path):
-    apps = []
-
-    def make(**kw):
-        from rendercanvas.offscreen import RenderCanvas
-        from mnist_viz.viz.app import App, AppConfig
-        kw.setdefault("autosave_dir", tmp_path / "autosaves")
-        app = App(RenderCanvas(size=(640, 400), pixel_ratio=1.0), AppConfig(background_load=False, **kw))
-        assert app.wait_for_data()
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.fence.drain()
-        app.rc.close()
-
-
-def act(app, name, *args):
-    from mnist_viz.viz.actions import Action
-    app.actions.emit(Action[name.upper()], *args)
-
-
 def test_a_model_the_window_cannot_show_leaves_the_running_one(make_app, tmp_path, limits):
     """Guards against the window's Load rebuilding half its views for a model whose views need a
     texture above the limit (a 20,000-unit layer) and then failing every frame: the load fails with

@@ -12,6 +12,7 @@ level (conftest.WgpuReads: raw reads that bypass the device's meter count too):
     `App.draw_offscreen` returns; a window presents instead), labelled and allowed once
     a frame.
 """
+import functools
 import math
 import time
 from pathlib import Path
@@ -20,26 +21,13 @@ import numpy as np
 import pytest
 
 from mnist_viz.compute.device import get_device
+from conftest import act, speed_index
 
 
 @pytest.fixture
-def make_app(tmp_path):
-    apps = []
-
-    def make(size=(960, 600), limit=1024, test_limit=300, pixel_ratio=1.0, **kw):
-        from rendercanvas.offscreen import RenderCanvas
-        from mnist_viz.viz.app import App, AppConfig
-        canvas = RenderCanvas(size=size, pixel_ratio=pixel_ratio)
-        kw.setdefault("autosave_dir", tmp_path / "autosaves")
-        app = App(canvas, AppConfig(background_load=False, limit=limit, test_limit=test_limit, **kw))
-        assert app.wait_for_data()
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.fence.drain()
-        app.rc.close()
+def make_app(make_app):
+    """This file's apps (and test_viz_ux's): 960 x 600 on 1024 training and 300 test images."""
+    return functools.partial(make_app, size=(960, 600), limit=1024, test_limit=300)
 
 
 def settings(speed=None, **recipe_changes):
@@ -48,17 +36,6 @@ def settings(speed=None, **recipe_changes):
     from mnist_viz.viz.session import WatchSettings
     watch = WatchSettings() if speed is None else WatchSettings(speed=speed)
     return dict(recipe=Recipe(**recipe_changes), watch=watch)
-
-
-def act(app, name, *args):
-    """What a panel or a key does: emit an action (it runs in the next frame)."""
-    from mnist_viz.viz.actions import Action
-    app.actions.emit(Action[name.upper()], *args)
-
-
-def speed_index(n):
-    from mnist_viz.viz.pacing import SPEEDS
-    return [v for v, _ in SPEEDS].index(n)
 
 
 def canvas_ink(app) -> float:

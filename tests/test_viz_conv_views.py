@@ -2,12 +2,15 @@
 pixel against numpy, the GPU-printed hover value, the network chooser, and an
 offscreen app with the shipped CNN that renders and trains (textures are read back
 here, in the tests only)."""
+import functools
+
 import numpy as np
 import pytest
 
 from mnist_viz.compute.device import get_device
 from mnist_viz.compute.program import Program
 from mnist_viz.viz import colormap
+from conftest import act
 
 SMALL_CNN = "Conv2d(1,4,3,padding=1),ReLU(),MaxPool2d(2),Flatten(),Linear(784,10)"
 GRID = colormap.to_u8(np.array([0.16, 0.17, 0.20]))
@@ -151,29 +154,12 @@ def test_hover_value_is_printed_on_the_gpu():
 
 # -- the window ------------------------------------------------------------------------------------------
 @pytest.fixture
-def make_app(tmp_path):
-    apps = []
-
-    def make(size=(1000, 700), limit=64, test_limit=16, batch_size=8, **kw):
-        from rendercanvas.offscreen import RenderCanvas
-        from mnist_viz.compute.recipe import Recipe
-        from mnist_viz.viz.app import App, AppConfig
-        config = AppConfig(background_load=False, limit=limit, test_limit=test_limit, evaluate_on_load=False,
-                           autosave=False, recipe=Recipe(batch_size=batch_size), **kw)
-        app = App(RenderCanvas(size=size, pixel_ratio=1.0), config)
-        assert app.wait_for_data()
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.fence.drain()
-        app.rc.close()
-
-
-def act(app, name, *args):
-    from mnist_viz.viz.actions import Action
-    app.actions.emit(Action[name.upper()], *args)
+def make_app(make_app):
+    """This file's apps: 1000 x 700 on 64 training and 16 test images in batches of 8, no
+    evaluation on load, no autosave."""
+    from mnist_viz.compute.recipe import Recipe
+    return functools.partial(make_app, size=(1000, 700), limit=64, test_limit=16, evaluate_on_load=False,
+                             autosave=False, recipe=Recipe(batch_size=8))
 
 
 def move_mouse(app, x, y):

@@ -6,7 +6,8 @@ import pytest
 
 from mnist_viz.compute.device import get_device
 
-from test_viz_timetravel import act, make_app  # noqa: F401 - the fixture
+from conftest import act
+from test_viz_timetravel import make_app  # noqa: F401 - the fixture
 
 BG = (17, 18, 22)          # colormap.wgsl BG as rgba8 (an empty pixel)
 
@@ -46,7 +47,7 @@ def test_histogram_columns_equal_numpys_histogram_of_the_same_weights(make_app):
     wrong slot, a weight change taken against the wrong previous weights, and a texture
     that does not show the bins that hold values (checked pixel row by pixel row)."""
     from mnist_viz.viz.histograms import BINS, COLUMNS
-    app = make_app(steps_per_frame=4)
+    app = make_app()
     act(app, "histogram_every", 4)
     act(app, "train")
     states = {}
@@ -86,7 +87,7 @@ def test_histogram_columns_equal_numpys_histogram_of_the_same_weights(make_app):
 def test_histograms_start_over_with_the_run(make_app):
     """Guards against ribbons that keep the columns of a run that was re-initialised (its
     steps start again at 0, and the weight change would be against the old weights)."""
-    app = make_app(steps_per_frame=4)
+    app = make_app()
     act(app, "histogram_every", 2)
     act(app, "train")
     for _ in range(3):

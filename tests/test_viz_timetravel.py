@@ -2,44 +2,27 @@
 at its steps, the views at a past step are the views of a model loaded with those
 weights, "restore to here" continues from exactly them, and the frame loop reads
 nothing back with the timeline and the histograms in use."""
+import functools
 import time
 
 import numpy as np
 import pytest
 
 from mnist_viz.compute.device import get_device
+from conftest import act, speed_index
 
 ARCH = "Linear(784,64),ReLU(),Linear(64,10)"      # ~200 KB an arena: 1 MiB holds 5 snapshots
 
 
 @pytest.fixture
-def make_app(tmp_path):
-    apps = []
-
-    def make(steps_per_frame=4, size=(800, 500), **kw):
-        from rendercanvas.offscreen import RenderCanvas
-        from mnist_viz.compute.recipe import Recipe
-        from mnist_viz.viz.app import App, AppConfig
-        from mnist_viz.viz.pacing import SPEEDS
-        from mnist_viz.viz.session import WatchSettings
-        kw.setdefault("arch", ARCH)
-        watch = WatchSettings(speed=[v for v, _ in SPEEDS].index(steps_per_frame), eval_each_epoch=False)
-        app = App(RenderCanvas(size=size), AppConfig(background_load=False, limit=512, test_limit=64,
-                                                     recipe=Recipe(batch_size=16), watch=watch, autosave=False,
-                                                     evaluate_on_load=False, **kw))
-        assert app.wait_for_data()
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.fence.drain()
-        app.rc.close()
-
-
-def act(app, name, *args):
-    from mnist_viz.viz.actions import Action
-    app.actions.emit(Action[name.upper()], *args)
+def make_app(make_app):
+    """This file's apps (and test_viz_histograms'): ARCH at 800 x 500 on 512 training and 64 test
+    images in batches of 16, 4 steps a frame, no evaluation (on load or after an epoch), no autosave."""
+    from mnist_viz.compute.recipe import Recipe
+    from mnist_viz.viz.session import WatchSettings
+    return functools.partial(make_app, size=(800, 500), arch=ARCH, limit=512, test_limit=64,
+                             recipe=Recipe(batch_size=16), autosave=False, evaluate_on_load=False,
+                             watch=WatchSettings(speed=speed_index(4), eval_each_epoch=False))
 
 
 def arena_of(model) -> np.ndarray:
@@ -84,19 +67,24 @@ def train_frames(app, frames: int) -> None:
         app.draw_offscreen()
 
 
+def train_then_pause(app, steps: int) -> None:
+    """Train until the run has taken at least `steps` steps, then pause (the pause lands a frame later)."""
+    act(app, "train")
+    while app.metrics.steps < steps:
+        app.draw_offscreen()
+    act(app, "pause")
+    app.draw_offscreen()
+
+
 def test_snapshot_ring_holds_exactly_the_weights_at_its_steps(make_app):
     """Guards against a snapshot taken at the end of the frame instead of at the multiple
     of N (4 steps a frame, a snapshot every 3: the frame's steps must be split there), a
     copy of the wrong slot or size, and a ring that keeps the wrong snapshots once it wraps
     (a 1 MiB cap holds 5 of the 7 taken)."""
-    app = make_app(steps_per_frame=4)
+    app = make_app()
     initial = app.model.state_dict()
     act(app, "timeline_settings", 3, 1)
-    act(app, "train")
-    while app.metrics.steps < 19:
-        app.draw_offscreen()
-    act(app, "pause")
-    app.draw_offscreen()
+    train_then_pause(app, 19)
     tl = app.timeline
     assert tl.ring.capacity == 5 and tl.ring.memory_bytes <= 1 << 20
     assert [s.run_step for s in tl.snapshots] == [6, 9, 12, 15, 18]
@@ -115,7 +103,7 @@ def test_views_at_a_past_step_are_the_views_of_a_model_loaded_with_its_weights(m
     model, while a past step is chosen and training goes on."""
     from mnist_viz.compute.model_io import save_model
     from mnist_viz.compute.nn import Sequential
-    app = make_app(steps_per_frame=4)
+    app = make_app()
     act(app, "timeline_settings", 4, 8)
     act(app, "load_sample", "test", 3)
     act(app, "train")
@@ -154,13 +142,9 @@ def test_restore_to_here_continues_from_exactly_those_weights(make_app):
     schedule step or the optimizer moments where they were, or rewinds the curves."""
     from mnist_viz.compute.nn import Sequential
     from mnist_viz.compute.run import Run
-    app = make_app(steps_per_frame=4)
+    app = make_app()
     act(app, "timeline_settings", 5, 8)
-    act(app, "train")
-    while app.metrics.steps < 12:
-        app.draw_offscreen()
-    act(app, "pause")
-    app.draw_offscreen()
+    train_then_pause(app, 12)
     steps_before = app.metrics.steps
     snap = app.timeline.snapshots[1]
     assert snap.run_step == 5
@@ -194,7 +178,7 @@ def test_zero_readback_with_the_timeline_and_histograms_in_use(make_app, wgpu_re
     64-byte readout to the CPU."""
     from mnist_viz.viz.readout import READ_INTERVAL_S
     from mnist_viz.viz.structs import READOUT
-    app = make_app(steps_per_frame=4, paint_demo=True)
+    app = make_app(paint_demo=True)
     dev = get_device()
     dev.readback.reset()
     wgpu_reads.reset()

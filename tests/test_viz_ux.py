@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from mnist_viz.compute.device import get_device
-from test_viz_app import act, make_app, settings, speed_index, write_band_dataset  # noqa: F401 - fixture
+from conftest import act, speed_index
+from test_viz_app import make_app, settings, write_band_dataset  # noqa: F401 - the fixture
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 needs_fashion = pytest.mark.skipif(not (FASHION_DIR / "t10k-labels-idx1-ubyte.gz").exists(),

@@ -11,7 +11,7 @@ from ..plots import ACC_RANGES, grid_step
 from .embedding import embedding_panel
 from .timeline import timeline_rows
 from .runs import legend
-from .widgets import AMBER, BLUE, GREEN, V4, clicked_uv, fit, frame_rect, hovered_uv, image, tab, u32
+from .widgets import AMBER, BLUE, GREEN, V4, clicked_uv, fit, frame_rect, hovered_uv, image, tab_page, u32
 
 AXIS = V4(0.62, 0.64, 0.70, 0.9)
 
@@ -60,34 +60,29 @@ def _plot_with_axes(v, plot, w: float, h: float) -> None:
 def metrics_panel(v, act) -> None:
     if not imgui.begin_tab_bar("metrics"):
         return
-    if tab(v.ui, "Curves"):
-        _curves(v, act)
-        imgui.end_tab_item()
-    if tab(v.ui, "Confusion"):
-        vals = v.values
-        seen = vals.get("seen", 0)
-        if v.metrics.evaluations and seen:
-            imgui.text_wrapped(f"test accuracy {vals.get('correct', 0) / seen * 100:.2f}% "
-                               f"({vals.get('wrong', 0)} of {seen:,} wrong); rows: true class, columns: predicted")
-        else:
-            imgui.text_disabled("no evaluation yet")
-        avail = imgui.get_content_region_avail()
-        p0, p1 = image(v.confusion.texture, *fit(v.confusion.texture, avail.x, avail.y, integer=True))
-        uv = hovered_uv(p0, p1)
-        cell = v.confusion.cell_at(*uv) if uv is not None else None
-        if cell is not None and v.classes is not None:
-            imgui.set_tooltip(f"true {v.classes.name(cell[0])}, predicted {v.classes.name(cell[1])}")
-        imgui.end_tab_item()
-    if tab(v.ui, "Mistakes"):
-        _mistakes(v, act)
-        imgui.end_tab_item()
-    if tab(v.ui, "Embedding"):
-        embedding_panel(v, act)
-        imgui.end_tab_item()
-    if v.ui.dataset_tab and tab(v.ui, "Dataset"):
-        dataset_panel(v, act)
-        imgui.end_tab_item()
+    tab_page(v, act, "Curves", _curves)
+    tab_page(v, act, "Confusion", _confusion)
+    tab_page(v, act, "Mistakes", _mistakes)
+    tab_page(v, act, "Embedding", embedding_panel)
+    if v.ui.dataset_tab:
+        tab_page(v, act, "Dataset", dataset_panel)
     imgui.end_tab_bar()
+
+
+def _confusion(v, act) -> None:
+    vals = v.values
+    seen = vals.get("seen", 0)
+    if v.metrics.evaluations and seen:
+        imgui.text_wrapped(f"test accuracy {vals.get('correct', 0) / seen * 100:.2f}% "
+                           f"({vals.get('wrong', 0)} of {seen:,} wrong); rows: true class, columns: predicted")
+    else:
+        imgui.text_disabled("no evaluation yet")
+    avail = imgui.get_content_region_avail()
+    p0, p1 = image(v.confusion.texture, *fit(v.confusion.texture, avail.x, avail.y, integer=True))
+    uv = hovered_uv(p0, p1)
+    cell = v.confusion.cell_at(*uv) if uv is not None else None
+    if cell is not None and v.classes is not None:
+        imgui.set_tooltip(f"true {v.classes.name(cell[0])}, predicted {v.classes.name(cell[1])}")
 
 
 def _curves(v, act) -> None:

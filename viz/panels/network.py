@@ -196,11 +196,7 @@ def filters_tab(v, act) -> None:
 
 def _filters(conv, bi: int, w: float, h: float, rects: dict):
     block = conv.blocks[bi]
-    p0, p1 = image(block.filters.texture, w, h)
-    frame_rect(p0, p1)
-    rects[(bi, "filters")] = (p0.x, p0.y, p1.x, p1.y)
-    uv = hovered_uv(p0, p1)
-    hit = block.filter_at(*uv) if uv is not None else None
+    hit = _hovered_image(block.filters.texture, block.filter_at, w, h, rects, (bi, "filters"))
     if hit is None:
         return None
     o, c, y, x, element = hit
@@ -211,11 +207,7 @@ def _filters(conv, bi: int, w: float, h: float, rects: dict):
 
 def _maps(conv, bi: int, w: float, h: float, rects: dict):
     block = conv.blocks[bi]
-    p0, p1 = image(block.maps.texture, w, h)
-    frame_rect(p0, p1)
-    rects[(bi, "maps")] = (p0.x, p0.y, p1.x, p1.y)
-    uv = hovered_uv(p0, p1)
-    hit = block.map_at(*uv) if uv is not None else None
+    hit = _hovered_image(block.maps.texture, block.map_at, w, h, rects, (bi, "maps"))
     if hit is None:
         return None
     c, y, x, element = hit
@@ -223,3 +215,11 @@ def _maps(conv, bi: int, w: float, h: float, rects: dict):
     return bi, "maps", element
 
 
+def _hovered_image(texture, look_up, w: float, h: float, rects: dict, key):
+    """`texture` drawn framed at w x h (its screen rectangle kept as rects[key]); what
+    look_up(u, v) finds under the mouse, or None when the mouse is elsewhere."""
+    p0, p1 = image(texture, w, h)
+    frame_rect(p0, p1)
+    rects[key] = (p0.x, p0.y, p1.x, p1.y)
+    uv = hovered_uv(p0, p1)
+    return look_up(*uv) if uv is not None else None

@@ -11,7 +11,7 @@ from ...compute.evaluation import ESTIMATE_ROWS
 from ..session import BATCH_SIZES, ESTIMATE_EVERY
 from .network import network_tab
 from .runs import runs_panel
-from .widgets import AMBER, BLUE, GREEN, RED, TEXT, V4, fmt_pct, note, tab
+from .widgets import AMBER, BLUE, GREEN, RED, TEXT, V4, fmt_pct, note, tab_page
 
 
 def training_panel(v, act) -> None:
@@ -37,22 +37,13 @@ def training_panel(v, act) -> None:
     if s.message:
         note(s.message)
     if imgui.begin_tab_bar("training tabs"):
-        if tab(v.ui, "Settings"):
-            _hyper_parameters(v, act, ready)
-            imgui.end_tab_item()
+        tab_page(v, act, "Settings", _hyper_parameters, ready)
         # "Net", not "Network": four tabs must fit the 290-pixel column at 1.5x UI scale
         # (the device's figures are in the Help window, help.py).
-        if tab(v.ui, "Net"):
-            network_tab(v, act)
-            imgui.end_tab_item()
-        elif imgui.is_item_hovered():
+        if not tab_page(v, act, "Net", network_tab) and imgui.is_item_hovered():
             imgui.set_tooltip("the network: the shipped MLP or CNN, or an architecture string")
-        if tab(v.ui, "Runs"):
-            runs_panel(v, act)
-            imgui.end_tab_item()
-        if tab(v.ui, "Checkpoint"):
-            _checkpoints(v, act)
-            imgui.end_tab_item()
+        tab_page(v, act, "Runs", runs_panel)
+        tab_page(v, act, "Checkpoint", _checkpoints)
         imgui.end_tab_bar()
 
 

@@ -57,6 +57,16 @@ def tab(ui, label: str) -> bool:
     return opened
 
 
+def tab_page(v, act, label: str, draw, *args) -> bool:
+    """A tab whose page is draw(v, act, *args): drawn, and the tab item ended, only while the
+    tab is selected (True then). Not selected, the tab is the last item (for its tooltip)."""
+    if not tab(v.ui, label):
+        return False
+    draw(v, act, *args)
+    imgui.end_tab_item()
+    return True
+
+
 def note(text: str) -> None:
     """Dim, wrapped text (messages)."""
     imgui.push_style_color(imgui.Col_.text, DIM)
