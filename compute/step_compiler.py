@@ -32,6 +32,7 @@ PART_MAX = 1024           # vec4s of forward partial sums in workgroup memory (1
 STAGE_MAX = 2048          # floats of a small weight matrix staged in workgroup memory
 SMALL_SLICES = 16          # invocations that split the rows of one small parameter's gradient
 BIG_BLOCK = 4096           # a weight matrix with at least this many entries (and in % 4 == 0) gets pass-2 vec4 tiles
+TILED_FROM = 64            # batch from which pass 2 sums such a weight's gradient in 4 x 4 register tiles
 
 
 @dataclass
@@ -550,12 +551,14 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         each sum is a chain of dependent loads, so long batches are cut into parallel pieces."""
         return max(1, min(8, self.batch // 32))
 
-    @staticmethod
-    def _tiled(L: Layer) -> bool:
+    def _tiled(self, L: Layer) -> bool:
         """A large weight whose both sides are multiples of 4 (and vec4-aligned in scratch) gets
-        4 x 4 register tiles in pass 2."""
-        return (L.n_in % 4 == 0 and L.n_out % 4 == 0 and L.n_in * L.n_out >= BIG_BLOCK
-                and L.sx % 4 == 0 and L.sdz % 4 == 0)
+        4 x 4 register tiles in pass 2 from batch TILED_FROM on. H100 (step_bench): at batch 256
+        the 784-512-256-128-10 update fell from 53 to 31 us; at batch 32 the tiles were slower
+        (784-128-10: 7.4 -> 10.0 us), a quarter of the invocations each waiting on the same
+        chain of row loads."""
+        return (self.batch >= TILED_FROM and L.n_in % 4 == 0 and L.n_out % 4 == 0
+                and L.n_in * L.n_out >= BIG_BLOCK and L.sx % 4 == 0 and L.sdz % 4 == 0)
 
     def _row_fold(self) -> str:
         """Pass 2: the row slices' partial vec4s summed in workgroup memory (nothing with one slice)."""
