@@ -317,3 +317,19 @@ def test_gpu_memory_and_limit_errors_are_one_line(device, limits):
     assert "\n" not in text and "limit" in text and "--batch-size" in text
     text = _gpu_limit_message(wgpu.GPUOutOfMemoryError("Not enough memory left"))
     assert "\n" not in text and text.startswith("the GPU ran out of memory") and "--limit" in text
+
+
+def test_a_cnn_head_above_the_workgroup_memory_runs_the_trace():
+    """Guards the compiled head's fallback on a GPU with little workgroup memory: `auto` trains a
+    CNN whose dense head does not fit with the whole autograd trace (and says so), and
+    `--engine compiled` refuses in one line that says why, instead of a pipeline error."""
+    arch = "Conv2d(1,2,3),ReLU(),Flatten(),Linear(1352,1024),ReLU(),Linear(1024,10)"
+    small = {"MNIST_VIZ_LIMITS": "max-compute-workgroup-storage-size=8192"}
+    args = ("train", "--arch", arch, "--limit", "64", "--test-limit", "64", "--epochs", "1", "--batch-size", "32")
+    p = cli(*args, env=small)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "engine: graph" in p.stdout and "test accuracy:" in p.stdout
+    p = cli(*args)                         # this GPU's own limits: the head is compiled
+    assert p.returncode == 0 and "engine: compiled" in p.stdout, p.stderr[-2000:]
+    line = one_error_line(cli(*args, "--engine", "compiled", env=small))
+    assert line.startswith("error: --engine compiled:") and "workgroup memory" in line
