@@ -62,9 +62,10 @@ class App:
         self.config = config = config or AppConfig()
         self.dev = get_device()
         self.rc = canvas
-        self.context = canvas.get_wgpu_context()
+        self.context = canvas.get_wgpu_context()     # None once the canvas closed
         fmt = self.context.get_preferred_format(self.dev.adapter)
         self.context.configure(device=self.dev.device, format=fmt)
+        canvas.add_event_handler(self._release_surface, "close")
         self.gui = Gui(self.dev.device, canvas, fmt)
         self.ui = UIState(checkpoint_path=str(Path.cwd() / "mnist-model.safetensors"))
         self.actions = ActionQueue()
@@ -369,6 +370,14 @@ class App:
     def _clear_canvas(self) -> None:
         self.canvas.clear()
         self.ui.dataset_selected = None
+
+    def _release_surface(self, _event=None) -> None:
+        """On the canvas's close event (sent before the window is destroyed): drop the one
+        reference to its wgpu context, which releases the window's surface now. Left to the
+        garbage collector at interpreter exit, the surface was released after rendercanvas had
+        terminated glfw and closed the X display; its swapchain teardown then wrote to the
+        freed connection, and a clean close ended in 'Segmentation fault' (exit -11)."""
+        self.context = None
 
     def quit(self) -> None:
         self.quit_requested = True

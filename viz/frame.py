@@ -64,6 +64,8 @@ def draw_frame(app) -> None:
         app.gui.recover()
         app.ui_failed(e)
     app.run_actions()
+    if app.rc.get_closed():      # a quit closed the window (and released its surface): nothing to draw into
+        return
 
     encoder = app.dev.device.create_command_encoder()
     steps = app.session.encode(encoder)

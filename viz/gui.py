@@ -19,7 +19,9 @@ FONT_SIZE = 15.0
 
 class Gui:
     def __init__(self, device, canvas, render_target_format: str):
-        self._canvas_context = canvas.get_wgpu_context()
+        # The canvas, not its wgpu context: the app alone holds the context, so that dropping
+        # it when the window closes releases the surface (App._release_surface says why).
+        self._canvas = canvas
         self._imgui_context = imgui.create_context()
         imgui.set_current_context(self._imgui_context)
         io = self.io = imgui.get_io()
@@ -34,8 +36,8 @@ class Gui:
         apply_theme()
 
     def _sync_display(self) -> None:
-        ratio = self._canvas_context.pixel_ratio
-        self.io.display_size = self._canvas_context.logical_size
+        ratio = self._canvas.get_pixel_ratio()
+        self.io.display_size = self._canvas.get_logical_size()
         self.io.display_framebuffer_scale = (ratio, ratio)
 
     def set_scale(self, scale: float) -> None:
