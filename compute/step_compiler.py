@@ -61,12 +61,18 @@ def _layers(model, start: int = 0) -> list:
 def head_start(model) -> int | None:
     """Where a convolutional network's dense head begins: the index of the first Linear after
     the last Flatten, when everything from there is what the compiled step covers (the layers
-    before it then run as the autograd trace, the head as the compiled step). None otherwise."""
+    before it then run as the autograd trace, the head as the compiled step). None otherwise.
+    A Dropout right after the Flatten stays in the trace: pass 1 has no input dropout."""
     layers = list(model.layers)
     flat = max((i for i, l in enumerate(layers) if isinstance(l, Flatten)), default=None)
-    if flat is None or flat == 0 or flat + 1 >= len(layers):
+    if flat is None:
         return None
-    return flat + 1 if _tail_supported(layers[flat + 1:]) else None
+    start = flat + 1
+    while start < len(layers) and isinstance(layers[start], Dropout):
+        start += 1
+    if start == 1 or start >= len(layers):     # a leading Flatten of an MLP: the whole step compiles
+        return None
+    return start if _tail_supported(layers[start:]) else None
 
 
 def supported(model) -> bool:

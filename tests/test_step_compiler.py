@@ -83,6 +83,8 @@ def test_what_the_compiler_covers():
                                        "Linear(16,10)"))) == 3
     assert head_start(Sequential(parse("Linear(784,10)"))) is None           # an MLP: the whole step
     assert head_start(Sequential(parse("Flatten(),Linear(784,10)"))) is None
+    # A Dropout right after the Flatten is traced, the head starts after it (it used to fall back to the trace).
+    assert head_start(Sequential(parse("Conv2d(1,4,3),ReLU(),Flatten(),Dropout(0.5),Linear(2704,10)"))) == 4
 
 
 CNN = "Conv2d(1,4,5,padding=2),ReLU(),MaxPool2d(2),Conv2d(4,6,3),ReLU(),MaxPool2d(2),Flatten(),Linear(216,12),ReLU(),Linear(12,10)"
@@ -106,7 +108,9 @@ def assert_head_same(data, arch, recipe):
      Recipe(epochs=2, batch_size=50, optimizer="adam", lr=0.003, weight_decay=1e-3, seed=4)),
     ("Conv2d(1,3,3,stride=2),ReLU(),Flatten(),Linear(507,8),Linear(8,10)",
      Recipe(epochs=2, batch_size=64, lr=0.1, momentum=0.0, nesterov=False, shift=0, schedule="constant")),
-], ids=["cnn-sgd-cosine-shift", "cnn-dropout-adam", "cnn-stride-no-relu-batch64"])
+    ("Conv2d(1,3,3,stride=2),ReLU(),Flatten(),Dropout(0.25),Linear(507,8),ReLU(),Linear(8,10)",
+     Recipe(epochs=1, batch_size=50, lr=0.05, shift=1, seed=6)),
+], ids=["cnn-sgd-cosine-shift", "cnn-dropout-adam", "cnn-stride-no-relu-batch64", "cnn-dropout-after-flatten"])
 def test_compiled_head_of_a_convolutional_network(data, arch, recipe):
     """A CNN's compiled head (its Linear layers in two dispatches, taking the traced layers'
     features and handing back their gradient) trains exactly as the whole trace does: every

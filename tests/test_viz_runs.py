@@ -183,3 +183,15 @@ def test_runs_panel_actions_pause_step_remove_and_show(app):
     before = former.metrics.steps
     frames(app, 2)
     assert former.metrics.steps > before                  # the former main run trains on beside it
+
+
+def test_batch_size_combo_lists_a_shown_runs_size_outside_the_presets():
+    """Guards against the Training panel's batch size combo showing 64 (its fallback) while the
+    main run trains at another size: a run added as 'batch=7' and then shown from the Runs
+    tab keeps batch 7, and the combo's items hold 7, selected; a preset is selected as itself."""
+    from mnist_viz.viz.panels.training import batch_choices
+    from mnist_viz.viz.session import BATCH_SIZES
+    sizes, i = batch_choices(7)
+    assert sizes[i] == 7 and set(BATCH_SIZES) <= set(sizes) and sizes == sorted(sizes)
+    sizes, i = batch_choices(64)
+    assert sizes == list(BATCH_SIZES) and sizes[i] == 64

@@ -136,6 +136,14 @@ def _numbers(v) -> None:
         imgui.end_table()
 
 
+def batch_choices(current: int) -> tuple[list[int], int]:
+    """The batch size combo's items and the selected one. A run shown from the Runs tab may
+    train at a size outside the presets ('batch=7'): it is listed too, so the combo shows the
+    size the run really uses."""
+    sizes = sorted(set(BATCH_SIZES) | {current})
+    return sizes, sizes.index(current)
+
+
 def _hyper_parameters(v, act, ready: bool) -> None:
     """Applied live (a GPU buffer write), or by rebuilding the step (batch size, shift)."""
     s = v.session
@@ -172,11 +180,10 @@ def _hyper_parameters(v, act, ready: bool) -> None:
     changed, ep = imgui.slider_int("epochs", r.epochs, 1, 100)
     if changed:
         new["epochs"] = ep
-    sizes = [str(b) for b in BATCH_SIZES]
-    cur = BATCH_SIZES.index(r.batch_size) if r.batch_size in BATCH_SIZES else 3
-    changed, i = imgui.combo("batch size", cur, sizes)
-    if changed:
-        new["batch_size"] = BATCH_SIZES[i]
+    sizes, cur = batch_choices(r.batch_size)
+    changed, i = imgui.combo("batch size", cur, [str(b) for b in sizes])
+    if changed and sizes[i] != r.batch_size:
+        new["batch_size"] = sizes[i]
     changed, sh = imgui.slider_int("shift augment", r.shift, 0, 4, "+-%d px")
     if changed:
         new["shift"] = sh
