@@ -106,37 +106,26 @@ class Run:
         return "compiled" if ok and self.engine_choice != "graph" else "graph"
 
     def _build_step(self) -> Program:
-        dev = get_device()
         if self.engine == "compiled":
             from .step_compiler import CompiledStep, StepDoesNotFit, head_start
             try:
                 start = head_start(self.model)
                 if start is not None:
-                    return self._hybrid_step(start)
+                    return self._trace_step(head=start)
                 return CompiledStep(self.model, self.data, self.metrics, self.optimizer, self.recipe).program
             except StepDoesNotFit as e:
                 if self.engine_choice == "compiled":
                     raise ValueError(f"--engine compiled: {e}") from None
                 self.engine = "graph"          # auto: the trace's buffers are one layer each (compute/budget.py)
-        b, r, m = self.recipe.batch_size, self.recipe, self.metrics
-        x = Tensor((b, self.data.input_size), label="batch.x")
-        y = Tensor((b,), dtype="u32", label="batch.y")
-        dev.stream.flush()
-        with dev.stream.capture("train_step") as prog:
-            self.data.gather(self.data.train, x, y, m.state, shift=r.shift, seed=r.seed)
-            logits = self.model.forward(x, train=True, state=m.state, seed=r.seed)
-            loss = ops.cross_entropy(logits, y, m.state, m.history)
-            loss.backward()
-            self.optimizer.record_step()
-        dev.stream.discard()  # traced only; it runs when replayed
-        return prog
+        return self._trace_step()
 
-    def _hybrid_step(self, start: int) -> Program:
-        """A convolutional network's step: its layers up to the Flatten traced, the dense head
-        from `start` on compiled (two dispatches for what the trace runs as a dozen), then the
-        trace's backward from the head's feature gradient and one optimizer pass over every
-        parameter."""
-        from .step_compiler import CompiledStep, HeadIO
+    def _trace_step(self, head: int | None = None) -> Program:
+        """The step traced through the autograd ops into a Program: gather, forward, loss,
+        backward, one optimizer pass over every parameter, the counter advance. With `head`
+        (a convolutional network's first dense layer), the layers from there on are the
+        compiled step's two dispatches instead (two for what the trace runs as a dozen): they
+        read the traced features and write their gradient, from which the trace's backward
+        goes on."""
         dev = get_device()
         b, r, m = self.recipe.batch_size, self.recipe, self.metrics
         x = Tensor((b, self.data.input_size), label="batch.x")
@@ -145,17 +134,20 @@ class Run:
         try:
             with dev.stream.capture("train_step") as prog:
                 self.data.gather(self.data.train, x, y, m.state, shift=r.shift, seed=r.seed)
-                features = self.model.forward(x, train=True, state=m.state, seed=r.seed, stop=start)
-                grad = Tensor(features.shape, label="grad(features)")
-                head = CompiledStep(self.model, self.data, m, self.optimizer, r,
-                                    head=HeadIO(start, features, grad))
-                for d in head.program.dispatches:
-                    dev.stream.record(d)
-                features.grad = grad
-                features.backward()
+                out = self.model.forward(x, train=True, state=m.state, seed=r.seed, stop=head)
+                if head is None:
+                    ops.cross_entropy(out, y, m.state, m.history).backward()
+                else:
+                    from .step_compiler import CompiledStep, HeadIO
+                    out.grad = Tensor(out.shape, label="grad(features)")
+                    compiled = CompiledStep(self.model, self.data, m, self.optimizer, r,
+                                            head=HeadIO(head, out, out.grad))
+                    for d in compiled.program.dispatches:
+                        dev.stream.record(d)
+                    out.backward()
                 self.optimizer.record_step()
         finally:
-            dev.stream.discard()       # traced only (or abandoned: a head too big for this GPU)
+            dev.stream.discard()       # traced only (it runs when replayed), or abandoned: a head too big
         return prog
 
     # -- position -------------------------------------------------------------------------------------

@@ -566,17 +566,22 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         return (self.batch >= TILED_FROM and L.n_in % 4 == 0 and L.n_out % 4 == 0
                 and L.n_in * L.n_out >= BIG_BLOCK and L.sx % 4 == 0 and L.sdz % 4 == 0)
 
-    def _row_fold(self) -> str:
-        """Pass 2: the row slices' partial vec4s summed in workgroup memory (nothing with one slice)."""
+    def _row_sum(self, var: str) -> str:
+        """Pass 2: the vec4 `var` summed over the row slices in workgroup memory, back into `var`
+        of slice 0's invocations (nothing to do with one slice)."""
         sl = self.row_slices
         if sl == 1:
             return ""
         per = 256 // sl
         return f"""
+        red4[t] = {var};
+        workgroupBarrier();
         for (var s = {128}u; s >= {per}u; s >>= 1u) {{
             if (t < s) {{ red4[t] += red4[t + s]; }}
             workgroupBarrier();
-        }}"""
+        }}
+        {var} = red4[t];
+        workgroupBarrier();"""
 
     def _tiled_weight(self, L: Layer) -> str:
         """dW as a GEMM X^T dZ in 4 x 4 register tiles: per row, one vec4 of x and one of dz feed
@@ -585,16 +590,8 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         q, g = L.n_in // 4, L.n_out // 4
         sl = self.row_slices
         per = 256 // sl
-        folds = []
-        for c in range(4):
-            if sl == 1:
-                folds.append(f"        let d{c} = a{c};")
-            else:
-                folds.append(f"""        red4[t] = a{c};
-        workgroupBarrier();{self._row_fold()}
-        let d{c} = red4[t];
-        workgroupBarrier();""")
-        updates = "\n".join(f"            {self._rule}(p + {kk * L.n_out + c}u, d{c}[{kk}], step, lr);"
+        folds = "".join(self._row_sum(f"a{c}") for c in range(4))
+        updates = "\n".join(f"            {self._rule}(p + {kk * L.n_out + c}u, a{c}[{kk}], step, lr);"
                              for c in range(4) for kk in range(4))
         def fma(u: int) -> str:
             return "\n".join(f"                a{c} = fma(x{u}, vec4<f32>(z{u}[{c}]), a{c});" for c in range(4))
@@ -624,7 +621,7 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
 {fma(0)}
             }}
         }}
-{chr(10).join(folds)}
+{folds}
         if (slice == 0u && i < {q * g}u && !frozen) {{
             let p = {L.w}u + 4u * kq * {L.n_out}u + 4u * jq;
 {updates}
@@ -634,14 +631,7 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         q = L.n_in // 4
         sl = self.row_slices
         per = 256 // sl
-        fold = "" if sl == 1 else f"""
-        red4[t] = acc;
-        workgroupBarrier();
-        for (var s = {128}u; s >= {per}u; s >>= 1u) {{
-            if (t < s) {{ red4[t] += red4[t + s]; }}
-            workgroupBarrier();
-        }}
-        acc = red4[t];"""
+        fold = self._row_sum("acc")
         return f"""
         // dW[4kq..4kq+3, j] = sum over rows of x[row, 4kq..] * dz[row, j]: 4 weights per {sl} invocations,
         // each summing every {sl}th row, then folded in workgroup memory
