@@ -1,0 +1,355 @@
+"""The convolutional front of a compiled step: every Conv2d, ReLU and MaxPool2d before the
+Flatten, run per batch row inside the compiled step's pass 1.
+
+The autograd trace runs a small CNN as some twenty dispatches a step (gather, each conv and pool
+forward and backward, weight-gradient reductions, the optimizer), and at batch 32 to 64 each
+costs a few microseconds of launch and drain whatever its size. Here the whole network is the
+compiled step's two dispatches: pass 1's workgroup for one row gathers its image, runs the front
+forward (each conv's input and weights staged in workgroup memory), hands the features to the
+dense layers, and after their backward runs the front backward: pool gradients through the
+recomputed arg-max, ReLU masks, each conv's input gradient and this row's share of each conv's
+weight and bias gradient. Pass 2 sums those shares over the rows and applies the optimizer rule,
+as it does for the dense layers.
+
+Per row, every tensor lives in `scratch` ([B, size] regions); only a conv's input and weights
+are copied to workgroup memory, where its inner loops read them. Storage writes of one op are
+made visible to the next by storageBarrier().
+
+Covered: Conv2d (any kernel, stride, padding), MaxPool2d (any kernel and stride), each
+optionally followed by a ReLU, then one Flatten and a dense head that starts right after it.
+Anything else, or a front whose staging does not fit the workgroup memory, runs the dense head
+compiled and the rest traced (compute/run.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .arch import Conv2d, Flatten, Linear, MaxPool2d, ReLU
+
+
+@dataclass
+class FrontOp:
+    """One Conv2d or MaxPool2d (with the ReLU right after it, if any) and its scratch regions."""
+    index: int                 # position in the Sequential (a conv's tensors are '<index>.weight')
+    kind: str                  # "conv" or "pool"
+    cin: int
+    h: int
+    w: int
+    cout: int
+    oh: int
+    ow: int
+    k: int
+    s: int
+    p: int
+    relu: bool
+    wo: int = 0                # arena offsets of a conv's weight and bias
+    bo: int = 0
+    x: int = 0                 # scratch offsets: its input rows, output rows, output-gradient rows,
+    y: int = 0
+    gy: int = 0
+    gx: int | None = None      # input-gradient rows (None: nothing before it has parameters)
+    dw: int = 0                # and (a conv) this row's weight and bias gradient
+
+    @property
+    def n_in(self) -> int:
+        return self.cin * self.h * self.w
+
+    @property
+    def n_out(self) -> int:
+        return self.cout * self.oh * self.ow
+
+    @property
+    def n_w(self) -> int:
+        return self.cout * self.cin * self.k * self.k if self.kind == "conv" else 0
+
+    @property
+    def n_params(self) -> int:
+        return self.n_w + self.cout if self.kind == "conv" else 0
+
+
+def plan_front(model) -> list[FrontOp] | None:
+    """The ops before the Flatten, or None when the front is not one this compiles: anything but
+    Conv2d / MaxPool2d each with an optional ReLU after it, or a head that does not begin with a
+    Linear right after the only Flatten."""
+    layers, arch = list(model.layers), model.arch
+    flats = [i for i, l in enumerate(layers) if isinstance(l, Flatten)]
+    if len(flats) != 1 or flats[0] == 0 or not isinstance(layers[flats[0] + 1], Linear):
+        return None
+    ops, i, shape = [], 0, tuple(arch.input_shape)
+    while i < flats[0]:
+        layer = layers[i]
+        relu = i + 1 < flats[0] and isinstance(layers[i + 1], ReLU)
+        out = arch.shapes[i]
+        if isinstance(layer, Conv2d):
+            ops.append(FrontOp(i, "conv", *shape, *out, layer.kernel_size, layer.stride, layer.padding, relu))
+        elif isinstance(layer, MaxPool2d):
+            ops.append(FrontOp(i, "pool", *shape, *out, layer.kernel_size, layer.step, 0, relu))
+        else:
+            return None
+        shape = arch.shapes[i + relu]
+        i += 1 + relu
+    conv_seen = False
+    for op in ops:
+        op.gx = 0 if conv_seen else None
+        conv_seen = conv_seen or op.kind == "conv"
+    return ops if conv_seen else None
+
+
+def assign_scratch(ops: list[FrontOp], b: int, base: int) -> int:
+    """Each op's [b, size] regions from float offset `base` (vec4-aligned); returns the end."""
+    def take(n):
+        nonlocal base
+        at = base
+        base += -(-b * n // 4) * 4
+        return at
+    x = take(ops[0].n_in)              # the rows' images
+    gx = None
+    for op in ops:
+        op.x = x
+        op.y = take(op.n_out)
+        op.gy = take(op.n_out)
+        op.gx = gx if op.gx is not None else None
+        if op.kind == "conv":
+            op.dw = take(op.n_params)
+        x, gx = op.y, op.gy
+    return base
+
+
+def shared_floats(ops: list[FrontOp], wg: int) -> tuple[int, int]:
+    """(input floats, parameter floats) of the workgroup staging: the largest conv input and the
+    largest conv weight + bias; plus `wg` floats of the gradient slice fold."""
+    convs = [op for op in ops if op.kind == "conv"]
+    return max(op.n_in for op in convs), max(op.n_params for op in convs)
+
+
+def _decode(op: FrontOp, i: str, c: str, y: str, x: str, out: bool) -> str:
+    """WGSL lets (c, y, x) of flat index i of the op's output (out) or input."""
+    h, w = (op.oh, op.ow) if out else (op.h, op.w)
+    return (f"let {c} = {i} / {h * w}u; let {y} = ({i} % {h * w}u) / {w}u; let {x} = {i} % {w}u;")
+
+
+def _argmax(op: FrontOp, oy: str, ox: str, c: str) -> str:
+    """WGSL computing `at`, the input offset (within the row) of window (c, oy, ox)'s maximum: the
+    first in row-major order, a NaN winning, as the trace's max-pool (shaders/maxpool.wgsl)."""
+    return f"""
+            let corner = ({c} * {op.h}u + {oy} * {op.s}u) * {op.w}u + {ox} * {op.s}u;
+            var best = scratch[{op.x}u + r0 * {op.n_in}u + corner];
+            var at = corner;
+            for (var ky = 0u; ky < {op.k}u; ky++) {{
+                for (var kx = 0u; kx < {op.k}u; kx++) {{
+                    let a = corner + ky * {op.w}u + kx;
+                    let v = scratch[{op.x}u + r0 * {op.n_in}u + a];
+                    if (v > best || (is_nan(v) && !is_nan(best))) {{ best = v; at = a; }}
+                }}
+            }}"""
+
+
+SYNC = """
+    storageBarrier();
+    workgroupBarrier();"""
+
+
+def gather(ops: list[FrontOp]) -> str:
+    op = ops[0]
+    return f"""
+    // -- the row's image, through the permutation and shift, into scratch (the conv front's input)
+    for (var k = t; k < {op.n_in}u; k += WG) {{
+        var v = 0.0;
+        if (sample_of[0] != 0xffffffffu) {{ v = image_pixel(sample_of[0], k, step, r0); }}
+        scratch[{op.x}u + r0 * {op.n_in}u + k] = v;
+    }}{SYNC}
+"""
+
+
+def _stage(op: FrontOp, what: str) -> str:
+    """Copy the conv's input row ("x") and / or parameters ("w") to workgroup memory."""
+    out = ""
+    if "w" in what:
+        out += f"""
+    for (var j = t; j < {op.n_w}u; j += WG) {{ fw[j] = params[{op.wo}u + j]; }}
+    for (var j = t; j < {op.cout}u; j += WG) {{ fw[{op.n_w}u + j] = params[{op.bo}u + j]; }}"""
+    if "x" in what:
+        out += f"""
+    for (var j = t; j < {op.n_in}u; j += WG) {{ fin[j] = scratch[{op.x}u + r0 * {op.n_in}u + j]; }}"""
+    return out + "\n    workgroupBarrier();"
+
+
+def _tap(op: FrontOp, oy: str, ox: str) -> str:
+    """WGSL for the input value under kernel tap (ky, kx) of output (oy, ox), 0 in the padding,
+    from `fin` (branch-free: the index is clamped, the value selected)."""
+    return (f"""let iy = i32({oy} * {op.s}u + ky) - {op.p};
+                let ix = i32({ox} * {op.s}u + kx) - {op.p};
+                let inside = iy >= 0 && iy < {op.h} && ix >= 0 && ix < {op.w};
+                let v = select(0.0, fin[(ci * {op.h}u + u32(clamp(iy, 0, {op.h - 1}))) * {op.w}u + u32(clamp(ix, 0, {op.w - 1}))], inside);""")
+
+
+def forward(ops: list[FrontOp]) -> str:
+    out = [gather(ops)]
+    for op in ops:
+        if op.kind == "conv":
+            act = "\n        z = max(z, 0.0);" if op.relu else ""
+            out.append(f"""
+    // -- layer {op.index}: Conv2d({op.cin},{op.cout},{op.k},stride={op.s},padding={op.p}){' + ReLU' if op.relu else ''}, forward{_stage(op, "wx")}
+    for (var o = t; o < {op.n_out}u; o += WG) {{
+        {_decode(op, "o", "co", "oy", "ox", out=True)}
+        var z = fw[{op.n_w}u + co];
+        for (var ci = 0u; ci < {op.cin}u; ci++) {{
+            for (var ky = 0u; ky < {op.k}u; ky++) {{
+                for (var kx = 0u; kx < {op.k}u; kx++) {{
+                {_tap(op, "oy", "ox")}
+                z = fma(fw[((co * {op.cin}u + ci) * {op.k}u + ky) * {op.k}u + kx], v, z);
+                }}
+            }}
+        }}{act}
+        scratch[{op.y}u + r0 * {op.n_out}u + o] = z;
+    }}{SYNC}
+""")
+        else:
+            act = "\n        best = max(best, 0.0);" if op.relu else ""
+            out.append(f"""
+    // -- layer {op.index}: MaxPool2d({op.k}, stride={op.s}){' + ReLU' if op.relu else ''}, forward
+    for (var o = t; o < {op.n_out}u; o += WG) {{
+        {_decode(op, "o", "c", "oy", "ox", out=True)}{_argmax(op, "oy", "ox", "c")}{act}
+        scratch[{op.y}u + r0 * {op.n_out}u + o] = best;
+    }}{SYNC}
+""")
+    return "".join(out)
+
+
+def backward(ops: list[FrontOp], wg: int) -> str:
+    """From the features' gradient (the last op's gy) back through every op: ReLU masks, pool
+    routing, each conv's row gradient shares and (where something before it has parameters) its
+    input gradient."""
+    out = []
+    for op in reversed(ops):
+        if op.kind == "pool":
+            if op.gx is None:
+                continue
+            mask = f"\n                if (!(scratch[{op.y}u + o] > 0.0)) {{ g = 0.0; }}" if op.relu else ""
+            out.append(f"""
+    // -- layer {op.index}: MaxPool2d backward: each input element gathers the gradients of the windows that chose it
+    for (var i = t; i < {op.n_in}u; i += WG) {{
+        {_decode(op, "i", "c", "iy", "ix", out=False)}
+        // windows reaching row iy: oy = ceil((iy + 1 - K) / s) .. floor(iy / s)
+        let oy_lo = select(0u, (iy + 1u - {op.k}u + {op.s - 1}u) / {op.s}u, iy + 1u > {op.k}u);
+        let ox_lo = select(0u, (ix + 1u - {op.k}u + {op.s - 1}u) / {op.s}u, ix + 1u > {op.k}u);
+        let oy_hi = min(iy / {op.s}u + 1u, {op.oh}u);
+        let ox_hi = min(ix / {op.s}u + 1u, {op.ow}u);
+        var acc = 0.0;
+        for (var oy = oy_lo; oy < oy_hi; oy++) {{
+            for (var ox = ox_lo; ox < ox_hi; ox++) {{{_argmax(op, "oy", "ox", "c")}
+                let o = r0 * {op.n_out}u + (c * {op.oh}u + oy) * {op.ow}u + ox;
+                var g = scratch[{op.gy}u + o];{mask}
+                if (at == i) {{ acc += g; }}
+            }}
+        }}
+        scratch[{op.gx}u + r0 * {op.n_in}u + i] = acc;
+    }}{SYNC}
+""")
+            continue
+        if op.relu:
+            out.append(f"""
+    // -- layer {op.index}: the ReLU's mask on the conv output's gradient, in place
+    for (var o = t; o < {op.n_out}u; o += WG) {{
+        if (!(scratch[{op.y}u + r0 * {op.n_out}u + o] > 0.0)) {{ scratch[{op.gy}u + r0 * {op.n_out}u + o] = 0.0; }}
+    }}{SYNC}
+""")
+        out.append(_param_grads(op, wg))
+        if op.gx is not None:
+            out.append(f"""
+    // -- layer {op.index}: Conv2d input gradient: dx[ci, iy, ix] = sum over (co, ky, kx) of W[co, ci, ky, kx] dy[co, oy, ox]
+    //    where oy * s = iy + p - ky (and likewise for x){_stage(op, "w")}
+    for (var i = t; i < {op.n_in}u; i += WG) {{
+        {_decode(op, "i", "ci", "iy", "ix", out=False)}
+        var acc = 0.0;
+        for (var co = 0u; co < {op.cout}u; co++) {{
+            for (var ky = 0u; ky < {op.k}u; ky++) {{
+                let ty = i32(iy) + {op.p} - i32(ky);
+                let oy = ty / {op.s};
+                let yok = ty >= 0 && ty % {op.s} == 0 && oy < {op.oh};
+                for (var kx = 0u; kx < {op.k}u; kx++) {{
+                    let tx = i32(ix) + {op.p} - i32(kx);
+                    let ox = tx / {op.s};
+                    let ok = yok && tx >= 0 && tx % {op.s} == 0 && ox < {op.ow};
+                    let at = (co * {op.oh}u + u32(clamp(oy, 0, {op.oh - 1}))) * {op.ow}u + u32(clamp(ox, 0, {op.ow - 1}));
+                    let d = select(0.0, scratch[{op.gy}u + r0 * {op.n_out}u + at], ok);
+                    acc = fma(fw[((co * {op.cin}u + ci) * {op.k}u + ky) * {op.k}u + kx], d, acc);
+                }}
+            }}
+        }}
+        scratch[{op.gx}u + r0 * {op.n_in}u + i] = acc;
+    }}{SYNC}
+""")
+    return "".join(out)
+
+
+def _param_grads(op: FrontOp, wg: int) -> str:
+    """This row's share of the conv's weight and bias gradients, into its dw rows (pass 2 sums
+    them over the batch): dW[co, ci, ky, kx] = sum over outputs of dy[co, oy, ox] x[ci, oy s + ky - p,
+    ox s + kx - p], db[co] = sum of dy[co, ...]. When there are fewer parameters than invocations,
+    several invocations split one parameter's outputs and fold in workgroup memory."""
+    n = op.n_params
+    sl = max(1, wg // n)
+    ohw = op.oh * op.ow
+    kk = op.k * op.k
+    store = (f"fred[u] = acc;" if sl > 1 else f"scratch[{op.dw}u + r0 * {n}u + u] = acc;")
+    fold = "" if sl == 1 else f"""
+    workgroupBarrier();
+    for (var j = t; j < {n}u; j += WG) {{
+        var acc = 0.0;
+        for (var q = 0u; q < {sl}u; q++) {{ acc += fred[q * {n}u + j]; }}
+        scratch[{op.dw}u + r0 * {n}u + j] = acc;
+    }}"""
+    return f"""
+    // -- layer {op.index}: this row's share of the conv's weight and bias gradients ({sl} invocation(s) per parameter){_stage(op, "x")}
+    for (var u = t; u < {n * sl}u; u += WG) {{
+        let pi = u % {n}u;
+        let sl = u / {n}u;
+        var acc = 0.0;
+        if (pi < {op.n_w}u) {{
+            let co = pi / {op.cin * kk}u;
+            let ci = (pi / {kk}u) % {op.cin}u;
+            let ky = (pi / {op.k}u) % {op.k}u;
+            let kx = pi % {op.k}u;
+            for (var q = sl; q < {ohw}u; q += {sl}u) {{
+                let oy = q / {op.ow}u;
+                let ox = q % {op.ow}u;
+                {_tap(op, "oy", "ox")}
+                acc = fma(scratch[{op.gy}u + r0 * {op.n_out}u + co * {ohw}u + q], v, acc);
+            }}
+        }} else {{
+            let co = pi - {op.n_w}u;
+            for (var q = sl; q < {ohw}u; q += {sl}u) {{ acc += scratch[{op.gy}u + r0 * {op.n_out}u + co * {ohw}u + q]; }}
+        }}
+        {store}
+    }}{fold}
+    workgroupBarrier();
+"""
+
+
+def declarations(ops: list[FrontOp], wg: int) -> str:
+    n_in, n_p = shared_floats(ops, wg)
+    return f"""
+var<workgroup> fin: array<f32, {n_in}>;    // conv front: a conv's input row, staged
+var<workgroup> fw: array<f32, {n_p}>;      // and its weights then biases
+var<workgroup> fred: array<f32, {wg}>;     // a parameter gradient's slices, folded
+fn is_nan(v: f32) -> bool {{ return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u; }}
+"""
+
+
+def shared_bytes(ops: list[FrontOp], wg: int) -> int:
+    n_in, n_p = shared_floats(ops, wg)
+    return 4 * (n_in + n_p + wg)
+
+
+def param_blocks(ops: list[FrontOp]):
+    """(name, parameters, WGSL term of row b and parameter p, arena destination of p) per conv
+    weight and bias, for pass 2's sums over the rows."""
+    out = []
+    for op in ops:
+        if op.kind != "conv":
+            continue
+        n = op.n_params
+        out.append((f"{op.index}.weight", op.n_w, f"scratch[{op.dw}u + b * {n}u + p]", f"{op.wo}u + p"))
+        out.append((f"{op.index}.bias", op.cout, f"scratch[{op.dw}u + b * {n}u + {op.n_w}u + p]", f"{op.bo}u + p"))
+    return out
