@@ -216,17 +216,60 @@ def forward(ops: list[FrontOp]) -> str:
     return "".join(out)
 
 
-def backward(ops: list[FrontOp], wg: int) -> str:
-    """From the features' gradient (the last op's gy) back through every op: ReLU masks, pool
-    routing, each conv's row gradient shares and (where something before it has parameters) its
-    input gradient."""
+def backward(ops: list[FrontOp], wg: int, fg: int) -> str:
+    """From the features' gradient (the last op's gy) back through every op: pool routing, then
+    for each conv its output gradient (ReLU-masked) staged in workgroup memory `fg` (`fg` floats,
+    a few channels at a time when it is larger), this row's share of its weight and bias
+    gradients and, where something before it has parameters, its input gradient."""
     out = []
     for op in reversed(ops):
         if op.kind == "pool":
-            if op.gx is None:
-                continue
-            mask = f"\n                if (!(scratch[{op.y}u + o] > 0.0)) {{ g = 0.0; }}" if op.relu else ""
-            out.append(f"""
+            if op.gx is not None:
+                out.append(_pool_backward(op))
+            continue
+        ohw = op.oh * op.ow
+        chunk = min(op.cout, fg // ohw)
+        out.append(_stage(op, "x"))
+        for c0 in range(0, op.cout, chunk):
+            out.append(_stage_grad(op, c0, min(chunk, op.cout - c0)))
+            out.append(_param_grads(op, wg, c0, min(chunk, op.cout - c0)))
+        if op.gx is not None:
+            out.append(_input_grad(op, staged=chunk >= op.cout))
+    return "".join(out)
+
+
+def _stage_grad(op: FrontOp, c0: int, cn: int) -> str:
+    mask = f"\n        if (!(scratch[{op.y}u + o] > 0.0)) {{ g = 0.0; }}" if op.relu else ""
+    return f"""
+    // -- layer {op.index}: the output gradient of channels {c0}..{c0 + cn - 1}{' through the ReLU' if op.relu else ''}, staged
+    for (var j = t; j < {cn * op.oh * op.ow}u; j += WG) {{
+        let o = r0 * {op.n_out}u + {c0 * op.oh * op.ow}u + j;
+        var g = scratch[{op.gy}u + o];{mask}
+        fg[j] = g;
+    }}
+    workgroupBarrier();"""
+
+
+def _pool_backward(op: FrontOp) -> str:
+    mask = f"\n        if (!(scratch[{op.y}u + o] > 0.0)) {{ g = 0.0; }}" if op.relu else ""
+    if op.s == op.k and op.h % op.k == 0 and op.w % op.k == 0:
+        # Windows tile the input exactly: each window writes its k x k inputs (the arg-max gets
+        # the gradient, the others 0), so every input element is written once.
+        return f"""
+    // -- layer {op.index}: MaxPool2d backward: each window routes its gradient to its arg-max, zeros elsewhere
+    for (var w = t; w < {op.n_out}u; w += WG) {{
+        {_decode(op, "w", "c", "oy", "ox", out=True)}{_argmax(op, "oy", "ox", "c")}
+        let o = r0 * {op.n_out}u + w;
+        var g = scratch[{op.gy}u + o];{mask}
+        for (var ky = 0u; ky < {op.k}u; ky++) {{
+            for (var kx = 0u; kx < {op.k}u; kx++) {{
+                let a = corner + ky * {op.w}u + kx;
+                scratch[{op.gx}u + r0 * {op.n_in}u + a] = select(0.0, g, a == at);
+            }}
+        }}
+    }}{SYNC}
+"""
+    return f"""
     // -- layer {op.index}: MaxPool2d backward: each input element gathers the gradients of the windows that chose it
     for (var i = t; i < {op.n_in}u; i += WG) {{
         {_decode(op, "i", "c", "iy", "ix", out=False)}
@@ -239,26 +282,27 @@ def backward(ops: list[FrontOp], wg: int) -> str:
         for (var oy = oy_lo; oy < oy_hi; oy++) {{
             for (var ox = ox_lo; ox < ox_hi; ox++) {{{_argmax(op, "oy", "ox", "c")}
                 let o = r0 * {op.n_out}u + (c * {op.oh}u + oy) * {op.ow}u + ox;
-                var g = scratch[{op.gy}u + o];{mask}
+                var g = scratch[{op.gy}u + o];{mask.replace(chr(10) + "        ", chr(10) + "                ")}
                 if (at == i) {{ acc += g; }}
             }}
         }}
         scratch[{op.gx}u + r0 * {op.n_in}u + i] = acc;
     }}{SYNC}
-""")
-            continue
+"""
+
+
+def _input_grad(op: FrontOp, staged: bool) -> str:
+    """dx[ci, iy, ix] = sum over (co, ky, kx) of W[co, ci, ky, kx] dy[co, oy, ox] where oy s = iy + p - ky
+    (and likewise for x). dy is read from `fg` when it is staged whole, else from scratch through
+    the ReLU mask (a slower path for outputs larger than the staging)."""
+    if staged:
+        dy = f"fg[at]"
+    else:
+        dy = f"scratch[{op.gy}u + r0 * {op.n_out}u + at]"
         if op.relu:
-            out.append(f"""
-    // -- layer {op.index}: the ReLU's mask on the conv output's gradient, in place
-    for (var o = t; o < {op.n_out}u; o += WG) {{
-        if (!(scratch[{op.y}u + r0 * {op.n_out}u + o] > 0.0)) {{ scratch[{op.gy}u + r0 * {op.n_out}u + o] = 0.0; }}
-    }}{SYNC}
-""")
-        out.append(_param_grads(op, wg))
-        if op.gx is not None:
-            out.append(f"""
-    // -- layer {op.index}: Conv2d input gradient: dx[ci, iy, ix] = sum over (co, ky, kx) of W[co, ci, ky, kx] dy[co, oy, ox]
-    //    where oy * s = iy + p - ky (and likewise for x){_stage(op, "w")}
+            dy = f"select(0.0, {dy}, scratch[{op.y}u + r0 * {op.n_out}u + at] > 0.0)"
+    return f"""
+    // -- layer {op.index}: Conv2d input gradient{_stage(op, "w")}
     for (var i = t; i < {op.n_in}u; i += WG) {{
         {_decode(op, "i", "ci", "iy", "ix", out=False)}
         var acc = 0.0;
@@ -272,42 +316,46 @@ def backward(ops: list[FrontOp], wg: int) -> str:
                     let ox = tx / {op.s};
                     let ok = yok && tx >= 0 && tx % {op.s} == 0 && ox < {op.ow};
                     let at = (co * {op.oh}u + u32(clamp(oy, 0, {op.oh - 1}))) * {op.ow}u + u32(clamp(ox, 0, {op.ow - 1}));
-                    let d = select(0.0, scratch[{op.gy}u + r0 * {op.n_out}u + at], ok);
+                    let d = select(0.0, {dy}, ok);
                     acc = fma(fw[((co * {op.cin}u + ci) * {op.k}u + ky) * {op.k}u + kx], d, acc);
                 }}
             }}
         }}
         scratch[{op.gx}u + r0 * {op.n_in}u + i] = acc;
     }}{SYNC}
-""")
-    return "".join(out)
+"""
 
 
-def _param_grads(op: FrontOp, wg: int) -> str:
-    """This row's share of the conv's weight and bias gradients, into its dw rows (pass 2 sums
-    them over the batch): dW[co, ci, ky, kx] = sum over outputs of dy[co, oy, ox] x[ci, oy s + ky - p,
-    ox s + kx - p], db[co] = sum of dy[co, ...]. When there are fewer parameters than invocations,
-    several invocations split one parameter's outputs and fold in workgroup memory."""
-    n = op.n_params
+def _param_grads(op: FrontOp, wg: int, c0: int, cn: int) -> str:
+    """This row's share of the weight and bias gradients of channels c0..c0+cn-1 (their output
+    gradient staged in `fg`), into the conv's dw rows (pass 2 sums them over the batch):
+    dW[co, ci, ky, kx] = sum over outputs of dy[co, oy, ox] x[ci, oy s + ky - p, ox s + kx - p],
+    db[co] = sum of dy[co, ...]. With fewer parameters than invocations, several invocations
+    split one parameter's outputs and fold in workgroup memory."""
+    kk = op.k * op.k
+    nw = cn * op.cin * kk
+    n = nw + cn
     sl = max(1, wg // n)
     ohw = op.oh * op.ow
-    kk = op.k * op.k
-    store = (f"fred[u] = acc;" if sl > 1 else f"scratch[{op.dw}u + r0 * {n}u + u] = acc;")
+
+    def dest(pi: str) -> str:      # the dw row element of local parameter pi
+        return (f"select({op.n_w + c0}u + {pi} - {nw}u, {c0 * op.cin * kk}u + {pi}, {pi} < {nw}u)")
+    store = f"fred[u] = acc;" if sl > 1 else f"scratch[{op.dw}u + r0 * {op.n_params}u + {dest('pi')}] = acc;"
     fold = "" if sl == 1 else f"""
     workgroupBarrier();
     for (var j = t; j < {n}u; j += WG) {{
         var acc = 0.0;
         for (var q = 0u; q < {sl}u; q++) {{ acc += fred[q * {n}u + j]; }}
-        scratch[{op.dw}u + r0 * {n}u + j] = acc;
+        scratch[{op.dw}u + r0 * {op.n_params}u + {dest('j')}] = acc;
     }}"""
     return f"""
-    // -- layer {op.index}: this row's share of the conv's weight and bias gradients ({sl} invocation(s) per parameter){_stage(op, "x")}
+    // -- layer {op.index}: this row's share of channels {c0}..{c0 + cn - 1}'s weight and bias gradients ({sl} invocation(s) a parameter)
     for (var u = t; u < {n * sl}u; u += WG) {{
         let pi = u % {n}u;
         let sl = u / {n}u;
         var acc = 0.0;
-        if (pi < {op.n_w}u) {{
-            let co = pi / {op.cin * kk}u;
+        if (pi < {nw}u) {{
+            let col = pi / {op.cin * kk}u;          // the channel, counted from {c0}
             let ci = (pi / {kk}u) % {op.cin}u;
             let ky = (pi / {op.k}u) % {op.k}u;
             let kx = pi % {op.k}u;
@@ -315,11 +363,11 @@ def _param_grads(op: FrontOp, wg: int) -> str:
                 let oy = q / {op.ow}u;
                 let ox = q % {op.ow}u;
                 {_tap(op, "oy", "ox")}
-                acc = fma(scratch[{op.gy}u + r0 * {op.n_out}u + co * {ohw}u + q], v, acc);
+                acc = fma(fg[col * {ohw}u + q], v, acc);
             }}
         }} else {{
-            let co = pi - {op.n_w}u;
-            for (var q = sl; q < {ohw}u; q += {sl}u) {{ acc += scratch[{op.gy}u + r0 * {op.n_out}u + co * {ohw}u + q]; }}
+            let col = pi - {nw}u;
+            for (var q = sl; q < {ohw}u; q += {sl}u) {{ acc += fg[col * {ohw}u + q]; }}
         }}
         {store}
     }}{fold}
@@ -327,19 +375,30 @@ def _param_grads(op: FrontOp, wg: int) -> str:
 """
 
 
-def declarations(ops: list[FrontOp], wg: int) -> str:
+def declarations(ops: list[FrontOp], wg: int, fg: int) -> str:
     n_in, n_p = shared_floats(ops, wg)
     return f"""
 var<workgroup> fin: array<f32, {n_in}>;    // conv front: a conv's input row, staged
 var<workgroup> fw: array<f32, {n_p}>;      // and its weights then biases
+var<workgroup> fg: array<f32, {fg}>;       // and its output gradient (some channels at a time)
 var<workgroup> fred: array<f32, {wg}>;     // a parameter gradient's slices, folded
 fn is_nan(v: f32) -> bool {{ return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u; }}
 """
 
 
-def shared_bytes(ops: list[FrontOp], wg: int) -> int:
+def shared_bytes(ops: list[FrontOp], wg: int, fg: int) -> int:
     n_in, n_p = shared_floats(ops, wg)
-    return 4 * (n_in + n_p + wg)
+    return 4 * (n_in + n_p + fg + wg)
+
+
+def gradient_staging(ops: list[FrontOp], wg: int, budget: int) -> int:
+    """Floats of `fg`, the staged output gradient: every conv's whole output if `budget` bytes of
+    workgroup memory allow, else what is left (at least one channel plane of each conv)."""
+    need = max(op.n_out for op in ops if op.kind == "conv")
+    plane = max(op.oh * op.ow for op in ops if op.kind == "conv")
+    n_in, n_p = shared_floats(ops, wg)
+    room = budget // 4 - n_in - n_p - wg
+    return max(plane, min(need, room))
 
 
 def param_blocks(ops: list[FrontOp]):

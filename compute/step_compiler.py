@@ -33,6 +33,7 @@ PART_MAX = 1024           # vec4s of forward partial sums in workgroup memory (1
 STAGE_MAX = 2048          # floats of a small weight matrix staged in workgroup memory
 SMALL_SLICES = 16          # invocations that split the rows of one small parameter's gradient
 BIG_BLOCK = 4096           # a weight matrix with at least this many entries (and in % 4 == 0) gets pass-2 vec4 tiles
+FRONT_MARGIN = 2048         # bytes of workgroup memory the conv front's staging leaves for the dense layers' K-slices
 TILED_FROM = 64            # batch from which pass 2 sums such a weight's gradient in 4 x 4 register tiles
 
 
@@ -154,7 +155,7 @@ class CompiledStep:
     counter to the trace's optimizer, which updates every parameter at once."""
 
     def __init__(self, model, data, metrics, optimizer, recipe, wg: int | None = None, rows: int | None = None,
-                 head: HeadIO | None = None):
+                 head: HeadIO | None = None, grad_staging: int | None = None):
         dev = get_device()
         self.front = None          # a convolutional network's ops before the Flatten (compute/conv_front.py)
         if head is None and not supported(model):
@@ -187,6 +188,11 @@ class CompiledStep:
             L.act_out = off
             off += _align4(L.n_out)
         self.row = off
+        self.fg = 0
+        if self.front:        # what the workgroup memory leaves for the conv front's staged gradient
+            dense = (4 * (self.row + sum(L.n_in * L.n_out for L in self._staged()) + 4 * self._part_size(1, slices=1))
+                     + 8 * 256 + 4 + FRONT_MARGIN)
+            self.fg = grad_staging or conv_front.gradient_staging(self.front, self.wg, self.shared_limit - dense)
         # Scratch: each layer's input rows [B, n_in] and output-gradient rows [B, n_out], then (loss, correct).
         s = self._scratch_floats(b)
         self.rows_off = scratch_layout(self.layers, b, False) - 2 * b
@@ -253,12 +259,12 @@ class CompiledStep:
         fixed = 4 * (r * self.row + sum(L.n_in * L.n_out for L in self._staged())) + 8 * 256 + 4 * r + self._front_bytes
         return max(0, min(PART_MAX, (self.shared_limit - fixed) // 16))
 
-    def _part_size(self, r: int) -> int:
-        """vec4s of partial sums the widest layer's split needs."""
+    def _part_size(self, r: int, slices: int | None = None) -> int:
+        """vec4s of partial sums the widest layer's split needs (with `slices`: at that many K-slices)."""
         need = 0
         for L in self.layers:
             if L.n_out % 4 == 0:
-                need = max(need, self._slices(L, r) * (L.n_out // 4) * r)
+                need = max(need, (slices or self._slices(L, r)) * (L.n_out // 4) * r)
             else:
                 need = max(need, -(-L.n_out * self._scalar_parts(L) * r // 4))
         for L in self.layers[1:]:
@@ -277,7 +283,7 @@ class CompiledStep:
 
     @property
     def _front_bytes(self) -> int:
-        return conv_front.shared_bytes(self.front, self.wg) if self.front else 0
+        return conv_front.shared_bytes(self.front, self.wg, self.fg) if self.front else 0
 
     def _scalar_parts(self, L: Layer) -> int:
         return max(1, min(16, self.wg // max(L.n_out, 1)))
@@ -300,7 +306,7 @@ class CompiledStep:
         ] + [f"var<workgroup> wst{L.index}: array<f32, {L.n_in * L.n_out}>;   // layer {L.index}'s weights, staged"
              for L in self._staged()]
         if self.front:
-            consts.append(conv_front.declarations(self.front, wg))
+            consts.append(conv_front.declarations(self.front, wg, self.fg))
         if self.head:
             consts += [
                 "@group(0) @binding(12) var<storage, read> features: array<f32>;         // the traced layers' output [B, F]",
@@ -316,7 +322,7 @@ class CompiledStep:
         if self.head or self.front:
             body.append(self._feature_grad(self.layers[0]))
         if self.front:
-            body.append(conv_front.SYNC + conv_front.backward(self.front, wg))
+            body.append(conv_front.SYNC + conv_front.backward(self.front, wg, self.fg))
         pass1 = f"""
 @compute @workgroup_size({wg})
 fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {{

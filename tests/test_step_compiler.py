@@ -163,3 +163,24 @@ def test_large_batches_split_the_weight_gradient_rows(data, batch):
     """At 64+ rows the large weight gradient is summed by 2-8 invocations per weight and folded in
     workgroup memory; guards the slice stride, the fold and a tail shorter than one slice round."""
     assert_same(data, MLP, Recipe(epochs=2, batch_size=batch, lr=0.1, momentum=0.9, shift=1))
+
+
+@pytest.mark.parametrize("staging", [784, 1000])
+def test_conv_front_gradient_staged_in_pieces(data, staging):
+    """A conv output larger than the workgroup memory left for it: its gradient is staged a few
+    channels at a time for the weight gradients (784 floats: one 28 x 28 channel; 1000: one
+    channel and a piece left over), and the next conv's input gradient reads it from scratch.
+    Guards the channel offsets of each piece and the unstaged input-gradient path."""
+    arch = "Conv2d(1,3,3,padding=1),ReLU(),Conv2d(3,4,3,padding=1),ReLU(),MaxPool2d(4),Flatten(),Linear(196,10)"
+    recipe = Recipe(epochs=1, batch_size=50, lr=0.05, shift=1)
+    g, gh, _ = train(data, arch, recipe, "graph")
+    model = Sequential(parse(arch), seed=3)
+    run = Run(model, data, recipe, engine="compiled")
+    step = CompiledStep(model, data, run.metrics, run.optimizer, recipe, grad_staging=staging)
+    assert step.fg == staging and len(step.program) == 2
+    run.program = step.program
+    run.run_steps(run.total_steps)
+    c = model.state_dict()
+    for k in g:
+        np.testing.assert_allclose(c[k], g[k], rtol=1e-3, atol=3e-5, err_msg=k)
+    np.testing.assert_allclose(run.metrics.read_history(0, run.total_steps), gh, rtol=1e-4, atol=1e-5)
