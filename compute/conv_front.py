@@ -66,6 +66,41 @@ class FrontOp:
     def n_params(self) -> int:
         return self.n_w + self.cout if self.kind == "conv" else 0
 
+    # Staging in workgroup memory is zero-padded, so the inner loops index it with no bounds checks.
+    @property
+    def hp(self) -> int:
+        return self.h + 2 * self.p
+
+    @property
+    def wp(self) -> int:
+        return self.w + 2 * self.p
+
+    # Row and plane strides of the staging, odd: the weight-gradient loops read one address per
+    # (ci, ky, kx) across a warp, and even strides (16, 32, 16 x 16) put those on a few banks.
+    @property
+    def row_stride(self) -> int:
+        return self.wp | 1
+
+    @property
+    def plane_stride(self) -> int:
+        return (self.hp * self.row_stride) | 1
+
+    @property
+    def n_in_padded(self) -> int:
+        return self.cin * self.plane_stride
+
+    @property
+    def gpad(self) -> int:
+        """Border of the staged output gradient: k - 1 - p at stride 1 when an input gradient is
+        wanted (its taps then read the border's zeros instead of testing bounds), else 0."""
+        if self.gx is not None and self.s == 1 and self.p <= self.k - 1:
+            return self.k - 1 - self.p
+        return 0
+
+    @property
+    def g_plane(self) -> int:
+        return (self.oh + 2 * self.gpad) * (self.ow + 2 * self.gpad)
+
 
 def plan_front(model) -> list[FrontOp] | None:
     """The ops before the Flatten, or None when the front is not one this compiles: anything but
@@ -119,7 +154,7 @@ def shared_floats(ops: list[FrontOp], wg: int) -> tuple[int, int]:
     """(input floats, parameter floats) of the workgroup staging: the largest conv input and the
     largest conv weight + bias; plus `wg` floats of the gradient slice fold."""
     convs = [op for op in ops if op.kind == "conv"]
-    return max(op.n_in for op in convs), max(op.n_params for op in convs)
+    return max(op.n_in_padded for op in convs), max(op.n_params for op in convs)
 
 
 def _decode(op: FrontOp, i: str, c: str, y: str, x: str, out: bool) -> str:
@@ -170,17 +205,26 @@ def _stage(op: FrontOp, what: str) -> str:
     for (var j = t; j < {op.cout}u; j += WG) {{ fw[{op.n_w}u + j] = params[{op.bo}u + j]; }}"""
     if "x" in what:
         out += f"""
-    for (var j = t; j < {op.n_in}u; j += WG) {{ fin[j] = scratch[{op.x}u + r0 * {op.n_in}u + j]; }}"""
+    for (var j = t; j < {op.n_in_padded}u; j += WG) {{     // zero-padded by {op.p}, odd strides
+        let ci = j / {op.plane_stride}u;
+        let iy = i32((j % {op.plane_stride}u) / {op.row_stride}u) - {op.p};
+        let ix = i32((j % {op.plane_stride}u) % {op.row_stride}u) - {op.p};
+        let inside = iy >= 0 && iy < {op.h} && ix >= 0 && ix < {op.w};
+        let at = (ci * {op.h}u + u32(clamp(iy, 0, {op.h - 1}))) * {op.w}u + u32(clamp(ix, 0, {op.w - 1}));
+        fin[j] = select(0.0, scratch[{op.x}u + r0 * {op.n_in}u + at], inside);
+    }}"""
     return out + "\n    workgroupBarrier();"
 
 
 def _tap(op: FrontOp, oy: str, ox: str) -> str:
-    """WGSL for the input value under kernel tap (ky, kx) of output (oy, ox), 0 in the padding,
-    from `fin` (branch-free: the index is clamped, the value selected)."""
-    return (f"""let iy = i32({oy} * {op.s}u + ky) - {op.p};
-                let ix = i32({ox} * {op.s}u + kx) - {op.p};
-                let inside = iy >= 0 && iy < {op.h} && ix >= 0 && ix < {op.w};
-                let v = select(0.0, fin[(ci * {op.h}u + u32(clamp(iy, 0, {op.h - 1}))) * {op.w}u + u32(clamp(ix, 0, {op.w - 1}))], inside);""")
+    """WGSL for the input value under kernel tap (ky, kx) of output (oy, ox), from the zero-padded `fin`."""
+    return (f"let v = fin[ci * {op.plane_stride}u + ({oy} * {op.s}u + ky) * {op.row_stride}u + {ox} * {op.s}u + kx];")
+
+
+def _g_at(op: FrontOp, c: str, oy: str, ox: str) -> str:
+    """Index in `fg` of the staged output gradient (c counted from the staged piece's first channel)."""
+    b = op.gpad
+    return f"({c} * {op.oh + 2 * b}u + {oy}{f' + {b}u' if b else ''}) * {op.ow + 2 * b}u + {ox}{f' + {b}u' if b else ''}"
 
 
 def forward(ops: list[FrontOp]) -> str:
@@ -227,8 +271,7 @@ def backward(ops: list[FrontOp], wg: int, fg: int) -> str:
             if op.gx is not None:
                 out.append(_pool_backward(op))
             continue
-        ohw = op.oh * op.ow
-        chunk = min(op.cout, fg // ohw)
+        chunk = min(op.cout, fg // op.g_plane)
         out.append(_stage(op, "x"))
         for c0 in range(0, op.cout, chunk):
             out.append(_stage_grad(op, c0, min(chunk, op.cout - c0)))
@@ -240,11 +283,23 @@ def backward(ops: list[FrontOp], wg: int, fg: int) -> str:
 
 def _stage_grad(op: FrontOp, c0: int, cn: int) -> str:
     mask = f"\n        if (!(scratch[{op.y}u + o] > 0.0)) {{ g = 0.0; }}" if op.relu else ""
+    b = op.gpad
+    if b:      # zero border of b: read the plane's inside, zeros around it
+        gh, gw = op.oh + 2 * b, op.ow + 2 * b
+        body = f"""
+        let c = j / {gh * gw}u;
+        let y = i32((j / {gw}u) % {gh}u) - {b};
+        let x = i32(j % {gw}u) - {b};
+        let inside = y >= 0 && y < {op.oh} && x >= 0 && x < {op.ow};
+        let o = r0 * {op.n_out}u + ({c0}u + c) * {op.oh * op.ow}u + u32(clamp(y, 0, {op.oh - 1})) * {op.ow}u + u32(clamp(x, 0, {op.ow - 1}));
+        var g = select(0.0, scratch[{op.gy}u + o], inside);{mask}"""
+    else:
+        body = f"""
+        let o = r0 * {op.n_out}u + {c0 * op.oh * op.ow}u + j;
+        var g = scratch[{op.gy}u + o];{mask}"""
     return f"""
     // -- layer {op.index}: the output gradient of channels {c0}..{c0 + cn - 1}{' through the ReLU' if op.relu else ''}, staged
-    for (var j = t; j < {cn * op.oh * op.ow}u; j += WG) {{
-        let o = r0 * {op.n_out}u + {c0 * op.oh * op.ow}u + j;
-        var g = scratch[{op.gy}u + o];{mask}
+    for (var j = t; j < {cn * op.g_plane}u; j += WG) {{{body}
         fg[j] = g;
     }}
     workgroupBarrier();"""
@@ -295,8 +350,27 @@ def _input_grad(op: FrontOp, staged: bool) -> str:
     """dx[ci, iy, ix] = sum over (co, ky, kx) of W[co, ci, ky, kx] dy[co, oy, ox] where oy s = iy + p - ky
     (and likewise for x). dy is read from `fg` when it is staged whole, else from scratch through
     the ReLU mask (a slower path for outputs larger than the staging)."""
+    if staged and op.gpad == op.k - 1 - op.p and op.s == 1 and op.gx is not None and op.p <= op.k - 1:
+        # stride 1 with the gradient staged in its zero border: every tap reads fg, no tests
+        return f"""
+    // -- layer {op.index}: Conv2d input gradient (stride 1): dx[ci, iy, ix] = sum over (co, ky, kx) of
+    //    W[co, ci, ky, kx] dy[co, iy + p - ky, ix + p - kx], dy read from its zero-bordered staging{_stage(op, "w")}
+    for (var i = t; i < {op.n_in}u; i += WG) {{
+        {_decode(op, "i", "ci", "iy", "ix", out=False)}
+        var acc = 0.0;
+        for (var co = 0u; co < {op.cout}u; co++) {{
+            for (var ky = 0u; ky < {op.k}u; ky++) {{
+                for (var kx = 0u; kx < {op.k}u; kx++) {{
+                    let d = fg[{_g_at(op, "co", f"iy + {op.k - 1}u - ky - {op.gpad}u", f"ix + {op.k - 1}u - kx - {op.gpad}u")}];
+                    acc = fma(fw[((co * {op.cin}u + ci) * {op.k}u + ky) * {op.k}u + kx], d, acc);
+                }}
+            }}
+        }}
+        scratch[{op.gx}u + r0 * {op.n_in}u + i] = acc;
+    }}{SYNC}
+"""
     if staged:
-        dy = f"fg[at]"
+        dy = f"fg[{_g_at(op, 'co', 'u32(clamp(oy, 0, ' + str(op.oh - 1) + '))', 'u32(clamp(ox, 0, ' + str(op.ow - 1) + '))')}]"
     else:
         dy = f"scratch[{op.gy}u + r0 * {op.n_out}u + at]"
         if op.relu:
@@ -335,8 +409,7 @@ def _param_grads(op: FrontOp, wg: int, c0: int, cn: int) -> str:
     kk = op.k * op.k
     nw = cn * op.cin * kk
     n = nw + cn
-    sl = max(1, wg // n)
-    ohw = op.oh * op.ow
+    sl = max(1, min(wg // n, op.ow))     # slices split each output row's columns
 
     def dest(pi: str) -> str:      # the dw row element of local parameter pi
         return (f"select({op.n_w + c0}u + {pi} - {nw}u, {c0 * op.cin * kk}u + {pi}, {pi} < {nw}u)")
@@ -359,15 +432,17 @@ def _param_grads(op: FrontOp, wg: int, c0: int, cn: int) -> str:
             let ci = (pi / {kk}u) % {op.cin}u;
             let ky = (pi / {op.k}u) % {op.k}u;
             let kx = pi % {op.k}u;
-            for (var q = sl; q < {ohw}u; q += {sl}u) {{
-                let oy = q / {op.ow}u;
-                let ox = q % {op.ow}u;
-                {_tap(op, "oy", "ox")}
-                acc = fma(fg[col * {ohw}u + q], v, acc);
+            for (var oy = 0u; oy < {op.oh}u; oy++) {{
+                for (var ox = sl; ox < {op.ow}u; ox += {sl}u) {{
+                    {_tap(op, "oy", "ox")}
+                    acc = fma(fg[{_g_at(op, "col", "oy", "ox")}], v, acc);
+                }}
             }}
         }} else {{
             let col = pi - {nw}u;
-            for (var q = sl; q < {ohw}u; q += {sl}u) {{ acc += fg[col * {ohw}u + q]; }}
+            for (var oy = 0u; oy < {op.oh}u; oy++) {{
+                for (var ox = sl; ox < {op.ow}u; ox += {sl}u) {{ acc += fg[{_g_at(op, "col", "oy", "ox")}]; }}
+            }}
         }}
         {store}
     }}{fold}
@@ -394,8 +469,8 @@ def shared_bytes(ops: list[FrontOp], wg: int, fg: int) -> int:
 def gradient_staging(ops: list[FrontOp], wg: int, budget: int) -> int:
     """Floats of `fg`, the staged output gradient: every conv's whole output if `budget` bytes of
     workgroup memory allow, else what is left (at least one channel plane of each conv)."""
-    need = max(op.n_out for op in ops if op.kind == "conv")
-    plane = max(op.oh * op.ow for op in ops if op.kind == "conv")
+    need = max(op.cout * op.g_plane for op in ops if op.kind == "conv")
+    plane = max(op.g_plane for op in ops if op.kind == "conv")
     n_in, n_p = shared_floats(ops, wg)
     room = budget // 4 - n_in - n_p - wg
     return max(plane, min(need, room))
