@@ -107,9 +107,15 @@ class Run:
 
     def _build_step(self) -> Program:
         if self.engine == "compiled":
+            from .conv_front import plan_front
             from .step_compiler import CompiledStep, StepDoesNotFit, head_start
             try:
                 start = head_start(self.model)
+                if start is not None and plan_front(self.model) is not None:
+                    try:        # the whole network in two dispatches
+                        return CompiledStep(self.model, self.data, self.metrics, self.optimizer, self.recipe).program
+                    except StepDoesNotFit:
+                        pass    # its front's staging is above the workgroup memory: the head alone compiled
                 if start is not None:
                     return self._trace_step(head=start)
                 return CompiledStep(self.model, self.data, self.metrics, self.optimizer, self.recipe).program

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from . import conv_front
 from .arch import Dropout, Flatten, Linear, ReLU
 from .budget import Limits, buffer_bytes, largest, mib
 from .device import get_device
@@ -32,6 +33,7 @@ PART_MAX = 1024           # vec4s of forward partial sums in workgroup memory (1
 STAGE_MAX = 2048          # floats of a small weight matrix staged in workgroup memory
 SMALL_SLICES = 16          # invocations that split the rows of one small parameter's gradient
 BIG_BLOCK = 4096           # a weight matrix with at least this many entries (and in % 4 == 0) gets pass-2 vec4 tiles
+FRONT_MARGIN = 2048         # bytes of workgroup memory the conv front's staging leaves for the dense layers' K-slices
 TILED_FROM = 64            # batch from which pass 2 sums such a weight's gradient in 4 x 4 register tiles
 
 
@@ -153,20 +155,29 @@ class CompiledStep:
     counter to the trace's optimizer, which updates every parameter at once."""
 
     def __init__(self, model, data, metrics, optimizer, recipe, wg: int | None = None, rows: int | None = None,
-                 head: HeadIO | None = None):
+                 head: HeadIO | None = None, grad_staging: int | None = None):
         dev = get_device()
+        self.front = None          # a convolutional network's ops before the Flatten (compute/conv_front.py)
         if head is None and not supported(model):
-            raise ValueError("the compiled step covers Linear / ReLU / Dropout networks")
+            self.front = conv_front.plan_front(model)
+            if self.front is None:
+                raise ValueError("the compiled step covers Linear / ReLU / Dropout networks, and Conv2d / "
+                                 "MaxPool2d / ReLU before one Flatten")
         if head is not None and head_start(model) != head.start:
             raise ValueError("the compiled head starts at the first Linear after the last Flatten")
         self.head = head
         self.wg = wg or (256 if dev.is_cpu else 512)
         b = recipe.batch_size
         self.batch = b
-        self.layers = plan_layers(model, recipe.seed, head.start if head else 0)
+        self.pixels = data.input_size
+        start = head.start if head else (head_start(model) if self.front else 0)
+        self.layers = plan_layers(model, recipe.seed, start)
         arena = model.arena
         for L in self.layers:
             L.w, L.b = arena.offsets[f"{L.index}.weight"], arena.offsets[f"{L.index}.bias"]
+        for op in self.front or []:
+            if op.kind == "conv":
+                op.wo, op.bo = arena.offsets[f"{op.index}.weight"], arena.offsets[f"{op.index}.bias"]
         # Workgroup row layout: the input image, then every layer's output (the last one: logits,
         # then their gradient in place).
         off = _align4(self.layers[0].n_in)
@@ -177,13 +188,18 @@ class CompiledStep:
             L.act_out = off
             off += _align4(L.n_out)
         self.row = off
+        self.fg = 0
+        if self.front:        # what the workgroup memory leaves for the conv front's staged gradient
+            dense = (4 * (self.row + sum(L.n_in * L.n_out for L in self._staged()) + 4 * self._part_size(1, slices=1))
+                     + 8 * 256 + 4 + FRONT_MARGIN)
+            self.fg = grad_staging or conv_front.gradient_staging(self.front, self.wg, self.shared_limit - dense)
         # Scratch: each layer's input rows [B, n_in] and output-gradient rows [B, n_out], then (loss, correct).
-        s = scratch_layout(self.layers, b)
-        self.rows_off = s - 2 * b
+        s = self._scratch_floats(b)
+        self.rows_off = scratch_layout(self.layers, b, False) - 2 * b
         # Checked before anything is created: too large a step is left to the autograd trace.
         limits = Limits.current()
         if buffer_bytes(s * 4) > limits.binding:
-            most = largest(lambda k: k == 0 or buffer_bytes(scratch_layout(self.layers, k, False) * 4) <= limits.binding, b)
+            most = largest(lambda k: k == 0 or buffer_bytes(self._scratch_floats(k, False) * 4) <= limits.binding, b)
             raise StepDoesNotFit(f"the compiled step's scratch for batch {b} ({mib(s * 4, limits.binding)}) is above "
                                  f"{limits.text}; use --batch-size {max(most, 1)} or less, or --engine graph")
         self.r = rows or self.choose_rows(dev, b)
@@ -194,7 +210,7 @@ class CompiledStep:
         self.classes = self.layers[-1].n_out
         split = data.train
         self.source = load_wgsl("compiled_step.wgsl") + "\n" + self.generate(split, recipe)
-        mode = f"|head{head.start}" if head else ""
+        mode = f"|head{head.start}" if head else ("|front" if self.front else "")
         key = f"compiled_step[{model.arch.text}|b{b}|r{self.r}|wg{self.wg}|n{split.n}|s{recipe.shift},{recipe.seed}{mode}]"
         p1 = dev.pipeline(key, "forward_backward", source=self.source)
         p2 = dev.pipeline(key, "update", source=self.source)
@@ -210,12 +226,20 @@ class CompiledStep:
             Dispatch(p2, group, (min(g2, 65535), math.ceil(g2 / 65535), 1), "compiled:update"),
         ], label="compiled_step")
 
+    def _scratch_floats(self, b: int, assign: bool = True) -> int:
+        """Floats of scratch for batch b: the dense layers' rows, then the conv front's."""
+        s = scratch_layout(self.layers, b, assign)
+        if self.front:
+            ops = self.front if assign else [conv_front.FrontOp(**{**op.__dict__}) for op in self.front]
+            s = conv_front.assign_scratch(ops, b, s)
+        return s
+
     # -- choices --------------------------------------------------------------------------------------
     def choose_rows(self, dev, b: int) -> int:
         """Rows per workgroup: 1 while the batch alone fills the GPU, 2 above batch 64 (weights
         re-read from L2 per row is what bounds pass 1 there; 4 rows lost to 2 at batch 256 on
         every MLP of the H100 sweep, `benchmarks/step_bench.py --tune`), within the workgroup memory."""
-        want = 1 if dev.is_cpu or b <= 64 else 2
+        want = 1 if dev.is_cpu or b <= 64 or self.front else 2     # the conv front runs one row a workgroup
         while want > 1 and self.shared_bytes(want) > self.shared_limit:
             want //= 2
         return want
@@ -232,15 +256,15 @@ class CompiledStep:
 
     def _part_budget(self, r: int) -> int:
         """vec4s of workgroup memory left for partial sums once the rows and staged weights are in."""
-        fixed = 4 * (r * self.row + sum(L.n_in * L.n_out for L in self._staged())) + 8 * 256 + 4 * r
+        fixed = 4 * (r * self.row + sum(L.n_in * L.n_out for L in self._staged())) + 8 * 256 + 4 * r + self._front_bytes
         return max(0, min(PART_MAX, (self.shared_limit - fixed) // 16))
 
-    def _part_size(self, r: int) -> int:
-        """vec4s of partial sums the widest layer's split needs."""
+    def _part_size(self, r: int, slices: int | None = None) -> int:
+        """vec4s of partial sums the widest layer's split needs (with `slices`: at that many K-slices)."""
         need = 0
         for L in self.layers:
             if L.n_out % 4 == 0:
-                need = max(need, self._slices(L, r) * (L.n_out // 4) * r)
+                need = max(need, (slices or self._slices(L, r)) * (L.n_out // 4) * r)
             else:
                 need = max(need, -(-L.n_out * self._scalar_parts(L) * r // 4))
         for L in self.layers[1:]:
@@ -254,7 +278,12 @@ class CompiledStep:
         return [L for L in self.layers if not (L.n_out % 4 == 0 and L.w % 4 == 0) and L.n_in * L.n_out <= STAGE_MAX]
 
     def shared_bytes(self, r: int) -> int:
-        return 4 * (r * self.row + 4 * self._part_size(r) + sum(L.n_in * L.n_out for L in self._staged())) + 8 * 256 + 4 * r
+        return (4 * (r * self.row + 4 * self._part_size(r) + sum(L.n_in * L.n_out for L in self._staged()))
+                + 8 * 256 + 4 * r + self._front_bytes)
+
+    @property
+    def _front_bytes(self) -> int:
+        return conv_front.shared_bytes(self.front, self.wg, self.fg) if self.front else 0
 
     def _scalar_parts(self, L: Layer) -> int:
         return max(1, min(16, self.wg // max(L.n_out, 1)))
@@ -265,7 +294,7 @@ class CompiledStep:
         L0 = self.layers[0]
         consts = [
             f"const B: u32 = {self.batch}u;", f"const N: u32 = {split.n}u;", f"const R: u32 = {r}u;",
-            f"const WG: u32 = {wg}u;", f"const ROW: u32 = {self.row}u;", f"const PIXELS: u32 = {L0.n_in}u;",
+            f"const WG: u32 = {wg}u;", f"const ROW: u32 = {self.row}u;", f"const PIXELS: u32 = {self.pixels}u;",
             f"const IMAGE_W: u32 = {split.width}u;", f"const SHIFT: u32 = {recipe.shift}u;",
             f"const SEED: u32 = {recipe.seed}u;", f"const CLASSES: u32 = {self.classes}u;",
             f"const ROWS_OFF: u32 = {self.rows_off}u;",
@@ -276,6 +305,8 @@ class CompiledStep:
             "var<workgroup> red4: array<vec4<f32>, 256>;   // pass 2: the row slices' partial weight gradients",
         ] + [f"var<workgroup> wst{L.index}: array<f32, {L.n_in * L.n_out}>;   // layer {L.index}'s weights, staged"
              for L in self._staged()]
+        if self.front:
+            consts.append(conv_front.declarations(self.front, wg, self.fg))
         if self.head:
             consts += [
                 "@group(0) @binding(12) var<storage, read> features: array<f32>;         // the traced layers' output [B, F]",
@@ -288,8 +319,10 @@ class CompiledStep:
         body.append(self._loss())
         for k in range(len(self.layers) - 1, 0, -1):
             body.append(self._backward(self.layers[k], self.layers[k - 1]))
-        if self.head:
+        if self.head or self.front:
             body.append(self._feature_grad(self.layers[0]))
+        if self.front:
+            body.append(conv_front.SYNC + conv_front.backward(self.front, wg, self.fg))
         pass1 = f"""
 @compute @workgroup_size({wg})
 fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {{
@@ -309,21 +342,24 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         stage = "".join(f"""
     for (var i = t; i < {L.n_in * L.n_out}u; i += WG) {{ wst{L.index}[i] = params[{L.w}u + i]; }}"""
                         for L in self._staged())
+        front = conv_front.forward(self.front) if self.front else ""
+        what = ("the conv front's features" if self.front else "the traced layers' features" if self.head
+                else "the rows' images, gathered through the permutation and shifted")
         return f"""{stage}
-    // -- the rows' images: gathered through the permutation, shifted, into act and scratch
     if (t < R) {{
         let pos = base + r0 + t;
         sample_of[t] = select(0xffffffffu, perm[pos], r0 + t < B && pos < N);
     }}
-    workgroupBarrier();
-    for (var i = t; i < R * PIXELS; i += WG) {{
-        let rr = i / PIXELS;
-        let k = i % PIXELS;
+    workgroupBarrier();{front}
+    // -- {what}: into act and scratch
+    for (var i = t; i < R * {L0.n_in}u; i += WG) {{
+        let rr = i / {L0.n_in}u;
+        let k = i % {L0.n_in}u;
         let s = sample_of[rr];
         var v = 0.0;
-        if (s != 0xffffffffu) {{ v = {self._input("s", "k", "r0 + rr")}; }}
+        if ({"true" if self.front else "s != 0xffffffffu"}) {{ v = {self._input("s", "k", "r0 + rr")}; }}
         act[rr * ROW + k] = v;
-        if (r0 + rr < B) {{ scratch[{L0.sx}u + (r0 + rr) * PIXELS + k] = v; }}
+        if (r0 + rr < B) {{ scratch[{L0.sx}u + (r0 + rr) * {L0.n_in}u + k] = v; }}
     }}
     workgroupBarrier();
 """
@@ -412,7 +448,9 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         """Element k of batch row `row` (dataset sample `s`): the image pixel, or the traced
         layers' feature when this is a compiled head."""
         if self.head:
-            return f"features[({row}) * PIXELS + {k}]"
+            return f"features[({row}) * {self.layers[0].n_in}u + {k}]"
+        if self.front:
+            return f"scratch[{self.front[-1].y}u + ({row}) * {self.layers[0].n_in}u + {k}]"
         return f"image_pixel({s}, {k}, step, {row})"
 
     def _weight(self, L: Layer, k: str, c: str) -> str:
@@ -490,13 +528,15 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
 """
 
     def _feature_grad(self, L: Layer) -> str:
-        """A compiled head's last act: the gradient of the traced layers' features, dz W^T of the
-        head's first layer, straight to `feature_grad` (the trace's backward starts from it)."""
+        """The dense layers' last act when layers come before them: the gradient of the features,
+        dz W^T of the first dense layer, straight to `feature_grad` (a compiled head: the trace's
+        backward starts from it) or to the conv front's last gradient rows."""
         decl, loop = self._input_grad_rows(L)
-        store = "\n".join(f"        if (r0 + {q}u < B) {{ feature_grad[(r0 + {q}u) * {L.n_in}u + k] = d{q}; }}"
+        dest = "feature_grad[" if self.head else f"scratch[{self.front[-1].gy}u + "
+        store = "\n".join(f"        if (r0 + {q}u < B) {{ {dest}(r0 + {q}u) * {L.n_in}u + k] = d{q}; }}"
                            for q in range(self.r))
         return f"""
-    // -- layer {L.index}: gradient of the features = dz W^T, for the traced layers before the head
+    // -- layer {L.index}: gradient of the features = dz W^T, for the layers before the dense ones
     for (var k = t; k < {L.n_in}u; k += WG) {{
         {decl}
 {loop}
@@ -544,6 +584,8 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
             else:
                 out.append((f"{L.index}.weight", math.ceil(n / 16), self._small(L, bias=False)))
             out.append((f"{L.index}.bias", math.ceil(L.n_out / 16), self._small(L, bias=True)))
+        for name, n, term, dest in conv_front.param_blocks(self.front or []):
+            out.append((name, math.ceil(n / 16), self._sum_rows(n, term, dest, f"{name}: this step's rows' shares, summed")))
         out.append(("metrics", 1, self._metrics()))
         return out
 
@@ -675,6 +717,11 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
                     f"scratch[{L.sdz}u + b * {L.n_out}u + p % {L.n_out}u]")
             dest = f"{L.w}u + p"
             what = "dW[k, j] = sum of x[row, k] * dz[row, j]"
+        return self._sum_rows(n, term, dest, what)
+
+    def _sum_rows(self, n: int, term: str, dest: str, what: str) -> str:
+        """Pass 2 for n parameters whose gradient is a sum over the rows b of `term` (WGSL of b and
+        the parameter p), applied to arena element `dest`."""
         return f"""
         // {what}: 16 parameters a workgroup, 16 invocations splitting the rows of each
         let p = local * 16u + t % 16u;

@@ -11,6 +11,7 @@ from mnist_viz.compute.data import GpuDataset
 from mnist_viz.compute.nn import Sequential
 from mnist_viz.compute.recipe import Recipe
 from mnist_viz.compute.run import Run
+from mnist_viz.compute.conv_front import plan_front
 from mnist_viz.compute.step_compiler import CompiledStep, head_start, supported
 
 
@@ -19,11 +20,13 @@ def data(mnist):
     return GpuDataset(mnist, limit=230)        # batch 50: 4 full steps and a tail of 30 every epoch
 
 
-def train(data, arch, recipe, engine, rows=None):
+def train(data, arch, recipe, engine, rows=None, head_only=False):
     model = Sequential(parse(arch), seed=3)
     run = Run(model, data, recipe, engine=engine)
     if rows is not None:
         run.program = CompiledStep(model, data, run.metrics, run.optimizer, recipe, rows=rows).program
+    if head_only:              # the dense head compiled, the layers before it traced
+        run.program = run._trace_step(head=head_start(model))
     run.run_steps(run.total_steps)
     return model.state_dict(), run.metrics.read_history(0, run.total_steps), run
 
@@ -75,8 +78,15 @@ def test_rows_per_workgroup(data, rows):
 
 def test_what_the_compiler_covers():
     """A whole MLP compiles; a convolutional network compiles its dense head, from the first
-    Linear after the last Flatten, when everything from there is Linear / ReLU / Dropout."""
+    Linear after the last Flatten, when everything from there is Linear / ReLU / Dropout; and its
+    front too when that is Conv2d / MaxPool2d each with an optional ReLU."""
     assert not supported(Sequential(parse("Conv2d(1,4,3),ReLU(),Flatten(),Linear(2704,10)")))
+    assert [(op.kind, op.index, op.relu) for op in plan_front(Sequential(parse(
+        "Conv2d(1,4,3),ReLU(),MaxPool2d(2),Conv2d(4,4,3),Flatten(),Linear(484,10)")))] == \
+        [("conv", 0, True), ("pool", 2, False), ("conv", 3, False)]
+    assert plan_front(Sequential(parse("Conv2d(1,4,3),ReLU(),Flatten(),Dropout(0.5),Linear(2704,10)"))) is None
+    assert plan_front(Sequential(parse("Conv2d(1,4,3),ReLU(),ReLU(),Flatten(),Linear(2704,10)"))) is None
+    assert plan_front(Sequential(parse("Linear(784,10)"))) is None
     assert supported(Sequential(parse("Linear(784,10)")))
     assert head_start(Sequential(parse("Conv2d(1,4,3),ReLU(),Flatten(),Linear(2704,10)"))) == 3
     assert head_start(Sequential(parse("Conv2d(1,4,3),MaxPool2d(2),Flatten(),Linear(676,16),ReLU(),Dropout(0.2),"
@@ -90,11 +100,13 @@ def test_what_the_compiler_covers():
 CNN = "Conv2d(1,4,5,padding=2),ReLU(),MaxPool2d(2),Conv2d(4,6,3),ReLU(),MaxPool2d(2),Flatten(),Linear(216,12),ReLU(),Linear(12,10)"
 
 
-def assert_head_same(data, arch, recipe):
+def assert_head_same(data, arch, recipe, head_only=False, dispatches=None):
     g, gh, gr = train(data, arch, recipe, "graph")
-    c, ch, cr = train(data, arch, recipe, "compiled")
+    c, ch, cr = train(data, arch, recipe, "compiled", head_only=head_only)
     assert (gr.engine, cr.engine) == ("graph", "compiled")
     assert len(cr.program) < len(gr.program) - 4, (len(cr.program), len(gr.program))
+    if dispatches:
+        assert len(cr.program) == dispatches
     labels = [d.label for d in cr.program.dispatches]
     assert labels.count("compiled:forward_backward") == labels.count("compiled:update") == 1
     for k in g:
@@ -116,8 +128,34 @@ def test_compiled_head_of_a_convolutional_network(data, arch, recipe):
     features and handing back their gradient) trains exactly as the whole trace does: every
     parameter, conv ones included, and the loss history, over two epochs with a tail batch.
     Guards the feature read, the feature gradient, the gradients handed to the trace's
-    optimizer, the step counter (advanced once) and the head's dropout draw."""
-    assert_head_same(data, arch, recipe)
+    optimizer, the step counter (advanced once) and the head's dropout draw. (The first three
+    networks compile whole by default: the head alone is what a front too large for the
+    workgroup memory gets.)"""
+    assert_head_same(data, arch, recipe, head_only=True)
+
+
+@pytest.mark.parametrize("arch,recipe", [
+    (CNN, Recipe(epochs=2, batch_size=50, lr=0.05, momentum=0.9, shift=1, schedule="cosine", min_lr=0.01)),
+    (CNN.replace("ReLU(),Linear(12,10)", "ReLU(),Dropout(0.3),Linear(12,10)"),
+     Recipe(epochs=2, batch_size=50, optimizer="adam", lr=0.003, weight_decay=1e-3, seed=4)),
+    ("Conv2d(1,3,3,stride=2),ReLU(),Flatten(),Linear(507,8),Linear(8,10)",
+     Recipe(epochs=2, batch_size=64, lr=0.1, momentum=0.0, nesterov=False, shift=0, schedule="constant")),
+    ("Conv2d(1,2,7,padding=3),MaxPool2d(3,stride=2),ReLU(),Conv2d(2,3,1),Flatten(),Linear(507,10)",
+     Recipe(epochs=1, batch_size=7, lr=0.05, shift=2, seed=2)),
+    ("MaxPool2d(2),Conv2d(1,4,3,stride=2,padding=1),MaxPool2d(2,stride=1),Flatten(),Linear(144,10)",
+     Recipe(epochs=1, batch_size=50, lr=0.1, shift=1)),
+    ("Conv2d(1,2,3,stride=3,padding=2),Conv2d(2,3,2,stride=2,padding=1),ReLU(),Flatten(),Linear(108,10)",
+     Recipe(epochs=1, batch_size=33, lr=0.1, shift=1, seed=8)),
+], ids=["cnn-sgd-cosine-shift", "cnn-dropout-adam", "stride2-no-pool-batch64", "k7-overlapping-pool-relu-k1-batch7",
+        "pool-first-stride2-pad-pool-stride1", "stride3-pad2-k2-no-relu-between-batch33"])
+def test_whole_convolutional_network_in_two_dispatches(data, arch, recipe):
+    """The conv front compiled into the step's two dispatches (compute/conv_front.py) trains
+    exactly as the autograd trace: every parameter and the loss history. Guards the in-pass
+    gather, each conv's forward taps (stride, padding, kernel 1 / 2 / 7), the max-pool arg-max
+    and its gradient routing (ties, overlapping windows, a pool first, a ReLU after a pool),
+    the ReLU masks, each conv's input gradient (strides that skip taps), the per-row weight and
+    bias shares summed in pass 2, and the batch tails (7, 33, 50 of 230)."""
+    assert_head_same(data, arch, recipe, dispatches=2)
 
 
 @pytest.mark.parametrize("batch", [64, 130, 256])
@@ -125,3 +163,25 @@ def test_large_batches_split_the_weight_gradient_rows(data, batch):
     """At 64+ rows the large weight gradient is summed by 2-8 invocations per weight and folded in
     workgroup memory; guards the slice stride, the fold and a tail shorter than one slice round."""
     assert_same(data, MLP, Recipe(epochs=2, batch_size=batch, lr=0.1, momentum=0.9, shift=1))
+
+
+@pytest.mark.parametrize("staging", [900, 1800])
+def test_conv_front_gradient_staged_in_pieces(data, staging):
+    """A conv output larger than the workgroup memory left for it: its gradient is staged a few
+    channels at a time for the weight gradients (900 floats: one channel, 30 x 30 with the second
+    conv's zero border; 1800: two, so the first conv's 3 channels leave a piece of one), and the
+    second conv's input gradient reads it from scratch.
+    Guards the channel offsets of each piece and the unstaged input-gradient path."""
+    arch = "Conv2d(1,3,3,padding=1),ReLU(),Conv2d(3,4,3,padding=1),ReLU(),MaxPool2d(4),Flatten(),Linear(196,10)"
+    recipe = Recipe(epochs=1, batch_size=50, lr=0.05, shift=1)
+    g, gh, _ = train(data, arch, recipe, "graph")
+    model = Sequential(parse(arch), seed=3)
+    run = Run(model, data, recipe, engine="compiled")
+    step = CompiledStep(model, data, run.metrics, run.optimizer, recipe, grad_staging=staging)
+    assert step.fg == staging and len(step.program) == 2
+    run.program = step.program
+    run.run_steps(run.total_steps)
+    c = model.state_dict()
+    for k in g:
+        np.testing.assert_allclose(c[k], g[k], rtol=1e-3, atol=3e-5, err_msg=k)
+    np.testing.assert_allclose(run.metrics.read_history(0, run.total_steps), gh, rtol=1e-4, atol=1e-5)

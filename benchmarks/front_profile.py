@@ -1,0 +1,61 @@
+"""Where a compiled CNN step's pass 1 spends its time: pass 1 cut after each of its phases (the
+`// -- ` comments of the generated WGSL), each cut timed alone with timestamp queries. The cut
+shaders compute nothing useful; only their time is read (differences between successive cuts).
+
+    python benchmarks/front_profile.py [--batch 32] [--wg 512]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+
+from step_bench import CNNS  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--wg", type=int, default=None)
+    ap.add_argument("--arch", default=CNNS[0])
+    args = ap.parse_args()
+    from mnist_viz.compute.arch import parse
+    from mnist_viz.compute.data import GpuDataset
+    from mnist_viz.compute.device import get_device
+    from mnist_viz.compute.idx import bundled_mnist_dir, load_dataset
+    from mnist_viz.compute.nn import Sequential
+    from mnist_viz.compute.program import Dispatch, Program
+    from mnist_viz.compute.recipe import RECIPES
+    from mnist_viz.compute.run import Run
+    from mnist_viz.compute.step_compiler import CompiledStep
+    from train_bench import kernel_breakdown
+    dev = get_device()
+    data = GpuDataset(load_dataset(bundled_mnist_dir()))
+    model = Sequential(parse(args.arch), seed=0)
+    run = Run(model, data, RECIPES["original"].with_changes(batch_size=args.batch), engine="compiled")
+    step = CompiledStep(model, data, run.metrics, run.optimizer, run.recipe, wg=args.wg)
+    run.program = step.program
+    group = step.program.dispatches[0].bind_group
+    src = step.source
+    head, rest = src.split("fn forward_backward", 1)
+    pass1, tail = rest.split("@compute @workgroup_size(256)\nfn update", 1)
+    marks = [i for i in range(len(pass1)) if pass1.startswith("    // -- ", i)]
+    prev = 0.0
+    print(f"{args.arch}, batch {args.batch}, workgroup {step.wg}")
+    for n, at in enumerate(marks + [len(pass1)]):
+        cut = pass1[:at].rstrip() + ("\n}\n" if at < len(pass1) else "")
+        source = head + "fn forward_backward" + cut + "\n@compute @workgroup_size(256)\nfn update" + tail
+        p = dev.pipeline(f"profile{n}", "forward_backward", source=source)
+        run.program = Program([Dispatch(p, group, (args.batch, 1, 1), "cut")])
+        us = kernel_breakdown(run, steps=100)["0: cut"]
+        what = pass1[marks[n - 1]:].split("\n", 1)[0].strip() if n else "(prologue)"
+        print(f"{us:8.2f} us  {us - prev:+8.2f}  up to: {what[:110]}", flush=True)
+        prev = us
+
+
+if __name__ == "__main__":
+    main()
