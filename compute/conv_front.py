@@ -98,8 +98,37 @@ class FrontOp:
         return 0
 
     @property
+    def g_row(self) -> int:
+        return self.ow + 2 * self.gpad
+
+    @property
     def g_plane(self) -> int:
-        return (self.oh + 2 * self.gpad) * (self.ow + 2 * self.gpad)
+        return (self.oh + 2 * self.gpad) * self.g_row
+
+    @property
+    def groups_out(self) -> int:
+        """Output channels in groups of 4 (one vec4 of weights per tap)."""
+        return -(-self.cout // 4)
+
+    @property
+    def groups_in(self) -> int:
+        return -(-self.cin // 4)
+
+    @property
+    def blocked_input_grad(self) -> bool:
+        """The input gradient as a stride-1 transposed convolution over the zero-bordered staging."""
+        return self.gx is not None and self.s == 1 and self.p <= self.k - 1
+
+    @property
+    def w4(self) -> int:
+        """vec4s of the staged weights: [ci][ky][kx][output group] for the forward and weight
+        gradient, [co][ky][kx][input group] for the input gradient."""
+        return max(self.cin * self.k * self.k * self.groups_out, self.cout * self.k * self.k * self.groups_in)
+
+    @property
+    def tail(self) -> int:
+        """Floats read past a staged row's end by the last 4-wide strip (results discarded)."""
+        return 4 * self.s + self.k
 
 
 def plan_front(model) -> list[FrontOp] | None:
@@ -151,10 +180,14 @@ def assign_scratch(ops: list[FrontOp], b: int, base: int) -> int:
 
 
 def shared_floats(ops: list[FrontOp], wg: int) -> tuple[int, int]:
-    """(input floats, parameter floats) of the workgroup staging: the largest conv input and the
-    largest conv weight + bias; plus `wg` floats of the gradient slice fold."""
+    """(input floats, weight vec4s) of the workgroup staging: the largest zero-padded conv input
+    (with the strips' overrun) and the largest conv's weights in vec4 groups."""
     convs = [op for op in ops if op.kind == "conv"]
-    return max(op.n_in_padded for op in convs), max(op.n_params for op in convs)
+    return max(op.n_in_padded + op.tail for op in convs), max(op.w4 for op in convs)
+
+
+def bias_floats(ops: list[FrontOp]) -> int:
+    return max(4 * op.groups_out for op in ops if op.kind == "conv")
 
 
 def _decode(op: FrontOp, i: str, c: str, y: str, x: str, out: bool) -> str:
@@ -179,6 +212,15 @@ def _argmax(op: FrontOp, oy: str, ox: str, c: str) -> str:
             }}"""
 
 
+FOLD = 256        # vec4s of workgroup memory for folding a weight gradient's slices
+
+
+def _chunk(op: FrontOp, fg: int) -> int:
+    """Output channels whose gradient is staged at once: all, or a multiple of 4 that fits."""
+    n = (fg - op.tail) // op.g_plane
+    return op.cout if n >= op.cout else max(4, n // 4 * 4)
+
+
 SYNC = """
     storageBarrier();
     workgroupBarrier();"""
@@ -197,20 +239,48 @@ def gather(ops: list[FrontOp]) -> str:
 
 
 def _stage(op: FrontOp, what: str) -> str:
-    """Copy the conv's input row ("x") and / or parameters ("w") to workgroup memory."""
+    """Copy to workgroup memory the conv's input row, zero-padded ("x"), its weights as vec4s of 4
+    output channels [ci][ky][kx][group] with its biases ("w"), or as vec4s of 4 input channels
+    [co][ky][kx][group] ("t", for the input gradient); channels past the last are zeros."""
+    kk = op.k * op.k
     out = ""
     if "w" in what:
+        g = op.groups_out
         out += f"""
-    for (var j = t; j < {op.n_w}u; j += WG) {{ fw[j] = params[{op.wo}u + j]; }}
-    for (var j = t; j < {op.cout}u; j += WG) {{ fw[{op.n_w}u + j] = params[{op.bo}u + j]; }}"""
+    for (var j = t; j < {op.cin * kk * g}u; j += WG) {{
+        let g = j % {g}u;
+        let ci = j / {g * kk}u;
+        let tap = (j / {g}u) % {kk}u;
+        var w = vec4<f32>(0.0);
+        for (var c = 0u; c < 4u; c++) {{
+            let co = 4u * g + c;
+            if (co < {op.cout}u) {{ w[c] = params[{op.wo}u + (co * {op.cin}u + ci) * {kk}u + tap]; }}
+        }}
+        fw4[j] = w;
+    }}
+    for (var j = t; j < {4 * g}u; j += WG) {{ fb[j] = select(0.0, params[{op.bo}u + min(j, {op.cout - 1}u)], j < {op.cout}u); }}"""
+    if "t" in what:
+        g = op.groups_in
+        out += f"""
+    for (var j = t; j < {op.cout * kk * g}u; j += WG) {{
+        let g = j % {g}u;
+        let co = j / {g * kk}u;
+        let tap = (j / {g}u) % {kk}u;
+        var w = vec4<f32>(0.0);
+        for (var c = 0u; c < 4u; c++) {{
+            let ci = 4u * g + c;
+            if (ci < {op.cin}u) {{ w[c] = params[{op.wo}u + (co * {op.cin}u + ci) * {kk}u + tap]; }}
+        }}
+        fw4[j] = w;
+    }}"""
     if "x" in what:
         out += f"""
-    for (var j = t; j < {op.n_in_padded}u; j += WG) {{     // zero-padded by {op.p}, odd strides
+    for (var j = t; j < {op.n_in_padded + op.tail}u; j += WG) {{     // zero-padded by {op.p}, odd strides
         let ci = j / {op.plane_stride}u;
         let iy = i32((j % {op.plane_stride}u) / {op.row_stride}u) - {op.p};
         let ix = i32((j % {op.plane_stride}u) % {op.row_stride}u) - {op.p};
-        let inside = iy >= 0 && iy < {op.h} && ix >= 0 && ix < {op.w};
-        let at = (ci * {op.h}u + u32(clamp(iy, 0, {op.h - 1}))) * {op.w}u + u32(clamp(ix, 0, {op.w - 1}));
+        let inside = ci < {op.cin}u && iy >= 0 && iy < {op.h} && ix >= 0 && ix < {op.w};
+        let at = (min(ci, {op.cin - 1}u) * {op.h}u + u32(clamp(iy, 0, {op.h - 1}))) * {op.w}u + u32(clamp(ix, 0, {op.w - 1}));
         fin[j] = select(0.0, scratch[{op.x}u + r0 * {op.n_in}u + at], inside);
     }}"""
     return out + "\n    workgroupBarrier();"
@@ -231,23 +301,7 @@ def forward(ops: list[FrontOp]) -> str:
     out = [gather(ops)]
     for op in ops:
         if op.kind == "conv":
-            act = "\n        z = max(z, 0.0);" if op.relu else ""
-            out.append(f"""
-    // -- layer {op.index}: Conv2d({op.cin},{op.cout},{op.k},stride={op.s},padding={op.p}){' + ReLU' if op.relu else ''}, forward{_stage(op, "wx")}
-    for (var o = t; o < {op.n_out}u; o += WG) {{
-        {_decode(op, "o", "co", "oy", "ox", out=True)}
-        var z = fw[{op.n_w}u + co];
-        for (var ci = 0u; ci < {op.cin}u; ci++) {{
-            for (var ky = 0u; ky < {op.k}u; ky++) {{
-                for (var kx = 0u; kx < {op.k}u; kx++) {{
-                {_tap(op, "oy", "ox")}
-                z = fma(fw[((co * {op.cin}u + ci) * {op.k}u + ky) * {op.k}u + kx], v, z);
-                }}
-            }}
-        }}{act}
-        scratch[{op.y}u + r0 * {op.n_out}u + o] = z;
-    }}{SYNC}
-""")
+            out.append(_conv_forward(op))
         else:
             act = "\n        best = max(best, 0.0);" if op.relu else ""
             out.append(f"""
@@ -258,6 +312,50 @@ def forward(ops: list[FrontOp]) -> str:
     }}{SYNC}
 """)
     return "".join(out)
+
+
+def _conv_forward(op: FrontOp) -> str:
+    """Each invocation: 4 output channels x 4 neighbouring outputs of one row, in four vec4
+    registers. Per (ci, ky) it loads the input row segment the strip covers (3 s + k values) and
+    one vec4 of weights per kx, then does 4 k vec4 FMAs: a load per 4 to 8 multiply-adds instead
+    of two per one."""
+    g, strips = op.groups_out, -(-op.ow // 4)
+    span = 3 * op.s + op.k
+    loads = "\n".join(f"                let x{i} = fin[row + {i}u];" for i in range(span))
+    fmas = "\n".join(
+        f"                {{ let w = fw4[((ci * {op.k}u + ky) * {op.k}u + {kx}u) * {g}u + g];\n" +
+        "\n".join(f"                  a{j} = fma(vec4<f32>(x{j * op.s + kx}), w, a{j});" for j in range(4)) + " }"
+        for kx in range(op.k))
+    act = "\n".join(f"        a{j} = max(a{j}, vec4<f32>(0.0));" for j in range(4)) if op.relu else ""
+    stores = "\n".join(f"""        if (ox0 + {j}u < {op.ow}u) {{
+            for (var c = 0u; c < 4u; c++) {{
+                if (4u * g + c < {op.cout}u) {{ scratch[{op.y}u + r0 * {op.n_out}u + ((4u * g + c) * {op.oh}u + oy) * {op.ow}u + ox0 + {j}u] = a{j}[c]; }}
+            }}
+        }}""" for j in range(4))
+    return f"""
+    // -- layer {op.index}: Conv2d({op.cin},{op.cout},{op.k},stride={op.s},padding={op.p}){' + ReLU' if op.relu else ''}, forward:
+    //    invocation (group g of 4 channels, strip of 4 outputs of row oy){_stage(op, "wx")}
+    for (var u = t; u < {g * op.oh * strips}u; u += WG) {{
+        let g = u % {g}u;
+        let strip = (u / {g}u) % {strips}u;
+        let oy = u / {g * strips}u;
+        let ox0 = strip * 4u;
+        let bias = vec4<f32>(fb[4u * g], fb[4u * g + 1u], fb[4u * g + 2u], fb[4u * g + 3u]);
+        var a0 = bias;
+        var a1 = bias;
+        var a2 = bias;
+        var a3 = bias;
+        for (var ci = 0u; ci < {op.cin}u; ci++) {{
+            for (var ky = 0u; ky < {op.k}u; ky++) {{
+                let row = ci * {op.plane_stride}u + (oy * {op.s}u + ky) * {op.row_stride}u + ox0 * {op.s}u;
+{loads}
+{fmas}
+            }}
+        }}
+{act}
+{stores}
+    }}{SYNC}
+"""
 
 
 def backward(ops: list[FrontOp], wg: int, fg: int) -> str:
@@ -271,7 +369,7 @@ def backward(ops: list[FrontOp], wg: int, fg: int) -> str:
             if op.gx is not None:
                 out.append(_pool_backward(op))
             continue
-        chunk = min(op.cout, fg // op.g_plane)
+        chunk = _chunk(op, fg)
         out.append(_stage(op, "x"))
         for c0 in range(0, op.cout, chunk):
             out.append(_stage_grad(op, c0, min(chunk, op.cout - c0)))
@@ -348,35 +446,50 @@ def _pool_backward(op: FrontOp) -> str:
 
 def _input_grad(op: FrontOp, staged: bool) -> str:
     """dx[ci, iy, ix] = sum over (co, ky, kx) of W[co, ci, ky, kx] dy[co, oy, ox] where oy s = iy + p - ky
-    (and likewise for x). dy is read from `fg` when it is staged whole, else from scratch through
-    the ReLU mask (a slower path for outputs larger than the staging)."""
-    if staged and op.gpad == op.k - 1 - op.p and op.s == 1 and op.gx is not None and op.p <= op.k - 1:
-        # stride 1 with the gradient staged in its zero border: every tap reads fg, no tests
+    (and likewise for x). At stride 1 with dy staged whole in its zero border, a transposed
+    convolution blocked like the forward (4 input channels x 4 neighbouring outputs an
+    invocation); otherwise one invocation per input element reading dy from scratch."""
+    if staged and op.blocked_input_grad:
+        g, strips, k = op.groups_in, -(-op.w // 4), op.k
+        span = 3 + k
+        loads = "\n".join(f"                let d{i} = fg[row + {i}u];" for i in range(span))
+        fmas = "\n".join(
+            f"                {{ let w = fw4[((co * {k}u + ky) * {k}u + {kx}u) * {g}u + g];\n" +
+            "\n".join(f"                  a{j} = fma(vec4<f32>(d{j + k - 1 - kx}), w, a{j});" for j in range(4)) + " }"
+            for kx in range(k))
+        stores = "\n".join(f"""        if (ix0 + {j}u < {op.w}u) {{
+            for (var c = 0u; c < 4u; c++) {{
+                if (4u * g + c < {op.cin}u) {{ scratch[{op.gx}u + r0 * {op.n_in}u + ((4u * g + c) * {op.h}u + iy) * {op.w}u + ix0 + {j}u] = a{j}[c]; }}
+            }}
+        }}""" for j in range(4))
         return f"""
     // -- layer {op.index}: Conv2d input gradient (stride 1): dx[ci, iy, ix] = sum over (co, ky, kx) of
-    //    W[co, ci, ky, kx] dy[co, iy + p - ky, ix + p - kx], dy read from its zero-bordered staging{_stage(op, "w")}
-    for (var i = t; i < {op.n_in}u; i += WG) {{
-        {_decode(op, "i", "ci", "iy", "ix", out=False)}
-        var acc = 0.0;
+    //    W[co, ci, ky, kx] dy[co, iy + p - ky, ix + p - kx], dy read from its zero-bordered staging;
+    //    invocation (group g of 4 input channels, strip of 4 inputs of row iy){_stage(op, "t")}
+    for (var u = t; u < {g * op.h * strips}u; u += WG) {{
+        let g = u % {g}u;
+        let strip = (u / {g}u) % {strips}u;
+        let iy = u / {g * strips}u;
+        let ix0 = strip * 4u;
+        var a0 = vec4<f32>(0.0);
+        var a1 = vec4<f32>(0.0);
+        var a2 = vec4<f32>(0.0);
+        var a3 = vec4<f32>(0.0);
         for (var co = 0u; co < {op.cout}u; co++) {{
-            for (var ky = 0u; ky < {op.k}u; ky++) {{
-                for (var kx = 0u; kx < {op.k}u; kx++) {{
-                    let d = fg[{_g_at(op, "co", f"iy + {op.k - 1}u - ky - {op.gpad}u", f"ix + {op.k - 1}u - kx - {op.gpad}u")}];
-                    acc = fma(fw[((co * {op.cin}u + ci) * {op.k}u + ky) * {op.k}u + kx], d, acc);
-                }}
+            for (var ky = 0u; ky < {k}u; ky++) {{
+                let row = co * {op.g_plane}u + (iy + {k - 1}u - ky) * {op.g_row}u + ix0;
+{loads}
+{fmas}
             }}
         }}
-        scratch[{op.gx}u + r0 * {op.n_in}u + i] = acc;
+{stores}
     }}{SYNC}
 """
-    if staged:
-        dy = f"fg[{_g_at(op, 'co', 'u32(clamp(oy, 0, ' + str(op.oh - 1) + '))', 'u32(clamp(ox, 0, ' + str(op.ow - 1) + '))')}]"
-    else:
-        dy = f"scratch[{op.gy}u + r0 * {op.n_out}u + at]"
-        if op.relu:
-            dy = f"select(0.0, {dy}, scratch[{op.y}u + r0 * {op.n_out}u + at] > 0.0)"
+    dy = f"scratch[{op.gy}u + r0 * {op.n_out}u + at]"
+    if op.relu:
+        dy = f"select(0.0, {dy}, scratch[{op.y}u + r0 * {op.n_out}u + at] > 0.0)"
     return f"""
-    // -- layer {op.index}: Conv2d input gradient{_stage(op, "w")}
+    // -- layer {op.index}: Conv2d input gradient, one invocation per input element
     for (var i = t; i < {op.n_in}u; i += WG) {{
         {_decode(op, "i", "ci", "iy", "ix", out=False)}
         var acc = 0.0;
@@ -391,7 +504,7 @@ def _input_grad(op: FrontOp, staged: bool) -> str:
                     let ok = yok && tx >= 0 && tx % {op.s} == 0 && ox < {op.ow};
                     let at = (co * {op.oh}u + u32(clamp(oy, 0, {op.oh - 1}))) * {op.ow}u + u32(clamp(ox, 0, {op.ow - 1}));
                     let d = select(0.0, {dy}, ok);
-                    acc = fma(fw[((co * {op.cin}u + ci) * {op.k}u + ky) * {op.k}u + kx], d, acc);
+                    acc = fma(params[{op.wo}u + ((co * {op.cin}u + ci) * {op.k}u + ky) * {op.k}u + kx], d, acc);
                 }}
             }}
         }}
@@ -403,77 +516,98 @@ def _input_grad(op: FrontOp, staged: bool) -> str:
 def _param_grads(op: FrontOp, wg: int, c0: int, cn: int) -> str:
     """This row's share of the weight and bias gradients of channels c0..c0+cn-1 (their output
     gradient staged in `fg`), into the conv's dw rows (pass 2 sums them over the batch):
-    dW[co, ci, ky, kx] = sum over outputs of dy[co, oy, ox] x[ci, oy s + ky - p, ox s + kx - p],
-    db[co] = sum of dy[co, ...]. With fewer parameters than invocations, several invocations
-    split one parameter's outputs and fold in workgroup memory."""
-    kk = op.k * op.k
-    nw = cn * op.cin * kk
-    n = nw + cn
-    sl = max(1, min(wg // n, op.ow))     # slices split each output row's columns
+    dW[co, ci, ky, kx] = sum over outputs of dy[co, oy, ox] x[ci, oy s + ky - p, ox s + kx - p].
+    An invocation sums one tap (ci, ky, kx) for 4 channels as a vec4 over every output of its
+    slice of rows; slices fold in workgroup memory. db[co] = sum of dy[co, ...] likewise."""
+    kk, b = op.k * op.k, op.gpad
+    g = -(-cn // 4)
+    groups = g * op.cin * kk
+    sl = max(1, min(FOLD // groups, wg // groups, op.oh))
+    bs = max(1, min(FOLD // cn, wg // cn, op.oh))
 
-    def dest(pi: str) -> str:      # the dw row element of local parameter pi
-        return (f"select({op.n_w + c0}u + {pi} - {nw}u, {c0 * op.cin * kk}u + {pi}, {pi} < {nw}u)")
-    store = f"fred[u] = acc;" if sl > 1 else f"scratch[{op.dw}u + r0 * {op.n_params}u + {dest('pi')}] = acc;"
-    fold = "" if sl == 1 else f"""
-    workgroupBarrier();
-    for (var j = t; j < {n}u; j += WG) {{
-        var acc = 0.0;
-        for (var q = 0u; q < {sl}u; q++) {{ acc += fred[q * {n}u + j]; }}
-        scratch[{op.dw}u + r0 * {op.n_params}u + {dest('j')}] = acc;
-    }}"""
+    def gz(c: str) -> str:
+        return f"fg[min({c}, {cn - 1}u) * {op.g_plane}u + (oy + {b}u) * {op.g_row}u + ox + {b}u]"
+    wstore = f"""
+            let tap = gi / {g}u;
+            let ci = tap / {kk}u;
+            let r = tap % {kk}u;
+            for (var c = 0u; c < 4u; c++) {{
+                let co = 4u * (gi % {g}u) + c;
+                if (co < {cn}u) {{ scratch[{op.dw}u + r0 * {op.n_params}u + ({c0}u + co) * {op.cin * kk}u + ci * {kk}u + r] = v[c]; }}
+            }}"""
     return f"""
-    // -- layer {op.index}: this row's share of channels {c0}..{c0 + cn - 1}'s weight and bias gradients ({sl} invocation(s) a parameter)
-    for (var u = t; u < {n * sl}u; u += WG) {{
-        let pi = u % {n}u;
-        let sl = u / {n}u;
-        var acc = 0.0;
-        if (pi < {nw}u) {{
-            let col = pi / {op.cin * kk}u;          // the channel, counted from {c0}
-            let ci = (pi / {kk}u) % {op.cin}u;
-            let ky = (pi / {op.k}u) % {op.k}u;
-            let kx = pi % {op.k}u;
-            for (var oy = 0u; oy < {op.oh}u; oy++) {{
-                for (var ox = sl; ox < {op.ow}u; ox += {sl}u) {{
-                    {_tap(op, "oy", "ox")}
-                    acc = fma(fg[{_g_at(op, "col", "oy", "ox")}], v, acc);
-                }}
-            }}
-        }} else {{
-            let col = pi - {nw}u;
-            for (var oy = 0u; oy < {op.oh}u; oy++) {{
-                for (var ox = sl; ox < {op.ow}u; ox += {sl}u) {{ acc += fg[{_g_at(op, "col", "oy", "ox")}]; }}
+    // -- layer {op.index}: this row's share of channels {c0}..{c0 + cn - 1}'s weight gradient: invocation (tap, group
+    //    of 4 channels, slice of {sl} of the output rows)
+    for (var u = t; u < {groups * sl}u; u += WG) {{
+        let gi = u % {groups}u;
+        let sl = u / {groups}u;
+        let cg = 4u * (gi % {g}u);
+        let tap = gi / {g}u;
+        let ci = tap / {kk}u;
+        let ky = (tap / {op.k}u) % {op.k}u;
+        let kx = tap % {op.k}u;
+        var acc = vec4<f32>(0.0);
+        for (var oy = sl; oy < {op.oh}u; oy += {sl}u) {{
+            let xrow = ci * {op.plane_stride}u + (oy * {op.s}u + ky) * {op.row_stride}u + kx;
+            for (var ox = 0u; ox < {op.ow}u; ox++) {{
+                let v = fin[xrow + ox * {op.s}u];
+                let d = vec4<f32>({gz("cg")}, {gz("cg + 1u")}, {gz("cg + 2u")}, {gz("cg + 3u")});
+                acc = fma(d, vec4<f32>(v), acc);
             }}
         }}
-        {store}
-    }}{fold}
+        fred[u] = acc;
+    }}
+    workgroupBarrier();
+    for (var gi = t; gi < {groups}u; gi += WG) {{
+        var v = fred[gi];
+        for (var q = 1u; q < {sl}u; q++) {{ v += fred[q * {groups}u + gi]; }}{wstore}
+    }}
+    workgroupBarrier();
+    // and its bias gradient: invocation (channel, slice of {bs} of the output rows)
+    for (var u = t; u < {cn * bs}u; u += WG) {{
+        let c = u % {cn}u;
+        let sl = u / {cn}u;
+        var acc = 0.0;
+        for (var oy = sl; oy < {op.oh}u; oy += {bs}u) {{
+            for (var ox = 0u; ox < {op.ow}u; ox++) {{ acc += {gz("c")}; }}
+        }}
+        fred[u] = vec4<f32>(acc);
+    }}
+    workgroupBarrier();
+    for (var c = t; c < {cn}u; c += WG) {{
+        var v = fred[c].x;
+        for (var q = 1u; q < {bs}u; q++) {{ v += fred[q * {cn}u + c].x; }}
+        scratch[{op.dw}u + r0 * {op.n_params}u + {op.n_w + c0}u + c] = v;
+    }}
     workgroupBarrier();
 """
 
 
 def declarations(ops: list[FrontOp], wg: int, fg: int) -> str:
-    n_in, n_p = shared_floats(ops, wg)
+    n_in, n4 = shared_floats(ops, wg)
     return f"""
-var<workgroup> fin: array<f32, {n_in}>;    // conv front: a conv's input row, staged
-var<workgroup> fw: array<f32, {n_p}>;      // and its weights then biases
-var<workgroup> fg: array<f32, {fg}>;       // and its output gradient (some channels at a time)
-var<workgroup> fred: array<f32, {wg}>;     // a parameter gradient's slices, folded
+var<workgroup> fin: array<f32, {n_in}>;    // conv front: a conv's input row, staged (zero-padded)
+var<workgroup> fw4: array<vec4<f32>, {n4}>;   // its weights, 4 channels a vec4
+var<workgroup> fb: array<f32, {bias_floats(ops)}>;   // its biases
+var<workgroup> fg: array<f32, {fg}>;       // its output gradient (some channels at a time)
+var<workgroup> fred: array<vec4<f32>, {FOLD}>;   // a parameter gradient's slices, folded
 fn is_nan(v: f32) -> bool {{ return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u; }}
 """
 
 
 def shared_bytes(ops: list[FrontOp], wg: int, fg: int) -> int:
-    n_in, n_p = shared_floats(ops, wg)
-    return 4 * (n_in + n_p + fg + wg)
+    n_in, n4 = shared_floats(ops, wg)
+    return 4 * (n_in + 4 * n4 + bias_floats(ops) + fg + 4 * FOLD)
 
 
 def gradient_staging(ops: list[FrontOp], wg: int, budget: int) -> int:
     """Floats of `fg`, the staged output gradient: every conv's whole output if `budget` bytes of
     workgroup memory allow, else what is left (at least one channel plane of each conv)."""
-    need = max(op.cout * op.g_plane for op in ops if op.kind == "conv")
-    plane = max(op.g_plane for op in ops if op.kind == "conv")
-    n_in, n_p = shared_floats(ops, wg)
-    room = budget // 4 - n_in - n_p - wg
-    return max(plane, min(need, room))
+    need = max(op.cout * op.g_plane + op.tail for op in ops if op.kind == "conv")
+    least = max(min(4, op.cout) * op.g_plane + op.tail for op in ops if op.kind == "conv")
+    n_in, n4 = shared_floats(ops, wg)
+    room = budget // 4 - n_in - 4 * n4 - bias_floats(ops) - 4 * FOLD
+    return max(least, min(need, room))
 
 
 def param_blocks(ops: list[FrontOp]):
