@@ -103,7 +103,9 @@ class FrontOp:
 
     @property
     def g_plane(self) -> int:
-        return (self.oh + 2 * self.gpad) * self.g_row
+        """Plane stride of the staged gradient, odd: the weight-gradient loop's warps read 4
+        channels' planes at once, and an even stride puts them on one bank."""
+        return ((self.oh + 2 * self.gpad) * self.g_row) | 1
 
     @property
     def groups_out(self) -> int:
@@ -196,17 +198,19 @@ def _decode(op: FrontOp, i: str, c: str, y: str, x: str, out: bool) -> str:
     return (f"let {c} = {i} / {h * w}u; let {y} = ({i} % {h * w}u) / {w}u; let {x} = {i} % {w}u;")
 
 
-def _argmax(op: FrontOp, oy: str, ox: str, c: str) -> str:
+def _argmax(op: FrontOp, oy: str, ox: str, c: str, src: str | None = None) -> str:
     """WGSL computing `at`, the input offset (within the row) of window (c, oy, ox)'s maximum: the
-    first in row-major order, a NaN winning, as the trace's max-pool (shaders/maxpool.wgsl)."""
+    first in row-major order, a NaN winning, as the trace's max-pool (shaders/maxpool.wgsl). The
+    input is read from scratch, or from workgroup array `src` holding the row."""
+    read = (lambda a: f"{src}[{a}]") if src else (lambda a: f"scratch[{op.x}u + r0 * {op.n_in}u + {a}]")
     return f"""
             let corner = ({c} * {op.h}u + {oy} * {op.s}u) * {op.w}u + {ox} * {op.s}u;
-            var best = scratch[{op.x}u + r0 * {op.n_in}u + corner];
+            var best = {read("corner")};
             var at = corner;
             for (var ky = 0u; ky < {op.k}u; ky++) {{
                 for (var kx = 0u; kx < {op.k}u; kx++) {{
                     let a = corner + ky * {op.w}u + kx;
-                    let v = scratch[{op.x}u + r0 * {op.n_in}u + a];
+                    let v = {read("a")};
                     if (v > best || (is_nan(v) && !is_nan(best))) {{ best = v; at = a; }}
                 }}
             }}"""
@@ -297,24 +301,37 @@ def _g_at(op: FrontOp, c: str, oy: str, ox: str) -> str:
     return f"({c} * {op.oh + 2 * b}u + {oy}{f' + {b}u' if b else ''}) * {op.ow + 2 * b}u + {ox}{f' + {b}u' if b else ''}"
 
 
-def forward(ops: list[FrontOp]) -> str:
+def forward(ops: list[FrontOp], fg: int, features: str) -> str:
+    """The front's forward for row r0. A conv whose output fits `fg` (free until the backward)
+    also leaves it there for a pool right after it, which then reads workgroup memory; the last
+    op also writes each feature k through `features` (WGSL with `k` and `v`: the dense layers'
+    input row)."""
     out = [gather(ops)]
-    for op in ops:
+    for n, op in enumerate(ops):
+        keep = n + 1 < len(ops) and ops[n + 1].kind == "pool" and op.n_out <= fg
+        last = n + 1 == len(ops)
+        feed = f"\n        {{ let k = o; let v = best; {features} }}" if last else ""
         if op.kind == "conv":
-            out.append(_conv_forward(op))
+            out.append(_conv_forward(op, keep))
+            if last:       # a conv right before the Flatten: its outputs are the features
+                out.append(f"""
+    for (var k = t; k < {op.n_out}u; k += WG) {{ let v = scratch[{op.y}u + r0 * {op.n_out}u + k]; {features} }}
+    workgroupBarrier();
+""")
         else:
+            src = "fg" if n and ops[n - 1].kind == "conv" and ops[n - 1].n_out <= fg else None
             act = "\n        best = max(best, 0.0);" if op.relu else ""
             out.append(f"""
-    // -- layer {op.index}: MaxPool2d({op.k}, stride={op.s}){' + ReLU' if op.relu else ''}, forward
+    // -- layer {op.index}: MaxPool2d({op.k}, stride={op.s}){' + ReLU' if op.relu else ''}, forward{' (input in workgroup memory)' if src else ''}
     for (var o = t; o < {op.n_out}u; o += WG) {{
-        {_decode(op, "o", "c", "oy", "ox", out=True)}{_argmax(op, "oy", "ox", "c")}{act}
-        scratch[{op.y}u + r0 * {op.n_out}u + o] = best;
+        {_decode(op, "o", "c", "oy", "ox", out=True)}{_argmax(op, "oy", "ox", "c", src)}{act}
+        scratch[{op.y}u + r0 * {op.n_out}u + o] = best;{feed}
     }}{SYNC}
 """)
     return "".join(out)
 
 
-def _conv_forward(op: FrontOp) -> str:
+def _conv_forward(op: FrontOp, keep: bool = False) -> str:
     """Each invocation: 4 output channels x 4 neighbouring outputs of one row, in four vec4
     registers. Per (ci, ky) it loads the input row segment the strip covers (3 s + k values) and
     one vec4 of weights per kx, then does 4 k vec4 FMAs: a load per 4 to 8 multiply-adds instead
@@ -329,7 +346,10 @@ def _conv_forward(op: FrontOp) -> str:
     act = "\n".join(f"        a{j} = max(a{j}, vec4<f32>(0.0));" for j in range(4)) if op.relu else ""
     stores = "\n".join(f"""        if (ox0 + {j}u < {op.ow}u) {{
             for (var c = 0u; c < 4u; c++) {{
-                if (4u * g + c < {op.cout}u) {{ scratch[{op.y}u + r0 * {op.n_out}u + ((4u * g + c) * {op.oh}u + oy) * {op.ow}u + ox0 + {j}u] = a{j}[c]; }}
+                if (4u * g + c < {op.cout}u) {{
+                    let o = ((4u * g + c) * {op.oh}u + oy) * {op.ow}u + ox0 + {j}u;
+                    scratch[{op.y}u + r0 * {op.n_out}u + o] = a{j}[c];{" fg[o] = a" + str(j) + "[c];" if keep else ""}
+                }}
             }}
         }}""" for j in range(4))
     return f"""
@@ -382,22 +402,16 @@ def backward(ops: list[FrontOp], wg: int, fg: int) -> str:
 def _stage_grad(op: FrontOp, c0: int, cn: int) -> str:
     mask = f"\n        if (!(scratch[{op.y}u + o] > 0.0)) {{ g = 0.0; }}" if op.relu else ""
     b = op.gpad
-    if b:      # zero border of b: read the plane's inside, zeros around it
-        gh, gw = op.oh + 2 * b, op.ow + 2 * b
-        body = f"""
-        let c = j / {gh * gw}u;
-        let y = i32((j / {gw}u) % {gh}u) - {b};
-        let x = i32(j % {gw}u) - {b};
-        let inside = y >= 0 && y < {op.oh} && x >= 0 && x < {op.ow};
-        let o = r0 * {op.n_out}u + ({c0}u + c) * {op.oh * op.ow}u + u32(clamp(y, 0, {op.oh - 1})) * {op.ow}u + u32(clamp(x, 0, {op.ow - 1}));
-        var g = select(0.0, scratch[{op.gy}u + o], inside);{mask}"""
-    else:
-        body = f"""
-        let o = r0 * {op.n_out}u + {c0 * op.oh * op.ow}u + j;
-        var g = scratch[{op.gy}u + o];{mask}"""
     return f"""
     // -- layer {op.index}: the output gradient of channels {c0}..{c0 + cn - 1}{' through the ReLU' if op.relu else ''}, staged
-    for (var j = t; j < {cn * op.g_plane}u; j += WG) {{{body}
+    //    (zero border of {b}, odd plane stride)
+    for (var j = t; j < {cn * op.g_plane}u; j += WG) {{
+        let c = j / {op.g_plane}u;
+        let y = i32((j % {op.g_plane}u) / {op.g_row}u) - {b};
+        let x = i32((j % {op.g_plane}u) % {op.g_row}u) - {b};
+        let inside = y >= 0 && y < {op.oh} && x >= 0 && x < {op.ow};
+        let o = r0 * {op.n_out}u + ({c0}u + c) * {op.oh * op.ow}u + u32(clamp(y, 0, {op.oh - 1})) * {op.ow}u + u32(clamp(x, 0, {op.ow - 1}));
+        var g = select(0.0, scratch[{op.gy}u + o], inside);{mask}
         fg[j] = g;
     }}
     workgroupBarrier();"""
