@@ -232,22 +232,6 @@ SYNC = """
 
 def gather(ops: list[FrontOp]) -> str:
     op = ops[0]
-    if op.kind == "conv":      # straight into the first conv's zero-padded staging, and to scratch
-        return f"""
-    // -- the row's image, through the permutation and shift, into the first conv's staging and scratch
-    for (var j = t; j < {op.n_in_padded + op.tail}u; j += WG) {{
-        let ci = j / {op.plane_stride}u;
-        let iy = i32((j % {op.plane_stride}u) / {op.row_stride}u) - {op.p};
-        let ix = i32((j % {op.plane_stride}u) % {op.row_stride}u) - {op.p};
-        let inside = ci < {op.cin}u && iy >= 0 && iy < {op.h} && ix >= 0 && ix < {op.w};
-        let k = (min(ci, {op.cin - 1}u) * {op.h}u + u32(clamp(iy, 0, {op.h - 1}))) * {op.w}u + u32(clamp(ix, 0, {op.w - 1}));
-        var v = 0.0;
-        if (inside && sample_of[0] != 0xffffffffu) {{ v = image_pixel(sample_of[0], k, step, r0); }}
-        fin[j] = v;
-        if (inside) {{ scratch[{op.x}u + r0 * {op.n_in}u + k] = v; }}
-    }}
-    workgroupBarrier();
-"""
     return f"""
     // -- the row's image, through the permutation and shift, into scratch (the conv front's input)
     for (var k = t; k < {op.n_in}u; k += WG) {{
@@ -317,33 +301,18 @@ def _g_at(op: FrontOp, c: str, oy: str, ox: str) -> str:
     return f"({c} * {op.oh + 2 * b}u + {oy}{f' + {b}u' if b else ''}) * {op.ow + 2 * b}u + {ox}{f' + {b}u' if b else ''}"
 
 
-def _fusable(conv: FrontOp, pool: FrontOp) -> bool:
-    """A pool right after a conv whose windows tile the conv's 4-wide strips: pooled in registers."""
-    k = pool.k
-    return pool.s == k and k in (1, 2, 4) and conv.oh % k == 0 and conv.ow % k == 0
-
-
 def forward(ops: list[FrontOp], fg: int, features: str) -> str:
-    """The front's forward for row r0. A pool right after a conv whose windows tile its strips is
-    done in the conv's registers; otherwise a conv whose output fits `fg` (free until the
-    backward) also leaves it there for the pool. The last op also writes each feature k through
-    `features` (WGSL with `k` and `v`: the dense layers' input row)."""
+    """The front's forward for row r0. A conv whose output fits `fg` (free until the backward)
+    also leaves it there for a pool right after it, which then reads workgroup memory; the last
+    op also writes each feature k through `features` (WGSL with `k` and `v`: the dense layers'
+    input row)."""
     out = [gather(ops)]
-    fused = set()
     for n, op in enumerate(ops):
-        if n in fused:
-            continue
-        if op.kind == "conv" and n + 1 < len(ops) and ops[n + 1].kind == "pool" and _fusable(op, ops[n + 1]):
-            pool = ops[n + 1]
-            out.append(_conv_forward(op, pool=pool, feed=features if n + 2 == len(ops) else None,
-                                     staged=n == 0))
-            fused.add(n + 1)
-            continue
         keep = n + 1 < len(ops) and ops[n + 1].kind == "pool" and op.n_out <= fg
         last = n + 1 == len(ops)
         feed = f"\n        {{ let k = o; let v = best; {features} }}" if last else ""
         if op.kind == "conv":
-            out.append(_conv_forward(op, keep, staged=n == 0))
+            out.append(_conv_forward(op, keep))
             if last:       # a conv right before the Flatten: its outputs are the features
                 out.append(f"""
     for (var k = t; k < {op.n_out}u; k += WG) {{ let v = scratch[{op.y}u + r0 * {op.n_out}u + k]; {features} }}
@@ -362,75 +331,49 @@ def forward(ops: list[FrontOp], fg: int, features: str) -> str:
     return "".join(out)
 
 
-def _conv_forward(op: FrontOp, keep: bool = False, pool: FrontOp | None = None, feed: str | None = None,
-                  staged: bool = False) -> str:
-    """Each invocation: 4 output channels x 4 neighbouring outputs of one row (of k rows when a
-    k x k max-pool follows, whose windows it then pools in registers), in vec4 registers. Per
-    (ci, ky) it loads the input row segment the strip covers (3 s + k values) and one vec4 of
-    weights per kx, then does 4 k vec4 FMAs: a load per 4 to 8 multiply-adds instead of two per
-    one. `staged`: the input is in `fin` already (the gather put it there)."""
+def _conv_forward(op: FrontOp, keep: bool = False) -> str:
+    """Each invocation: 4 output channels x 4 neighbouring outputs of one row, in four vec4
+    registers. Per (ci, ky) it loads the input row segment the strip covers (3 s + k values) and
+    one vec4 of weights per kx, then does 4 k vec4 FMAs: a load per 4 to 8 multiply-adds instead
+    of two per one."""
     g, strips = op.groups_out, -(-op.ow // 4)
-    rows = pool.k if pool else 1
     span = 3 * op.s + op.k
-    acc = [[f"a{r}_{j}" for j in range(4)] for r in range(rows)]
-    decl = "\n".join(f"        var {a} = bias;" for row in acc for a in row)
-    body = []
-    for r in range(rows):
-        body.append(f"                let row{r} = ci * {op.plane_stride}u + ((oy0 + {r}u) * {op.s}u + ky) * {op.row_stride}u + ox0 * {op.s}u;")
-        body += [f"                let x{r}_{i} = fin[row{r} + {i}u];" for i in range(span)]
-    for kx in range(op.k):
-        body.append(f"                {{ let w = fw4[((ci * {op.k}u + ky) * {op.k}u + {kx}u) * {g}u + g];")
-        body += [f"                  {acc[r][j]} = fma(vec4<f32>(x{r}_{j * op.s + kx}), w, {acc[r][j]});"
-                 for r in range(rows) for j in range(4)]
-        body.append("                }")
-    act = "\n".join(f"        {a} = max({a}, vec4<f32>(0.0));" for row in acc for a in row) if op.relu else ""
+    loads = "\n".join(f"                let x{i} = fin[row + {i}u];" for i in range(span))
+    fmas = "\n".join(
+        f"                {{ let w = fw4[((ci * {op.k}u + ky) * {op.k}u + {kx}u) * {g}u + g];\n" +
+        "\n".join(f"                  a{j} = fma(vec4<f32>(x{j * op.s + kx}), w, a{j});" for j in range(4)) + " }"
+        for kx in range(op.k))
+    act = "\n".join(f"        a{j} = max(a{j}, vec4<f32>(0.0));" for j in range(4)) if op.relu else ""
     stores = "\n".join(f"""        if (ox0 + {j}u < {op.ow}u) {{
             for (var c = 0u; c < 4u; c++) {{
                 if (4u * g + c < {op.cout}u) {{
-                    let o = ((4u * g + c) * {op.oh}u + oy0 + {r}u) * {op.ow}u + ox0 + {j}u;
-                    scratch[{op.y}u + r0 * {op.n_out}u + o] = {acc[r][j]}[c];{" fg[o] = " + acc[r][j] + "[c];" if keep else ""}
+                    let o = ((4u * g + c) * {op.oh}u + oy) * {op.ow}u + ox0 + {j}u;
+                    scratch[{op.y}u + r0 * {op.n_out}u + o] = a{j}[c];{" fg[o] = a" + str(j) + "[c];" if keep else ""}
                 }}
             }}
-        }}""" for r in range(rows) for j in range(4))
-    pooled = ""
-    if pool:
-        k = pool.k
-        for w in range(4 // k):
-            cells = [(r, w * k + j) for r in range(k) for j in range(k)]        # row-major: the first max wins
-            steps = "\n".join(f"""            {{ let v = {acc[r][j]};
-              best = select(best, v, (v > best) | (is_nan4(v) & !is_nan4(best))); }}""" for r, j in cells[1:])
-            prelu = "\n            best = max(best, vec4<f32>(0.0));" if pool.relu else ""
-            fe = f"\n                    {{ let k = o; let v = best[c]; {feed} }}" if feed else ""
-            pooled += f"""
-        if (ox0 + {w * k}u < {op.ow}u) {{      // window {w} of the strip
-            var best = {acc[0][w * k]};
-{steps}{prelu}
-            for (var c = 0u; c < 4u; c++) {{
-                if (4u * g + c < {op.cout}u) {{
-                    let o = ((4u * g + c) * {pool.oh}u + oy0 / {k}u) * {pool.ow}u + (ox0 + {w * k}u) / {k}u;
-                    scratch[{pool.y}u + r0 * {pool.n_out}u + o] = best[c];{fe}
-                }}
-            }}
-        }}"""
-    what = (f"Conv2d({op.cin},{op.cout},{op.k},stride={op.s},padding={op.p}){' + ReLU' if op.relu else ''}"
-            + (f" + MaxPool2d({pool.k}){' + ReLU' if pool.relu else ''} (layer {pool.index}, pooled in registers)" if pool else ""))
+        }}""" for j in range(4))
     return f"""
-    // -- layer {op.index}: {what}, forward:
-    //    invocation (group g of 4 channels, strip of 4 outputs of {rows} row(s) from oy0){_stage(op, "w" if staged else "wx")}
-    for (var u = t; u < {g * (op.oh // rows) * strips}u; u += WG) {{
+    // -- layer {op.index}: Conv2d({op.cin},{op.cout},{op.k},stride={op.s},padding={op.p}){' + ReLU' if op.relu else ''}, forward:
+    //    invocation (group g of 4 channels, strip of 4 outputs of row oy){_stage(op, "wx")}
+    for (var u = t; u < {g * op.oh * strips}u; u += WG) {{
         let g = u % {g}u;
         let strip = (u / {g}u) % {strips}u;
-        let oy0 = (u / {g * strips}u) * {rows}u;
+        let oy = u / {g * strips}u;
         let ox0 = strip * 4u;
         let bias = vec4<f32>(fb[4u * g], fb[4u * g + 1u], fb[4u * g + 2u], fb[4u * g + 3u]);
-{decl}
+        var a0 = bias;
+        var a1 = bias;
+        var a2 = bias;
+        var a3 = bias;
         for (var ci = 0u; ci < {op.cin}u; ci++) {{
             for (var ky = 0u; ky < {op.k}u; ky++) {{
-{chr(10).join(body)}
+                let row = ci * {op.plane_stride}u + (oy * {op.s}u + ky) * {op.row_stride}u + ox0 * {op.s}u;
+{loads}
+{fmas}
             }}
         }}
 {act}
-{stores}{pooled}
+{stores}
     }}{SYNC}
 """
 
@@ -663,7 +606,6 @@ var<workgroup> fb: array<f32, {bias_floats(ops)}>;   // its biases
 var<workgroup> fg: array<f32, {fg}>;       // its output gradient (some channels at a time)
 var<workgroup> fred: array<vec4<f32>, {FOLD}>;   // a parameter gradient's slices, folded
 fn is_nan(v: f32) -> bool {{ return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u; }}
-fn is_nan4(v: vec4<f32>) -> vec4<bool> {{ return (bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu)) > vec4<u32>(0x7f800000u); }}
 """
 
 
