@@ -1,6 +1,7 @@
-"""Where a compiled CNN step's pass 1 spends its time: pass 1 cut after each of its phases (the
-`// -- ` comments of the generated WGSL), each cut timed alone with timestamp queries. The cut
-shaders compute nothing useful; only their time is read (differences between successive cuts).
+"""Where a compiled CNN step's pass 1 spends its time: pass 1 with each of its phases (the
+`// -- ` comments of the generated WGSL) left out in turn, each variant timed alone with
+timestamp queries, and once with its storage barriers left out. The variants compute nothing
+useful; only their time is read (the whole pass minus a variant: what that phase costs).
 
     python benchmarks/front_profile.py [--batch 32] [--wg 512]
 """
@@ -44,17 +45,23 @@ def main():
     head, rest = src.split("fn forward_backward", 1)
     pass1, tail = rest.split("@compute @workgroup_size(256)\nfn update", 1)
     marks = [i for i in range(len(pass1)) if pass1.startswith("    // -- ", i)]
-    prev = 0.0
-    print(f"{args.arch}, batch {args.batch}, workgroup {step.wg}")
-    for n, at in enumerate(marks + [len(pass1)]):
-        cut = pass1[:at].rstrip() + ("\n}\n" if at < len(pass1) else "")
-        source = head + "fn forward_backward" + cut + "\n@compute @workgroup_size(256)\nfn update" + tail
-        p = dev.pipeline(f"profile{n}", "forward_backward", source=source)
+    body_end = pass1.rstrip().rfind("}")
+
+    def timed(name, p1):
+        source = head + "fn forward_backward" + p1 + "\n@compute @workgroup_size(256)\nfn update" + tail
+        p = dev.pipeline(f"profile-{name}", "forward_backward", source=source)
         run.program = Program([Dispatch(p, group, (args.batch, 1, 1), "cut")])
-        us = kernel_breakdown(run, steps=100)["0: cut"]
-        what = pass1[marks[n - 1]:].split("\n", 1)[0].strip() if n else "(prologue)"
-        print(f"{us:8.2f} us  {us - prev:+8.2f}  up to: {what[:110]}", flush=True)
-        prev = us
+        kernel_breakdown(run, steps=3)        # the driver's first use of a pipeline is slow: not timed
+        return kernel_breakdown(run, steps=100)["0: cut"]
+
+    whole = timed("whole", pass1)
+    print(f"batch {args.batch}, workgroup {step.wg}: pass 1 {whole:.2f} us ({args.arch})")
+    print(f"  without storage barriers: {timed('nostorage', pass1.replace('storageBarrier();', '')):.2f} us")
+    ends = marks[1:] + [body_end]
+    for n, (a, b) in enumerate(zip(marks, ends)):
+        us = timed(f"drop{n}", pass1[:a] + pass1[b:])
+        what = pass1[a:].split("\n", 1)[0].strip()
+        print(f"  {whole - us:+8.2f} us  {what[:110]}", flush=True)
 
 
 if __name__ == "__main__":

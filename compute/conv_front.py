@@ -98,8 +98,39 @@ class FrontOp:
         return 0
 
     @property
+    def g_row(self) -> int:
+        return self.ow + 2 * self.gpad
+
+    @property
     def g_plane(self) -> int:
-        return (self.oh + 2 * self.gpad) * (self.ow + 2 * self.gpad)
+        """Plane stride of the staged gradient, odd: the weight-gradient loop's warps read 4
+        channels' planes at once, and an even stride puts them on one bank."""
+        return ((self.oh + 2 * self.gpad) * self.g_row) | 1
+
+    @property
+    def groups_out(self) -> int:
+        """Output channels in groups of 4 (one vec4 of weights per tap)."""
+        return -(-self.cout // 4)
+
+    @property
+    def groups_in(self) -> int:
+        return -(-self.cin // 4)
+
+    @property
+    def blocked_input_grad(self) -> bool:
+        """The input gradient as a stride-1 transposed convolution over the zero-bordered staging."""
+        return self.gx is not None and self.s == 1 and self.p <= self.k - 1
+
+    @property
+    def w4(self) -> int:
+        """vec4s of the staged weights: [ci][ky][kx][output group] for the forward and weight
+        gradient, [co][ky][kx][input group] for the input gradient."""
+        return max(self.cin * self.k * self.k * self.groups_out, self.cout * self.k * self.k * self.groups_in)
+
+    @property
+    def tail(self) -> int:
+        """Floats read past a staged row's end by the last 4-wide strip (results discarded)."""
+        return 4 * self.s + self.k
 
 
 def plan_front(model) -> list[FrontOp] | None:
@@ -151,10 +182,14 @@ def assign_scratch(ops: list[FrontOp], b: int, base: int) -> int:
 
 
 def shared_floats(ops: list[FrontOp], wg: int) -> tuple[int, int]:
-    """(input floats, parameter floats) of the workgroup staging: the largest conv input and the
-    largest conv weight + bias; plus `wg` floats of the gradient slice fold."""
+    """(input floats, weight vec4s) of the workgroup staging: the largest zero-padded conv input
+    (with the strips' overrun) and the largest conv's weights in vec4 groups."""
     convs = [op for op in ops if op.kind == "conv"]
-    return max(op.n_in_padded for op in convs), max(op.n_params for op in convs)
+    return max(op.n_in_padded + op.tail for op in convs), max(op.w4 for op in convs)
+
+
+def bias_floats(ops: list[FrontOp]) -> int:
+    return max(4 * op.groups_out for op in ops if op.kind == "conv")
 
 
 def _decode(op: FrontOp, i: str, c: str, y: str, x: str, out: bool) -> str:
@@ -163,20 +198,31 @@ def _decode(op: FrontOp, i: str, c: str, y: str, x: str, out: bool) -> str:
     return (f"let {c} = {i} / {h * w}u; let {y} = ({i} % {h * w}u) / {w}u; let {x} = {i} % {w}u;")
 
 
-def _argmax(op: FrontOp, oy: str, ox: str, c: str) -> str:
+def _argmax(op: FrontOp, oy: str, ox: str, c: str, src: str | None = None) -> str:
     """WGSL computing `at`, the input offset (within the row) of window (c, oy, ox)'s maximum: the
-    first in row-major order, a NaN winning, as the trace's max-pool (shaders/maxpool.wgsl)."""
+    first in row-major order, a NaN winning, as the trace's max-pool (shaders/maxpool.wgsl). The
+    input is read from scratch, or from workgroup array `src` holding the row."""
+    read = (lambda a: f"{src}[{a}]") if src else (lambda a: f"scratch[{op.x}u + r0 * {op.n_in}u + {a}]")
     return f"""
             let corner = ({c} * {op.h}u + {oy} * {op.s}u) * {op.w}u + {ox} * {op.s}u;
-            var best = scratch[{op.x}u + r0 * {op.n_in}u + corner];
+            var best = {read("corner")};
             var at = corner;
             for (var ky = 0u; ky < {op.k}u; ky++) {{
                 for (var kx = 0u; kx < {op.k}u; kx++) {{
                     let a = corner + ky * {op.w}u + kx;
-                    let v = scratch[{op.x}u + r0 * {op.n_in}u + a];
+                    let v = {read("a")};
                     if (v > best || (is_nan(v) && !is_nan(best))) {{ best = v; at = a; }}
                 }}
             }}"""
+
+
+FOLD = 256        # vec4s of workgroup memory for folding a weight gradient's slices
+
+
+def _chunk(op: FrontOp, fg: int) -> int:
+    """Output channels whose gradient is staged at once: all, or a multiple of 4 that fits."""
+    n = (fg - op.tail) // op.g_plane
+    return op.cout if n >= op.cout else max(4, n // 4 * 4)
 
 
 SYNC = """
@@ -197,20 +243,48 @@ def gather(ops: list[FrontOp]) -> str:
 
 
 def _stage(op: FrontOp, what: str) -> str:
-    """Copy the conv's input row ("x") and / or parameters ("w") to workgroup memory."""
+    """Copy to workgroup memory the conv's input row, zero-padded ("x"), its weights as vec4s of 4
+    output channels [ci][ky][kx][group] with its biases ("w"), or as vec4s of 4 input channels
+    [co][ky][kx][group] ("t", for the input gradient); channels past the last are zeros."""
+    kk = op.k * op.k
     out = ""
     if "w" in what:
+        g = op.groups_out
         out += f"""
-    for (var j = t; j < {op.n_w}u; j += WG) {{ fw[j] = params[{op.wo}u + j]; }}
-    for (var j = t; j < {op.cout}u; j += WG) {{ fw[{op.n_w}u + j] = params[{op.bo}u + j]; }}"""
+    for (var j = t; j < {op.cin * kk * g}u; j += WG) {{
+        let g = j % {g}u;
+        let ci = j / {g * kk}u;
+        let tap = (j / {g}u) % {kk}u;
+        var w = vec4<f32>(0.0);
+        for (var c = 0u; c < 4u; c++) {{
+            let co = 4u * g + c;
+            if (co < {op.cout}u) {{ w[c] = params[{op.wo}u + (co * {op.cin}u + ci) * {kk}u + tap]; }}
+        }}
+        fw4[j] = w;
+    }}
+    for (var j = t; j < {4 * g}u; j += WG) {{ fb[j] = select(0.0, params[{op.bo}u + min(j, {op.cout - 1}u)], j < {op.cout}u); }}"""
+    if "t" in what:
+        g = op.groups_in
+        out += f"""
+    for (var j = t; j < {op.cout * kk * g}u; j += WG) {{
+        let g = j % {g}u;
+        let co = j / {g * kk}u;
+        let tap = (j / {g}u) % {kk}u;
+        var w = vec4<f32>(0.0);
+        for (var c = 0u; c < 4u; c++) {{
+            let ci = 4u * g + c;
+            if (ci < {op.cin}u) {{ w[c] = params[{op.wo}u + (co * {op.cin}u + ci) * {kk}u + tap]; }}
+        }}
+        fw4[j] = w;
+    }}"""
     if "x" in what:
         out += f"""
-    for (var j = t; j < {op.n_in_padded}u; j += WG) {{     // zero-padded by {op.p}, odd strides
+    for (var j = t; j < {op.n_in_padded + op.tail}u; j += WG) {{     // zero-padded by {op.p}, odd strides
         let ci = j / {op.plane_stride}u;
         let iy = i32((j % {op.plane_stride}u) / {op.row_stride}u) - {op.p};
         let ix = i32((j % {op.plane_stride}u) % {op.row_stride}u) - {op.p};
-        let inside = iy >= 0 && iy < {op.h} && ix >= 0 && ix < {op.w};
-        let at = (ci * {op.h}u + u32(clamp(iy, 0, {op.h - 1}))) * {op.w}u + u32(clamp(ix, 0, {op.w - 1}));
+        let inside = ci < {op.cin}u && iy >= 0 && iy < {op.h} && ix >= 0 && ix < {op.w};
+        let at = (min(ci, {op.cin - 1}u) * {op.h}u + u32(clamp(iy, 0, {op.h - 1}))) * {op.w}u + u32(clamp(ix, 0, {op.w - 1}));
         fin[j] = select(0.0, scratch[{op.x}u + r0 * {op.n_in}u + at], inside);
     }}"""
     return out + "\n    workgroupBarrier();"
@@ -227,37 +301,81 @@ def _g_at(op: FrontOp, c: str, oy: str, ox: str) -> str:
     return f"({c} * {op.oh + 2 * b}u + {oy}{f' + {b}u' if b else ''}) * {op.ow + 2 * b}u + {ox}{f' + {b}u' if b else ''}"
 
 
-def forward(ops: list[FrontOp]) -> str:
+def forward(ops: list[FrontOp], fg: int, features: str) -> str:
+    """The front's forward for row r0. A conv whose output fits `fg` (free until the backward)
+    also leaves it there for a pool right after it, which then reads workgroup memory; the last
+    op also writes each feature k through `features` (WGSL with `k` and `v`: the dense layers'
+    input row)."""
     out = [gather(ops)]
-    for op in ops:
+    for n, op in enumerate(ops):
+        keep = n + 1 < len(ops) and ops[n + 1].kind == "pool" and op.n_out <= fg
+        last = n + 1 == len(ops)
+        feed = f"\n        {{ let k = o; let v = best; {features} }}" if last else ""
         if op.kind == "conv":
-            act = "\n        z = max(z, 0.0);" if op.relu else ""
-            out.append(f"""
-    // -- layer {op.index}: Conv2d({op.cin},{op.cout},{op.k},stride={op.s},padding={op.p}){' + ReLU' if op.relu else ''}, forward{_stage(op, "wx")}
-    for (var o = t; o < {op.n_out}u; o += WG) {{
-        {_decode(op, "o", "co", "oy", "ox", out=True)}
-        var z = fw[{op.n_w}u + co];
-        for (var ci = 0u; ci < {op.cin}u; ci++) {{
-            for (var ky = 0u; ky < {op.k}u; ky++) {{
-                for (var kx = 0u; kx < {op.k}u; kx++) {{
-                {_tap(op, "oy", "ox")}
-                z = fma(fw[((co * {op.cin}u + ci) * {op.k}u + ky) * {op.k}u + kx], v, z);
-                }}
-            }}
-        }}{act}
-        scratch[{op.y}u + r0 * {op.n_out}u + o] = z;
-    }}{SYNC}
+            out.append(_conv_forward(op, keep))
+            if last:       # a conv right before the Flatten: its outputs are the features
+                out.append(f"""
+    for (var k = t; k < {op.n_out}u; k += WG) {{ let v = scratch[{op.y}u + r0 * {op.n_out}u + k]; {features} }}
+    workgroupBarrier();
 """)
         else:
+            src = "fg" if n and ops[n - 1].kind == "conv" and ops[n - 1].n_out <= fg else None
             act = "\n        best = max(best, 0.0);" if op.relu else ""
             out.append(f"""
-    // -- layer {op.index}: MaxPool2d({op.k}, stride={op.s}){' + ReLU' if op.relu else ''}, forward
+    // -- layer {op.index}: MaxPool2d({op.k}, stride={op.s}){' + ReLU' if op.relu else ''}, forward{' (input in workgroup memory)' if src else ''}
     for (var o = t; o < {op.n_out}u; o += WG) {{
-        {_decode(op, "o", "c", "oy", "ox", out=True)}{_argmax(op, "oy", "ox", "c")}{act}
-        scratch[{op.y}u + r0 * {op.n_out}u + o] = best;
+        {_decode(op, "o", "c", "oy", "ox", out=True)}{_argmax(op, "oy", "ox", "c", src)}{act}
+        scratch[{op.y}u + r0 * {op.n_out}u + o] = best;{feed}
     }}{SYNC}
 """)
     return "".join(out)
+
+
+def _conv_forward(op: FrontOp, keep: bool = False) -> str:
+    """Each invocation: 4 output channels x 4 neighbouring outputs of one row, in four vec4
+    registers. Per (ci, ky) it loads the input row segment the strip covers (3 s + k values) and
+    one vec4 of weights per kx, then does 4 k vec4 FMAs: a load per 4 to 8 multiply-adds instead
+    of two per one."""
+    g, strips = op.groups_out, -(-op.ow // 4)
+    span = 3 * op.s + op.k
+    loads = "\n".join(f"                let x{i} = fin[row + {i}u];" for i in range(span))
+    fmas = "\n".join(
+        f"                {{ let w = fw4[((ci * {op.k}u + ky) * {op.k}u + {kx}u) * {g}u + g];\n" +
+        "\n".join(f"                  a{j} = fma(vec4<f32>(x{j * op.s + kx}), w, a{j});" for j in range(4)) + " }"
+        for kx in range(op.k))
+    act = "\n".join(f"        a{j} = max(a{j}, vec4<f32>(0.0));" for j in range(4)) if op.relu else ""
+    stores = "\n".join(f"""        if (ox0 + {j}u < {op.ow}u) {{
+            for (var c = 0u; c < 4u; c++) {{
+                if (4u * g + c < {op.cout}u) {{
+                    let o = ((4u * g + c) * {op.oh}u + oy) * {op.ow}u + ox0 + {j}u;
+                    scratch[{op.y}u + r0 * {op.n_out}u + o] = a{j}[c];{" fg[o] = a" + str(j) + "[c];" if keep else ""}
+                }}
+            }}
+        }}""" for j in range(4))
+    return f"""
+    // -- layer {op.index}: Conv2d({op.cin},{op.cout},{op.k},stride={op.s},padding={op.p}){' + ReLU' if op.relu else ''}, forward:
+    //    invocation (group g of 4 channels, strip of 4 outputs of row oy){_stage(op, "wx")}
+    for (var u = t; u < {g * op.oh * strips}u; u += WG) {{
+        let g = u % {g}u;
+        let strip = (u / {g}u) % {strips}u;
+        let oy = u / {g * strips}u;
+        let ox0 = strip * 4u;
+        let bias = vec4<f32>(fb[4u * g], fb[4u * g + 1u], fb[4u * g + 2u], fb[4u * g + 3u]);
+        var a0 = bias;
+        var a1 = bias;
+        var a2 = bias;
+        var a3 = bias;
+        for (var ci = 0u; ci < {op.cin}u; ci++) {{
+            for (var ky = 0u; ky < {op.k}u; ky++) {{
+                let row = ci * {op.plane_stride}u + (oy * {op.s}u + ky) * {op.row_stride}u + ox0 * {op.s}u;
+{loads}
+{fmas}
+            }}
+        }}
+{act}
+{stores}
+    }}{SYNC}
+"""
 
 
 def backward(ops: list[FrontOp], wg: int, fg: int) -> str:
@@ -271,7 +389,7 @@ def backward(ops: list[FrontOp], wg: int, fg: int) -> str:
             if op.gx is not None:
                 out.append(_pool_backward(op))
             continue
-        chunk = min(op.cout, fg // op.g_plane)
+        chunk = _chunk(op, fg)
         out.append(_stage(op, "x"))
         for c0 in range(0, op.cout, chunk):
             out.append(_stage_grad(op, c0, min(chunk, op.cout - c0)))
@@ -284,22 +402,16 @@ def backward(ops: list[FrontOp], wg: int, fg: int) -> str:
 def _stage_grad(op: FrontOp, c0: int, cn: int) -> str:
     mask = f"\n        if (!(scratch[{op.y}u + o] > 0.0)) {{ g = 0.0; }}" if op.relu else ""
     b = op.gpad
-    if b:      # zero border of b: read the plane's inside, zeros around it
-        gh, gw = op.oh + 2 * b, op.ow + 2 * b
-        body = f"""
-        let c = j / {gh * gw}u;
-        let y = i32((j / {gw}u) % {gh}u) - {b};
-        let x = i32(j % {gw}u) - {b};
-        let inside = y >= 0 && y < {op.oh} && x >= 0 && x < {op.ow};
-        let o = r0 * {op.n_out}u + ({c0}u + c) * {op.oh * op.ow}u + u32(clamp(y, 0, {op.oh - 1})) * {op.ow}u + u32(clamp(x, 0, {op.ow - 1}));
-        var g = select(0.0, scratch[{op.gy}u + o], inside);{mask}"""
-    else:
-        body = f"""
-        let o = r0 * {op.n_out}u + {c0 * op.oh * op.ow}u + j;
-        var g = scratch[{op.gy}u + o];{mask}"""
     return f"""
     // -- layer {op.index}: the output gradient of channels {c0}..{c0 + cn - 1}{' through the ReLU' if op.relu else ''}, staged
-    for (var j = t; j < {cn * op.g_plane}u; j += WG) {{{body}
+    //    (zero border of {b}, odd plane stride)
+    for (var j = t; j < {cn * op.g_plane}u; j += WG) {{
+        let c = j / {op.g_plane}u;
+        let y = i32((j % {op.g_plane}u) / {op.g_row}u) - {b};
+        let x = i32((j % {op.g_plane}u) % {op.g_row}u) - {b};
+        let inside = y >= 0 && y < {op.oh} && x >= 0 && x < {op.ow};
+        let o = r0 * {op.n_out}u + ({c0}u + c) * {op.oh * op.ow}u + u32(clamp(y, 0, {op.oh - 1})) * {op.ow}u + u32(clamp(x, 0, {op.ow - 1}));
+        var g = select(0.0, scratch[{op.gy}u + o], inside);{mask}
         fg[j] = g;
     }}
     workgroupBarrier();"""
@@ -348,35 +460,50 @@ def _pool_backward(op: FrontOp) -> str:
 
 def _input_grad(op: FrontOp, staged: bool) -> str:
     """dx[ci, iy, ix] = sum over (co, ky, kx) of W[co, ci, ky, kx] dy[co, oy, ox] where oy s = iy + p - ky
-    (and likewise for x). dy is read from `fg` when it is staged whole, else from scratch through
-    the ReLU mask (a slower path for outputs larger than the staging)."""
-    if staged and op.gpad == op.k - 1 - op.p and op.s == 1 and op.gx is not None and op.p <= op.k - 1:
-        # stride 1 with the gradient staged in its zero border: every tap reads fg, no tests
+    (and likewise for x). At stride 1 with dy staged whole in its zero border, a transposed
+    convolution blocked like the forward (4 input channels x 4 neighbouring outputs an
+    invocation); otherwise one invocation per input element reading dy from scratch."""
+    if staged and op.blocked_input_grad:
+        g, strips, k = op.groups_in, -(-op.w // 4), op.k
+        span = 3 + k
+        loads = "\n".join(f"                let d{i} = fg[row + {i}u];" for i in range(span))
+        fmas = "\n".join(
+            f"                {{ let w = fw4[((co * {k}u + ky) * {k}u + {kx}u) * {g}u + g];\n" +
+            "\n".join(f"                  a{j} = fma(vec4<f32>(d{j + k - 1 - kx}), w, a{j});" for j in range(4)) + " }"
+            for kx in range(k))
+        stores = "\n".join(f"""        if (ix0 + {j}u < {op.w}u) {{
+            for (var c = 0u; c < 4u; c++) {{
+                if (4u * g + c < {op.cin}u) {{ scratch[{op.gx}u + r0 * {op.n_in}u + ((4u * g + c) * {op.h}u + iy) * {op.w}u + ix0 + {j}u] = a{j}[c]; }}
+            }}
+        }}""" for j in range(4))
         return f"""
     // -- layer {op.index}: Conv2d input gradient (stride 1): dx[ci, iy, ix] = sum over (co, ky, kx) of
-    //    W[co, ci, ky, kx] dy[co, iy + p - ky, ix + p - kx], dy read from its zero-bordered staging{_stage(op, "w")}
-    for (var i = t; i < {op.n_in}u; i += WG) {{
-        {_decode(op, "i", "ci", "iy", "ix", out=False)}
-        var acc = 0.0;
+    //    W[co, ci, ky, kx] dy[co, iy + p - ky, ix + p - kx], dy read from its zero-bordered staging;
+    //    invocation (group g of 4 input channels, strip of 4 inputs of row iy){_stage(op, "t")}
+    for (var u = t; u < {g * op.h * strips}u; u += WG) {{
+        let g = u % {g}u;
+        let strip = (u / {g}u) % {strips}u;
+        let iy = u / {g * strips}u;
+        let ix0 = strip * 4u;
+        var a0 = vec4<f32>(0.0);
+        var a1 = vec4<f32>(0.0);
+        var a2 = vec4<f32>(0.0);
+        var a3 = vec4<f32>(0.0);
         for (var co = 0u; co < {op.cout}u; co++) {{
-            for (var ky = 0u; ky < {op.k}u; ky++) {{
-                for (var kx = 0u; kx < {op.k}u; kx++) {{
-                    let d = fg[{_g_at(op, "co", f"iy + {op.k - 1}u - ky - {op.gpad}u", f"ix + {op.k - 1}u - kx - {op.gpad}u")}];
-                    acc = fma(fw[((co * {op.cin}u + ci) * {op.k}u + ky) * {op.k}u + kx], d, acc);
-                }}
+            for (var ky = 0u; ky < {k}u; ky++) {{
+                let row = co * {op.g_plane}u + (iy + {k - 1}u - ky) * {op.g_row}u + ix0;
+{loads}
+{fmas}
             }}
         }}
-        scratch[{op.gx}u + r0 * {op.n_in}u + i] = acc;
+{stores}
     }}{SYNC}
 """
-    if staged:
-        dy = f"fg[{_g_at(op, 'co', 'u32(clamp(oy, 0, ' + str(op.oh - 1) + '))', 'u32(clamp(ox, 0, ' + str(op.ow - 1) + '))')}]"
-    else:
-        dy = f"scratch[{op.gy}u + r0 * {op.n_out}u + at]"
-        if op.relu:
-            dy = f"select(0.0, {dy}, scratch[{op.y}u + r0 * {op.n_out}u + at] > 0.0)"
+    dy = f"scratch[{op.gy}u + r0 * {op.n_out}u + at]"
+    if op.relu:
+        dy = f"select(0.0, {dy}, scratch[{op.y}u + r0 * {op.n_out}u + at] > 0.0)"
     return f"""
-    // -- layer {op.index}: Conv2d input gradient{_stage(op, "w")}
+    // -- layer {op.index}: Conv2d input gradient, one invocation per input element
     for (var i = t; i < {op.n_in}u; i += WG) {{
         {_decode(op, "i", "ci", "iy", "ix", out=False)}
         var acc = 0.0;
@@ -391,7 +518,7 @@ def _input_grad(op: FrontOp, staged: bool) -> str:
                     let ok = yok && tx >= 0 && tx % {op.s} == 0 && ox < {op.ow};
                     let at = (co * {op.oh}u + u32(clamp(oy, 0, {op.oh - 1}))) * {op.ow}u + u32(clamp(ox, 0, {op.ow - 1}));
                     let d = select(0.0, {dy}, ok);
-                    acc = fma(fw[((co * {op.cin}u + ci) * {op.k}u + ky) * {op.k}u + kx], d, acc);
+                    acc = fma(params[{op.wo}u + ((co * {op.cin}u + ci) * {op.k}u + ky) * {op.k}u + kx], d, acc);
                 }}
             }}
         }}
@@ -403,77 +530,98 @@ def _input_grad(op: FrontOp, staged: bool) -> str:
 def _param_grads(op: FrontOp, wg: int, c0: int, cn: int) -> str:
     """This row's share of the weight and bias gradients of channels c0..c0+cn-1 (their output
     gradient staged in `fg`), into the conv's dw rows (pass 2 sums them over the batch):
-    dW[co, ci, ky, kx] = sum over outputs of dy[co, oy, ox] x[ci, oy s + ky - p, ox s + kx - p],
-    db[co] = sum of dy[co, ...]. With fewer parameters than invocations, several invocations
-    split one parameter's outputs and fold in workgroup memory."""
-    kk = op.k * op.k
-    nw = cn * op.cin * kk
-    n = nw + cn
-    sl = max(1, min(wg // n, op.ow))     # slices split each output row's columns
+    dW[co, ci, ky, kx] = sum over outputs of dy[co, oy, ox] x[ci, oy s + ky - p, ox s + kx - p].
+    An invocation sums one tap (ci, ky, kx) for 4 channels as a vec4 over every output of its
+    slice of rows; slices fold in workgroup memory. db[co] = sum of dy[co, ...] likewise."""
+    kk, b = op.k * op.k, op.gpad
+    g = -(-cn // 4)
+    groups = g * op.cin * kk
+    sl = max(1, min(FOLD // groups, wg // groups, op.oh))
+    bs = max(1, min(FOLD // cn, wg // cn, op.oh))
 
-    def dest(pi: str) -> str:      # the dw row element of local parameter pi
-        return (f"select({op.n_w + c0}u + {pi} - {nw}u, {c0 * op.cin * kk}u + {pi}, {pi} < {nw}u)")
-    store = f"fred[u] = acc;" if sl > 1 else f"scratch[{op.dw}u + r0 * {op.n_params}u + {dest('pi')}] = acc;"
-    fold = "" if sl == 1 else f"""
-    workgroupBarrier();
-    for (var j = t; j < {n}u; j += WG) {{
-        var acc = 0.0;
-        for (var q = 0u; q < {sl}u; q++) {{ acc += fred[q * {n}u + j]; }}
-        scratch[{op.dw}u + r0 * {op.n_params}u + {dest('j')}] = acc;
-    }}"""
+    def gz(c: str) -> str:
+        return f"fg[min({c}, {cn - 1}u) * {op.g_plane}u + (oy + {b}u) * {op.g_row}u + ox + {b}u]"
+    wstore = f"""
+            let tap = gi / {g}u;
+            let ci = tap / {kk}u;
+            let r = tap % {kk}u;
+            for (var c = 0u; c < 4u; c++) {{
+                let co = 4u * (gi % {g}u) + c;
+                if (co < {cn}u) {{ scratch[{op.dw}u + r0 * {op.n_params}u + ({c0}u + co) * {op.cin * kk}u + ci * {kk}u + r] = v[c]; }}
+            }}"""
     return f"""
-    // -- layer {op.index}: this row's share of channels {c0}..{c0 + cn - 1}'s weight and bias gradients ({sl} invocation(s) a parameter)
-    for (var u = t; u < {n * sl}u; u += WG) {{
-        let pi = u % {n}u;
-        let sl = u / {n}u;
-        var acc = 0.0;
-        if (pi < {nw}u) {{
-            let col = pi / {op.cin * kk}u;          // the channel, counted from {c0}
-            let ci = (pi / {kk}u) % {op.cin}u;
-            let ky = (pi / {op.k}u) % {op.k}u;
-            let kx = pi % {op.k}u;
-            for (var oy = 0u; oy < {op.oh}u; oy++) {{
-                for (var ox = sl; ox < {op.ow}u; ox += {sl}u) {{
-                    {_tap(op, "oy", "ox")}
-                    acc = fma(fg[{_g_at(op, "col", "oy", "ox")}], v, acc);
-                }}
-            }}
-        }} else {{
-            let col = pi - {nw}u;
-            for (var oy = 0u; oy < {op.oh}u; oy++) {{
-                for (var ox = sl; ox < {op.ow}u; ox += {sl}u) {{ acc += fg[{_g_at(op, "col", "oy", "ox")}]; }}
+    // -- layer {op.index}: this row's share of channels {c0}..{c0 + cn - 1}'s weight gradient: invocation (tap, group
+    //    of 4 channels, slice of {sl} of the output rows)
+    for (var u = t; u < {groups * sl}u; u += WG) {{
+        let gi = u % {groups}u;
+        let sl = u / {groups}u;
+        let cg = 4u * (gi % {g}u);
+        let tap = gi / {g}u;
+        let ci = tap / {kk}u;
+        let ky = (tap / {op.k}u) % {op.k}u;
+        let kx = tap % {op.k}u;
+        var acc = vec4<f32>(0.0);
+        for (var oy = sl; oy < {op.oh}u; oy += {sl}u) {{
+            let xrow = ci * {op.plane_stride}u + (oy * {op.s}u + ky) * {op.row_stride}u + kx;
+            for (var ox = 0u; ox < {op.ow}u; ox++) {{
+                let v = fin[xrow + ox * {op.s}u];
+                let d = vec4<f32>({gz("cg")}, {gz("cg + 1u")}, {gz("cg + 2u")}, {gz("cg + 3u")});
+                acc = fma(d, vec4<f32>(v), acc);
             }}
         }}
-        {store}
-    }}{fold}
+        fred[u] = acc;
+    }}
+    workgroupBarrier();
+    for (var gi = t; gi < {groups}u; gi += WG) {{
+        var v = fred[gi];
+        for (var q = 1u; q < {sl}u; q++) {{ v += fred[q * {groups}u + gi]; }}{wstore}
+    }}
+    workgroupBarrier();
+    // and its bias gradient: invocation (channel, slice of {bs} of the output rows)
+    for (var u = t; u < {cn * bs}u; u += WG) {{
+        let c = u % {cn}u;
+        let sl = u / {cn}u;
+        var acc = 0.0;
+        for (var oy = sl; oy < {op.oh}u; oy += {bs}u) {{
+            for (var ox = 0u; ox < {op.ow}u; ox++) {{ acc += {gz("c")}; }}
+        }}
+        fred[u] = vec4<f32>(acc);
+    }}
+    workgroupBarrier();
+    for (var c = t; c < {cn}u; c += WG) {{
+        var v = fred[c].x;
+        for (var q = 1u; q < {bs}u; q++) {{ v += fred[q * {cn}u + c].x; }}
+        scratch[{op.dw}u + r0 * {op.n_params}u + {op.n_w + c0}u + c] = v;
+    }}
     workgroupBarrier();
 """
 
 
 def declarations(ops: list[FrontOp], wg: int, fg: int) -> str:
-    n_in, n_p = shared_floats(ops, wg)
+    n_in, n4 = shared_floats(ops, wg)
     return f"""
-var<workgroup> fin: array<f32, {n_in}>;    // conv front: a conv's input row, staged
-var<workgroup> fw: array<f32, {n_p}>;      // and its weights then biases
-var<workgroup> fg: array<f32, {fg}>;       // and its output gradient (some channels at a time)
-var<workgroup> fred: array<f32, {wg}>;     // a parameter gradient's slices, folded
+var<workgroup> fin: array<f32, {n_in}>;    // conv front: a conv's input row, staged (zero-padded)
+var<workgroup> fw4: array<vec4<f32>, {n4}>;   // its weights, 4 channels a vec4
+var<workgroup> fb: array<f32, {bias_floats(ops)}>;   // its biases
+var<workgroup> fg: array<f32, {fg}>;       // its output gradient (some channels at a time)
+var<workgroup> fred: array<vec4<f32>, {FOLD}>;   // a parameter gradient's slices, folded
 fn is_nan(v: f32) -> bool {{ return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u; }}
 """
 
 
 def shared_bytes(ops: list[FrontOp], wg: int, fg: int) -> int:
-    n_in, n_p = shared_floats(ops, wg)
-    return 4 * (n_in + n_p + fg + wg)
+    n_in, n4 = shared_floats(ops, wg)
+    return 4 * (n_in + 4 * n4 + bias_floats(ops) + fg + 4 * FOLD)
 
 
 def gradient_staging(ops: list[FrontOp], wg: int, budget: int) -> int:
     """Floats of `fg`, the staged output gradient: every conv's whole output if `budget` bytes of
     workgroup memory allow, else what is left (at least one channel plane of each conv)."""
-    need = max(op.cout * op.g_plane for op in ops if op.kind == "conv")
-    plane = max(op.g_plane for op in ops if op.kind == "conv")
-    n_in, n_p = shared_floats(ops, wg)
-    room = budget // 4 - n_in - n_p - wg
-    return max(plane, min(need, room))
+    need = max(op.cout * op.g_plane + op.tail for op in ops if op.kind == "conv")
+    least = max(min(4, op.cout) * op.g_plane + op.tail for op in ops if op.kind == "conv")
+    n_in, n4 = shared_floats(ops, wg)
+    room = budget // 4 - n_in - 4 * n4 - bias_floats(ops) - 4 * FOLD
+    return max(least, min(need, room))
 
 
 def param_blocks(ops: list[FrontOp]):

@@ -342,26 +342,29 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         stage = "".join(f"""
     for (var i = t; i < {L.n_in * L.n_out}u; i += WG) {{ wst{L.index}[i] = params[{L.w}u + i]; }}"""
                         for L in self._staged())
-        front = conv_front.forward(self.front) if self.front else ""
-        what = ("the conv front's features" if self.front else "the traced layers' features" if self.head
+        front = ""
+        if self.front:       # the front's last op writes the dense layers' input row itself
+            front = conv_front.forward(self.front, self.fg, f"act[k] = v; scratch[{L0.sx}u + r0 * {L0.n_in}u + k] = v;")
+        what = ("the traced layers' features" if self.head
                 else "the rows' images, gathered through the permutation and shifted")
-        return f"""{stage}
-    if (t < R) {{
-        let pos = base + r0 + t;
-        sample_of[t] = select(0xffffffffu, perm[pos], r0 + t < B && pos < N);
-    }}
-    workgroupBarrier();{front}
+        load = "" if self.front else f"""
     // -- {what}: into act and scratch
     for (var i = t; i < R * {L0.n_in}u; i += WG) {{
         let rr = i / {L0.n_in}u;
         let k = i % {L0.n_in}u;
         let s = sample_of[rr];
         var v = 0.0;
-        if ({"true" if self.front else "s != 0xffffffffu"}) {{ v = {self._input("s", "k", "r0 + rr")}; }}
+        if (s != 0xffffffffu) {{ v = {self._input("s", "k", "r0 + rr")}; }}
         act[rr * ROW + k] = v;
         if (r0 + rr < B) {{ scratch[{L0.sx}u + (r0 + rr) * {L0.n_in}u + k] = v; }}
     }}
-    workgroupBarrier();
+    workgroupBarrier();"""
+        return f"""{stage}
+    if (t < R) {{
+        let pos = base + r0 + t;
+        sample_of[t] = select(0xffffffffu, perm[pos], r0 + t < B && pos < N);
+    }}
+    workgroupBarrier();{front}{load}
 """
 
     def _forward(self, L: Layer, last: bool) -> str:
@@ -449,8 +452,6 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         layers' feature when this is a compiled head."""
         if self.head:
             return f"features[({row}) * {self.layers[0].n_in}u + {k}]"
-        if self.front:
-            return f"scratch[{self.front[-1].y}u + ({row}) * {self.layers[0].n_in}u + {k}]"
         return f"image_pixel({s}, {k}, step, {row})"
 
     def _weight(self, L: Layer, k: str, c: str) -> str:

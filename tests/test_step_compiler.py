@@ -165,14 +165,15 @@ def test_large_batches_split_the_weight_gradient_rows(data, batch):
     assert_same(data, MLP, Recipe(epochs=2, batch_size=batch, lr=0.1, momentum=0.9, shift=1))
 
 
-@pytest.mark.parametrize("staging", [900, 1800])
+@pytest.mark.parametrize("staging", [1031, 2055])
 def test_conv_front_gradient_staged_in_pieces(data, staging):
-    """A conv output larger than the workgroup memory left for it: its gradient is staged a few
-    channels at a time for the weight gradients (900 floats: one channel, 30 x 30 with the second
-    conv's zero border; 1800: two, so the first conv's 3 channels leave a piece of one), and the
-    second conv's input gradient reads it from scratch.
-    Guards the channel offsets of each piece and the unstaged input-gradient path."""
-    arch = "Conv2d(1,3,3,padding=1),ReLU(),Conv2d(3,4,3,padding=1),ReLU(),MaxPool2d(4),Flatten(),Linear(196,10)"
+    """A conv output larger than the workgroup memory left for it: its gradient is staged 4 or 8
+    channels at a time for the weight gradients (1031 floats: four 16 x 16 planes of the second
+    conv, with its zero border, and the strips' overrun; 2055: eight, so its 12 channels leave a
+    piece of 4, while the first conv's 8 fit whole), and the second conv's input gradient reads
+    it from scratch. Guards the channel offsets of each piece and the unstaged input-gradient path."""
+    arch = ("Conv2d(1,8,3,stride=2,padding=1),ReLU(),Conv2d(8,12,3,padding=1),ReLU(),MaxPool2d(2),Flatten(),"
+            "Linear(588,10)")
     recipe = Recipe(epochs=1, batch_size=50, lr=0.05, shift=1)
     g, gh, _ = train(data, arch, recipe, "graph")
     model = Sequential(parse(arch), seed=3)
