@@ -50,6 +50,9 @@ class Run:
         self.snapshot_step: int | None = None   # schedule step of the snapshot (None: none taken)
         self.step = 0                # schedule step (mirror of state.step)
         self.weights_version = 0     # bumped whenever the weights change (views redraw)
+        # Evaluations recorded up to the last divergence restore: any of them may have scored
+        # the weights the restore threw away (one run between the flag rising and being read).
+        self.stale_evaluations = 0
         self.recipe = recipe
         self._rng = np.random.default_rng(recipe.seed)
         self._shuffled_epoch: int | None = None
@@ -258,6 +261,7 @@ class Run:
         dev.submit(enc)
         self.snapshot_step = self._snapshot.read_step()
         self._rewind(self.snapshot_step)
+        self.stale_evaluations = self.metrics.evaluations
 
     def restore_weights(self, buffer, step: int) -> None:
         """Continue from weights kept elsewhere on the GPU (the visualizer's timeline): they
@@ -285,6 +289,7 @@ class Run:
             self.model.init(self.recipe.init, self.recipe.seed if seed is None else seed)
         self.optimizer.reset_state()
         self.metrics.clear()
+        self.stale_evaluations = 0
         self.step = 0
         self.snapshot_step = None
         self._rng = np.random.default_rng(self.recipe.seed)

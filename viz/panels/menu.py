@@ -89,8 +89,9 @@ def status_line(v) -> str:
         parts.append(f"views: step {shown.run_step:,}")      # time travel: the views show a snapshot
     if m.steps and "loss_avg" in vals:
         parts.append(f"loss {vals['loss_avg']:.4f}")
-    if m.evaluations and vals.get("test_acc"):
-        parts.append(f"test {vals['test_acc'] * 100:.2f}%")
+    test = s.test_accuracy(vals)
+    if test is not None:
+        parts.append(f"test {test * 100:.2f}%")
     if s.status == "running":
         parts.append(f"{s.pacer.steps_per_s:,.0f} steps/s")
     parts.append(f"{1000 / max(v.frame_ms, 1e-3):.0f} fps")

@@ -127,7 +127,7 @@ def _numbers(v) -> None:
         lr = vals.get("lr")
         cell("lr", f"{lr:.4g}" if lr is not None else f"{v.session.recipe.lr:.4g}", None, "learning rate now")
         imgui.table_next_row()
-        cell("test", fmt_pct(vals.get("test_acc")) if m.evaluations else "-", AMBER,
+        cell("test", fmt_pct(v.session.test_accuracy(vals)), AMBER,
              "the whole test set, evaluated after every epoch (E: now)")
         est = vals.get("est_acc", -1.0)
         cell("est.", f"~{est * 100:.1f}%" if trained and est >= 0 else "-", AMBER,
