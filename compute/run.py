@@ -169,8 +169,17 @@ class Run:
         return self.step // self.steps_per_epoch
 
     @property
-    def epoch_fraction(self) -> float:
-        return (self.step % self.steps_per_epoch) / self.steps_per_epoch
+    def epoch_progress(self) -> tuple[int, float]:
+        """(the epoch the run is in, counted from 1; how far through it, 0..1): the one formula
+        every front end prints. At an epoch boundary it is the epoch just completed at 1.0 (the
+        next one begins with its first step), so a finished run reads epochs/epochs at 100%, also
+        when the epochs were lowered below the one it was in."""
+        if self.finished:
+            return self.recipe.epochs, 1.0
+        done, into = divmod(self.step, self.steps_per_epoch)
+        if into == 0 and done > 0:
+            return done, 1.0
+        return done + 1, into / self.steps_per_epoch
 
     @property
     def finished(self) -> bool:

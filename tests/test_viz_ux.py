@@ -296,6 +296,28 @@ def test_after_load_or_reset_no_stale_run_text_and_saved_accuracy_is_of_the_save
     assert "loaded" in app.ui.file_message and not stale.search(t) and "re-initialised" not in t, t
 
 
+def test_the_status_bar_and_the_progress_bar_name_the_same_epoch_at_every_step(make_app):
+    """Guards against two formulas for the epoch: at an epoch's last step the status bar said
+    'epoch 2/3' while the progress bar said 'epoch 1/3 100%'. Stepped one step at a time over
+    two epochs (boundaries included) of 4 steps each, both name the same epoch at every step."""
+    app = make_app(limit=64, **settings(batch_size=16, epochs=3))
+    app.session.watch.eval_each_epoch = False          # the progress row shows the epoch, not an evaluation
+    frames(app, 2)
+    run = app.session.run
+    assert run.steps_per_epoch == 4
+    for _ in range(2 * run.steps_per_epoch):
+        act(app, "step")
+        frames(app, 1)
+        t = texts(app)
+        status = re.search(r"^\S+\s+epoch (\d+)/3", t)
+        bar = re.search(r"\| epoch (\d+)/3 +(\d+)%", t)
+        assert status and bar, t
+        assert status.group(1) == bar.group(1), (run.step, t)
+        if run.step % run.steps_per_epoch == 0:      # a boundary: the epoch just done, full
+            assert (int(bar.group(1)), bar.group(2)) == (run.step // run.steps_per_epoch, "100"), (run.step, t)
+    assert run.step == 2 * run.steps_per_epoch
+
+
 def test_a_loaded_checkpoint_is_continued_not_replaced(make_app, tmp_path):
     """Load the pretrained model, train a few steps, evaluate: the accuracy stays far above
     chance (training went on from the loaded weights, not from fresh ones)."""

@@ -82,7 +82,7 @@ def status_line(v) -> str:
         parts = [v.busy]
     run = s.run
     if run is not None and m.steps:
-        parts.append(f"epoch {min(run.epoch + 1, run.recipe.epochs)}/{run.recipe.epochs}")
+        parts.append(f"epoch {run.epoch_progress[0]}/{run.recipe.epochs}")
         parts.append(f"step {m.steps:,}")
     shown = v.timeline.selected if v.timeline is not None else None
     if shown is not None:

@@ -87,10 +87,7 @@ def progress_lines(v) -> tuple[tuple[float, str] | None, tuple[float, str] | str
     elif s.evaluating:
         first = s.eval_progress, "evaluating on the test set"
     elif v.metrics.steps:
-        done, frac = run.epoch, run.epoch_fraction
-        epoch = done + 1
-        if frac == 0 and run.step > 0:
-            epoch, frac = done, 1.0
+        epoch, frac = run.epoch_progress
         first = frac, f"epoch {epoch}/{run.recipe.epochs}   {frac * 100:.0f}%"
     else:
         first = None, f"a run: {run.recipe.epochs} epochs of {run.steps_per_epoch:,} steps"
