@@ -103,9 +103,12 @@ class TrainingSession:
         if evaluate:
             self.evaluate_now()
 
-    def set_model(self, model) -> None:
-        """A different model object (a checkpoint of another architecture)."""
+    def set_model(self, model, recipe: Recipe | None = None) -> None:
+        """A different model object (a checkpoint of another architecture), trained with
+        `recipe` from now on (None: the current one)."""
         self.model = model
+        if recipe is not None:
+            self.recipe = recipe.validate()
         self.status = "idle"
         self._eval_pieces.clear()
         self.metrics.clear()
