@@ -114,6 +114,29 @@ class Recipe:
     def to_metadata(self) -> dict[str, str]:
         return {f"recipe.{k}": str(v) for k, v in asdict(self).items()}
 
+    @classmethod
+    def from_metadata(cls, meta: dict[str, str]) -> "Recipe | None":
+        """The recipe a checkpoint records (to_metadata's fields over the named recipe of
+        'recipe', the rest the defaults), or None where it records none (a PyTorch file).
+        A recorded value that is not one raises ValueError naming its key."""
+        named = RECIPES.get(meta.get("recipe", ""))
+        given = {k: meta[f"recipe.{k}"] for k in FIELDS if f"recipe.{k}" in meta}
+        if named is None and not given:
+            return None
+        changes = {}
+        for name, text in given.items():
+            parse, wanted = _FROM_TEXT[_FIELD_TYPES[name]]
+            try:
+                changes[name] = parse(text)
+            except ValueError:
+                raise ValueError(f"recipe.{name}: expected {wanted}, got {text!r}") from None
+        recipe = (named or cls()).with_changes(**changes)
+        bad = recipe.problems()
+        if bad:
+            field, text = bad[0]
+            raise ValueError(f"recipe.{field} {text}")
+        return recipe
+
     def with_changes(self, **changes) -> "Recipe":
         return replace(self, **changes)
 
@@ -133,6 +156,17 @@ def as_f32(x) -> float:
 
 
 FIELDS = tuple(f.name for f in fields(Recipe))
+_FIELD_TYPES = {f.name: f.type for f in fields(Recipe)}      # 'int', 'float', 'str', 'bool'
+
+
+def _bool(text: str) -> bool:
+    if text not in ("True", "False"):        # str(bool): what to_metadata writes
+        raise ValueError(text)
+    return text == "True"
+
+
+_FROM_TEXT = {"int": (int, "a whole number"), "float": (float, "a number"), "str": (str, "text"),
+              "bool": (_bool, "True or False")}
 
 # The shipped convolutional network (assets/mnist-cnn.safetensors): two 3x3 conv blocks of 32 and 64
 # channels, each closed by a max pool, then a 256-unit dense layer with dropout.

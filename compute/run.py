@@ -50,6 +50,9 @@ class Run:
         self.snapshot_step: int | None = None   # schedule step of the snapshot (None: none taken)
         self.step = 0                # schedule step (mirror of state.step)
         self.weights_version = 0     # bumped whenever the weights change (views redraw)
+        # Evaluations recorded up to the last divergence restore: any of them may have scored
+        # the weights the restore threw away (one run between the flag rising and being read).
+        self.stale_evaluations = 0
         self.recipe = recipe
         self._rng = np.random.default_rng(recipe.seed)
         self._shuffled_epoch: int | None = None
@@ -172,8 +175,17 @@ class Run:
         return self.step // self.steps_per_epoch
 
     @property
-    def epoch_fraction(self) -> float:
-        return (self.step % self.steps_per_epoch) / self.steps_per_epoch
+    def epoch_progress(self) -> tuple[int, float]:
+        """(the epoch the run is in, counted from 1; how far through it, 0..1): the one formula
+        every front end prints. At an epoch boundary it is the epoch just completed at 1.0 (the
+        next one begins with its first step), so a finished run reads epochs/epochs at 100%, also
+        when the epochs were lowered below the one it was in."""
+        if self.finished:
+            return self.recipe.epochs, 1.0
+        done, into = divmod(self.step, self.steps_per_epoch)
+        if into == 0 and done > 0:
+            return done, 1.0
+        return done + 1, into / self.steps_per_epoch
 
     @property
     def finished(self) -> bool:
@@ -264,6 +276,7 @@ class Run:
         dev.submit(enc)
         self.snapshot_step = self._snapshot.read_step()
         self._rewind(self.snapshot_step)
+        self.stale_evaluations = self.metrics.evaluations
 
     def restore_weights(self, buffer, step: int) -> None:
         """Continue from weights kept elsewhere on the GPU (the visualizer's timeline): they
@@ -291,6 +304,7 @@ class Run:
             self.model.init(self.recipe.init, self.recipe.seed if seed is None else seed)
         self.optimizer.reset_state()
         self.metrics.clear()
+        self.stale_evaluations = 0
         self.step = 0
         self.snapshot_step = None
         self._rng = np.random.default_rng(self.recipe.seed)

@@ -85,7 +85,7 @@ MUTATIONS = [
              (T + "test_robustness.py::test_ctrl_c_saves_what_was_trained",
               T + "test_signals.py::test_sigterm_and_sighup_save_the_weights_of_the_steps_counted[SIGTERM]"),
              "Ctrl-C saves the epoch start's weights labelled with the current step"),
-    Mutation("signal-stops-at-once", "viz/cli.py",
+    Mutation("signal-stops-at-once", "viz/headless.py",
              "        if self.signum is not None:\n            raise KeyboardInterrupt\n        self.signum = signum",
              "        raise KeyboardInterrupt",
              (T + "test_signals.py::test_sigterm_and_sighup_save_the_weights_of_the_steps_counted[SIGTERM]",),

@@ -76,7 +76,8 @@ def test_recipe_cnn_trains_the_cnn_it_was_tuned_for():
     hyper-parameters (the recipe names its network; --arch and --hidden still override it)."""
     from types import SimpleNamespace
     from mnist_viz.compute.recipe import CNN_ARCH
-    from mnist_viz.viz.cli import architecture_for, build_parser
+    from mnist_viz.viz.cli import build_parser
+    from mnist_viz.viz.headless import architecture_for
     ds = SimpleNamespace(image_shape=(28, 28), num_classes=10)
     parse_args = lambda *a: build_parser()[0].parse_args(list(a))
     assert architecture_for(parse_args("--recipe", "cnn"), ds).text == CNN_ARCH

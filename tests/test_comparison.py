@@ -151,3 +151,20 @@ def test_compare_errors_name_the_run_and_the_key(capsys, runs, fragment):
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
     assert fragment in lines[0], lines[0]
     assert "run 1:" not in out      # nothing was built
+
+
+def test_the_compare_command_does_not_import_the_cli_that_imports_it():
+    """Guards against the import circle viz/cli.py -> viz/compare.py -> viz/cli.py (`train
+    --compare` reused the train helpers from cli.py, which imports compare for --compare):
+    in a fresh interpreter, importing the compare command must not load cli.py; the helpers
+    both use come from viz/headless.py."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    code = ("import sys, mnist_viz.viz.compare as c; "
+            "print('mnist_viz.viz.cli' in sys.modules, c.say.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": str(root / "tests" / "checkout"), "PATH": "/usr/bin:/bin"}, cwd=root)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "mnist_viz.viz.headless"], out.stdout

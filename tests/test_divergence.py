@@ -88,3 +88,69 @@ def test_an_honest_noisy_run_is_not_flagged(mnist, device):
     loss = run.metrics.read_history(0, run.steps_taken)[:, 0]
     assert loss[50:].max() > 3 * loss[50:].mean()           # noisy: batches far above the mean
     assert run.evaluate()["accuracy"] > 0.80
+
+
+def _accuracy_of_current_weights(app) -> float:
+    """The test accuracy of the weights in the model now, by an evaluation of its own (its own
+    metrics: the window's record of evaluations is left alone)."""
+    from mnist_viz.compute.device import get_device
+    from mnist_viz.compute.evaluation import Evaluation
+    from mnist_viz.compute.metrics import RunMetrics
+    dev = get_device()
+    metrics = RunMetrics(app.session.data.num_classes)
+    enc = dev.device.create_command_encoder()
+    Evaluation(app.model, app.session.data, metrics).encode(enc)
+    dev.submit(enc)
+    return metrics.read_evaluation()["accuracy"]
+
+
+def _shown_test_percent(app) -> str | None:
+    """The test accuracy the status bar prints ('97.33'), or None where it prints none."""
+    import re
+    from mnist_viz.viz.panels.menu import status_line
+    found = re.search(r"test (\d+\.\d\d)%", status_line(app.view_state()))
+    return found.group(1) if found else None
+
+
+def test_the_test_accuracy_shown_after_a_divergence_is_of_the_restored_weights(make_app):
+    """Guards against the window showing, after a divergence restore, the test accuracy of the
+    diverged weights: an evaluation (Evaluate pressed, or the epoch's) that ran after the GPU
+    raised the flag but before the readout brought the flag to the CPU scored the blown-up
+    weights (about 10%); the restore then put the epoch-start weights back (97%) while the
+    status bar went on printing the 10% as 'test'. Whatever is printed from the restore on
+    must be the restored weights' accuracy, and it must come back by itself."""
+    from mnist_viz.viz.session import WatchSettings
+    from conftest import speed_index
+    app = make_app(limit=1024, test_limit=300,
+                   recipe=Recipe(batch_size=16, lr=1e6, **PLAIN), watch=WatchSettings(speed=speed_index(4)))
+    app.readout.interval = float("inf")          # no read: the CPU does not learn of the flag yet
+    run = app.session.run
+    act(app, "train")
+    for _ in range(40):
+        app.draw_offscreen()
+        if run.diverged(run.read_flags()):
+            break
+    assert run.diverged(run.read_flags()) and app.session.status == "running"
+    act(app, "evaluate")                         # of the diverged weights
+    for _ in range(40):
+        app.draw_offscreen()
+        if not app.session.evaluating:
+            break
+    assert not app.session.evaluating
+    app.readout.interval = 0.0                   # now the flag comes back: noticed, restored
+    for _ in range(40):
+        app.draw_offscreen()
+        if app.session.status == "diverged":
+            break
+    assert app.session.status == "diverged"
+    restored = _accuracy_of_current_weights(app)
+    want = f"{restored * 100:.2f}"
+    seen = []
+    for _ in range(40):
+        shown = _shown_test_percent(app)
+        seen.append(shown)
+        assert shown in (None, want), (shown, want, seen)
+        if shown == want:
+            break
+        app.draw_offscreen()
+    assert seen[-1] == want, seen

@@ -522,3 +522,27 @@ def test_saved_checkpoint_loads_into_torch(tmp_path, torch, safetensors_torch):
     with torch.no_grad():
         actual = model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_checkpoints_recorded_recipe_reads_back_as_written():
+    """Guards against Recipe.from_metadata losing or mistyping a field (a bool read as the
+    truthy string 'False', an int as a float): every built-in recipe, and one with every
+    field changed, round-trips through to_metadata; the shipped files read as the recipes
+    they were trained with ('recipe' names it; the MLP's file records no fields); a file
+    with no recipe reads as None; a bad value raises naming its key."""
+    from mnist_viz.compute.model_io import default_model_path
+    from mnist_viz.compute.recipe import RECIPES, Recipe
+    from mnist_viz.compute.resources import asset_path
+    odd = Recipe(epochs=3, batch_size=7, optimizer="adam", lr=0.003, min_lr=1e-5, schedule="step", gamma=0.25,
+                 step_epochs=2.5, momentum=0.0, nesterov=False, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=1e-4,
+                 shift=3, init="he_normal", seed=11)
+    for recipe in (*RECIPES.values(), odd):
+        assert Recipe.from_metadata(recipe.to_metadata()) == recipe
+    for name, file in (("cnn", asset_path("mnist-cnn.safetensors")), ("default", default_model_path())):
+        _, meta = load_state_dict(file)
+        assert Recipe.from_metadata(meta) == RECIPES[name]
+    assert Recipe.from_metadata({"architecture": "784-128-10"}) is None
+    with pytest.raises(ValueError, match="recipe.nesterov: expected True or False"):
+        Recipe.from_metadata({**odd.to_metadata(), "recipe.nesterov": "no"})
+    with pytest.raises(ValueError, match="recipe.lr must be a positive number"):
+        Recipe.from_metadata({**odd.to_metadata(), "recipe.lr": "-1"})

@@ -296,6 +296,95 @@ def test_after_load_or_reset_no_stale_run_text_and_saved_accuracy_is_of_the_save
     assert "loaded" in app.ui.file_message and not stale.search(t) and "re-initialised" not in t, t
 
 
+def test_the_status_bar_and_the_progress_bar_name_the_same_epoch_at_every_step(make_app):
+    """Guards against two formulas for the epoch: at an epoch's last step the status bar said
+    'epoch 2/3' while the progress bar said 'epoch 1/3 100%'. Stepped one step at a time over
+    two epochs (boundaries included) of 4 steps each, both name the same epoch at every step."""
+    app = make_app(limit=64, **settings(batch_size=16, epochs=3))
+    app.session.watch.eval_each_epoch = False          # the progress row shows the epoch, not an evaluation
+    frames(app, 2)
+    run = app.session.run
+    assert run.steps_per_epoch == 4
+    for _ in range(2 * run.steps_per_epoch):
+        act(app, "step")
+        frames(app, 1)
+        t = texts(app)
+        status = re.search(r"^\S+\s+epoch (\d+)/3", t)
+        bar = re.search(r"\| epoch (\d+)/3 +(\d+)%", t)
+        assert status and bar, t
+        assert status.group(1) == bar.group(1), (run.step, t)
+        if run.step % run.steps_per_epoch == 0:      # a boundary: the epoch just done, full
+            assert (int(bar.group(1)), bar.group(2)) == (run.step // run.steps_per_epoch, "100"), (run.step, t)
+    assert run.step == 2 * run.steps_per_epoch
+
+
+def loaded(app, action, *args):
+    """Emit a load action and draw until it is done (a load shows "loading..." for a frame first)."""
+    act(app, action, *args)
+    frames(app, 1)
+    while app.busy:
+        frames(app, 1)
+
+
+def test_a_loaded_checkpoint_brings_the_recipe_it_was_trained_with(make_app, tmp_path):
+    """Guards against a load keeping the window's recipe instead of the one the model was
+    trained with (the file's recipe.* fields), by either load path (another architecture:
+    a new run; the same one: the weights into the model). A change made after the load
+    stands; a file that records no recipe, or one this window cannot use, keeps the panel's
+    settings (and says why for the latter)."""
+    from mnist_viz.compute.model_io import save_model
+    from mnist_viz.compute.nn import mlp
+    from mnist_viz.compute.recipe import Recipe
+    small = mlp([784, 32, 10], seed=3)
+    trained = Recipe(epochs=3, batch_size=32, lr=0.02, shift=0, momentum=0.5, nesterov=False, seed=4)
+    path, plain, bad = tmp_path / "small.safetensors", tmp_path / "plain.safetensors", tmp_path / "bad.safetensors"
+    save_model(path, small, trained.to_metadata())
+    save_model(plain, small)
+    save_model(bad, small, {**trained.to_metadata(), "recipe.batch_size": "lots"})
+    app = make_app(**settings(batch_size=16))
+    frames(app, 1)
+    app.ui.checkpoint_path = str(path)
+    loaded(app, "load")                                    # another architecture
+    assert app.model.arch.short == "784-32-10", app.ui.file_message
+    assert app.session.recipe == trained and app.session.run.recipe == trained
+    assert "recipe it was trained with" in app.session.message
+    mine = trained.with_changes(lr=0.005, batch_size=64)
+    act(app, "set_recipe", mine)
+    frames(app, 2)
+    assert app.session.recipe == mine and app.session.run.recipe == mine
+    for other in (plain, bad):                             # the same architecture: nothing to take
+        app.ui.checkpoint_path = str(other)
+        loaded(app, "load")
+        assert "loaded" in app.ui.file_message and app.session.recipe == mine, app.ui.file_message
+    assert "recipe.batch_size: expected a whole number" in app.ui.file_message
+    app.ui.checkpoint_path = str(path)
+    loaded(app, "load")                                    # the same architecture, a recorded recipe
+    assert app.session.recipe == trained and app.session.run.recipe == trained
+
+
+@pytest.mark.slow
+def test_choosing_the_shipped_cnn_trains_it_with_its_own_recipe(make_app):
+    """Guards against the window keeping the recipe it had (the MLP's lr 0.1, +-1 px) when the
+    shipped CNN is chosen in the Net tab: the Training panel and the run must then hold the
+    recipe the CNN was trained with (RECIPES['cnn']), a change the user makes afterwards must
+    stand, and choosing the shipped MLP again brings back its own (the default recipe).
+    (Slow: lavapipe compiles and runs the CNN's kernels for half a minute.)"""
+    from mnist_viz.compute.recipe import CNN_ARCH, RECIPES
+    app = make_app(test_limit=32)
+    frames(app, 1)
+    assert app.session.recipe == RECIPES["default"]
+    loaded(app, "load_shipped", "cnn")
+    assert app.model.arch.text == CNN_ARCH, app.ui.network_message
+    assert "recipe it was trained with" in app.session.message and "lr 0.05" in app.session.message
+    assert app.session.recipe == RECIPES["cnn"] and app.session.run.recipe == RECIPES["cnn"], app.session.recipe
+    mine = RECIPES["cnn"].with_changes(lr=0.01)
+    act(app, "set_recipe", mine)
+    frames(app, 2)
+    assert app.session.recipe == mine and app.session.run.recipe == mine
+    loaded(app, "load_shipped", "mlp")
+    assert app.session.recipe == RECIPES["default"] and app.session.run.recipe == RECIPES["default"]
+
+
 def test_a_loaded_checkpoint_is_continued_not_replaced(make_app, tmp_path):
     """Load the pretrained model, train a few steps, evaluate: the accuracy stays far above
     chance (training went on from the loaded weights, not from fresh ones)."""

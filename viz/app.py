@@ -50,7 +50,7 @@ class AppConfig:
     paint_demo: bool = False              # paint a built-in digit
     autosave: bool = True
     autosave_dir: Path = field(default_factory=files.default_autosave_dir)
-    recipe: Recipe | None = None          # None: the default recipe
+    recipe: Recipe | None = None          # None: the checkpoint's recorded recipe, else the default one
     watch: WatchSettings | None = None
     frame_budget_s: float | None = None   # None: 1/90 s on a GPU, 1/12 s on a CPU adapter
     background_load: bool = True          # load the dataset on a thread (the window opens at once)
@@ -73,8 +73,12 @@ class App:
         self.autosave_path: Path | None = None        # set when an autosave was written
         self.loader = DatasetLoader(config.data_dir, config.background_load, config.limit, config.test_limit)
         self.classes = self.loader.classes
-        model, self.ui.file_message = files.initial_model(config.checkpoint, self.loader.shape, config.arch,
-                                                          self.classes.dataset)
+        model, self.ui.file_message, meta = files.initial_model(config.checkpoint, self.loader.shape, config.arch,
+                                                                self.classes.dataset)
+        recipe = config.recipe
+        if recipe is None:
+            recipe, note = self._recorded_recipe(meta, model.arch)
+            self.ui.file_message += note
         self._choose_network_of(model)
         self._fresh_seed = 0
         h, w, classes = self.loader.shape
@@ -84,7 +88,7 @@ class App:
         self.canvas.normalise = self.classes.mnist_like     # MNIST's normalisation for MNIST-like data only
         self.canvas_view = CanvasView(self.canvas)
         self.gui.register(self.canvas_view.texture)
-        self.session = TrainingSession(model, self.metrics, config.recipe, config.watch, config.frame_budget_s)
+        self.session = TrainingSession(model, self.metrics, recipe, config.watch, config.frame_budget_s)
         self.session.on_run_changed = self._bind_run
         self.plots = CurvePlots(self.metrics)
         self.confusion = ConfusionView(self.metrics, self.names, self.classes.names)
@@ -127,11 +131,12 @@ class App:
     def data_error(self) -> str | None:
         return self.loader.error
 
-    def _bind_model(self, model) -> None:
-        """(Re)build everything that reads the model's buffers. The model is checked against the
-        device's limits and its views are built before the old ones go, so a model this GPU
-        cannot show raises here and leaves the running one as it was."""
-        check_window_model(model.arch, self.session.recipe.batch_size)
+    def _bind_model(self, model, recipe: Recipe | None = None) -> None:
+        """(Re)build everything that reads the model's buffers; a new model trains with `recipe`
+        (None: the current one). The model is checked against the device's limits and its views
+        are built before the old ones go, so a model this GPU cannot show raises here and leaves
+        the running one as it was."""
+        check_window_model(model.arch, (recipe or self.session.recipe).batch_size)
         scales = ScaleBank()
         # The views read the timeline's display arena: the live weights, or a snapshot's.
         tl = self.timeline
@@ -160,7 +165,7 @@ class App:
         self.readout = ScalarReadout(self.metrics, self.forward, self.canvas, self.scales,
                                      *self.model_views.readout_slots)
         if old is not None and old is not model and self.session.model is not model:
-            self.session.set_model(model)
+            self.session.set_model(model, recipe)
         elif self.session.run is not None:
             self._bind_run(self.session.run)
         self._runs_changed()
@@ -405,31 +410,55 @@ class App:
         return meta
 
     def load_checkpoint(self, path: Path) -> None:
-        """Load a checkpoint: validated before anything changes; training then continues from it."""
+        """Load a checkpoint: validated before anything changes; training then continues from it,
+        with the recipe it records (the Training panel's settings follow the model)."""
         from ..compute.model_io import load_into, load_model, read_checkpoint
         try:
             _, meta, spec, _ = read_checkpoint(path, image_shape=self.data_shape[:2])
             problem = spec.misfit(*self.data_shape)
             if problem:
                 raise ValueError(f"{path.name}: {problem}")
+            data = self.session.data
+            recipe, note = self._recorded_recipe(meta, spec, data.train.n if data is not None else None)
+            before = self.session.recipe
             self.fence.drain()
             if spec.layers == self.model.arch.layers:
+                if recipe is not None:
+                    self.session.set_recipe(recipe)
                 load_into(self.model, path)
                 self.session.weights_replaced()
             else:
                 model, _ = load_model(path, image_shape=self.data_shape[:2])
-                self._bind_model(model)
+                self._bind_model(model, recipe)
             self.session.status = "idle"
-            self.session.message = ""
+            self.session.message = "" if recipe in (None, before) else \
+                f"settings: the recipe it was trained with ({recipe.describe()})"
             if self.session.run is not None:
                 self.session.run.restart(reinitialise=False)
             else:
                 self.metrics.clear()
             self.session.weights_changed = False
-            self.ui.file_message = f"loaded {path.name} ({spec.short}){files.describe_accuracy(meta)}"
+            self.ui.file_message = f"loaded {path.name} ({spec.short}){files.describe_accuracy(meta)}{note}"
             self.session.evaluate_now()
         except Exception as e:  # noqa: BLE001 - reported in the panel
             self.ui.file_message = f"load failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+
+    @staticmethod
+    def _recorded_recipe(meta: dict, arch, train_samples: int | None = None) -> tuple[Recipe | None, str]:
+        """(the recipe a checkpoint records, a note): what its model was trained with, for the
+        window to go on training it with; None where the file records none (a PyTorch file: the
+        settings stay). One the window cannot use (a bad value, a batch this GPU cannot hold,
+        more steps than the step counter holds on `train_samples` images) is None too, and the
+        note says why."""
+        try:
+            recipe = Recipe.from_metadata(meta)
+            if recipe is not None:
+                check_window_model(arch, recipe.batch_size)
+                if train_samples is not None:
+                    recipe.steps(train_samples)
+        except ValueError as e:          # BudgetError is one
+            return None, f"; its recorded recipe was not used ({str(e).splitlines()[0]})"
+        return recipe, ""
 
     def _reopen_autosave(self) -> None:
         found = files.autosaves(self.autosave_dir) if self.autosave_dir else []

@@ -13,7 +13,7 @@ import argparse
 import time
 from dataclasses import dataclass
 
-from .cli import (EXIT_DIVERGED, StopRequest, check_training, load_data, option_changes, say)
+from .headless import EXIT_DIVERGED, StopRequest, check_training, load_data, option_changes, say
 from .errors import UserError
 
 
@@ -73,7 +73,7 @@ def _specs(args, base) -> list:
 
 def _run_args(args, spec) -> argparse.Namespace:
     """The command's options with the run's own network (arch= or hidden=, or that of the
-    recipe it names: cli.architecture_for) in place."""
+    recipe it names: headless.architecture_for) in place."""
     own = dict(vars(args))
     if spec.named is not None:
         own.update(recipe=spec.named)

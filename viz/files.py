@@ -89,24 +89,24 @@ def _fresh_mlp(h: int, w: int, classes: int) -> tuple[Architecture, str]:
 
 def initial_model(checkpoint: Path | None, data_shape: tuple[int, int, int], arch: str | None = None,
                   dataset: str = "MNIST"):
-    """(model, message): --checkpoint if given (read as --arch if given; it must fit the
+    """(model, message, metadata): --checkpoint if given (read as --arch if given; it must fit the
     data), else a fresh --arch network, else for MNIST the pretrained model, else (none
     shipped; other data: the MNIST model would read Fashion-MNIST as digits, other shapes
-    not at all) a fresh MLP that fits."""
+    not at all) a fresh MLP that fits. The metadata is the checkpoint's ({} for a fresh network)."""
     h, w, classes = data_shape
     if arch is not None and checkpoint is None:
         architecture = parse(arch, (h, w))
         problem = architecture.misfit(h, w, classes)
         if problem:
             raise ValueError(f"--arch: {problem}")
-        return Sequential(architecture), f"a fresh {architecture.short} from random weights"
+        return Sequential(architecture), f"a fresh {architecture.short} from random weights", {}
     fresh, narrowed = _fresh_mlp(h, w, classes)
     path = Path(checkpoint) if checkpoint is not None else default_model_path()
     if checkpoint is None and dataset != "MNIST":
         return Sequential(fresh), (f"{dataset}: a fresh {fresh.short} from random weights (the pretrained "
-                                   "model is for MNIST digits); press Train")
+                                   "model is for MNIST digits); press Train"), {}
     if checkpoint is None and not path.exists():
-        return Sequential(fresh), "no pretrained model found: starting from random weights" + narrowed
+        return Sequential(fresh), "no pretrained model found: starting from random weights" + narrowed, {}
     try:
         model, meta = load_model(path, arch=arch, image_shape=(h, w))
     except BudgetError as e:
@@ -116,6 +116,6 @@ def initial_model(checkpoint: Path | None, data_shape: tuple[int, int, int], arc
         if checkpoint is not None:
             raise ValueError(f"{path.name}: {problem}")
         return Sequential(fresh), (f"the pretrained model reads 28 x 28 digits in 10 classes: starting "
-                                   f"{fresh.short} from random weights for this dataset{narrowed}")
+                                   f"{fresh.short} from random weights for this dataset{narrowed}"), {}
     note = f"; {meta['_note']}" if "_note" in meta else ""
-    return model, f"loaded {path.name}{describe_accuracy(meta)}{note}"
+    return model, f"loaded {path.name}{describe_accuracy(meta)}{note}", meta

@@ -13,7 +13,8 @@ READ_BYTES_MAX bytes a read.
 
 Each read remembers the canvas revision its pack saw (`values_revision`), so a panel
 can tell whether canvas-dependent values (ink, the loaded sample) are about the
-canvas shown now or one from a moment ago.
+canvas shown now or one from a moment ago; and the evaluations recorded when it was
+packed (`values["evaluations"]`), so a panel can tell which evaluation `test_acc` is.
 """
 from __future__ import annotations
 
@@ -48,8 +49,10 @@ class ScalarReadout:
         self.values: dict = {}
         self.values_revision = -1       # canvas revision the values were packed at
         self._packed_revision = -1
+        self._packed_evaluations = 0
         self.pending = None
         self._pending_revision = -1
+        self._pending_evaluations = 0
         self.last_start = -1e9
 
     def bind(self, hyper) -> None:
@@ -92,6 +95,7 @@ class ScalarReadout:
         for k, (prm, _, m) in enumerate(self._runs):
             prm.set(**self._run_values(m, k))
         self._packed_revision = self.canvas.revision
+        self._packed_evaluations = self.metrics.evaluations
         return [self.dispatch] + [d for _, d, _ in self._runs]
 
     def after_submit(self, now: float | None = None) -> None:
@@ -101,6 +105,7 @@ class ScalarReadout:
             self.pending = get_device().read_async(self.out, 0, self.read_bytes, "stats")
             self._pending_runs = [m for _, _, m in self._runs]
             self._pending_revision = self._packed_revision
+            self._pending_evaluations = self._packed_evaluations
             self.last_start = now
 
     def poll(self) -> bool:
@@ -109,6 +114,7 @@ class ScalarReadout:
             return False
         raw = self.pending.result()
         self.values = decode(READOUT.unpack(raw[:READOUT.size]))
+        self.values["evaluations"] = self._pending_evaluations    # the one `test_acc` is the last of
         # Each other run's numbers, by its metrics' id (runs may come and go while a read is in flight).
         self.values["runs"] = {id(m): RUN_READOUT.unpack(raw[READOUT.size + k * RUN_READOUT.size:][:RUN_READOUT.size])
                                for k, m in enumerate(self._pending_runs)}

@@ -103,9 +103,12 @@ class TrainingSession:
         if evaluate:
             self.evaluate_now()
 
-    def set_model(self, model) -> None:
-        """A different model object (a checkpoint of another architecture)."""
+    def set_model(self, model, recipe: Recipe | None = None) -> None:
+        """A different model object (a checkpoint of another architecture), trained with
+        `recipe` from now on (None: the current one)."""
         self.model = model
+        if recipe is not None:
+            self.recipe = recipe.validate()
         self.status = "idle"
         self._eval_pieces.clear()
         self.metrics.clear()
@@ -196,12 +199,17 @@ class TrainingSession:
         self._eval_version = self.weights_version
 
     def restore_last_good(self) -> None:
-        """Weights from the last epoch start; clears the divergence flag (paused)."""
+        """Weights from the last epoch start; clears the divergence flag (paused). An evaluation
+        under way, or one done between the flag rising and its being read, scored the weights
+        thrown away: the one under way is dropped and a fresh one of the restored weights starts
+        (`test_accuracy` shows none until it is in)."""
         if self.run is not None and self.run.snapshot_step is not None:
             self.run.restore_snapshot()
             self._flags_ignored_until = self.metrics.steps
             self.status = "paused"
             self.message = "restored the weights from the start of the epoch"
+            self._eval_pieces.clear()
+            self.evaluate_now()
 
     def set_recipe(self, new: Recipe) -> None:
         """Apply edited settings live (the run decides what that takes)."""
@@ -354,6 +362,18 @@ class TrainingSession:
             self._eval_pieces.pop(0).encode(encoder)
         if not self._eval_pieces:
             self.evaluated_version = self._eval_version
+
+    def test_accuracy(self, values: dict) -> float | None:
+        """The main run's last test accuracy as the readout `values` carry it, or None: no
+        evaluation yet, a readout packed before the run's evaluations were cleared, or an
+        evaluation a divergence restore made stale (it may have scored the weights thrown
+        away) with the fresh one not in the readout yet. Every panel shows this one."""
+        if self.run is None:
+            return None
+        packed = values.get("evaluations", 0)
+        if not self.run.stale_evaluations < packed <= self.run.evaluations:
+            return None
+        return values.get("test_acc")
 
     @property
     def eval_progress(self) -> float:

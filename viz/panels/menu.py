@@ -82,15 +82,16 @@ def status_line(v) -> str:
         parts = [v.busy]
     run = s.run
     if run is not None and m.steps:
-        parts.append(f"epoch {min(run.epoch + 1, run.recipe.epochs)}/{run.recipe.epochs}")
+        parts.append(f"epoch {run.epoch_progress[0]}/{run.recipe.epochs}")
         parts.append(f"step {m.steps:,}")
     shown = v.timeline.selected if v.timeline is not None else None
     if shown is not None:
         parts.append(f"views: step {shown.run_step:,}")      # time travel: the views show a snapshot
     if m.steps and "loss_avg" in vals:
         parts.append(f"loss {vals['loss_avg']:.4f}")
-    if m.evaluations and vals.get("test_acc"):
-        parts.append(f"test {vals['test_acc'] * 100:.2f}%")
+    test = s.test_accuracy(vals)
+    if test is not None:
+        parts.append(f"test {test * 100:.2f}%")
     if s.status == "running":
         parts.append(f"{s.pacer.steps_per_s:,.0f} steps/s")
     parts.append(f"{1000 / max(v.frame_ms, 1e-3):.0f} fps")

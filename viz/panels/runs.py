@@ -42,7 +42,7 @@ def _row_values(v, entry) -> dict:
         m = v.metrics
         pred = (vals.get("pred"), vals.get("pred_prob")) if ink else None
         return dict(steps=m.steps, loss=vals.get("loss_avg") if m.steps else None,
-                    test=vals.get("test_acc") if m.evaluations else None, pred=pred)
+                    test=v.session.test_accuracy(vals), pred=pred)
     r = vals.get("runs", {}).get(id(entry.metrics))
     if r is None:
         return dict(steps=entry.metrics.steps, loss=None, test=None, pred=None)

@@ -87,10 +87,7 @@ def progress_lines(v) -> tuple[tuple[float, str] | None, tuple[float, str] | str
     elif s.evaluating:
         first = s.eval_progress, "evaluating on the test set"
     elif v.metrics.steps:
-        done, frac = run.epoch, run.epoch_fraction
-        epoch = done + 1
-        if frac == 0 and run.step > 0:
-            epoch, frac = done, 1.0
+        epoch, frac = run.epoch_progress
         first = frac, f"epoch {epoch}/{run.recipe.epochs}   {frac * 100:.0f}%"
     else:
         first = None, f"a run: {run.recipe.epochs} epochs of {run.steps_per_epoch:,} steps"
@@ -127,7 +124,7 @@ def _numbers(v) -> None:
         lr = vals.get("lr")
         cell("lr", f"{lr:.4g}" if lr is not None else f"{v.session.recipe.lr:.4g}", None, "learning rate now")
         imgui.table_next_row()
-        cell("test", fmt_pct(vals.get("test_acc")) if m.evaluations else "-", AMBER,
+        cell("test", fmt_pct(v.session.test_accuracy(vals)), AMBER,
              "the whole test set, evaluated after every epoch (E: now)")
         est = vals.get("est_acc", -1.0)
         cell("est.", f"~{est * 100:.1f}%" if trained and est >= 0 else "-", AMBER,

@@ -1,0 +1,132 @@
+"""What the headless commands share: `mnist-viz train` of one run (cli.py) and of runs side
+by side (`--compare`, compare.py). The exit codes, the line printer that outlives a closed
+pipe, the stop on a signal, the dataset, the recipe fields given as options, and the checks
+made before the GPU holds anything. It imports neither command, so both import it.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+EXIT_USAGE = 2
+EXIT_DIVERGED = 3
+EXIT_GPU_LOST = 4
+
+
+def say(text: str, err: bool = False) -> None:
+    """Print a line; a closed stdout (`... | head -1`) must not stop a training run."""
+    stream = sys.stderr if err else sys.stdout
+    try:
+        try:
+            print(text, file=stream, flush=True)
+        except UnicodeEncodeError:  # a file name the stream's encoding cannot show
+            enc = getattr(stream, "encoding", None) or "ascii"
+            print(text.encode(enc, "backslashreplace").decode(enc), file=stream, flush=True)
+    except (BrokenPipeError, ValueError):
+        # Nobody reads any more: send the rest to /dev/null and carry on.
+        devnull = open(os.devnull, "w")
+        if err:
+            sys.stderr = devnull
+        else:
+            sys.stdout = devnull
+
+
+def option_changes(args) -> dict:
+    """The recipe fields given on the command line (the options named as Recipe fields)."""
+    from ..compute.recipe import FIELDS
+    return {f: getattr(args, f) for f in FIELDS if getattr(args, f, None) is not None}
+
+
+def architecture_for(args, ds):
+    """--arch, else the MLP of --hidden / --dropout, else the recipe's own network (the CNN of
+    --recipe cnn), else the 128-unit MLP, for the dataset's images and classes (errors name
+    the layer that does not fit)."""
+    from ..compute.arch import Architecture, ArchError, parse
+    from ..compute.recipe import RECIPE_ARCH
+    h, w = ds.image_shape
+    text = args.arch
+    if text is None and args.hidden is None and args.dropout is None:
+        text = RECIPE_ARCH.get(getattr(args, "recipe", None))
+    try:
+        if text is not None:
+            arch = parse(text, (h, w))
+        else:
+            arch = Architecture.mlp([h * w, *(args.hidden or [128]), ds.num_classes], args.dropout or 0.0, (h, w))
+    except ArchError as e:
+        raise UserError(f"--arch: {e}") from None
+    if arch.classes != ds.num_classes:
+        last = len(arch.layers) - 1
+        raise UserError(f"--arch: layer {last} {arch.layers[last]} gives {arch.classes} class scores, the dataset has "
+                        f"{ds.num_classes} classes")
+    return arch
+
+
+def load_data(path: Path | None):
+    from ..compute.idx import bundled_mnist_dir, load_dataset
+    return load_dataset(path if path is not None else bundled_mnist_dir())
+
+
+class StopRequest:
+    """Ctrl-C, SIGTERM (`timeout`, `docker stop`) and SIGHUP (a closed terminal) while training.
+
+    The handler only notes the signal; the loop stops between chunks, so what is saved is
+    the weights of exactly the steps counted (an exception raised by the signal between
+    encoding a chunk and submitting it would leave the step counter ahead of the weights).
+    A second signal stops at once. A signal ignored when the program started stays ignored
+    (`nohup mnist-viz train &` must outlive its terminal)."""
+
+    SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._old: dict = {}
+
+    def __enter__(self) -> "StopRequest":
+        import signal
+        for name in self.SIGNALS:
+            sig = getattr(signal, name, None)
+            if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
+                self._old[sig] = signal.signal(sig, self._note)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    def _note(self, signum, frame) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+
+def check_training(args, ds, recipe):
+    """Everything about a training run that can be wrong, before any GPU object exists:
+    the architecture against the data, the step counter, and every size against the
+    device's limits (compute/budget.py). Returns the architecture."""
+    from ..compute.budget import BudgetError, Limits, check_data, check_model, check_rows, mlp_hidden_fit
+    arch = architecture_for(args, ds)
+    n_train = min(args.limit or len(ds.train_images), len(ds.train_images))
+    n_test = min(args.test_limit or len(ds.test_images), len(ds.test_images))
+    try:
+        recipe.steps(n_train)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    limits = Limits.current()
+    check_data(n_train, n_test, ds.image_shape, limits)
+    if args.arch is not None or not arch.is_mlp:
+        option, fix = "--arch", "use a narrower --arch"
+    else:
+        hidden = args.hidden or [128]
+        option = f"--hidden {','.join(map(str, hidden))}"
+        fix = (f"use --hidden {mlp_hidden_fit(ds.input_size, ds.num_classes, limits)} or less" if len(hidden) == 1
+               else "use smaller --hidden sizes")
+    try:
+        check_model(arch, limits, fix)
+    except BudgetError as e:
+        raise UserError(f"{option}: {e}") from None
+    check_rows(arch, recipe.batch_size, limits)
+    return arch
