@@ -307,7 +307,14 @@ def forward(ops: list[FrontOp], fg: int, features: str) -> str:
     op also writes each feature k through `features` (WGSL with `k` and `v`: the dense layers'
     input row)."""
     out = [gather(ops)]
+    fused = set()
     for n, op in enumerate(ops):
+        if n in fused:
+            continue
+        if op.kind == "conv" and n + 1 < len(ops) and _fusable(op, ops[n + 1]):
+            out.append(_conv_pool_forward(op, ops[n + 1], features if n + 2 == len(ops) else None))
+            fused.add(n + 1)
+            continue
         keep = n + 1 < len(ops) and ops[n + 1].kind == "pool" and op.n_out <= fg
         last = n + 1 == len(ops)
         feed = f"\n        {{ let k = o; let v = best; {features} }}" if last else ""
@@ -329,6 +336,69 @@ def forward(ops: list[FrontOp], fg: int, features: str) -> str:
     }}{SYNC}
 """)
     return "".join(out)
+
+
+def _fusable(conv: FrontOp, pool: FrontOp) -> bool:
+    """A max-pool right after a conv whose k x k windows tile the conv's output (k = stride <= 3):
+    each invocation computes one window's conv outputs and pools them in registers."""
+    return pool.kind == "pool" and pool.s == pool.k <= 3 and conv.oh % pool.k == 0 and conv.ow % pool.k == 0
+
+
+def _conv_pool_forward(op: FrontOp, pool: FrontOp, feed: str | None) -> str:
+    """A conv and the max-pool after it in one phase: an invocation computes 4 output channels at
+    the k x k positions of one pool window (vec4 registers), stores them (the backward reads
+    them), then pools them: the first maximum in row-major order, a NaN winning, as the trace's
+    max-pool. As many invocations as the unfused conv's, and the pool reads no memory."""
+    k, g = pool.k, op.groups_out
+    span = (k - 1) * op.s + op.k
+    acc = [[f"a{r}_{c}" for c in range(k)] for r in range(k)]
+    body = []
+    for r in range(k):
+        body.append(f"                let row{r} = ci * {op.plane_stride}u + ((oy0 + {r}u) * {op.s}u + ky) * {op.row_stride}u + ox0 * {op.s}u;")
+        body += [f"                let x{r}_{i} = fin[row{r} + {i}u];" for i in range(span)]
+    for kx in range(op.k):
+        body.append(f"                {{ let w = fw4[((ci * {op.k}u + ky) * {op.k}u + {kx}u) * {g}u + g];")
+        body += [f"                  {acc[r][c]} = fma(vec4<f32>(x{r}_{c * op.s + kx}), w, {acc[r][c]});"
+                 for r in range(k) for c in range(k)]
+        body.append("                }")
+    decl = "\n".join(f"        var {a} = bias;" for row in acc for a in row)
+    act = "\n".join(f"        {a} = max({a}, vec4<f32>(0.0));" for row in acc for a in row) if op.relu else ""
+    cells = [(r, c) for r in range(k) for c in range(k)]
+    steps = "\n".join(f"""        {{ let v = {acc[r][c]};
+          best = select(best, v, (v > best) | (is_nan4(v) & !is_nan4(best))); }}""" for r, c in cells[1:])
+    stores = "\n".join(f"""                scratch[{op.y}u + r0 * {op.n_out}u + ((co * {op.oh}u + oy0 + {r}u) * {op.ow}u + ox0 + {c}u)] = {acc[r][c]}[j];"""
+                         for r, c in cells)
+    fe = f"\n                {{ let k = o; let v = best[j]; {feed} }}" if feed else ""
+    prelu = "\n        best = max(best, vec4<f32>(0.0));" if pool.relu else ""
+    return f"""
+    // -- layer {op.index}: Conv2d({op.cin},{op.cout},{op.k},stride={op.s},padding={op.p}){' + ReLU' if op.relu else ''} + layer {pool.index}:
+    //    MaxPool2d({k}){' + ReLU' if pool.relu else ''}, forward: invocation (group g of 4 channels, pool window (py, px)){_stage(op, "wx")}
+    for (var u = t; u < {g * pool.oh * pool.ow}u; u += WG) {{
+        let g = u % {g}u;
+        let px = (u / {g}u) % {pool.ow}u;
+        let py = u / {g * pool.ow}u;
+        let oy0 = py * {k}u;
+        let ox0 = px * {k}u;
+        let bias = vec4<f32>(fb[4u * g], fb[4u * g + 1u], fb[4u * g + 2u], fb[4u * g + 3u]);
+{decl}
+        for (var ci = 0u; ci < {op.cin}u; ci++) {{
+            for (var ky = 0u; ky < {op.k}u; ky++) {{
+{chr(10).join(body)}
+            }}
+        }}
+{act}
+        var best = {acc[0][0]};
+{steps}{prelu}
+        for (var j = 0u; j < 4u; j++) {{
+            let co = 4u * g + j;
+            if (co < {op.cout}u) {{
+{stores}
+                let o = (co * {pool.oh}u + py) * {pool.ow}u + px;
+                scratch[{pool.y}u + r0 * {pool.n_out}u + o] = best[j];{fe}
+            }}
+        }}
+    }}{SYNC}
+"""
 
 
 def _conv_forward(op: FrontOp, keep: bool = False) -> str:
@@ -606,6 +676,7 @@ var<workgroup> fb: array<f32, {bias_floats(ops)}>;   // its biases
 var<workgroup> fg: array<f32, {fg}>;       // its output gradient (some channels at a time)
 var<workgroup> fred: array<vec4<f32>, {FOLD}>;   // a parameter gradient's slices, folded
 fn is_nan(v: f32) -> bool {{ return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u; }}
+fn is_nan4(v: vec4<f32>) -> vec4<bool> {{ return (bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu)) > vec4<u32>(0x7f800000u); }}
 """
 
 

@@ -146,12 +146,16 @@ def test_compiled_head_of_a_convolutional_network(data, arch, recipe):
      Recipe(epochs=1, batch_size=50, lr=0.1, shift=1)),
     ("Conv2d(1,2,3,stride=3,padding=2),Conv2d(2,3,2,stride=2,padding=1),ReLU(),Flatten(),Linear(108,10)",
      Recipe(epochs=1, batch_size=33, lr=0.1, shift=1, seed=8)),
+    ("Conv2d(1,5,4,padding=1),MaxPool2d(3),ReLU(),Flatten(),Linear(405,10)",
+     Recipe(epochs=1, batch_size=50, lr=0.05, shift=1, seed=9)),
 ], ids=["cnn-sgd-cosine-shift", "cnn-dropout-adam", "stride2-no-pool-batch64", "k7-overlapping-pool-relu-k1-batch7",
+        "5-channels-pool3-in-registers-relu-after-pool",
         "pool-first-stride2-pad-pool-stride1", "stride3-pad2-k2-no-relu-between-batch33"])
 def test_whole_convolutional_network_in_two_dispatches(data, arch, recipe):
     """The conv front compiled into the step's two dispatches (compute/conv_front.py) trains
     exactly as the autograd trace: every parameter and the loss history. Guards the in-pass
-    gather, each conv's forward taps (stride, padding, kernel 1 / 2 / 7), the max-pool arg-max
+    gather, each conv's forward taps (stride, padding, kernel 1 / 2 / 7), a pool done in the
+    conv's registers (2 x 2, and 3 x 3 over 5 channels: a partial group of 4), the max-pool arg-max
     and its gradient routing (ties, overlapping windows, a pool first, a ReLU after a pool),
     the ReLU masks, each conv's input gradient (strides that skip taps), the per-row weight and
     bias shares summed in pass 2, and the batch tails (7, 33, 50 of 230)."""
