@@ -11,9 +11,14 @@ recomputed arg-max, ReLU masks, each conv's input gradient and this row's share 
 weight and bias gradient. Pass 2 sums those shares over the rows and applies the optimizer rule,
 as it does for the dense layers.
 
-Per row, every tensor lives in `scratch` ([B, size] regions); only a conv's input and weights
-are copied to workgroup memory, where its inner loops read them. Storage writes of one op are
-made visible to the next by storageBarrier().
+Per row, every tensor lives in `scratch` ([B, size] regions); a conv's input (zero-padded, odd
+strides: no bounds tests, no bank conflicts), weights (as vec4s of 4 channels) and output
+gradient are staged in workgroup memory, where its inner loops read them. The loops are
+register blocked: an invocation computes 4 channels x 4 outputs (forward, input gradient) or
+one tap of 4 channels (weight gradient) in vec4 registers, and a max-pool whose windows tile
+the conv's output is pooled in the conv's registers. Storage writes of one phase are made
+visible to the next by storageBarrier(). Pass 1's time is one sample's on one multiprocessor:
+flat up to as many rows as the GPU has multiprocessors (benchmarks/NOTES.md has the versions).
 
 Covered: Conv2d (any kernel, stride, padding), MaxPool2d (any kernel and stride), each
 optionally followed by a ReLU, then one Flatten and a dense head that starts right after it.
@@ -288,17 +293,6 @@ def _stage(op: FrontOp, what: str) -> str:
         fin[j] = select(0.0, scratch[{op.x}u + r0 * {op.n_in}u + at], inside);
     }}"""
     return out + "\n    workgroupBarrier();"
-
-
-def _tap(op: FrontOp, oy: str, ox: str) -> str:
-    """WGSL for the input value under kernel tap (ky, kx) of output (oy, ox), from the zero-padded `fin`."""
-    return (f"let v = fin[ci * {op.plane_stride}u + ({oy} * {op.s}u + ky) * {op.row_stride}u + {ox} * {op.s}u + kx];")
-
-
-def _g_at(op: FrontOp, c: str, oy: str, ox: str) -> str:
-    """Index in `fg` of the staged output gradient (c counted from the staged piece's first channel)."""
-    b = op.gpad
-    return f"({c} * {op.oh + 2 * b}u + {oy}{f' + {b}u' if b else ''}) * {op.ow + 2 * b}u + {ox}{f' + {b}u' if b else ''}"
 
 
 def forward(ops: list[FrontOp], fg: int, features: str) -> str:

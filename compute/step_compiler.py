@@ -14,8 +14,10 @@ what each does), generated for the network's exact shapes:
 The generated WGSL is straight-line code with the sizes as constants and the R rows
 unrolled into separate registers (a private array of accumulators would live in
 memory, not registers, on NVIDIA). It covers Linear / ReLU / Dropout networks
-(any depth); other layers use the autograd trace. Tests check it equals the trace
-step by step (tests/test_step_compiler.py).
+(any depth), and convolutional networks whose layers before one Flatten are Conv2d /
+MaxPool2d / ReLU (compute/conv_front.py runs those inside pass 1); a CNN whose front does
+not fit compiles its dense head only (HeadIO). Tests check it equals the trace step by
+step (tests/test_step_compiler.py).
 """
 from __future__ import annotations
 
