@@ -247,41 +247,37 @@ def gather(ops: list[FrontOp]) -> str:
 """
 
 
+def _stage_weights(op: FrontOp, grouped: str, other: str) -> str:
+    """fw4[((other * k + ky) * k + kx) * groups + g] = W[.., .., ky, kx] for the 4 channels 4g..4g+3
+    of the `grouped` side ("co": the forward's layout, "ci": the input gradient's), zeros past
+    the last channel."""
+    kk = op.k * op.k
+    n = {"co": op.cout, "ci": op.cin}
+    g = -(-n[grouped] // 4)
+    return f"""
+    for (var j = t; j < {n[other] * kk * g}u; j += WG) {{
+        let g = j % {g}u;
+        let {other} = j / {g * kk}u;
+        let tap = (j / {g}u) % {kk}u;
+        var w = vec4<f32>(0.0);
+        for (var c = 0u; c < 4u; c++) {{
+            let {grouped} = 4u * g + c;
+            if ({grouped} < {n[grouped]}u) {{ w[c] = params[{op.wo}u + (co * {op.cin}u + ci) * {kk}u + tap]; }}
+        }}
+        fw4[j] = w;
+    }}"""
+
+
 def _stage(op: FrontOp, what: str) -> str:
     """Copy to workgroup memory the conv's input row, zero-padded ("x"), its weights as vec4s of 4
     output channels [ci][ky][kx][group] with its biases ("w"), or as vec4s of 4 input channels
     [co][ky][kx][group] ("t", for the input gradient); channels past the last are zeros."""
-    kk = op.k * op.k
     out = ""
     if "w" in what:
-        g = op.groups_out
-        out += f"""
-    for (var j = t; j < {op.cin * kk * g}u; j += WG) {{
-        let g = j % {g}u;
-        let ci = j / {g * kk}u;
-        let tap = (j / {g}u) % {kk}u;
-        var w = vec4<f32>(0.0);
-        for (var c = 0u; c < 4u; c++) {{
-            let co = 4u * g + c;
-            if (co < {op.cout}u) {{ w[c] = params[{op.wo}u + (co * {op.cin}u + ci) * {kk}u + tap]; }}
-        }}
-        fw4[j] = w;
-    }}
-    for (var j = t; j < {4 * g}u; j += WG) {{ fb[j] = select(0.0, params[{op.bo}u + min(j, {op.cout - 1}u)], j < {op.cout}u); }}"""
+        out += _stage_weights(op, grouped="co", other="ci") + f"""
+    for (var j = t; j < {4 * op.groups_out}u; j += WG) {{ fb[j] = select(0.0, params[{op.bo}u + min(j, {op.cout - 1}u)], j < {op.cout}u); }}"""
     if "t" in what:
-        g = op.groups_in
-        out += f"""
-    for (var j = t; j < {op.cout * kk * g}u; j += WG) {{
-        let g = j % {g}u;
-        let co = j / {g * kk}u;
-        let tap = (j / {g}u) % {kk}u;
-        var w = vec4<f32>(0.0);
-        for (var c = 0u; c < 4u; c++) {{
-            let ci = 4u * g + c;
-            if (ci < {op.cin}u) {{ w[c] = params[{op.wo}u + (co * {op.cin}u + ci) * {kk}u + tap]; }}
-        }}
-        fw4[j] = w;
-    }}"""
+        out += _stage_weights(op, grouped="ci", other="co")
     if "x" in what:
         out += f"""
     for (var j = t; j < {op.n_in_padded + op.tail}u; j += WG) {{     // zero-padded by {op.p}, odd strides

@@ -114,15 +114,24 @@ def assert_head_same(data, arch, recipe, head_only=False, dispatches=None):
     np.testing.assert_allclose(ch, gh, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("arch,recipe", [
-    (CNN, Recipe(epochs=2, batch_size=50, lr=0.05, momentum=0.9, shift=1, schedule="cosine", min_lr=0.01)),
-    (CNN.replace("ReLU(),Linear(12,10)", "ReLU(),Dropout(0.3),Linear(12,10)"),
+CNN_CASES = [      # (id, arch, recipe): compiled whole, and as a traced front with a compiled head
+    ("cnn-sgd-cosine-shift", CNN,
+     Recipe(epochs=2, batch_size=50, lr=0.05, momentum=0.9, shift=1, schedule="cosine", min_lr=0.01)),
+    ("cnn-dropout-adam", CNN.replace("ReLU(),Linear(12,10)", "ReLU(),Dropout(0.3),Linear(12,10)"),
      Recipe(epochs=2, batch_size=50, optimizer="adam", lr=0.003, weight_decay=1e-3, seed=4)),
-    ("Conv2d(1,3,3,stride=2),ReLU(),Flatten(),Linear(507,8),Linear(8,10)",
+    ("stride2-no-relu-batch64", "Conv2d(1,3,3,stride=2),ReLU(),Flatten(),Linear(507,8),Linear(8,10)",
      Recipe(epochs=2, batch_size=64, lr=0.1, momentum=0.0, nesterov=False, shift=0, schedule="constant")),
-    ("Conv2d(1,3,3,stride=2),ReLU(),Flatten(),Dropout(0.25),Linear(507,8),ReLU(),Linear(8,10)",
-     Recipe(epochs=1, batch_size=50, lr=0.05, shift=1, seed=6)),
-], ids=["cnn-sgd-cosine-shift", "cnn-dropout-adam", "cnn-stride-no-relu-batch64", "cnn-dropout-after-flatten"])
+]
+
+
+def cases(extra):
+    rows = CNN_CASES + extra
+    return pytest.mark.parametrize("arch,recipe", [(a, r) for _, a, r in rows], ids=[i for i, _, _ in rows])
+
+
+@cases([("cnn-dropout-after-flatten",
+         "Conv2d(1,3,3,stride=2),ReLU(),Flatten(),Dropout(0.25),Linear(507,8),ReLU(),Linear(8,10)",
+         Recipe(epochs=1, batch_size=50, lr=0.05, shift=1, seed=6))])
 def test_compiled_head_of_a_convolutional_network(data, arch, recipe):
     """A CNN's compiled head (its Linear layers in two dispatches, taking the traced layers'
     features and handing back their gradient) trains exactly as the whole trace does: every
@@ -134,23 +143,20 @@ def test_compiled_head_of_a_convolutional_network(data, arch, recipe):
     assert_head_same(data, arch, recipe, head_only=True)
 
 
-@pytest.mark.parametrize("arch,recipe", [
-    (CNN, Recipe(epochs=2, batch_size=50, lr=0.05, momentum=0.9, shift=1, schedule="cosine", min_lr=0.01)),
-    (CNN.replace("ReLU(),Linear(12,10)", "ReLU(),Dropout(0.3),Linear(12,10)"),
-     Recipe(epochs=2, batch_size=50, optimizer="adam", lr=0.003, weight_decay=1e-3, seed=4)),
-    ("Conv2d(1,3,3,stride=2),ReLU(),Flatten(),Linear(507,8),Linear(8,10)",
-     Recipe(epochs=2, batch_size=64, lr=0.1, momentum=0.0, nesterov=False, shift=0, schedule="constant")),
-    ("Conv2d(1,2,7,padding=3),MaxPool2d(3,stride=2),ReLU(),Conv2d(2,3,1),Flatten(),Linear(507,10)",
+@cases([
+    ("k7-overlapping-pool-relu-k1-batch7",
+     "Conv2d(1,2,7,padding=3),MaxPool2d(3,stride=2),ReLU(),Conv2d(2,3,1),Flatten(),Linear(507,10)",
      Recipe(epochs=1, batch_size=7, lr=0.05, shift=2, seed=2)),
-    ("MaxPool2d(2),Conv2d(1,4,3,stride=2,padding=1),MaxPool2d(2,stride=1),Flatten(),Linear(144,10)",
+    ("pool-first-stride2-pad-pool-stride1",
+     "MaxPool2d(2),Conv2d(1,4,3,stride=2,padding=1),MaxPool2d(2,stride=1),Flatten(),Linear(144,10)",
      Recipe(epochs=1, batch_size=50, lr=0.1, shift=1)),
-    ("Conv2d(1,2,3,stride=3,padding=2),Conv2d(2,3,2,stride=2,padding=1),ReLU(),Flatten(),Linear(108,10)",
+    ("stride3-pad2-k2-no-relu-between-batch33",
+     "Conv2d(1,2,3,stride=3,padding=2),Conv2d(2,3,2,stride=2,padding=1),ReLU(),Flatten(),Linear(108,10)",
      Recipe(epochs=1, batch_size=33, lr=0.1, shift=1, seed=8)),
-    ("Conv2d(1,5,4,padding=1),MaxPool2d(3),ReLU(),Flatten(),Linear(405,10)",
+    ("5-channels-pool3-in-registers-relu-after-pool",
+     "Conv2d(1,5,4,padding=1),MaxPool2d(3),ReLU(),Flatten(),Linear(405,10)",
      Recipe(epochs=1, batch_size=50, lr=0.05, shift=1, seed=9)),
-], ids=["cnn-sgd-cosine-shift", "cnn-dropout-adam", "stride2-no-pool-batch64", "k7-overlapping-pool-relu-k1-batch7",
-        "5-channels-pool3-in-registers-relu-after-pool",
-        "pool-first-stride2-pad-pool-stride1", "stride3-pad2-k2-no-relu-between-batch33"])
+])
 def test_whole_convolutional_network_in_two_dispatches(data, arch, recipe):
     """The conv front compiled into the step's two dispatches (compute/conv_front.py) trains
     exactly as the autograd trace: every parameter and the loss history. Guards the in-pass
