@@ -2,6 +2,8 @@
 `// -- ` comments of the generated WGSL) left out in turn, each variant timed alone with
 timestamp queries, and once with its storage barriers left out. The variants compute nothing
 useful; only their time is read (the whole pass minus a variant: what that phase costs).
+Read it with care: leaving a phase out changes how the whole kernel compiles (registers,
+unrolling), and on the H100 some variants ran slower than the whole pass (benchmarks/NOTES.md).
 
     python benchmarks/front_profile.py [--batch 32] [--wg 512]
 """

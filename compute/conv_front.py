@@ -186,7 +186,7 @@ def assign_scratch(ops: list[FrontOp], b: int, base: int) -> int:
     return base
 
 
-def shared_floats(ops: list[FrontOp], wg: int) -> tuple[int, int]:
+def shared_floats(ops: list[FrontOp]) -> tuple[int, int]:
     """(input floats, weight vec4s) of the workgroup staging: the largest zero-padded conv input
     (with the strips' overrun) and the largest conv's weights in vec4 groups."""
     convs = [op for op in ops if op.kind == "conv"]
@@ -658,7 +658,7 @@ def _param_grads(op: FrontOp, wg: int, c0: int, cn: int) -> str:
 
 
 def declarations(ops: list[FrontOp], wg: int, fg: int) -> str:
-    n_in, n4 = shared_floats(ops, wg)
+    n_in, n4 = shared_floats(ops)
     return f"""
 var<workgroup> fin: array<f32, {n_in}>;    // conv front: a conv's input row, staged (zero-padded)
 var<workgroup> fw4: array<vec4<f32>, {n4}>;   // its weights, 4 channels a vec4
@@ -671,7 +671,7 @@ fn is_nan4(v: vec4<f32>) -> vec4<bool> {{ return (bitcast<vec4<u32>>(v) & vec4<u
 
 
 def shared_bytes(ops: list[FrontOp], wg: int, fg: int) -> int:
-    n_in, n4 = shared_floats(ops, wg)
+    n_in, n4 = shared_floats(ops)
     return 4 * (n_in + 4 * n4 + bias_floats(ops) + fg + 4 * FOLD)
 
 
@@ -680,7 +680,7 @@ def gradient_staging(ops: list[FrontOp], wg: int, budget: int) -> int:
     workgroup memory allow, else what is left (at least one channel plane of each conv)."""
     need = max(op.cout * op.g_plane + op.tail for op in ops if op.kind == "conv")
     least = max(min(4, op.cout) * op.g_plane + op.tail for op in ops if op.kind == "conv")
-    n_in, n4 = shared_floats(ops, wg)
+    n_in, n4 = shared_floats(ops)
     room = budget // 4 - n_in - 4 * n4 - bias_floats(ops) - 4 * FOLD
     return max(least, min(need, room))
 

@@ -22,7 +22,7 @@ step (tests/test_step_compiler.py).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import conv_front
 from .arch import Dropout, Flatten, Linear, ReLU
@@ -192,8 +192,7 @@ class CompiledStep:
         self.row = off
         self.fg = 0
         if self.front:        # what the workgroup memory leaves for the conv front's staged gradient
-            dense = (4 * (self.row + sum(L.n_in * L.n_out for L in self._staged()) + 4 * self._part_size(1, slices=1))
-                     + 8 * 256 + 4 + FRONT_MARGIN)
+            dense = self._dense_bytes(1) + 16 * self._part_size(1, slices=1) + FRONT_MARGIN
             self.fg = grad_staging or conv_front.gradient_staging(self.front, self.wg, self.shared_limit - dense)
         # Scratch: each layer's input rows [B, n_in] and output-gradient rows [B, n_out], then (loss, correct).
         s = self._scratch_floats(b)
@@ -232,7 +231,7 @@ class CompiledStep:
         """Floats of scratch for batch b: the dense layers' rows, then the conv front's."""
         s = scratch_layout(self.layers, b, assign)
         if self.front:
-            ops = self.front if assign else [conv_front.FrontOp(**{**op.__dict__}) for op in self.front]
+            ops = self.front if assign else [replace(op) for op in self.front]
             s = conv_front.assign_scratch(ops, b, s)
         return s
 
@@ -258,8 +257,7 @@ class CompiledStep:
 
     def _part_budget(self, r: int) -> int:
         """vec4s of workgroup memory left for partial sums once the rows and staged weights are in."""
-        fixed = 4 * (r * self.row + sum(L.n_in * L.n_out for L in self._staged())) + 8 * 256 + 4 * r + self._front_bytes
-        return max(0, min(PART_MAX, (self.shared_limit - fixed) // 16))
+        return max(0, min(PART_MAX, (self.shared_limit - self._dense_bytes(r) - self._front_bytes) // 16))
 
     def _part_size(self, r: int, slices: int | None = None) -> int:
         """vec4s of partial sums the widest layer's split needs (with `slices`: at that many K-slices)."""
@@ -279,9 +277,13 @@ class CompiledStep:
         on workgroup memory, not on L2 latency."""
         return [L for L in self.layers if not (L.n_out % 4 == 0 and L.w % 4 == 0) and L.n_in * L.n_out <= STAGE_MAX]
 
+    def _dense_bytes(self, r: int) -> int:
+        """Workgroup memory of pass 1's dense layers but for their partial sums: R rows, staged
+        weights, the reduction array and the rows' samples."""
+        return 4 * (r * self.row + sum(L.n_in * L.n_out for L in self._staged())) + 8 * 256 + 4 * r
+
     def shared_bytes(self, r: int) -> int:
-        return (4 * (r * self.row + 4 * self._part_size(r) + sum(L.n_in * L.n_out for L in self._staged()))
-                + 8 * 256 + 4 * r + self._front_bytes)
+        return self._dense_bytes(r) + 16 * self._part_size(r) + self._front_bytes
 
     @property
     def _front_bytes(self) -> int:
