@@ -31,7 +31,7 @@ CNNS = ["Conv2d(1,8,5,padding=2),ReLU(),MaxPool2d(2),Conv2d(8,16,3,padding=1),Re
         "Linear(784,64),ReLU(),Linear(64,10)"]
 
 
-def ours(ds, arch_text, batch, timed, warmup=2, engine="auto", wg=None, rows=None, data=None):
+def ours(ds, arch_text, batch, timed, warmup=2, engine="auto", wg=None, rows=None, data=None, spread=None):
     """(median s/epoch, the run) for our step on this network and batch."""
     from mnist_viz.compute.arch import parse
     from mnist_viz.compute.data import GpuDataset
@@ -41,9 +41,10 @@ def ours(ds, arch_text, batch, timed, warmup=2, engine="auto", wg=None, rows=Non
     data = data or GpuDataset(ds)
     model = Sequential(parse(arch_text), seed=0)
     run = Run(model, data, RECIPES["original"].with_changes(epochs=timed + warmup, batch_size=batch), engine=engine)
-    if (wg or rows) and run.engine == "compiled":
+    if (wg or rows or spread) and run.engine == "compiled":
         from mnist_viz.compute.step_compiler import CompiledStep
-        run.program = CompiledStep(model, data, run.metrics, run.optimizer, run.recipe, wg=wg, rows=rows).program
+        run.program = CompiledStep(model, data, run.metrics, run.optimizer, run.recipe, wg=wg, rows=rows,
+                                   spread=spread).program
     times = []
     for _ in range(timed + warmup):
         run.read_flags()
@@ -61,6 +62,8 @@ def main():
     ap.add_argument("--timed", type=int, default=3)
     ap.add_argument("--accuracy-epochs", type=int, default=15)
     ap.add_argument("--tune", action="store_true", help="sweep workgroup size and rows per workgroup")
+    ap.add_argument("--spread-sweep", default="", help="CNNs: also time the backward spread over these "
+                    "parts per row, e.g. 1,2,4,8 (the step compiler picks one by batch size)")
     ap.add_argument("--no-jax", action="store_true")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--breakdown-steps", type=int, default=200, help="steps per GPU timestamp measurement (0: none)")
@@ -111,6 +114,14 @@ def main():
             o, run = ours(ds, net, b, args.timed, data=data)
             print(f"  ours {row['net']} b{b}: {o:.4f} s/epoch ({run.engine}, {time.perf_counter() - t0:.1f} s)", flush=True)
             row.update(ours=o, engine=run.engine, dispatches=len(run.program))
+            if args.spread_sweep and run.engine == "compiled" and not arch.is_mlp:
+                for parts in [int(p) for p in args.spread_sweep.split(",")]:
+                    try:
+                        v = f"{ours(ds, net, b, 2, warmup=1, spread=parts, data=data)[0]:.4f}"
+                    except Exception as e:  # noqa: BLE001 - a variant may not fit the device
+                        v = str(e).splitlines()[0][:60]
+                    row[f"spread{parts}"] = v
+                    print(f"    spread {parts}: {v} s/epoch", flush=True)
             if args.tune and run.engine == "compiled":
                 sweep = {}
                 for wg in (256, 512, 1024):

@@ -518,15 +518,22 @@ def _pool_backward(op: FrontOp) -> str:
 """
 
 
-def _input_grad(op: FrontOp, staged: bool) -> str:
+def _input_grad(op: FrontOp, staged: bool, parts: int = 1, src: str = "fg") -> str:
     """dx[ci, iy, ix] = sum over (co, ky, kx) of W[co, ci, ky, kx] dy[co, oy, ox] where oy s = iy + p - ky
     (and likewise for x). At stride 1 with dy staged whole in its zero border, a transposed
     convolution blocked like the forward (4 input channels x 4 neighbouring outputs an
-    invocation); otherwise one invocation per input element reading dy from scratch."""
+    invocation); otherwise one invocation per input element reading dy from scratch (the spread
+    backward: from its staging). With `parts` > 1 this workgroup does part `grp` of the invocations."""
+    def share(n: int) -> tuple[str, str]:
+        """(first, end) of this workgroup's invocations of n."""
+        if parts == 1:
+            return "t", f"{n}u"
+        per = -(-n // parts)
+        return f"grp * {per}u + t", f"min({n}u, grp * {per}u + {per}u)"
     if staged and op.blocked_input_grad:
         g, strips, k = op.groups_in, -(-op.w // 4), op.k
         span = 3 + k
-        loads = "\n".join(f"                let d{i} = fg[row + {i}u];" for i in range(span))
+        loads = "\n".join(f"                let d{i} = {src}[row + {i}u];" for i in range(span))
         fmas = "\n".join(
             f"                {{ let w = fw4[((co * {k}u + ky) * {k}u + {kx}u) * {g}u + g];\n" +
             "\n".join(f"                  a{j} = fma(vec4<f32>(d{j + k - 1 - kx}), w, a{j});" for j in range(4)) + " }"
@@ -536,11 +543,12 @@ def _input_grad(op: FrontOp, staged: bool) -> str:
                 if (4u * g + c < {op.cin}u) {{ scratch[{op.gx}u + r0 * {op.n_in}u + ((4u * g + c) * {op.h}u + iy) * {op.w}u + ix0 + {j}u] = a{j}[c]; }}
             }}
         }}""" for j in range(4))
+        first, end = share(g * op.h * strips)
         return f"""
     // -- layer {op.index}: Conv2d input gradient (stride 1): dx[ci, iy, ix] = sum over (co, ky, kx) of
     //    W[co, ci, ky, kx] dy[co, iy + p - ky, ix + p - kx], dy read from its zero-bordered staging;
     //    invocation (group g of 4 input channels, strip of 4 inputs of row iy){_stage(op, "t")}
-    for (var u = t; u < {g * op.h * strips}u; u += WG) {{
+    for (var u = {first}; u < {end}; u += WG) {{
         let g = u % {g}u;
         let strip = (u / {g}u) % {strips}u;
         let iy = u / {g * strips}u;
@@ -559,12 +567,16 @@ def _input_grad(op: FrontOp, staged: bool) -> str:
 {stores}
     }}{SYNC}
 """
-    dy = f"scratch[{op.gy}u + r0 * {op.n_out}u + at]"
-    if op.relu:
-        dy = f"select(0.0, {dy}, scratch[{op.y}u + r0 * {op.n_out}u + at] > 0.0)"
+    if parts > 1:       # the spread backward: dy staged whole, ReLU-masked
+        dy = f"{src}[co * {op.g_plane}u + (u32(clamp(oy, 0, {op.oh - 1})) + {op.gpad}u) * {op.g_row}u + u32(clamp(ox, 0, {op.ow - 1})) + {op.gpad}u]"
+    else:
+        dy = f"scratch[{op.gy}u + r0 * {op.n_out}u + at]"
+        if op.relu:
+            dy = f"select(0.0, {dy}, scratch[{op.y}u + r0 * {op.n_out}u + at] > 0.0)"
+    first, end = share(op.n_in)
     return f"""
     // -- layer {op.index}: Conv2d input gradient, one invocation per input element
-    for (var i = t; i < {op.n_in}u; i += WG) {{
+    for (var i = {first}; i < {end}; i += WG) {{
         {_decode(op, "i", "ci", "iy", "ix", out=False)}
         var acc = 0.0;
         for (var co = 0u; co < {op.cout}u; co++) {{
@@ -587,58 +599,90 @@ def _input_grad(op: FrontOp, staged: bool) -> str:
 """
 
 
-def _param_grads(op: FrontOp, wg: int, c0: int, cn: int) -> str:
+def _param_grads(op: FrontOp, wg: int, c0: int, cn: int, parts: int = 1, src: str = "fg") -> str:
     """This row's share of the weight and bias gradients of channels c0..c0+cn-1 (their output
-    gradient staged in `fg`), into the conv's dw rows (pass 2 sums them over the batch):
+    gradient staged in `src`), into the conv's dw rows (pass 2 sums them over the batch):
     dW[co, ci, ky, kx] = sum over outputs of dy[co, oy, ox] x[ci, oy s + ky - p, ox s + kx - p].
-    An invocation sums one tap (ci, ky, kx) for 4 channels as a vec4 over every output of its
-    slice of rows; slices fold in workgroup memory. db[co] = sum of dy[co, ...] likewise."""
+    An invocation sums one (tap (ci, ky, kx), group of 4 channels) pair as a vec4 over every
+    output of its slice of rows; slices fold in workgroup memory, FOLD pairs a round.
+    db[co] = sum of dy[co, ...] likewise. With `parts` > 1 (the spread backward) this workgroup,
+    part `grp` of its row, does its share of the pairs and the last part the bias."""
     kk, b = op.k * op.k, op.gpad
     g = -(-cn // 4)
     groups = g * op.cin * kk
-    sl = max(1, min(FOLD // groups, wg // groups, op.oh))
-    bs = max(1, min(FOLD // cn, wg // cn, op.oh))
+    per = -(-groups // parts)           # pairs of this workgroup
+    m = min(per, FOLD)                  # pairs a round
+    sl = max(1, min(FOLD // m, wg // m, op.oh))
+    first = f"grp * {per}u + " if parts > 1 else ""
 
     def gz(c: str) -> str:
-        return f"fg[min({c}, {cn - 1}u) * {op.g_plane}u + (oy + {b}u) * {op.g_row}u + ox + {b}u]"
-    wstore = f"""
-            let tap = gi / {g}u;
-            let ci = tap / {kk}u;
-            let r = tap % {kk}u;
-            for (var c = 0u; c < 4u; c++) {{
-                let co = 4u * (gi % {g}u) + c;
-                if (co < {cn}u) {{ scratch[{op.dw}u + r0 * {op.n_params}u + ({c0}u + co) * {op.cin * kk}u + ci * {kk}u + r] = v[c]; }}
-            }}"""
-    return f"""
-    // -- layer {op.index}: this row's share of channels {c0}..{c0 + cn - 1}'s weight gradient: invocation (tap, group
-    //    of 4 channels, slice of {sl} of the output rows)
-    for (var u = t; u < {groups * sl}u; u += WG) {{
-        let gi = u % {groups}u;
-        let sl = u / {groups}u;
+        return f"{src}[min({c}, {cn - 1}u) * {op.g_plane}u + (oy + {b}u) * {op.g_row}u + ox + {b}u]"
+
+    def guard(l: str) -> str:
+        tests = ([f"{l} < {per}u"] if -(-per // m) * m != per else []) + \
+                ([f"gi < {groups}u"] if per * parts != groups else [])
+        return " && ".join(tests) or "true"
+    out = []
+    for q in range(0, per, m):
+        out.append(f"""
+    // -- layer {op.index}: this row's share of channels {c0}..{c0 + cn - 1}'s weight gradient{f', pairs {q}..{min(per, q + m) - 1} of its {per}' if per > m else ''}:
+    //    invocation ((tap, group of 4 channels) pair, slice of {sl} of the output rows)
+    for (var u = t; u < {m * sl}u; u += WG) {{
+        let l = {q}u + u % {m}u;
+        let gi = {first}l;
+        let sl = u / {m}u;
         let cg = 4u * (gi % {g}u);
         let tap = gi / {g}u;
         let ci = tap / {kk}u;
         let ky = (tap / {op.k}u) % {op.k}u;
         let kx = tap % {op.k}u;
         var acc = vec4<f32>(0.0);
-        for (var oy = sl; oy < {op.oh}u; oy += {sl}u) {{
-            let xrow = ci * {op.plane_stride}u + (oy * {op.s}u + ky) * {op.row_stride}u + kx;
-            for (var ox = 0u; ox < {op.ow}u; ox++) {{
-                let v = fin[xrow + ox * {op.s}u];
-                let d = vec4<f32>({gz("cg")}, {gz("cg + 1u")}, {gz("cg + 2u")}, {gz("cg + 3u")});
-                acc = fma(d, vec4<f32>(v), acc);
+        if ({guard("l")}) {{
+            for (var oy = sl; oy < {op.oh}u; oy += {sl}u) {{
+                let xrow = ci * {op.plane_stride}u + (oy * {op.s}u + ky) * {op.row_stride}u + kx;
+                for (var ox = 0u; ox < {op.ow}u; ox++) {{
+                    let v = fin[xrow + ox * {op.s}u];
+                    let d = vec4<f32>({gz("cg")}, {gz("cg + 1u")}, {gz("cg + 2u")}, {gz("cg + 3u")});
+                    acc = fma(d, vec4<f32>(v), acc);
+                }}
             }}
         }}
         fred[u] = acc;
     }}
     workgroupBarrier();
-    for (var gi = t; gi < {groups}u; gi += WG) {{
-        var v = fred[gi];
-        for (var q = 1u; q < {sl}u; q++) {{ v += fred[q * {groups}u + gi]; }}{wstore}
+    for (var j = t; j < {m}u; j += WG) {{
+        let l = {q}u + j;
+        let gi = {first}l;
+        var v = fred[j];
+        for (var q = 1u; q < {sl}u; q++) {{ v += fred[q * {m}u + j]; }}
+        if ({guard("l")}) {{
+            let tap = gi / {g}u;
+            for (var c = 0u; c < 4u; c++) {{
+                let co = 4u * (gi % {g}u) + c;
+                if (co < {cn}u) {{ scratch[{op.dw}u + r0 * {op.n_params}u + ({c0}u + co) * {op.cin * kk}u + tap] = v[c]; }}
+            }}
+        }}
+    }}
+    workgroupBarrier();""")
+    mine = f"select(0u, {cn}u, grp == {parts - 1}u)" if parts > 1 else f"{cn}u"
+    if cn > FOLD:       # a channel an invocation, no fold
+        out.append(f"""
+    // and its bias gradient: invocation (channel)
+    for (var c = t; c < {mine}; c += WG) {{
+        var acc = 0.0;
+        for (var oy = 0u; oy < {op.oh}u; oy++) {{
+            for (var ox = 0u; ox < {op.ow}u; ox++) {{ acc += {gz("c")}; }}
+        }}
+        scratch[{op.dw}u + r0 * {op.n_params}u + {op.n_w + c0}u + c] = acc;
     }}
     workgroupBarrier();
+""")
+        return "".join(out)
+    bs = max(1, min(FOLD // cn, wg // cn, op.oh))
+    nb = f"select(0u, {cn * bs}u, grp == {parts - 1}u)" if parts > 1 else f"{cn * bs}u"
+    out.append(f"""
     // and its bias gradient: invocation (channel, slice of {bs} of the output rows)
-    for (var u = t; u < {cn * bs}u; u += WG) {{
+    for (var u = t; u < {nb}; u += WG) {{
         let c = u % {cn}u;
         let sl = u / {cn}u;
         var acc = 0.0;
@@ -648,18 +692,114 @@ def _param_grads(op: FrontOp, wg: int, c0: int, cn: int) -> str:
         fred[u] = vec4<f32>(acc);
     }}
     workgroupBarrier();
-    for (var c = t; c < {cn}u; c += WG) {{
+    for (var c = t; c < {mine}; c += WG) {{
         var v = fred[c].x;
         for (var q = 1u; q < {bs}u; q++) {{ v += fred[q * {cn}u + c].x; }}
         scratch[{op.dw}u + r0 * {op.n_params}u + {op.n_w + c0}u + c] = v;
     }}
     workgroupBarrier();
-"""
+""")
+    return "".join(out)
 
 
-def declarations(ops: list[FrontOp], wg: int, fg: int) -> str:
+# -- the spread backward ------------------------------------------------------------------------------
+# At small batches pass 1 runs one workgroup per row, so at batch 32 a GPU of 132 multiprocessors
+# leaves 100 idle while each row's backward runs. Spread, the front's backward leaves pass 1 and
+# runs as one dispatch per conv (last to first) over (row, part) workgroups: each stages the conv's
+# whole output gradient (routed through the max-pool after it, if any, and the ReLU masks), then
+# does its part of the weight-gradient pairs and of the input gradient. Nothing is a partial sum:
+# every share it writes is final, so pass 2 is unchanged.
+
+SPREAD_WORKGROUPS = 128     # workgroups a spread backward aims for: about an H100's 132 multiprocessors
+
+
+def spreadable(ops: list[FrontOp]) -> bool:
+    """Whether the backward can spread: every max-pool it runs back through comes right after a
+    conv (the pool's routing is then part of that conv's gradient staging)."""
+    return all(op.kind == "conv" or op.gx is None or (n and ops[n - 1].kind == "conv")
+               for n, op in enumerate(ops))
+
+
+def spread_staging(ops: list[FrontOp]) -> int:
+    """Floats of `fgs`: the largest conv output gradient, staged whole with its border."""
+    return max(op.cout * op.g_plane + op.tail for op in ops if op.kind == "conv")
+
+
+def spread_bytes(ops: list[FrontOp]) -> int:
+    """Workgroup memory of a spread backward dispatch."""
     n_in, n4 = shared_floats(ops)
+    return 4 * (n_in + 4 * n4 + spread_staging(ops) + 4 * FOLD)
+
+
+def _stage_routed(op: FrontOp, pool: FrontOp | None) -> str:
+    """Stage in `fgs` (zero border, odd plane stride) conv `op`'s whole output gradient: routed
+    back from the gradient of the max-pool after it (each conv output gathers the gradients of the
+    windows whose arg-max it is, through the pool's ReLU), then through the conv's ReLU."""
+    b = op.gpad
+    at = f"r0 * {op.n_out}u + (c * {op.oh}u + yy) * {op.ow}u + xx"
+    if pool is None:
+        grad = f"var g = scratch[{op.gy}u + {at}];"
+    else:
+        pmask = f"\n                if (!(scratch[{pool.y}u + o] > 0.0)) {{ gw = 0.0; }}" if pool.relu else ""
+        grad = f"""// windows reaching row yy: oy = ceil((yy + 1 - K) / s) .. floor(yy / s)
+        let oy_lo = select(0u, (yy + 1u - {pool.k}u + {pool.s - 1}u) / {pool.s}u, yy + 1u > {pool.k}u);
+        let ox_lo = select(0u, (xx + 1u - {pool.k}u + {pool.s - 1}u) / {pool.s}u, xx + 1u > {pool.k}u);
+        let oy_hi = min(yy / {pool.s}u + 1u, {pool.oh}u);
+        let ox_hi = min(xx / {pool.s}u + 1u, {pool.ow}u);
+        let i = (c * {op.oh}u + yy) * {op.ow}u + xx;
+        var g = 0.0;
+        for (var oy = oy_lo; oy < oy_hi; oy++) {{
+            for (var ox = ox_lo; ox < ox_hi; ox++) {{{_argmax(pool, "oy", "ox", "c").replace(chr(10), chr(10) + "        ")}
+                let o = r0 * {pool.n_out}u + (c * {pool.oh}u + oy) * {pool.ow}u + ox;
+                var gw = scratch[{pool.gy}u + o];{pmask}
+                if (at == i) {{ g += gw; }}
+            }}
+        }}"""
+    mask = f"\n        if (!(scratch[{op.y}u + {at}] > 0.0)) {{ g = 0.0; }}" if op.relu else ""
     return f"""
+    // -- layer {op.index}: its whole output gradient{f', routed back through layer {pool.index} (max-pool)' if pool else ''}{' and the ReLU' if op.relu else ''}, staged
+    //    (zero border of {b}, odd plane stride)
+    for (var j = t; j < {op.cout * op.g_plane}u; j += WG) {{
+        let c = j / {op.g_plane}u;
+        let y = i32((j % {op.g_plane}u) / {op.g_row}u) - {b};
+        let x = i32((j % {op.g_plane}u) % {op.g_row}u) - {b};
+        let inside = c < {op.cout}u && y >= 0 && y < {op.oh} && x >= 0 && x < {op.ow};
+        let yy = u32(clamp(y, 0, {op.oh - 1}));
+        let xx = u32(clamp(x, 0, {op.ow - 1}));
+        {grad}{mask}
+        fgs[j] = select(0.0, g, inside);
+    }}
+    workgroupBarrier();"""
+
+
+def spread_backward(ops: list[FrontOp], wg: int, parts: int) -> list[tuple[int, str]]:
+    """(layer index, WGSL entry point `front_backward_<index>`) per conv, last first: the
+    dispatches of a spread backward, each over (row, part) workgroups."""
+    out = []
+    for n in range(len(ops) - 1, -1, -1):
+        op = ops[n]
+        if op.kind != "conv":
+            continue
+        pool = ops[n + 1] if n + 1 < len(ops) and ops[n + 1].kind == "pool" else None
+        body = _stage(op, "x") + _stage_routed(op, pool) + _param_grads(op, wg, 0, op.cout, parts, "fgs")
+        if op.gx is not None:
+            body += _input_grad(op, staged=True, parts=parts, src="fgs")
+        out.append((op.index, f"""
+@compute @workgroup_size({wg})
+fn front_backward_{op.index}(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {{
+    let t = lid.x;
+    let r0 = wgid.x;       // the batch row
+    let grp = wgid.y;      // which of its {parts} parts
+{body}
+}}
+"""))
+    return out
+
+
+def declarations(ops: list[FrontOp], wg: int, fg: int, spread: bool = False) -> str:
+    n_in, n4 = shared_floats(ops)
+    fgs = f"var<workgroup> fgs: array<f32, {spread_staging(ops)}>;   // spread backward: a conv's whole output gradient\n" if spread else ""
+    return fgs + f"""
 var<workgroup> fin: array<f32, {n_in}>;    // conv front: a conv's input row, staged (zero-padded)
 var<workgroup> fw4: array<vec4<f32>, {n4}>;   // its weights, 4 channels a vec4
 var<workgroup> fb: array<f32, {bias_floats(ops)}>;   // its biases

@@ -157,7 +157,7 @@ class CompiledStep:
     counter to the trace's optimizer, which updates every parameter at once."""
 
     def __init__(self, model, data, metrics, optimizer, recipe, wg: int | None = None, rows: int | None = None,
-                 head: HeadIO | None = None, grad_staging: int | None = None):
+                 head: HeadIO | None = None, grad_staging: int | None = None, spread: int | None = None):
         dev = get_device()
         self.front = None          # a convolutional network's ops before the Flatten (compute/conv_front.py)
         if head is None and not supported(model):
@@ -203,6 +203,7 @@ class CompiledStep:
             most = largest(lambda k: k == 0 or buffer_bytes(self._scratch_floats(k, False) * 4) <= limits.binding, b)
             raise StepDoesNotFit(f"the compiled step's scratch for batch {b} ({mib(s * 4, limits.binding)}) is above "
                                  f"{limits.text}; use --batch-size {max(most, 1)} or less, or --engine graph")
+        self.spread = self.choose_spread(dev, b, spread)
         self.r = rows or self.choose_rows(dev, b)
         if self.shared_bytes(self.r) > self.shared_limit:
             raise StepDoesNotFit(f"{self.r} rows per workgroup need {self.shared_bytes(self.r):,} bytes of workgroup "
@@ -211,7 +212,7 @@ class CompiledStep:
         self.classes = self.layers[-1].n_out
         split = data.train
         self.source = load_wgsl("compiled_step.wgsl") + "\n" + self.generate(split, recipe)
-        mode = f"|head{head.start}" if head else ("|front" if self.front else "")
+        mode = f"|head{head.start}" if head else (f"|front{self.spread}" if self.front else "")
         key = f"compiled_step[{model.arch.text}|b{b}|r{self.r}|wg{self.wg}|n{split.n}|s{recipe.shift},{recipe.seed}{mode}]"
         p1 = dev.pipeline(key, "forward_backward", source=self.source)
         p2 = dev.pipeline(key, "update", source=self.source)
@@ -222,8 +223,10 @@ class CompiledStep:
         group = dev.bind_group(p1, resources)
         g1 = math.ceil(b / self.r)
         g2 = self.update_groups
+        spread = [Dispatch(dev.pipeline(key, f"front_backward_{i}", source=self.source), group, (b, self.spread, 1),
+                           f"compiled:front_backward_{i}") for i, _ in self._spread_entries()]
         self.program = Program([
-            Dispatch(p1, group, (g1, 1, 1), "compiled:forward_backward"),
+            Dispatch(p1, group, (g1, 1, 1), "compiled:forward_backward"), *spread,
             Dispatch(p2, group, (min(g2, 65535), math.ceil(g2 / 65535), 1), "compiled:update"),
         ], label="compiled_step")
 
@@ -244,6 +247,24 @@ class CompiledStep:
         while want > 1 and self.shared_bytes(want) > self.shared_limit:
             want //= 2
         return want
+
+    def choose_spread(self, dev, b: int, want: int | None) -> int:
+        """Parts each row's conv backward is spread over (1: it stays in pass 1): enough for about
+        SPREAD_WORKGROUPS workgroups, at most 4, where the front allows it (conv_front.py says
+        how); 1 on a CPU, where more workgroups only add dispatches."""
+        if not self.front:
+            return 1
+        fits = conv_front.spreadable(self.front) and conv_front.spread_bytes(self.front) <= self.shared_limit
+        if want is not None:
+            if want > 1 and not fits:
+                raise StepDoesNotFit("this conv front's backward cannot be spread on this GPU")
+            return want
+        if dev.is_cpu or not fits:
+            return 1
+        return max(1, min(4, conv_front.SPREAD_WORKGROUPS // b))
+
+    def _spread_entries(self) -> list[tuple[int, str]]:
+        return conv_front.spread_backward(self.front, self.wg, self.spread) if self.spread > 1 else []
 
     @property
     def shared_limit(self) -> int:
@@ -310,7 +331,7 @@ class CompiledStep:
         ] + [f"var<workgroup> wst{L.index}: array<f32, {L.n_in * L.n_out}>;   // layer {L.index}'s weights, staged"
              for L in self._staged()]
         if self.front:
-            consts.append(conv_front.declarations(self.front, wg, self.fg))
+            consts.append(conv_front.declarations(self.front, wg, self.fg, spread=self.spread > 1))
         if self.head:
             consts += [
                 "@group(0) @binding(12) var<storage, read> features: array<f32>;         // the traced layers' output [B, F]",
@@ -325,7 +346,7 @@ class CompiledStep:
             body.append(self._backward(self.layers[k], self.layers[k - 1]))
         if self.head or self.front:
             body.append(self._feature_grad(self.layers[0]))
-        if self.front:
+        if self.front and self.spread == 1:
             body.append(conv_front.SYNC + conv_front.backward(self.front, wg, self.fg))
         pass1 = f"""
 @compute @workgroup_size({wg})
@@ -339,7 +360,8 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
     let nvalid = f32(min(B, N - base));     // real rows in this batch (the tail batch is short)
 {"".join(body)}}}
 """
-        return "\n".join(consts) + "\n" + pass1 + self._update()
+        spread = "".join(entry for _, entry in self._spread_entries())
+        return "\n".join(consts) + "\n" + pass1 + spread + self._update()
 
     def _load_rows(self) -> str:
         L0 = self.layers[0]

@@ -20,11 +20,11 @@ def data(mnist):
     return GpuDataset(mnist, limit=230)        # batch 50: 4 full steps and a tail of 30 every epoch
 
 
-def train(data, arch, recipe, engine, rows=None, head_only=False):
+def train(data, arch, recipe, engine, rows=None, head_only=False, spread=None):
     model = Sequential(parse(arch), seed=3)
     run = Run(model, data, recipe, engine=engine)
-    if rows is not None:
-        run.program = CompiledStep(model, data, run.metrics, run.optimizer, recipe, rows=rows).program
+    if rows is not None or spread is not None:
+        run.program = CompiledStep(model, data, run.metrics, run.optimizer, recipe, rows=rows, spread=spread).program
     if head_only:              # the dense head compiled, the layers before it traced
         run.program = run._trace_step(head=head_start(model))
     run.run_steps(run.total_steps)
@@ -100,9 +100,9 @@ def test_what_the_compiler_covers():
 CNN = "Conv2d(1,4,5,padding=2),ReLU(),MaxPool2d(2),Conv2d(4,6,3),ReLU(),MaxPool2d(2),Flatten(),Linear(216,12),ReLU(),Linear(12,10)"
 
 
-def assert_head_same(data, arch, recipe, head_only=False, dispatches=None):
+def assert_head_same(data, arch, recipe, head_only=False, dispatches=None, spread=None):
     g, gh, gr = train(data, arch, recipe, "graph")
-    c, ch, cr = train(data, arch, recipe, "compiled", head_only=head_only)
+    c, ch, cr = train(data, arch, recipe, "compiled", head_only=head_only, spread=spread)
     assert (gr.engine, cr.engine) == ("graph", "compiled")
     assert len(cr.program) < len(gr.program) - 4, (len(cr.program), len(gr.program))
     if dispatches:
@@ -156,6 +156,9 @@ def test_compiled_head_of_a_convolutional_network(data, arch, recipe):
     ("5-channels-pool3-in-registers-relu-after-pool",
      "Conv2d(1,5,4,padding=1),MaxPool2d(3),ReLU(),Flatten(),Linear(405,10)",
      Recipe(epochs=1, batch_size=50, lr=0.05, shift=1, seed=9)),
+    ("400-weight-gradient-pairs-folded-in-rounds",
+     "Conv2d(1,4,3,stride=2,padding=1),ReLU(),MaxPool2d(2),Conv2d(4,16,5,padding=2),ReLU(),Flatten(),Linear(784,10)",
+     Recipe(epochs=1, batch_size=20, lr=0.05, shift=1)),
 ])
 def test_whole_convolutional_network_in_two_dispatches(data, arch, recipe):
     """The conv front compiled into the step's two dispatches (compute/conv_front.py) trains
@@ -164,8 +167,32 @@ def test_whole_convolutional_network_in_two_dispatches(data, arch, recipe):
     conv's registers (2 x 2, and 3 x 3 over 5 channels: a partial group of 4), the max-pool arg-max
     and its gradient routing (ties, overlapping windows, a pool first, a ReLU after a pool),
     the ReLU masks, each conv's input gradient (strides that skip taps), the per-row weight and
-    bias shares summed in pass 2, and the batch tails (7, 33, 50 of 230)."""
+    bias shares summed in pass 2 (more (tap, channel group) pairs than the fold holds: 4 x 4 x 25
+    = 400, folded in two rounds), and the batch tails (7, 33, 50 of 230)."""
     assert_head_same(data, arch, recipe, dispatches=2)
+
+
+@pytest.mark.parametrize("arch,recipe,parts", [
+    (CNN, Recipe(epochs=1, batch_size=50, lr=0.05, momentum=0.9, shift=1, seed=5), 3),
+    ("Conv2d(1,2,7,padding=3),MaxPool2d(3,stride=2),ReLU(),Conv2d(2,3,1),Flatten(),Linear(507,10)",
+     Recipe(epochs=1, batch_size=7, lr=0.05, shift=2, seed=2), 2),
+    ("MaxPool2d(2),Conv2d(1,4,3,stride=2,padding=1),MaxPool2d(2,stride=1),Flatten(),Linear(144,10)",
+     Recipe(epochs=1, batch_size=50, lr=0.1, shift=1), 4),
+    ("Conv2d(1,2,3,stride=3,padding=2),Conv2d(2,3,2,stride=2,padding=1),ReLU(),Flatten(),Linear(108,10)",
+     Recipe(epochs=1, batch_size=33, lr=0.1, shift=1, seed=8), 4),
+    ("Conv2d(1,4,3,stride=2,padding=1),ReLU(),MaxPool2d(2),Conv2d(4,16,5,padding=2),ReLU(),Flatten(),Linear(784,10)",
+     Recipe(epochs=1, batch_size=20, lr=0.05, shift=1), 3),
+], ids=["cnn-3-parts", "overlapping-pool-relu-k1-2-parts", "pool-first-stride2-4-parts",
+        "stride3-conv-into-conv-4-parts", "400-pairs-3-parts"])
+def test_spread_backward(data, arch, recipe, parts):
+    """The conv front's backward spread over (row, part) workgroups, one dispatch per conv (what
+    small batches get on a GPU) trains exactly as the trace. Guards each part's share of the
+    weight-gradient pairs (odd part counts leave a short last share; 400 pairs fold in rounds),
+    of the input gradient (blocked and per-element), the bias done by the last part alone, and
+    the gradient routed back through a max-pool (tiling and overlapping, a ReLU after it) and
+    the ReLU masks while it is staged."""
+    convs = arch.count("Conv2d")
+    assert_head_same(data, arch, recipe, dispatches=2 + convs, spread=parts)
 
 
 @pytest.mark.parametrize("batch", [64, 130, 256])
