@@ -122,6 +122,11 @@ class FrontOp:
         return -(-self.cin // 4)
 
     @property
+    def tiles(self) -> bool:
+        """A max-pool whose windows tile its input: its backward can scatter, each input written once."""
+        return self.kind == "pool" and self.s == self.k and self.h % self.k == 0 and self.w % self.k == 0
+
+    @property
     def blocked_input_grad(self) -> bool:
         """The input gradient as a stride-1 transposed convolution over the zero-bordered staging."""
         return self.gx is not None and self.s == 1 and self.p <= self.k - 1
@@ -479,7 +484,7 @@ def _stage_grad(op: FrontOp, c0: int, cn: int) -> str:
 
 def _pool_backward(op: FrontOp) -> str:
     mask = f"\n        if (!(scratch[{op.y}u + o] > 0.0)) {{ g = 0.0; }}" if op.relu else ""
-    if op.s == op.k and op.h % op.k == 0 and op.w % op.k == 0:
+    if op.tiles:
         # Windows tile the input exactly: each window writes its k x k inputs (the arg-max gets
         # the gradient, the others 0), so every input element is written once.
         return f"""
@@ -518,12 +523,32 @@ def _pool_backward(op: FrontOp) -> str:
 """
 
 
-def _input_grad(op: FrontOp, staged: bool, parts: int = 1, src: str = "fg") -> str:
+def _store_dx(op: FrontOp, route: FrontOp | None, c: str, y: str, x: str, v: str) -> str:
+    """WGSL storing v, conv `op`'s input gradient at (c, y, x): to its gx rows, or, `route` being
+    the max-pool before it (windows tiling its input), routed on through it: v to the window's
+    arg-max (zero past the pool's ReLU), zeros to the rest of the window."""
+    if route is None:
+        return f"scratch[{op.gx}u + r0 * {op.n_in}u + ({c} * {op.h}u + {y}) * {op.w}u + {x}] = {v};"
+    mask = f" if (!(scratch[{route.y}u + r0 * {route.n_out}u + (cr * {route.oh}u + yr) * {route.ow}u + xr] > 0.0)) {{ g = 0.0; }}" \
+        if route.relu else ""
+    return f"""{{ let cr = {c}; let yr = {y}; let xr = {x};{_argmax(route, "yr", "xr", "cr")}
+                  var g = {v};{mask}
+                  for (var ky = 0u; ky < {route.k}u; ky++) {{
+                      for (var kx = 0u; kx < {route.k}u; kx++) {{
+                          let a = corner + ky * {route.w}u + kx;
+                          scratch[{route.gx}u + r0 * {route.n_in}u + a] = select(0.0, g, a == at);
+                      }}
+                  }}
+                }}"""
+
+
+def _input_grad(op: FrontOp, staged: bool, parts: int = 1, src: str = "fg", route: FrontOp | None = None) -> str:
     """dx[ci, iy, ix] = sum over (co, ky, kx) of W[co, ci, ky, kx] dy[co, oy, ox] where oy s = iy + p - ky
     (and likewise for x). At stride 1 with dy staged whole in its zero border, a transposed
     convolution blocked like the forward (4 input channels x 4 neighbouring outputs an
     invocation); otherwise one invocation per input element reading dy from scratch (the spread
-    backward: from its staging). With `parts` > 1 this workgroup does part `grp` of the invocations."""
+    backward: from its staging). With `parts` > 1 this workgroup does part `grp` of the invocations;
+    with `route`, each value goes on through the max-pool before the conv (_store_dx)."""
     def share(n: int) -> tuple[str, str]:
         """(first, end) of this workgroup's invocations of n."""
         if parts == 1:
@@ -540,7 +565,7 @@ def _input_grad(op: FrontOp, staged: bool, parts: int = 1, src: str = "fg") -> s
             for kx in range(k))
         stores = "\n".join(f"""        if (ix0 + {j}u < {op.w}u) {{
             for (var c = 0u; c < 4u; c++) {{
-                if (4u * g + c < {op.cin}u) {{ scratch[{op.gx}u + r0 * {op.n_in}u + ((4u * g + c) * {op.h}u + iy) * {op.w}u + ix0 + {j}u] = a{j}[c]; }}
+                if (4u * g + c < {op.cin}u) {{ {_store_dx(op, route, "(4u * g + c)", "iy", f"(ix0 + {j}u)", f"a{j}[c]")} }}
             }}
         }}""" for j in range(4))
         first, end = share(g * op.h * strips)
@@ -594,7 +619,7 @@ def _input_grad(op: FrontOp, staged: bool, parts: int = 1, src: str = "fg") -> s
                 }}
             }}
         }}
-        scratch[{op.gx}u + r0 * {op.n_in}u + i] = acc;
+        {_store_dx(op, route, "ci", "iy", "ix", "acc")}
     }}{SYNC}
 """
 
@@ -772,6 +797,13 @@ def _stage_routed(op: FrontOp, pool: FrontOp | None) -> str:
     workgroupBarrier();"""
 
 
+def spread_pass1_tail(ops: list[FrontOp]) -> str:
+    """What pass 1 still does of a spread backward: a last max-pool whose windows tile routes the
+    features' gradient to its arg-maxes (one scatter per row, not one gather per part)."""
+    last = ops[-1]
+    return SYNC + _pool_backward(last) if last.kind == "pool" and last.gx is not None and last.tiles else ""
+
+
 def spread_backward(ops: list[FrontOp], wg: int, parts: int) -> list[tuple[int, str]]:
     """(layer index, WGSL entry point `front_backward_<index>`) per conv, last first: the
     dispatches of a spread backward, each over (row, part) workgroups."""
@@ -780,10 +812,13 @@ def spread_backward(ops: list[FrontOp], wg: int, parts: int) -> list[tuple[int, 
         op = ops[n]
         if op.kind != "conv":
             continue
-        pool = ops[n + 1] if n + 1 < len(ops) and ops[n + 1].kind == "pool" else None
-        body = _stage(op, "x") + _stage_routed(op, pool) + _param_grads(op, wg, 0, op.cout, parts, "fgs")
+        after = ops[n + 1] if n + 1 < len(ops) and ops[n + 1].kind == "pool" else None
+        gather_through = after if after and not after.tiles else None     # a tiling one has scattered already
+        body = _stage(op, "x") + _stage_routed(op, gather_through) + _param_grads(op, wg, 0, op.cout, parts, "fgs")
         if op.gx is not None:
-            body += _input_grad(op, staged=True, parts=parts, src="fgs")
+            before = ops[n - 1]
+            route = before if before.kind == "pool" and before.gx is not None and before.tiles else None
+            body += _input_grad(op, staged=True, parts=parts, src="fgs", route=route)
         out.append((op.index, f"""
 @compute @workgroup_size({wg})
 fn front_backward_{op.index}(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {{

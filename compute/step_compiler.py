@@ -348,6 +348,8 @@ class CompiledStep:
             body.append(self._feature_grad(self.layers[0]))
         if self.front and self.spread == 1:
             body.append(conv_front.SYNC + conv_front.backward(self.front, wg, self.fg))
+        elif self.front:
+            body.append(conv_front.spread_pass1_tail(self.front))
         pass1 = f"""
 @compute @workgroup_size({wg})
 fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {{

@@ -182,15 +182,18 @@ def test_whole_convolutional_network_in_two_dispatches(data, arch, recipe):
      Recipe(epochs=1, batch_size=33, lr=0.1, shift=1, seed=8), 4),
     ("Conv2d(1,4,3,stride=2,padding=1),ReLU(),MaxPool2d(2),Conv2d(4,16,5,padding=2),ReLU(),Flatten(),Linear(784,10)",
      Recipe(epochs=1, batch_size=20, lr=0.05, shift=1), 3),
+    ("Conv2d(1,4,3,padding=1),ReLU(),MaxPool2d(2),ReLU(),Conv2d(4,6,3,stride=2),ReLU(),Flatten(),Linear(216,10)",
+     Recipe(epochs=1, batch_size=9, lr=0.05, shift=1, seed=3), 2),
 ], ids=["cnn-3-parts", "overlapping-pool-relu-k1-2-parts", "pool-first-stride2-4-parts",
-        "stride3-conv-into-conv-4-parts", "400-pairs-3-parts"])
+        "stride3-conv-into-conv-4-parts", "400-pairs-3-parts", "stride2-input-grad-through-pool-relu-2-parts"])
 def test_spread_backward(data, arch, recipe, parts):
     """The conv front's backward spread over (row, part) workgroups, one dispatch per conv (what
     small batches get on a GPU) trains exactly as the trace. Guards each part's share of the
     weight-gradient pairs (odd part counts leave a short last share; 400 pairs fold in rounds),
-    of the input gradient (blocked and per-element), the bias done by the last part alone, and
-    the gradient routed back through a max-pool (tiling and overlapping, a ReLU after it) and
-    the ReLU masks while it is staged."""
+    of the input gradient (blocked and per-element), the bias done by the last part alone, the
+    gradient routed back through a max-pool: scattered by whoever writes it where the windows
+    tile (pass 1 for the last pool, the next conv's input gradient for one between convs, a ReLU
+    after the pool), gathered while staged where they overlap; and the ReLU masks."""
     convs = arch.count("Conv2d")
     assert_head_same(data, arch, recipe, dispatches=2 + convs, spread=parts)
 
