@@ -550,11 +550,11 @@ def _input_grad(op: FrontOp, staged: bool, parts: int = 1, src: str = "fg", rout
     backward: from its staging). With `parts` > 1 this workgroup does part `grp` of the invocations;
     with `route`, each value goes on through the max-pool before the conv (_store_dx)."""
     def share(n: int) -> tuple[str, str]:
-        """(first, end) of this workgroup's invocations of n."""
+        """(first, end) of this workgroup's invocations of n, less the invocation index t."""
         if parts == 1:
-            return "t", f"{n}u"
+            return "0u", f"{n}u"
         per = -(-n // parts)
-        return f"grp * {per}u + t", f"min({n}u, grp * {per}u + {per}u)"
+        return f"grp * {per}u", f"min({n}u, grp * {per}u + {per}u)"
     if staged and op.blocked_input_grad:
         g, strips, k = op.groups_in, -(-op.w // 4), op.k
         span = 3 + k
@@ -565,15 +565,32 @@ def _input_grad(op: FrontOp, staged: bool, parts: int = 1, src: str = "fg", rout
             for kx in range(k))
         stores = "\n".join(f"""        if (ix0 + {j}u < {op.w}u) {{
             for (var c = 0u; c < 4u; c++) {{
-                if (4u * g + c < {op.cin}u) {{ {_store_dx(op, route, "(4u * g + c)", "iy", f"(ix0 + {j}u)", f"a{j}[c]")} }}
+                if (4u * g + c < {op.cin}u) {{ {_store_dx(op, None, "(4u * g + c)", "iy", f"(ix0 + {j}u)", f"a{j}[c]")} }}
             }}
         }}""" for j in range(4))
         first, end = share(g * op.h * strips)
+        # Routing on through a max-pool is a phase of its own: an invocation's 16 values one
+        # after the other would chain 16 arg-max searches of global loads.
+        routed = "" if route is None else f"""
+    // -- layer {route.index}: MaxPool2d backward of those values: each window routes its gradient to its arg-max,
+    //    zeros elsewhere; invocation (input-gradient invocation, channel c, output j)
+    for (var e = t; e < ({end} - {first}) * 16u; e += WG) {{
+        let u = {first} + e / 16u;
+        let g = u % {g}u;
+        let ix = ((u / {g}u) % {strips}u) * 4u + e % 4u;
+        let iy = u / {g * strips}u;
+        let ci = 4u * g + (e / 4u) % 4u;
+        if (ci < {op.cin}u && ix < {op.w}u) {{
+            let v = scratch[{op.gx}u + r0 * {op.n_in}u + (ci * {op.h}u + iy) * {op.w}u + ix];
+            {_store_dx(op, route, "ci", "iy", "ix", "v")}
+        }}
+    }}{SYNC}
+"""
         return f"""
     // -- layer {op.index}: Conv2d input gradient (stride 1): dx[ci, iy, ix] = sum over (co, ky, kx) of
     //    W[co, ci, ky, kx] dy[co, iy + p - ky, ix + p - kx], dy read from its zero-bordered staging;
     //    invocation (group g of 4 input channels, strip of 4 inputs of row iy){_stage(op, "t")}
-    for (var u = {first}; u < {end}; u += WG) {{
+    for (var u = {first} + t; u < {end}; u += WG) {{
         let g = u % {g}u;
         let strip = (u / {g}u) % {strips}u;
         let iy = u / {g * strips}u;
@@ -590,8 +607,7 @@ def _input_grad(op: FrontOp, staged: bool, parts: int = 1, src: str = "fg", rout
             }}
         }}
 {stores}
-    }}{SYNC}
-"""
+    }}{SYNC}{routed}"""
     if parts > 1:       # the spread backward: dy staged whole, ReLU-masked
         dy = f"{src}[co * {op.g_plane}u + (u32(clamp(oy, 0, {op.oh - 1})) + {op.gpad}u) * {op.g_row}u + u32(clamp(ox, 0, {op.ow - 1})) + {op.gpad}u]"
     else:
@@ -601,7 +617,7 @@ def _input_grad(op: FrontOp, staged: bool, parts: int = 1, src: str = "fg", rout
     first, end = share(op.n_in)
     return f"""
     // -- layer {op.index}: Conv2d input gradient, one invocation per input element
-    for (var i = {first}; i < {end}; i += WG) {{
+    for (var i = {first} + t; i < {end}; i += WG) {{
         {_decode(op, "i", "ci", "iy", "ix", out=False)}
         var acc = 0.0;
         for (var co = 0u; co < {op.cout}u; co++) {{
