@@ -645,40 +645,30 @@ def _param_grads(op: FrontOp, wg: int, c0: int, cn: int, parts: int = 1, src: st
     gradient staged in `src`), into the conv's dw rows (pass 2 sums them over the batch):
     dW[co, ci, ky, kx] = sum over outputs of dy[co, oy, ox] x[ci, oy s + ky - p, ox s + kx - p].
     An invocation sums one (tap (ci, ky, kx), group of 4 channels) pair as a vec4 over every
-    output of its slice of rows; slices fold in workgroup memory, FOLD pairs a round.
-    db[co] = sum of dy[co, ...] likewise. With `parts` > 1 (the spread backward) this workgroup,
-    part `grp` of its row, does its share of the pairs and the last part the bias."""
+    output of its slice of rows; slices fold in workgroup memory (with more than FOLD / 2 pairs,
+    one slice: each invocation stores its pair's sum). db[co] = sum of dy[co, ...] likewise.
+    With `parts` > 1 (the spread backward) this workgroup, part `grp` of its row, does its share
+    of the pairs and the last part the bias."""
     kk, b = op.k * op.k, op.gpad
     g = -(-cn // 4)
     groups = g * op.cin * kk
     per = -(-groups // parts)           # pairs of this workgroup
-    m = min(per, FOLD)                  # pairs a round
-    sl = max(1, min(FOLD // m, wg // m, op.oh))
+    sl = max(1, min(FOLD // per, wg // per, op.oh))
     first = f"grp * {per}u + " if parts > 1 else ""
+    guard = f"gi < {groups}u" if per * parts != groups else "true"
 
     def gz(c: str) -> str:
         return f"{src}[min({c}, {cn - 1}u) * {op.g_plane}u + (oy + {b}u) * {op.g_row}u + ox + {b}u]"
-
-    def guard(l: str) -> str:
-        tests = ([f"{l} < {per}u"] if -(-per // m) * m != per else []) + \
-                ([f"gi < {groups}u"] if per * parts != groups else [])
-        return " && ".join(tests) or "true"
-    out = []
-    for q in range(0, per, m):
-        out.append(f"""
-    // -- layer {op.index}: this row's share of channels {c0}..{c0 + cn - 1}'s weight gradient{f', pairs {q}..{min(per, q + m) - 1} of its {per}' if per > m else ''}:
-    //    invocation ((tap, group of 4 channels) pair, slice of {sl} of the output rows)
-    for (var u = t; u < {m * sl}u; u += WG) {{
-        let l = {q}u + u % {m}u;
+    pair = f"""
         let gi = {first}l;
-        let sl = u / {m}u;
         let cg = 4u * (gi % {g}u);
         let tap = gi / {g}u;
         let ci = tap / {kk}u;
         let ky = (tap / {op.k}u) % {op.k}u;
-        let kx = tap % {op.k}u;
+        let kx = tap % {op.k}u;"""
+    sums = f"""
         var acc = vec4<f32>(0.0);
-        if ({guard("l")}) {{
+        if ({guard}) {{
             for (var oy = sl; oy < {op.oh}u; oy += {sl}u) {{
                 let xrow = ci * {op.plane_stride}u + (oy * {op.s}u + ky) * {op.row_stride}u + kx;
                 for (var ox = 0u; ox < {op.ow}u; ox++) {{
@@ -687,24 +677,38 @@ def _param_grads(op: FrontOp, wg: int, c0: int, cn: int, parts: int = 1, src: st
                     acc = fma(d, vec4<f32>(v), acc);
                 }}
             }}
-        }}
+        }}"""
+
+    def store(v: str) -> str:
+        return f"""
+        if ({guard}) {{
+            for (var c = 0u; c < 4u; c++) {{
+                let co = 4u * (gi % {g}u) + c;
+                if (co < {cn}u) {{ scratch[{op.dw}u + r0 * {op.n_params}u + ({c0}u + co) * {op.cin * kk}u + tap] = {v}[c]; }}
+            }}
+        }}"""
+    head = f"""
+    // -- layer {op.index}: this row's share of channels {c0}..{c0 + cn - 1}'s weight gradient: invocation ((tap, group
+    //    of 4 channels) pair{f', slice of {sl} of the output rows' if sl > 1 else ''}"""
+    if sl == 1:
+        out = [head + f"""
+    for (var l = t; l < {per}u; l += WG) {{
+        let sl = 0u;{pair}{sums}{store("acc")}
+    }}
+    workgroupBarrier();"""]
+    else:
+        out = [head + f"""
+    for (var u = t; u < {per * sl}u; u += WG) {{
+        let l = u % {per}u;
+        let sl = u / {per}u;{pair}{sums}
         fred[u] = acc;
     }}
     workgroupBarrier();
-    for (var j = t; j < {m}u; j += WG) {{
-        let l = {q}u + j;
-        let gi = {first}l;
-        var v = fred[j];
-        for (var q = 1u; q < {sl}u; q++) {{ v += fred[q * {m}u + j]; }}
-        if ({guard("l")}) {{
-            let tap = gi / {g}u;
-            for (var c = 0u; c < 4u; c++) {{
-                let co = 4u * (gi % {g}u) + c;
-                if (co < {cn}u) {{ scratch[{op.dw}u + r0 * {op.n_params}u + ({c0}u + co) * {op.cin * kk}u + tap] = v[c]; }}
-            }}
-        }}
+    for (var l = t; l < {per}u; l += WG) {{{pair}
+        var v = fred[l];
+        for (var q = 1u; q < {sl}u; q++) {{ v += fred[q * {per}u + l]; }}{store("v")}
     }}
-    workgroupBarrier();""")
+    workgroupBarrier();"""]
     mine = f"select(0u, {cn}u, grp == {parts - 1}u)" if parts > 1 else f"{cn}u"
     if cn > FOLD:       # a channel an invocation, no fold
         out.append(f"""

@@ -156,7 +156,7 @@ def test_compiled_head_of_a_convolutional_network(data, arch, recipe):
     ("5-channels-pool3-in-registers-relu-after-pool",
      "Conv2d(1,5,4,padding=1),MaxPool2d(3),ReLU(),Flatten(),Linear(405,10)",
      Recipe(epochs=1, batch_size=50, lr=0.05, shift=1, seed=9)),
-    ("400-weight-gradient-pairs-folded-in-rounds",
+    ("400-weight-gradient-pairs-no-fold",
      "Conv2d(1,4,3,stride=2,padding=1),ReLU(),MaxPool2d(2),Conv2d(4,16,5,padding=2),ReLU(),Flatten(),Linear(784,10)",
      Recipe(epochs=1, batch_size=20, lr=0.05, shift=1)),
 ])
@@ -168,7 +168,7 @@ def test_whole_convolutional_network_in_two_dispatches(data, arch, recipe):
     and its gradient routing (ties, overlapping windows, a pool first, a ReLU after a pool),
     the ReLU masks, each conv's input gradient (strides that skip taps), the per-row weight and
     bias shares summed in pass 2 (more (tap, channel group) pairs than the fold holds: 4 x 4 x 25
-    = 400, folded in two rounds), and the batch tails (7, 33, 50 of 230)."""
+    = 400, each summed whole by one invocation), and the batch tails (7, 33, 50 of 230)."""
     assert_head_same(data, arch, recipe, dispatches=2)
 
 
@@ -189,7 +189,7 @@ def test_whole_convolutional_network_in_two_dispatches(data, arch, recipe):
 def test_spread_backward(data, arch, recipe, parts):
     """The conv front's backward spread over (row, part) workgroups, one dispatch per conv (what
     small batches get on a GPU) trains exactly as the trace. Guards each part's share of the
-    weight-gradient pairs (odd part counts leave a short last share; 400 pairs fold in rounds),
+    weight-gradient pairs (odd part counts leave a short last share; 400 pairs need no fold),
     of the input gradient (blocked and per-element), the bias done by the last part alone, the
     gradient routed back through a max-pool: scattered by whoever writes it where the windows
     tile (pass 1 for the last pool, the next conv's input gradient for one between convs, a ReLU
