@@ -755,9 +755,6 @@ def _param_grads(op: FrontOp, wg: int, c0: int, cn: int, parts: int = 1, src: st
 # does its part of the weight-gradient pairs and of the input gradient. Nothing is a partial sum:
 # every share it writes is final, so pass 2 is unchanged.
 
-SPREAD_WORKGROUPS = 128     # workgroups a spread backward aims for: about an H100's 132 multiprocessors
-
-
 def spreadable(ops: list[FrontOp]) -> bool:
     """Whether the backward can spread: every max-pool it runs back through comes right after a
     conv (the pool's routing is then part of that conv's gradient staging)."""

@@ -249,9 +249,10 @@ class CompiledStep:
         return want
 
     def choose_spread(self, dev, b: int, want: int | None) -> int:
-        """Parts each row's conv backward is spread over (1: it stays in pass 1): enough for about
-        SPREAD_WORKGROUPS workgroups, at most 4, where the front allows it (conv_front.py says
-        how); 1 on a CPU, where more workgroups only add dispatches."""
+        """Parts each row's conv backward is spread over (1: it stays in pass 1), where the front
+        allows it (conv_front.py says how): 4 up to batch 32, 2 above (the H100 sweep of
+        `benchmarks/step_bench.py --nets cnn --spread-sweep 1,2,4`: 4 best at 32, 2 at 64 to 256,
+        both ahead of 1 everywhere); 1 on a CPU, where more workgroups only add dispatches."""
         if not self.front:
             return 1
         fits = conv_front.spreadable(self.front) and conv_front.spread_bytes(self.front) <= self.shared_limit
@@ -261,7 +262,7 @@ class CompiledStep:
             return want
         if dev.is_cpu or not fits:
             return 1
-        return max(1, min(4, conv_front.SPREAD_WORKGROUPS // b))
+        return 4 if b <= 32 else 2
 
     def _spread_entries(self) -> list[tuple[int, str]]:
         return conv_front.spread_backward(self.front, self.wg, self.spread) if self.spread > 1 else []
