@@ -64,6 +64,8 @@ def main():
     ap.add_argument("--tune", action="store_true", help="sweep workgroup size and rows per workgroup")
     ap.add_argument("--spread-sweep", default="", help="CNNs: also time the backward spread over these "
                     "parts per row, e.g. 1,2,4,8 (the step compiler picks one by batch size)")
+    ap.add_argument("--grad-loads-sweep", default="", help="also time these weight loads in flight for the dense "
+                    "layers' input gradient, e.g. 4,8,16 (step_compiler.GRAD_LOADS)")
     ap.add_argument("--no-jax", action="store_true")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--breakdown-steps", type=int, default=200, help="steps per GPU timestamp measurement (0: none)")
@@ -122,6 +124,15 @@ def main():
                         v = str(e).splitlines()[0][:60]
                     row[f"spread{parts}"] = v
                     print(f"    spread {parts}: {v} s/epoch", flush=True)
+            if args.grad_loads_sweep and run.engine == "compiled":
+                from mnist_viz.compute import step_compiler
+                keep = step_compiler.GRAD_LOADS
+                for n in [int(v) for v in args.grad_loads_sweep.split(",")]:
+                    step_compiler.GRAD_LOADS = n
+                    v = ours(ds, net, b, 2, warmup=1, wg=512, data=data)[0]
+                    row[f"grad_loads{n}"] = round(v, 4)
+                    print(f"    {n} input-gradient loads in flight: {v:.4f} s/epoch", flush=True)
+                step_compiler.GRAD_LOADS = keep
             if args.tune and run.engine == "compiled":
                 sweep = {}
                 for wg in (256, 512, 1024):

@@ -21,6 +21,7 @@ step (tests/test_step_compiler.py).
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, replace
 
@@ -35,6 +36,7 @@ PART_MAX = 1024           # vec4s of forward partial sums in workgroup memory (1
 STAGE_MAX = 2048          # floats of a small weight matrix staged in workgroup memory
 SMALL_SLICES = 16          # invocations that split the rows of one small parameter's gradient
 BIG_BLOCK = 4096           # a weight matrix with at least this many entries (and in % 4 == 0) gets pass-2 vec4 tiles
+GRAD_LOADS = 4              # most weight loads in flight per invocation of a dense layer's input gradient
 FRONT_MARGIN = 2048         # bytes of workgroup memory the conv front's staging leaves for the dense layers' K-slices
 TILED_FROM = 64            # batch from which pass 2 sums such a weight's gradient in 4 x 4 register tiles
 
@@ -213,7 +215,8 @@ class CompiledStep:
         split = data.train
         self.source = load_wgsl("compiled_step.wgsl") + "\n" + self.generate(split, recipe)
         mode = f"|head{head.start}" if head else (f"|front{self.spread}" if self.front else "")
-        key = f"compiled_step[{model.arch.text}|b{b}|r{self.r}|wg{self.wg}|n{split.n}|s{recipe.shift},{recipe.seed}{mode}]"
+        digest = hashlib.sha1(self.source.encode()).hexdigest()[:16]       # a pipeline per distinct shader
+        key = f"compiled_step[{model.arch.text}|b{b}|r{self.r}|wg{self.wg}|n{split.n}|s{recipe.shift},{recipe.seed}{mode}|{digest}]"
         p1 = dev.pipeline(key, "forward_backward", source=self.source)
         p2 = dev.pipeline(key, "update", source=self.source)
         resources = [optimizer.hyper, metrics.state, arena.buffer, optimizer.m1, optimizer.m2, split.images,
@@ -290,8 +293,20 @@ class CompiledStep:
             else:
                 need = max(need, -(-L.n_out * self._scalar_parts(L) * r // 4))
         for L in self.layers[1:]:
-            need = max(need, -(-L.n_in * r // 4))
+            need = max(need, -(-L.n_in * self._grad_split(L, r) * r // 4))
         return need
+
+    def _grad_split(self, L: Layer, r: int) -> int:
+        """Invocations sharing one input unit's sum in a dense layer's input gradient (a power of
+        2, at most 8): consecutive invocations read consecutive vec4s of its weight row, so a
+        warp's loads are whole cache lines, not 32 rows' scattered vec4s that L1 cannot keep;
+        their partial sums fold in `part`, as far as the workgroup memory allows."""
+        if not (L.n_out % 4 == 0 and L.w % 4 == 0):
+            return 1
+        split = min(8, 1 << ((L.n_out // 4).bit_length() - 1))
+        while split > 1 and -(-L.n_in * split * r // 4) > self._part_budget(r):
+            split //= 2
+        return split
 
     def _staged(self) -> list[Layer]:
         """Small weight matrices read with scalar loads (an output width not a multiple of 4, e.g.
@@ -532,23 +547,57 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         """dz of `prev` = (dz of L) W_L^T, through prev's dropout and ReLU. W_L is stored
         [n_in, n_out], so row k (one input unit) is contiguous: invocation k reads it once
         for all R rows."""
-        decl, loop = self._input_grad_rows(L)
-        part_store = "\n".join(f"        part[(k * R + {q}u) / 4u][(k * R + {q}u) % 4u] = d{q};" for q in range(self.r))
-        mask = "select(0.0, d, a > 0.0)" if prev.relu else "d"
-        if prev.dropout:
-            mask = f"select(0.0, {mask} * {1.0 / (1.0 - prev.dropout):.9g}, keep({prev.dropout_seed}u, step, r0 + rr, {prev.n_out}u, k, {prev.dropout:.9g}))"
-        return f"""
-    // -- layer {L.index}: gradient of its input = dz W^T, then through layer {prev.index}'s activation
+        split = self._grad_split(L, self.r)
+        if split > 1:
+            g, r = L.n_out // 4, self.r
+            un = max(1, min(4, g // split))        # loads in flight, `split` vec4s apart
+
+            def dz4(q, c):
+                base = f"{q * self.row + L.act_out}u + 4u * ({c})"
+                return f"vec4<f32>(act[{base}], act[{base} + 1u], act[{base} + 2u], act[{base} + 3u])"
+            loads = "\n".join(f"            let w{v} = params4[{L.w // 4}u + k * {g}u + c + {v * split}u];" for v in range(un))
+            dots = "\n".join(f"            d{q} += dot(w{v}, {dz4(q, f'c + {v * split}u')});" for v in range(un) for q in range(r))
+            decl = " ".join(f"var d{q} = 0.0;" for q in range(r))
+            partial = f"""
+    for (var u = t; u < {L.n_in * split}u; u += WG) {{   // invocation (input unit k, every {split}th vec4 of its row from s)
+        let k = u / {split}u;
+        let s = u % {split}u;
+        {decl}
+        var c = s;
+        for (; c + {(un - 1) * split}u < {g}u; c += {un * split}u) {{
+{loads}
+{dots}
+        }}
+        for (; c < {g}u; c += {split}u) {{
+            let w = params4[{L.w // 4}u + k * {g}u + c];
+""" + "\n".join(f"            d{q} += dot(w, {dz4(q, 'c')});" for q in range(r)) + """
+        }
+""" + "\n".join(f"        part[(u * R + {q}u) / 4u][(u * R + {q}u) % 4u] = d{q};" for q in range(r)) + f"""
+    }}
+    workgroupBarrier();"""
+            fold = f"""
+        var d = 0.0;
+        for (var s = 0u; s < {split}u; s++) {{ let e = (k * {split}u + s) * R + rr; d += part[e / 4u][e % 4u]; }}"""
+        else:
+            decl, loop = self._input_grad_rows(L)
+            part_store = "\n".join(f"        part[(k * R + {q}u) / 4u][(k * R + {q}u) % 4u] = d{q};" for q in range(self.r))
+            partial = f"""
     for (var k = t; k < {L.n_in}u; k += WG) {{
         {decl}
 {loop}
 {part_store}
     }}
-    workgroupBarrier();
+    workgroupBarrier();"""
+            fold = """
+        let d = part[(k * R + rr) / 4u][(k * R + rr) % 4u];"""
+        mask = "select(0.0, d, a > 0.0)" if prev.relu else "d"
+        if prev.dropout:
+            mask = f"select(0.0, {mask} * {1.0 / (1.0 - prev.dropout):.9g}, keep({prev.dropout_seed}u, step, r0 + rr, {prev.n_out}u, k, {prev.dropout:.9g}))"
+        return f"""
+    // -- layer {L.index}: gradient of its input = dz W^T, then through layer {prev.index}'s activation{partial}
     for (var i = t; i < R * {L.n_in}u; i += WG) {{
         let rr = i / {L.n_in}u;
-        let k = i % {L.n_in}u;
-        let d = part[(k * R + rr) / 4u][(k * R + rr) % 4u];
+        let k = i % {L.n_in}u;{fold}
         let a = act[rr * ROW + {prev.act_out}u + k];
         let g = {mask};
         act[rr * ROW + {prev.act_out}u + k] = g;
@@ -585,10 +634,11 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
             def dz4(q, c):
                 base = f"{q * self.row + L.act_out}u + 4u * ({c})"
                 return f"vec4<f32>(act[{base}], act[{base} + 1u], act[{base} + 2u], act[{base} + 3u])"
+            un = min(GRAD_LOADS, 1 << (g.bit_length() - 1))     # weight loads in flight (a power of 2, <= g)
             loop = f"""        var c = 0u;
-        for (; c + 4u <= {g}u; c += 4u) {{   // four independent weight loads in flight
-""" + "\n".join(f"            let w{u} = params4[{L.w // 4}u + k * {g}u + c + {u}u];" for u in range(4)) + "\n" + \
-                "\n".join(f"            d{q} += dot(w{u}, {dz4(q, f'c + {u}u')});" for u in range(4) for q in accs) + f"""
+        for (; c + {un}u <= {g}u; c += {un}u) {{   // {un} independent weight loads in flight
+""" + "\n".join(f"            let w{u} = params4[{L.w // 4}u + k * {g}u + c + {u}u];" for u in range(un)) + "\n" + \
+                "\n".join(f"            d{q} += dot(w{u}, {dz4(q, f'c + {u}u')});" for u in range(un) for q in accs) + f"""
         }}
         for (; c < {g}u; c++) {{
             let w = params4[{L.w // 4}u + k * {g}u + c];

@@ -57,6 +57,7 @@ def test_optimizers_and_schedules(data, recipe):
 
 @pytest.mark.parametrize("arch", [
     "Linear(784,64),ReLU(),Linear(64,20),ReLU(),Linear(20,10)",              # deeper
+    "Linear(784,48),ReLU(),Linear(48,132),ReLU(),Linear(132,10)",            # input gradient split 8 ways, 4 loads
     "Linear(784,30),ReLU(),Dropout(0.3),Linear(30,7),ReLU(),Linear(7,10)",  # dropout, widths not x4
     "Flatten(),Linear(784,16),ReLU(),Linear(16,10)",                         # PyTorch's leading Flatten
     "Linear(784,10)",                                                        # no hidden layer
@@ -64,15 +65,17 @@ def test_optimizers_and_schedules(data, recipe):
 ])
 def test_layer_shapes_and_dropout(data, arch):
     """Guards the layer plan: indices, offsets, scalar paths for widths not a multiple of 4, the
-    dropout mask (the trace's hash) and its backward, activations left out."""
+    dropout mask (the trace's hash) and its backward, activations left out, and the input
+    gradient split over invocations (5 and 33 vec4s a row: shares of unequal length, and the
+    4-load loop's tail)."""
     assert_same(data, arch, Recipe(epochs=1, batch_size=50, lr=0.1, shift=1))
 
 
 @pytest.mark.parametrize("rows", [2, 3, 4])
 def test_rows_per_workgroup(data, rows):
     """R rows share a workgroup at large batches (R=2, 4 on GPUs); guards the unrolled row registers and a
-    last workgroup with fewer rows (50 = 12 x 4 + 2)."""
-    assert_same(data, "Linear(784,64),ReLU(),Dropout(0.2),Linear(64,10)",
+    last workgroup with fewer rows (50 = 12 x 4 + 2), and the split input gradient's partial sums per row."""
+    assert_same(data, "Linear(784,64),ReLU(),Dropout(0.2),Linear(64,36),ReLU(),Linear(36,10)",
                 Recipe(epochs=1, batch_size=50, lr=0.1, shift=1), rows=rows)
 
 
