@@ -25,7 +25,7 @@ import hashlib
 import math
 from dataclasses import dataclass, replace
 
-from . import conv_front
+from . import conv_front, first_layer
 from .arch import Dropout, Flatten, Linear, ReLU
 from .budget import Limits, buffer_bytes, largest, mib
 from .device import get_device
@@ -36,6 +36,7 @@ PART_MAX = 1024           # vec4s of forward partial sums in workgroup memory (1
 STAGE_MAX = 2048          # floats of a small weight matrix staged in workgroup memory
 SMALL_SLICES = 16          # invocations that split the rows of one small parameter's gradient
 BIG_BLOCK = 4096           # a weight matrix with at least this many entries (and in % 4 == 0) gets pass-2 vec4 tiles
+FIRST_FROM = 200_000         # weights from which a whole MLP's first layer is a dispatch of its own (first_layer.py)
 GRAD_LOADS = 4              # most weight loads in flight per invocation of a dense layer's input gradient
 FRONT_MARGIN = 2048         # bytes of workgroup memory the conv front's staging leaves for the dense layers' K-slices
 TILED_FROM = 64            # batch from which pass 2 sums such a weight's gradient in 4 x 4 register tiles
@@ -159,7 +160,8 @@ class CompiledStep:
     counter to the trace's optimizer, which updates every parameter at once."""
 
     def __init__(self, model, data, metrics, optimizer, recipe, wg: int | None = None, rows: int | None = None,
-                 head: HeadIO | None = None, grad_staging: int | None = None, spread: int | None = None):
+                 head: HeadIO | None = None, grad_staging: int | None = None, spread: int | None = None,
+                 first: bool | None = None):
         dev = get_device()
         self.front = None          # a convolutional network's ops before the Flatten (compute/conv_front.py)
         if head is None and not supported(model):
@@ -207,6 +209,7 @@ class CompiledStep:
                                  f"{limits.text}; use --batch-size {max(most, 1)} or less, or --engine graph")
         self.spread = self.choose_spread(dev, b, spread)
         self.r = rows or self.choose_rows(dev, b)
+        self.first_rows = self.choose_first(dev, first)
         if self.shared_bytes(self.r) > self.shared_limit:
             raise StepDoesNotFit(f"{self.r} rows per workgroup need {self.shared_bytes(self.r):,} bytes of workgroup "
                                  f"memory, above this GPU's {self.shared_limit:,}; use --engine graph")
@@ -228,8 +231,12 @@ class CompiledStep:
         g2 = self.update_groups
         spread = [Dispatch(dev.pipeline(key, f"front_backward_{i}", source=self.source), group, (b, self.spread, 1),
                            f"compiled:front_backward_{i}") for i, _ in self._spread_entries()]
+        L0 = self.layers[0]
+        first = [Dispatch(dev.pipeline(key, "first_layer", source=self.source), group,
+                          (L0.n_out // first_layer.SLICE, math.ceil(b / self.first_rows), 1), "compiled:first_layer")
+                 ] if self.first_rows else []
         self.program = Program([
-            Dispatch(p1, group, (g1, 1, 1), "compiled:forward_backward"), *spread,
+            *first, Dispatch(p1, group, (g1, 1, 1), "compiled:forward_backward"), *spread,
             Dispatch(p2, group, (min(g2, 65535), math.ceil(g2 / 65535), 1), "compiled:update"),
         ], label="compiled_step")
 
@@ -266,6 +273,20 @@ class CompiledStep:
         if dev.is_cpu or not fits:
             return 1
         return 4 if b <= 32 else 2
+
+    def choose_first(self, dev, want: bool | None) -> int:
+        """Rows a block of the first layer's own forward dispatch computes (first_layer.py), or 0
+        where pass 1 runs that layer: a whole MLP whose first layer is wide (FIRST_FROM weights)
+        with outputs in slices of 16, on a GPU (a CPU runs workgroups one after another)."""
+        L0 = self.layers[0]
+        can = (not self.front and not self.head and len(self.layers) > 1 and L0.n_out % first_layer.SLICE == 0
+               and L0.w % 4 == 0)
+        rb = first_layer.rows_per_block(L0.n_in, self.wg, self.shared_limit) if can else 0
+        if want is not None:
+            if want and not rb:
+                raise StepDoesNotFit("this network's first layer cannot run as its own dispatch")
+            return rb if want else 0
+        return rb if not dev.is_cpu and L0.n_in * L0.n_out >= FIRST_FROM else 0
 
     def _spread_entries(self) -> list[tuple[int, str]]:
         return conv_front.spread_backward(self.front, self.wg, self.spread) if self.spread > 1 else []
@@ -356,7 +377,8 @@ class CompiledStep:
             ]
         body = [self._load_rows()]
         for k, L in enumerate(self.layers):
-            body.append(self._forward(L, last=k == len(self.layers) - 1))
+            if k or not self.first_rows:
+                body.append(self._forward(L, last=k == len(self.layers) - 1))
         body.append(self._loss())
         for k in range(len(self.layers) - 1, 0, -1):
             body.append(self._backward(self.layers[k], self.layers[k - 1]))
@@ -379,6 +401,9 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
 {"".join(body)}}}
 """
         spread = "".join(entry for _, entry in self._spread_entries())
+        if self.first_rows:
+            spread += first_layer.shader(L0, self.layers[1].sx, wg, self.first_rows,
+                                         lambda s, k, row: self._input(s, k, row))
         return "\n".join(consts) + "\n" + pass1 + spread + self._update()
 
     def _load_rows(self) -> str:
@@ -391,7 +416,18 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
             front = conv_front.forward(self.front, self.fg, f"act[k] = v; scratch[{L0.sx}u + r0 * {L0.n_in}u + k] = v;")
         what = ("the traced layers' features" if self.head
                 else "the rows' images, gathered through the permutation and shifted")
-        load = "" if self.front else f"""
+        if self.first_rows:      # the first layer ran as its own dispatch: its output rows from scratch
+            L1 = self.layers[1]
+            load = f"""
+    // -- layer {L0.index}'s output, computed by the first_layer dispatch: into act
+    for (var i = t; i < R * {L0.n_out}u; i += WG) {{
+        let rr = i / {L0.n_out}u;
+        let j = i % {L0.n_out}u;
+        act[rr * ROW + {L0.act_out}u + j] = select(0.0, scratch[{L1.sx}u + (r0 + rr) * {L0.n_out}u + j], r0 + rr < B);
+    }}
+    workgroupBarrier();"""
+        else:
+            load = "" if self.front else f"""
     // -- {what}: into act and scratch
     for (var i = t; i < R * {L0.n_in}u; i += WG) {{
         let rr = i / {L0.n_in}u;

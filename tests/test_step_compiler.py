@@ -20,21 +20,22 @@ def data(mnist):
     return GpuDataset(mnist, limit=230)        # batch 50: 4 full steps and a tail of 30 every epoch
 
 
-def train(data, arch, recipe, engine, rows=None, head_only=False, spread=None):
+def train(data, arch, recipe, engine, rows=None, head_only=False, spread=None, first=None):
     model = Sequential(parse(arch), seed=3)
     run = Run(model, data, recipe, engine=engine)
-    if rows is not None or spread is not None:
-        run.program = CompiledStep(model, data, run.metrics, run.optimizer, recipe, rows=rows, spread=spread).program
+    if rows is not None or spread is not None or first is not None:
+        run.program = CompiledStep(model, data, run.metrics, run.optimizer, recipe, rows=rows, spread=spread,
+                                   first=first).program
     if head_only:              # the dense head compiled, the layers before it traced
         run.program = run._trace_step(head=head_start(model))
     run.run_steps(run.total_steps)
     return model.state_dict(), run.metrics.read_history(0, run.total_steps), run
 
 
-def assert_same(data, arch, recipe, rows=None):
+def assert_same(data, arch, recipe, rows=None, first=None):
     g, gh, gr = train(data, arch, recipe, "graph")
-    c, ch, cr = train(data, arch, recipe, "compiled", rows)
-    assert (gr.engine, cr.engine, len(cr.program)) == ("graph", "compiled", 2)
+    c, ch, cr = train(data, arch, recipe, "compiled", rows, first=first)
+    assert (gr.engine, cr.engine, len(cr.program)) == ("graph", "compiled", 3 if first else 2)
     for k in g:
         np.testing.assert_allclose(c[k], g[k], rtol=1e-3, atol=3e-5, err_msg=k)
     np.testing.assert_allclose(ch, gh, rtol=1e-4, atol=1e-5)
@@ -69,6 +70,22 @@ def test_layer_shapes_and_dropout(data, arch):
     gradient split over invocations (5 and 33 vec4s a row: shares of unequal length, and the
     4-load loop's tail)."""
     assert_same(data, arch, Recipe(epochs=1, batch_size=50, lr=0.1, shift=1))
+
+
+@pytest.mark.parametrize("arch,recipe,rows", [
+    ("Linear(784,48),ReLU(),Dropout(0.25),Linear(48,20),ReLU(),Linear(20,10)",
+     Recipe(epochs=2, batch_size=50, lr=0.05, momentum=0.9, shift=2, seed=7), None),
+    ("Linear(784,32),Linear(32,10)", Recipe(epochs=1, batch_size=9, optimizer="adam", lr=0.01, shift=1), 2),
+    ("Linear(784,64),ReLU(),Linear(64,36),ReLU(),Linear(36,10)", Recipe(epochs=1, batch_size=64, lr=0.1), 3),
+], ids=["dropout-shift-tail-batch", "no-relu-batch9-two-rows", "batch64-three-rows"])
+def test_first_layer_as_its_own_dispatch(data, arch, recipe, rows):
+    """A wide first layer's forward as a dispatch of its own (compute/first_layer.py: a workgroup
+    per 16 outputs and block of rows, the weights read once a block) trains exactly as the trace.
+    Guards the in-dispatch gather (permutation, shift, the tail batch's missing rows), the
+    K-slices' fold, the bias, ReLU and dropout draw, the images kept for pass 2, a last block
+    with fewer rows (50 = 6 x 8 + 2, 9 = 8 + 1), and pass 1 taking the output rows over with
+    1, 2 and 3 rows a workgroup."""
+    assert_same(data, arch, recipe, rows=rows, first=True)
 
 
 @pytest.mark.parametrize("rows", [2, 3, 4])
