@@ -36,7 +36,8 @@ PART_MAX = 1024           # vec4s of forward partial sums in workgroup memory (1
 STAGE_MAX = 2048          # floats of a small weight matrix staged in workgroup memory
 SMALL_SLICES = 16          # invocations that split the rows of one small parameter's gradient
 BIG_BLOCK = 4096           # a weight matrix with at least this many entries (and in % 4 == 0) gets pass-2 vec4 tiles
-FIRST_FROM = 200_000         # weights from which a whole MLP's first layer is a dispatch of its own (first_layer.py)
+FIRST_FROM = 400_000         # weights from which a whole MLP's first layer is a dispatch of its own at batch 32 or less
+FIRST_UP_TO = 32             # (first_layer.py; the H100 sweep: `benchmarks/step_bench.py --nets mlp --first-sweep`)
 GRAD_LOADS = 4              # most weight loads in flight per invocation of a dense layer's input gradient
 FRONT_MARGIN = 2048         # bytes of workgroup memory the conv front's staging leaves for the dense layers' K-slices
 TILED_FROM = 64            # batch from which pass 2 sums such a weight's gradient in 4 x 4 register tiles
@@ -277,7 +278,9 @@ class CompiledStep:
     def choose_first(self, dev, want: bool | None) -> int:
         """Rows a block of the first layer's own forward dispatch computes (first_layer.py), or 0
         where pass 1 runs that layer: a whole MLP whose first layer is wide (FIRST_FROM weights)
-        with outputs in slices of 16, on a GPU (a CPU runs workgroups one after another)."""
+        with outputs in slices of 16, at small batches (each block gathers its rows' images again,
+        so the dispatch grows with the batch: on the H100 it won only for 784-512 at batch 32),
+        on a GPU (a CPU runs workgroups one after another)."""
         L0 = self.layers[0]
         can = (not self.front and not self.head and len(self.layers) > 1 and L0.n_out % first_layer.SLICE == 0
                and L0.w % 4 == 0)
@@ -286,7 +289,7 @@ class CompiledStep:
             if want and not rb:
                 raise StepDoesNotFit("this network's first layer cannot run as its own dispatch")
             return rb if want else 0
-        return rb if not dev.is_cpu and L0.n_in * L0.n_out >= FIRST_FROM else 0
+        return rb if not dev.is_cpu and L0.n_in * L0.n_out >= FIRST_FROM and self.batch <= FIRST_UP_TO else 0
 
     def _spread_entries(self) -> list[tuple[int, str]]:
         return conv_front.spread_backward(self.front, self.wg, self.spread) if self.spread > 1 else []
