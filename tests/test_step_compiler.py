@@ -189,7 +189,7 @@ def test_whole_convolutional_network_in_two_dispatches(data, arch, recipe):
     the ReLU masks, each conv's input gradient (strides that skip taps), the per-row weight and
     bias shares summed in pass 2 (more (tap, channel group) pairs than the fold holds: 4 x 4 x 25
     = 400, each summed whole by one invocation), and the batch tails (7, 33, 50 of 230)."""
-    assert_head_same(data, arch, recipe, dispatches=2)
+    assert_head_same(data, arch, recipe, dispatches=2, spread=1)
 
 
 @pytest.mark.parametrize("arch,recipe,parts", [
@@ -238,7 +238,7 @@ def test_conv_front_gradient_staged_in_pieces(data, staging):
     g, gh, _ = train(data, arch, recipe, "graph")
     model = Sequential(parse(arch), seed=3)
     run = Run(model, data, recipe, engine="compiled")
-    step = CompiledStep(model, data, run.metrics, run.optimizer, recipe, grad_staging=staging)
+    step = CompiledStep(model, data, run.metrics, run.optimizer, recipe, grad_staging=staging, spread=1)
     assert step.fg == staging and len(step.program) == 2
     run.program = step.program
     run.run_steps(run.total_steps)
