@@ -19,6 +19,8 @@ one tap of 4 channels (weight gradient) in vec4 registers, and a max-pool whose 
 the conv's output is pooled in the conv's registers. Storage writes of one phase are made
 visible to the next by storageBarrier(). Pass 1's time is one sample's on one multiprocessor:
 flat up to as many rows as the GPU has multiprocessors (benchmarks/NOTES.md has the versions).
+On a GPU at small batches the backward leaves pass 1 and is spread over (row, part)
+workgroups, one dispatch per conv (the section "the spread backward" below).
 
 Covered: Conv2d (any kernel, stride, padding), MaxPool2d (any kernel and stride), each
 optionally followed by a ReLU, then one Flatten and a dense head that starts right after it.

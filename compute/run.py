@@ -115,7 +115,7 @@ class Run:
             try:
                 start = head_start(self.model)
                 if start is not None and plan_front(self.model) is not None:
-                    try:        # the whole network in two dispatches
+                    try:        # the whole network compiled (two dispatches, or one more per conv spread)
                         return CompiledStep(self.model, self.data, self.metrics, self.optimizer, self.recipe).program
                     except StepDoesNotFit:
                         pass    # its front's staging is above the workgroup memory: the head alone compiled

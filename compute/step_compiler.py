@@ -1,9 +1,13 @@
-"""The step compiler: a network and a batch size in, a two-dispatch training step out.
+"""The step compiler: a network and a batch size in, a training step of a few dispatches out.
 
 The autograd trace runs a step as one dispatch per op and per gradient (20-30 for
 a deep MLP), and on a GPU each dependent dispatch costs microseconds to launch
 and drain. Here the whole step is two dispatches (shaders/compiled_step.wgsl says
-what each does), generated for the network's exact shapes:
+what each does), generated for the network's exact shapes, and two more kinds where
+one workgroup per row would leave most of a GPU idle at small batches: a wide first
+layer's forward ahead of pass 1 (compute/first_layer.py) and a CNN's backward spread
+over (row, part) workgroups, one dispatch per conv, between the passes
+(compute/conv_front.py):
 
   pass 1, one workgroup per R batch rows: every layer's forward and backward pass in
           workgroup memory. R > 1 at large batches, so each weight vector loaded from
@@ -153,7 +157,7 @@ class HeadIO:
 
 
 class CompiledStep:
-    """The generated shader and its two dispatches for one (network, batch, recipe, dataset).
+    """The generated shader and its dispatches for one (network, batch, recipe, dataset).
 
     With `head`, only the dense head of a convolutional network is compiled: pass 1 starts
     from the traced layers' features and ends by writing their gradient, pass 2 writes the
