@@ -119,22 +119,20 @@ def main():
             o, run = ours(ds, net, b, args.timed, data=data)
             print(f"  ours {row['net']} b{b}: {o:.4f} s/epoch ({run.engine}, {time.perf_counter() - t0:.1f} s)", flush=True)
             row.update(ours=o, engine=run.engine, dispatches=len(run.program))
+            def variant(key, label, **kw):
+                """One more timing of this network and batch with a step-compiler choice forced."""
+                try:
+                    v = f"{ours(ds, net, b, 2, warmup=1, data=data, **kw)[0]:.4f}"
+                except Exception as e:  # noqa: BLE001 - a variant may not fit the device
+                    v = str(e).splitlines()[0][:60]
+                row[key] = v
+                print(f"    {label}: {v} s/epoch", flush=True)
             if args.spread_sweep and run.engine == "compiled" and not arch.is_mlp:
                 for parts in [int(p) for p in args.spread_sweep.split(",")]:
-                    try:
-                        v = f"{ours(ds, net, b, 2, warmup=1, spread=parts, data=data)[0]:.4f}"
-                    except Exception as e:  # noqa: BLE001 - a variant may not fit the device
-                        v = str(e).splitlines()[0][:60]
-                    row[f"spread{parts}"] = v
-                    print(f"    spread {parts}: {v} s/epoch", flush=True)
+                    variant(f"spread{parts}", f"spread {parts}", spread=parts)
             if args.first_sweep and run.engine == "compiled" and arch.is_mlp:
-                for on in (False, True):
-                    try:
-                        v = f"{ours(ds, net, b, 2, warmup=1, first=on, data=data)[0]:.4f}"
-                    except Exception as e:  # noqa: BLE001 - a variant may not fit the device
-                        v = str(e).splitlines()[0][:60]
-                    row[f"first_{'own' if on else 'pass1'}"] = v
-                    print(f"    first layer {'as its own dispatch' if on else 'in pass 1'}: {v} s/epoch", flush=True)
+                variant("first_pass1", "first layer in pass 1", first=False)
+                variant("first_own", "first layer as its own dispatch", first=True)
             if args.grad_loads_sweep and run.engine == "compiled":
                 from mnist_viz.compute import step_compiler
                 keep = step_compiler.GRAD_LOADS
