@@ -1,101 +1,142 @@
-"""A wide first Linear layer's forward as a dispatch of its own, ahead of the compiled step's pass 1.
+"""A wide first Linear layer's forward as a tiled matrix product of its own, ahead of pass 1.
 
 Pass 1 runs one workgroup per batch row (or two), so each row streams the whole first weight
 matrix through one multiprocessor: for 784-512 that is 1.6 MB a row, and at batch 32 the H100's
 per-multiprocessor L2 bandwidth made it 15 of pass 1's 55 us while 100 multiprocessors idled.
-Here workgroup (slice of 16 outputs, block of RB rows) gathers its rows' images into workgroup
-memory and reads its 16 columns of the weights once for all RB rows: the matrix is read
-B / RB times in all instead of B times, spread over every multiprocessor. It writes the layer's
-output (after its ReLU and dropout) to the next layer's input rows in scratch, from where pass 1
-takes over, and the rows' images to the layer's own input rows, for pass 2's weight gradient.
-The first layer has no input gradient, so pass 1's backward is unchanged.
+Here two dispatches do that layer for the whole batch:
+
+  first_gather  one invocation per input element: the batch's images, through the permutation
+                and shift, into the layer's input rows in scratch (pass 2 reads them too);
+  first_layer   X W as tiles of TM rows x TN outputs, each K-slice of the sum a workgroup
+                (split K keeps ~128 workgroups busy at batch 32): X and W pieces of TK
+                staged in workgroup memory, each invocation RM rows x 4 outputs in vec4
+                registers; the slices' partial products go to scratch.
+
+Pass 1 then starts by folding the slices, adding the bias and applying the ReLU and dropout
+(its first phase), and carries on from the layer's output; the first layer has no input
+gradient, so the backward is unchanged.
 """
 from __future__ import annotations
 
-SLICE = 16        # outputs a workgroup computes (4 vec4 groups)
+from dataclasses import dataclass
+
+TM, TN, TK, RM = 32, 64, 32, 4       # tile rows, tile outputs, K staged at a time, rows an invocation
+THREADS = (TM // RM) * (TN // 4)     # 128
+GATHER = 256                         # invocations of a gather workgroup
+TARGET = 128                         # workgroups the split of K aims for (an H100 has 132 SMs)
 
 
-def rows_per_block(n_in: int, wg: int, shared_limit: int) -> int:
-    """Rows a workgroup computes (8, 4, 2 or 1): as many as its staged images and the K-slices'
-    partial sums (one vec4 an invocation) leave room for, and that divide its invocations."""
-    for rb in (8, 4, 2, 1):
-        if wg % (4 * rb) == 0 and 4 * rb * n_in + 16 * wg + 4 * rb <= shared_limit:
-            return rb
-    return 0
+@dataclass
+class Plan:
+    """Tiles and K-slices of one first layer at one batch size, and its scratch region."""
+    b: int
+    n_in: int
+    n_out: int
+    slices: int
+    parts: int = 0                   # scratch offset (floats, vec4-aligned) of the slices' products
+
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        return -(-self.b // TM), self.n_out // TN, self.slices
+
+    @property
+    def part_floats(self) -> int:
+        return self.slices * self.b * self.n_out
 
 
-def shader(L, next_sx: int, wg: int, rb: int, pixel) -> str:
-    """WGSL of entry point `first_layer` for Linear layer L (its plan from compute/step_compiler.py):
-    `pixel(s, k, row)` is the WGSL of input element k of batch row `row`, dataset sample s."""
-    g = L.n_out // 4
-    ks = wg // (4 * rb)                 # K-slices: invocation (output group, row, K-slice)
+def plan(b: int, n_in: int, n_out: int) -> Plan | None:
+    """The plan, or None when the outputs do not come in tiles of TN."""
+    if n_out % TN:
+        return None
+    tiles = -(-b // TM) * (n_out // TN)
+    slices = max(1, min(8, TARGET // tiles, n_in // (2 * TK)))
+    return Plan(b, n_in, n_out, slices)
+
+
+def shared_bytes() -> int:
+    return 4 * (TM * TK + TK * TN)
+
+
+def shader(L, p: Plan, pixel) -> str:
+    """WGSL of entry points `first_gather` and `first_layer` for Linear layer L (its plan from
+    compute/step_compiler.py): `pixel(s, k, row)` is the WGSL of input element k of batch row
+    `row`, dataset sample s."""
+    g, k = L.n_out // 4, L.n_in
+    accs = range(RM)
+    fmas = "\n".join(f"            a{q} = fma(vec4<f32>(first_x[(tr * {RM}u + {q}u) * {TK}u + kk]), w, a{q});" for q in accs)
+    stores = "\n".join(f"""    if (m0 + tr * {RM}u + {q}u < B) {{
+        scratch4[{p.parts // 4}u + (ks * B + m0 + tr * {RM}u + {q}u) * {g}u + c0 + tc] = a{q};
+    }}""" for q in accs)
+    return f"""
+var<workgroup> first_x: array<f32, {TM * TK}>;          // TM rows x TK inputs of X
+var<workgroup> first_w: array<vec4<f32>, {TK * TN // 4}>;   // TK inputs x TN outputs of W
+
+@compute @workgroup_size({GATHER})
+fn first_gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {{
+    // -- the batch's images, through the permutation and shift, into layer {L.index}'s input rows
+    let i = gid.x + gid.y * nwg.x * {GATHER}u;
+    if (i >= B * {k}u) {{ return; }}
+    let row = i / {k}u;
+    let kk = i % {k}u;
+    let step = atomicLoad(&state.step);  // pass 1, after this, reads the same step
+    let pos = (step % ((N + B - 1u) / B)) * B + row;
+    var v = 0.0;
+    if (pos < N) {{ v = {pixel("perm[pos]", "kk", "row")}; }}
+    scratch[{L.sx}u + i] = v;
+}}
+
+@compute @workgroup_size({THREADS})
+fn first_layer(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {{
+    // -- layer {L.index}: Linear({k},{L.n_out}) forward, X W for rows TM x, outputs TN y, K-slice z of {p.slices}:
+    //    invocation (rows tr * {RM} .. + {RM - 1}, outputs 4 tc .. 4 tc + 3)
+    let t = lid.x;
+    let m0 = wgid.x * {TM}u;
+    let c0 = wgid.y * {TN // 4}u;
+    let ks = wgid.z;
+    let tr = t / {TN // 4}u;
+    let tc = t % {TN // 4}u;
+    let k_end = (ks + 1u) * {k}u / {p.slices}u;
+{chr(10).join(f"    var a{q} = vec4<f32>(0.0);" for q in accs)}
+    for (var k0 = ks * {k}u / {p.slices}u; k0 < k_end; k0 += {TK}u) {{
+        for (var i = t; i < {TM * TK}u; i += {THREADS}u) {{
+            let r = m0 + i / {TK}u;
+            let kk = k0 + i % {TK}u;
+            first_x[i] = select(0.0, scratch[{L.sx}u + min(r, B - 1u) * {k}u + min(kk, {k - 1}u)], r < B && kk < k_end);
+        }}
+        for (var i = t; i < {TK * TN // 4}u; i += {THREADS}u) {{
+            let kk = k0 + i / {TN // 4}u;
+            first_w[i] = select(vec4<f32>(0.0), params4[{L.w // 4}u + min(kk, {k - 1}u) * {g}u + c0 + i % {TN // 4}u], kk < k_end);
+        }}
+        workgroupBarrier();
+        for (var kk = 0u; kk < {TK}u; kk++) {{
+            let w = first_w[kk * {TN // 4}u + tc];
+{fmas}
+        }}
+        workgroupBarrier();
+    }}
+{stores}
+}}
+"""
+
+
+def fold(L, p: Plan, next_sx: int) -> str:
+    """Pass 1's first phase: layer L's output for its rows from the K-slices' products, the bias,
+    the ReLU and the dropout, into act and the next layer's input rows."""
     act = "max(z, 0.0)" if L.relu else "z"
     drop = ""
     if L.dropout:
         drop = (f"\n        if (!keep({L.dropout_seed}u, step, r0 + rr, {L.n_out}u, j, {L.dropout:.9g})) {{ v = 0.0; }}"
                 f" else {{ v = v * {1.0 / (1.0 - L.dropout):.9g}; }}")
     return f"""
-var<workgroup> first_x: array<f32, {rb * L.n_in}>;        // the block's images
-var<workgroup> first_sum: array<vec4<f32>, {wg}>;         // each invocation's partial sums
-var<workgroup> first_sample: array<u32, {rb}>;
-
-@compute @workgroup_size({wg})
-fn first_layer(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {{
-    let t = lid.x;
-    let r0 = wgid.y * {rb}u;            // the block's first batch row
-    let step = atomicLoad(&state.step);  // pass 1, after this, reads the same step
-    let spe = (N + B - 1u) / B;
-    let base = (step % spe) * B;
-    if (t < {rb}u) {{
-        let pos = base + r0 + t;
-        first_sample[t] = select(0xffffffffu, perm[pos], r0 + t < B && pos < N);
-    }}
-    workgroupBarrier();
-    // -- the block's images, gathered through the permutation and shifted (slice 0 also keeps them for pass 2)
-    for (var i = t; i < {rb * L.n_in}u; i += WG) {{
-        let rr = i / {L.n_in}u;
-        let k = i % {L.n_in}u;
-        let s = first_sample[rr];
-        var v = 0.0;
-        if (s != 0xffffffffu) {{ v = {pixel("s", "k", "r0 + rr")}; }}
-        first_x[i] = v;
-        if (wgid.x == 0u && r0 + rr < B) {{ scratch[{L.sx}u + (r0 + rr) * {L.n_in}u + k] = v; }}
-    }}
-    workgroupBarrier();
-    // -- layer {L.index}: Linear({L.n_in},{L.n_out}), forward of outputs 16 x .. 16 x + 15: invocation
-    //    (group og of 4 outputs, row rr, K-slice ks of {ks})
-    {{
-        let og = wgid.x * 4u + t % 4u;
-        let rr = (t / 4u) % {rb}u;
-        let ks = t / {4 * rb}u;
-        let k1 = (ks + 1u) * {L.n_in}u / {ks}u;
-        var a = vec4<f32>(0.0);
-        var k = ks * {L.n_in}u / {ks}u;
-        for (; k + 4u <= k1; k += 4u) {{       // four weight loads in flight
-            let w0 = params4[{L.w // 4}u + k * {g}u + og];
-            let w1 = params4[{L.w // 4}u + (k + 1u) * {g}u + og];
-            let w2 = params4[{L.w // 4}u + (k + 2u) * {g}u + og];
-            let w3 = params4[{L.w // 4}u + (k + 3u) * {g}u + og];
-            a = fma(vec4<f32>(first_x[rr * {L.n_in}u + k]), w0, a);
-            a = fma(vec4<f32>(first_x[rr * {L.n_in}u + k + 1u]), w1, a);
-            a = fma(vec4<f32>(first_x[rr * {L.n_in}u + k + 2u]), w2, a);
-            a = fma(vec4<f32>(first_x[rr * {L.n_in}u + k + 3u]), w3, a);
-        }}
-        for (; k < k1; k++) {{
-            a = fma(vec4<f32>(first_x[rr * {L.n_in}u + k]), params4[{L.w // 4}u + k * {g}u + og], a);
-        }}
-        first_sum[t] = a;
-    }}
-    workgroupBarrier();
-    // -- the K-slices folded, bias, activation: invocation (row rr, output j), to the next layer's input rows
-    for (var i = t; i < {rb * SLICE}u; i += WG) {{
-        let rr = i / {SLICE}u;
-        let jj = i % {SLICE}u;
-        let j = wgid.x * {SLICE}u + jj;
+    // -- layer {L.index}'s output from the first_layer dispatch's {p.slices} K-slices, its bias and activation: into act
+    for (var i = t; i < R * {L.n_out}u; i += WG) {{
+        let rr = i / {L.n_out}u;
+        let j = i % {L.n_out}u;
+        let row = min(r0 + rr, B - 1u);
         var z = params[{L.b}u + j];
-        for (var s = 0u; s < {ks}u; s++) {{ z += first_sum[(s * {rb}u + rr) * 4u + jj / 4u][jj % 4u]; }}
+        for (var s = 0u; s < {p.slices}u; s++) {{ z += scratch[{p.parts}u + (s * B + row) * {L.n_out}u + j]; }}
         var v = {act};{drop}
+        act[rr * ROW + {L.act_out}u + j] = v;
         if (r0 + rr < B) {{ scratch[{next_sx}u + (r0 + rr) * {L.n_out}u + j] = v; }}
     }}
-}}
-"""
+    workgroupBarrier();"""

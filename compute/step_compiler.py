@@ -40,8 +40,8 @@ PART_MAX = 1024           # vec4s of forward partial sums in workgroup memory (1
 STAGE_MAX = 2048          # floats of a small weight matrix staged in workgroup memory
 SMALL_SLICES = 16          # invocations that split the rows of one small parameter's gradient
 BIG_BLOCK = 4096           # a weight matrix with at least this many entries (and in % 4 == 0) gets pass-2 vec4 tiles
-FIRST_FROM = 400_000         # weights from which a whole MLP's first layer is a dispatch of its own at batch 32 or less
-FIRST_UP_TO = 32             # (first_layer.py; the H100 sweep: `benchmarks/step_bench.py --nets mlp --first-sweep`)
+FIRST_FROM = 400_000         # weights from which a whole MLP's first layer is a dispatch of its own (first_layer.py;
+                             # the H100 sweep: `benchmarks/step_bench.py --nets mlp --first-sweep`)
 GRAD_LOADS = 4              # most weight loads in flight per invocation of a dense layer's input gradient
 FRONT_MARGIN = 2048         # bytes of workgroup memory the conv front's staging leaves for the dense layers' K-slices
 TILED_FROM = 64            # batch from which pass 2 sums such a weight's gradient in 4 x 4 register tiles
@@ -203,6 +203,7 @@ class CompiledStep:
         if self.front:        # what the workgroup memory leaves for the conv front's staged gradient
             dense = self._dense_bytes(1) + 16 * self._part_size(1, slices=1) + FRONT_MARGIN
             self.fg = grad_staging or conv_front.gradient_staging(self.front, self.wg, self.shared_limit - dense)
+        self.first = self.choose_first(dev, first)
         # Scratch: each layer's input rows [B, n_in] and output-gradient rows [B, n_out], then (loss, correct).
         s = self._scratch_floats(b)
         self.rows_off = scratch_layout(self.layers, b, False) - 2 * b
@@ -214,7 +215,6 @@ class CompiledStep:
                                  f"{limits.text}; use --batch-size {max(most, 1)} or less, or --engine graph")
         self.spread = self.choose_spread(dev, b, spread)
         self.r = rows or self.choose_rows(dev, b)
-        self.first_rows = self.choose_first(dev, first)
         if self.shared_bytes(self.r) > self.shared_limit:
             raise StepDoesNotFit(f"{self.r} rows per workgroup need {self.shared_bytes(self.r):,} bytes of workgroup "
                                  f"memory, above this GPU's {self.shared_limit:,}; use --engine graph")
@@ -237,9 +237,13 @@ class CompiledStep:
         spread = [Dispatch(dev.pipeline(key, f"front_backward_{i}", source=self.source), group, (b, self.spread, 1),
                            f"compiled:front_backward_{i}") for i, _ in self._spread_entries()]
         L0 = self.layers[0]
-        first = [Dispatch(dev.pipeline(key, "first_layer", source=self.source), group,
-                          (L0.n_out // first_layer.SLICE, math.ceil(b / self.first_rows), 1), "compiled:first_layer")
-                 ] if self.first_rows else []
+        first = []
+        if self.first:
+            n = math.ceil(b * L0.n_in / first_layer.GATHER)
+            first = [Dispatch(dev.pipeline(key, "first_gather", source=self.source), group,
+                              (min(n, 65535), math.ceil(n / 65535), 1), "compiled:first_gather"),
+                     Dispatch(dev.pipeline(key, "first_layer", source=self.source), group, self.first.grid,
+                              "compiled:first_layer")]
         self.program = Program([
             *first, Dispatch(p1, group, (g1, 1, 1), "compiled:forward_backward"), *spread,
             Dispatch(p2, group, (min(g2, 65535), math.ceil(g2 / 65535), 1), "compiled:update"),
@@ -248,6 +252,11 @@ class CompiledStep:
     def _scratch_floats(self, b: int, assign: bool = True) -> int:
         """Floats of scratch for batch b: the dense layers' rows, then the conv front's."""
         s = scratch_layout(self.layers, b, assign)
+        if self.first:          # the first layer's K-slices' products
+            s = _align4(s)      # read as vec4s
+            if assign:
+                self.first.parts = s
+            s += _align4(first_layer.plan(b, self.first.n_in, self.first.n_out).part_floats)
         if self.front:
             ops = self.front if assign else [replace(op) for op in self.front]
             s = conv_front.assign_scratch(ops, b, s)
@@ -279,21 +288,19 @@ class CompiledStep:
             return 1
         return 4 if b <= 32 else 2
 
-    def choose_first(self, dev, want: bool | None) -> int:
-        """Rows a block of the first layer's own forward dispatch computes (first_layer.py), or 0
-        where pass 1 runs that layer: a whole MLP whose first layer is wide (FIRST_FROM weights)
-        with outputs in slices of 16, at small batches (each block gathers its rows' images again,
-        so the dispatch grows with the batch: on the H100 it won only for 784-512 at batch 32),
-        on a GPU (a CPU runs workgroups one after another)."""
+    def choose_first(self, dev, want: bool | None) -> first_layer.Plan | None:
+        """The plan of the first layer's own forward dispatches (first_layer.py), or None where
+        pass 1 runs that layer: a whole MLP whose first layer is wide (FIRST_FROM weights) with
+        outputs in tiles of 64, on a GPU (a CPU runs workgroups one after another)."""
         L0 = self.layers[0]
-        can = (not self.front and not self.head and len(self.layers) > 1 and L0.n_out % first_layer.SLICE == 0
-               and L0.w % 4 == 0)
-        rb = first_layer.rows_per_block(L0.n_in, self.wg, self.shared_limit) if can else 0
+        can = (not self.front and not self.head and len(self.layers) > 1 and L0.w % 4 == 0
+               and first_layer.shared_bytes() <= self.shared_limit)
+        p = first_layer.plan(self.batch, L0.n_in, L0.n_out) if can else None
         if want is not None:
-            if want and not rb:
+            if want and p is None:
                 raise StepDoesNotFit("this network's first layer cannot run as its own dispatch")
-            return rb if want else 0
-        return rb if not dev.is_cpu and L0.n_in * L0.n_out >= FIRST_FROM and self.batch <= FIRST_UP_TO else 0
+            return p if want else None
+        return p if not dev.is_cpu and L0.n_in * L0.n_out >= FIRST_FROM else None
 
     def _spread_entries(self) -> list[tuple[int, str]]:
         return conv_front.spread_backward(self.front, self.wg, self.spread) if self.spread > 1 else []
@@ -384,7 +391,7 @@ class CompiledStep:
             ]
         body = [self._load_rows()]
         for k, L in enumerate(self.layers):
-            if k or not self.first_rows:
+            if k or not self.first:
                 body.append(self._forward(L, last=k == len(self.layers) - 1))
         body.append(self._loss())
         for k in range(len(self.layers) - 1, 0, -1):
@@ -408,9 +415,8 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
 {"".join(body)}}}
 """
         spread = "".join(entry for _, entry in self._spread_entries())
-        if self.first_rows:
-            spread += first_layer.shader(L0, self.layers[1].sx, wg, self.first_rows,
-                                         lambda s, k, row: self._input(s, k, row))
+        if self.first:
+            spread += first_layer.shader(L0, self.first, lambda s, k, row: self._input(s, k, row))
         return "\n".join(consts) + "\n" + pass1 + spread + self._update()
 
     def _load_rows(self) -> str:
@@ -423,16 +429,8 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
             front = conv_front.forward(self.front, self.fg, f"act[k] = v; scratch[{L0.sx}u + r0 * {L0.n_in}u + k] = v;")
         what = ("the traced layers' features" if self.head
                 else "the rows' images, gathered through the permutation and shifted")
-        if self.first_rows:      # the first layer ran as its own dispatch: its output rows from scratch
-            L1 = self.layers[1]
-            load = f"""
-    // -- layer {L0.index}'s output, computed by the first_layer dispatch: into act
-    for (var i = t; i < R * {L0.n_out}u; i += WG) {{
-        let rr = i / {L0.n_out}u;
-        let j = i % {L0.n_out}u;
-        act[rr * ROW + {L0.act_out}u + j] = select(0.0, scratch[{L1.sx}u + (r0 + rr) * {L0.n_out}u + j], r0 + rr < B);
-    }}
-    workgroupBarrier();"""
+        if self.first:      # the first layer ran as its own dispatches: its output from their K-slices
+            load = first_layer.fold(L0, self.first, self.layers[1].sx)
         else:
             load = "" if self.front else f"""
     // -- {what}: into act and scratch
@@ -719,8 +717,10 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
     @property
     def row_slices(self) -> int:
         """Invocations that split the batch rows of one large-layer gradient (1 at batch 32, 8 at 256):
-        each sum is a chain of dependent loads, so long batches are cut into parallel pieces."""
-        return max(1, min(8, self.batch // 32))
+        each sum is a chain of dependent loads, so long batches are cut into parallel pieces. A
+        power of 2: the fold (_row_sum) halves its stride down to 256 / slices."""
+        n = max(1, min(8, self.batch // 32))
+        return 1 << (n.bit_length() - 1)
 
     def _tiled(self, L: Layer) -> bool:
         """A large weight whose both sides are multiples of 4 (and vec4-aligned in scratch) gets
