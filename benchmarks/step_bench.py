@@ -31,8 +31,7 @@ CNNS = ["Conv2d(1,8,5,padding=2),ReLU(),MaxPool2d(2),Conv2d(8,16,3,padding=1),Re
         "Linear(784,64),ReLU(),Linear(64,10)"]
 
 
-def ours(ds, arch_text, batch, timed, warmup=2, engine="auto", wg=None, rows=None, data=None, spread=None,
-         first=None):
+def ours(ds, arch_text, batch, timed, warmup=2, engine="auto", wg=None, rows=None, data=None, spread=None):
     """(median s/epoch, the run) for our step on this network and batch."""
     from mnist_viz.compute.arch import parse
     from mnist_viz.compute.data import GpuDataset
@@ -42,10 +41,10 @@ def ours(ds, arch_text, batch, timed, warmup=2, engine="auto", wg=None, rows=Non
     data = data or GpuDataset(ds)
     model = Sequential(parse(arch_text), seed=0)
     run = Run(model, data, RECIPES["original"].with_changes(epochs=timed + warmup, batch_size=batch), engine=engine)
-    if (wg or rows or spread or first is not None) and run.engine == "compiled":
+    if (wg or rows or spread) and run.engine == "compiled":
         from mnist_viz.compute.step_compiler import CompiledStep
         run.program = CompiledStep(model, data, run.metrics, run.optimizer, run.recipe, wg=wg, rows=rows,
-                                   spread=spread, first=first).program
+                                   spread=spread).program
     times = []
     for _ in range(timed + warmup):
         run.read_flags()
@@ -65,8 +64,6 @@ def main():
     ap.add_argument("--tune", action="store_true", help="sweep workgroup size and rows per workgroup")
     ap.add_argument("--spread-sweep", default="", help="CNNs: also time the backward spread over these "
                     "parts per row, e.g. 1,2,4,8 (the step compiler picks one by batch size)")
-    ap.add_argument("--first-sweep", action="store_true", help="MLPs: also time the first layer's forward in "
-                    "pass 1 and as a dispatch of its own (compute/first_layer.py)")
     ap.add_argument("--grad-loads-sweep", default="", help="also time these weight loads in flight for the dense "
                     "layers' input gradient, e.g. 4,8,16 (step_compiler.GRAD_LOADS)")
     ap.add_argument("--no-jax", action="store_true")
@@ -130,9 +127,6 @@ def main():
             if args.spread_sweep and run.engine == "compiled" and not arch.is_mlp:
                 for parts in [int(p) for p in args.spread_sweep.split(",")]:
                     variant(f"spread{parts}", f"spread {parts}", spread=parts)
-            if args.first_sweep and run.engine == "compiled" and arch.is_mlp:
-                variant("first_pass1", "first layer in pass 1", first=False)
-                variant("first_own", "first layer as its own dispatch", first=True)
             if args.grad_loads_sweep and run.engine == "compiled":
                 from mnist_viz.compute import step_compiler
                 keep = step_compiler.GRAD_LOADS

@@ -3,11 +3,9 @@
 The autograd trace runs a step as one dispatch per op and per gradient (20-30 for
 a deep MLP), and on a GPU each dependent dispatch costs microseconds to launch
 and drain. Here the whole step is two dispatches (shaders/compiled_step.wgsl says
-what each does), generated for the network's exact shapes, and two more kinds where
-one workgroup per row would leave most of a GPU idle at small batches: a wide first
-layer's forward ahead of pass 1 (compute/first_layer.py) and a CNN's backward spread
-over (row, part) workgroups, one dispatch per conv, between the passes
-(compute/conv_front.py):
+what each does), generated for the network's exact shapes (and, for a CNN at small
+batches, its backward spread over (row, part) workgroups, one dispatch per conv,
+between the passes: compute/conv_front.py):
 
   pass 1, one workgroup per R batch rows: every layer's forward and backward pass in
           workgroup memory. R > 1 at large batches, so each weight vector loaded from
@@ -29,7 +27,7 @@ import hashlib
 import math
 from dataclasses import dataclass, replace
 
-from . import conv_front, first_layer
+from . import conv_front
 from .arch import Dropout, Flatten, Linear, ReLU
 from .budget import Limits, buffer_bytes, largest, mib
 from .device import get_device
@@ -40,8 +38,6 @@ PART_MAX = 1024           # vec4s of forward partial sums in workgroup memory (1
 STAGE_MAX = 2048          # floats of a small weight matrix staged in workgroup memory
 SMALL_SLICES = 16          # invocations that split the rows of one small parameter's gradient
 BIG_BLOCK = 4096           # a weight matrix with at least this many entries (and in % 4 == 0) gets pass-2 vec4 tiles
-FIRST_FROM = 400_000         # weights from which a whole MLP's first layer is a dispatch of its own (first_layer.py;
-                             # the H100 sweep: `benchmarks/step_bench.py --nets mlp --first-sweep`)
 GRAD_LOADS = 4              # most weight loads in flight per invocation of a dense layer's input gradient
 FRONT_MARGIN = 2048         # bytes of workgroup memory the conv front's staging leaves for the dense layers' K-slices
 TILED_FROM = 64            # batch from which pass 2 sums such a weight's gradient in 4 x 4 register tiles
@@ -165,8 +161,7 @@ class CompiledStep:
     counter to the trace's optimizer, which updates every parameter at once."""
 
     def __init__(self, model, data, metrics, optimizer, recipe, wg: int | None = None, rows: int | None = None,
-                 head: HeadIO | None = None, grad_staging: int | None = None, spread: int | None = None,
-                 first: bool | None = None):
+                 head: HeadIO | None = None, grad_staging: int | None = None, spread: int | None = None):
         dev = get_device()
         self.front = None          # a convolutional network's ops before the Flatten (compute/conv_front.py)
         if head is None and not supported(model):
@@ -203,7 +198,6 @@ class CompiledStep:
         if self.front:        # what the workgroup memory leaves for the conv front's staged gradient
             dense = self._dense_bytes(1) + 16 * self._part_size(1, slices=1) + FRONT_MARGIN
             self.fg = grad_staging or conv_front.gradient_staging(self.front, self.wg, self.shared_limit - dense)
-        self.first = self.choose_first(dev, first)
         # Scratch: each layer's input rows [B, n_in] and output-gradient rows [B, n_out], then (loss, correct).
         s = self._scratch_floats(b)
         self.rows_off = scratch_layout(self.layers, b, False) - 2 * b
@@ -236,27 +230,14 @@ class CompiledStep:
         g2 = self.update_groups
         spread = [Dispatch(dev.pipeline(key, f"front_backward_{i}", source=self.source), group, (b, self.spread, 1),
                            f"compiled:front_backward_{i}") for i, _ in self._spread_entries()]
-        L0 = self.layers[0]
-        first = []
-        if self.first:
-            n = math.ceil(b * L0.n_in / first_layer.GATHER)
-            first = [Dispatch(dev.pipeline(key, "first_gather", source=self.source), group,
-                              (min(n, 65535), math.ceil(n / 65535), 1), "compiled:first_gather"),
-                     Dispatch(dev.pipeline(key, "first_layer", source=self.source), group, self.first.grid,
-                              "compiled:first_layer")]
         self.program = Program([
-            *first, Dispatch(p1, group, (g1, 1, 1), "compiled:forward_backward"), *spread,
+            Dispatch(p1, group, (g1, 1, 1), "compiled:forward_backward"), *spread,
             Dispatch(p2, group, (min(g2, 65535), math.ceil(g2 / 65535), 1), "compiled:update"),
         ], label="compiled_step")
 
     def _scratch_floats(self, b: int, assign: bool = True) -> int:
         """Floats of scratch for batch b: the dense layers' rows, then the conv front's."""
         s = scratch_layout(self.layers, b, assign)
-        if self.first:          # the first layer's K-slices' products
-            s = _align4(s)      # read as vec4s
-            if assign:
-                self.first.parts = s
-            s += _align4(first_layer.plan(b, self.first.n_in, self.first.n_out).part_floats)
         if self.front:
             ops = self.front if assign else [replace(op) for op in self.front]
             s = conv_front.assign_scratch(ops, b, s)
@@ -287,20 +268,6 @@ class CompiledStep:
         if dev.is_cpu or not fits:
             return 1
         return 4 if b <= 32 else 2
-
-    def choose_first(self, dev, want: bool | None) -> first_layer.Plan | None:
-        """The plan of the first layer's own forward dispatches (first_layer.py), or None where
-        pass 1 runs that layer: a whole MLP whose first layer is wide (FIRST_FROM weights) with
-        outputs in tiles of 64, on a GPU (a CPU runs workgroups one after another)."""
-        L0 = self.layers[0]
-        can = (not self.front and not self.head and len(self.layers) > 1 and L0.w % 4 == 0
-               and first_layer.shared_bytes() <= self.shared_limit)
-        p = first_layer.plan(self.batch, L0.n_in, L0.n_out) if can else None
-        if want is not None:
-            if want and p is None:
-                raise StepDoesNotFit("this network's first layer cannot run as its own dispatch")
-            return p if want else None
-        return p if not dev.is_cpu and L0.n_in * L0.n_out >= FIRST_FROM else None
 
     def _spread_entries(self) -> list[tuple[int, str]]:
         return conv_front.spread_backward(self.front, self.wg, self.spread) if self.spread > 1 else []
@@ -391,8 +358,7 @@ class CompiledStep:
             ]
         body = [self._load_rows()]
         for k, L in enumerate(self.layers):
-            if k or not self.first:
-                body.append(self._forward(L, last=k == len(self.layers) - 1))
+            body.append(self._forward(L, last=k == len(self.layers) - 1))
         body.append(self._loss())
         for k in range(len(self.layers) - 1, 0, -1):
             body.append(self._backward(self.layers[k], self.layers[k - 1]))
@@ -415,8 +381,6 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
 {"".join(body)}}}
 """
         spread = "".join(entry for _, entry in self._spread_entries())
-        if self.first:
-            spread += first_layer.shader(L0, self.first, lambda s, k, row: self._input(s, k, row))
         return "\n".join(consts) + "\n" + pass1 + spread + self._update()
 
     def _load_rows(self) -> str:
@@ -429,10 +393,7 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
             front = conv_front.forward(self.front, self.fg, f"act[k] = v; scratch[{L0.sx}u + r0 * {L0.n_in}u + k] = v;")
         what = ("the traced layers' features" if self.head
                 else "the rows' images, gathered through the permutation and shifted")
-        if self.first:      # the first layer ran as its own dispatches: its output from their K-slices
-            load = first_layer.fold(L0, self.first, self.layers[1].sx)
-        else:
-            load = "" if self.front else f"""
+        load = "" if self.front else f"""
     // -- {what}: into act and scratch
     for (var i = t; i < R * {L0.n_in}u; i += WG) {{
         let rr = i / {L0.n_in}u;

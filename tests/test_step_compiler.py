@@ -20,22 +20,21 @@ def data(mnist):
     return GpuDataset(mnist, limit=230)        # batch 50: 4 full steps and a tail of 30 every epoch
 
 
-def train(data, arch, recipe, engine, rows=None, head_only=False, spread=None, first=None):
+def train(data, arch, recipe, engine, rows=None, head_only=False, spread=None):
     model = Sequential(parse(arch), seed=3)
     run = Run(model, data, recipe, engine=engine)
-    if rows is not None or spread is not None or first is not None:
-        run.program = CompiledStep(model, data, run.metrics, run.optimizer, recipe, rows=rows, spread=spread,
-                                   first=first).program
+    if rows is not None or spread is not None:
+        run.program = CompiledStep(model, data, run.metrics, run.optimizer, recipe, rows=rows, spread=spread).program
     if head_only:              # the dense head compiled, the layers before it traced
         run.program = run._trace_step(head=head_start(model))
     run.run_steps(run.total_steps)
     return model.state_dict(), run.metrics.read_history(0, run.total_steps), run
 
 
-def assert_same(data, arch, recipe, rows=None, first=None):
+def assert_same(data, arch, recipe, rows=None):
     g, gh, gr = train(data, arch, recipe, "graph")
-    c, ch, cr = train(data, arch, recipe, "compiled", rows, first=first)
-    assert (gr.engine, cr.engine, len(cr.program)) == ("graph", "compiled", 4 if first else 2)
+    c, ch, cr = train(data, arch, recipe, "compiled", rows)
+    assert (gr.engine, cr.engine, len(cr.program)) == ("graph", "compiled", 2)
     for k in g:
         np.testing.assert_allclose(c[k], g[k], rtol=1e-3, atol=3e-5, err_msg=k)
     np.testing.assert_allclose(ch, gh, rtol=1e-4, atol=1e-5)
@@ -70,24 +69,6 @@ def test_layer_shapes_and_dropout(data, arch):
     gradient split over invocations (5 and 33 vec4s a row: shares of unequal length, and the
     4-load loop's tail)."""
     assert_same(data, arch, Recipe(epochs=1, batch_size=50, lr=0.1, shift=1))
-
-
-@pytest.mark.parametrize("arch,recipe,rows", [
-    ("Linear(784,64),ReLU(),Dropout(0.25),Linear(64,20),ReLU(),Linear(20,10)",
-     Recipe(epochs=2, batch_size=50, lr=0.05, momentum=0.9, shift=2, seed=7), None),
-    ("Linear(784,64),Linear(64,10)", Recipe(epochs=1, batch_size=9, optimizer="adam", lr=0.01, shift=1), 2),
-    ("Linear(784,128),ReLU(),Linear(128,36),ReLU(),Linear(36,10)", Recipe(epochs=1, batch_size=64, lr=0.1), 3),
-    ("Linear(784,1024),ReLU(),Linear(1024,10)", Recipe(epochs=1, batch_size=230, lr=0.05, shift=1), None),
-], ids=["dropout-shift-tail-batch-8-slices", "no-relu-batch9-two-rows", "batch64-three-rows",
-        "128-tiles-one-slice"])
-def test_first_layer_as_its_own_dispatch(data, arch, recipe, rows):
-    """A wide first layer's forward as dispatches of its own (compute/first_layer.py: the batch's
-    images gathered once, then X W in tiles of 32 rows x 64 outputs with K split over up to 8
-    workgroups) trains exactly as the trace. Guards the gather (permutation, shift, the tail
-    batch's missing rows), the staged tiles' edges (rows past the batch, K-slices of 98 inputs
-    not a multiple of 32), pass 1 folding the slices with the bias, ReLU and dropout draw for
-    1, 2 and 3 rows a workgroup, the images kept for pass 2, and a single slice."""
-    assert_same(data, arch, recipe, rows=rows, first=True)
 
 
 @pytest.mark.parametrize("rows", [2, 3, 4])
