@@ -195,7 +195,10 @@ class CompiledStep:
             off += _align4(L.n_out)
         self.row = off
         self.fg = 0
-        if self.front:        # what the workgroup memory leaves for the conv front's staged gradient
+        self.spread = self.choose_spread(dev, b, spread)
+        if self.spread > 1:   # the backward runs in its own dispatches: pass 1 stages no gradient
+            self.fg = 4
+        elif self.front:      # what the workgroup memory leaves for the conv front's staged gradient
             dense = self._dense_bytes(1) + 16 * self._part_size(1, slices=1) + FRONT_MARGIN
             self.fg = grad_staging or conv_front.gradient_staging(self.front, self.wg, self.shared_limit - dense)
         # Scratch: each layer's input rows [B, n_in] and output-gradient rows [B, n_out], then (loss, correct).
@@ -207,7 +210,6 @@ class CompiledStep:
             most = largest(lambda k: k == 0 or buffer_bytes(self._scratch_floats(k, False) * 4) <= limits.binding, b)
             raise StepDoesNotFit(f"the compiled step's scratch for batch {b} ({mib(s * 4, limits.binding)}) is above "
                                  f"{limits.text}; use --batch-size {max(most, 1)} or less, or --engine graph")
-        self.spread = self.choose_spread(dev, b, spread)
         self.r = rows or self.choose_rows(dev, b)
         if self.shared_bytes(self.r) > self.shared_limit:
             raise StepDoesNotFit(f"{self.r} rows per workgroup need {self.shared_bytes(self.r):,} bytes of workgroup "
@@ -296,6 +298,11 @@ class CompiledStep:
                 need = max(need, -(-L.n_out * self._scalar_parts(L) * r // 4))
         for L in self.layers[1:]:
             need = max(need, -(-L.n_in * self._grad_split(L, r) * r // 4))
+        if self.head or self.front:     # the features' gradient, when split (else stored directly)
+            L0 = self.layers[0]
+            split = self._grad_split(L0, r)
+            if split > 1:
+                need = max(need, -(-L0.n_in * split * r // 4))
         return need
 
     def _grad_split(self, L: Layer, r: int) -> int:
@@ -549,49 +556,7 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         """dz of `prev` = (dz of L) W_L^T, through prev's dropout and ReLU. W_L is stored
         [n_in, n_out], so row k (one input unit) is contiguous: invocation k reads it once
         for all R rows."""
-        split = self._grad_split(L, self.r)
-        if split > 1:
-            g, r = L.n_out // 4, self.r
-            un = max(1, min(4, g // split))        # loads in flight, `split` vec4s apart
-
-            def dz4(q, c):
-                base = f"{q * self.row + L.act_out}u + 4u * ({c})"
-                return f"vec4<f32>(act[{base}], act[{base} + 1u], act[{base} + 2u], act[{base} + 3u])"
-            loads = "\n".join(f"            let w{v} = params4[{L.w // 4}u + k * {g}u + c + {v * split}u];" for v in range(un))
-            dots = "\n".join(f"            d{q} += dot(w{v}, {dz4(q, f'c + {v * split}u')});" for v in range(un) for q in range(r))
-            decl = " ".join(f"var d{q} = 0.0;" for q in range(r))
-            partial = f"""
-    for (var u = t; u < {L.n_in * split}u; u += WG) {{   // invocation (input unit k, every {split}th vec4 of its row from s)
-        let k = u / {split}u;
-        let s = u % {split}u;
-        {decl}
-        var c = s;
-        for (; c + {(un - 1) * split}u < {g}u; c += {un * split}u) {{
-{loads}
-{dots}
-        }}
-        for (; c < {g}u; c += {split}u) {{
-            let w = params4[{L.w // 4}u + k * {g}u + c];
-""" + "\n".join(f"            d{q} += dot(w, {dz4(q, 'c')});" for q in range(r)) + """
-        }
-""" + "\n".join(f"        part[(u * R + {q}u) / 4u][(u * R + {q}u) % 4u] = d{q};" for q in range(r)) + f"""
-    }}
-    workgroupBarrier();"""
-            fold = f"""
-        var d = 0.0;
-        for (var s = 0u; s < {split}u; s++) {{ let e = (k * {split}u + s) * R + rr; d += part[e / 4u][e % 4u]; }}"""
-        else:
-            decl, loop = self._input_grad_rows(L)
-            part_store = "\n".join(f"        part[(k * R + {q}u) / 4u][(k * R + {q}u) % 4u] = d{q};" for q in range(self.r))
-            partial = f"""
-    for (var k = t; k < {L.n_in}u; k += WG) {{
-        {decl}
-{loop}
-{part_store}
-    }}
-    workgroupBarrier();"""
-            fold = """
-        let d = part[(k * R + rr) / 4u][(k * R + rr) % 4u];"""
+        partial, fold = self._split_input_grad(L)
         mask = "select(0.0, d, a > 0.0)" if prev.relu else "d"
         if prev.dropout:
             mask = f"select(0.0, {mask} * {1.0 / (1.0 - prev.dropout):.9g}, keep({prev.dropout_seed}u, step, r0 + rr, {prev.n_out}u, k, {prev.dropout:.9g}))"
@@ -608,12 +573,70 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
     workgroupBarrier();
 """
 
+    def _split_input_grad(self, L: Layer) -> tuple[str, str]:
+        """(phase, fold) of dz W^T for layer L's input units: the phase sums each unit's share
+        into `part` (split over _grad_split invocations, or one), the fold is WGSL declaring `d`,
+        the sum for row rr and unit k, inside a loop over (rr, k)."""
+        split = self._grad_split(L, self.r)
+        r = self.r
+        if split == 1:
+            decl, loop = self._input_grad_rows(L)
+            part_store = "\n".join(f"        part[(k * R + {q}u) / 4u][(k * R + {q}u) % 4u] = d{q};" for q in range(r))
+            return f"""
+    for (var k = t; k < {L.n_in}u; k += WG) {{
+        {decl}
+{loop}
+{part_store}
+    }}
+    workgroupBarrier();""", """
+        let d = part[(k * R + rr) / 4u][(k * R + rr) % 4u];"""
+        g = L.n_out // 4
+        un = max(1, min(4, g // split))        # loads in flight, `split` vec4s apart
+
+        def dz4(q, c):
+            base = f"{q * self.row + L.act_out}u + 4u * ({c})"
+            return f"vec4<f32>(act[{base}], act[{base} + 1u], act[{base} + 2u], act[{base} + 3u])"
+        loads = "\n".join(f"            let w{v} = params4[{L.w // 4}u + k * {g}u + c + {v * split}u];" for v in range(un))
+        dots = "\n".join(f"            d{q} += dot(w{v}, {dz4(q, f'c + {v * split}u')});" for v in range(un) for q in range(r))
+        decl = " ".join(f"var d{q} = 0.0;" for q in range(r))
+        phase = f"""
+    for (var u = t; u < {L.n_in * split}u; u += WG) {{   // invocation (input unit k, every {split}th vec4 of its row from s)
+        let k = u / {split}u;
+        let s = u % {split}u;
+        {decl}
+        var c = s;
+        for (; c + {(un - 1) * split}u < {g}u; c += {un * split}u) {{
+{loads}
+{dots}
+        }}
+        for (; c < {g}u; c += {split}u) {{
+            let w = params4[{L.w // 4}u + k * {g}u + c];
+""" + "\n".join(f"            d{q} += dot(w, {dz4(q, 'c')});" for q in range(r)) + """
+        }
+""" + "\n".join(f"        part[(u * R + {q}u) / 4u][(u * R + {q}u) % 4u] = d{q};" for q in range(r)) + """
+    }
+    workgroupBarrier();"""
+        fold = f"""
+        var d = 0.0;
+        for (var s = 0u; s < {split}u; s++) {{ let e = (k * {split}u + s) * R + rr; d += part[e / 4u][e % 4u]; }}"""
+        return phase, fold
+
     def _feature_grad(self, L: Layer) -> str:
         """The dense layers' last act when layers come before them: the gradient of the features,
         dz W^T of the first dense layer, straight to `feature_grad` (a compiled head: the trace's
         backward starts from it) or to the conv front's last gradient rows."""
-        decl, loop = self._input_grad_rows(L)
         dest = "feature_grad[" if self.head else f"scratch[{self.front[-1].gy}u + "
+        if self._grad_split(L, self.r) > 1:      # split over invocations, folded in part
+            phase, fold = self._split_input_grad(L)
+            return f"""
+    // -- layer {L.index}: gradient of the features = dz W^T, for the layers before the dense ones{phase}
+    for (var i = t; i < R * {L.n_in}u; i += WG) {{
+        let rr = i / {L.n_in}u;
+        let k = i % {L.n_in}u;{fold}
+        if (r0 + rr < B) {{ {dest}(r0 + rr) * {L.n_in}u + k] = d; }}
+    }}
+"""
+        decl, loop = self._input_grad_rows(L)
         store = "\n".join(f"        if (r0 + {q}u < B) {{ {dest}(r0 + {q}u) * {L.n_in}u + k] = d{q}; }}"
                            for q in range(self.r))
         return f"""
