@@ -753,9 +753,10 @@ def _param_grads(op: FrontOp, wg: int, c0: int, cn: int, parts: int = 1, src: st
 # At small batches pass 1 runs one workgroup per row, so at batch 32 a GPU of 132 multiprocessors
 # leaves 100 idle while each row's backward runs. Spread, the front's backward leaves pass 1 and
 # runs as one dispatch per conv (last to first) over (row, part) workgroups: each stages the conv's
-# whole output gradient (routed through the max-pool after it, if any, and the ReLU masks), then
-# does its part of the weight-gradient pairs and of the input gradient. Nothing is a partial sum:
-# every share it writes is final, so pass 2 is unchanged.
+# whole output gradient (through the ReLU masks; a max-pool after it whose windows tile was routed
+# once by whoever wrote its gradient, an overlapping one is gathered here), then does its part of
+# the weight-gradient pairs and of the input gradient. Nothing is a partial sum: every share it
+# writes is final, so pass 2 is unchanged.
 
 def spreadable(ops: list[FrontOp]) -> bool:
     """Whether the backward can spread: every max-pool it runs back through comes right after a
