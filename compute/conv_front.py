@@ -466,82 +466,93 @@ def backward(ops: list[FrontOp], wg: int, fg: int) -> str:
     return "".join(out)
 
 
-def _stage_grad(op: FrontOp, c0: int, cn: int) -> str:
-    mask = f"\n        if (!(scratch[{op.y}u + o] > 0.0)) {{ g = 0.0; }}" if op.relu else ""
+def _gather_windows(pool: FrontOp, c: str, y: str, x: str) -> str:
+    """WGSL declaring `g`: the gradient of max-pool input (c, y, x) (variables), the sum of the
+    gradients of the windows whose arg-max it is, each zero past the pool's ReLU."""
+    mask = f"\n                if (!(scratch[{pool.y}u + o] > 0.0)) {{ gw = 0.0; }}" if pool.relu else ""
+    return f"""// windows reaching row {y}: oy = ceil(({y} + 1 - K) / s) .. floor({y} / s)
+        let oy_lo = select(0u, ({y} + 1u - {pool.k}u + {pool.s - 1}u) / {pool.s}u, {y} + 1u > {pool.k}u);
+        let ox_lo = select(0u, ({x} + 1u - {pool.k}u + {pool.s - 1}u) / {pool.s}u, {x} + 1u > {pool.k}u);
+        let oy_hi = min({y} / {pool.s}u + 1u, {pool.oh}u);
+        let ox_hi = min({x} / {pool.s}u + 1u, {pool.ow}u);
+        let self_at = ({c} * {pool.h}u + {y}) * {pool.w}u + {x};
+        var g = 0.0;
+        for (var oy = oy_lo; oy < oy_hi; oy++) {{
+            for (var ox = ox_lo; ox < ox_hi; ox++) {{{_argmax(pool, "oy", "ox", c).replace(chr(10), chr(10) + "        ")}
+                let o = r0 * {pool.n_out}u + ({c} * {pool.oh}u + oy) * {pool.ow}u + ox;
+                var gw = scratch[{pool.gy}u + o];{mask}
+                if (at == self_at) {{ g += gw; }}
+            }}
+        }}"""
+
+
+def _scatter_window(pool: FrontOp, c: str, oy: str, ox: str, g: str) -> str:
+    """WGSL routing gradient `g` of max-pool window (c, oy, ox) (variables) back to its input rows:
+    g (zero past the pool's ReLU) to the arg-max, zeros to the rest of the window. For windows
+    that tile the input, so each input is written once."""
+    mask = (f" if (!(scratch[{pool.y}u + r0 * {pool.n_out}u + ({c} * {pool.oh}u + {oy}) * {pool.ow}u + {ox}] > 0.0))"
+            " { gw = 0.0; }") if pool.relu else ""
+    return f"""{{{_argmax(pool, oy, ox, c)}
+            var gw = {g};{mask}
+            for (var ky = 0u; ky < {pool.k}u; ky++) {{
+                for (var kx = 0u; kx < {pool.k}u; kx++) {{
+                    let a = corner + ky * {pool.w}u + kx;
+                    scratch[{pool.gx}u + r0 * {pool.n_in}u + a] = select(0.0, gw, a == at);
+                }}
+            }}
+        }}"""
+
+
+def _stage_grad(op: FrontOp, c0: int, cn: int, dst: str = "fg", through: FrontOp | None = None) -> str:
+    """Stage in `dst` (zero border, odd plane stride) the output gradient of channels
+    c0..c0+cn-1, through the conv's ReLU; with `through` (the max-pool after the conv, in the
+    spread backward), gathered back from that pool's gradient."""
     b = op.gpad
+    at = f"r0 * {op.n_out}u + (({c0}u + c) * {op.oh}u + yy) * {op.ow}u + xx"
+    grad = _gather_windows(through, f"({c0}u + c)", "yy", "xx") if through else f"var g = scratch[{op.gy}u + {at}];"
+    mask = f"\n        if (!(scratch[{op.y}u + {at}] > 0.0)) {{ g = 0.0; }}" if op.relu else ""
+    what = f"{'its whole' if cn == op.cout else f'the channels {c0}..{c0 + cn - 1} of its'} output gradient"
     return f"""
-    // -- layer {op.index}: the output gradient of channels {c0}..{c0 + cn - 1}{' through the ReLU' if op.relu else ''}, staged
+    // -- layer {op.index}: {what}{f', gathered back through layer {through.index} (max-pool)' if through else ''}{' and the ReLU' if op.relu else ''}, staged
     //    (zero border of {b}, odd plane stride)
     for (var j = t; j < {cn * op.g_plane}u; j += WG) {{
         let c = j / {op.g_plane}u;
         let y = i32((j % {op.g_plane}u) / {op.g_row}u) - {b};
         let x = i32((j % {op.g_plane}u) % {op.g_row}u) - {b};
         let inside = y >= 0 && y < {op.oh} && x >= 0 && x < {op.ow};
-        let o = r0 * {op.n_out}u + ({c0}u + c) * {op.oh * op.ow}u + u32(clamp(y, 0, {op.oh - 1})) * {op.ow}u + u32(clamp(x, 0, {op.ow - 1}));
-        var g = select(0.0, scratch[{op.gy}u + o], inside);{mask}
-        fg[j] = g;
+        let yy = u32(clamp(y, 0, {op.oh - 1}));
+        let xx = u32(clamp(x, 0, {op.ow - 1}));
+        {grad}{mask}
+        {dst}[j] = select(0.0, g, inside);
     }}
     workgroupBarrier();"""
 
 
 def _pool_backward(op: FrontOp) -> str:
-    mask = f"\n        if (!(scratch[{op.y}u + o] > 0.0)) {{ g = 0.0; }}" if op.relu else ""
     if op.tiles:
-        # Windows tile the input exactly: each window writes its k x k inputs (the arg-max gets
-        # the gradient, the others 0), so every input element is written once.
         return f"""
     // -- layer {op.index}: MaxPool2d backward: each window routes its gradient to its arg-max, zeros elsewhere
     for (var w = t; w < {op.n_out}u; w += WG) {{
-        {_decode(op, "w", "c", "oy", "ox", out=True)}{_argmax(op, "oy", "ox", "c")}
-        let o = r0 * {op.n_out}u + w;
-        var g = scratch[{op.gy}u + o];{mask}
-        for (var ky = 0u; ky < {op.k}u; ky++) {{
-            for (var kx = 0u; kx < {op.k}u; kx++) {{
-                let a = corner + ky * {op.w}u + kx;
-                scratch[{op.gx}u + r0 * {op.n_in}u + a] = select(0.0, g, a == at);
-            }}
-        }}
+        {_decode(op, "w", "c", "oy", "ox", out=True)}
+        {_scatter_window(op, "c", "oy", "ox", f"scratch[{op.gy}u + r0 * {op.n_out}u + w]")}
     }}{SYNC}
 """
     return f"""
     // -- layer {op.index}: MaxPool2d backward: each input element gathers the gradients of the windows that chose it
     for (var i = t; i < {op.n_in}u; i += WG) {{
         {_decode(op, "i", "c", "iy", "ix", out=False)}
-        // windows reaching row iy: oy = ceil((iy + 1 - K) / s) .. floor(iy / s)
-        let oy_lo = select(0u, (iy + 1u - {op.k}u + {op.s - 1}u) / {op.s}u, iy + 1u > {op.k}u);
-        let ox_lo = select(0u, (ix + 1u - {op.k}u + {op.s - 1}u) / {op.s}u, ix + 1u > {op.k}u);
-        let oy_hi = min(iy / {op.s}u + 1u, {op.oh}u);
-        let ox_hi = min(ix / {op.s}u + 1u, {op.ow}u);
-        var acc = 0.0;
-        for (var oy = oy_lo; oy < oy_hi; oy++) {{
-            for (var ox = ox_lo; ox < ox_hi; ox++) {{{_argmax(op, "oy", "ox", "c")}
-                let o = r0 * {op.n_out}u + (c * {op.oh}u + oy) * {op.ow}u + ox;
-                var g = scratch[{op.gy}u + o];{mask.replace(chr(10) + "        ", chr(10) + "                ")}
-                if (at == i) {{ acc += g; }}
-            }}
-        }}
-        scratch[{op.gx}u + r0 * {op.n_in}u + i] = acc;
+        {_gather_windows(op, "c", "iy", "ix")}
+        scratch[{op.gx}u + r0 * {op.n_in}u + i] = g;
     }}{SYNC}
 """
 
 
 def _store_dx(op: FrontOp, route: FrontOp | None, c: str, y: str, x: str, v: str) -> str:
     """WGSL storing v, conv `op`'s input gradient at (c, y, x): to its gx rows, or, `route` being
-    the max-pool before it (windows tiling its input), routed on through it: v to the window's
-    arg-max (zero past the pool's ReLU), zeros to the rest of the window."""
+    the max-pool before it (windows tiling its input), routed on through it (_scatter_window)."""
     if route is None:
         return f"scratch[{op.gx}u + r0 * {op.n_in}u + ({c} * {op.h}u + {y}) * {op.w}u + {x}] = {v};"
-    mask = f" if (!(scratch[{route.y}u + r0 * {route.n_out}u + (cr * {route.oh}u + yr) * {route.ow}u + xr] > 0.0)) {{ g = 0.0; }}" \
-        if route.relu else ""
-    return f"""{{ let cr = {c}; let yr = {y}; let xr = {x};{_argmax(route, "yr", "xr", "cr")}
-                  var g = {v};{mask}
-                  for (var ky = 0u; ky < {route.k}u; ky++) {{
-                      for (var kx = 0u; kx < {route.k}u; kx++) {{
-                          let a = corner + ky * {route.w}u + kx;
-                          scratch[{route.gx}u + r0 * {route.n_in}u + a] = select(0.0, g, a == at);
-                      }}
-                  }}
-                }}"""
+    return f"{{ let cr = {c}; let yr = {y}; let xr = {x}; {_scatter_window(route, 'cr', 'yr', 'xr', v)} }}"
 
 
 def _input_grad(op: FrontOp, staged: bool, parts: int = 1, src: str = "fg", route: FrontOp | None = None) -> str:
@@ -776,47 +787,6 @@ def spread_bytes(ops: list[FrontOp]) -> int:
     return 4 * (n_in + 4 * n4 + spread_staging(ops) + 4 * FOLD)
 
 
-def _stage_routed(op: FrontOp, pool: FrontOp | None) -> str:
-    """Stage in `fgs` (zero border, odd plane stride) conv `op`'s whole output gradient: routed
-    back from the gradient of the max-pool after it (each conv output gathers the gradients of the
-    windows whose arg-max it is, through the pool's ReLU), then through the conv's ReLU."""
-    b = op.gpad
-    at = f"r0 * {op.n_out}u + (c * {op.oh}u + yy) * {op.ow}u + xx"
-    if pool is None:
-        grad = f"var g = scratch[{op.gy}u + {at}];"
-    else:
-        pmask = f"\n                if (!(scratch[{pool.y}u + o] > 0.0)) {{ gw = 0.0; }}" if pool.relu else ""
-        grad = f"""// windows reaching row yy: oy = ceil((yy + 1 - K) / s) .. floor(yy / s)
-        let oy_lo = select(0u, (yy + 1u - {pool.k}u + {pool.s - 1}u) / {pool.s}u, yy + 1u > {pool.k}u);
-        let ox_lo = select(0u, (xx + 1u - {pool.k}u + {pool.s - 1}u) / {pool.s}u, xx + 1u > {pool.k}u);
-        let oy_hi = min(yy / {pool.s}u + 1u, {pool.oh}u);
-        let ox_hi = min(xx / {pool.s}u + 1u, {pool.ow}u);
-        let i = (c * {op.oh}u + yy) * {op.ow}u + xx;
-        var g = 0.0;
-        for (var oy = oy_lo; oy < oy_hi; oy++) {{
-            for (var ox = ox_lo; ox < ox_hi; ox++) {{{_argmax(pool, "oy", "ox", "c").replace(chr(10), chr(10) + "        ")}
-                let o = r0 * {pool.n_out}u + (c * {pool.oh}u + oy) * {pool.ow}u + ox;
-                var gw = scratch[{pool.gy}u + o];{pmask}
-                if (at == i) {{ g += gw; }}
-            }}
-        }}"""
-    mask = f"\n        if (!(scratch[{op.y}u + {at}] > 0.0)) {{ g = 0.0; }}" if op.relu else ""
-    return f"""
-    // -- layer {op.index}: its whole output gradient{f', routed back through layer {pool.index} (max-pool)' if pool else ''}{' and the ReLU' if op.relu else ''}, staged
-    //    (zero border of {b}, odd plane stride)
-    for (var j = t; j < {op.cout * op.g_plane}u; j += WG) {{
-        let c = j / {op.g_plane}u;
-        let y = i32((j % {op.g_plane}u) / {op.g_row}u) - {b};
-        let x = i32((j % {op.g_plane}u) % {op.g_row}u) - {b};
-        let inside = c < {op.cout}u && y >= 0 && y < {op.oh} && x >= 0 && x < {op.ow};
-        let yy = u32(clamp(y, 0, {op.oh - 1}));
-        let xx = u32(clamp(x, 0, {op.ow - 1}));
-        {grad}{mask}
-        fgs[j] = select(0.0, g, inside);
-    }}
-    workgroupBarrier();"""
-
-
 def spread_pass1_tail(ops: list[FrontOp]) -> str:
     """What pass 1 still does of a spread backward: a last max-pool whose windows tile routes the
     features' gradient to its arg-maxes (one scatter per row, not one gather per part)."""
@@ -834,7 +804,8 @@ def spread_backward(ops: list[FrontOp], wg: int, parts: int) -> list[tuple[int, 
             continue
         after = ops[n + 1] if n + 1 < len(ops) and ops[n + 1].kind == "pool" else None
         gather_through = after if after and not after.tiles else None     # a tiling one has scattered already
-        body = _stage(op, "x") + _stage_routed(op, gather_through) + _param_grads(op, wg, 0, op.cout, parts, "fgs")
+        body = _stage(op, "x") + _stage_grad(op, 0, op.cout, "fgs", gather_through) + \
+            _param_grads(op, wg, 0, op.cout, parts, "fgs")
         if op.gx is not None:
             before = ops[n - 1]
             route = before if before.kind == "pool" and before.gx is not None and before.tiles else None

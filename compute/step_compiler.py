@@ -211,6 +211,8 @@ class CompiledStep:
             raise StepDoesNotFit(f"the compiled step's scratch for batch {b} ({mib(s * 4, limits.binding)}) is above "
                                  f"{limits.text}; use --batch-size {max(most, 1)} or less, or --engine graph")
         self.r = rows or self.choose_rows(dev, b)
+        # (layer index, WGSL entry point) of each spread conv backward, generated once
+        self.spread_entries = conv_front.spread_backward(self.front, self.wg, self.spread) if self.spread > 1 else []
         if self.shared_bytes(self.r) > self.shared_limit:
             raise StepDoesNotFit(f"{self.r} rows per workgroup need {self.shared_bytes(self.r):,} bytes of workgroup "
                                  f"memory, above this GPU's {self.shared_limit:,}; use --engine graph")
@@ -231,7 +233,7 @@ class CompiledStep:
         g1 = math.ceil(b / self.r)
         g2 = self.update_groups
         spread = [Dispatch(dev.pipeline(key, f"front_backward_{i}", source=self.source), group, (b, self.spread, 1),
-                           f"compiled:front_backward_{i}") for i, _ in self._spread_entries()]
+                           f"compiled:front_backward_{i}") for i, _ in self.spread_entries]
         self.program = Program([
             Dispatch(p1, group, (g1, 1, 1), "compiled:forward_backward"), *spread,
             Dispatch(p2, group, (min(g2, 65535), math.ceil(g2 / 65535), 1), "compiled:update"),
@@ -270,9 +272,6 @@ class CompiledStep:
         if dev.is_cpu or not fits:
             return 1
         return 4 if b <= 32 else 2
-
-    def _spread_entries(self) -> list[tuple[int, str]]:
-        return conv_front.spread_backward(self.front, self.wg, self.spread) if self.spread > 1 else []
 
     @property
     def shared_limit(self) -> int:
@@ -387,7 +386,7 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
     let nvalid = f32(min(B, N - base));     // real rows in this batch (the tail batch is short)
 {"".join(body)}}}
 """
-        spread = "".join(entry for _, entry in self._spread_entries())
+        spread = "".join(entry for _, entry in self.spread_entries)
         return "\n".join(consts) + "\n" + pass1 + spread + self._update()
 
     def _load_rows(self) -> str:

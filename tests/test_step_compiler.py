@@ -146,7 +146,7 @@ def test_compiled_head_of_a_convolutional_network(data, arch, recipe):
     assert_head_same(data, arch, recipe, head_only=True)
 
 
-@cases([
+WHOLE_CASES = [       # more CNNs compiled whole (with CNN_CASES), and spread in test_spread_backward
     ("k7-overlapping-pool-relu-k1-batch7",
      "Conv2d(1,2,7,padding=3),MaxPool2d(3,stride=2),ReLU(),Conv2d(2,3,1),Flatten(),Linear(507,10)",
      Recipe(epochs=1, batch_size=7, lr=0.05, shift=2, seed=2)),
@@ -162,7 +162,10 @@ def test_compiled_head_of_a_convolutional_network(data, arch, recipe):
     ("400-weight-gradient-pairs-no-fold",
      "Conv2d(1,4,3,stride=2,padding=1),ReLU(),MaxPool2d(2),Conv2d(4,16,5,padding=2),ReLU(),Flatten(),Linear(784,10)",
      Recipe(epochs=1, batch_size=20, lr=0.05, shift=1)),
-])
+]
+
+
+@cases(WHOLE_CASES)
 def test_whole_convolutional_network_in_two_dispatches(data, arch, recipe):
     """The conv front compiled into the step's two dispatches (compute/conv_front.py) trains
     exactly as the autograd trace: every parameter and the loss history. Guards the in-pass
@@ -175,20 +178,17 @@ def test_whole_convolutional_network_in_two_dispatches(data, arch, recipe):
     assert_head_same(data, arch, recipe, dispatches=2, spread=1)
 
 
+SPREAD_PARTS = {"k7-overlapping-pool-relu-k1-batch7": 2, "pool-first-stride2-pad-pool-stride1": 4,
+                "stride3-pad2-k2-no-relu-between-batch33": 4, "400-weight-gradient-pairs-no-fold": 3}
+
+
 @pytest.mark.parametrize("arch,recipe,parts", [
     (CNN, Recipe(epochs=1, batch_size=50, lr=0.05, momentum=0.9, shift=1, seed=5), 3),
-    ("Conv2d(1,2,7,padding=3),MaxPool2d(3,stride=2),ReLU(),Conv2d(2,3,1),Flatten(),Linear(507,10)",
-     Recipe(epochs=1, batch_size=7, lr=0.05, shift=2, seed=2), 2),
-    ("MaxPool2d(2),Conv2d(1,4,3,stride=2,padding=1),MaxPool2d(2,stride=1),Flatten(),Linear(144,10)",
-     Recipe(epochs=1, batch_size=50, lr=0.1, shift=1), 4),
-    ("Conv2d(1,2,3,stride=3,padding=2),Conv2d(2,3,2,stride=2,padding=1),ReLU(),Flatten(),Linear(108,10)",
-     Recipe(epochs=1, batch_size=33, lr=0.1, shift=1, seed=8), 4),
-    ("Conv2d(1,4,3,stride=2,padding=1),ReLU(),MaxPool2d(2),Conv2d(4,16,5,padding=2),ReLU(),Flatten(),Linear(784,10)",
-     Recipe(epochs=1, batch_size=20, lr=0.05, shift=1), 3),
+    *[(a, r, SPREAD_PARTS[i]) for i, a, r in WHOLE_CASES if i in SPREAD_PARTS],
     ("Conv2d(1,4,3,padding=1),ReLU(),MaxPool2d(2),ReLU(),Conv2d(4,6,3,stride=2),ReLU(),Flatten(),Linear(216,10)",
      Recipe(epochs=1, batch_size=9, lr=0.05, shift=1, seed=3), 2),
-], ids=["cnn-3-parts", "overlapping-pool-relu-k1-2-parts", "pool-first-stride2-4-parts",
-        "stride3-conv-into-conv-4-parts", "400-pairs-3-parts", "stride2-input-grad-through-pool-relu-2-parts"])
+], ids=["cnn-3-parts", *[f"{i}-{SPREAD_PARTS[i]}-parts" for i, _, _ in WHOLE_CASES if i in SPREAD_PARTS],
+        "stride2-input-grad-through-pool-relu-2-parts"])
 def test_spread_backward(data, arch, recipe, parts):
     """The conv front's backward spread over (row, part) workgroups, one dispatch per conv (what
     small batches get on a GPU) trains exactly as the trace. Guards each part's share of the
