@@ -66,6 +66,8 @@ def main():
                     "parts per row, e.g. 1,2,4,8 (the step compiler picks one by batch size)")
     ap.add_argument("--grad-loads-sweep", default="", help="also time these weight loads in flight for the dense "
                     "layers' input gradient, e.g. 4,8,16 (step_compiler.GRAD_LOADS)")
+    ap.add_argument("--pass2-sweep", default="", help="also time pass 2 aiming at these invocations over its "
+                    "large weights, e.g. 32768,131072 (step_compiler.PASS2_INVOCATIONS picks the row slices)")
     ap.add_argument("--no-jax", action="store_true")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--breakdown-steps", type=int, default=200, help="steps per GPU timestamp measurement (0: none)")
@@ -127,6 +129,13 @@ def main():
             if args.spread_sweep and run.engine == "compiled" and not arch.is_mlp:
                 for parts in [int(p) for p in args.spread_sweep.split(",")]:
                     variant(f"spread{parts}", f"spread {parts}", spread=parts)
+            if args.pass2_sweep and run.engine == "compiled":
+                from mnist_viz.compute import step_compiler
+                keep = step_compiler.PASS2_INVOCATIONS
+                for n in [int(v) for v in args.pass2_sweep.split(",")]:
+                    step_compiler.PASS2_INVOCATIONS = n
+                    variant(f"pass2_{n}", f"pass 2 aiming at {n} invocations")
+                step_compiler.PASS2_INVOCATIONS = keep
             if args.grad_loads_sweep and run.engine == "compiled":
                 from mnist_viz.compute import step_compiler
                 keep = step_compiler.GRAD_LOADS

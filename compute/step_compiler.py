@@ -41,6 +41,7 @@ BIG_BLOCK = 4096           # a weight matrix with at least this many entries (an
 GRAD_LOADS = 4              # most weight loads in flight per invocation of a dense layer's input gradient
 FRONT_MARGIN = 2048         # bytes of workgroup memory the conv front's staging leaves for the dense layers' K-slices
 TILED_FROM = 64            # batch from which pass 2 sums such a weight's gradient in 4 x 4 register tiles
+PASS2_INVOCATIONS = 131072  # invocations pass 2 aims for over its large weights (H100: see row_slices)
 
 
 @dataclass
@@ -161,7 +162,8 @@ class CompiledStep:
     counter to the trace's optimizer, which updates every parameter at once."""
 
     def __init__(self, model, data, metrics, optimizer, recipe, wg: int | None = None, rows: int | None = None,
-                 head: HeadIO | None = None, grad_staging: int | None = None, spread: int | None = None):
+                 head: HeadIO | None = None, grad_staging: int | None = None, spread: int | None = None,
+                 slices: int | None = None):
         dev = get_device()
         self.front = None          # a convolutional network's ops before the Flatten (compute/conv_front.py)
         if head is None and not supported(model):
@@ -172,6 +174,9 @@ class CompiledStep:
         if head is not None and head_start(model) != head.start:
             raise ValueError("the compiled head starts at the first Linear after the last Flatten")
         self.head = head
+        if slices is not None and (slices < 1 or slices > 8 or slices & (slices - 1)):
+            raise ValueError("pass 2's row slices are 1, 2, 4 or 8")
+        self.forced_slices = slices        # pass 2's row slices (None: row_slices chooses)
         self.wg = wg or (256 if dev.is_cpu else 512)
         b = recipe.batch_size
         self.batch = b
@@ -682,7 +687,7 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
             if self._tiled(L):
                 per_group = 256 // self.row_slices
                 out.append((f"{L.index}.weight", math.ceil(n // 16 / per_group), self._tiled_weight(L)))
-            elif L.n_in % 4 == 0 and n >= BIG_BLOCK and L.sx % 4 == 0:
+            elif self._sliced(L):
                 per_group = 256 // self.row_slices
                 out.append((f"{L.index}.weight", math.ceil(n // 4 / per_group), self._big_weight(L)))
             else:
@@ -699,11 +704,27 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
 
     @property
     def row_slices(self) -> int:
-        """Invocations that split the batch rows of one large-layer gradient (1 at batch 32, 8 at 256):
-        each sum is a chain of dependent loads, so long batches are cut into parallel pieces. A
-        power of 2: the fold (_row_sum) halves its stride down to 256 / slices."""
-        n = max(1, min(8, self.batch // 32))
+        """Invocations that split the batch rows of one large-layer gradient: each sum is a chain of
+        dependent loads, so the rows are cut into parallel pieces until pass 2 has about
+        PASS2_INVOCATIONS invocations (the power of 2 nearest, 1 to 8, at most the batch). The
+        H100's pass 2 with 1, 2, 4 and 8 slices, every MLP of the benchmark at batch 32-256
+        (benchmarks/logs/pass2_slices_h100.log): a small network wants more slices than the
+        batch alone suggests (784-128-10 at batch 32: 4.9 us with 2, 6.0 with 1), a large one
+        fewer (784-512-256-128-10 at 128: 17.4 us with 4, 19.8 with 8). A power of 2: the fold
+        (_row_sum) halves its stride down to 256 / slices. On a CPU adapter, 1 per 32 rows."""
+        cap = min(8, self.batch)
+        if self.forced_slices:
+            n = self.forced_slices
+        elif get_device().is_cpu:
+            n = max(1, min(cap, self.batch // 32))
+        else:
+            base = sum(L.n_in * L.n_out // (16 if self._tiled(L) else 4) for L in self.layers if self._sliced(L))
+            n = min(cap, max(1, 2 ** round(math.log2(PASS2_INVOCATIONS / base)))) if base else 1
         return 1 << (n.bit_length() - 1)
+
+    def _sliced(self, L: Layer) -> bool:
+        """A weight whose pass-2 gradient sum is split over row slices (tiled, or in vec4 columns)."""
+        return self._tiled(L) or (L.n_in % 4 == 0 and L.n_in * L.n_out >= BIG_BLOCK and L.sx % 4 == 0)
 
     def _tiled(self, L: Layer) -> bool:
         """A large weight whose both sides are multiples of 4 (and vec4-aligned in scratch) gets

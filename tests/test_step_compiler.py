@@ -20,20 +20,21 @@ def data(mnist):
     return GpuDataset(mnist, limit=230)        # batch 50: 4 full steps and a tail of 30 every epoch
 
 
-def train(data, arch, recipe, engine, rows=None, head_only=False, spread=None):
+def train(data, arch, recipe, engine, rows=None, head_only=False, spread=None, slices=None):
     model = Sequential(parse(arch), seed=3)
     run = Run(model, data, recipe, engine=engine)
-    if rows is not None or spread is not None:
-        run.program = CompiledStep(model, data, run.metrics, run.optimizer, recipe, rows=rows, spread=spread).program
+    if rows is not None or spread is not None or slices is not None:
+        run.program = CompiledStep(model, data, run.metrics, run.optimizer, recipe, rows=rows, spread=spread,
+                                   slices=slices).program
     if head_only:              # the dense head compiled, the layers before it traced
         run.program = run._trace_step(head=head_start(model))
     run.run_steps(run.total_steps)
     return model.state_dict(), run.metrics.read_history(0, run.total_steps), run
 
 
-def assert_same(data, arch, recipe, rows=None):
+def assert_same(data, arch, recipe, rows=None, slices=None):
     g, gh, gr = train(data, arch, recipe, "graph")
-    c, ch, cr = train(data, arch, recipe, "compiled", rows)
+    c, ch, cr = train(data, arch, recipe, "compiled", rows, slices=slices)
     assert (gr.engine, cr.engine, len(cr.program)) == ("graph", "compiled", 2)
     for k in g:
         np.testing.assert_allclose(c[k], g[k], rtol=1e-3, atol=3e-5, err_msg=k)
@@ -208,6 +209,16 @@ def test_large_batches_split_the_weight_gradient_rows(data, batch):
     Batches 100 and 200 (3 and 6 slices before they were made a power of 2) had the fold's
     halving strides miss slices: the first layer trained on a wrong gradient."""
     assert_same(data, MLP, Recipe(epochs=2, batch_size=batch, lr=0.1, momentum=0.9, shift=1))
+
+
+@pytest.mark.parametrize("batch,slices", [(50, 2), (50, 8), (64, 4)])
+def test_pass2_row_slices(data, batch, slices):
+    """The GPU picks pass 2's row slices by the network's size (a small network at batch 32 takes
+    2; step_compiler.row_slices), the CPU by the batch alone: every count the GPU may pick, on
+    vec4 columns with slices of unequal length (50 rows over 8) and on 4 x 4 tiles (batch 64)."""
+    assert_same(data, MLP, Recipe(epochs=1, batch_size=batch, lr=0.1, shift=1), slices=slices)
+    with pytest.raises(ValueError, match="1, 2, 4 or 8"):
+        train(data, MLP, Recipe(epochs=1, batch_size=batch), "compiled", slices=3)
 
 
 @pytest.mark.parametrize("staging", [1031, 2055])
