@@ -42,7 +42,8 @@ def main():
     data = GpuDataset(load_dataset(bundled_mnist_dir()))
     model = Sequential(parse(args.arch), seed=0)
     run = Run(model, data, RECIPES["original"].with_changes(batch_size=args.batch), engine="compiled")
-    step = CompiledStep(model, data, run.metrics, run.optimizer, run.recipe, wg=args.wg, spread=args.spread)
+    step = CompiledStep(model, data, run.metrics, run.optimizer, run.recipe, wg=args.wg, spread=args.spread,
+                        merged=False)      # each pass its own entry point, to cut phases out of
     run.program = step.program
     src = step.source
     print(f"batch {args.batch}, workgroup {step.wg}, backward spread over {step.spread} part(s) a row ({args.arch})")

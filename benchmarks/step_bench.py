@@ -31,7 +31,8 @@ CNNS = ["Conv2d(1,8,5,padding=2),ReLU(),MaxPool2d(2),Conv2d(8,16,3,padding=1),Re
         "Linear(784,64),ReLU(),Linear(64,10)"]
 
 
-def ours(ds, arch_text, batch, timed, warmup=2, engine="auto", wg=None, rows=None, data=None, spread=None):
+def ours(ds, arch_text, batch, timed, warmup=2, engine="auto", wg=None, rows=None, data=None, spread=None,
+         merged=None):
     """(median s/epoch, the run) for our step on this network and batch."""
     from mnist_viz.compute.arch import parse
     from mnist_viz.compute.data import GpuDataset
@@ -41,10 +42,10 @@ def ours(ds, arch_text, batch, timed, warmup=2, engine="auto", wg=None, rows=Non
     data = data or GpuDataset(ds)
     model = Sequential(parse(arch_text), seed=0)
     run = Run(model, data, RECIPES["original"].with_changes(epochs=timed + warmup, batch_size=batch), engine=engine)
-    if (wg or rows or spread) and run.engine == "compiled":
+    if (wg or rows or spread or merged is not None) and run.engine == "compiled":
         from mnist_viz.compute.step_compiler import CompiledStep
         run.program = CompiledStep(model, data, run.metrics, run.optimizer, run.recipe, wg=wg, rows=rows,
-                                   spread=spread).program
+                                   spread=spread, merged=merged).program
     times = []
     for _ in range(timed + warmup):
         run.read_flags()
@@ -68,6 +69,8 @@ def main():
                     "layers' input gradient, e.g. 4,8,16 (step_compiler.GRAD_LOADS)")
     ap.add_argument("--pass2-sweep", default="", help="also time pass 2 aiming at these invocations over its "
                     "large weights, e.g. 32768,131072 (step_compiler.PASS2_INVOCATIONS picks the row slices)")
+    ap.add_argument("--merged-sweep", action="store_true", help="also time the two passes as two pipelines "
+                    "and as one (step_compiler.MERGED)")
     ap.add_argument("--no-jax", action="store_true")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--breakdown-steps", type=int, default=200, help="steps per GPU timestamp measurement (0: none)")
@@ -129,6 +132,9 @@ def main():
             if args.spread_sweep and run.engine == "compiled" and not arch.is_mlp:
                 for parts in [int(p) for p in args.spread_sweep.split(",")]:
                     variant(f"spread{parts}", f"spread {parts}", spread=parts)
+            if args.merged_sweep and run.engine == "compiled":
+                variant("separate", "two pipelines", merged=False)
+                variant("merged", "one pipeline", merged=True)
             if args.pass2_sweep and run.engine == "compiled":
                 from mnist_viz.compute import step_compiler
                 keep = step_compiler.PASS2_INVOCATIONS

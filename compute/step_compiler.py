@@ -36,11 +36,11 @@ from .shaders import load_wgsl
 
 PART_MAX = 1024           # vec4s of forward partial sums in workgroup memory (16 KB)
 STAGE_MAX = 2048          # floats of a small weight matrix staged in workgroup memory
-SMALL_SLICES = 16          # invocations that split the rows of one small parameter's gradient
 BIG_BLOCK = 4096           # a weight matrix with at least this many entries (and in % 4 == 0) gets pass-2 vec4 tiles
 GRAD_LOADS = 4              # most weight loads in flight per invocation of a dense layer's input gradient
 FRONT_MARGIN = 2048         # bytes of workgroup memory the conv front's staging leaves for the dense layers' K-slices
 TILED_FROM = 64            # batch from which pass 2 sums such a weight's gradient in 4 x 4 register tiles
+MERGED = True              # both passes one pipeline (see CompiledStep.merged)
 PASS2_INVOCATIONS = 131072  # invocations pass 2 aims for over its large weights (H100: see row_slices)
 
 
@@ -163,7 +163,7 @@ class CompiledStep:
 
     def __init__(self, model, data, metrics, optimizer, recipe, wg: int | None = None, rows: int | None = None,
                  head: HeadIO | None = None, grad_staging: int | None = None, spread: int | None = None,
-                 slices: int | None = None):
+                 slices: int | None = None, merged: bool | None = None):
         dev = get_device()
         self.front = None          # a convolutional network's ops before the Flatten (compute/conv_front.py)
         if head is None and not supported(model):
@@ -178,6 +178,12 @@ class CompiledStep:
             raise ValueError("pass 2's row slices are 1, 2, 4 or 8")
         self.forced_slices = slices        # pass 2's row slices (None: row_slices chooses)
         self.wg = wg or (256 if dev.is_cpu else 512)
+        # Both passes one pipeline, one entry point that branches on the grid's shape: a step then
+        # encodes as two dispatch calls, not two pipeline switches as well. On the H100's host wgpu
+        # spends ~5 us of CPU per call, as much as the GPU's whole step at batch 32 when doubled
+        # (benchmarks/logs/encode_cost_h100.log). Pass 2 then has the rows' workgroup size.
+        self.merged = MERGED if merged is None else merged
+        self._uw = self.wg if self.merged else 256       # pass 2's workgroup size
         b = recipe.batch_size
         self.batch = b
         self.pixels = data.input_size
@@ -228,8 +234,8 @@ class CompiledStep:
         mode = f"|head{head.start}" if head else (f"|front{self.spread}" if self.front else "")
         digest = hashlib.sha1(self.source.encode()).hexdigest()[:16]       # a pipeline per distinct shader
         key = f"compiled_step[{model.arch.text}|b{b}|r{self.r}|wg{self.wg}|n{split.n}|s{recipe.shift},{recipe.seed}{mode}|{digest}]"
-        p1 = dev.pipeline(key, "forward_backward", source=self.source)
-        p2 = dev.pipeline(key, "update", source=self.source)
+        p1 = dev.pipeline(key, "step" if self.merged else "forward_backward", source=self.source)
+        p2 = p1 if self.merged else dev.pipeline(key, "update", source=self.source)
         resources = [optimizer.hyper, metrics.state, arena.buffer, optimizer.m1, optimizer.m2, split.images,
                      split.labels, data.perm, self.scratch, metrics.history, arena.buffer, self.scratch]
         if head:
@@ -240,7 +246,7 @@ class CompiledStep:
         spread = [Dispatch(dev.pipeline(key, f"front_backward_{i}", source=self.source), group, (b, self.spread, 1),
                            f"compiled:front_backward_{i}") for i, _ in self.spread_entries]
         self.program = Program([
-            Dispatch(p1, group, (g1, 1, 1), "compiled:forward_backward"), *spread,
+            Dispatch(p1, group, (1, g1, 1) if self.merged else (g1, 1, 1), "compiled:forward_backward"), *spread,
             Dispatch(p2, group, (min(g2, 65535), math.ceil(g2 / 65535), 1), "compiled:update"),
         ], label="compiled_step")
 
@@ -330,7 +336,8 @@ class CompiledStep:
     def _dense_bytes(self, r: int) -> int:
         """Workgroup memory of pass 1's dense layers but for their partial sums: R rows, staged
         weights, the reduction array and the rows' samples."""
-        return 4 * (r * self.row + sum(L.n_in * L.n_out for L in self._staged())) + 8 * 256 + 4 * r
+        red4 = 16 * self._uw if self.merged else 0        # pass 2's, in the same entry point
+        return 4 * (r * self.row + sum(L.n_in * L.n_out for L in self._staged())) + 8 * max(256, self._uw) + 4 * r + red4
 
     def shared_bytes(self, r: int) -> int:
         return self._dense_bytes(r) + 16 * self._part_size(r) + self._front_bytes
@@ -355,8 +362,8 @@ class CompiledStep:
             f"var<workgroup> act: array<f32, {max(r * self.row, 4)}>;",
             f"var<workgroup> part: array<vec4<f32>, {max(self._part_size(r), 1)}>;",
             "var<workgroup> sample_of: array<u32, R>;     // the dataset index of each row (0xffffffff: past the end)",
-            "var<workgroup> red: array<vec2<f32>, 256>;",
-            "var<workgroup> red4: array<vec4<f32>, 256>;   // pass 2: the row slices' partial weight gradients",
+            f"var<workgroup> red: array<vec2<f32>, {max(256, self._uw)}>;",
+            f"var<workgroup> red4: array<vec4<f32>, {self._uw}>;   // pass 2: the row slices' partial weight gradients",
         ] + [f"var<workgroup> wst{L.index}: array<f32, {L.n_in * L.n_out}>;   // layer {L.index}'s weights, staged"
              for L in self._staged()]
         if self.front:
@@ -379,9 +386,11 @@ class CompiledStep:
             body.append(conv_front.SYNC + conv_front.backward(self.front, wg, self.fg))
         elif self.front:
             body.append(conv_front.spread_pass1_tail(self.front))
+        head = ("fn forward_backward(wgid: vec3<u32>, lid: vec3<u32>) {" if self.merged else
+                f"@compute @workgroup_size({wg})\n"
+                "fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {")
         pass1 = f"""
-@compute @workgroup_size({wg})
-fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {{
+{head}
     let t = lid.x;
     let r0 = wgid.x * R;
     let step = atomicLoad(&state.step);
@@ -392,7 +401,16 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
 {"".join(body)}}}
 """
         spread = "".join(entry for _, entry in self.spread_entries)
-        return "\n".join(consts) + "\n" + pass1 + spread + self._update()
+        merged = f"""
+// Both passes in one pipeline: pass 1 is dispatched as (1, its workgroups, 1), pass 2 as (x, y, 1)
+// with x >= 2 (it has at least a weight, a bias and the metrics)
+@compute @workgroup_size({wg})
+fn step(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {{
+    if (nwg.x == 1u) {{ forward_backward(vec3<u32>(wgid.y, 0u, 0u), lid); }} else {{ update(wgid, lid, nwg); }}
+}}
+""" if self.merged else ""
+        return "\n".join(consts) + "\n" + pass1 + spread + self._update() + merged
 
     def _load_rows(self) -> str:
         L0 = self.layers[0]
@@ -685,10 +703,10 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         for L in self.layers:
             n = L.n_in * L.n_out
             if self._tiled(L):
-                per_group = 256 // self.row_slices
+                per_group = self._uw // self.row_slices
                 out.append((f"{L.index}.weight", math.ceil(n // 16 / per_group), self._tiled_weight(L)))
             elif self._sliced(L):
-                per_group = 256 // self.row_slices
+                per_group = self._uw // self.row_slices
                 out.append((f"{L.index}.weight", math.ceil(n // 4 / per_group), self._big_weight(L)))
             else:
                 out.append((f"{L.index}.weight", math.ceil(n / 16), self._small(L, bias=False)))
@@ -741,11 +759,11 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         sl = self.row_slices
         if sl == 1:
             return ""
-        per = 256 // sl
+        per = self._uw // sl
         return f"""
         red4[t] = {var};
         workgroupBarrier();
-        for (var s = {128}u; s >= {per}u; s >>= 1u) {{
+        for (var s = {self._uw // 2}u; s >= {per}u; s >>= 1u) {{
             if (t < s) {{ red4[t] += red4[t + s]; }}
             workgroupBarrier();
         }}
@@ -758,7 +776,7 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         re-reads scratch from L2 four times as often)."""
         q, g = L.n_in // 4, L.n_out // 4
         sl = self.row_slices
-        per = 256 // sl
+        per = self._uw // sl
         folds = "".join(self._row_sum(f"a{c}") for c in range(4))
         updates = "\n".join(f"            {self._rule}(p + {kk * L.n_out + c}u, a{c}[{kk}], step, lr);"
                              for c in range(4) for kk in range(4))
@@ -799,7 +817,7 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
     def _big_weight(self, L: Layer) -> str:
         q = L.n_in // 4
         sl = self.row_slices
-        per = 256 // sl
+        per = self._uw // sl
         fold = self._row_sum("acc")
         return f"""
         // dW[4kq..4kq+3, j] = sum over rows of x[row, 4kq..] * dz[row, j]: 4 weights per {sl} invocations,
@@ -850,16 +868,16 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         """Pass 2 for n parameters whose gradient is a sum over the rows b of `term` (WGSL of b and
         the parameter p), applied to arena element `dest`."""
         return f"""
-        // {what}: 16 parameters a workgroup, 16 invocations splitting the rows of each
+        // {what}: 16 parameters a workgroup, {self._uw // 16} invocations splitting the rows of each
         let p = local * 16u + t % 16u;
         let slice = t / 16u;
         var acc = 0.0;
         if (p < {n}u) {{
-            for (var b = slice; b < B; b += {SMALL_SLICES}u) {{ acc += {term}; }}
+            for (var b = slice; b < B; b += {self._uw // 16}u) {{ acc += {term}; }}
         }}
         red[t] = vec2<f32>(acc, 0.0);
         workgroupBarrier();
-        for (var s = 128u; s >= 16u; s >>= 1u) {{
+        for (var s = {self._uw // 2}u; s >= 16u; s >>= 1u) {{
             if (t < s) {{ red[t] += red[t + s]; }}
             workgroupBarrier();
         }}
@@ -872,10 +890,10 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         return f"""
         // the step's mean loss and accuracy into the history ring, then the counters advance
         var acc = vec2<f32>(0.0);
-        for (var b = t; b < B; b += 256u) {{ acc += vec2<f32>(scratch[ROWS_OFF + b * 2u], scratch[ROWS_OFF + b * 2u + 1u]); }}
+        for (var b = t; b < B; b += {self._uw}u) {{ acc += vec2<f32>(scratch[ROWS_OFF + b * 2u], scratch[ROWS_OFF + b * 2u + 1u]); }}
         red[t] = acc;
         workgroupBarrier();
-        for (var s = 128u; s > 0u; s >>= 1u) {{
+        for (var s = {self._uw // 2}u; s > 0u; s >>= 1u) {{
             if (t < s) {{ red[t] += red[t + s]; }}
             workgroupBarrier();
         }}
@@ -905,10 +923,11 @@ fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invoc
         put = "" if not self.head else """
 fn put_gradient(p: u32, g: f32, step: u32, lr: f32) { grads[p] = g; }
 """
+        head = ("fn update(wg3: vec3<u32>, lid3: vec3<u32>, nwg: vec3<u32>) {" if self.merged else
+                "@compute @workgroup_size(256)\nfn update(@builtin(workgroup_id) wg3: vec3<u32>, "
+                "@builtin(local_invocation_id) lid3: vec3<u32>,\n          @builtin(num_workgroups) nwg: vec3<u32>) {")
         return put + f"""
-@compute @workgroup_size(256)
-fn update(@builtin(workgroup_id) wg3: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>,
-          @builtin(num_workgroups) nwg: vec3<u32>) {{
+{head}
     let wg = wg3.x + wg3.y * nwg.x;
     let t = lid3.x;
     let step = atomicLoad(&state.step_snap);

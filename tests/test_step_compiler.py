@@ -20,21 +20,21 @@ def data(mnist):
     return GpuDataset(mnist, limit=230)        # batch 50: 4 full steps and a tail of 30 every epoch
 
 
-def train(data, arch, recipe, engine, rows=None, head_only=False, spread=None, slices=None):
+def train(data, arch, recipe, engine, rows=None, head_only=False, spread=None, slices=None, wg=None, merged=None):
     model = Sequential(parse(arch), seed=3)
     run = Run(model, data, recipe, engine=engine)
-    if rows is not None or spread is not None or slices is not None:
+    if any(v is not None for v in (rows, spread, slices, wg, merged)):
         run.program = CompiledStep(model, data, run.metrics, run.optimizer, recipe, rows=rows, spread=spread,
-                                   slices=slices).program
+                                   slices=slices, wg=wg, merged=merged).program
     if head_only:              # the dense head compiled, the layers before it traced
         run.program = run._trace_step(head=head_start(model))
     run.run_steps(run.total_steps)
     return model.state_dict(), run.metrics.read_history(0, run.total_steps), run
 
 
-def assert_same(data, arch, recipe, rows=None, slices=None):
+def assert_same(data, arch, recipe, rows=None, **choices):
     g, gh, gr = train(data, arch, recipe, "graph")
-    c, ch, cr = train(data, arch, recipe, "compiled", rows, slices=slices)
+    c, ch, cr = train(data, arch, recipe, "compiled", rows, **choices)
     assert (gr.engine, cr.engine, len(cr.program)) == ("graph", "compiled", 2)
     for k in g:
         np.testing.assert_allclose(c[k], g[k], rtol=1e-3, atol=3e-5, err_msg=k)
@@ -219,6 +219,16 @@ def test_pass2_row_slices(data, batch, slices):
     assert_same(data, MLP, Recipe(epochs=1, batch_size=batch, lr=0.1, shift=1), slices=slices)
     with pytest.raises(ValueError, match="1, 2, 4 or 8"):
         train(data, MLP, Recipe(epochs=1, batch_size=batch), "compiled", slices=3)
+
+
+@pytest.mark.parametrize("batch,merged", [(50, True), (64, True), (50, False)])
+def test_gpu_workgroups_and_one_pipeline(data, batch, merged):
+    """On a GPU both passes have 512 invocations a workgroup and share one pipeline (the entry point
+    branches on the grid's shape; step_compiler.MERGED); the CPU runs 256. Guards pass 2's reductions
+    at 512 (vec4 columns at batch 50, 4 x 4 tiles over 2 slices at 64) and both layouts."""
+    arch = "Linear(784,64),ReLU(),Dropout(0.2),Linear(64,36),ReLU(),Linear(36,10)"
+    assert_same(data, arch, Recipe(epochs=1, batch_size=batch, lr=0.1, shift=1), wg=512, merged=merged,
+                slices=2 if batch == 64 else None)
 
 
 @pytest.mark.parametrize("staging", [1031, 2055])
