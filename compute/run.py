@@ -32,7 +32,7 @@ ENGINES = ("auto", "compiled", "graph")
 
 class Run:
     def __init__(self, model, data: GpuDataset, recipe: Recipe, engine: str = "auto",
-                 metrics: RunMetrics | None = None):
+                 metrics: RunMetrics | None = None, encode_light: bool = False):
         recipe.validate()
         check_rows(model.arch, recipe.batch_size, Limits.current(), option="batch size")
         if engine not in ENGINES:
@@ -41,6 +41,9 @@ class Run:
         if problem:
             raise ValueError(problem)
         self.model, self.data, self.engine_choice = model, data, engine
+        # Encoded by a thread whose CPU is the scarce part (the visualizer's frame loop, which also
+        # draws): a compiled step that costs the CPU less to encode and the GPU a little more.
+        self.encode_light = encode_light
         if metrics is not None and metrics.num_classes != data.num_classes:
             raise ValueError(f"metrics for {metrics.num_classes} classes, data has {data.num_classes}")
         self.metrics = metrics or RunMetrics(data.num_classes)
@@ -116,12 +119,14 @@ class Run:
                 start = head_start(self.model)
                 if start is not None and plan_front(self.model) is not None:
                     try:        # the whole network compiled (two dispatches, or one more per conv spread)
-                        return CompiledStep(self.model, self.data, self.metrics, self.optimizer, self.recipe).program
+                        return CompiledStep(self.model, self.data, self.metrics, self.optimizer,
+                                            self.recipe, merged=self.encode_light).program
                     except StepDoesNotFit:
                         pass    # its front's staging is above the workgroup memory: the head alone compiled
                 if start is not None:
                     return self._trace_step(head=start)
-                return CompiledStep(self.model, self.data, self.metrics, self.optimizer, self.recipe).program
+                return CompiledStep(self.model, self.data, self.metrics, self.optimizer, self.recipe,
+                                    merged=self.encode_light).program
             except StepDoesNotFit as e:
                 if self.engine_choice == "compiled":
                     raise ValueError(f"--engine compiled: {e}") from None

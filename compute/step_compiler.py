@@ -40,7 +40,7 @@ BIG_BLOCK = 4096           # a weight matrix with at least this many entries (an
 GRAD_LOADS = 4              # most weight loads in flight per invocation of a dense layer's input gradient
 FRONT_MARGIN = 2048         # bytes of workgroup memory the conv front's staging leaves for the dense layers' K-slices
 TILED_FROM = 64            # batch from which pass 2 sums such a weight's gradient in 4 x 4 register tiles
-MERGED = True              # both passes one pipeline (see CompiledStep.merged)
+MERGED = False             # both passes one pipeline by default (see CompiledStep.merged)
 PASS2_INVOCATIONS = 131072  # invocations pass 2 aims for over its large weights (H100: see row_slices)
 
 
@@ -178,10 +178,11 @@ class CompiledStep:
             raise ValueError("pass 2's row slices are 1, 2, 4 or 8")
         self.forced_slices = slices        # pass 2's row slices (None: row_slices chooses)
         self.wg = wg or (256 if dev.is_cpu else 512)
-        # Both passes one pipeline, one entry point that branches on the grid's shape: a step then
-        # encodes as two dispatch calls, not two pipeline switches as well. On the H100's host wgpu
-        # spends ~5 us of CPU per call, as much as the GPU's whole step at batch 32 when doubled
-        # (benchmarks/logs/encode_cost_h100.log). Pass 2 then has the rows' workgroup size.
+        # `merged`: both passes one pipeline, one entry point that branches on the grid's shape. A
+        # step then encodes as two dispatch calls without two pipeline switches: the H100 host's CPU
+        # encode fell from 9.4 to 2.7-5.3 us a step, but pass 2 ran slower in the merged entry point
+        # (784-128-10 at batch 32: 5.7 -> 8.9 us; benchmarks/logs/one_pipeline_h100.*). So it is for
+        # a thread whose CPU is the scarce part: the visualizer's frame loop (Run(encode_light=True)).
         self.merged = MERGED if merged is None else merged
         self._uw = self.wg if self.merged else 256       # pass 2's workgroup size
         b = recipe.batch_size

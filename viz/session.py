@@ -116,7 +116,7 @@ class TrainingSession:
             self._new_run()
 
     def _new_run(self) -> None:
-        self.run = Run(self.model, self.data, self.recipe, metrics=self.metrics)
+        self.run = Run(self.model, self.data, self.recipe, metrics=self.metrics, encode_light=True)
         self._eval_pieces.clear()
         if self.on_run_changed is not None:
             self.on_run_changed(self.run)
