@@ -120,13 +120,13 @@ class Run:
                 if start is not None and plan_front(self.model) is not None:
                     try:        # the whole network compiled (two dispatches, or one more per conv spread)
                         return CompiledStep(self.model, self.data, self.metrics, self.optimizer,
-                                            self.recipe, merged=self.encode_light).program
+                                            self.recipe, encode_light=self.encode_light).program
                     except StepDoesNotFit:
                         pass    # its front's staging is above the workgroup memory: the head alone compiled
                 if start is not None:
                     return self._trace_step(head=start)
                 return CompiledStep(self.model, self.data, self.metrics, self.optimizer, self.recipe,
-                                    merged=self.encode_light).program
+                                    encode_light=self.encode_light).program
             except StepDoesNotFit as e:
                 if self.engine_choice == "compiled":
                     raise ValueError(f"--engine compiled: {e}") from None

@@ -41,6 +41,7 @@ GRAD_LOADS = 4              # most weight loads in flight per invocation of a de
 FRONT_MARGIN = 2048         # bytes of workgroup memory the conv front's staging leaves for the dense layers' K-slices
 TILED_FROM = 64            # batch from which pass 2 sums such a weight's gradient in 4 x 4 register tiles
 MERGED = False             # both passes one pipeline by default (see CompiledStep.merged)
+LIGHT_MAX_WEIGHTS = 262144  # largest network (weights) an encode_light step merges its passes for
 PASS2_INVOCATIONS = 131072  # invocations pass 2 aims for over its large weights (H100: see row_slices)
 
 
@@ -163,7 +164,7 @@ class CompiledStep:
 
     def __init__(self, model, data, metrics, optimizer, recipe, wg: int | None = None, rows: int | None = None,
                  head: HeadIO | None = None, grad_staging: int | None = None, spread: int | None = None,
-                 slices: int | None = None, merged: bool | None = None):
+                 slices: int | None = None, merged: bool | None = None, encode_light: bool = False):
         dev = get_device()
         self.front = None          # a convolutional network's ops before the Flatten (compute/conv_front.py)
         if head is None and not supported(model):
@@ -183,7 +184,12 @@ class CompiledStep:
         # encode fell from 9.4 to 2.7-5.3 us a step, but pass 2 ran slower in the merged entry point
         # (784-128-10 at batch 32: 5.7 -> 8.9 us; benchmarks/logs/one_pipeline_h100.*). So it is for
         # a thread whose CPU is the scarce part: the visualizer's frame loop (Run(encode_light=True)).
-        self.merged = MERGED if merged is None else merged
+        # encode_light: merged where pass 2 is small enough to lose little to it. The H100's window
+        # at batch 64 (benchmarks/viz_bench.py): 784-128-10 trained 30.2K steps/s merged against
+        # 24.6K, 71% of headless against 58%; 784-512-256-128-10 9.8K against 10.5K (its pass 2,
+        # 24 against 10 us, fills the frame's GPU time).
+        light = encode_light and model.arena.size <= LIGHT_MAX_WEIGHTS
+        self.merged = (MERGED or light) if merged is None else merged
         self._uw = self.wg if self.merged else 256       # pass 2's workgroup size
         b = recipe.batch_size
         self.batch = b

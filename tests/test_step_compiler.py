@@ -231,6 +231,18 @@ def test_gpu_workgroups_and_one_pipeline(data, batch, merged):
                 slices=2 if batch == 64 else None)
 
 
+def test_visualizer_run_merges_small_networks(data):
+    """Run(encode_light=True) (the visualizer's, whose frame loop is CPU-bound) gets both passes in one
+    pipeline for a small network and two for one whose pass 2 would lose more than the encoding saves."""
+    recipe = Recipe(epochs=1, batch_size=50)
+    small = Run(Sequential(parse(MLP), seed=3), data, recipe, encode_light=True).program.dispatches
+    large = Run(Sequential(parse("Linear(784,400),ReLU(),Linear(400,10)"), seed=3), data, recipe,
+                encode_light=True).program.dispatches
+    plain = Run(Sequential(parse(MLP), seed=3), data, recipe).program.dispatches
+    assert small[0].pipeline is small[1].pipeline
+    assert large[0].pipeline is not large[1].pipeline and plain[0].pipeline is not plain[1].pipeline
+
+
 @pytest.mark.parametrize("staging", [1031, 2055])
 def test_conv_front_gradient_staged_in_pieces(data, staging):
     """A conv output larger than the workgroup memory left for it: its gradient is staged 4 or 8
