@@ -40,7 +40,6 @@ BIG_BLOCK = 4096           # a weight matrix with at least this many entries (an
 GRAD_LOADS = 4              # most weight loads in flight per invocation of a dense layer's input gradient
 FRONT_MARGIN = 2048         # bytes of workgroup memory the conv front's staging leaves for the dense layers' K-slices
 TILED_FROM = 64            # batch from which pass 2 sums such a weight's gradient in 4 x 4 register tiles
-MERGED = False             # both passes one pipeline by default (see CompiledStep.merged)
 LIGHT_MAX_WEIGHTS = 262144  # largest network (weights) an encode_light step merges its passes for
 PASS2_INVOCATIONS = 131072  # invocations pass 2 aims for over its large weights (H100: see row_slices)
 
@@ -189,7 +188,7 @@ class CompiledStep:
         # 24.6K, 71% of headless against 58%; 784-512-256-128-10 9.8K against 10.5K (its pass 2,
         # 24 against 10 us, fills the frame's GPU time).
         light = encode_light and model.arena.size <= LIGHT_MAX_WEIGHTS
-        self.merged = (MERGED or light) if merged is None else merged
+        self.merged = light if merged is None else merged
         self._uw = self.wg if self.merged else 256       # pass 2's workgroup size
         b = recipe.batch_size
         self.batch = b

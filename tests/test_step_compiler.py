@@ -223,9 +223,10 @@ def test_pass2_row_slices(data, batch, slices):
 
 @pytest.mark.parametrize("batch,merged", [(50, True), (64, True), (50, False)])
 def test_gpu_workgroups_and_one_pipeline(data, batch, merged):
-    """On a GPU both passes have 512 invocations a workgroup and share one pipeline (the entry point
-    branches on the grid's shape; step_compiler.MERGED); the CPU runs 256. Guards pass 2's reductions
-    at 512 (vec4 columns at batch 50, 4 x 4 tiles over 2 slices at 64) and both layouts."""
+    """The GPU's 512 invocations a workgroup (the CPU runs 256), with both passes in one pipeline (the
+    entry point branching on the grid's shape: the visualizer's small networks) and pass 2 then at 512
+    too, and in two. Guards pass 2's reductions at 512 (vec4 columns at batch 50, 4 x 4 tiles over 2
+    slices at 64) and both layouts."""
     arch = "Linear(784,64),ReLU(),Dropout(0.2),Linear(64,36),ReLU(),Linear(36,10)"
     assert_same(data, arch, Recipe(epochs=1, batch_size=batch, lr=0.1, shift=1), wg=512, merged=merged,
                 slices=2 if batch == 64 else None)
