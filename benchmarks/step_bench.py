@@ -70,7 +70,7 @@ def main():
     ap.add_argument("--pass2-sweep", default="", help="also time pass 2 aiming at these invocations over its "
                     "large weights, e.g. 32768,131072 (step_compiler.PASS2_INVOCATIONS picks the row slices)")
     ap.add_argument("--merged-sweep", action="store_true", help="also time the two passes as two pipelines "
-                    "and as one (step_compiler.MERGED)")
+                    "and as one (CompiledStep(merged=...); the visualizer merges small networks)")
     ap.add_argument("--no-jax", action="store_true")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--breakdown-steps", type=int, default=200, help="steps per GPU timestamp measurement (0: none)")
