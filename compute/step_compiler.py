@@ -187,7 +187,7 @@ class CompiledStep:
         # at batch 64 (benchmarks/viz_bench.py): 784-128-10 trained 30.2K steps/s merged against
         # 24.6K, 71% of headless against 58%; 784-512-256-128-10 9.8K against 10.5K (its pass 2,
         # 24 against 10 us, fills the frame's GPU time).
-        light = encode_light and model.arena.size <= LIGHT_MAX_WEIGHTS
+        light = encode_light and not self.front and model.arena.size <= LIGHT_MAX_WEIGHTS    # measured on MLPs
         self.merged = light if merged is None else merged
         self._uw = self.wg if self.merged else 256       # pass 2's workgroup size
         b = recipe.batch_size
