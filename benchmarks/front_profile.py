@@ -43,7 +43,7 @@ def main():
     model = Sequential(parse(args.arch), seed=0)
     run = Run(model, data, RECIPES["original"].with_changes(batch_size=args.batch), engine="compiled")
     step = CompiledStep(model, data, run.metrics, run.optimizer, run.recipe, wg=args.wg, spread=args.spread,
-                        merged=False)      # each pass its own entry point, to cut phases out of
+                        merged=False)      # each pass its own entry point: the profile cuts phases out of it
     run.program = step.program
     src = step.source
     print(f"batch {args.batch}, workgroup {step.wg}, backward spread over {step.spread} part(s) a row ({args.arch})")

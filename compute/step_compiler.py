@@ -178,15 +178,11 @@ class CompiledStep:
             raise ValueError("pass 2's row slices are 1, 2, 4 or 8")
         self.forced_slices = slices        # pass 2's row slices (None: row_slices chooses)
         self.wg = wg or (256 if dev.is_cpu else 512)
-        # `merged`: both passes one pipeline, one entry point that branches on the grid's shape. A
-        # step then encodes as two dispatch calls without two pipeline switches: the H100 host's CPU
-        # encode fell from 9.4 to 2.7-5.3 us a step, but pass 2 ran slower in the merged entry point
-        # (784-128-10 at batch 32: 5.7 -> 8.9 us; benchmarks/logs/one_pipeline_h100.*). So it is for
-        # a thread whose CPU is the scarce part: the visualizer's frame loop (Run(encode_light=True)).
-        # encode_light: merged where pass 2 is small enough to lose little to it. The H100's window
-        # at batch 64 (benchmarks/viz_bench.py): 784-128-10 trained 30.2K steps/s merged against
-        # 24.6K, 71% of headless against 58%; 784-512-256-128-10 9.8K against 10.5K (its pass 2,
-        # 24 against 10 us, fills the frame's GPU time).
+        # `merged`: both passes one pipeline, one entry point (`step`) that branches on the grid's
+        # shape, so a step encodes without two pipeline switches (H100 host: 9.4 -> 2.7-5.3 us of CPU
+        # a step) but runs pass 2 slower (784-128-10 batch 32: 5.7 -> 8.9 us). `encode_light` (the
+        # visualizer's frame loop, bound by the CPU) takes it for MLPs whose pass 2 is small enough:
+        # benchmarks/NOTES.md, "Both passes one pipeline", has the measurements.
         light = encode_light and not self.front and model.arena.size <= LIGHT_MAX_WEIGHTS    # measured on MLPs
         self.merged = light if merged is None else merged
         self._uw = self.wg if self.merged else 256       # pass 2's workgroup size
@@ -392,11 +388,8 @@ class CompiledStep:
             body.append(conv_front.SYNC + conv_front.backward(self.front, wg, self.fg))
         elif self.front:
             body.append(conv_front.spread_pass1_tail(self.front))
-        head = ("fn forward_backward(wgid: vec3<u32>, lid: vec3<u32>) {" if self.merged else
-                f"@compute @workgroup_size({wg})\n"
-                "fn forward_backward(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {")
         pass1 = f"""
-{head}
+{self._pass_head("forward_backward", wg, wgid="workgroup_id", lid="local_invocation_id")}
     let t = lid.x;
     let r0 = wgid.x * R;
     let step = atomicLoad(&state.step);
@@ -417,6 +410,14 @@ fn step(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_id) li
 }}
 """ if self.merged else ""
         return "\n".join(consts) + "\n" + pass1 + spread + self._update() + merged
+
+    def _pass_head(self, name: str, wg: int, **builtins: str) -> str:
+        """The first line of a pass: its own entry point, or (merged) a function the entry point
+        `step` calls with the same arguments."""
+        if self.merged:
+            return f"fn {name}({', '.join(f'{a}: vec3<u32>' for a in builtins)}) {{"
+        args = ", ".join(f"@builtin({b}) {a}: vec3<u32>" for a, b in builtins.items())
+        return f"@compute @workgroup_size({wg})\nfn {name}({args}) {{"
 
     def _load_rows(self) -> str:
         L0 = self.layers[0]
@@ -735,7 +736,8 @@ fn step(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_id) li
         (benchmarks/logs/pass2_slices_h100.log): a small network wants more slices than the
         batch alone suggests (784-128-10 at batch 32: 4.9 us with 2, 6.0 with 1), a large one
         fewer (784-512-256-128-10 at 128: 17.4 us with 4, 19.8 with 8). A power of 2: the fold
-        (_row_sum) halves its stride down to 256 / slices. On a CPU adapter, 1 per 32 rows."""
+        (_row_sum) halves its stride down to (pass 2's workgroup) / slices. On a CPU adapter, 1
+        per 32 rows."""
         cap = min(8, self.batch)
         if self.forced_slices:
             n = self.forced_slices
@@ -929,11 +931,8 @@ fn step(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_id) li
         put = "" if not self.head else """
 fn put_gradient(p: u32, g: f32, step: u32, lr: f32) { grads[p] = g; }
 """
-        head = ("fn update(wg3: vec3<u32>, lid3: vec3<u32>, nwg: vec3<u32>) {" if self.merged else
-                "@compute @workgroup_size(256)\nfn update(@builtin(workgroup_id) wg3: vec3<u32>, "
-                "@builtin(local_invocation_id) lid3: vec3<u32>,\n          @builtin(num_workgroups) nwg: vec3<u32>) {")
         return put + f"""
-{head}
+{self._pass_head("update", 256, wg3="workgroup_id", lid3="local_invocation_id", nwg="num_workgroups")}
     let wg = wg3.x + wg3.y * nwg.x;
     let t = lid3.x;
     let step = atomicLoad(&state.step_snap);
