@@ -21,6 +21,7 @@
 //!include schedule.wgsl
 //!include optim_rule.wgsl
 //!include step_metrics.wgsl
+//!include step_input.wgsl
 //!struct State
 
 @group(0) @binding(0) var<storage, read> hyper: Hyper;
@@ -35,20 +36,5 @@
 @group(0) @binding(9) var<storage, read_write> history: array<f32>;
 @group(0) @binding(10) var<storage, read_write> params4: array<vec4<f32>>;   // the arena again, as vec4
 @group(0) @binding(11) var<storage, read_write> scratch4: array<vec4<f32>>;  // scratch again, as vec4
-
-// Pixel k of the (optionally shifted) training image `sample`, batch row r, as f32 in [0, 1];
-// the same draw as gather.wgsl, so the compiled step equals the traced one.
-fn image_pixel(sample: u32, k: u32, step: u32, r: u32) -> f32 {
-    let src = shifted_source(k, IMAGE_W, PIXELS, SHIFT, SEED, step, r);
-    if (src < 0) { return 0.0; }
-    let b = sample * PIXELS + u32(src);
-    return f32(byte_of(images[b >> 2u], b)) * (1.0 / 255.0);
-}
-
-// Inverted dropout's keep decision for element j of batch row r: the hash dropout.wgsl
-// draws for flat index r * width + j of the layer's [B, width] output.
-fn keep(seed: u32, step: u32, r: u32, width: u32, j: u32, p: f32) -> bool {
-    return rand01(seed, step, r * width + j) >= p;
-}
 
 //!generated

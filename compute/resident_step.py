@@ -1,0 +1,546 @@
+"""The resident step: an MLP's training steps, many in one dispatch, every SM busy at batch 32.
+
+The compiled step (step_compiler.py) runs a step as two dispatches, pass 1 one workgroup
+per batch row: at batch 32 it uses 32 of the H100's 132 SMs, each streaming every weight
+from L2, and the CPU encodes every step (8-19 us of wgpu-native a step, as much as the GPU
+spends). Here G workgroups, all resident at once, split every layer by output units and
+run the whole batch; dependent phases meet at a barrier across the grid
+(shaders/resident_step.wgsl says how, and what it costs: benchmarks/grid_barrier.py), and
+one dispatch runs a whole chunk of steps, so the CPU encodes one copy and one dispatch
+per chunk.
+
+Where the workgroups cannot be known to be resident together (a CPU adapter: lavapipe
+runs workgroups on a few threads), the same generated phases run as one dispatch each
+(`persistent=False`); the tests check both against the autograd trace.
+
+Covers Linear / ReLU MLPs with at least one hidden layer (no dropout); the compiled step
+serves the rest.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+
+from .arch import Dropout
+from .budget import Limits, buffer_bytes
+from .device import get_device
+from .program import Dispatch
+from .shaders import load_wgsl
+from .step_compiler import StepDoesNotFit, plan_layers, supported
+
+WG = 256                  # invocations a workgroup
+GROUPS = 128              # workgroups on a GPU: one per SM of an H100 (132), all resident
+MAX_CHUNK = 4096          # most steps one dispatch runs (a longer chunk is split)
+SPIN_LIMIT = 1 << 22      # polls before a barrier gives up (seconds: a GPU that cannot hold G)
+STAGE_MAX = 8192          # floats of the workgroup's staging array
+
+
+def resident_supported(model) -> bool:
+    """Linear / ReLU MLPs with a hidden layer and no dropout."""
+    return (supported(model) and not any(isinstance(l, Dropout) for l in model.layers)
+            and len(plan_layers(model, 0)) >= 2)
+
+
+class ResidentProgram:
+    """Encodes n steps: a 16-byte copy that sets the chunk's step count and zeroes the
+    barrier's counter, then the persistent dispatch, or (phase mode) the phases' dispatches."""
+
+    def __init__(self, step: "ResidentStep"):
+        self.step = step
+        self.label = "resident_step"
+
+    @property
+    def dispatches(self) -> list:
+        return self.step.chunk_dispatches(1)
+
+    def __len__(self) -> int:
+        return len(self.dispatches)
+
+    def encode(self, encoder, repeat: int = 1, timestamps=None) -> None:
+        s = self.step
+        while repeat > 0:
+            n = min(repeat, MAX_CHUNK)
+            encoder.copy_buffer_to_buffer(s.table, 16 * n, s.launch, 0, 16)
+            cpass = encoder.begin_compute_pass(timestamp_writes=timestamps) if timestamps else encoder.begin_compute_pass()
+            pipe = None
+            for d in s.chunk_dispatches(n):
+                if d.pipeline is not pipe:
+                    cpass.set_pipeline(d.pipeline)
+                    pipe = d.pipeline
+                    cpass.set_bind_group(0, d.bind_group)
+                cpass.dispatch_workgroups(*d.workgroups)
+            cpass.end()
+            repeat -= n
+            timestamps = None
+
+
+class ResidentStep:
+    def __init__(self, model, data, metrics, optimizer, recipe, groups: int | None = None,
+                 persistent: bool | None = None):
+        if not resident_supported(model):
+            raise ValueError("the resident step covers Linear / ReLU MLPs with a hidden layer and no dropout")
+        dev = get_device()
+        self.persistent = (not dev.is_cpu) if persistent is None else persistent
+        self.groups = groups or (GROUPS if not dev.is_cpu else 3)
+        self.batch = b = recipe.batch_size
+        self.layers = plan_layers(model, recipe.seed)
+        arena = model.arena
+        for L in self.layers:
+            L.w, L.b = arena.offsets[f"{L.index}.weight"], arena.offsets[f"{L.index}.bias"]
+        self.hidden, self.top = self.layers[:-1], self.layers[-1]
+        self.classes = self.top.n_out
+        self.pixels = data.input_size
+        # exchange, one parity block: each hidden layer's activations and output gradient, dlogits
+        off = 0
+        self.a_off, self.dz_off = [], []
+        for L in self.hidden:
+            self.a_off.append(off)
+            off += b * L.n_out
+            self.dz_off.append(off)
+            off += b * L.n_out
+        self.dl_off = off
+        self.half = off + b * self.classes
+        # workgroup memory: red4 (WG vec4), dl (B * C), the staging array
+        limit = dev.limits.get("max-compute-workgroup-storage-size", 16384)
+        free = (limit - 16 * WG - 4 * b * self.classes - 64) // 4
+        self.stage = min(STAGE_MAX, free)
+        need = max([self.top.n_in * self.classes + self.classes + self.top.n_in, 4 * b, b * self.classes + b]
+                   + [4 * L.n_out for L in self.hidden[1:]])
+        if self.stage < need:
+            raise StepDoesNotFit(f"the resident step needs {need * 4 + 16 * WG + 4 * b * self.classes:,} bytes of "
+                                 f"workgroup memory, above this GPU's {limit:,}")
+        limits = Limits.current()
+        if buffer_bytes(8 * self.half) > limits.binding:
+            raise StepDoesNotFit("the resident step's exchange buffer is above the binding limit")
+        self.exchange = dev.buffer(8 * self.half, "resident.exchange")
+        self.launch = dev.buffer(16, "resident.launch")
+        table = np.zeros((MAX_CHUNK + 1, 4), np.uint32)
+        table[:, 0] = np.arange(MAX_CHUNK + 1)
+        self.table = dev.upload(table, "resident.steps")
+        split = data.train
+        self.source = load_wgsl("resident_step.wgsl") + "\n" + self.generate(split, recipe)
+        digest = hashlib.sha1(self.source.encode()).hexdigest()[:16]
+        key = f"resident_step[{model.arch.text}|b{b}|g{self.groups}|n{split.n}|{digest}]"
+
+        def pipe(entry):
+            return dev.pipeline(key, entry, source=self.source)
+
+        first = pipe("steps" if self.persistent else "phase_first")
+        group = dev.bind_group(first, [optimizer.hyper, metrics.state, arena.buffer, optimizer.m1, optimizer.m2,
+                                       split.images, split.labels, data.perm, self.exchange, metrics.history,
+                                       arena.buffer, self.launch])
+        g = (self.groups, 1, 1)
+        if self.persistent:
+            self._persistent = Dispatch(first, group, g, "resident:steps")
+        else:
+            phases = [f"phase_f{h}" for h in range(1, len(self.hidden))] + ["phase_top"] + \
+                     [f"phase_b{h}" for h in range(len(self.hidden) - 2, -1, -1)]
+            self._first = Dispatch(first, group, g, "resident:first")
+            self._uf0 = Dispatch(pipe("phase_uf0"), group, g, "resident:uf0")
+            self._rest = [Dispatch(pipe(p), group, g, f"resident:{p}") for p in phases]
+            self._last = Dispatch(pipe("phase_u"), group, g, "resident:u")
+        self.program = ResidentProgram(self)
+
+    def chunk_dispatches(self, n: int) -> list:
+        if self.persistent:
+            return [self._persistent]
+        return [self._first, *self._rest] + [self._uf0, *self._rest] * (n - 1) + [self._last]
+
+    # -- the generated WGSL ----------------------------------------------------------------------------
+    def generate(self, split, recipe) -> str:
+        b, G = self.batch, self.groups
+        consts = "\n".join([
+            f"const B: u32 = {b}u;", f"const N: u32 = {split.n}u;", f"const SPE: u32 = {math.ceil(split.n / b)}u;",
+            f"const G: u32 = {G}u;", f"const WG: u32 = {WG}u;", f"const PIXELS: u32 = {self.pixels}u;",
+            f"const IMAGE_W: u32 = {split.width}u;", f"const SHIFT: u32 = {recipe.shift}u;",
+            f"const SEED: u32 = {recipe.seed}u;", f"const CLASSES: u32 = {self.classes}u;",
+            f"const XHALF: u32 = {self.half}u;", f"const SPIN_LIMIT: u32 = {SPIN_LIMIT}u;",
+            "var<workgroup> red4: array<vec4<f32>, WG>;",
+            f"var<workgroup> dl: array<f32, {b * self.classes}>;      // the batch's dlogits",
+            f"var<workgroup> stage: array<f32, {self.stage}>;",
+            "var<workgroup> sh_step: u32;",
+            "var<workgroup> sh_n: u32;",
+        ])
+        parts = [consts]
+        for h in range(len(self.hidden)):
+            parts.append(self._forward(h))
+        parts.append(self._top())
+        for h in range(len(self.hidden) - 2, -1, -1):
+            parts.append(self._backward(h))
+        for h in range(len(self.hidden)):
+            parts.append(self._update_hidden(h))
+        parts.append(self._update_last())
+        parts.append(self._entry_points())
+        return "\n".join(parts)
+
+    def _own(self, n: int) -> int:
+        """Units of an n-wide layer a workgroup owns (w, w + G, ...), at most."""
+        return math.ceil(n / self.groups)
+
+    def _rows(self, k: int) -> tuple[int, int, int]:
+        """(rows a block, slices a row, terms a slice) for sums of k terms over the batch rows."""
+        rb = min(self.batch, WG)
+        s = max(1, min(WG // rb, k))
+        return rb, s, math.ceil(k / s)
+
+    def _pending(self, phase: str) -> list[str]:
+        """The updates a phase applies (each the first phase after every read of the old weights)."""
+        nh = len(self.hidden)
+        if phase == "u":
+            out = ["update_h0"]
+            out.append("update_h1" if nh >= 2 else "update_last")
+            return out
+        x = int(phase[1:])             # phase b{x}
+        return ["update_last"] if x == nh - 2 else [f"update_h{x + 2}"]
+
+    @staticmethod
+    def _head() -> str:
+        return """    let base = (step % SPE) * B;
+    let nvalid = min(B, N - base);
+    let par = (step & 1u) * XHALF;"""
+
+    def _fold4(self, s: int) -> str:
+        return f"var z = red4[t]; for (var i = 1u; i < {s}u; i++) {{ z += red4[t + i]; }}"
+
+    def _forward(self, h: int) -> str:
+        L = self.hidden[h]
+        n, k = L.n_out, L.n_in
+        rb, s, ks = self._rows(k)
+        if h == 0:
+            inner = f"""
+                if (b < nvalid) {{
+                    let sample = perm[base + b];
+                    for (var k = k0; k < k1; k++) {{
+                        let x = image_pixel(sample, k, step, b);
+                        let row = {L.w}u + k * {n}u;
+                        acc += x * vec4<f32>(params[row + c0], params[row + c1], params[row + c2], params[row + c3]);
+                    }}
+                }}"""
+        else:
+            inner = f"""
+                for (var k = k0; k < k1; k++) {{
+                    let x = xget(par + {self.a_off[h - 1]}u + b * {k}u + k);
+                    let row = {L.w}u + k * {n}u;
+                    acc += x * vec4<f32>(params[row + c0], params[row + c1], params[row + c2], params[row + c3]);
+                }}"""
+        act = "max(v, 0.0)" if L.relu else "v"
+        return f"""
+// layer {L.index} forward ({k} -> {n}): this workgroup's units, every row; {s} slices of the sum a row
+fn forward_h{h}(w: u32, t: u32, step: u32) {{
+{self._head()}
+    for (var j0 = 0u; j0 < {self._own(n)}u; j0 += 4u) {{
+        let u0 = w + G * j0;
+        let c0 = min(u0, {n - 1}u); let c1 = min(u0 + G, {n - 1}u);
+        let c2 = min(u0 + 2u * G, {n - 1}u); let c3 = min(u0 + 3u * G, {n - 1}u);
+        for (var b0 = 0u; b0 < B; b0 += {rb}u) {{
+            let b = b0 + t / {s}u;
+            let sl = t % {s}u;
+            var acc = vec4<f32>(0.0);
+            if (t < {rb * s}u && b < B) {{
+                let k0 = sl * {ks}u;
+                let k1 = min(k0 + {ks}u, {k}u);{inner}
+            }}
+            red4[t] = acc;
+            workgroupBarrier();
+            if (t < {rb * s}u && sl == 0u && b < B) {{
+                {self._fold4(s)}
+                for (var q = 0u; q < 4u; q++) {{
+                    let u = u0 + q * G;
+                    if (u < {n}u) {{
+                        let v = z[q] + params[{L.b}u + u];
+                        xput(par + {self.a_off[h]}u + b * {n}u + u, {act});
+                    }}
+                }}
+            }}
+            workgroupBarrier();
+        }}
+    }}
+}}"""
+
+    def _top(self) -> str:
+        T, C = self.top, self.classes
+        k = T.n_in
+        h = len(self.hidden) - 1
+        prev = self.hidden[-1]
+        wsz = k * C
+        rbt = max(1, min(self.batch, (self.stage - wsz - C) // k))
+        grad = "select(0.0, d, a > 0.0)" if prev.relu else "d"
+        return f"""
+// the last layer ({k} -> {C}) for every row in every workgroup, softmax / cross-entropy,
+// dlogits = (p - onehot(y)) / n; then the top hidden layer's output gradient, own units
+fn top(w: u32, t: u32, step: u32) {{
+{self._head()}
+    for (var i = t; i < {wsz}u; i += WG) {{ stage[i] = pget({T.w}u + i); }}
+    for (var i = t; i < {C}u; i += WG) {{ stage[{wsz}u + i] = pget({T.b}u + i); }}
+    for (var b0 = 0u; b0 < B; b0 += {rbt}u) {{
+        for (var i = t; i < {rbt * k}u; i += WG) {{
+            let b = b0 + i / {k}u;
+            if (b < B) {{ stage[{wsz + C}u + i] = xget(par + {self.a_off[h]}u + b * {k}u + i % {k}u); }}
+        }}
+        workgroupBarrier();
+        for (var i = t; i < {rbt * C}u; i += WG) {{
+            let bl = i / {C}u;
+            let j = i % {C}u;
+            if (b0 + bl < B) {{
+                var z = stage[{wsz}u + j];
+                for (var kk = 0u; kk < {k}u; kk++) {{ z += stage[{wsz + C}u + bl * {k}u + kk] * stage[kk * {C}u + j]; }}
+                dl[(b0 + bl) * {C}u + j] = z;
+            }}
+        }}
+        workgroupBarrier();
+    }}
+    var ls = vec2<f32>(0.0);
+    for (var b = t; b < B; b += WG) {{
+        let z0 = b * {C}u;
+        if (b < nvalid) {{
+            let s = perm[base + b];
+            let y = byte_of(labels[s >> 2u], s);
+            var m = dl[z0];
+            var best = 0u;
+            for (var c = 1u; c < {C}u; c++) {{ if (dl[z0 + c] > m) {{ m = dl[z0 + c]; best = c; }} }}
+            var sum = 0.0;
+            for (var c = 0u; c < {C}u; c++) {{ sum += exp(dl[z0 + c] - m); }}
+            let loss = log(sum) + m - dl[z0 + y];
+            if (w == 0u && !is_finite(loss)) {{ atomicOr(&state.flags, FLAG_NONFINITE); }}
+            ls += vec2<f32>(loss, select(0.0, 1.0, best == y));
+            for (var c = 0u; c < {C}u; c++) {{
+                dl[z0 + c] = (exp(dl[z0 + c] - m) / sum - select(0.0, 1.0, c == y)) / f32(nvalid);
+            }}
+        }} else {{
+            for (var c = 0u; c < {C}u; c++) {{ dl[z0 + c] = 0.0; }}
+        }}
+    }}
+    red4[t] = vec4<f32>(ls, 0.0, 0.0);
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {{
+        if (t < s) {{ red4[t] += red4[t + s]; }}
+        workgroupBarrier();
+    }}
+    if (w == 0u) {{
+        if (t == 0u) {{
+            record_step(red4[0].x / f32(nvalid), red4[0].y / f32(nvalid), CLASSES);
+            atomicAdd(&state.run_step, 1u);
+        }}
+        for (var i = t; i < {self.batch * C}u; i += WG) {{ xput(par + {self.dl_off}u + i, dl[i]); }}
+    }}
+    for (var j = 0u; j < {self._own(k)}u; j++) {{
+        let u = w + G * j;
+        if (u < {k}u) {{
+            for (var b = t; b < B; b += WG) {{
+                var d = 0.0;
+                for (var c = 0u; c < {C}u; c++) {{ d += dl[b * {C}u + c] * stage[u * {C}u + c]; }}
+                let a = xget(par + {self.a_off[h]}u + b * {k}u + u);
+                xput(par + {self.dz_off[h]}u + b * {k}u + u, {grad});
+            }}
+        }}
+    }}
+    workgroupBarrier();
+}}"""
+
+    def _backward(self, h: int) -> str:
+        """Output gradient of hidden layer h, own units u: dz[b, u] = relu'(a) sum_j dz'[b, j] W'[u, j]."""
+        L, nxt = self.hidden[h], self.hidden[h + 1]
+        n, n1 = L.n_out, nxt.n_out
+        rb, s, ks = self._rows(n1)
+        grad = "select(0.0, z[q], a > 0.0)" if L.relu else "z[q]"
+        pending = "".join(f"\n    {p}(w, t, step);" for p in self._pending(f"b{h}"))
+        return f"""
+// layer {L.index}'s output gradient from layer {nxt.index}'s, own units; then the pending updates
+fn backward_h{h}(w: u32, t: u32, step: u32) {{
+{self._head()}{pending}
+    for (var j0 = 0u; j0 < {self._own(n)}u; j0 += 4u) {{
+        let u0 = w + G * j0;
+        for (var i = t; i < {4 * n1}u; i += WG) {{
+            let u = u0 + (i / {n1}u) * G;
+            stage[i] = select(0.0, pget({nxt.w}u + min(u, {n - 1}u) * {n1}u + i % {n1}u), u < {n}u);
+        }}
+        workgroupBarrier();
+        for (var b0 = 0u; b0 < B; b0 += {rb}u) {{
+            let b = b0 + t / {s}u;
+            let sl = t % {s}u;
+            var acc = vec4<f32>(0.0);
+            if (t < {rb * s}u && b < B) {{
+                let j1 = min(sl * {ks}u + {ks}u, {n1}u);
+                for (var j = sl * {ks}u; j < j1; j++) {{
+                    let d = xget(par + {self.dz_off[h + 1]}u + b * {n1}u + j);
+                    acc += d * vec4<f32>(stage[j], stage[{n1}u + j], stage[{2 * n1}u + j], stage[{3 * n1}u + j]);
+                }}
+            }}
+            red4[t] = acc;
+            workgroupBarrier();
+            if (t < {rb * s}u && sl == 0u && b < B) {{
+                {self._fold4(s)}
+                for (var q = 0u; q < 4u; q++) {{
+                    let u = u0 + q * G;
+                    if (u < {n}u) {{
+                        let a = xget(par + {self.a_off[h]}u + b * {n}u + u);
+                        xput(par + {self.dz_off[h]}u + b * {n}u + u, {grad});
+                    }}
+                }}
+            }}
+            workgroupBarrier();
+        }}
+    }}
+}}"""
+
+    def _update_hidden(self, h: int) -> str:
+        """Own columns u of hidden layer h: dW[k, u] = sum_b x[b, k] dz[b, u], db[u] = sum_b dz[b, u]."""
+        L = self.hidden[h]
+        n, k = L.n_out, L.n_in
+        if h == 0:
+            x = "image_pixel(perm[base + b], k, step, b)"
+        else:
+            x = f"xget(par + {self.a_off[h - 1]}u + b * {k}u + k)"
+        return f"""
+// layer {L.index}'s update, own columns
+fn update_h{h}(w: u32, t: u32, step: u32) {{
+{self._head()}
+    let lr = learning_rate(hyper, step);
+    let frozen = atomicLoad(&state.flags) != 0u || hyper.frozen == 1u;
+    for (var j0 = 0u; j0 < {self._own(n)}u; j0 += 4u) {{
+        let u0 = w + G * j0;
+        workgroupBarrier();
+        for (var i = t; i < B * 4u; i += WG) {{
+            let b = i / 4u;
+            let u = u0 + (i % 4u) * G;
+            stage[i] = select(0.0, xget(par + {self.dz_off[h]}u + b * {n}u + min(u, {n - 1}u)), u < {n}u && b < nvalid);
+        }}
+        workgroupBarrier();
+        for (var k = t; k < {k}u; k += WG) {{
+            var g = vec4<f32>(0.0);
+            for (var b = 0u; b < nvalid; b++) {{
+                g += {x} * vec4<f32>(stage[b * 4u], stage[b * 4u + 1u], stage[b * 4u + 2u], stage[b * 4u + 3u]);
+            }}
+            if (!frozen) {{
+                for (var q = 0u; q < 4u; q++) {{
+                    let u = u0 + q * G;
+                    if (u < {n}u) {{ apply_update({L.w}u + k * {n}u + u, g[q], step, lr); }}
+                }}
+            }}
+        }}
+        if (t < 4u && !frozen) {{
+            let u = u0 + t * G;
+            if (u < {n}u) {{
+                var gb = 0.0;
+                for (var b = 0u; b < nvalid; b++) {{ gb += stage[b * 4u + t]; }}
+                apply_update({L.b}u + u, gb, step, lr);
+            }}
+        }}
+    }}
+    workgroupBarrier();
+}}"""
+
+    def _update_last(self) -> str:
+        """Own rows u of the last layer (u: an own unit of the top hidden layer), and (workgroup 0) its bias."""
+        T, C, b = self.top, self.classes, self.batch
+        k = T.n_in
+        h = len(self.hidden) - 1
+        return f"""
+// the last layer's update: own rows, the bias in workgroup 0
+fn update_last(w: u32, t: u32, step: u32) {{
+{self._head()}
+    let lr = learning_rate(hyper, step);
+    let frozen = atomicLoad(&state.flags) != 0u || hyper.frozen == 1u;
+    workgroupBarrier();
+    for (var i = t; i < {b * C}u; i += WG) {{ stage[i] = xget(par + {self.dl_off}u + i); }}
+    for (var j = 0u; j < {self._own(k)}u; j++) {{
+        let u = w + G * j;
+        for (var i = t; i < B; i += WG) {{ stage[{b * C}u + i] = xget(par + {self.a_off[h]}u + i * {k}u + min(u, {k - 1}u)); }}
+        workgroupBarrier();
+        if (u < {k}u && !frozen) {{
+            for (var c = t; c < {C}u; c += WG) {{
+                var g = 0.0;
+                for (var r = 0u; r < nvalid; r++) {{ g += stage[{b * C}u + r] * stage[r * {C}u + c]; }}
+                apply_update({T.w}u + u * {C}u + c, g, step, lr);
+            }}
+        }}
+        workgroupBarrier();
+    }}
+    if (w == 0u && !frozen) {{
+        for (var c = t; c < {C}u; c += WG) {{
+            var g = 0.0;
+            for (var r = 0u; r < nvalid; r++) {{ g += stage[r * {C}u + c]; }}
+            apply_update({T.b}u + c, g, step, lr);
+        }}
+    }}
+    workgroupBarrier();
+}}"""
+
+    def _entry_points(self) -> str:
+        nh = len(self.hidden)
+        u = "".join(f"\n    {p}(w, t, step);" for p in self._pending("u"))
+        seq = [f"forward_h{h}" for h in range(nh)] + ["top"] + [f"backward_h{h}" for h in range(nh - 2, -1, -1)]
+        body = "\n".join(f"        {p}(w, t, step);\n        grid_sync(t, k); k += 1u;" for p in seq)
+        single = "\n".join(f"""
+@compute @workgroup_size(WG)
+fn phase_{p.replace('forward_h', 'f').replace('backward_h', 'b')}(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {{
+    let w = wid.x;
+    if (t == 0u) {{ sh_step = atomicLoad(&state.step_snap); }}
+    let step = workgroupUniformLoad(&sh_step);
+    {p}(w, t, step);{self._advance() if p == seq[-1] else ""}
+}}""" for p in seq[1:])
+        return f"""
+// what the first phase of a step does after the previous step's pending updates
+fn pending_u(w: u32, t: u32, step: u32) {{{u}
+    storageBarrier();
+}}
+
+// A chunk of launch[0] steps in one dispatch (launch[1], the barrier's counter, starts at 0).
+@compute @workgroup_size(WG)
+fn steps(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {{
+    let w = wid.x;
+    if (t == 0u) {{ sh_n = atomicLoad(&launch[0]); sh_step = atomicLoad(&state.step); }}
+    let n = workgroupUniformLoad(&sh_n);
+    let start = workgroupUniformLoad(&sh_step);
+    var k = 0u;
+    for (var i = 0u; i < n; i++) {{
+        let step = start + i;
+        if (i > 0u) {{ pending_u(w, t, step - 1u); }}
+{body}
+    }}
+    if (n > 0u) {{
+        pending_u(w, t, start + n - 1u);
+        if (w == 0u && t == 0u) {{
+            atomicStore(&state.step_snap, start + n - 1u);
+            atomicStore(&state.step, start + n);
+            if (atomicLoad(&launch[2]) != 0u) {{ atomicOr(&state.flags, FLAG_STALLED); }}
+        }}
+    }}
+}}
+
+// Phase mode: the same phases a dispatch each.
+@compute @workgroup_size(WG)
+fn phase_first(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {{
+    let w = wid.x;
+    if (t == 0u) {{ sh_step = atomicLoad(&state.step); }}
+    let step = workgroupUniformLoad(&sh_step);
+    if (w == 0u && t == 0u) {{ atomicStore(&state.step_snap, step); }}
+    forward_h0(w, t, step);{self._advance() if seq[-1] == "forward_h0" else ""}
+}}
+
+@compute @workgroup_size(WG)
+fn phase_uf0(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {{
+    let w = wid.x;
+    if (t == 0u) {{ sh_step = atomicLoad(&state.step); }}
+    let step = workgroupUniformLoad(&sh_step);
+    if (w == 0u && t == 0u) {{ atomicStore(&state.step_snap, step); }}
+    pending_u(w, t, step - 1u);
+    forward_h0(w, t, step);
+}}
+
+@compute @workgroup_size(WG)
+fn phase_u(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {{
+    let w = wid.x;
+    if (t == 0u) {{ sh_step = atomicLoad(&state.step); }}
+    let step = workgroupUniformLoad(&sh_step);
+    pending_u(w, t, step - 1u);
+}}
+{single}
+"""
+
+    @staticmethod
+    def _advance() -> str:
+        return """
+    if (w == 0u && t == 0u) { atomicStore(&state.step, step + 1u); }"""
