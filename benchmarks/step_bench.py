@@ -32,7 +32,7 @@ CNNS = ["Conv2d(1,8,5,padding=2),ReLU(),MaxPool2d(2),Conv2d(8,16,3,padding=1),Re
 
 
 def ours(ds, arch_text, batch, timed, warmup=2, engine="auto", wg=None, rows=None, data=None, spread=None,
-         merged=None):
+         merged=None, resident=None, groups=None):
     """(median s/epoch, the run) for our step on this network and batch."""
     from mnist_viz.compute.arch import parse
     from mnist_viz.compute.data import GpuDataset
@@ -41,7 +41,11 @@ def ours(ds, arch_text, batch, timed, warmup=2, engine="auto", wg=None, rows=Non
     from mnist_viz.compute.run import Run
     data = data or GpuDataset(ds)
     model = Sequential(parse(arch_text), seed=0)
-    run = Run(model, data, RECIPES["original"].with_changes(epochs=timed + warmup, batch_size=batch), engine=engine)
+    run = Run(model, data, RECIPES["original"].with_changes(epochs=timed + warmup, batch_size=batch), engine=engine,
+              resident=resident)
+    if groups:
+        from mnist_viz.compute.resident_step import ResidentStep
+        run.program = ResidentStep(model, data, run.metrics, run.optimizer, run.recipe, groups=groups).program
     if (wg or rows or spread or merged is not None) and run.engine == "compiled":
         from mnist_viz.compute.step_compiler import CompiledStep
         run.program = CompiledStep(model, data, run.metrics, run.optimizer, run.recipe, wg=wg, rows=rows,
@@ -71,6 +75,10 @@ def main():
                     "large weights, e.g. 32768,131072 (step_compiler.PASS2_INVOCATIONS picks the row slices)")
     ap.add_argument("--merged-sweep", action="store_true", help="also time the two passes as two pipelines "
                     "and as one (CompiledStep(merged=...); the visualizer merges small networks)")
+    ap.add_argument("--two-pass", action="store_true", help="MLPs: also time the two-pass compiled step "
+                    "(Run(resident=False)) beside the resident step")
+    ap.add_argument("--groups-sweep", default="", help="MLPs: also time the resident step with these workgroup "
+                    "counts, e.g. 64,96,128 (resident_step.GROUPS)")
     ap.add_argument("--no-jax", action="store_true")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--breakdown-steps", type=int, default=200, help="steps per GPU timestamp measurement (0: none)")
@@ -129,6 +137,11 @@ def main():
                     v = str(e).splitlines()[0][:60]
                 row[key] = v
                 print(f"    {label}: {v} s/epoch", flush=True)
+            if args.two_pass and arch.is_mlp:
+                variant("two_pass", "two-pass compiled step", resident=False)
+            if args.groups_sweep and arch.is_mlp:
+                for g in [int(v) for v in args.groups_sweep.split(",")]:
+                    variant(f"groups{g}", f"resident, {g} workgroups", groups=g)
             if args.spread_sweep and run.engine == "compiled" and not arch.is_mlp:
                 for parts in [int(p) for p in args.spread_sweep.split(",")]:
                     variant(f"spread{parts}", f"spread {parts}", spread=parts)

@@ -76,7 +76,9 @@ def kernel_breakdown(tr, steps=200):
     if "timestamp-query" not in dev.features:
         return None
     out = {}
-    for i, d in enumerate(tr.program.dispatches):
+    # a program that encodes its own chunk (the resident step: one dispatch runs many steps) is
+    # timed whole only
+    for i, d in enumerate(tr.program.dispatches if isinstance(tr.program, Program) else []):
         qs = dev.device.create_query_set(type=wgpu.QueryType.timestamp, count=2)
         buf = dev.device.create_buffer(size=16, usage=wgpu.BufferUsage.QUERY_RESOLVE | wgpu.BufferUsage.COPY_SRC)
         enc = dev.device.create_command_encoder()

@@ -32,7 +32,7 @@ ENGINES = ("auto", "compiled", "graph")
 
 class Run:
     def __init__(self, model, data: GpuDataset, recipe: Recipe, engine: str = "auto",
-                 metrics: RunMetrics | None = None, encode_light: bool = False):
+                 metrics: RunMetrics | None = None, encode_light: bool = False, resident: bool | None = None):
         recipe.validate()
         check_rows(model.arch, recipe.batch_size, Limits.current(), option="batch size")
         if engine not in ENGINES:
@@ -44,6 +44,9 @@ class Run:
         # Encoded by a thread whose CPU is the scarce part (the visualizer's frame loop, which also
         # draws): a compiled step that costs the CPU less to encode and the GPU a little more.
         self.encode_light = encode_light
+        # An MLP's steps as the resident step (compute/resident_step.py: a chunk of steps in one
+        # dispatch, every SM busy): None takes it on a GPU, where its workgroups run at once.
+        self.resident = resident
         if metrics is not None and metrics.num_classes != data.num_classes:
             raise ValueError(f"metrics for {metrics.num_classes} classes, data has {data.num_classes}")
         self.metrics = metrics or RunMetrics(data.num_classes)
@@ -125,6 +128,13 @@ class Run:
                         pass    # its front's staging is above the workgroup memory: the head alone compiled
                 if start is not None:
                     return self._trace_step(head=start)
+                from .resident_step import ResidentStep, resident_supported
+                want = (not get_device().is_cpu) if self.resident is None else self.resident
+                if want and resident_supported(self.model):
+                    try:
+                        return ResidentStep(self.model, self.data, self.metrics, self.optimizer, self.recipe).program
+                    except StepDoesNotFit:
+                        pass        # the two-pass compiled step
                 return CompiledStep(self.model, self.data, self.metrics, self.optimizer, self.recipe,
                                     encode_light=self.encode_light).program
             except StepDoesNotFit as e:

@@ -1,0 +1,102 @@
+"""The resident step (many steps of an MLP in one dispatch, compute/resident_step.py) equals the
+autograd trace step by step: every optimizer and schedule, the augmentation draw, the epoch's
+short tail batch, depths 1-3 hidden layers, widths not a multiple of 4 or of the workgroup count,
+in both modes: phase mode (a dispatch per phase, G workgroups) and the persistent kernel (one
+dispatch a chunk, its phases meeting at barriers across the grid; on lavapipe one workgroup,
+whose workgroups cannot be known to run at once; on a GPU the default 128)."""
+import numpy as np
+import pytest
+
+from mnist_viz.compute.arch import parse
+from mnist_viz.compute.data import GpuDataset
+from mnist_viz.compute.device import get_device
+from mnist_viz.compute.nn import Sequential
+from mnist_viz.compute.recipe import Recipe
+from mnist_viz.compute.resident_step import ResidentProgram, ResidentStep, resident_supported
+from mnist_viz.compute.run import Run
+
+
+@pytest.fixture(scope="module")
+def data(mnist):
+    return GpuDataset(mnist, limit=230)        # batch 50: 4 full steps and a tail of 30 every epoch
+
+
+def train(data, arch, recipe, resident=False, **kw):
+    model = Sequential(parse(arch), seed=3)
+    run = Run(model, data, recipe, engine="graph")
+    if resident:
+        run.program = ResidentStep(model, data, run.metrics, run.optimizer, recipe, **kw).program
+    run.run_steps(run.total_steps)
+    return model.state_dict(), run.metrics.read_history(0, run.total_steps), run
+
+
+def assert_same(data, arch, recipe, **kw):
+    g, gh, _ = train(data, arch, recipe)
+    c, ch, run = train(data, arch, recipe, resident=True, **kw)
+    for k in g:
+        np.testing.assert_allclose(c[k], g[k], rtol=1e-3, atol=3e-5, err_msg=k)
+    np.testing.assert_allclose(ch, gh, rtol=1e-4, atol=1e-5)
+    state = run.metrics.read_state()
+    assert (state["step"], state["run_step"], state["flags"]) == (run.total_steps, run.total_steps, 0)
+
+
+MLP = "Linear(784,32),ReLU(),Linear(32,10)"
+ON_GPU = {} if get_device().is_cpu else {"groups": 128}
+MODES = [pytest.param(dict(persistent=False, groups=3), id="phases-3"),
+         pytest.param(dict(persistent=True, groups=1, **ON_GPU) if ON_GPU else dict(persistent=True, groups=1),
+                      id="persistent")]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("recipe", [
+    Recipe(epochs=2, batch_size=50, lr=0.1, min_lr=0.01, schedule="cosine", shift=2, seed=5),
+    Recipe(epochs=2, batch_size=50, optimizer="adam", lr=0.01, schedule="exponential", gamma=0.7, shift=1),
+    Recipe(epochs=2, batch_size=50, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3, schedule="step",
+           gamma=0.5),
+], ids=["sgd-cosine-shift", "adam-exponential", "nesterov-wd-step"])
+def test_optimizers_and_schedules(data, recipe, mode):
+    """The optimizer rule, the schedule read per step inside one dispatch, the shifted pixels and
+    the tail batch (30 of 50 rows) in the generated phases."""
+    assert_same(data, MLP, recipe, **mode)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("arch", [
+    "Linear(784,64),ReLU(),Linear(64,20),ReLU(),Linear(20,10)",                      # two hidden layers
+    "Linear(784,48),ReLU(),Linear(48,13),ReLU(),Linear(13,7),ReLU(),Linear(7,10)",  # three; widths below G
+    "Linear(784,24),Linear(24,10)",                                                  # no activation
+    "Flatten(),Linear(784,9),ReLU(),Linear(9,10)",                                   # leading Flatten
+])
+def test_depths_and_widths(data, arch, mode):
+    """Where each update goes (the first phase after every read of the old weights) at depths 1-3,
+    units owned unevenly (13 over 3 workgroups), and the layer plan's indices."""
+    assert_same(data, arch, Recipe(epochs=1, batch_size=50, lr=0.1, shift=1), **mode)
+
+
+def test_batch_wider_than_a_workgroup(data):
+    """Batch 300 (above the 230 samples: one short batch an epoch; rows in blocks of 256)."""
+    assert_same(data, "Linear(784,20),ReLU(),Linear(20,10)", Recipe(epochs=2, batch_size=300, lr=0.1, shift=0),
+                persistent=False, groups=2)
+
+
+def test_what_it_covers_and_how_a_chunk_encodes(data):
+    """MLPs with a hidden layer and no dropout; the Run takes it where its workgroups run at once
+    (a GPU) or when asked, and a chunk is one dispatch in the persistent mode."""
+    assert resident_supported(Sequential(parse(MLP)))
+    assert not resident_supported(Sequential(parse("Linear(784,10)")))
+    assert not resident_supported(Sequential(parse("Linear(784,30),ReLU(),Dropout(0.3),Linear(30,10)")))
+    assert not resident_supported(Sequential(parse("Conv2d(1,4,3),ReLU(),Flatten(),Linear(2704,10)")))
+    recipe = Recipe(epochs=1, batch_size=50, lr=0.1)
+    run = Run(Sequential(parse(MLP), seed=3), data, recipe, resident=True)
+    assert isinstance(run.program, ResidentProgram)
+    assert not isinstance(Run(Sequential(parse(MLP), seed=3), data, recipe, resident=False).program, ResidentProgram)
+    auto = Run(Sequential(parse(MLP), seed=3), data, recipe)
+    assert isinstance(auto.program, ResidentProgram) == (not get_device().is_cpu)
+    step = ResidentStep(Sequential(parse(MLP), seed=3), data, run.metrics, run.optimizer, recipe, persistent=True,
+                        groups=1)
+    assert len(step.chunk_dispatches(700)) == 1
+    phases = ResidentStep(Sequential(parse(MLP), seed=3), data, run.metrics, run.optimizer, recipe,
+                          persistent=False, groups=3)
+    # one hidden layer: f0, top a step, the last step's pending updates once
+    assert [d.label for d in phases.chunk_dispatches(2)] == [
+        "resident:first", "resident:phase_top", "resident:uf0", "resident:phase_top", "resident:u"]
