@@ -45,7 +45,8 @@ class Run:
         # draws): a compiled step that costs the CPU less to encode and the GPU a little more.
         self.encode_light = encode_light
         # An MLP's steps as the resident step (compute/resident_step.py: a chunk of steps in one
-        # dispatch, every SM busy): None takes it on a GPU, where its workgroups run at once.
+        # dispatch, every SM busy). Opt-in: its first cut is slower than the two-pass step on the
+        # H100 (benchmarks/NOTES.md, "The resident step").
         self.resident = resident
         if metrics is not None and metrics.num_classes != data.num_classes:
             raise ValueError(f"metrics for {metrics.num_classes} classes, data has {data.num_classes}")
@@ -129,8 +130,7 @@ class Run:
                 if start is not None:
                     return self._trace_step(head=start)
                 from .resident_step import ResidentStep, resident_supported
-                want = (not get_device().is_cpu) if self.resident is None else self.resident
-                if want and resident_supported(self.model):
+                if self.resident and resident_supported(self.model):
                     try:
                         return ResidentStep(self.model, self.data, self.metrics, self.optimizer, self.recipe).program
                     except StepDoesNotFit:
