@@ -102,14 +102,25 @@ class ResidentStep:
             off += b * L.n_out
         self.dl_off = off
         self.half = off + b * self.classes
-        # workgroup memory: red4 (WG vec4), dl (B * C), the staging array
+        # workgroup memory: red4 (WG vec4s), dl (B * C), image rows (IMG_ROW words and 3 words of
+        # row facts each: the whole batch when it fits, kept from the forward to the update), and
+        # the staging array (weight columns, input rows; every phase's smallest share must fit)
+        self.img_row = (self.pixels + 6) // 4          # a row starts anywhere in its first word
+        C = self.classes
         limit = dev.limits.get("max-compute-workgroup-storage-size", 16384)
-        free = (limit - 16 * WG - 4 * b * self.classes - 64) // 4
-        self.stage = min(STAGE_MAX, free)
-        need = max([self.top.n_in * self.classes + self.classes + self.top.n_in, 4 * b, b * self.classes + b]
-                   + [4 * L.n_out for L in self.hidden[1:]])
+        free = (limit - 16 * WG - 4 * b * C - 64) // 4
+        H = self.hidden
+        need = max([self._group(H[0].n_out) * H[0].n_in, self.top.n_in * (C + 1) + C, 4 * b, b * C + b]
+                   + [self._group(L.n_out) * L.n_in + L.n_in + 4 * b for L in H[1:]]
+                   + [self._group(L.n_out) * N.n_out + N.n_out for L, N in zip(H, H[1:])])
+        per_row = self.img_row + 3
+        if b <= WG and b * per_row <= free - need:
+            self.img_rows = b
+        else:
+            self.img_rows = max(1, min(b, WG, (free - need) // (2 * per_row)))
+        self.stage = min(STAGE_MAX, free - self.img_rows * per_row)
         if self.stage < need:
-            raise StepDoesNotFit(f"the resident step needs {need * 4 + 16 * WG + 4 * b * self.classes:,} bytes of "
+            raise StepDoesNotFit(f"the resident step needs {4 * (need + per_row) + 16 * WG + 4 * b * C:,} bytes of "
                                  f"workgroup memory, above this GPU's {limit:,}")
         limits = Limits.current()
         if buffer_bytes(8 * self.half) > limits.binding:
@@ -151,15 +162,21 @@ class ResidentStep:
     # -- the generated WGSL ----------------------------------------------------------------------------
     def generate(self, split, recipe) -> str:
         b, G = self.batch, self.groups
+        self.words = recipe.shift == 0 and self.pixels % 4 == 0      # whole words of 4 pixels, none shifted
         consts = "\n".join([
             f"const B: u32 = {b}u;", f"const N: u32 = {split.n}u;", f"const SPE: u32 = {math.ceil(split.n / b)}u;",
             f"const G: u32 = {G}u;", f"const WG: u32 = {WG}u;", f"const PIXELS: u32 = {self.pixels}u;",
             f"const IMAGE_W: u32 = {split.width}u;", f"const SHIFT: u32 = {recipe.shift}u;",
             f"const SEED: u32 = {recipe.seed}u;", f"const CLASSES: u32 = {self.classes}u;",
             f"const XHALF: u32 = {self.half}u;", f"const SPIN_LIMIT: u32 = {SPIN_LIMIT}u;",
+            f"const IMG_ROW: u32 = {self.img_row}u;       // words a staged image row",
             "var<workgroup> red4: array<vec4<f32>, WG>;",
-            f"var<workgroup> dl: array<f32, {b * self.classes}>;      // the batch's dlogits",
+            f"var<workgroup> dl: array<f32, {b * self.classes}>;      // the batch's logits, then dlogits",
             f"var<workgroup> stage: array<f32, {self.stage}>;",
+            f"var<workgroup> img: array<u32, {self.img_rows * self.img_row}>;   // {self.img_rows} image rows",
+            f"var<workgroup> row_word: array<u32, {self.img_rows}>;",
+            f"var<workgroup> row_off: array<u32, {self.img_rows}>;",
+            f"var<workgroup> row_shift: array<u32, {self.img_rows}>;",
             "var<workgroup> sh_step: u32;",
             "var<workgroup> sh_n: u32;",
         ])
@@ -179,21 +196,27 @@ class ResidentStep:
         """Units of an n-wide layer a workgroup owns (w, w + G, ...), at most."""
         return math.ceil(n / self.groups)
 
-    def _rows(self, k: int) -> tuple[int, int, int]:
+    def _group(self, n: int) -> int:
+        """Own units a pass of a phase handles together (the lanes of its vec4 sums)."""
+        return min(4, self._own(n))
+
+    def _rows(self, k: int, rb: int | None = None) -> tuple[int, int, int]:
         """(rows a block, slices a row, terms a slice) for sums of k terms over the batch rows."""
-        rb = min(self.batch, WG)
+        rb = rb or min(self.batch, WG)
         s = max(1, min(WG // rb, k))
         return rb, s, math.ceil(k / s)
+
+    def _fit(self, row: int, reserved: int) -> int:
+        """Rows of `row` floats the staging array holds after `reserved` floats (at most WG)."""
+        return max(1, min(self.batch, WG, (self.stage - reserved) // row))
 
     def _pending(self, phase: str) -> list[str]:
         """The updates a phase applies (each the first phase after every read of the old weights)."""
         nh = len(self.hidden)
         if phase == "u":
-            out = ["update_h0"]
-            out.append("update_h1" if nh >= 2 else "update_last")
-            return out
+            return ["update_h0(w, t, step, keep)", "update_h1(w, t, step)" if nh >= 2 else "update_last(w, t, step)"]
         x = int(phase[1:])             # phase b{x}
-        return ["update_last"] if x == nh - 2 else [f"update_h{x + 2}"]
+        return ["update_last(w, t, step)"] if x == nh - 2 else [f"update_h{x + 2}(w, t, step)"]
 
     @staticmethod
     def _head() -> str:
@@ -204,55 +227,84 @@ class ResidentStep:
     def _fold4(self, s: int) -> str:
         return f"var z = red4[t]; for (var i = 1u; i < {s}u; i++) {{ z += red4[t + i]; }}"
 
+    @staticmethod
+    def _lanes(g: int, at) -> str:
+        """vec4 of the g own units' values (the other lanes 0) given WGSL for lane q."""
+        return "vec4<f32>(" + ", ".join(at(q) if q < g else "0.0" for q in range(4)) + ")"
+
+    def _write_units(self, n: int, dest: int, value: str) -> str:
+        return f"""for (var q = 0u; q < 4u; q++) {{
+                    let u = u0 + q * G;
+                    if (u < {n}u) {{ {value} }}
+                }}"""
+
     def _forward(self, h: int) -> str:
         L = self.hidden[h]
         n, k = L.n_out, L.n_in
-        rb, s, ks = self._rows(k)
-        if h == 0:
-            inner = f"""
-                if (b < nvalid) {{
-                    let sample = perm[base + b];
-                    for (var k = k0; k < k1; k++) {{
-                        let x = image_pixel(sample, k, step, b);
-                        let row = {L.w}u + k * {n}u;
-                        acc += x * vec4<f32>(params[row + c0], params[row + c1], params[row + c2], params[row + c3]);
-                    }}
-                }}"""
-        else:
-            inner = f"""
-                for (var k = k0; k < k1; k++) {{
-                    let x = xget(par + {self.a_off[h - 1]}u + b * {k}u + k);
-                    let row = {L.w}u + k * {n}u;
-                    acc += x * vec4<f32>(params[row + c0], params[row + c1], params[row + c2], params[row + c3]);
-                }}"""
+        g = self._group(n)
+        w4 = self._lanes(g, lambda q: f"stage[{q * k}u + k]")
         act = "max(v, 0.0)" if L.relu else "v"
+        if h == 0:
+            rb = min(self.img_rows, self.batch)
+            whole = rb >= self.batch
+            if self.words:
+                kw = k // 4
+                _, s, ks = self._rows(kw, rb)
+                terms = "\n".join(f"""                        {{ let k = 4u * kw + {r}u;
+                          acc += f32((word >> {8 * r}u) & 0xffu) * (1.0 / 255.0) * {w4}; }}""" for r in range(4))
+                inner = f"""
+                    for (var kw = sl * {ks}u; kw < min(sl * {ks}u + {ks}u, {kw}u); kw++) {{
+                        let word = img[bl * IMG_ROW + kw];
+{terms}
+                    }}"""
+            else:
+                _, s, ks = self._rows(k, rb)
+                inner = f"""
+                    for (var k = sl * {ks}u; k < min(sl * {ks}u + {ks}u, {k}u); k++) {{
+                        acc += staged_pixel(bl, k) * {w4};
+                    }}"""
+            rows = f"min({rb}u, B - b0)"
+            stage_once = "\n    stage_images(base, nvalid, 0u, B, step, t);" if whole else ""
+            stage_block = "" if whole else f"\n            stage_images(base, nvalid, b0, {rows}, step, t);"
+            valid = "b < nvalid"
+            src = "the staged images"
+        else:
+            rb = self._fit(k, g * k)
+            _, s, ks = self._rows(k, rb)
+            xs = g * k
+            inner = f"""
+                    for (var k = sl * {ks}u; k < min(sl * {ks}u + {ks}u, {k}u); k++) {{
+                        acc += stage[{xs}u + bl * {k}u + k] * {w4};
+                    }}"""
+            stage_once = ""
+            stage_block = f"""
+            workgroupBarrier();
+            stage_exchange(par + {self.a_off[h - 1]}u + b0 * {k}u, {xs}u, min({rb}u, B - b0) * {k}u, t);
+            workgroupBarrier();"""
+            valid = "b < B"
+            src = f"layer {self.hidden[h - 1].index}'s staged output rows"
         return f"""
-// layer {L.index} forward ({k} -> {n}): this workgroup's units, every row; {s} slices of the sum a row
+// layer {L.index} forward ({k} -> {n}) from {src}: this workgroup's units ({g} at a time), every
+// row; {s} slices of the sum a row, folded in workgroup memory
 fn forward_h{h}(w: u32, t: u32, step: u32) {{
-{self._head()}
-    for (var j0 = 0u; j0 < {self._own(n)}u; j0 += 4u) {{
+{self._head()}{stage_once}
+    for (var j0 = 0u; j0 < {self._own(n)}u; j0 += {g}u) {{
         let u0 = w + G * j0;
-        let c0 = min(u0, {n - 1}u); let c1 = min(u0 + G, {n - 1}u);
-        let c2 = min(u0 + 2u * G, {n - 1}u); let c3 = min(u0 + 3u * G, {n - 1}u);
-        for (var b0 = 0u; b0 < B; b0 += {rb}u) {{
-            let b = b0 + t / {s}u;
+        workgroupBarrier();
+        stage_columns({L.w}u, {k}u, {n}u, u0, {g}u, t);
+        workgroupBarrier();
+        for (var b0 = 0u; b0 < B; b0 += {rb}u) {{{stage_block}
+            let bl = t / {s}u;
             let sl = t % {s}u;
+            let b = b0 + bl;
             var acc = vec4<f32>(0.0);
-            if (t < {rb * s}u && b < B) {{
-                let k0 = sl * {ks}u;
-                let k1 = min(k0 + {ks}u, {k}u);{inner}
+            if (t < {rb * s}u && {valid}) {{{inner}
             }}
             red4[t] = acc;
             workgroupBarrier();
             if (t < {rb * s}u && sl == 0u && b < B) {{
                 {self._fold4(s)}
-                for (var q = 0u; q < 4u; q++) {{
-                    let u = u0 + q * G;
-                    if (u < {n}u) {{
-                        let v = z[q] + params[{L.b}u + u];
-                        xput(par + {self.a_off[h]}u + b * {n}u + u, {act});
-                    }}
-                }}
+                {self._write_units(n, 0, f"let v = z[q] + params[{L.b}u + u]; xput(par + {self.a_off[h]}u + b * {n}u + u, {act});")}
             }}
             workgroupBarrier();
         }}
@@ -265,32 +317,37 @@ fn forward_h{h}(w: u32, t: u32, step: u32) {{
         h = len(self.hidden) - 1
         prev = self.hidden[-1]
         wsz = k * C
-        rbt = max(1, min(self.batch, (self.stage - wsz - C) // k))
+        rbt = self._fit(k, wsz + C)
         grad = "select(0.0, d, a > 0.0)" if prev.relu else "d"
+        k4 = k // 4 * 4
+        tail = f"\n                for (var kk = {k4}u; kk < {k}u; kk++) {{ z += stage[a0 + kk] * stage[kk * {C}u + j]; }}" if k4 < k else ""
         return f"""
 // the last layer ({k} -> {C}) for every row in every workgroup, softmax / cross-entropy,
 // dlogits = (p - onehot(y)) / n; then the top hidden layer's output gradient, own units
 fn top(w: u32, t: u32, step: u32) {{
 {self._head()}
-    for (var i = t; i < {wsz}u; i += WG) {{ stage[i] = pget({T.w}u + i); }}
-    for (var i = t; i < {C}u; i += WG) {{ stage[{wsz}u + i] = pget({T.b}u + i); }}
+    workgroupBarrier();
+    stage_shared_params({T.w}u, 0u, {wsz}u, t);
+    stage_shared_params({T.b}u, {wsz}u, {C}u, t);
     for (var b0 = 0u; b0 < B; b0 += {rbt}u) {{
-        for (var i = t; i < {rbt * k}u; i += WG) {{
-            let b = b0 + i / {k}u;
-            if (b < B) {{ stage[{wsz + C}u + i] = xget(par + {self.a_off[h]}u + b * {k}u + i % {k}u); }}
-        }}
         workgroupBarrier();
-        for (var i = t; i < {rbt * C}u; i += WG) {{
+        stage_exchange(par + {self.a_off[h]}u + b0 * {k}u, {wsz + C}u, min({rbt}u, B - b0) * {k}u, t);
+        workgroupBarrier();
+        for (var i = t; i < min({rbt}u, B - b0) * {C}u; i += WG) {{
             let bl = i / {C}u;
             let j = i % {C}u;
-            if (b0 + bl < B) {{
-                var z = stage[{wsz}u + j];
-                for (var kk = 0u; kk < {k}u; kk++) {{ z += stage[{wsz + C}u + bl * {k}u + kk] * stage[kk * {C}u + j]; }}
-                dl[(b0 + bl) * {C}u + j] = z;
+            let a0 = {wsz + C}u + bl * {k}u;
+            var z4 = vec4<f32>(0.0);
+            for (var kk = 0u; kk < {k4}u; kk += 4u) {{
+                z4 += vec4<f32>(stage[a0 + kk], stage[a0 + kk + 1u], stage[a0 + kk + 2u], stage[a0 + kk + 3u]) *
+                      vec4<f32>(stage[kk * {C}u + j], stage[(kk + 1u) * {C}u + j], stage[(kk + 2u) * {C}u + j],
+                                stage[(kk + 3u) * {C}u + j]);
             }}
+            var z = stage[{wsz}u + j] + (z4.x + z4.y) + (z4.z + z4.w);{tail}
+            dl[(b0 + bl) * {C}u + j] = z;
         }}
-        workgroupBarrier();
     }}
+    workgroupBarrier();
     var ls = vec2<f32>(0.0);
     for (var b = t; b < B; b += WG) {{
         let z0 = b * {C}u;
@@ -343,84 +400,118 @@ fn top(w: u32, t: u32, step: u32) {{
         """Output gradient of hidden layer h, own units u: dz[b, u] = relu'(a) sum_j dz'[b, j] W'[u, j]."""
         L, nxt = self.hidden[h], self.hidden[h + 1]
         n, n1 = L.n_out, nxt.n_out
-        rb, s, ks = self._rows(n1)
+        g = self._group(n)
+        rb = self._fit(n1, g * n1)
+        _, s, ks = self._rows(n1, rb)
+        xs = g * n1
         grad = "select(0.0, z[q], a > 0.0)" if L.relu else "z[q]"
-        pending = "".join(f"\n    {p}(w, t, step);" for p in self._pending(f"b{h}"))
+        pending = "".join(f"\n    {p};" for p in self._pending(f"b{h}"))
+        rows_w = "".join(f"""
+        stage_shared_params({nxt.w}u + min(u0 + {q}u * G, {n - 1}u) * {n1}u, {q * n1}u, {n1}u, t);""" for q in range(g))
+        w4 = self._lanes(g, lambda q: f"stage[{q * n1}u + j]")
         return f"""
-// layer {L.index}'s output gradient from layer {nxt.index}'s, own units; then the pending updates
+// layer {L.index}'s output gradient from layer {nxt.index}'s (staged rows), own units; first the
+// pending updates
 fn backward_h{h}(w: u32, t: u32, step: u32) {{
 {self._head()}{pending}
-    for (var j0 = 0u; j0 < {self._own(n)}u; j0 += 4u) {{
+    for (var j0 = 0u; j0 < {self._own(n)}u; j0 += {g}u) {{
         let u0 = w + G * j0;
-        for (var i = t; i < {4 * n1}u; i += WG) {{
-            let u = u0 + (i / {n1}u) * G;
-            stage[i] = select(0.0, pget({nxt.w}u + min(u, {n - 1}u) * {n1}u + i % {n1}u), u < {n}u);
-        }}
-        workgroupBarrier();
+        workgroupBarrier();{rows_w}
         for (var b0 = 0u; b0 < B; b0 += {rb}u) {{
-            let b = b0 + t / {s}u;
+            workgroupBarrier();
+            stage_exchange(par + {self.dz_off[h + 1]}u + b0 * {n1}u, {xs}u, min({rb}u, B - b0) * {n1}u, t);
+            workgroupBarrier();
+            let bl = t / {s}u;
             let sl = t % {s}u;
+            let b = b0 + bl;
             var acc = vec4<f32>(0.0);
             if (t < {rb * s}u && b < B) {{
-                let j1 = min(sl * {ks}u + {ks}u, {n1}u);
-                for (var j = sl * {ks}u; j < j1; j++) {{
-                    let d = xget(par + {self.dz_off[h + 1]}u + b * {n1}u + j);
-                    acc += d * vec4<f32>(stage[j], stage[{n1}u + j], stage[{2 * n1}u + j], stage[{3 * n1}u + j]);
+                for (var j = sl * {ks}u; j < min(sl * {ks}u + {ks}u, {n1}u); j++) {{
+                    acc += stage[{xs}u + bl * {n1}u + j] * {w4};
                 }}
             }}
             red4[t] = acc;
             workgroupBarrier();
             if (t < {rb * s}u && sl == 0u && b < B) {{
                 {self._fold4(s)}
-                for (var q = 0u; q < 4u; q++) {{
-                    let u = u0 + q * G;
-                    if (u < {n}u) {{
-                        let a = xget(par + {self.a_off[h]}u + b * {n}u + u);
-                        xput(par + {self.dz_off[h]}u + b * {n}u + u, {grad});
-                    }}
-                }}
+                {self._write_units(n, 0, f"let a = xget(par + {self.a_off[h]}u + b * {n}u + u); xput(par + {self.dz_off[h]}u + b * {n}u + u, {grad});")}
             }}
-            workgroupBarrier();
         }}
     }}
+    workgroupBarrier();
 }}"""
 
     def _update_hidden(self, h: int) -> str:
         """Own columns u of hidden layer h: dW[k, u] = sum_b x[b, k] dz[b, u], db[u] = sum_b dz[b, u]."""
         L = self.hidden[h]
         n, k = L.n_out, L.n_in
-        if h == 0:
-            x = "image_pixel(perm[base + b], k, step, b)"
+        g = self._group(n)
+        bsz = 4 * self.batch
+        d4 = "vec4<f32>(stage[b * 4u], stage[b * 4u + 1u], stage[b * 4u + 2u], stage[b * 4u + 3u])"
+        apply = lambda kk, acc: f"""for (var q = 0u; q < {g}u; q++) {{
+                    let u = u0 + q * G;
+                    if (u < {n}u) {{ apply_update({L.w}u + ({kk}) * {n}u + u, {acc}[q], step, lr); }}
+                }}"""
+        if h == 0 and self.words:
+            slots = math.ceil(k // 4 / WG)
+            decl = " ".join(f"var g{i}_{r} = vec4<f32>(0.0);" for i in range(slots) for r in range(4))
+            accum = "\n".join(f"""                if (t + {i * WG}u < {k // 4}u) {{
+                    let word = img[bl * IMG_ROW + t + {i * WG}u];
+""" + "\n".join(f"                    g{i}_{r} += f32((word >> {8 * r}u) & 0xffu) * (1.0 / 255.0) * d;" for r in range(4))
+                + "\n                }" for i in range(slots))
+            updates = "\n".join(f"""            if (t + {i * WG}u < {k // 4}u) {{
+""" + "\n".join(f"""                {apply(f"4u * (t + {i * WG}u) + {r}u", f"g{i}_{r}")}""" for r in range(4)) + "\n            }"
+                for i in range(slots))
         else:
-            x = f"xget(par + {self.a_off[h - 1]}u + b * {k}u + k)"
+            slots = math.ceil(k / WG)
+            decl = " ".join(f"var g{i} = vec4<f32>(0.0);" for i in range(slots))
+            if h == 0:
+                x = lambda i: f"staged_pixel(bl, t + {i * WG}u)"
+            else:
+                x = lambda i: f"stage[{bsz}u + bl * {k}u + t + {i * WG}u]"
+            accum = "\n".join(f"                if (t + {i * WG}u < {k}u) {{ g{i} += {x(i)} * d; }}" for i in range(slots))
+            updates = "\n".join(f"""            if (t + {i * WG}u < {k}u) {{
+                {apply(f"t + {i * WG}u", f"g{i}")}
+            }}""" for i in range(slots))
+        if h == 0:
+            rb = min(self.img_rows, self.batch)
+            restage = f"if (!(keep && {'true' if rb >= self.batch else 'false'})) {{ stage_images(base, nvalid, b0, min({rb}u, B - b0), step, t); }}"
+            sig, what = "keep: bool", "the staged images (still there from this step's forward when `keep`)"
+        else:
+            rb = self._fit(k, bsz)
+            restage = f"""workgroupBarrier();
+            stage_exchange(par + {self.a_off[h - 1]}u + b0 * {k}u, {bsz}u, min({rb}u, B - b0) * {k}u, t);
+            workgroupBarrier();"""
+            sig, what = "", f"layer {self.hidden[h - 1].index}'s staged output rows"
         return f"""
-// layer {L.index}'s update, own columns
-fn update_h{h}(w: u32, t: u32, step: u32) {{
+// layer {L.index}'s update, own columns, from {what}
+fn update_h{h}(w: u32, t: u32, step: u32{', ' + sig if sig else ''}) {{
 {self._head()}
     let lr = learning_rate(hyper, step);
     let frozen = atomicLoad(&state.flags) != 0u || hyper.frozen == 1u;
-    for (var j0 = 0u; j0 < {self._own(n)}u; j0 += 4u) {{
+    for (var j0 = 0u; j0 < {self._own(n)}u; j0 += {g}u) {{
         let u0 = w + G * j0;
         workgroupBarrier();
         for (var i = t; i < B * 4u; i += WG) {{
             let b = i / 4u;
             let u = u0 + (i % 4u) * G;
-            stage[i] = select(0.0, xget(par + {self.dz_off[h]}u + b * {n}u + min(u, {n - 1}u)), u < {n}u && b < nvalid);
+            stage[i] = select(0.0, xget(par + {self.dz_off[h]}u + b * {n}u + min(u, {n - 1}u)), u < {n}u && i % 4u < {g}u && b < nvalid);
         }}
         workgroupBarrier();
-        for (var k = t; k < {k}u; k += WG) {{
-            var g = vec4<f32>(0.0);
-            for (var b = 0u; b < nvalid; b++) {{
-                g += {x} * vec4<f32>(stage[b * 4u], stage[b * 4u + 1u], stage[b * 4u + 2u], stage[b * 4u + 3u]);
+        {decl}
+        for (var b0 = 0u; b0 < nvalid; b0 += {rb}u) {{
+            {restage}
+            for (var bl = 0u; bl < min({rb}u, nvalid - b0); bl++) {{
+                let b = b0 + bl;
+                let d = {d4};
+{accum}
             }}
-            if (!frozen) {{
-                for (var q = 0u; q < 4u; q++) {{
-                    let u = u0 + q * G;
-                    if (u < {n}u) {{ apply_update({L.w}u + k * {n}u + u, g[q], step, lr); }}
-                }}
-            }}
+            workgroupBarrier();
         }}
-        if (t < 4u && !frozen) {{
+        if (!frozen) {{
+{updates}
+        }}
+        if (t < {g}u && !frozen) {{
             let u = u0 + t * G;
             if (u < {n}u) {{
                 var gb = 0.0;
@@ -444,7 +535,7 @@ fn update_last(w: u32, t: u32, step: u32) {{
     let lr = learning_rate(hyper, step);
     let frozen = atomicLoad(&state.flags) != 0u || hyper.frozen == 1u;
     workgroupBarrier();
-    for (var i = t; i < {b * C}u; i += WG) {{ stage[i] = xget(par + {self.dl_off}u + i); }}
+    stage_exchange(par + {self.dl_off}u, 0u, {b * C}u, t);
     for (var j = 0u; j < {self._own(k)}u; j++) {{
         let u = w + G * j;
         for (var i = t; i < B; i += WG) {{ stage[{b * C}u + i] = xget(par + {self.a_off[h]}u + i * {k}u + min(u, {k - 1}u)); }}
@@ -470,7 +561,7 @@ fn update_last(w: u32, t: u32, step: u32) {{
 
     def _entry_points(self) -> str:
         nh = len(self.hidden)
-        u = "".join(f"\n    {p}(w, t, step);" for p in self._pending("u"))
+        u = "".join(f"\n    {p};" for p in self._pending("u"))
         seq = [f"forward_h{h}" for h in range(nh)] + ["top"] + [f"backward_h{h}" for h in range(nh - 2, -1, -1)]
         body = "\n".join(f"        {p}(w, t, step);\n        grid_sync(t, k); k += 1u;" for p in seq)
         single = "\n".join(f"""
@@ -483,7 +574,7 @@ fn phase_{p.replace('forward_h', 'f').replace('backward_h', 'b')}(@builtin(workg
 }}""" for p in seq[1:])
         return f"""
 // what the first phase of a step does after the previous step's pending updates
-fn pending_u(w: u32, t: u32, step: u32) {{{u}
+fn pending_u(w: u32, t: u32, step: u32, keep: bool) {{{u}
     storageBarrier();
 }}
 
@@ -497,11 +588,11 @@ fn steps(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
     var k = 0u;
     for (var i = 0u; i < n; i++) {{
         let step = start + i;
-        if (i > 0u) {{ pending_u(w, t, step - 1u); }}
+        if (i > 0u) {{ pending_u(w, t, step - 1u, true); }}
 {body}
     }}
     if (n > 0u) {{
-        pending_u(w, t, start + n - 1u);
+        pending_u(w, t, start + n - 1u, true);
         if (w == 0u && t == 0u) {{
             atomicStore(&state.step_snap, start + n - 1u);
             atomicStore(&state.step, start + n);
@@ -526,7 +617,7 @@ fn phase_uf0(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
     if (t == 0u) {{ sh_step = atomicLoad(&state.step); }}
     let step = workgroupUniformLoad(&sh_step);
     if (w == 0u && t == 0u) {{ atomicStore(&state.step_snap, step); }}
-    pending_u(w, t, step - 1u);
+    pending_u(w, t, step - 1u, false);
     forward_h0(w, t, step);
 }}
 
@@ -535,7 +626,7 @@ fn phase_u(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     let w = wid.x;
     if (t == 0u) {{ sh_step = atomicLoad(&state.step); }}
     let step = workgroupUniformLoad(&sh_step);
-    pending_u(w, t, step - 1u);
+    pending_u(w, t, step - 1u, false);
 }}
 {single}
 """

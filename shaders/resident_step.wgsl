@@ -76,4 +76,128 @@ fn grid_sync(t: u32, k: u32) {
     storageBarrier();
 }
 
+// Staging: every phase first copies what its sums read (input rows, weight columns) into
+// workgroup memory, LOADS independent loads in flight an invocation. One workgroup of one
+// SM cannot hide a load's latency with other warps, so a loop that loads and uses one
+// value at a time would wait the whole L2 latency every term (the first cut of this step
+// did: 3.8x slower than the two-pass step).
+
+// count values of `exchange` from src into stage[dst ..]
+fn stage_exchange(src: u32, dst: u32, count: u32, t: u32) {
+    for (var i0 = 0u; i0 < count; i0 += 8u * WG) {
+        let i = i0 + t;
+        let last = count - 1u;
+        let v0 = xget(src + min(i, last));
+        let v1 = xget(src + min(i + WG, last));
+        let v2 = xget(src + min(i + 2u * WG, last));
+        let v3 = xget(src + min(i + 3u * WG, last));
+        let v4 = xget(src + min(i + 4u * WG, last));
+        let v5 = xget(src + min(i + 5u * WG, last));
+        let v6 = xget(src + min(i + 6u * WG, last));
+        let v7 = xget(src + min(i + 7u * WG, last));
+        if (i < count) { stage[dst + i] = v0; }
+        if (i + WG < count) { stage[dst + i + WG] = v1; }
+        if (i + 2u * WG < count) { stage[dst + i + 2u * WG] = v2; }
+        if (i + 3u * WG < count) { stage[dst + i + 3u * WG] = v3; }
+        if (i + 4u * WG < count) { stage[dst + i + 4u * WG] = v4; }
+        if (i + 5u * WG < count) { stage[dst + i + 5u * WG] = v5; }
+        if (i + 6u * WG < count) { stage[dst + i + 6u * WG] = v6; }
+        if (i + 7u * WG < count) { stage[dst + i + 7u * WG] = v7; }
+    }
+}
+
+// count parameters from src (another workgroup may have updated them) into stage[dst ..]
+fn stage_shared_params(src: u32, dst: u32, count: u32, t: u32) {
+    for (var i0 = 0u; i0 < count; i0 += 4u * WG) {
+        let i = i0 + t;
+        let last = count - 1u;
+        let v0 = pget(src + min(i, last));
+        let v1 = pget(src + min(i + WG, last));
+        let v2 = pget(src + min(i + 2u * WG, last));
+        let v3 = pget(src + min(i + 3u * WG, last));
+        if (i < count) { stage[dst + i] = v0; }
+        if (i + WG < count) { stage[dst + i + WG] = v1; }
+        if (i + 2u * WG < count) { stage[dst + i + 2u * WG] = v2; }
+        if (i + 3u * WG < count) { stage[dst + i + 3u * WG] = v3; }
+    }
+}
+
+// This workgroup's weight columns u0 + q G (q < cols) of a [k, n] matrix at w, into
+// stage[q k + i] (only this workgroup writes them: plain loads are coherent)
+fn stage_columns(w: u32, k: u32, n: u32, u0: u32, cols: u32, t: u32) {
+    let count = cols * k;
+    let last = count - 1u;
+    for (var i0 = 0u; i0 < count; i0 += 4u * WG) {
+        let i = i0 + t;
+        let j0 = min(i, last); let j1 = min(i + WG, last); let j2 = min(i + 2u * WG, last); let j3 = min(i + 3u * WG, last);
+        let v0 = params[w + (j0 % k) * n + min(u0 + (j0 / k) * G, n - 1u)];
+        let v1 = params[w + (j1 % k) * n + min(u0 + (j1 / k) * G, n - 1u)];
+        let v2 = params[w + (j2 % k) * n + min(u0 + (j2 / k) * G, n - 1u)];
+        let v3 = params[w + (j3 % k) * n + min(u0 + (j3 / k) * G, n - 1u)];
+        if (i < count) { stage[i] = v0; }
+        if (i + WG < count) { stage[i + WG] = v1; }
+        if (i + 2u * WG < count) { stage[i + 2u * WG] = v2; }
+        if (i + 3u * WG < count) { stage[i + 3u * WG] = v3; }
+    }
+}
+
+// The images of batch rows b0 .. b0 + rows into img (IMG_ROW words a row: the row's first
+// word onwards, its first pixel at byte row_off[r]), with each row's shift drawn once.
+fn stage_images(base: u32, nvalid: u32, b0: u32, rows: u32, step: u32, t: u32) {
+    if (t < rows) {
+        let b = b0 + t;
+        var first = 0u;
+        var off = 0u;
+        if (b < nvalid) {
+            let byte = perm[base + b] * PIXELS;
+            first = byte >> 2u;
+            off = byte & 3u;
+        }
+        row_word[t] = first;
+        row_off[t] = off;
+        row_shift[t] = row_shift_of(step, b);
+    }
+    workgroupBarrier();
+    let count = rows * IMG_ROW;
+    let last = count - 1u;
+    let words = arrayLength(&images) - 1u;
+    for (var i0 = 0u; i0 < count; i0 += 4u * WG) {
+        let i = i0 + t;
+        let j0 = min(i, last); let j1 = min(i + WG, last); let j2 = min(i + 2u * WG, last); let j3 = min(i + 3u * WG, last);
+        let v0 = images[min(row_word[j0 / IMG_ROW] + j0 % IMG_ROW, words)];
+        let v1 = images[min(row_word[j1 / IMG_ROW] + j1 % IMG_ROW, words)];
+        let v2 = images[min(row_word[j2 / IMG_ROW] + j2 % IMG_ROW, words)];
+        let v3 = images[min(row_word[j3 / IMG_ROW] + j3 % IMG_ROW, words)];
+        if (i < count) { img[i] = v0; }
+        if (i + WG < count) { img[i + WG] = v1; }
+        if (i + 2u * WG < count) { img[i + 2u * WG] = v2; }
+        if (i + 3u * WG < count) { img[i + 3u * WG] = v3; }
+    }
+    workgroupBarrier();
+}
+
+// (dx, dy) + shift of batch row b's augmentation, packed: the draw shifted_source makes
+fn row_shift_of(step: u32, b: u32) -> u32 {
+    if (SHIFT == 0u) { return 0u; }
+    let span = 2u * SHIFT + 1u;
+    let h = hash_u32(SEED ^ hash_u32(step * 7919u + b));
+    return (h % span) | (((h / span) % span) << 8u);
+}
+
+// Pixel k of staged row r (the same value image_pixel gives)
+fn staged_pixel(r: u32, k: u32) -> f32 {
+    var src = i32(k);
+    if (SHIFT > 0u) {
+        let sh = row_shift[r];
+        let dx = i32(sh & 0xffu) - i32(SHIFT);
+        let dy = i32(sh >> 8u) - i32(SHIFT);
+        let sx = i32(k % IMAGE_W) - dx;
+        let sy = i32(k / IMAGE_W) - dy;
+        if (sx < 0 || sx >= i32(IMAGE_W) || sy < 0 || sy >= i32(PIXELS / IMAGE_W)) { return 0.0; }
+        src = sy * i32(IMAGE_W) + sx;
+    }
+    let byte = row_off[r] + u32(src);
+    return f32((img[r * IMG_ROW + (byte >> 2u)] >> ((byte & 3u) * 8u)) & 0xffu) * (1.0 / 255.0);
+}
+
 //!generated

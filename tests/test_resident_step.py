@@ -71,6 +71,14 @@ def test_depths_and_widths(data, arch, mode):
     assert_same(data, arch, Recipe(epochs=1, batch_size=50, lr=0.1, shift=1), **mode)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_unshifted_images_read_as_words(data, mode):
+    """Without augmentation the first layer reads its staged images a word (4 pixels) at a time;
+    with it, a pixel at a time through the row's drawn shift (the other tests)."""
+    assert_same(data, "Linear(784,40),ReLU(),Linear(40,13),ReLU(),Linear(13,10)",
+                Recipe(epochs=2, batch_size=50, lr=0.1, shift=0), **mode)
+
+
 def test_batch_wider_than_a_workgroup(data):
     """Batch 300 (above the 230 samples: one short batch an epoch; rows in blocks of 256)."""
     assert_same(data, "Linear(784,20),ReLU(),Linear(20,10)", Recipe(epochs=2, batch_size=300, lr=0.1, shift=0),
