@@ -61,11 +61,14 @@ fn main(@builtin(workgroup_id) w: vec3<u32>, @builtin(local_invocation_index) li
 """
 
 
-def reads_wgsl(k: int, atomic: bool) -> str:
-    """k independent loads from other workgroups' shares, all issued before any is used."""
+def reads_wgsl(k: int, atomic: bool, copies: int = 0) -> str:
+    """k independent loads from other workgroups' shares, all issued before any is used; with
+    `copies`, every workgroup reads the same few workgroups' shares (a broadcast: workgroup w
+    reads share (j + w) % copies, as a reader of one of `copies` copies would)."""
     out = []
     for j in range(k):
-        out.append(f"        let o{j} = (w.x + 1u + (it + {j * 7}u) % max(G - 1u, 1u)) % G;"
+        pick = f"((w.x + {j}u) % {copies}u + 1u) % G" if copies else f"(w.x + 1u + (it + {j * 7}u) % max(G - 1u, 1u)) % G"
+        out.append(f"        let o{j} = {pick};"
                    f" let i{j} = half + o{j} * 256u + (255u - lid);")
     for j in range(k):
         out.append(f"        let v{j} = " + (f"atomicLoad(&data_atomic[i{j}]);" if atomic else f"data[i{j}];"))
@@ -74,10 +77,10 @@ def reads_wgsl(k: int, atomic: bool) -> str:
     return "\n".join(out)
 
 
-def run(dev, groups: int, iters: int, barrier: bool, atomic: bool, reads: int = 1) -> tuple[float, int]:
+def run(dev, groups: int, iters: int, barrier: bool, atomic: bool, reads: int = 1, copies: int = 0) -> tuple[float, int]:
     code = (SHADER.replace("{G}", str(groups)).replace("{N}", str(iters))
             .replace("{BARRIER}", "true" if barrier else "false").replace("{ATOMIC}", "true" if atomic else "false")
-            .replace("{K}", str(reads)).replace("{READS}", reads_wgsl(reads, atomic)))
+            .replace("{K}", str(reads)).replace("{READS}", reads_wgsl(reads, atomic, copies)))
     module = dev.device.create_shader_module(code=code)
     pipe = dev.device.create_compute_pipeline(layout="auto", compute={"module": module, "entry_point": "main"})
     arrivals = dev.buffer(256, "arrivals")
@@ -113,6 +116,8 @@ def main():
     ap.add_argument("--groups", default="32,64,128,132")
     ap.add_argument("--iters", type=int, default=2000)
     ap.add_argument("--reads", default="1", help="values each invocation reads from other workgroups per barrier")
+    ap.add_argument("--copies", default="", help="also time broadcast reads: every workgroup reading the same "
+                    "N shares, e.g. 1,8 (1: all read one workgroup's values)")
     args = ap.parse_args()
     from mnist_viz.compute.device import get_device
     dev = get_device()
@@ -129,6 +134,14 @@ def main():
             plain, e1 = run(dev, g, args.iters, True, False, k)
             atom, e2 = run(dev, g, args.iters, True, True, k)
             print(f"| {g} | {free:.3f} | {plain:.3f} | {e1} | {atom:.3f} | {e2} |", flush=True)
+        for c in (int(x) for x in args.copies.split(",") if x):
+            print(f"\nbroadcast: every workgroup reads the shares of {c} workgroup(s)\n")
+            print("| workgroups of 256 | grid barrier, plain reads (us) | stale | grid barrier, atomic reads (us) | stale |")
+            print("|---|---|---|---|---|")
+            for g in (int(x) for x in args.groups.split(",")):
+                plain, e1 = run(dev, g, args.iters, True, False, k, c)
+                atom, e2 = run(dev, g, args.iters, True, True, k, c)
+                print(f"| {g} | {plain:.3f} | {e1} | {atom:.3f} | {e2} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ GROUPS = 128              # workgroups on a GPU: one per SM of an H100 (132), al
 MAX_CHUNK = 4096          # most steps one dispatch runs (a longer chunk is split)
 SPIN_LIMIT = 1 << 22      # polls before a barrier gives up (seconds: a GPU that cannot hold G)
 STAGE_MAX = 8192          # floats of the workgroup's staging array
+COPIES = 16               # copies of what every workgroup reads (8 readers an address at 128 workgroups)
 
 
 def resident_supported(model) -> bool:
@@ -78,7 +79,7 @@ class ResidentProgram:
 
 class ResidentStep:
     def __init__(self, model, data, metrics, optimizer, recipe, groups: int | None = None,
-                 persistent: bool | None = None):
+                 persistent: bool | None = None, copies: int | None = None):
         if not resident_supported(model):
             raise ValueError("the resident step covers Linear / ReLU MLPs with a hidden layer and no dropout")
         dev = get_device()
@@ -93,15 +94,21 @@ class ResidentStep:
         self.classes = self.top.n_out
         self.pixels = data.input_size
         # exchange, one parity block: each hidden layer's activations and output gradient, dlogits
+        # (COPIES copies of each: a value every workgroup reads is read from one of several copies,
+        # atomic loads of one address by many SMs queue: benchmarks/grid_barrier.py --copies), then
+        # the last layer's weights and bias, copied out by their owners for every workgroup to read
+        self.copies = copies or (COPIES if not dev.is_cpu else 2)
         off = 0
         self.a_off, self.dz_off = [], []
         for L in self.hidden:
             self.a_off.append(off)
-            off += b * L.n_out
+            off += self.copies * b * L.n_out
             self.dz_off.append(off)
-            off += b * L.n_out
+            off += self.copies * b * L.n_out
         self.dl_off = off
-        self.half = off + b * self.classes
+        self.half = off + self.copies * b * self.classes
+        self.wt_size = (self.top.n_in + 1) * self.classes
+        exchange_floats = 2 * self.half + self.copies * self.wt_size
         # workgroup memory: red4 (WG vec4s), dl (B * C), image rows (IMG_ROW words and 3 words of
         # row facts each: the whole batch when it fits, kept from the forward to the update), and
         # the staging array (weight columns, input rows; every phase's smallest share must fit)
@@ -123,9 +130,9 @@ class ResidentStep:
             raise StepDoesNotFit(f"the resident step needs {4 * (need + per_row) + 16 * WG + 4 * b * C:,} bytes of "
                                  f"workgroup memory, above this GPU's {limit:,}")
         limits = Limits.current()
-        if buffer_bytes(8 * self.half) > limits.binding:
+        if buffer_bytes(4 * exchange_floats) > limits.binding:
             raise StepDoesNotFit("the resident step's exchange buffer is above the binding limit")
-        self.exchange = dev.buffer(8 * self.half, "resident.exchange")
+        self.exchange = dev.buffer(4 * exchange_floats, "resident.exchange")
         self.launch = dev.buffer(16, "resident.launch")
         table = np.zeros((MAX_CHUNK + 1, 4), np.uint32)
         table[:, 0] = np.arange(MAX_CHUNK + 1)
@@ -169,6 +176,8 @@ class ResidentStep:
             f"const IMAGE_W: u32 = {split.width}u;", f"const SHIFT: u32 = {recipe.shift}u;",
             f"const SEED: u32 = {recipe.seed}u;", f"const CLASSES: u32 = {self.classes}u;",
             f"const XHALF: u32 = {self.half}u;", f"const SPIN_LIMIT: u32 = {SPIN_LIMIT}u;",
+            f"const COPIES: u32 = {self.copies}u;", f"const WT: u32 = {2 * self.half}u;        // the last layer's copies",
+            f"const WT_SIZE: u32 = {self.wt_size}u;",
             f"const IMG_ROW: u32 = {self.img_row}u;       // words a staged image row",
             "var<workgroup> red4: array<vec4<f32>, WG>;",
             f"var<workgroup> dl: array<f32, {b * self.classes}>;      // the batch's logits, then dlogits",
@@ -222,7 +231,8 @@ class ResidentStep:
     def _head() -> str:
         return """    let base = (step % SPE) * B;
     let nvalid = min(B, N - base);
-    let par = (step & 1u) * XHALF;"""
+    let par = (step & 1u) * XHALF;
+    let cp = w % COPIES;                 // the copy this workgroup reads"""
 
     def _fold4(self, s: int) -> str:
         return f"var z = red4[t]; for (var i = 1u; i < {s}u; i++) {{ z += red4[t + i]; }}"
@@ -279,7 +289,7 @@ class ResidentStep:
             stage_once = ""
             stage_block = f"""
             workgroupBarrier();
-            stage_exchange(par + {self.a_off[h - 1]}u + b0 * {k}u, {xs}u, min({rb}u, B - b0) * {k}u, t);
+            stage_exchange(par + {self.a_off[h - 1]}u + cp * {self.batch * k}u + b0 * {k}u, {xs}u, min({rb}u, B - b0) * {k}u, t);
             workgroupBarrier();"""
             valid = "b < B"
             src = f"layer {self.hidden[h - 1].index}'s staged output rows"
@@ -304,7 +314,7 @@ fn forward_h{h}(w: u32, t: u32, step: u32) {{
             workgroupBarrier();
             if (t < {rb * s}u && sl == 0u && b < B) {{
                 {self._fold4(s)}
-                {self._write_units(n, 0, f"let v = z[q] + params[{L.b}u + u]; xput(par + {self.a_off[h]}u + b * {n}u + u, {act});")}
+                {self._write_units(n, 0, f"let v = z[q] + params[{L.b}u + u]; xput_copies(par + {self.a_off[h]}u + b * {n}u + u, {self.batch * n}u, {act});")}
             }}
             workgroupBarrier();
         }}
@@ -327,11 +337,10 @@ fn forward_h{h}(w: u32, t: u32, step: u32) {{
 fn top(w: u32, t: u32, step: u32) {{
 {self._head()}
     workgroupBarrier();
-    stage_shared_params({T.w}u, 0u, {wsz}u, t);
-    stage_shared_params({T.b}u, {wsz}u, {C}u, t);
+    stage_exchange(WT + cp * WT_SIZE, 0u, WT_SIZE, t);
     for (var b0 = 0u; b0 < B; b0 += {rbt}u) {{
         workgroupBarrier();
-        stage_exchange(par + {self.a_off[h]}u + b0 * {k}u, {wsz + C}u, min({rbt}u, B - b0) * {k}u, t);
+        stage_exchange(par + {self.a_off[h]}u + cp * {self.batch * k}u + b0 * {k}u, {wsz + C}u, min({rbt}u, B - b0) * {k}u, t);
         workgroupBarrier();
         for (var i = t; i < min({rbt}u, B - b0) * {C}u; i += WG) {{
             let bl = i / {C}u;
@@ -380,7 +389,7 @@ fn top(w: u32, t: u32, step: u32) {{
             record_step(red4[0].x / f32(nvalid), red4[0].y / f32(nvalid), CLASSES);
             atomicAdd(&state.run_step, 1u);
         }}
-        for (var i = t; i < {self.batch * C}u; i += WG) {{ xput(par + {self.dl_off}u + i, dl[i]); }}
+        for (var i = t; i < {self.batch * C}u; i += WG) {{ xput_copies(par + {self.dl_off}u + i, {self.batch * C}u, dl[i]); }}
     }}
     for (var j = 0u; j < {self._own(k)}u; j++) {{
         let u = w + G * j;
@@ -389,7 +398,7 @@ fn top(w: u32, t: u32, step: u32) {{
                 var d = 0.0;
                 for (var c = 0u; c < {C}u; c++) {{ d += dl[b * {C}u + c] * stage[u * {C}u + c]; }}
                 let a = xget(par + {self.a_off[h]}u + b * {k}u + u);
-                xput(par + {self.dz_off[h]}u + b * {k}u + u, {grad});
+                xput_copies(par + {self.dz_off[h]}u + b * {k}u + u, {self.batch * k}u, {grad});
             }}
         }}
     }}
@@ -419,7 +428,7 @@ fn backward_h{h}(w: u32, t: u32, step: u32) {{
         workgroupBarrier();{rows_w}
         for (var b0 = 0u; b0 < B; b0 += {rb}u) {{
             workgroupBarrier();
-            stage_exchange(par + {self.dz_off[h + 1]}u + b0 * {n1}u, {xs}u, min({rb}u, B - b0) * {n1}u, t);
+            stage_exchange(par + {self.dz_off[h + 1]}u + cp * {self.batch * n1}u + b0 * {n1}u, {xs}u, min({rb}u, B - b0) * {n1}u, t);
             workgroupBarrier();
             let bl = t / {s}u;
             let sl = t % {s}u;
@@ -434,7 +443,7 @@ fn backward_h{h}(w: u32, t: u32, step: u32) {{
             workgroupBarrier();
             if (t < {rb * s}u && sl == 0u && b < B) {{
                 {self._fold4(s)}
-                {self._write_units(n, 0, f"let a = xget(par + {self.a_off[h]}u + b * {n}u + u); xput(par + {self.dz_off[h]}u + b * {n}u + u, {grad});")}
+                {self._write_units(n, 0, f"let a = xget(par + {self.a_off[h]}u + b * {n}u + u); xput_copies(par + {self.dz_off[h]}u + b * {n}u + u, {self.batch * n}u, {grad});")}
             }}
         }}
     }}
@@ -480,7 +489,7 @@ fn backward_h{h}(w: u32, t: u32, step: u32) {{
         else:
             rb = self._fit(k, bsz)
             restage = f"""workgroupBarrier();
-            stage_exchange(par + {self.a_off[h - 1]}u + b0 * {k}u, {bsz}u, min({rb}u, B - b0) * {k}u, t);
+            stage_exchange(par + {self.a_off[h - 1]}u + cp * {self.batch * k}u + b0 * {k}u, {bsz}u, min({rb}u, B - b0) * {k}u, t);
             workgroupBarrier();"""
             sig, what = "", f"layer {self.hidden[h - 1].index}'s staged output rows"
         return f"""
@@ -535,7 +544,7 @@ fn update_last(w: u32, t: u32, step: u32) {{
     let lr = learning_rate(hyper, step);
     let frozen = atomicLoad(&state.flags) != 0u || hyper.frozen == 1u;
     workgroupBarrier();
-    stage_exchange(par + {self.dl_off}u, 0u, {b * C}u, t);
+    stage_exchange(par + {self.dl_off}u + cp * {b * C}u, 0u, {b * C}u, t);
     for (var j = 0u; j < {self._own(k)}u; j++) {{
         let u = w + G * j;
         for (var i = t; i < B; i += WG) {{ stage[{b * C}u + i] = xget(par + {self.a_off[h]}u + i * {k}u + min(u, {k - 1}u)); }}
@@ -554,6 +563,27 @@ fn update_last(w: u32, t: u32, step: u32) {{
             var g = 0.0;
             for (var r = 0u; r < nvalid; r++) {{ g += stage[r * {C}u + c]; }}
             apply_update({T.b}u + c, g, step, lr);
+        }}
+    }}
+    publish_top(w, t);
+}}
+
+// this workgroup's rows of the last layer (and workgroup 0: its bias) into every copy the
+// other workgroups read in `top`
+fn publish_top(w: u32, t: u32) {{
+    storageBarrier();
+    for (var j = 0u; j < {self._own(k)}u; j++) {{
+        let u = w + G * j;
+        if (u < {k}u) {{
+            for (var i = t; i < COPIES * {C}u; i += WG) {{
+                let c = i % {C}u;
+                xput(WT + (i / {C}u) * WT_SIZE + u * {C}u + c, params[{T.w}u + u * {C}u + c]);
+            }}
+        }}
+    }}
+    if (w == 0u) {{
+        for (var i = t; i < COPIES * {C}u; i += WG) {{
+            xput(WT + (i / {C}u) * WT_SIZE + {k * C}u + i % {C}u, params[{T.b}u + i % {C}u]);
         }}
     }}
     workgroupBarrier();
@@ -586,6 +616,7 @@ fn steps(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
     let n = workgroupUniformLoad(&sh_n);
     let start = workgroupUniformLoad(&sh_step);
     var k = 0u;
+    publish_top(w, t);
     for (var i = 0u; i < n; i++) {{
         let step = start + i;
         if (i > 0u) {{ pending_u(w, t, step - 1u, true); }}
@@ -608,6 +639,7 @@ fn phase_first(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     if (t == 0u) {{ sh_step = atomicLoad(&state.step); }}
     let step = workgroupUniformLoad(&sh_step);
     if (w == 0u && t == 0u) {{ atomicStore(&state.step_snap, step); }}
+    publish_top(w, t);
     forward_h0(w, t, step);{self._advance() if seq[-1] == "forward_h0" else ""}
 }}
 

@@ -50,6 +50,10 @@
 // A value another workgroup wrote in this dispatch, and one for others to read.
 fn xget(i: u32) -> f32 { return bitcast<f32>(atomicLoad(&exchange[i])); }
 fn xput(i: u32, v: f32) { atomicStore(&exchange[i], bitcast<u32>(v)); }
+// ... into each of the COPIES copies, `stride` apart (workgroup w reads copy w % COPIES)
+fn xput_copies(i: u32, stride: u32, v: f32) {
+    for (var c = 0u; c < COPIES; c++) { atomicStore(&exchange[i + c * stride], bitcast<u32>(v)); }
+}
 // A parameter another workgroup may have updated in this dispatch.
 fn pget(i: u32) -> f32 { return bitcast<f32>(atomicLoad(&params_shared[i])); }
 
@@ -158,20 +162,32 @@ fn stage_images(base: u32, nvalid: u32, b0: u32, rows: u32, step: u32, t: u32) {
         row_shift[t] = row_shift_of(step, b);
     }
     workgroupBarrier();
-    let count = rows * IMG_ROW;
-    let last = count - 1u;
+    // every row its share of the invocations, each with 8 independent loads in flight
+    let per_row = WG / rows;
+    let r = t / per_row;
+    let lane = t % per_row;
     let words = arrayLength(&images) - 1u;
-    for (var i0 = 0u; i0 < count; i0 += 4u * WG) {
-        let i = i0 + t;
-        let j0 = min(i, last); let j1 = min(i + WG, last); let j2 = min(i + 2u * WG, last); let j3 = min(i + 3u * WG, last);
-        let v0 = images[min(row_word[j0 / IMG_ROW] + j0 % IMG_ROW, words)];
-        let v1 = images[min(row_word[j1 / IMG_ROW] + j1 % IMG_ROW, words)];
-        let v2 = images[min(row_word[j2 / IMG_ROW] + j2 % IMG_ROW, words)];
-        let v3 = images[min(row_word[j3 / IMG_ROW] + j3 % IMG_ROW, words)];
-        if (i < count) { img[i] = v0; }
-        if (i + WG < count) { img[i + WG] = v1; }
-        if (i + 2u * WG < count) { img[i + 2u * WG] = v2; }
-        if (i + 3u * WG < count) { img[i + 3u * WG] = v3; }
+    if (r < rows) {
+        let first = row_word[r];
+        for (var j0 = lane; j0 < IMG_ROW; j0 += 8u * per_row) {
+            let v0 = images[min(first + min(j0, IMG_ROW - 1u), words)];
+            let v1 = images[min(first + min(j0 + per_row, IMG_ROW - 1u), words)];
+            let v2 = images[min(first + min(j0 + 2u * per_row, IMG_ROW - 1u), words)];
+            let v3 = images[min(first + min(j0 + 3u * per_row, IMG_ROW - 1u), words)];
+            let v4 = images[min(first + min(j0 + 4u * per_row, IMG_ROW - 1u), words)];
+            let v5 = images[min(first + min(j0 + 5u * per_row, IMG_ROW - 1u), words)];
+            let v6 = images[min(first + min(j0 + 6u * per_row, IMG_ROW - 1u), words)];
+            let v7 = images[min(first + min(j0 + 7u * per_row, IMG_ROW - 1u), words)];
+            let o = r * IMG_ROW + j0;
+            img[o] = v0;
+            if (j0 + per_row < IMG_ROW) { img[o + per_row] = v1; }
+            if (j0 + 2u * per_row < IMG_ROW) { img[o + 2u * per_row] = v2; }
+            if (j0 + 3u * per_row < IMG_ROW) { img[o + 3u * per_row] = v3; }
+            if (j0 + 4u * per_row < IMG_ROW) { img[o + 4u * per_row] = v4; }
+            if (j0 + 5u * per_row < IMG_ROW) { img[o + 5u * per_row] = v5; }
+            if (j0 + 6u * per_row < IMG_ROW) { img[o + 6u * per_row] = v6; }
+            if (j0 + 7u * per_row < IMG_ROW) { img[o + 7u * per_row] = v7; }
+        }
     }
     workgroupBarrier();
 }

@@ -1,0 +1,91 @@
+"""Where a resident step's time goes: GPU time of each phase run as a dispatch of its own
+(phase mode, the same generated code), beside the persistent kernel's time a step.
+
+    python benchmarks/resident_profile.py [--nets mlp] [--batches 32,256] [--groups 128]
+
+A phase alone pays a dispatch's launch and drain (about 2 us on the H100: dispatch_floor.py)
+that the persistent kernel pays once a chunk; the persistent kernel pays a barrier across the
+grid instead after each phase (about 1.5 us: grid_barrier.py).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "checkout"))  # mnist_viz = this checkout
+sys.path.insert(0, str(ROOT / "benchmarks"))
+os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+
+import numpy as np  # noqa: E402
+import wgpu  # noqa: E402
+
+from step_bench import MLPS  # noqa: E402
+
+
+def gpu_us(dev, encode, steps: int) -> float:
+    qs = dev.device.create_query_set(type=wgpu.QueryType.timestamp, count=2)
+    buf = dev.device.create_buffer(size=16, usage=wgpu.BufferUsage.QUERY_RESOLVE | wgpu.BufferUsage.COPY_SRC)
+    best = float("inf")
+    for _ in range(3):
+        enc = dev.device.create_command_encoder()
+        encode(enc, {"query_set": qs, "beginning_of_pass_write_index": 0, "end_of_pass_write_index": 1})
+        enc.resolve_query_set(qs, 0, 2, buf, 0)
+        dev.submit(enc)
+        t0, t1 = np.frombuffer(dev.read(buf, label="timestamps"), np.uint64)
+        best = min(best, (t1 - t0) / steps / 1000.0)
+    return best
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batches", default="32,256")
+    ap.add_argument("--groups", type=int, default=None)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--nets", default=",".join(str(i) for i in range(len(MLPS))), help="indices into step_bench.MLPS")
+    args = ap.parse_args()
+    from mnist_viz.compute.arch import parse
+    from mnist_viz.compute.data import GpuDataset
+    from mnist_viz.compute.device import get_device
+    from mnist_viz.compute.idx import bundled_mnist_dir, load_dataset
+    from mnist_viz.compute.nn import Sequential
+    from mnist_viz.compute.program import Program
+    from mnist_viz.compute.recipe import RECIPES
+    from mnist_viz.compute.resident_step import ResidentStep
+    from mnist_viz.compute.run import Run
+
+    dev = get_device()
+    data = GpuDataset(load_dataset(bundled_mnist_dir()))
+    print(f"Device: {dev.name}")
+    for i in (int(v) for v in args.nets.split(",")):
+        for b in (int(v) for v in args.batches.split(",")):
+            model = Sequential(parse(MLPS[i]), seed=0)
+            recipe = RECIPES["original"].with_changes(batch_size=b)
+            run = Run(model, data, recipe, resident=True)
+            kw = {"groups": args.groups} if args.groups else {}
+            whole = ResidentStep(model, data, run.metrics, run.optimizer, recipe, persistent=True, **kw)
+            phases = ResidentStep(model, data, run.metrics, run.optimizer, recipe, persistent=False, **kw)
+            n = args.steps
+            print(f"\n{parse(MLPS[i]).short}, batch {b}, {whole.groups} workgroups\n")
+            print("| phase (a dispatch of its own) | us |\n|---|---|")
+            total = 0.0
+            seen = set()
+            for d in phases.chunk_dispatches(2)[:-1]:
+                if d.label in seen:
+                    continue
+                seen.add(d.label)
+                us = gpu_us(dev, lambda enc, ts: Program([d]).encode(enc, repeat=n, timestamps=ts), n)
+                if d.label != "resident:first":
+                    total += us
+                print(f"| {d.label} | {us:.2f} |", flush=True)
+            print(f"| sum of a step's phases (uf0, the rest) | {total:.2f} |")
+            us = gpu_us(dev, lambda enc, ts: phases.program.encode(enc, repeat=n, timestamps=ts), n)
+            print(f"| phase mode, a step | {us:.2f} |")
+            us = gpu_us(dev, lambda enc, ts: whole.program.encode(enc, repeat=n, timestamps=ts), n)
+            print(f"| persistent kernel, a step | {us:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
