@@ -44,6 +44,7 @@ def main():
     ap.add_argument("--batches", default="32,256")
     ap.add_argument("--groups", type=int, default=None)
     ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--wg", default="256", help="invocations a workgroup, e.g. 256,512,1024")
     ap.add_argument("--nets", default=",".join(str(i) for i in range(len(MLPS))), help="indices into step_bench.MLPS")
     args = ap.parse_args()
     from mnist_viz.compute.arch import parse
@@ -59,16 +60,18 @@ def main():
     dev = get_device()
     data = GpuDataset(load_dataset(bundled_mnist_dir()))
     print(f"Device: {dev.name}")
-    for i in (int(v) for v in args.nets.split(",")):
-        for b in (int(v) for v in args.batches.split(",")):
+    for i, b, wg in ((i, b, wg) for i in (int(v) for v in args.nets.split(","))
+                     for b in (int(v) for v in args.batches.split(",")) for wg in (int(v) for v in args.wg.split(","))):
+        if True:
             model = Sequential(parse(MLPS[i]), seed=0)
             recipe = RECIPES["original"].with_changes(batch_size=b)
             run = Run(model, data, recipe, resident=True)
             kw = {"groups": args.groups} if args.groups else {}
+            kw["wg"] = wg
             whole = ResidentStep(model, data, run.metrics, run.optimizer, recipe, persistent=True, **kw)
             phases = ResidentStep(model, data, run.metrics, run.optimizer, recipe, persistent=False, **kw)
             n = args.steps
-            print(f"\n{parse(MLPS[i]).short}, batch {b}, {whole.groups} workgroups\n")
+            print(f"\n{parse(MLPS[i]).short}, batch {b}, {whole.groups} workgroups of {wg}\n")
             print("| phase (a dispatch of its own) | us |\n|---|---|")
             total = 0.0
             seen = set()

@@ -79,11 +79,12 @@ class ResidentProgram:
 
 class ResidentStep:
     def __init__(self, model, data, metrics, optimizer, recipe, groups: int | None = None,
-                 persistent: bool | None = None, copies: int | None = None):
+                 persistent: bool | None = None, copies: int | None = None, wg: int | None = None):
         if not resident_supported(model):
             raise ValueError("the resident step covers Linear / ReLU MLPs with a hidden layer and no dropout")
         dev = get_device()
         self.persistent = (not dev.is_cpu) if persistent is None else persistent
+        self.wg = wg or WG
         self.groups = groups or (GROUPS if not dev.is_cpu else 3)
         self.batch = b = recipe.batch_size
         self.layers = plan_layers(model, recipe.seed)
@@ -115,19 +116,19 @@ class ResidentStep:
         self.img_row = (self.pixels + 6) // 4          # a row starts anywhere in its first word
         C = self.classes
         limit = dev.limits.get("max-compute-workgroup-storage-size", 16384)
-        free = (limit - 16 * WG - 4 * b * C - 64) // 4
+        free = (limit - 16 * self.wg - 4 * b * C - 64) // 4
         H = self.hidden
         need = max([self._group(H[0].n_out) * H[0].n_in, self.top.n_in * (C + 1) + C, 4 * b, b * C + b]
                    + [self._group(L.n_out) * L.n_in + L.n_in + 4 * b for L in H[1:]]
                    + [self._group(L.n_out) * N.n_out + N.n_out for L, N in zip(H, H[1:])])
         per_row = self.img_row + 3
-        if b <= WG and b * per_row <= free - need:
+        if b <= self.wg and b * per_row <= free - need:
             self.img_rows = b
         else:
-            self.img_rows = max(1, min(b, WG, (free - need) // (2 * per_row)))
+            self.img_rows = max(1, min(b, self.wg, (free - need) // (2 * per_row)))
         self.stage = min(STAGE_MAX, free - self.img_rows * per_row)
         if self.stage < need:
-            raise StepDoesNotFit(f"the resident step needs {4 * (need + per_row) + 16 * WG + 4 * b * C:,} bytes of "
+            raise StepDoesNotFit(f"the resident step needs {4 * (need + per_row) + 16 * self.wg + 4 * b * C:,} bytes of "
                                  f"workgroup memory, above this GPU's {limit:,}")
         limits = Limits.current()
         if buffer_bytes(4 * exchange_floats) > limits.binding:
@@ -172,7 +173,7 @@ class ResidentStep:
         self.words = recipe.shift == 0 and self.pixels % 4 == 0      # whole words of 4 pixels, none shifted
         consts = "\n".join([
             f"const B: u32 = {b}u;", f"const N: u32 = {split.n}u;", f"const SPE: u32 = {math.ceil(split.n / b)}u;",
-            f"const G: u32 = {G}u;", f"const WG: u32 = {WG}u;", f"const PIXELS: u32 = {self.pixels}u;",
+            f"const G: u32 = {G}u;", f"const WG: u32 = {self.wg}u;", f"const PIXELS: u32 = {self.pixels}u;",
             f"const IMAGE_W: u32 = {split.width}u;", f"const SHIFT: u32 = {recipe.shift}u;",
             f"const SEED: u32 = {recipe.seed}u;", f"const CLASSES: u32 = {self.classes}u;",
             f"const XHALF: u32 = {self.half}u;", f"const SPIN_LIMIT: u32 = {SPIN_LIMIT}u;",
@@ -211,13 +212,13 @@ class ResidentStep:
 
     def _rows(self, k: int, rb: int | None = None) -> tuple[int, int, int]:
         """(rows a block, slices a row, terms a slice) for sums of k terms over the batch rows."""
-        rb = rb or min(self.batch, WG)
-        s = max(1, min(WG // rb, k))
+        rb = rb or min(self.batch, self.wg)
+        s = max(1, min(self.wg // rb, k))
         return rb, s, math.ceil(k / s)
 
     def _fit(self, row: int, reserved: int) -> int:
         """Rows of `row` floats the staging array holds after `reserved` floats (at most WG)."""
-        return max(1, min(self.batch, WG, (self.stage - reserved) // row))
+        return max(1, min(self.batch, self.wg, (self.stage - reserved) // row))
 
     def _pending(self, phase: str) -> list[str]:
         """The updates a phase applies (each the first phase after every read of the old weights)."""
@@ -235,7 +236,22 @@ class ResidentStep:
     let cp = w % COPIES;                 // the copy this workgroup reads"""
 
     def _fold4(self, s: int) -> str:
+        """WGSL declaring z, the sum of a row's s slices (red4[t .. t + s), t its first slice),
+        after _tree(s)."""
+        if s > 4 and s & (s - 1) == 0:
+            return "let z = red4[t];"
         return f"var z = red4[t]; for (var i = 1u; i < {s}u; i++) {{ z += red4[t + i]; }}"
+
+    @staticmethod
+    def _tree(s: int) -> str:
+        """Halves a row's s slices in log2(s) barriers, where s is a power of 2 above 4."""
+        if not (s > 4 and s & (s - 1) == 0):
+            return ""
+        return f"""
+            for (var m = {s // 2}u; m > 0u; m >>= 1u) {{
+                if (sl < m) {{ red4[t] += red4[t + m]; }}
+                workgroupBarrier();
+            }}"""
 
     @staticmethod
     def _lanes(g: int, at) -> str:
@@ -311,7 +327,7 @@ fn forward_h{h}(w: u32, t: u32, step: u32) {{
             if (t < {rb * s}u && {valid}) {{{inner}
             }}
             red4[t] = acc;
-            workgroupBarrier();
+            workgroupBarrier();{self._tree(s)}
             if (t < {rb * s}u && sl == 0u && b < B) {{
                 {self._fold4(s)}
                 {self._write_units(n, 0, f"let v = z[q] + params[{L.b}u + u]; xput_copies(par + {self.a_off[h]}u + b * {n}u + u, {self.batch * n}u, {act});")}
@@ -440,7 +456,7 @@ fn backward_h{h}(w: u32, t: u32, step: u32) {{
                 }}
             }}
             red4[t] = acc;
-            workgroupBarrier();
+            workgroupBarrier();{self._tree(s)}
             if (t < {rb * s}u && sl == 0u && b < B) {{
                 {self._fold4(s)}
                 {self._write_units(n, 0, f"let a = xget(par + {self.a_off[h]}u + b * {n}u + u); xput_copies(par + {self.dz_off[h]}u + b * {n}u + u, {self.batch * n}u, {grad});")}
@@ -462,25 +478,25 @@ fn backward_h{h}(w: u32, t: u32, step: u32) {{
                     if (u < {n}u) {{ apply_update({L.w}u + ({kk}) * {n}u + u, {acc}[q], step, lr); }}
                 }}"""
         if h == 0 and self.words:
-            slots = math.ceil(k // 4 / WG)
+            slots = math.ceil(k // 4 / self.wg)
             decl = " ".join(f"var g{i}_{r} = vec4<f32>(0.0);" for i in range(slots) for r in range(4))
-            accum = "\n".join(f"""                if (t + {i * WG}u < {k // 4}u) {{
-                    let word = img[bl * IMG_ROW + t + {i * WG}u];
+            accum = "\n".join(f"""                if (t + {i * self.wg}u < {k // 4}u) {{
+                    let word = img[bl * IMG_ROW + t + {i * self.wg}u];
 """ + "\n".join(f"                    g{i}_{r} += f32((word >> {8 * r}u) & 0xffu) * (1.0 / 255.0) * d;" for r in range(4))
                 + "\n                }" for i in range(slots))
-            updates = "\n".join(f"""            if (t + {i * WG}u < {k // 4}u) {{
-""" + "\n".join(f"""                {apply(f"4u * (t + {i * WG}u) + {r}u", f"g{i}_{r}")}""" for r in range(4)) + "\n            }"
+            updates = "\n".join(f"""            if (t + {i * self.wg}u < {k // 4}u) {{
+""" + "\n".join(f"""                {apply(f"4u * (t + {i * self.wg}u) + {r}u", f"g{i}_{r}")}""" for r in range(4)) + "\n            }"
                 for i in range(slots))
         else:
-            slots = math.ceil(k / WG)
+            slots = math.ceil(k / self.wg)
             decl = " ".join(f"var g{i} = vec4<f32>(0.0);" for i in range(slots))
             if h == 0:
-                x = lambda i: f"staged_pixel(bl, t + {i * WG}u)"
+                x = lambda i: f"staged_pixel(bl, t + {i * self.wg}u)"
             else:
-                x = lambda i: f"stage[{bsz}u + bl * {k}u + t + {i * WG}u]"
-            accum = "\n".join(f"                if (t + {i * WG}u < {k}u) {{ g{i} += {x(i)} * d; }}" for i in range(slots))
-            updates = "\n".join(f"""            if (t + {i * WG}u < {k}u) {{
-                {apply(f"t + {i * WG}u", f"g{i}")}
+                x = lambda i: f"stage[{bsz}u + bl * {k}u + t + {i * self.wg}u]"
+            accum = "\n".join(f"                if (t + {i * self.wg}u < {k}u) {{ g{i} += {x(i)} * d; }}" for i in range(slots))
+            updates = "\n".join(f"""            if (t + {i * self.wg}u < {k}u) {{
+                {apply(f"t + {i * self.wg}u", f"g{i}")}
             }}""" for i in range(slots))
         if h == 0:
             rb = min(self.img_rows, self.batch)
