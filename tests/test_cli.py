@@ -53,6 +53,9 @@ def test_train_save_eval_roundtrip(tmp_path):
     (["train", "--data", "/nonexistent"], "/nonexistent"),
     (["eval", "--checkpoint"], "--checkpoint"),
     (["eval", "--checkpoint", "/nonexistent.safetensors"], "nonexistent"),
+    (["--screenshot", "out.png"], "--offscreen"),            # offscreen options without --offscreen:
+    (["--frames", "30"], "--offscreen"),                     # said, not silently ignored for a window
+    (["--frames", "3", "--screenshot", "o.png"], "--frames and --screenshot"),
 ])
 def test_bad_arguments_one_line_exit_2(args, fragment):
     assert_one_line_error(run(*args), fragment)

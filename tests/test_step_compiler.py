@@ -242,6 +242,10 @@ def test_visualizer_run_merges_small_networks(data):
     plain = Run(Sequential(parse(MLP), seed=3), data, recipe).program.dispatches
     assert small[0].pipeline is small[1].pipeline
     assert large[0].pipeline is not large[1].pipeline and plain[0].pipeline is not plain[1].pipeline
+    # the window's other runs side by side are encoded by the same frame loop
+    from mnist_viz.compute.comparison import Comparison
+    other = Comparison(data, encode_light=True).add(Sequential(parse(MLP), seed=4), recipe).run.program.dispatches
+    assert other[0].pipeline is other[1].pipeline
 
 
 @pytest.mark.parametrize("staging", [1031, 2055])

@@ -133,7 +133,7 @@ def build_parser() -> tuple[_Parser, _Parser, _Parser]:
     view.add_argument("--limit", type=_positive_int, help="train on the first N images")
     view.add_argument("--test-limit", type=_positive_int, help="evaluate on the first N test images")
     view.add_argument("--offscreen", action="store_true", help="render without a window")
-    view.add_argument("--frames", type=_positive_int, default=1, help="offscreen: frames to render")
+    view.add_argument("--frames", type=_positive_int, help="offscreen: frames to render (default 1)")
     view.add_argument("--screenshot", type=Path, help="offscreen: save the last frame as PNG")
     view.add_argument("--size", default="1600x1000", help="window size WxH")
     view.add_argument("--train", action="store_true", help="start training at once")
@@ -427,4 +427,9 @@ def eval_command(args) -> int:
 # -- visualizer -------------------------------------------------------------------------------------------------
 def view_command(args) -> int:
     from .launch import run_app
+    if not args.offscreen:
+        given = [name for name, value in (("--frames", args.frames), ("--screenshot", args.screenshot)) if value]
+        if given:
+            raise UserError(f"{' and '.join(given)} only apply offscreen; add --offscreen (e.g. mnist-viz "
+                            "--offscreen --frames 30 --screenshot out.png)")
     return run_app(args)

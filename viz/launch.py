@@ -36,7 +36,7 @@ def run_app(args) -> int:
     size = parse_size(args.size, get_device().limits.get("max-texture-dimension-2d", 8192))
     config = config_from_args(args)
     if args.offscreen:
-        return run_offscreen(config, size, args.frames, args.screenshot)
+        return run_offscreen(config, size, args.frames or 1, args.screenshot)
     canvas, loop = open_window(size)
     app = App(canvas, config)
     loop.run()

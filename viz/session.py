@@ -98,7 +98,7 @@ class TrainingSession:
     # -- setup ------------------------------------------------------------------------------------------
     def attach_data(self, data, evaluate: bool = True) -> None:
         self.data = data
-        self.comparison = Comparison(data, max_runs=MAX_RUNS - 1)
+        self.comparison = Comparison(data, max_runs=MAX_RUNS - 1, encode_light=True)   # drawn as the main run is
         self._new_run()
         if evaluate:
             self.evaluate_now()
