@@ -45,6 +45,8 @@ def main():
     ap.add_argument("--groups", type=int, default=None)
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--wg", default="256", help="invocations a workgroup, e.g. 256,512,1024")
+    ap.add_argument("--ablations", action="store_true", help="also time the persistent kernel with each part "
+                    "of a phase left out in turn (resident_step.ABLATIONS; the step is then wrong, its time is not)")
     ap.add_argument("--nets", default=",".join(str(i) for i in range(len(MLPS))), help="indices into step_bench.MLPS")
     args = ap.parse_args()
     from mnist_viz.compute.arch import parse
@@ -88,6 +90,14 @@ def main():
             print(f"| phase mode, a step | {us:.2f} |")
             us = gpu_us(dev, lambda enc, ts: whole.program.encode(enc, repeat=n, timestamps=ts), n)
             print(f"| persistent kernel, a step | {us:.2f} |", flush=True)
+            if args.ablations:
+                from mnist_viz.compute.resident_step import ABLATIONS
+                print("\n| persistent kernel without | us a step | saved |\n|---|---|---|")
+                for name in ABLATIONS:
+                    cut = ResidentStep(model, data, run.metrics, run.optimizer, recipe, persistent=True,
+                                       ablate={name}, **kw)
+                    v = gpu_us(dev, lambda enc, ts: cut.program.encode(enc, repeat=n, timestamps=ts), n)
+                    print(f"| {name} | {v:.2f} | {us - v:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

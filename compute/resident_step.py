@@ -35,6 +35,8 @@ GROUPS = 128              # workgroups on a GPU: one per SM of an H100 (132), al
 MAX_CHUNK = 4096          # most steps one dispatch runs (a longer chunk is split)
 SPIN_LIMIT = 1 << 22      # polls before a barrier gives up (seconds: a GPU that cannot hold G)
 STAGE_MAX = 8192          # floats of the workgroup's staging array
+ABLATIONS = ("f0.images", "f0.columns", "f0.sums", "top.stage", "top.logits", "top.softmax", "top.metrics",
+             "top.dz", "u.h0", "u.last", "u.apply", "sync")
 COPIES = 16               # copies of what every workgroup reads (8 readers an address at 128 workgroups)
 
 
@@ -79,12 +81,19 @@ class ResidentProgram:
 
 class ResidentStep:
     def __init__(self, model, data, metrics, optimizer, recipe, groups: int | None = None,
-                 persistent: bool | None = None, copies: int | None = None, wg: int | None = None):
+                 persistent: bool | None = None, copies: int | None = None, wg: int | None = None,
+                 ablate: frozenset = frozenset()):
         if not resident_supported(model):
             raise ValueError("the resident step covers Linear / ReLU MLPs with a hidden layer and no dropout")
         dev = get_device()
         self.persistent = (not dev.is_cpu) if persistent is None else persistent
         self.wg = wg or WG
+        # Profiling only (benchmarks/resident_profile.py --ablate): parts of the phases left out,
+        # the step then wrong but its time without them measured. ABLATIONS names them.
+        unknown = set(ablate) - set(ABLATIONS)
+        if unknown:
+            raise ValueError(f"unknown ablation {sorted(unknown)} ({', '.join(ABLATIONS)})")
+        self.ablate = frozenset(ablate)
         self.groups = groups or (GROUPS if not dev.is_cpu else 3)
         self.batch = b = recipe.batch_size
         self.layers = plan_layers(model, recipe.seed)
@@ -224,7 +233,9 @@ class ResidentStep:
         """The updates a phase applies (each the first phase after every read of the old weights)."""
         nh = len(self.hidden)
         if phase == "u":
-            return ["update_h0(w, t, step, keep)", "update_h1(w, t, step)" if nh >= 2 else "update_last(w, t, step)"]
+            out = ["update_h0(w, t, step, keep)", "update_h1(w, t, step)" if nh >= 2 else "update_last(w, t, step)"]
+            return [p for p in out if not (("u.h0" in self.ablate and p.startswith("update_h0"))
+                                           or ("u.last" in self.ablate and p.startswith("update_last")))]
         x = int(phase[1:])             # phase b{x}
         return ["update_last(w, t, step)"] if x == nh - 2 else [f"update_h{x + 2}(w, t, step)"]
 
@@ -292,6 +303,10 @@ class ResidentStep:
             rows = f"min({rb}u, B - b0)"
             stage_once = "\n    stage_images(base, nvalid, 0u, B, step, t);" if whole else ""
             stage_block = "" if whole else f"\n            stage_images(base, nvalid, b0, {rows}, step, t);"
+            if "f0.images" in self.ablate:
+                stage_once = stage_block = ""
+            if "f0.sums" in self.ablate:
+                inner = ""
             valid = "b < nvalid"
             src = "the staged images"
         else:
@@ -317,7 +332,7 @@ fn forward_h{h}(w: u32, t: u32, step: u32) {{
     for (var j0 = 0u; j0 < {self._own(n)}u; j0 += {g}u) {{
         let u0 = w + G * j0;
         workgroupBarrier();
-        stage_columns({L.w}u, {k}u, {n}u, u0, {g}u, t);
+        {"" if h == 0 and "f0.columns" in self.ablate else f"stage_columns({L.w}u, {k}u, {n}u, u0, {g}u, t);"}
         workgroupBarrier();
         for (var b0 = 0u; b0 < B; b0 += {rb}u) {{{stage_block}
             let bl = t / {s}u;
@@ -353,12 +368,12 @@ fn forward_h{h}(w: u32, t: u32, step: u32) {{
 fn top(w: u32, t: u32, step: u32) {{
 {self._head()}
     workgroupBarrier();
-    stage_exchange(WT + cp * WT_SIZE, 0u, WT_SIZE, t);
+    {"" if "top.stage" in self.ablate else "stage_exchange(WT + cp * WT_SIZE, 0u, WT_SIZE, t);"}
     for (var b0 = 0u; b0 < B; b0 += {rbt}u) {{
         workgroupBarrier();
-        stage_exchange(par + {self.a_off[h]}u + cp * {self.batch * k}u + b0 * {k}u, {wsz + C}u, min({rbt}u, B - b0) * {k}u, t);
+        {"" if "top.stage" in self.ablate else f"stage_exchange(par + {self.a_off[h]}u + cp * {self.batch * k}u + b0 * {k}u, {wsz + C}u, min({rbt}u, B - b0) * {k}u, t);"}
         workgroupBarrier();
-        for (var i = t; i < min({rbt}u, B - b0) * {C}u; i += WG) {{
+        for (var i = t; i < {"0u" if "top.logits" in self.ablate else f"min({rbt}u, B - b0) * {C}u"}; i += WG) {{
             let bl = i / {C}u;
             let j = i % {C}u;
             let a0 = {wsz + C}u + bl * {k}u;
@@ -374,7 +389,7 @@ fn top(w: u32, t: u32, step: u32) {{
     }}
     workgroupBarrier();
     var ls = vec2<f32>(0.0);
-    for (var b = t; b < B; b += WG) {{
+    for (var b = t; b < {"0u" if "top.softmax" in self.ablate else "B"}; b += WG) {{
         let z0 = b * {C}u;
         if (b < nvalid) {{
             let s = perm[base + b];
@@ -396,18 +411,18 @@ fn top(w: u32, t: u32, step: u32) {{
     }}
     red4[t] = vec4<f32>(ls, 0.0, 0.0);
     workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {{
+    for (var s = {"0u" if "top.metrics" in self.ablate else "WG / 2u"}; s > 0u; s >>= 1u) {{
         if (t < s) {{ red4[t] += red4[t + s]; }}
         workgroupBarrier();
     }}
-    if (w == 0u) {{
+    if (w == {"9999u" if "top.metrics" in self.ablate else "0u"}) {{
         if (t == 0u) {{
             record_step(red4[0].x / f32(nvalid), red4[0].y / f32(nvalid), CLASSES);
             atomicAdd(&state.run_step, 1u);
         }}
         for (var i = t; i < {self.batch * C}u; i += WG) {{ xput_copies(par + {self.dl_off}u + i, {self.batch * C}u, dl[i]); }}
     }}
-    for (var j = 0u; j < {self._own(k)}u; j++) {{
+    for (var j = 0u; j < {0 if "top.dz" in self.ablate else self._own(k)}u; j++) {{
         let u = w + G * j;
         if (u < {k}u) {{
             for (var b = t; b < B; b += WG) {{
@@ -533,7 +548,7 @@ fn update_h{h}(w: u32, t: u32, step: u32{', ' + sig if sig else ''}) {{
             }}
             workgroupBarrier();
         }}
-        if (!frozen) {{
+        if (!frozen{" && false" if "u.apply" in self.ablate else ""}) {{
 {updates}
         }}
         if (t < {g}u && !frozen) {{
@@ -609,7 +624,8 @@ fn publish_top(w: u32, t: u32) {{
         nh = len(self.hidden)
         u = "".join(f"\n    {p};" for p in self._pending("u"))
         seq = [f"forward_h{h}" for h in range(nh)] + ["top"] + [f"backward_h{h}" for h in range(nh - 2, -1, -1)]
-        body = "\n".join(f"        {p}(w, t, step);\n        grid_sync(t, k); k += 1u;" for p in seq)
+        sync = "" if "sync" in self.ablate else "\n        grid_sync(t, k); k += 1u;"
+        body = "\n".join(f"        {p}(w, t, step);{sync}" for p in seq)
         single = "\n".join(f"""
 @compute @workgroup_size(WG)
 fn phase_{p.replace('forward_h', 'f').replace('backward_h', 'b')}(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {{
