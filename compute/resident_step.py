@@ -32,6 +32,7 @@ from .step_compiler import StepDoesNotFit, plan_layers, supported
 
 WG = 256                  # invocations a workgroup
 GROUPS = 128              # workgroups on a GPU: one per SM of an H100 (132), all resident
+LAUNCH_BYTES = 4096        # the chunk's words: steps, arrivals, stalled, then 16 release flags 128 bytes apart
 MAX_CHUNK = 4096          # most steps one dispatch runs (a longer chunk is split)
 SPIN_LIMIT = 1 << 22      # polls before a barrier gives up (seconds: a GPU that cannot hold G)
 STAGE_MAX = 8192          # floats of the workgroup's staging array
@@ -65,6 +66,7 @@ class ResidentProgram:
         s = self.step
         while repeat > 0:
             n = min(repeat, MAX_CHUNK)
+            encoder.clear_buffer(s.launch)                  # the barrier's counter and release flags
             encoder.copy_buffer_to_buffer(s.table, 16 * n, s.launch, 0, 16)
             cpass = encoder.begin_compute_pass(timestamp_writes=timestamps) if timestamps else encoder.begin_compute_pass()
             pipe = None
@@ -143,7 +145,7 @@ class ResidentStep:
         if buffer_bytes(4 * exchange_floats) > limits.binding:
             raise StepDoesNotFit("the resident step's exchange buffer is above the binding limit")
         self.exchange = dev.buffer(4 * exchange_floats, "resident.exchange")
-        self.launch = dev.buffer(16, "resident.launch")
+        self.launch = dev.buffer(LAUNCH_BYTES, "resident.launch")   # steps, arrivals, stalled; flags
         table = np.zeros((MAX_CHUNK + 1, 4), np.uint32)
         table[:, 0] = np.arange(MAX_CHUNK + 1)
         self.table = dev.upload(table, "resident.steps")
@@ -624,7 +626,7 @@ fn publish_top(w: u32, t: u32) {{
         nh = len(self.hidden)
         u = "".join(f"\n    {p};" for p in self._pending("u"))
         seq = [f"forward_h{h}" for h in range(nh)] + ["top"] + [f"backward_h{h}" for h in range(nh - 2, -1, -1)]
-        sync = "" if "sync" in self.ablate else "\n        grid_sync(t, k); k += 1u;"
+        sync = "" if "sync" in self.ablate else "\n        grid_sync(w, t, k); k += 1u;"
         body = "\n".join(f"        {p}(w, t, step);{sync}" for p in seq)
         single = "\n".join(f"""
 @compute @workgroup_size(WG)

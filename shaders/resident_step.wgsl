@@ -59,21 +59,29 @@ fn pget(i: u32) -> f32 { return bitcast<f32>(atomicLoad(&params_shared[i])); }
 
 // Barrier k (counted from 0 in this dispatch) across all G workgroups: every workgroup's
 // writes are made visible (storageBarrier is device-scoped), one invocation counts the
-// arrival and waits for all G. A GPU that cannot keep all G resident would wait forever:
-// the wait gives up after SPIN_LIMIT polls, or at once once another workgroup has given
-// up, and marks the dispatch stalled (launch[2]); the run then throws the chunk away.
-fn grid_sync(t: u32, k: u32) {
+// arrival; the last to arrive raises the release flag (k + 1) in FLAG_COPIES copies, 128
+// bytes apart, and the others poll their workgroup's copy (polls of one word by 128 SMs
+// queue, as broadcast reads do). A GPU that cannot keep all G resident would wait forever:
+// the wait gives up after SPIN_LIMIT polls, or once another workgroup has given up, and marks
+// the dispatch stalled (launch[2]); the run then throws the chunk away.
+const FLAG_COPIES: u32 = 16u;
+
+fn grid_sync(w: u32, t: u32, k: u32) {
     storageBarrier();
     if (t == 0u) {
-        atomicAdd(&launch[1], 1u);
         let goal = (k + 1u) * G;
-        var spins = 0u;
-        loop {
-            if (atomicLoad(&launch[1]) >= goal) { break; }
-            spins += 1u;
-            if (spins > SPIN_LIMIT || atomicLoad(&launch[2]) != 0u) {
-                atomicStore(&launch[2], 1u);
-                break;
+        if (atomicAdd(&launch[1], 1u) + 1u == goal) {
+            for (var c = 0u; c < FLAG_COPIES; c++) { atomicStore(&launch[32u + c * 32u], k + 1u); }
+        } else {
+            let flag = 32u + (w % FLAG_COPIES) * 32u;
+            var spins = 0u;
+            loop {
+                if (atomicLoad(&launch[flag]) > k) { break; }
+                spins += 1u;
+                if ((spins & 1023u) == 0u && (spins > SPIN_LIMIT || atomicLoad(&launch[2]) != 0u)) {
+                    atomicStore(&launch[2], 1u);
+                    break;
+                }
             }
         }
     }
