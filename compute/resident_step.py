@@ -34,7 +34,7 @@ WG = 256                  # invocations a workgroup
 GROUPS = 128              # workgroups on a GPU: one per SM of an H100 (132), all resident
 LAUNCH_BYTES = 4096        # the chunk's words: steps, arrivals, stalled, then 16 release flags 128 bytes apart
 MAX_CHUNK = 4096          # most steps one dispatch runs (a longer chunk is split)
-SPIN_LIMIT = 1 << 22      # polls before a barrier gives up (seconds: a GPU that cannot hold G)
+SPIN_LIMIT = 1 << 22      # polls before a barrier gives up (a GPU that cannot hold G workgroups at once)
 STAGE_MAX = 8192          # floats of the workgroup's staging array
 ABLATIONS = ("f0.images", "f0.columns", "f0.sums", "top.stage", "top.logits", "top.softmax", "top.metrics",
              "top.dz", "u.h0", "u.last", "u.apply", "sync")
@@ -48,8 +48,9 @@ def resident_supported(model) -> bool:
 
 
 class ResidentProgram:
-    """Encodes n steps: a 16-byte copy that sets the chunk's step count and zeroes the
-    barrier's counter, then the persistent dispatch, or (phase mode) the phases' dispatches."""
+    """Encodes n steps (Program's interface): the launch words cleared and the chunk's step
+    count copied in, then the persistent dispatch, or (phase mode) the phases' dispatches.
+    `dispatches` are one step's."""
 
     def __init__(self, step: "ResidentStep"):
         self.step = step
@@ -271,7 +272,9 @@ class ResidentStep:
         """vec4 of the g own units' values (the other lanes 0) given WGSL for lane q."""
         return "vec4<f32>(" + ", ".join(at(q) if q < g else "0.0" for q in range(4)) + ")"
 
-    def _write_units(self, n: int, dest: int, value: str) -> str:
+    @staticmethod
+    def _write_units(n: int, value: str) -> str:
+        """WGSL running `value` for each own unit u of this pass (lanes q: u = u0 + q G < n)."""
         return f"""for (var q = 0u; q < 4u; q++) {{
                     let u = u0 + q * G;
                     if (u < {n}u) {{ {value} }}
@@ -347,7 +350,7 @@ fn forward_h{h}(w: u32, t: u32, step: u32) {{
             workgroupBarrier();{self._tree(s)}
             if (t < {rb * s}u && sl == 0u && b < B) {{
                 {self._fold4(s)}
-                {self._write_units(n, 0, f"let v = z[q] + params[{L.b}u + u]; xput_copies(par + {self.a_off[h]}u + b * {n}u + u, {self.batch * n}u, {act});")}
+                {self._write_units(n, f"let v = z[q] + params[{L.b}u + u]; xput_copies(par + {self.a_off[h]}u + b * {n}u + u, {self.batch * n}u, {act});")}
             }}
             workgroupBarrier();
         }}
@@ -476,7 +479,7 @@ fn backward_h{h}(w: u32, t: u32, step: u32) {{
             workgroupBarrier();{self._tree(s)}
             if (t < {rb * s}u && sl == 0u && b < B) {{
                 {self._fold4(s)}
-                {self._write_units(n, 0, f"let a = xget(par + {self.a_off[h]}u + b * {n}u + u); xput_copies(par + {self.dz_off[h]}u + b * {n}u + u, {self.batch * n}u, {grad});")}
+                {self._write_units(n, f"let a = xget(par + {self.a_off[h]}u + b * {n}u + u); xput_copies(par + {self.dz_off[h]}u + b * {n}u + u, {self.batch * n}u, {grad});")}
             }}
         }}
     }}

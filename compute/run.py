@@ -24,7 +24,7 @@ from .metrics import RunMetrics
 from .optim import Optimizer
 from .program import Dispatch, Program
 from .recipe import Recipe
-from .structs import FLAGS_DIVERGED, OPTIM
+from .structs import FLAG_STALLED, FLAGS_DIVERGED, OPTIM
 from .tensor import Tensor
 
 ENGINES = ("auto", "compiled", "graph")
@@ -276,6 +276,15 @@ class Run:
         return self.metrics.read_state()["flags"]
 
     def diverged(self, flags: int) -> bool:
+        """Whether the flags say the run diverged. A resident step whose barrier gave up (its
+        workgroups could not all run at once: FLAG_STALLED) did not diverge: its chunk is void,
+        so the run goes back to the last epoch-start snapshot and goes on with the two-pass step."""
+        if flags & FLAG_STALLED:
+            self.resident = False
+            self.program = self._build_step()
+            self.metrics.write_state(flags=0)
+            self.restore_snapshot()
+            return False
         return bool(flags & FLAGS_DIVERGED)
 
     def restore_snapshot(self) -> None:

@@ -14,6 +14,7 @@ from mnist_viz.compute.nn import Sequential
 from mnist_viz.compute.recipe import Recipe
 from mnist_viz.compute.resident_step import ResidentProgram, ResidentStep, resident_supported
 from mnist_viz.compute.run import Run
+from mnist_viz.compute.structs import FLAG_STALLED
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +120,20 @@ def test_what_it_covers_and_how_a_chunk_encodes(data):
     # one hidden layer: f0, top a step, the last step's pending updates once
     assert [d.label for d in phases.chunk_dispatches(2)] == [
         "resident:first", "resident:phase_top", "resident:uf0", "resident:phase_top", "resident:u"]
+
+
+def test_a_stalled_chunk_falls_back_to_the_two_pass_step(data):
+    """A GPU that cannot hold every workgroup at once makes the barrier give up and raise
+    FLAG_STALLED (as here, written as the kernel would): not a divergence; the run goes back to
+    its epoch-start snapshot and finishes with the two-pass step."""
+    recipe = Recipe(epochs=2, batch_size=50, lr=0.1, shift=0)
+    run = Run(Sequential(parse(MLP), seed=3), data, recipe, resident=True)
+    run.run_steps(run.steps_per_epoch + 2)
+    assert isinstance(run.program, ResidentProgram) and run.snapshot_step == run.steps_per_epoch
+    run.metrics.write_state(flags=FLAG_STALLED)
+    assert not run.diverged(run.read_flags())
+    assert not isinstance(run.program, ResidentProgram)
+    state = run.metrics.read_state()
+    assert (state["flags"], state["step"], run.step) == (0, run.steps_per_epoch, run.steps_per_epoch)
+    run.run_steps(run.total_steps)
+    assert run.finished and run.read_flags() == 0
