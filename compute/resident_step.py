@@ -200,6 +200,8 @@ class ResidentStep:
             f"var<workgroup> row_off: array<u32, {self.img_rows}>;",
             f"var<workgroup> row_shift: array<u32, {self.img_rows}>;",
             "var<workgroup> sh_step: u32;",
+            "var<workgroup> sh_metrics: vec2<f32>;   // the step's mean loss and accuracy (workgroup METRICS)",
+            f"const METRICS: u32 = {G - 1}u;         // the workgroup that records the metrics",
             "var<workgroup> sh_n: u32;",
         ])
         parts = [consts]
@@ -405,7 +407,7 @@ fn top(w: u32, t: u32, step: u32) {{
             var sum = 0.0;
             for (var c = 0u; c < {C}u; c++) {{ sum += exp(dl[z0 + c] - m); }}
             let loss = log(sum) + m - dl[z0 + y];
-            if (w == 0u && !is_finite(loss)) {{ atomicOr(&state.flags, FLAG_NONFINITE); }}
+            if (w == METRICS && !is_finite(loss)) {{ atomicOr(&state.flags, FLAG_NONFINITE); }}
             ls += vec2<f32>(loss, select(0.0, 1.0, best == y));
             for (var c = 0u; c < {C}u; c++) {{
                 dl[z0 + c] = (exp(dl[z0 + c] - m) / sum - select(0.0, 1.0, c == y)) / f32(nvalid);
@@ -420,12 +422,11 @@ fn top(w: u32, t: u32, step: u32) {{
         if (t < s) {{ red4[t] += red4[t + s]; }}
         workgroupBarrier();
     }}
-    if (w == {"9999u" if "top.metrics" in self.ablate else "0u"}) {{
-        if (t == 0u) {{
-            record_step(red4[0].x / f32(nvalid), red4[0].y / f32(nvalid), CLASSES);
-            atomicAdd(&state.run_step, 1u);
-        }}
-        for (var i = t; i < {self.batch * C}u; i += WG) {{ xput_copies(par + {self.dl_off}u + i, {self.batch * C}u, dl[i]); }}
+    // the step's mean loss and accuracy, recorded by workgroup METRICS while it waits at the
+    // next barrier (record_metrics): its chain of atomics then delays no one
+    if (w == METRICS && t == 0u) {{ sh_metrics = red4[0].xy / f32(nvalid); }}
+    if (w < COPIES) {{       // every workgroup has dlogits: the first COPIES publish a copy each
+        for (var i = t; i < {self.batch * C}u; i += WG) {{ xput(par + {self.dl_off}u + w * {self.batch * C}u + i, dl[i]); }}
     }}
     for (var j = 0u; j < {0 if "top.dz" in self.ablate else self._own(k)}u; j++) {{
         let u = w + G * j;
@@ -629,15 +630,16 @@ fn publish_top(w: u32, t: u32) {{
         nh = len(self.hidden)
         u = "".join(f"\n    {p};" for p in self._pending("u"))
         seq = [f"forward_h{h}" for h in range(nh)] + ["top"] + [f"backward_h{h}" for h in range(nh - 2, -1, -1)]
-        sync = "" if "sync" in self.ablate else "\n        grid_sync(w, t, k); k += 1u;"
-        body = "\n".join(f"        {p}(w, t, step);{sync}" for p in seq)
+        def sync(p):
+            return "" if "sync" in self.ablate else f"\n        grid_sync(w, t, k, {'true' if p == 'top' else 'false'}); k += 1u;"
+        body = "\n".join(f"        {p}(w, t, step);{sync(p)}" for p in seq)
         single = "\n".join(f"""
 @compute @workgroup_size(WG)
 fn phase_{p.replace('forward_h', 'f').replace('backward_h', 'b')}(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {{
     let w = wid.x;
     if (t == 0u) {{ sh_step = atomicLoad(&state.step_snap); }}
     let step = workgroupUniformLoad(&sh_step);
-    {p}(w, t, step);{self._advance() if p == seq[-1] else ""}
+    {p}(w, t, step);{self._advance() if p == seq[-1] else ""}{self._record() if p == "top" else ""}
 }}""" for p in seq[1:])
         return f"""
 // what the first phase of a step does after the previous step's pending updates
@@ -699,6 +701,11 @@ fn phase_u(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
 }}
 {single}
 """
+
+    @staticmethod
+    def _record() -> str:
+        return """
+    if (w == METRICS && t == 0u) { record_metrics(); }"""
 
     @staticmethod
     def _advance() -> str:

@@ -66,13 +66,16 @@ fn pget(i: u32) -> f32 { return bitcast<f32>(atomicLoad(&params_shared[i])); }
 // the dispatch stalled (launch[2]); the run then throws the chunk away.
 const FLAG_COPIES: u32 = 16u;
 
-fn grid_sync(w: u32, t: u32, k: u32) {
+fn grid_sync(w: u32, t: u32, k: u32, record: bool) {
     storageBarrier();
     if (t == 0u) {
         let goal = (k + 1u) * G;
-        if (atomicAdd(&launch[1], 1u) + 1u == goal) {
+        let last = atomicAdd(&launch[1], 1u) + 1u == goal;
+        if (last) {
             for (var c = 0u; c < FLAG_COPIES; c++) { atomicStore(&launch[32u + c * 32u], k + 1u); }
-        } else {
+        }
+        if (record && w == METRICS) { record_metrics(); }   // arrived: the others need not wait for it
+        if (!last) {
             let flag = 32u + (w % FLAG_COPIES) * 32u;
             var spins = 0u;
             loop {
@@ -86,6 +89,12 @@ fn grid_sync(w: u32, t: u32, k: u32) {
         }
     }
     storageBarrier();
+}
+
+// The step's metrics (sh_metrics, left by `top`) into the history; the counters advance.
+fn record_metrics() {
+    record_step(sh_metrics.x, sh_metrics.y, CLASSES);
+    atomicAdd(&state.run_step, 1u);
 }
 
 // Staging: every phase first copies what its sums read (input rows, weight columns) into
