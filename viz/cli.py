@@ -430,6 +430,7 @@ def view_command(args) -> int:
     if not args.offscreen:
         given = [name for name, value in (("--frames", args.frames), ("--screenshot", args.screenshot)) if value]
         if given:
-            raise UserError(f"{' and '.join(given)} only apply offscreen; add --offscreen (e.g. mnist-viz "
+            verb = "apply" if len(given) > 1 else "applies"
+            raise UserError(f"{' and '.join(given)} only {verb} offscreen; add --offscreen (e.g. mnist-viz "
                             "--offscreen --frames 30 --screenshot out.png)")
     return run_app(args)
