@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "checkout"))  # mnist_viz = this checkout
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 
-import numpy as np  # noqa: E402
-import wgpu  # noqa: E402
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from gpu_timing import gpu_us  # noqa: E402
 
 SHADER = """
 @group(0) @binding(0) var<storage, read_write> b: array<u32>;
@@ -37,23 +37,15 @@ def per_dispatch_us(dev, pipe, groups: int, dependent: bool, n: int = 2000) -> f
     layout = pipe.get_bind_group_layout(0)
     bgs = [dev.device.create_bind_group(layout=layout, entries=[{"binding": 0, "resource": {"buffer": b}}])
            for b in bufs]
-    qs = dev.device.create_query_set(type=wgpu.QueryType.timestamp, count=2)
-    res = dev.device.create_buffer(size=16, usage=wgpu.BufferUsage.QUERY_RESOLVE | wgpu.BufferUsage.COPY_SRC)
-    best = float("inf")
-    for _ in range(3):
-        enc = dev.device.create_command_encoder()
-        p = enc.begin_compute_pass(timestamp_writes={"query_set": qs, "beginning_of_pass_write_index": 0,
-                                                     "end_of_pass_write_index": 1})
+
+    def encode(enc, timestamps):
+        p = enc.begin_compute_pass(timestamp_writes=timestamps)
         p.set_pipeline(pipe)
         for i in range(n):
             p.set_bind_group(0, bgs[i % len(bgs)])
             p.dispatch_workgroups(groups)
         p.end()
-        enc.resolve_query_set(qs, 0, 2, res, 0)
-        dev.submit(enc)
-        t0, t1 = np.frombuffer(dev.read(res, label="timestamps"), np.uint64)
-        best = min(best, (t1 - t0) / n / 1000.0)
-    return best
+    return gpu_us(dev, encode, n)
 
 
 def main():

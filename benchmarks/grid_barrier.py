@@ -21,8 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "checkout"))  # mnist_viz = this checkout
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
 import numpy as np  # noqa: E402
-import wgpu  # noqa: E402
+
+from gpu_timing import gpu_us  # noqa: E402
 
 SHADER = """
 @group(0) @binding(0) var<storage, read_write> arrivals: array<atomic<u32>>;
@@ -33,8 +35,6 @@ SHADER = """
 const G: u32 = {G}u;
 const N: u32 = {N}u;
 const BARRIER: bool = {BARRIER};
-const ATOMIC_READS: bool = {ATOMIC};
-const K: u32 = {K}u;                         // values each invocation reads per iteration
 
 fn grid_sync(k: u32, lid: u32) {
     storageBarrier();                       // this workgroup's writes, made visible (device scope)
@@ -79,8 +79,7 @@ def reads_wgsl(k: int, atomic: bool, copies: int = 0) -> str:
 
 def run(dev, groups: int, iters: int, barrier: bool, atomic: bool, reads: int = 1, copies: int = 0) -> tuple[float, int]:
     code = (SHADER.replace("{G}", str(groups)).replace("{N}", str(iters))
-            .replace("{BARRIER}", "true" if barrier else "false").replace("{ATOMIC}", "true" if atomic else "false")
-            .replace("{K}", str(reads)).replace("{READS}", reads_wgsl(reads, atomic, copies)))
+            .replace("{BARRIER}", "true" if barrier else "false").replace("{READS}", reads_wgsl(reads, atomic, copies)))
     module = dev.device.create_shader_module(code=code)
     pipe = dev.device.create_compute_pipeline(layout="auto", compute={"module": module, "entry_point": "main"})
     arrivals = dev.buffer(256, "arrivals")
@@ -90,25 +89,20 @@ def run(dev, groups: int, iters: int, barrier: bool, atomic: bool, reads: int = 
     bg = dev.device.create_bind_group(layout=layout, entries=[
         {"binding": 0, "resource": {"buffer": arrivals}}, {"binding": 1, "resource": {"buffer": data}},
         {"binding": 2, "resource": {"buffer": errors}}, {"binding": 3, "resource": {"buffer": data}}])
-    qs = dev.device.create_query_set(type=wgpu.QueryType.timestamp, count=2)
-    res = dev.device.create_buffer(size=16, usage=wgpu.BufferUsage.QUERY_RESOLVE | wgpu.BufferUsage.COPY_SRC)
-    best, errs = float("inf"), 0
-    for _ in range(4):
-        enc = dev.device.create_command_encoder()
+    errs = []
+
+    def encode(enc, timestamps):
         enc.clear_buffer(arrivals)
         enc.clear_buffer(errors)
-        p = enc.begin_compute_pass(timestamp_writes={"query_set": qs, "beginning_of_pass_write_index": 0,
-                                                     "end_of_pass_write_index": 1})
+        p = enc.begin_compute_pass(timestamp_writes=timestamps)
         p.set_pipeline(pipe)
         p.set_bind_group(0, bg)
         p.dispatch_workgroups(groups)
         p.end()
-        enc.resolve_query_set(qs, 0, 2, res, 0)
-        dev.submit(enc)
-        t0, t1 = np.frombuffer(dev.read(res, label="timestamps"), np.uint64)
-        best = min(best, (t1 - t0) / iters / 1000.0)
-        errs += int(np.frombuffer(dev.read(errors, label="errors"), np.uint32)[0])
-    return best, errs
+
+    best = gpu_us(dev, encode, iters, repeats=4,
+                  after=lambda: errs.append(int(np.frombuffer(dev.read(errors, label="errors"), np.uint32)[0])))
+    return best, sum(errs)
 
 
 def main():

@@ -10,6 +10,7 @@ grid instead after each phase (about 1.5 us: grid_barrier.py).
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 from pathlib import Path
@@ -19,24 +20,8 @@ sys.path.insert(0, str(ROOT / "tests" / "checkout"))  # mnist_viz = this checkou
 sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 
-import numpy as np  # noqa: E402
-import wgpu  # noqa: E402
-
+from gpu_timing import gpu_us  # noqa: E402
 from step_bench import MLPS  # noqa: E402
-
-
-def gpu_us(dev, encode, steps: int) -> float:
-    qs = dev.device.create_query_set(type=wgpu.QueryType.timestamp, count=2)
-    buf = dev.device.create_buffer(size=16, usage=wgpu.BufferUsage.QUERY_RESOLVE | wgpu.BufferUsage.COPY_SRC)
-    best = float("inf")
-    for _ in range(3):
-        enc = dev.device.create_command_encoder()
-        encode(enc, {"query_set": qs, "beginning_of_pass_write_index": 0, "end_of_pass_write_index": 1})
-        enc.resolve_query_set(qs, 0, 2, buf, 0)
-        dev.submit(enc)
-        t0, t1 = np.frombuffer(dev.read(buf, label="timestamps"), np.uint64)
-        best = min(best, (t1 - t0) / steps / 1000.0)
-    return best
 
 
 def main():
@@ -62,45 +47,44 @@ def main():
     dev = get_device()
     data = GpuDataset(load_dataset(bundled_mnist_dir()))
     print(f"Device: {dev.name}")
-    for i, b, wg in ((i, b, wg) for i in (int(v) for v in args.nets.split(","))
-                     for b in (int(v) for v in args.batches.split(",")) for wg in (int(v) for v in args.wg.split(","))):
-        if True:
-            model = Sequential(parse(MLPS[i]), seed=0)
-            recipe = RECIPES["original"].with_changes(batch_size=b)
-            run = Run(model, data, recipe, resident=True)
-            kw = {"groups": args.groups} if args.groups else {}
-            kw["wg"] = wg
-            whole = ResidentStep(model, data, run.metrics, run.optimizer, recipe, persistent=True, **kw)
-            phases = ResidentStep(model, data, run.metrics, run.optimizer, recipe, persistent=False, **kw)
-            n = args.steps
-            print(f"\n{parse(MLPS[i]).short}, batch {b}, {whole.groups} workgroups of {wg}\n")
-            print("| phase (a dispatch of its own) | us |\n|---|---|")
-            total = 0.0
-            seen = set()
-            for d in phases.chunk_dispatches(2)[:-1]:
-                if d.label in seen:
-                    continue
-                seen.add(d.label)
-                us = gpu_us(dev, lambda enc, ts: Program([d]).encode(enc, repeat=n, timestamps=ts), n)
-                if d.label != "resident:first":
-                    total += us
-                print(f"| {d.label} | {us:.2f} |", flush=True)
-            print(f"| sum of a step's phases (uf0, the rest) | {total:.2f} |")
-            us = gpu_us(dev, lambda enc, ts: phases.program.encode(enc, repeat=n, timestamps=ts), n)
-            print(f"| phase mode, a step | {us:.2f} |")
-            us = gpu_us(dev, lambda enc, ts: whole.program.encode(enc, repeat=n, timestamps=ts), n)
-            print(f"| persistent kernel, a step | {us:.2f} |", flush=True)
-            if args.ablations:
-                from mnist_viz.compute.resident_step import ABLATIONS
-                print("\n| persistent kernel without | us a step | saved |\n|---|---|---|")
-                every = set(ABLATIONS) - {"sync"}
-                for name, cut in [(a, {a}) for a in ABLATIONS] + [("all but the barriers", every),
-                                                                   ("all", set(ABLATIONS))]:
-                    step = ResidentStep(model, data, run.metrics, run.optimizer, recipe, persistent=True,
-                                        ablate=cut, **kw)
-                    for _ in range(2):      # warm: the first replays of a new pipeline are slow
-                        v = gpu_us(dev, lambda enc, ts: step.program.encode(enc, repeat=n, timestamps=ts), n)
-                    print(f"| {name} | {v:.2f} | {us - v:.2f} |", flush=True)
+    ints = lambda text: [int(v) for v in text.split(",")]
+    for i, b, wg in itertools.product(ints(args.nets), ints(args.batches), ints(args.wg)):
+        model = Sequential(parse(MLPS[i]), seed=0)
+        recipe = RECIPES["original"].with_changes(batch_size=b)
+        run = Run(model, data, recipe, resident=True)
+        kw = {"groups": args.groups} if args.groups else {}
+        kw["wg"] = wg
+        whole = ResidentStep(model, data, run.metrics, run.optimizer, recipe, persistent=True, **kw)
+        phases = ResidentStep(model, data, run.metrics, run.optimizer, recipe, persistent=False, **kw)
+        n = args.steps
+        print(f"\n{parse(MLPS[i]).short}, batch {b}, {whole.groups} workgroups of {wg}\n")
+        print("| phase (a dispatch of its own) | us |\n|---|---|")
+        total = 0.0
+        seen = set()
+        for d in phases.chunk_dispatches(2)[:-1]:
+            if d.label in seen:
+                continue
+            seen.add(d.label)
+            us = gpu_us(dev, lambda enc, ts: Program([d]).encode(enc, repeat=n, timestamps=ts), n)
+            if d.label != "resident:first":
+                total += us
+            print(f"| {d.label} | {us:.2f} |", flush=True)
+        print(f"| sum of a step's phases (uf0, the rest) | {total:.2f} |")
+        us = gpu_us(dev, lambda enc, ts: phases.program.encode(enc, repeat=n, timestamps=ts), n)
+        print(f"| phase mode, a step | {us:.2f} |")
+        us = gpu_us(dev, lambda enc, ts: whole.program.encode(enc, repeat=n, timestamps=ts), n)
+        print(f"| persistent kernel, a step | {us:.2f} |", flush=True)
+        if args.ablations:
+            from mnist_viz.compute.resident_step import ABLATIONS
+            print("\n| persistent kernel without | us a step | saved |\n|---|---|---|")
+            every = set(ABLATIONS) - {"sync"}
+            for name, cut in [(a, {a}) for a in ABLATIONS] + [("all but the barriers", every),
+                                                               ("all", set(ABLATIONS))]:
+                step = ResidentStep(model, data, run.metrics, run.optimizer, recipe, persistent=True,
+                                    ablate=cut, **kw)
+                for _ in range(2):      # warm: the first replays of a new pipeline are slow
+                    v = gpu_us(dev, lambda enc, ts: step.program.encode(enc, repeat=n, timestamps=ts), n)
+                print(f"| {name} | {v:.2f} | {us - v:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ CNNS = ["Conv2d(1,8,5,padding=2),ReLU(),MaxPool2d(2),Conv2d(8,16,3,padding=1),Re
 
 
 def ours(ds, arch_text, batch, timed, warmup=2, engine="auto", wg=None, rows=None, data=None, spread=None,
-         merged=None, resident=None, groups=None):
+         merged=None, resident=False, groups=None):
     """(median s/epoch, the run) for our step on this network and batch."""
     from mnist_viz.compute.arch import parse
     from mnist_viz.compute.data import GpuDataset
@@ -75,8 +75,8 @@ def main():
                     "large weights, e.g. 32768,131072 (step_compiler.PASS2_INVOCATIONS picks the row slices)")
     ap.add_argument("--merged-sweep", action="store_true", help="also time the two passes as two pipelines "
                     "and as one (CompiledStep(merged=...); the visualizer merges small networks)")
-    ap.add_argument("--two-pass", action="store_true", help="MLPs: also time the two-pass compiled step "
-                    "(Run(resident=False)) beside the resident step")
+    ap.add_argument("--resident", action="store_true", help="MLPs: also time the resident step "
+                    "(Run(resident=True), compute/resident_step.py) beside the default two-pass step")
     ap.add_argument("--groups-sweep", default="", help="MLPs: also time the resident step with these workgroup "
                     "counts, e.g. 64,96,128 (resident_step.GROUPS)")
     ap.add_argument("--no-jax", action="store_true")
@@ -137,8 +137,8 @@ def main():
                     v = str(e).splitlines()[0][:60]
                 row[key] = v
                 print(f"    {label}: {v} s/epoch", flush=True)
-            if args.two_pass and arch.is_mlp:
-                variant("two_pass", "two-pass compiled step", resident=False)
+            if args.resident and arch.is_mlp:
+                variant("resident", "resident step", resident=True)
             if args.groups_sweep and arch.is_mlp:
                 for g in [int(v) for v in args.groups_sweep.split(",")]:
                     variant(f"groups{g}", f"resident, {g} workgroups", groups=g)

@@ -28,7 +28,7 @@ from .budget import Limits, buffer_bytes
 from .device import get_device
 from .program import Dispatch
 from .shaders import load_wgsl
-from .step_compiler import StepDoesNotFit, plan_layers, supported
+from .step_compiler import StepDoesNotFit, plan_layers, step_resources, supported
 
 WG = 256                  # invocations a workgroup
 GROUPS = 128              # workgroups on a GPU: one per SM of an H100 (132), all resident
@@ -122,7 +122,7 @@ class ResidentStep:
         self.half = off + self.copies * b * self.classes
         self.wt_size = (self.top.n_in + 1) * self.classes
         exchange_floats = 2 * self.half + self.copies * self.wt_size
-        # workgroup memory: red4 (WG vec4s), dl (B * C), image rows (IMG_ROW words and 3 words of
+        # workgroup memory: red4 (WG vec4s), dl (B * C), image rows (IMG_ROW words and 4 words of
         # row facts each: the whole batch when it fits, kept from the forward to the update), and
         # the staging array (weight columns, input rows; every phase's smallest share must fit)
         self.img_row = (self.pixels + 6) // 4          # a row starts anywhere in its first word
@@ -133,7 +133,7 @@ class ResidentStep:
         need = max([self._group(H[0].n_out) * H[0].n_in, self.top.n_in * (C + 1) + C, 4 * b, b * C + b]
                    + [self._group(L.n_out) * L.n_in + L.n_in + 4 * b for L in H[1:]]
                    + [self._group(L.n_out) * N.n_out + N.n_out for L, N in zip(H, H[1:])])
-        per_row = self.img_row + 3
+        per_row = self.img_row + 4
         if b <= self.wg and b * per_row <= free - need:
             self.img_rows = b
         else:
@@ -159,9 +159,8 @@ class ResidentStep:
             return dev.pipeline(key, entry, source=self.source)
 
         first = pipe("steps" if self.persistent else "phase_first")
-        group = dev.bind_group(first, [optimizer.hyper, metrics.state, arena.buffer, optimizer.m1, optimizer.m2,
-                                       split.images, split.labels, data.perm, self.exchange, metrics.history,
-                                       arena.buffer, self.launch])
+        group = dev.bind_group(first, step_resources(optimizer, metrics, arena, data)
+                               + [self.exchange, metrics.history, arena.buffer, self.launch])
         g = (self.groups, 1, 1)
         if self.persistent:
             self._persistent = Dispatch(first, group, g, "resident:steps")
@@ -198,7 +197,7 @@ class ResidentStep:
             f"var<workgroup> img: array<u32, {self.img_rows * self.img_row}>;   // {self.img_rows} image rows",
             f"var<workgroup> row_word: array<u32, {self.img_rows}>;",
             f"var<workgroup> row_off: array<u32, {self.img_rows}>;",
-            f"var<workgroup> row_shift: array<u32, {self.img_rows}>;",
+            f"var<workgroup> row_shift: array<vec2<i32>, {self.img_rows}>;",
             "var<workgroup> sh_step: u32;",
             "var<workgroup> sh_metrics: vec2<f32>;   // the step's mean loss and accuracy (workgroup METRICS)",
             f"const METRICS: u32 = {G - 1}u;         // the workgroup that records the metrics",
@@ -282,6 +281,23 @@ class ResidentStep:
                     if (u < {n}u) {{ {value} }}
                 }}"""
 
+    def _block_sums(self, rb: int, s: int, valid: str, inner: str, n: int, write: str) -> str:
+        """One block of rows b0 .. b0 + rb: invocation t sums slice t % s of row t / s (`inner`
+        adds to the vec4 `acc`, one lane an own unit) where `valid`, the slices are folded, and
+        `write` (WGSL of z[q], u, b) runs for each own unit of each row."""
+        return f"""            let bl = t / {s}u;
+            let sl = t % {s}u;
+            let b = b0 + bl;
+            var acc = vec4<f32>(0.0);
+            if (t < {rb * s}u && {valid}) {{{inner}
+            }}
+            red4[t] = acc;
+            workgroupBarrier();{self._tree(s)}
+            if (t < {rb * s}u && sl == 0u && b < B) {{
+                {self._fold4(s)}
+                {self._write_units(n, write)}
+            }}"""
+
     def _forward(self, h: int) -> str:
         L = self.hidden[h]
         n, k = L.n_out, L.n_in
@@ -342,18 +358,7 @@ fn forward_h{h}(w: u32, t: u32, step: u32) {{
         {"" if h == 0 and "f0.columns" in self.ablate else f"stage_columns({L.w}u, {k}u, {n}u, u0, {g}u, t);"}
         workgroupBarrier();
         for (var b0 = 0u; b0 < B; b0 += {rb}u) {{{stage_block}
-            let bl = t / {s}u;
-            let sl = t % {s}u;
-            let b = b0 + bl;
-            var acc = vec4<f32>(0.0);
-            if (t < {rb * s}u && {valid}) {{{inner}
-            }}
-            red4[t] = acc;
-            workgroupBarrier();{self._tree(s)}
-            if (t < {rb * s}u && sl == 0u && b < B) {{
-                {self._fold4(s)}
-                {self._write_units(n, f"let v = z[q] + params[{L.b}u + u]; xput_copies(par + {self.a_off[h]}u + b * {n}u + u, {self.batch * n}u, {act});")}
-            }}
+{self._block_sums(rb, s, valid, inner, n, f"let v = z[q] + params[{L.b}u + u]; xput_copies(par + {self.a_off[h]}u + b * {n}u + u, {self.batch * n}u, {act});")}
             workgroupBarrier();
         }}
     }}
@@ -455,6 +460,10 @@ fn top(w: u32, t: u32, step: u32) {{
         rows_w = "".join(f"""
         stage_shared_params({nxt.w}u + min(u0 + {q}u * G, {n - 1}u) * {n1}u, {q * n1}u, {n1}u, t);""" for q in range(g))
         w4 = self._lanes(g, lambda q: f"stage[{q * n1}u + j]")
+        inner = f"""
+                for (var j = sl * {ks}u; j < min(sl * {ks}u + {ks}u, {n1}u); j++) {{
+                    acc += stage[{xs}u + bl * {n1}u + j] * {w4};
+                }}"""
         return f"""
 // layer {L.index}'s output gradient from layer {nxt.index}'s (staged rows), own units; first the
 // pending updates
@@ -467,21 +476,7 @@ fn backward_h{h}(w: u32, t: u32, step: u32) {{
             workgroupBarrier();
             stage_exchange(par + {self.dz_off[h + 1]}u + cp * {self.batch * n1}u + b0 * {n1}u, {xs}u, min({rb}u, B - b0) * {n1}u, t);
             workgroupBarrier();
-            let bl = t / {s}u;
-            let sl = t % {s}u;
-            let b = b0 + bl;
-            var acc = vec4<f32>(0.0);
-            if (t < {rb * s}u && b < B) {{
-                for (var j = sl * {ks}u; j < min(sl * {ks}u + {ks}u, {n1}u); j++) {{
-                    acc += stage[{xs}u + bl * {n1}u + j] * {w4};
-                }}
-            }}
-            red4[t] = acc;
-            workgroupBarrier();{self._tree(s)}
-            if (t < {rb * s}u && sl == 0u && b < B) {{
-                {self._fold4(s)}
-                {self._write_units(n, f"let a = xget(par + {self.a_off[h]}u + b * {n}u + u); xput_copies(par + {self.dz_off[h]}u + b * {n}u + u, {self.batch * n}u, {grad});")}
-            }}
+{self._block_sums(rb, s, "b < B", inner, n, f"let a = xget(par + {self.a_off[h]}u + b * {n}u + u); xput_copies(par + {self.dz_off[h]}u + b * {n}u + u, {self.batch * n}u, {grad});")}
         }}
     }}
     workgroupBarrier();

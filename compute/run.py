@@ -32,7 +32,7 @@ ENGINES = ("auto", "compiled", "graph")
 
 class Run:
     def __init__(self, model, data: GpuDataset, recipe: Recipe, engine: str = "auto",
-                 metrics: RunMetrics | None = None, encode_light: bool = False, resident: bool | None = None):
+                 metrics: RunMetrics | None = None, encode_light: bool = False, resident: bool = False):
         recipe.validate()
         check_rows(model.arch, recipe.batch_size, Limits.current(), option="batch size")
         if engine not in ENGINES:

@@ -61,6 +61,13 @@ class Layer:
     sdz: int = 0           # and its output gradient [B, n_out]
 
 
+def step_resources(optimizer, metrics, arena, data) -> list:
+    """Bindings 0-7 of every compiled step (shaders/training_step.wgsl declares them)."""
+    split = data.train
+    return [optimizer.hyper, metrics.state, arena.buffer, optimizer.m1, optimizer.m2, split.images, split.labels,
+            data.perm]
+
+
 def _layers(model, start: int = 0) -> list:
     """The layers the step runs, from `start`: a leading Flatten() of flat images is nothing to do."""
     layers = list(model.layers)[start:]
@@ -238,8 +245,8 @@ class CompiledStep:
         key = f"compiled_step[{model.arch.text}|b{b}|r{self.r}|wg{self.wg}|n{split.n}|s{recipe.shift},{recipe.seed}{mode}|{digest}]"
         p1 = dev.pipeline(key, "step" if self.merged else "forward_backward", source=self.source)
         p2 = p1 if self.merged else dev.pipeline(key, "update", source=self.source)
-        resources = [optimizer.hyper, metrics.state, arena.buffer, optimizer.m1, optimizer.m2, split.images,
-                     split.labels, data.perm, self.scratch, metrics.history, arena.buffer, self.scratch]
+        resources = step_resources(optimizer, metrics, arena, data) + [self.scratch, metrics.history, arena.buffer,
+                                                                       self.scratch]
         if head:
             resources += [head.features, head.feature_grad, arena.grad_buffer]
         group = dev.bind_group(p1, resources)

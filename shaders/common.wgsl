@@ -37,12 +37,20 @@ fn byte_of(word: u32, index: u32) -> u32 {
 // in [-shift, shift]^2 drawn from (seed, step, r); -1 where it falls off the edge.
 fn shifted_source(p: u32, w: u32, d: u32, shift: u32, seed: u32, step: u32, r: u32) -> i32 {
     if (shift == 0u) { return i32(p); }
+    return shifted_by(p, w, d, shift_offset(shift, seed, step, r));
+}
+
+// The offset (dx, dy) in [-shift, shift]^2 drawn for row r of step `step`.
+fn shift_offset(shift: u32, seed: u32, step: u32, r: u32) -> vec2<i32> {
     let span = 2u * shift + 1u;
     let h = hash_u32(seed ^ hash_u32(step * 7919u + r));
-    let dx = i32(h % span) - i32(shift);
-    let dy = i32((h / span) % span) - i32(shift);
-    let sx = i32(p % w) - dx;
-    let sy = i32(p / w) - dy;
+    return vec2<i32>(i32(h % span) - i32(shift), i32((h / span) % span) - i32(shift));
+}
+
+// The source of pixel p when the image is translated by `o`; -1 off the edge.
+fn shifted_by(p: u32, w: u32, d: u32, o: vec2<i32>) -> i32 {
+    let sx = i32(p % w) - o.x;
+    let sy = i32(p / w) - o.y;
     let inside = sx >= 0 && sx < i32(w) && sy >= 0 && sy < i32(d / w);
     return select(-1, sy * i32(w) + sx, inside);
 }

@@ -17,21 +17,7 @@
 // state.step and copies it to state.step_snap, pass 2 reads step_snap and writes
 // step = step_snap + 1 (the same scheme as the autograd trace's `advance`).
 
-//!include common.wgsl
-//!include schedule.wgsl
-//!include optim_rule.wgsl
-//!include step_metrics.wgsl
-//!include step_input.wgsl
-//!struct State
-
-@group(0) @binding(0) var<storage, read> hyper: Hyper;
-@group(0) @binding(1) var<storage, read_write> state: StateAtomic;
-@group(0) @binding(2) var<storage, read_write> params: array<f32>;
-@group(0) @binding(3) var<storage, read_write> m1: array<f32>;
-@group(0) @binding(4) var<storage, read_write> m2: array<f32>;
-@group(0) @binding(5) var<storage, read> images: array<u32>;        // the training set, u8 packed
-@group(0) @binding(6) var<storage, read> labels: array<u32>;
-@group(0) @binding(7) var<storage, read> perm: array<u32>;          // this epoch's sample order
+//!include training_step.wgsl
 @group(0) @binding(8) var<storage, read_write> scratch: array<f32>; // per-row activations and gradients
 @group(0) @binding(9) var<storage, read_write> history: array<f32>;
 @group(0) @binding(10) var<storage, read_write> params4: array<vec4<f32>>;   // the arena again, as vec4

@@ -27,21 +27,7 @@
 // as one dispatch each (the `phase_*` entry points), the dispatch boundary standing in for
 // the barrier.
 
-//!include common.wgsl
-//!include schedule.wgsl
-//!include optim_rule.wgsl
-//!include step_metrics.wgsl
-//!include step_input.wgsl
-//!struct State
-
-@group(0) @binding(0) var<storage, read> hyper: Hyper;
-@group(0) @binding(1) var<storage, read_write> state: StateAtomic;
-@group(0) @binding(2) var<storage, read_write> params: array<f32>;
-@group(0) @binding(3) var<storage, read_write> m1: array<f32>;
-@group(0) @binding(4) var<storage, read_write> m2: array<f32>;
-@group(0) @binding(5) var<storage, read> images: array<u32>;        // the training set, u8 packed
-@group(0) @binding(6) var<storage, read> labels: array<u32>;
-@group(0) @binding(7) var<storage, read> perm: array<u32>;          // this epoch's sample order
+//!include training_step.wgsl
 @group(0) @binding(8) var<storage, read_write> exchange: array<atomic<u32>>;  // f32 bits, see above
 @group(0) @binding(9) var<storage, read_write> history: array<f32>;
 @group(0) @binding(10) var<storage, read_write> params_shared: array<atomic<u32>>; // the arena again
@@ -103,19 +89,20 @@ fn record_metrics() {
 // value at a time would wait the whole L2 latency every term (the first cut of this step
 // did: 3.8x slower than the two-pass step).
 
-// count values of `exchange` from src into stage[dst ..]
-fn stage_exchange(src: u32, dst: u32, count: u32, t: u32) {
+// count words from src into stage[dst ..]: of `exchange`, or (in_params) of the parameters,
+// which another workgroup may have updated
+fn stage_words(in_params: bool, src: u32, dst: u32, count: u32, t: u32) {
     for (var i0 = 0u; i0 < count; i0 += 8u * WG) {
         let i = i0 + t;
         let last = count - 1u;
-        let v0 = xget(src + min(i, last));
-        let v1 = xget(src + min(i + WG, last));
-        let v2 = xget(src + min(i + 2u * WG, last));
-        let v3 = xget(src + min(i + 3u * WG, last));
-        let v4 = xget(src + min(i + 4u * WG, last));
-        let v5 = xget(src + min(i + 5u * WG, last));
-        let v6 = xget(src + min(i + 6u * WG, last));
-        let v7 = xget(src + min(i + 7u * WG, last));
+        let v0 = shared_word(in_params, src + min(i, last));
+        let v1 = shared_word(in_params, src + min(i + WG, last));
+        let v2 = shared_word(in_params, src + min(i + 2u * WG, last));
+        let v3 = shared_word(in_params, src + min(i + 3u * WG, last));
+        let v4 = shared_word(in_params, src + min(i + 4u * WG, last));
+        let v5 = shared_word(in_params, src + min(i + 5u * WG, last));
+        let v6 = shared_word(in_params, src + min(i + 6u * WG, last));
+        let v7 = shared_word(in_params, src + min(i + 7u * WG, last));
         if (i < count) { stage[dst + i] = v0; }
         if (i + WG < count) { stage[dst + i + WG] = v1; }
         if (i + 2u * WG < count) { stage[dst + i + 2u * WG] = v2; }
@@ -127,21 +114,13 @@ fn stage_exchange(src: u32, dst: u32, count: u32, t: u32) {
     }
 }
 
-// count parameters from src (another workgroup may have updated them) into stage[dst ..]
-fn stage_shared_params(src: u32, dst: u32, count: u32, t: u32) {
-    for (var i0 = 0u; i0 < count; i0 += 4u * WG) {
-        let i = i0 + t;
-        let last = count - 1u;
-        let v0 = pget(src + min(i, last));
-        let v1 = pget(src + min(i + WG, last));
-        let v2 = pget(src + min(i + 2u * WG, last));
-        let v3 = pget(src + min(i + 3u * WG, last));
-        if (i < count) { stage[dst + i] = v0; }
-        if (i + WG < count) { stage[dst + i + WG] = v1; }
-        if (i + 2u * WG < count) { stage[dst + i + 2u * WG] = v2; }
-        if (i + 3u * WG < count) { stage[dst + i + 3u * WG] = v3; }
-    }
+fn shared_word(in_params: bool, i: u32) -> f32 {
+    if (in_params) { return pget(i); }
+    return xget(i);
 }
+
+fn stage_exchange(src: u32, dst: u32, count: u32, t: u32) { stage_words(false, src, dst, count, t); }
+fn stage_shared_params(src: u32, dst: u32, count: u32, t: u32) { stage_words(true, src, dst, count, t); }
 
 // This workgroup's weight columns u0 + q G (q < cols) of a [k, n] matrix at w, into
 // stage[q k + i] (only this workgroup writes them: plain loads are coherent)
@@ -163,7 +142,7 @@ fn stage_columns(w: u32, k: u32, n: u32, u0: u32, cols: u32, t: u32) {
 }
 
 // The images of batch rows b0 .. b0 + rows into img (IMG_ROW words a row: the row's first
-// word onwards, its first pixel at byte row_off[r]), with each row's shift drawn once.
+// word onwards, its first pixel at byte row_off[r]), with each row's shift offset drawn once.
 fn stage_images(base: u32, nvalid: u32, b0: u32, rows: u32, step: u32, t: u32) {
     if (t < rows) {
         let b = b0 + t;
@@ -176,7 +155,7 @@ fn stage_images(base: u32, nvalid: u32, b0: u32, rows: u32, step: u32, t: u32) {
         }
         row_word[t] = first;
         row_off[t] = off;
-        row_shift[t] = row_shift_of(step, b);
+        row_shift[t] = shift_offset(SHIFT, SEED, step, b);
     }
     workgroupBarrier();
     // every row its share of the invocations, each with 8 independent loads in flight
@@ -209,25 +188,12 @@ fn stage_images(base: u32, nvalid: u32, b0: u32, rows: u32, step: u32, t: u32) {
     workgroupBarrier();
 }
 
-// (dx, dy) + shift of batch row b's augmentation, packed: the draw shifted_source makes
-fn row_shift_of(step: u32, b: u32) -> u32 {
-    if (SHIFT == 0u) { return 0u; }
-    let span = 2u * SHIFT + 1u;
-    let h = hash_u32(SEED ^ hash_u32(step * 7919u + b));
-    return (h % span) | (((h / span) % span) << 8u);
-}
-
 // Pixel k of staged row r (the same value image_pixel gives)
 fn staged_pixel(r: u32, k: u32) -> f32 {
     var src = i32(k);
     if (SHIFT > 0u) {
-        let sh = row_shift[r];
-        let dx = i32(sh & 0xffu) - i32(SHIFT);
-        let dy = i32(sh >> 8u) - i32(SHIFT);
-        let sx = i32(k % IMAGE_W) - dx;
-        let sy = i32(k / IMAGE_W) - dy;
-        if (sx < 0 || sx >= i32(IMAGE_W) || sy < 0 || sy >= i32(PIXELS / IMAGE_W)) { return 0.0; }
-        src = sy * i32(IMAGE_W) + sx;
+        src = shifted_by(k, IMAGE_W, PIXELS, row_shift[r]);
+        if (src < 0) { return 0.0; }
     }
     let byte = row_off[r] + u32(src);
     return f32((img[r * IMG_ROW + (byte >> 2u)] >> ((byte & 3u) * 8u)) & 0xffu) * (1.0 / 255.0);
