@@ -102,8 +102,8 @@ MUTATIONS = [
              "the brush size setting and [ ] do nothing", fast=True),
     # -- data --------------------------------------------------------------------------------------
     Mutation("augmentation-off", "shaders/common.wgsl",
-             "    let dx = i32(h % span) - i32(shift);\n    let dy = i32((h / span) % span) - i32(shift);",
-             "    let dx = i32(h % span) * 0;\n    let dy = i32((h / span) % span) * 0;",
+             "    return vec2<i32>(i32(h % span) - i32(shift), i32((h / span) % span) - i32(shift));",
+             "    return vec2<i32>(i32(h % span) * 0, i32((h / span) % span) * 0);",
              (T + "test_engine_kernels.py::test_shift_augmentation_moves_most_rows_by_offsets_that_vary",),
              "the default recipe's random shifts silently off (98.6% becomes 98.3%)", fast=True),
     Mutation("shift-ignores-the-step", "shaders/common.wgsl",
