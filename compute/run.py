@@ -48,6 +48,9 @@ class Run:
         # dispatch, every SM busy). Opt-in: its first cut is slower than the two-pass step on the
         # H100 (benchmarks/NOTES.md, "The resident step").
         self.resident = resident
+        # Workgroups a batch row's pass 1 is shared over (None: the compiled step chooses; 1 after
+        # a step whose parts could not all run at once, FLAG_STALLED)
+        self.parts = None
         if metrics is not None and metrics.num_classes != data.num_classes:
             raise ValueError(f"metrics for {metrics.num_classes} classes, data has {data.num_classes}")
         self.metrics = metrics or RunMetrics(data.num_classes)
@@ -136,7 +139,7 @@ class Run:
                     except StepDoesNotFit:
                         pass        # the two-pass compiled step
                 return CompiledStep(self.model, self.data, self.metrics, self.optimizer, self.recipe,
-                                    encode_light=self.encode_light).program
+                                    encode_light=self.encode_light, parts=self.parts).program
             except StepDoesNotFit as e:
                 if self.engine_choice == "compiled":
                     raise ValueError(f"--engine compiled: {e}") from None
@@ -276,11 +279,13 @@ class Run:
         return self.metrics.read_state()["flags"]
 
     def diverged(self, flags: int) -> bool:
-        """Whether the flags say the run diverged. A resident step whose barrier gave up (its
-        workgroups could not all run at once: FLAG_STALLED) did not diverge: its chunk is void,
-        so the run goes back to the last epoch-start snapshot and goes on with the two-pass step."""
+        """Whether the flags say the run diverged. A resident step or a row's parts whose barrier
+        gave up (workgroups that could not all run at once: FLAG_STALLED) did not diverge: those
+        steps are void, so the run goes back to the last epoch-start snapshot and goes on with
+        the two-pass step, one workgroup a row."""
         if flags & FLAG_STALLED:
             self.resident = False
+            self.parts = 1
             self.program = self._build_step()
             self.metrics.write_state(flags=0)
             self.restore_snapshot()

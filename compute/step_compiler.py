@@ -42,6 +42,10 @@ FRONT_MARGIN = 2048         # bytes of workgroup memory the conv front's staging
 TILED_FROM = 64            # batch from which pass 2 sums such a weight's gradient in 4 x 4 register tiles
 LIGHT_MAX_WEIGHTS = 262144  # largest network (weights) an encode_light step merges its passes for
 PASS2_INVOCATIONS = 131072  # invocations pass 2 aims for over its large weights (H100: see row_slices)
+PART_SPLIT_MIN = 65536      # weights from which a layer's work is shared out over a row's parts (smaller: every part does it all)
+SYNC_WORDS = 32             # words between two row-sync counters (one 128-byte line each)
+SYNC_MARK = "\n//@row_sync\n"  # where pass 1's generated body has a row sync (a barrier, or a new dispatch)
+SPIN_LIMIT = 1 << 22        # polls before a row sync gives up (a GPU that cannot hold a row's parts at once)
 
 
 @dataclass
@@ -170,7 +174,8 @@ class CompiledStep:
 
     def __init__(self, model, data, metrics, optimizer, recipe, wg: int | None = None, rows: int | None = None,
                  head: HeadIO | None = None, grad_staging: int | None = None, spread: int | None = None,
-                 slices: int | None = None, merged: bool | None = None, encode_light: bool = False):
+                 slices: int | None = None, merged: bool | None = None, encode_light: bool = False,
+                 parts: int | None = None):
         dev = get_device()
         self.front = None          # a convolutional network's ops before the Flatten (compute/conv_front.py)
         if head is None and not supported(model):
@@ -215,6 +220,10 @@ class CompiledStep:
             off += _align4(L.n_out)
         self.row = off
         self.fg = 0
+        self.P = self.choose_parts(dev, b, parts)
+        # On a CPU adapter a dispatch's workgroups do not all run at once (lavapipe's do not even
+        # spin: a row_sync there returns early), so each row sync is a dispatch boundary instead
+        self.phases = self.P > 1 and dev.is_cpu
         self.spread = self.choose_spread(dev, b, spread)
         if self.spread > 1:   # the backward runs in its own dispatches: pass 1 stages no gradient
             self.fg = 4
@@ -243,19 +252,27 @@ class CompiledStep:
         mode = f"|head{head.start}" if head else (f"|front{self.spread}" if self.front else "")
         digest = hashlib.sha1(self.source.encode()).hexdigest()[:16]       # a pipeline per distinct shader
         key = f"compiled_step[{model.arch.text}|b{b}|r{self.r}|wg{self.wg}|n{split.n}|s{recipe.shift},{recipe.seed}{mode}|{digest}]"
-        p1 = dev.pipeline(key, "step" if self.merged else "forward_backward", source=self.source)
+        first = "forward_backward_0" if self.phases else "forward_backward"
+        p1 = dev.pipeline(key, "step" if self.merged else first, source=self.source)
         p2 = p1 if self.merged else dev.pipeline(key, "update", source=self.source)
         resources = step_resources(optimizer, metrics, arena, data) + [self.scratch, metrics.history, arena.buffer,
                                                                        self.scratch]
         if head:
             resources += [head.features, head.feature_grad, arena.grad_buffer]
+        if self.P > 1 and not self.phases:
+            self.row_syncs = dev.buffer(max(self.sync_count, 1) * SYNC_WORDS * 4, "compiled.row_syncs")
+            resources += [self.row_syncs, self.scratch]
         group = dev.bind_group(p1, resources)
-        g1 = math.ceil(b / self.r)
+        g1 = math.ceil(b / self.r) * self.P
         g2 = self.update_groups
         spread = [Dispatch(dev.pipeline(key, f"front_backward_{i}", source=self.source), group, (b, self.spread, 1),
                            f"compiled:front_backward_{i}") for i, _ in self.spread_entries]
+        pass1 = [Dispatch(p1, group, (1, g1, 1) if self.merged else (g1, 1, 1), "compiled:forward_backward")]
+        if self.phases:
+            pass1 += [Dispatch(dev.pipeline(key, f"forward_backward_{k + 1}", source=self.source), group, (g1, 1, 1),
+                               f"compiled:forward_backward_{k + 1}") for k in range(len(self.syncs))]
         self.program = Program([
-            Dispatch(p1, group, (1, g1, 1) if self.merged else (g1, 1, 1), "compiled:forward_backward"), *spread,
+            *pass1, *spread,
             Dispatch(p2, group, (min(g2, 65535), math.ceil(g2 / 65535), 1), "compiled:update"),
         ], label="compiled_step")
 
@@ -293,6 +310,54 @@ class CompiledStep:
             return 1
         return 4 if b <= 32 else 2
 
+    def choose_parts(self, dev, b: int, want: int | None) -> int:
+        """Workgroups each batch row's pass 1 is shared out over (1: one does it all). At small
+        batches pass 1 runs on B of the GPU's SMs, each streaming the whole network from L2 twice
+        (the deep MLP at batch 32: 4.5 MB a row, ~38 us, the per-SM L2 bandwidth); with P parts each
+        reads 1/P of every large layer (PART_SPLIT_MIN) and the parts of a row meet at a barrier of
+        their own (row_sync) where one needs the others' outputs. Not with a conv front or a head
+        (their rows are one workgroup's), nor merged passes (one grid shape per pass), nor on a CPU
+        adapter by default (workgroups there do not all run at once; tests force it)."""
+        if want is not None:
+            if want < 1 or want > 8 or want & (want - 1):
+                raise ValueError("a row's parts are 1, 2, 4 or 8")
+            if want > 1 and (self.front or self.head or self.merged):
+                raise ValueError("a row's parts are for MLPs with two passes")
+            self.P = want
+            return want if any(self._fsplit(L) or self._bsplit(L) for L in self.layers) else 1
+        if dev.is_cpu or self.front or self.head or self.merged:
+            return 1
+        rows = 1 if b <= 64 else 2
+        blocks = -(-b // rows)
+        want = 1
+        while want < 8 and blocks * want * 2 <= 128:
+            want *= 2
+        return self.choose_parts(dev, b, want) if want > 1 else 1
+
+    def _fsplit(self, L: Layer) -> bool:
+        """Whether each of a row's parts computes only its 1/P of L's outputs (vec4 groups); the
+        last layer (its loss needs every logit) is computed whole by every part."""
+        return (self.P > 1 and L is not self.layers[-1] and L.n_out % 4 == 0 and L.w % 4 == 0
+                and (L.n_out // 4) % self.P == 0 and L.n_in * L.n_out >= PART_SPLIT_MIN)
+
+    def _bsplit(self, L: Layer) -> bool:
+        """Whether each part computes only its 1/P of L's input gradient (input units)."""
+        return (self.P > 1 and L is not self.layers[0] and L.n_in % self.P == 0
+                and L.n_in * L.n_out >= PART_SPLIT_MIN)
+
+    def _out_part(self, L: Layer) -> int:
+        return L.n_out // self.P if self._fsplit(L) else L.n_out
+
+    def _in_part(self, L: Layer) -> int:
+        return L.n_in // self.P if self._bsplit(L) else L.n_in
+
+    @property
+    def syncs(self) -> list[tuple[str, Layer]]:
+        """The row syncs of pass 1, in order: ('fwd', L) after a split forward whose outputs the
+        next layer reads; ('bwd', L) after a split input gradient a lower layer's backward reads."""
+        out = [("fwd", L) for L in self.layers[:-1] if self._fsplit(L)]
+        return out + [("bwd", L) for L in reversed(self.layers[2:]) if self._bsplit(L)]
+
     @property
     def shared_limit(self) -> int:
         return get_device().limits.get("max-compute-workgroup-storage-size", 16384)
@@ -300,7 +365,7 @@ class CompiledStep:
     def _slices(self, L: Layer, r: int) -> int:
         """K-slices of a vec4 layer's forward: enough to occupy the workgroup, few enough that the
         partial sums fit the workgroup memory left over."""
-        g = L.n_out // 4
+        g = self._out_part(L) // 4
         return max(1, min(self.wg // g, self._part_budget(r) // max(g * r, 1)))
 
     def _part_budget(self, r: int) -> int:
@@ -312,11 +377,11 @@ class CompiledStep:
         need = 0
         for L in self.layers:
             if L.n_out % 4 == 0:
-                need = max(need, (slices or self._slices(L, r)) * (L.n_out // 4) * r)
+                need = max(need, (slices or self._slices(L, r)) * (self._out_part(L) // 4) * r)
             else:
                 need = max(need, -(-L.n_out * self._scalar_parts(L) * r // 4))
         for L in self.layers[1:]:
-            need = max(need, -(-L.n_in * self._grad_split(L, r) * r // 4))
+            need = max(need, -(-self._in_part(L) * self._grad_split(L, r) * r // 4))
         if self.head or self.front:     # the features' gradient, when split (else stored directly)
             L0 = self.layers[0]
             split = self._grad_split(L0, r)
@@ -332,7 +397,7 @@ class CompiledStep:
         if not (L.n_out % 4 == 0 and L.w % 4 == 0):
             return 1
         split = min(8, 1 << ((L.n_out // 4).bit_length() - 1))
-        while split > 1 and -(-L.n_in * split * r // 4) > self._part_budget(r):
+        while split > 1 and -(-self._in_part(L) * split * r // 4) > self._part_budget(r):
             split //= 2
         return split
 
@@ -367,7 +432,7 @@ class CompiledStep:
             f"const WG: u32 = {wg}u;", f"const ROW: u32 = {self.row}u;", f"const PIXELS: u32 = {self.pixels}u;",
             f"const IMAGE_W: u32 = {split.width}u;", f"const SHIFT: u32 = {recipe.shift}u;",
             f"const SEED: u32 = {recipe.seed}u;", f"const CLASSES: u32 = {self.classes}u;",
-            f"const ROWS_OFF: u32 = {self.rows_off}u;",
+            f"const ROWS_OFF: u32 = {self.rows_off}u;", f"const P: u32 = {self.P}u;",
             f"var<workgroup> act: array<f32, {max(r * self.row, 4)}>;",
             f"var<workgroup> part: array<vec4<f32>, {max(self._part_size(r), 1)}>;",
             "var<workgroup> sample_of: array<u32, R>;     // the dataset index of each row (0xffffffff: past the end)",
@@ -375,6 +440,8 @@ class CompiledStep:
             f"var<workgroup> red4: array<vec4<f32>, {self._uw}>;   // pass 2: the row slices' partial weight gradients",
         ] + [f"var<workgroup> wst{L.index}: array<f32, {L.n_in * L.n_out}>;   // layer {L.index}'s weights, staged"
              for L in self._staged()]
+        if self.P > 1 and not self.phases:
+            consts.append(self._row_sync_declarations())
         if self.front:
             consts.append(conv_front.declarations(self.front, wg, self.fg, spread=self.spread > 1))
         if self.head:
@@ -395,17 +462,29 @@ class CompiledStep:
             body.append(conv_front.SYNC + conv_front.backward(self.front, wg, self.fg))
         elif self.front:
             body.append(conv_front.spread_pass1_tail(self.front))
-        pass1 = f"""
-{self._pass_head("forward_backward", wg, wgid="workgroup_id", lid="local_invocation_id")}
+        preamble = """
     let t = lid.x;
-    let r0 = wgid.x * R;
+    let rb = wgid.x / P;     // the row block
+    let pp = wgid.x % P;     // and this workgroup's part of it
+    let r0 = rb * R;
     let step = atomicLoad(&state.step);
-    if (wgid.x == 0u && t == 0u) {{ atomicStore(&state.step_snap, step); }}
     let spe = (N + B - 1u) / B;
     let base = (step % spe) * B;
-    let nvalid = f32(min(B, N - base));     // real rows in this batch (the tail batch is short)
-{"".join(body)}}}
+    let nvalid = f32(min(B, N - base));     // real rows in this batch (the tail batch is short)"""
+        snap = """
+    if (wgid.x == 0u && t == 0u) { atomicStore(&state.step_snap, step); }"""
+        segments = "".join(body).split(SYNC_MARK)
+        if not self.phases:
+            pass1 = f"""
+{self._pass_head("forward_backward", wg, wgid="workgroup_id", lid="local_invocation_id")}{preamble}{snap}
+{"".join(self._row_sync(k) + seg if k >= 0 else seg for k, seg in enumerate(segments, -1))}}}
 """
+        else:       # a dispatch per segment: what the row syncs exchanged comes back from scratch
+            pass1 = "".join(f"""
+@compute @workgroup_size({wg})
+fn forward_backward_{k + 1}(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {{{preamble}
+{"" if k >= 0 else snap}{self._stage_and_samples() + self._reload_all(k) if k >= 0 else ""}{seg}}}
+""" for k, seg in enumerate(segments, -1))
         spread = "".join(entry for _, entry in self.spread_entries)
         merged = f"""
 // Both passes in one pipeline: pass 1 is dispatched as (1, its workgroups, 1), pass 2 as (x, y, 1)
@@ -418,6 +497,34 @@ fn step(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_id) li
 """ if self.merged else ""
         return "\n".join(consts) + "\n" + pass1 + spread + self._update() + merged
 
+    def _row_sync_declarations(self) -> str:
+        return f"""
+const SYNCS: u32 = {len(self.syncs)}u;
+const SPIN_LIMIT: u32 = {SPIN_LIMIT}u;
+@group(0) @binding(12) var<storage, read_write> row_syncs: array<atomic<u32>>;   // arrivals per (row block, sync), {SYNC_WORDS} words apart
+@group(0) @binding(13) var<storage, read_write> scratch_shared: array<atomic<u32>>;  // scratch again: what other parts wrote
+
+// The P workgroups of row block rb meet (sync k of the step): each one's stores to scratch are
+// made visible (storageBarrier is device-scoped), its arrival counted; then it waits for all P.
+// The counters go back to 0 in pass 2. A GPU that cannot hold a row's parts at once would wait
+// forever: the wait gives up after SPIN_LIMIT polls and flags the step stalled (the run then
+// goes back to its snapshot and on with one part a row).
+fn row_sync(rb: u32, k: u32, t: u32) {{
+    storageBarrier();
+    if (t == 0u) {{
+        let c = (rb * SYNCS + k) * {SYNC_WORDS}u;
+        atomicAdd(&row_syncs[c], 1u);
+        var spins = 0u;
+        loop {{
+            if (atomicLoad(&row_syncs[c]) >= P) {{ break; }}
+            spins += 1u;
+            if (spins > SPIN_LIMIT) {{ atomicOr(&state.flags, FLAG_STALLED); break; }}
+        }}
+    }}
+    storageBarrier();
+}}
+"""
+
     def _pass_head(self, name: str, wg: int, **builtins: str) -> str:
         """The first line of a pass: its own entry point, or (merged) a function the entry point
         `step` calls with the same arguments."""
@@ -428,9 +535,6 @@ fn step(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_id) li
 
     def _load_rows(self) -> str:
         L0 = self.layers[0]
-        stage = "".join(f"""
-    for (var i = t; i < {L.n_in * L.n_out}u; i += WG) {{ wst{L.index}[i] = params[{L.w}u + i]; }}"""
-                        for L in self._staged())
         front = ""
         if self.front:       # the front's last op writes the dense layers' input row itself
             front = conv_front.forward(self.front, self.fg, f"act[k] = v; scratch[{L0.sx}u + r0 * {L0.n_in}u + k] = v;")
@@ -445,22 +549,32 @@ fn step(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_id) li
         var v = 0.0;
         if (s != 0xffffffffu) {{ v = {self._input("s", "k", "r0 + rr")}; }}
         act[rr * ROW + k] = v;
-        if (r0 + rr < B) {{ scratch[{L0.sx}u + (r0 + rr) * {L0.n_in}u + k] = v; }}
+        if (r0 + rr < B{" && pp == 0u" if self.P > 1 else ""}) {{ scratch[{L0.sx}u + (r0 + rr) * {L0.n_in}u + k] = v; }}
     }}
     workgroupBarrier();"""
+        return f"""{self._stage_and_samples()}{front}{load}
+"""
+
+    def _stage_and_samples(self) -> str:
+        """Pass 1's start: the small weights staged, each row's dataset sample looked up."""
+        stage = "".join(f"""
+    for (var i = t; i < {L.n_in * L.n_out}u; i += WG) {{ wst{L.index}[i] = params[{L.w}u + i]; }}"""
+                        for L in self._staged())
         return f"""{stage}
     if (t < R) {{
         let pos = base + r0 + t;
         sample_of[t] = select(0xffffffffu, perm[pos], r0 + t < B && pos < N);
     }}
-    workgroupBarrier();{front}{load}
-"""
+    workgroupBarrier();"""
 
     def _forward(self, L: Layer, last: bool) -> str:
         r = self.r
         accs = range(r)
+        mine = self._only_part0(L, self._fsplit(L))
         if L.n_out % 4 == 0 and L.w % 4 == 0:
             g = L.n_out // 4
+            gl = self._out_part(L) // 4             # this part's vec4 groups (all of them unless split)
+            first = f"pp * {gl}u + " if self._fsplit(L) else ""
             s = self._slices(L, r)
             decl = " ".join(f"var a{q} = vec4<f32>(0.0);" for q in accs)
             # Four independent weight loads in flight per iteration: the loop is bound by memory
@@ -470,12 +584,14 @@ fn step(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_id) li
             fma4 = "\n".join(f"            a{q} = fma(vec4<f32>(act[{q * self.row + L.act_in}u + k + {u}u]), w{u}, a{q});"
                               for u in range(un) for q in accs)
             fma1 = "\n".join(f"            a{q} = fma(vec4<f32>(act[{q * self.row + L.act_in}u + k]), w, a{q});" for q in accs)
-            store = "\n".join(f"        part[(s * {g}u + g) * R + {q}u] = a{q};" for q in accs)
+            store = "\n".join(f"        part[(s * {gl}u + gq) * R + {q}u] = a{q};" for q in accs)
+            whose = f" (this part's {gl * 4} of them)" if first else ""
             split = f"""
-    // -- layer {L.index}: Linear({L.n_in},{L.n_out}), forward: invocation (s, g) sums K-slice s of outputs 4g..4g+3
-    for (var u = t; u < {g * s}u; u += WG) {{
-        let g = u % {g}u;
-        let s = u / {g}u;
+    // -- layer {L.index}: Linear({L.n_in},{L.n_out}), forward: invocation (s, g) sums K-slice s of outputs 4g..4g+3{whose}
+    for (var u = t; u < {gl * s}u; u += WG) {{
+        let gq = u % {gl}u;
+        let g = {first}gq;
+        let s = u / {gl}u;
         let k1 = (s + 1u) * {L.n_in}u / {s}u;
         {decl}
         var k = s * {L.n_in}u / {s}u;
@@ -490,12 +606,14 @@ fn step(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_id) li
 {store}
     }}
     workgroupBarrier();"""
+            nl = gl * 4
             fold = f"""
-    for (var i = t; i < R * {L.n_out}u; i += WG) {{
-        let rr = i / {L.n_out}u;
-        let j = i % {L.n_out}u;
+    for (var i = t; i < R * {nl}u; i += WG) {{
+        let rr = i / {nl}u;
+        let jl = i % {nl}u;
+        let j = {f"pp * {nl}u + " if first else ""}jl;
         var z = params[{L.b}u + j];
-        for (var s = 0u; s < {s}u; s++) {{ z += part[(s * {g}u + j / 4u) * R + rr][j % 4u]; }}"""
+        for (var s = 0u; s < {s}u; s++) {{ z += part[(s * {gl}u + jl / 4u) * R + rr][jl % 4u]; }}"""
         else:
             p = self._scalar_parts(L)
             decl = " ".join(f"var a{q} = 0.0;" for q in accs)
@@ -528,13 +646,65 @@ fn step(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_id) li
             keep = (f"\n        if (!keep({L.dropout_seed}u, step, r0 + rr, {L.n_out}u, j, {L.dropout:.9g})) {{ v = 0.0; }}"
                     f" else {{ v = v * {1.0 / (1.0 - L.dropout):.9g}; }}")
         store_next = "" if last else (
-            f"\n        if (r0 + rr < B) {{ scratch[{self._next(L).sx}u + (r0 + rr) * {L.n_out}u + j] = v; }}")
+            f"\n        if (r0 + rr < B{mine}) {{ scratch[{self._next(L).sx}u + (r0 + rr) * {L.n_out}u + j] = v; }}")
         return f"""{split}{fold}
         var v = {act};{keep}
         act[rr * ROW + {L.act_out}u + j] = v;{store_next}
     }}
     workgroupBarrier();
+{self._sync("fwd", L)}"""
+
+    def _only_part0(self, L: Layer, split: bool) -> str:
+        """The condition (appended to a row test) under which an invocation stores a result every
+        part of a row computes alike: part 0's only."""
+        return " && pp == 0u" if self.P > 1 and not split else ""
+
+    def _sync(self, kind: str, L: Layer) -> str:
+        """Where a row's parts meet after a split phase: each part has stored its share to scratch;
+        after the row's barrier every part reads the whole vector back into `act`, with atomic
+        loads (a plain load may hit a line this SM's L1 holds from before: they are not coherent
+        inside a dispatch, benchmarks/logs/grid_barrier_*)."""
+        return SYNC_MARK if (kind, L) in self.syncs else ""
+
+    def _sync_source(self, k: int) -> tuple[int, int, int, str]:
+        """(width, scratch offset, act offset, what) of the vector row sync k exchanges."""
+        kind, L = self.syncs[k]
+        if kind == "fwd":
+            return L.n_out, self._next(L).sx, L.act_out, f"layer {L.index}'s outputs"
+        prev = self.layers[self.layers.index(L) - 1]
+        return prev.n_out, prev.sdz, prev.act_out, f"layer {prev.index}'s output gradient"
+
+    def _row_sync(self, k: int) -> str:
+        n, src, dst, what = self._sync_source(k)
+        return f"""
+    // -- the row's {self.P} parts meet (sync {k}): {what}, every part's share, back from scratch
+    row_sync(rb, {k}u, t);{self._reload(n, src, dst, atomic=True)}"""
+
+    def _reload(self, n: int, src: int, dst: int, atomic: bool) -> str:
+        """Every row's n words at scratch `src` (rows n apart) back into act at `dst`."""
+        load = f"bitcast<f32>(atomicLoad(&scratch_shared[{src}u + (r0 + rr) * {n}u + j]))" if atomic else \
+            f"scratch[{src}u + (r0 + rr) * {n}u + j]"
+        return f"""
+    for (var i = t; i < R * {n}u; i += WG) {{
+        let rr = i / {n}u;
+        let j = i % {n}u;
+        var v = 0.0;
+        if (r0 + rr < B) {{ v = {load}; }}
+        act[rr * ROW + {dst}u + j] = v;
+    }}
+    workgroupBarrier();
 """
+
+    def _reload_all(self, k: int) -> str:
+        """Phase mode, the start of the segment after row sync k: the workgroup memory of the last
+        segment is gone, so every layer's forward outputs come back from scratch (the backward's
+        masks read them), then the vector the sync exchanged (a gradient: over its activations)."""
+        out = [f"\n    // -- after row sync {k}: the row's state back from scratch"]
+        out += [self._reload(L.n_out, self._next(L).sx, L.act_out, atomic=False) for L in self.layers[:-1]]
+        if self.syncs[k][0] == "bwd":
+            n, src, dst, _ = self._sync_source(k)
+            out.append(self._reload(n, src, dst, atomic=False))
+        return "".join(out)
 
     def _input(self, s: str, k: str, row: str) -> str:
         """Element k of batch row `row` (dataset sample `s`): the image pixel, or the traced
@@ -579,7 +749,7 @@ fn step(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_id) li
                 act[z0 + c] = (exp(act[z0 + c] - m) / sum - select(0.0, 1.0, c == y)) / nvalid;
             }}
         }}
-        if (r0 + rr < B) {{
+        if (r0 + rr < B{" && pp == 0u" if self.P > 1 else ""}) {{
             scratch[ROWS_OFF + (r0 + rr) * 2u] = loss;
             scratch[ROWS_OFF + (r0 + rr) * 2u + 1u] = correct;
             for (var c = 0u; c < {c}u; c++) {{ scratch[{last.sdz}u + (r0 + rr) * {c}u + c] = act[z0 + c]; }}
@@ -596,18 +766,22 @@ fn step(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_id) li
         mask = "select(0.0, d, a > 0.0)" if prev.relu else "d"
         if prev.dropout:
             mask = f"select(0.0, {mask} * {1.0 / (1.0 - prev.dropout):.9g}, keep({prev.dropout_seed}u, step, r0 + rr, {prev.n_out}u, k, {prev.dropout:.9g}))"
+        nl = self._in_part(L)
+        first = f"pp * {nl}u + " if self._bsplit(L) else ""
+        whose = f" (this part's {nl} of them)" if first else ""
         return f"""
-    // -- layer {L.index}: gradient of its input = dz W^T, then through layer {prev.index}'s activation{partial}
-    for (var i = t; i < R * {L.n_in}u; i += WG) {{
-        let rr = i / {L.n_in}u;
-        let k = i % {L.n_in}u;{fold}
+    // -- layer {L.index}: gradient of its input = dz W^T, then through layer {prev.index}'s activation{whose}{partial}
+    for (var i = t; i < R * {nl}u; i += WG) {{
+        let rr = i / {nl}u;
+        let kl = i % {nl}u;
+        let k = {first}kl;{fold}
         let a = act[rr * ROW + {prev.act_out}u + k];
         let g = {mask};
         act[rr * ROW + {prev.act_out}u + k] = g;
-        if (r0 + rr < B) {{ scratch[{prev.sdz}u + (r0 + rr) * {prev.n_out}u + k] = g; }}
+        if (r0 + rr < B{self._only_part0(L, bool(first))}) {{ scratch[{prev.sdz}u + (r0 + rr) * {prev.n_out}u + k] = g; }}
     }}
     workgroupBarrier();
-"""
+{self._sync("bwd", L)}"""
 
     def _split_input_grad(self, L: Layer) -> tuple[str, str]:
         """(phase, fold) of dz W^T for layer L's input units: the phase sums each unit's share
@@ -615,17 +789,20 @@ fn step(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_id) li
         the sum for row rr and unit k, inside a loop over (rr, k)."""
         split = self._grad_split(L, self.r)
         r = self.r
+        nl = self._in_part(L)
+        first = f"pp * {nl}u + " if self._bsplit(L) else ""
         if split == 1:
             decl, loop = self._input_grad_rows(L)
-            part_store = "\n".join(f"        part[(k * R + {q}u) / 4u][(k * R + {q}u) % 4u] = d{q};" for q in range(r))
+            part_store = "\n".join(f"        part[(kl * R + {q}u) / 4u][(kl * R + {q}u) % 4u] = d{q};" for q in range(r))
             return f"""
-    for (var k = t; k < {L.n_in}u; k += WG) {{
+    for (var kl = t; kl < {nl}u; kl += WG) {{
+        let k = {first}kl;
         {decl}
 {loop}
 {part_store}
     }}
     workgroupBarrier();""", """
-        let d = part[(k * R + rr) / 4u][(k * R + rr) % 4u];"""
+        let d = part[(kl * R + rr) / 4u][(kl * R + rr) % 4u];"""
         g = L.n_out // 4
         un = max(1, min(4, g // split))        # loads in flight, `split` vec4s apart
 
@@ -636,8 +813,8 @@ fn step(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_id) li
         dots = "\n".join(f"            d{q} += dot(w{v}, {dz4(q, f'c + {v * split}u')});" for v in range(un) for q in range(r))
         decl = " ".join(f"var d{q} = 0.0;" for q in range(r))
         phase = f"""
-    for (var u = t; u < {L.n_in * split}u; u += WG) {{   // invocation (input unit k, every {split}th vec4 of its row from s)
-        let k = u / {split}u;
+    for (var u = t; u < {nl * split}u; u += WG) {{   // invocation (input unit k, every {split}th vec4 of its row from s)
+        let k = {first}u / {split}u;
         let s = u % {split}u;
         {decl}
         var c = s;
@@ -654,7 +831,7 @@ fn step(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_id) li
     workgroupBarrier();"""
         fold = f"""
         var d = 0.0;
-        for (var s = 0u; s < {split}u; s++) {{ let e = (k * {split}u + s) * R + rr; d += part[e / 4u][e % 4u]; }}"""
+        for (var s = 0u; s < {split}u; s++) {{ let e = (kl * {split}u + s) * R + rr; d += part[e / 4u][e % 4u]; }}"""
         return phase, fold
 
     def _feature_grad(self, L: Layer) -> str:
@@ -668,7 +845,8 @@ fn step(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_id) li
     // -- layer {L.index}: gradient of the features = dz W^T, for the layers before the dense ones{phase}
     for (var i = t; i < R * {L.n_in}u; i += WG) {{
         let rr = i / {L.n_in}u;
-        let k = i % {L.n_in}u;{fold}
+        let k = i % {L.n_in}u;
+        let kl = k;{fold}
         if (r0 + rr < B) {{ {dest}(r0 + rr) * {L.n_in}u + k] = d; }}
     }}
 """
@@ -912,12 +1090,22 @@ fn step(@builtin(workgroup_id) wgid: vec3<u32>, @builtin(local_invocation_id) li
             if (t < s) {{ red[t] += red[t + s]; }}
             workgroupBarrier();
         }}
+{self._reset_syncs()}
         if (t == 0u) {{
             let spe = (N + B - 1u) / B;
             let n = f32(min(B, N - (step % spe) * B));
             record_step(red[0].x / n, red[0].y / n, CLASSES);
 {advance}
         }}"""
+
+    def _reset_syncs(self) -> str:
+        if self.P == 1 or self.phases:
+            return ""
+        return f"""        for (var i = t; i < {self.sync_count}u; i += {self._uw}u) {{ atomicStore(&row_syncs[i * {SYNC_WORDS}u], 0u); }}"""
+
+    @property
+    def sync_count(self) -> int:
+        return math.ceil(self.batch / self.r) * len(self.syncs)
 
     @property
     def _rule(self) -> str:

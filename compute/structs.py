@@ -9,7 +9,7 @@ from .gpu_struct import GpuStruct
 
 FLAG_NONFINITE = 1      # State.flags: a loss or an update was NaN / infinite
 FLAG_EXPLODED = 2       # State.flags: the loss stayed far above chance level (finite divergence)
-FLAG_STALLED = 4        # State.flags: a resident step's workgroups were not all resident (its chunk is void)
+FLAG_STALLED = 4        # State.flags: a grid or row barrier's workgroups were not all resident (those steps are void)
 FLAGS_DIVERGED = FLAG_NONFINITE | FLAG_EXPLODED
 
 # The training state: a few words every training kernel sees, updated on the GPU only.

@@ -5,7 +5,7 @@
 // `flags` stops the parameter updates until the CPU clears it.
 const FLAG_NONFINITE: u32 = 1u;   // a loss or an update was NaN / infinite
 const FLAG_EXPLODED: u32 = 2u;    // the loss stayed far above chance level (step_metrics.wgsl)
-const FLAG_STALLED: u32 = 4u;     // a resident step's barrier gave up (resident_step.wgsl)
+const FLAG_STALLED: u32 = 4u;     // a grid or row barrier gave up (resident_step.wgsl, the compiled step's row_sync)
 
 // PCG-style integer hash: a counter-based RNG, so a kernel can redraw the same
 // random number in forward and backward (dropout mask, augmentation shift)
