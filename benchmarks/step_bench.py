@@ -32,7 +32,7 @@ CNNS = ["Conv2d(1,8,5,padding=2),ReLU(),MaxPool2d(2),Conv2d(8,16,3,padding=1),Re
 
 
 def ours(ds, arch_text, batch, timed, warmup=2, engine="auto", wg=None, rows=None, data=None, spread=None,
-         merged=None, resident=False, groups=None):
+         merged=None, resident=False, groups=None, parts=None):
     """(median s/epoch, the run) for our step on this network and batch."""
     from mnist_viz.compute.arch import parse
     from mnist_viz.compute.data import GpuDataset
@@ -46,10 +46,10 @@ def ours(ds, arch_text, batch, timed, warmup=2, engine="auto", wg=None, rows=Non
     if groups:
         from mnist_viz.compute.resident_step import ResidentStep
         run.program = ResidentStep(model, data, run.metrics, run.optimizer, run.recipe, groups=groups).program
-    if (wg or rows or spread or merged is not None) and run.engine == "compiled":
+    if (wg or rows or spread or parts or merged is not None) and run.engine == "compiled":
         from mnist_viz.compute.step_compiler import CompiledStep
         run.program = CompiledStep(model, data, run.metrics, run.optimizer, run.recipe, wg=wg, rows=rows,
-                                   spread=spread, merged=merged).program
+                                   spread=spread, merged=merged, parts=parts).program
     times = []
     for _ in range(timed + warmup):
         run.read_flags()
@@ -69,6 +69,10 @@ def main():
     ap.add_argument("--tune", action="store_true", help="sweep workgroup size and rows per workgroup")
     ap.add_argument("--spread-sweep", default="", help="CNNs: also time the backward spread over these "
                     "parts per row, e.g. 1,2,4,8 (the step compiler picks one by batch size)")
+    ap.add_argument("--parts-sweep", default="", help="MLPs: also time each batch row's pass 1 shared over "
+                    "these workgroups, e.g. 1,2,4,8 (the step compiler picks one by batch size)")
+    ap.add_argument("--split-min-sweep", default="", help="MLPs: also time sharing out only layers of at least "
+                    "these many weights over a row's parts, e.g. 16384,65536 (step_compiler.PART_SPLIT_MIN)")
     ap.add_argument("--grad-loads-sweep", default="", help="also time these weight loads in flight for the dense "
                     "layers' input gradient, e.g. 4,8,16 (step_compiler.GRAD_LOADS)")
     ap.add_argument("--pass2-sweep", default="", help="also time pass 2 aiming at these invocations over its "
@@ -145,6 +149,16 @@ def main():
             if args.spread_sweep and run.engine == "compiled" and not arch.is_mlp:
                 for parts in [int(p) for p in args.spread_sweep.split(",")]:
                     variant(f"spread{parts}", f"spread {parts}", spread=parts)
+            if args.parts_sweep and arch.is_mlp and run.engine == "compiled":
+                for parts in [int(p) for p in args.parts_sweep.split(",")]:
+                    variant(f"parts{parts}", f"{parts} parts a row", parts=parts)
+            if args.split_min_sweep and arch.is_mlp and run.engine == "compiled":
+                from mnist_viz.compute import step_compiler
+                keep = step_compiler.PART_SPLIT_MIN
+                for n in [int(v) for v in args.split_min_sweep.split(",")]:
+                    step_compiler.PART_SPLIT_MIN = n
+                    variant(f"split_min{n}", f"parts share layers of {n}+ weights")
+                step_compiler.PART_SPLIT_MIN = keep
             if args.merged_sweep and run.engine == "compiled":
                 variant("separate", "two pipelines", merged=False)
                 variant("merged", "one pipeline", merged=True)

@@ -20,22 +20,24 @@ def data(mnist):
     return GpuDataset(mnist, limit=230)        # batch 50: 4 full steps and a tail of 30 every epoch
 
 
-def train(data, arch, recipe, engine, rows=None, head_only=False, spread=None, slices=None, wg=None, merged=None):
+def train(data, arch, recipe, engine, rows=None, head_only=False, spread=None, slices=None, wg=None, merged=None,
+          parts=None):
     model = Sequential(parse(arch), seed=3)
     run = Run(model, data, recipe, engine=engine)
-    if any(v is not None for v in (rows, spread, slices, wg, merged)):
+    if any(v is not None for v in (rows, spread, slices, wg, merged, parts)):
         run.program = CompiledStep(model, data, run.metrics, run.optimizer, recipe, rows=rows, spread=spread,
-                                   slices=slices, wg=wg, merged=merged).program
+                                   slices=slices, wg=wg, merged=merged, parts=parts).program
     if head_only:              # the dense head compiled, the layers before it traced
         run.program = run._trace_step(head=head_start(model))
     run.run_steps(run.total_steps)
     return model.state_dict(), run.metrics.read_history(0, run.total_steps), run
 
 
-def assert_same(data, arch, recipe, rows=None, **choices):
+def assert_same(data, arch, recipe, rows=None, dispatches=2, **choices):
     g, gh, gr = train(data, arch, recipe, "graph")
     c, ch, cr = train(data, arch, recipe, "compiled", rows, **choices)
-    assert (gr.engine, cr.engine, len(cr.program)) == ("graph", "compiled", 2)
+    assert (gr.engine, cr.engine, len(cr.program)) == ("graph", "compiled", dispatches)
+    assert cr.read_flags() == 0
     for k in g:
         np.testing.assert_allclose(c[k], g[k], rtol=1e-3, atol=3e-5, err_msg=k)
     np.testing.assert_allclose(ch, gh, rtol=1e-4, atol=1e-5)
@@ -269,3 +271,47 @@ def test_conv_front_gradient_staged_in_pieces(data, staging):
     for k in g:
         np.testing.assert_allclose(c[k], g[k], rtol=1e-3, atol=3e-5, err_msg=k)
     np.testing.assert_allclose(run.metrics.read_history(0, run.total_steps), gh, rtol=1e-4, atol=1e-5)
+
+
+# Large enough for every layer but the last to be shared out over a row's parts
+# (step_compiler.PART_SPLIT_MIN), each of them split both ways: three forward syncs, one backward.
+PARTS_MLP = "Linear(784,128),ReLU(),Linear(128,512),ReLU(),Dropout(0.2),Linear(512,128),ReLU(),Linear(128,10)"
+
+
+@pytest.mark.parametrize("parts,batch,rows,recipe", [
+    (2, 50, None, Recipe(epochs=2, batch_size=50, lr=0.1, min_lr=0.01, schedule="cosine", shift=2, seed=5)),
+    (4, 37, 2, Recipe(epochs=1, batch_size=37, lr=0.05, momentum=0.9, weight_decay=1e-3, shift=1)),
+    (8, 64, None, Recipe(epochs=1, batch_size=64, lr=0.05, momentum=0.9, schedule="step", gamma=0.5)),
+], ids=["2-parts-sgd-cosine", "4-parts-2-rows-nesterov-wd-tail", "8-parts-momentum-step"])
+def test_row_parts(data, device, parts, batch, rows, recipe):
+    """Each batch row's pass 1 shared over 2-8 workgroups (each a share of every large layer's outputs
+    and input gradient, the small last layer done by all alike), meeting at row syncs: equal to the
+    trace. On a GPU the syncs are barriers inside one dispatch; on a CPU adapter (lavapipe runs a
+    dispatch's workgroups one after another) each is a dispatch boundary, the row's state read
+    back from scratch: both run the same generated phases."""
+    syncs = 4
+    assert_same(data, PARTS_MLP, recipe, rows=rows, parts=parts, dispatches=2 + syncs if device.is_cpu else 2)
+
+
+def test_row_parts_choice_and_fallback(data, device):
+    """What the parts apply to, and a row sync that gave up (FLAG_STALLED, as a GPU that cannot
+    hold a row's parts at once raises it): the run goes back to its snapshot, on with one part."""
+    from mnist_viz.compute.structs import FLAG_STALLED
+    recipe = Recipe(epochs=2, batch_size=50, lr=0.1, shift=0)
+    small = Run(Sequential(parse(MLP), seed=3), data, recipe)
+    with pytest.raises(ValueError, match="1, 2, 4 or 8"):
+        CompiledStep(small.model, data, small.metrics, small.optimizer, recipe, parts=3)
+    # a network with no layer large enough to share out runs one part a row whatever is asked
+    assert CompiledStep(small.model, data, small.metrics, small.optimizer, recipe, parts=4).P == 1
+    run = Run(Sequential(parse(PARTS_MLP), seed=3), data, recipe)
+    run.parts = 4
+    run.program = run._build_step()
+    assert len(run.program) == (6 if device.is_cpu else 2)
+    run.run_steps(run.steps_per_epoch + 2)
+    run.metrics.write_state(flags=FLAG_STALLED)
+    assert not run.diverged(run.read_flags())
+    assert run.parts == 1 and len(run.program) == 2
+    state = run.metrics.read_state()
+    assert (state["flags"], state["step"]) == (0, run.steps_per_epoch)
+    run.run_steps(run.total_steps)
+    assert run.finished and run.read_flags() == 0
