@@ -43,6 +43,7 @@ TILED_FROM = 64            # batch from which pass 2 sums such a weight's gradie
 LIGHT_MAX_WEIGHTS = 262144  # largest network (weights) an encode_light step merges its passes for
 PASS2_INVOCATIONS = 131072  # invocations pass 2 aims for over its large weights (H100: see row_slices)
 PART_SPLIT_MIN = 65536      # weights from which a layer's work is shared out over a row's parts (smaller: every part does it all)
+PARTS_MIN_WEIGHTS = 196608  # weights in such layers from which a network's rows get parts at all (H100, see choose_parts)
 SYNC_WORDS = 32             # words between two row-sync counters (one 128-byte line each)
 SYNC_MARK = "\n//@row_sync\n"  # where pass 1's generated body has a row sync (a barrier, or a new dispatch)
 SPIN_LIMIT = 1 << 22        # polls before a row sync gives up (a GPU that cannot hold a row's parts at once)
@@ -326,6 +327,9 @@ class CompiledStep:
             self.P = want
             return want if any(self._fsplit(L) or self._bsplit(L) for L in self.layers) else 1
         if dev.is_cpu or self.front or self.head or self.merged:
+            return 1
+        self.P = 2
+        if sum(L.n_in * L.n_out for L in self.layers if self._fsplit(L) or self._bsplit(L)) < PARTS_MIN_WEIGHTS:
             return 1
         rows = 1 if b <= 64 else 2
         blocks = -(-b // rows)
