@@ -72,7 +72,7 @@ def main():
     ap.add_argument("--parts-sweep", default="", help="MLPs: also time each batch row's pass 1 shared over "
                     "these workgroups, e.g. 1,2,4,8 (the step compiler picks one by batch size)")
     ap.add_argument("--rows-parts-sweep", default="", help="MLPs: also time these rows a workgroup x parts a "
-                    "row block, e.g. 2x2,4x2,4x4")
+                    "row block, optionally w invocations a workgroup, e.g. 2x2,4x2,1x4w1024")
     ap.add_argument("--split-min-sweep", default="", help="MLPs: also time sharing out only layers of at least "
                     "these many weights over a row's parts, e.g. 16384,65536 (step_compiler.PART_SPLIT_MIN)")
     ap.add_argument("--grad-loads-sweep", default="", help="also time these weight loads in flight for the dense "
@@ -156,8 +156,10 @@ def main():
                     variant(f"parts{parts}", f"{parts} parts a row", parts=parts)
             if args.rows_parts_sweep and arch.is_mlp and run.engine == "compiled":
                 for rp in args.rows_parts_sweep.split(","):
+                    rp, _, w = rp.partition("w")
                     r, p = (int(v) for v in rp.split("x"))
-                    variant(f"rows{r}_parts{p}", f"{r} rows a workgroup, {p} parts a row block", rows=r, parts=p)
+                    variant(f"rows{r}_parts{p}" + (f"_wg{w}" if w else ""), f"{r} rows a workgroup, {p} parts a row "
+                            f"block" + (f", {w} invocations" if w else ""), rows=r, parts=p, wg=int(w) if w else None)
             if args.split_min_sweep and arch.is_mlp and run.engine == "compiled":
                 from mnist_viz.compute import step_compiler
                 keep = step_compiler.PART_SPLIT_MIN
