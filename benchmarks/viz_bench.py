@@ -127,19 +127,26 @@ def bench_arch(name: str, ds, args, size) -> list[str]:
              "| frames | fps | steps/frame | steps/s | share of headless | GPU ms/frame (median) | readback in the run |",
              "|---|---|---|---|---|---|---|"]
     default = app.session.pacer.budget_s
-    runs = [(False, default), (True, default)] + [(False, ms / 1000) for ms in args.budgets]
-    for read_back, budget in runs:
+    runs = [(False, default, True), (True, default, True)] + [(False, ms / 1000, True) for ms in args.budgets]
+    if args.observers_off:
+        runs.append((False, default, False))
+    observers = app.session.observers
+    for read_back, budget, observed in runs:
         app.session.pacer.budget_s = budget
+        app.session.observers = observers if observed else []
         r = viz_run(app, args.batch, args.seconds, read_back)
         mode = "read back" if read_back else "in flight"
         if budget != default:
             mode += f", frame budget {budget * 1000:.1f} ms"
+        if not observed:
+            mode += ", no timeline snapshots or histogram columns"
         print(f"  {mode}: {r['fps']:.1f} fps, {r['steps_per_frame']:.0f} steps/frame, {r['steps_per_s']:,.0f} steps/s "
               f"({r['steps_per_s'] / headless * 100:.0f}% of headless), GPU {r['gpu_ms']:.2f} ms/frame", flush=True)
         b, n, big = r["readback"]
         lines.append(f"| {mode} | {r['fps']:.1f} | {r['steps_per_frame']:.0f} | {r['steps_per_s']:,.0f} | "
                      f"{r['steps_per_s'] / headless * 100:.0f}% | {r['gpu_ms']:.2f} | {b} B in {n} reads (largest {big} B) |")
     app.session.pacer.budget_s = default
+    app.session.observers = observers
     app.session.pause()
     return lines + [""]
 
@@ -153,6 +160,8 @@ def main():
     ap.add_argument("--all-views", action="store_true", help="every view open and a second run training")
     ap.add_argument("--budgets", type=lambda v: [float(x) for x in v.split(",")], default=[],
                     help="also run 'in flight' with these frame budgets, in ms (the app's: 1/90 s on a GPU)")
+    ap.add_argument("--observers-off", action="store_true", help="also run 'in flight' without the step "
+                    "observers (the timeline's snapshots, the histogram columns), which split a frame's steps")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "viz_results.md")
     args = ap.parse_args()
 
