@@ -11,30 +11,55 @@
 //!include colormap.wgsl
 //!include font.wgsl
 
-// -- absmax: one workgroup per dispatch folds a buffer range to its largest magnitude --------
+// -- absmax: a buffer range folded to its largest magnitude, in two dispatches ---------------
+//
+// absmax_part: many workgroups, each folds its share and raises the slot's accumulator with
+// atomicMax on the value's bits (for finite values >= 0 the u32 order is the f32 order);
+// absmax: takes the accumulator into the slot and leaves it 0 for the next fold. One
+// workgroup alone had taken ~0.6 ms for the deep MLP's first layer (400K weights, a chain of
+// 1,600 dependent loads per invocation), twice a histogram column: a tenth of the window's
+// training throughput at full speed (benchmarks/logs/viz_bench_observers_h100.md).
 
 //!struct Reduce
 
 @group(0) @binding(0) var<storage, read> red: Reduce;
 @group(0) @binding(1) var<storage, read> red_src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> red_out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> red_acc: array<atomic<u32>>;   // per slot, 0 between folds
 
 var<workgroup> partial: array<f32, 256>;
 
+fn finite_abs(x: f32) -> f32 {
+    let v = abs(x);
+    return select(0.0, v, v <= 3.4e38);    // skip NaN / inf so one bad value does not blank a view
+}
+
 @compute @workgroup_size(256)
-fn absmax(@builtin(local_invocation_id) lid: vec3<u32>) {
+fn absmax_part(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>) {
+    let stride = nwg.x * 256u;
     var m = 0.0;
-    for (var i = lid.x; i < red.count; i += 256u) {
-        let v = abs(red_src[red.offset + i]);
-        if (v <= 3.4e38) { m = max(m, v); }   // skip NaN / inf so one bad value does not blank a view
+    var i = wg.x * 256u + lid.x;
+    for (; i + 3u * stride < red.count; i += 4u * stride) {     // four independent loads in flight
+        let a = red_src[red.offset + i];
+        let b = red_src[red.offset + i + stride];
+        let c = red_src[red.offset + i + 2u * stride];
+        let d = red_src[red.offset + i + 3u * stride];
+        m = max(m, max(max(finite_abs(a), finite_abs(b)), max(finite_abs(c), finite_abs(d))));
     }
+    for (; i < red.count; i += stride) { m = max(m, finite_abs(red_src[red.offset + i])); }
     partial[lid.x] = m;
     workgroupBarrier();
     for (var s = 128u; s > 0u; s >>= 1u) {
         if (lid.x < s) { partial[lid.x] = max(partial[lid.x], partial[lid.x + s]); }
         workgroupBarrier();
     }
-    if (lid.x == 0u) { red_out[red.slot] = partial[0]; }
+    if (lid.x == 0u && partial[0] > 0.0) { atomicMax(&red_acc[red.slot], bitcast<u32>(partial[0])); }
+}
+
+@compute @workgroup_size(1)
+fn absmax() {
+    red_out[red.slot] = bitcast<f32>(atomicExchange(&red_acc[red.slot], 0u));
 }
 
 // -- heatmap: a matrix as a grid of tiles ------------------------------------------------------

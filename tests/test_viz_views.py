@@ -38,6 +38,33 @@ def fresh_model(seed=3):
     return mlp([784, 128, 10], seed=seed)
 
 
+@pytest.mark.parametrize("count,offset", [(1, 0), (255, 3), (8193, 7), (400_003, 1)])
+def test_scale_is_the_largest_finite_magnitude(count, offset):
+    """A view's colour scale: max |x| over a buffer range, folded by many workgroups (atomicMax on the
+    bits) and taken into its slot, the accumulator left at 0: a second fold of smaller values gives
+    their maximum, not the first's. NaN and inf are left out; an all-zero range gives 0."""
+    from mnist_viz.viz.views import ScaleBank
+    dev = get_device()
+    rng = np.random.default_rng(count)
+    x = rng.normal(size=offset + count + 5).astype(np.float32)
+    x[offset + count // 2] = np.nan
+    x[offset + count - 1] = -np.inf if count > 2 else x[offset + count - 1]
+    x[offset + count] = 1e6                     # just past the range: not counted
+    buf = dev.buffer(x.nbytes, "test.absmax")
+    zeros = dev.buffer(x.nbytes, "test.zeros")
+    dev.queue.write_buffer(buf, 0, x.tobytes())
+    scales = ScaleBank()
+    slots = [scales.add(buf, offset, count), scales.add(zeros, 0, count)]
+    run(scales.dispatches())
+    got = np.frombuffer(dev.queue.read_buffer(scales.buffer), np.float32)
+    part = x[offset:offset + count]
+    assert got[slots[0]] == np.abs(part[np.isfinite(part)]).max(initial=0.0) and got[slots[1]] == 0.0
+    dev.queue.write_buffer(buf, 0, (x * 0.5).tobytes())
+    run(scales.dispatches())
+    got = np.frombuffer(dev.queue.read_buffer(scales.buffer), np.float32)
+    assert got[slots[0]] == np.abs(part[np.isfinite(part)] * 0.5).max(initial=0.0)
+
+
 def test_w1_mosaic_is_the_colour_mapped_weights():
     model = fresh_model()
     canvas, scales, fwd, mv = build(model)

@@ -19,6 +19,10 @@ MOSAIC_WEIGHTS, MOSAIC_CONTRIBUTION, MOSAIC_FIRING = 0, 1, 2
 MOSAIC_MODES = ("weights", "weights x input", "firing units")
 
 
+ABSMAX_ELEMENTS = 8192   # elements per workgroup of a scale's fold (32 an invocation)
+ABSMAX_GROUPS = 256      # most workgroups of one fold
+
+
 class ScaleBank:
     """max |x| of buffer ranges, one slot each in a small GPU buffer the views read."""
 
@@ -26,6 +30,7 @@ class ScaleBank:
 
     def __init__(self):
         self.buffer = get_device().buffer(self.SLOTS * 4, "view.scales")
+        self.acc = get_device().buffer(self.SLOTS * 4, "view.scales.acc")     # absmax_part's maxima (bits)
         self._dispatches: list = []
         self._slots: dict[tuple, int] = {}     # a range asked for twice shares its slot
 
@@ -33,11 +38,14 @@ class ScaleBank:
         key = (id(buffer), offset_elems, count)
         if key in self._slots:
             return self._slots[key]
-        slot = len(self._dispatches)
+        slot = len(self._slots)
         if slot >= self.SLOTS:
             raise ValueError("too many view scales")
         prm = get_device().uniform(REDUCE, offset=offset_elems, count=count, slot=slot)
-        self._dispatches.append(make_dispatch("views.wgsl", "absmax", [prm, buffer, self.buffer], (1,)))
+        res = [prm, buffer, self.buffer, self.acc]
+        groups = max(1, min(ABSMAX_GROUPS, -(-count // ABSMAX_ELEMENTS)))
+        self._dispatches += [make_dispatch("views.wgsl", "absmax_part", res, (groups,)),
+                             make_dispatch("views.wgsl", "absmax", res, (1,))]
         self._slots[key] = slot
         return slot
 
