@@ -4,11 +4,16 @@
 // network and batch size, its constants (sizes, offsets), its workgroup arrays and
 // two entry points, so that a whole training step is two dependent dispatches:
 //
-//   forward_backward  one workgroup per R batch rows. Each row runs gather, every
-//                     layer's forward pass, softmax / cross-entropy and the backward
-//                     pass down to the first layer's output gradient, in workgroup
-//                     memory; a weight vector loaded once serves all R rows. It
-//                     writes each layer's input and output gradient to `scratch`.
+//   forward_backward  one workgroup per R batch rows (or P of them, "row parts").
+//                     Each row runs gather, every layer's forward pass, softmax /
+//                     cross-entropy and the backward pass down to the first layer's
+//                     output gradient, in workgroup memory; a weight vector loaded
+//                     once serves all R rows. It writes each layer's input and output
+//                     gradient to `scratch`. With P parts, each computes 1/P of every
+//                     large layer's outputs and input gradient and the parts meet at
+//                     `row_sync` where one needs the others' (generated with the
+//                     step; on a CPU adapter each meeting is a dispatch boundary:
+//                     forward_backward_0, _1, ...).
 //   update            every parameter's gradient as a sum over the batch rows, each
 //                     followed at once by the optimizer rule (optim_rule.wgsl), so no
 //                     gradient is ever stored; then the step's metrics and counters.
