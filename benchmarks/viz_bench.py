@@ -10,10 +10,12 @@ With --all-views the window also shows every view at once (the embedding, the
 saliency overlay, the histograms, the Runs tab) with a second run training beside
 the first ("adam lr=0.001 seed=1").
 
-Frames are rendered offscreen. "in flight" drives the app's frame function
-directly, so frames overlap on the GPU as they do in a window (nothing is read
-back); "read back" also copies every finished frame to the CPU, as the offscreen
-screenshot path does, which serialises CPU and GPU.
+Frames are rendered offscreen. "window" drives the app's frame function as the
+window's loop does: held to 60 fps (rendercanvas's cap and vsync), with the
+window's frame budget (pacing.frame_budget), frames overlapping on the GPU and
+nothing read back; this is what a user sees. "in flight" runs frames back to back,
+uncapped, with the offscreen budget; "read back" also copies every finished frame to
+the CPU, as the offscreen screenshot path does, which serialises CPU and GPU.
 """
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ def headless_steps_per_s(ds, arch: str, batch: int, seconds: float) -> tuple[flo
     return steps / (time.perf_counter() - t), tr.engine
 
 
-def viz_run(app, batch: int, seconds: float, read_back: bool) -> dict:
+def viz_run(app, batch: int, seconds: float, read_back: bool, fps_cap: float | None = None) -> dict:
     from mnist_viz.viz.pacing import MAX_INDEX
     from mnist_viz.viz.actions import Action
 
@@ -58,12 +60,17 @@ def viz_run(app, batch: int, seconds: float, read_back: bool) -> dict:
     app.session.status = "idle"
     app.actions.emit(Action.TRAIN)
 
+    tick = [time.perf_counter()]
+
     def one():
         if read_back:
             app.draw_offscreen()
         else:
             app.rc._process_events()
             app.frame()
+        if fps_cap:     # as the window's loop holds it (rendercanvas max_fps, vsync): the next frame at the next tick
+            tick[0] = max(tick[0] + 1 / fps_cap, time.perf_counter() - 1 / fps_cap)
+            time.sleep(max(0.0, tick[0] - time.perf_counter()))
 
     for _ in range(90):  # let the step budget settle
         one()
@@ -127,16 +134,23 @@ def bench_arch(name: str, ds, args, size) -> list[str]:
              "| frames | fps | steps/frame | steps/s | share of headless | GPU ms/frame (median) | readback in the run |",
              "|---|---|---|---|---|---|---|"]
     default = app.session.pacer.budget_s
-    runs = [(False, default, True), (True, default, True)] + [(False, ms / 1000, True) for ms in args.budgets]
+    from mnist_viz.viz.pacing import WINDOW_FPS, frame_budget
+    window = frame_budget(False, WINDOW_FPS)
+    # (read back, budget, observers on, fps cap): the window as it runs (held to WINDOW_FPS, its
+    # budget from that), then uncapped frames in flight and read back with the uncapped budget
+    runs = [(False, window, True, WINDOW_FPS), (False, default, True, None), (True, default, True, None)]
+    if args.old_window:
+        runs.insert(1, (False, default, True, WINDOW_FPS))
+    runs += [(False, ms / 1000, True, None) for ms in args.budgets]
     if args.observers_off:
-        runs.append((False, default, False))
+        runs.append((False, default, False, None))
     observers = app.session.observers
-    for read_back, budget, observed in runs:
+    for read_back, budget, observed, cap in runs:
         app.session.pacer.budget_s = budget
         app.session.observers = observers if observed else []
-        r = viz_run(app, args.batch, args.seconds, read_back)
-        mode = "read back" if read_back else "in flight"
-        if budget != default:
+        r = viz_run(app, args.batch, args.seconds, read_back, cap)
+        mode = "read back" if read_back else ("window, held to 60 fps" if cap else "in flight")
+        if budget != (window if cap else default):
             mode += f", frame budget {budget * 1000:.1f} ms"
         if not observed:
             mode += ", no timeline snapshots or histogram columns"
@@ -160,6 +174,8 @@ def main():
     ap.add_argument("--all-views", action="store_true", help="every view open and a second run training")
     ap.add_argument("--budgets", type=lambda v: [float(x) for x in v.split(",")], default=[],
                     help="also run 'in flight' with these frame budgets, in ms (the app's: 1/90 s on a GPU)")
+    ap.add_argument("--old-window", action="store_true", help="also run the 60 fps window with the uncapped "
+                    "frames' budget (1/90 s: the window's budget before pacing.frame_budget)")
     ap.add_argument("--observers-off", action="store_true", help="also run 'in flight' without the step "
                     "observers (the timeline's snapshots, the histogram columns), which split a frame's steps")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "viz_results.md")

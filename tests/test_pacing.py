@@ -78,3 +78,14 @@ def test_frame_fence_bounds_frames_in_flight_and_reads_nothing_back(device, wgpu
     fence.drain()
     assert not fence._inflight and fence.gpu_s > 0
     assert wgpu_reads.reads == []
+
+
+def test_frame_budget_fills_the_window_period():
+    """A window is held to WINDOW_FPS whatever its work, so a GPU's frame budget is most of that
+    period (the uncapped frames' 1/90 s left a third of every 60 fps frame idle); uncapped frames
+    keep 1/90 s (~100 fps); a CPU adapter 1/12 s."""
+    from mnist_viz.viz.pacing import (CPU_BUDGET_S, UNCAPPED_BUDGET_S, WINDOW_FPS, WORK_SHARE, frame_budget)
+    assert frame_budget(False, WINDOW_FPS) == pytest.approx(WORK_SHARE / WINDOW_FPS)
+    assert UNCAPPED_BUDGET_S < frame_budget(False, WINDOW_FPS) < 1 / WINDOW_FPS
+    assert frame_budget(False, None) == UNCAPPED_BUDGET_S
+    assert frame_budget(True, WINDOW_FPS) == frame_budget(True, None) == CPU_BUDGET_S

@@ -17,9 +17,16 @@ ROOT = Path(__file__).resolve().parent.parent
 ENV = dict(os.environ, PYTHONPATH=str(ROOT / "tests" / "checkout"), XDG_RUNTIME_DIR="/tmp", PYTHONUNBUFFERED="1")
 
 
+def _default_sighup():
+    """The child starts with SIGHUP at its default: a suite run under `nohup` (SIG_IGN, inherited
+    across exec) would otherwise give it an ignored SIGHUP, which the program keeps ignored by
+    design (`nohup mnist-viz train &` outlives its terminal)."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def start(*args):
     return subprocess.Popen([sys.executable, "-m", "mnist_viz.viz", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
+                            stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT, preexec_fn=_default_sighup)
 
 
 def wait_for(p, prefix: str, timeout: float = 300) -> str:

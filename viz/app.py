@@ -52,7 +52,8 @@ class AppConfig:
     autosave_dir: Path = field(default_factory=files.default_autosave_dir)
     recipe: Recipe | None = None          # None: the checkpoint's recorded recipe, else the default one
     watch: WatchSettings | None = None
-    frame_budget_s: float | None = None   # None: 1/90 s on a GPU, 1/12 s on a CPU adapter
+    frame_budget_s: float | None = None   # None: pacing.frame_budget (from the device and fps_cap)
+    fps_cap: float | None = None          # the frame rate the canvas is held to (a window: pacing.WINDOW_FPS)
     background_load: bool = True          # load the dataset on a thread (the window opens at once)
     evaluate_on_load: bool = True         # evaluate the loaded model once the dataset is in
 
@@ -88,7 +89,8 @@ class App:
         self.canvas.normalise = self.classes.mnist_like     # MNIST's normalisation for MNIST-like data only
         self.canvas_view = CanvasView(self.canvas)
         self.gui.register(self.canvas_view.texture)
-        self.session = TrainingSession(model, self.metrics, recipe, config.watch, config.frame_budget_s)
+        self.session = TrainingSession(model, self.metrics, recipe, config.watch, config.frame_budget_s,
+                                       config.fps_cap)
         self.session.on_run_changed = self._bind_run
         self.plots = CurvePlots(self.metrics)
         self.confusion = ConfusionView(self.metrics, self.names, self.classes.names)

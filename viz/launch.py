@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .app import App, AppConfig
 from .errors import UserError
+from .pacing import WINDOW_FPS
 
 MAX_OFFSCREEN_PIXELS = 16384 * 16384
 
@@ -38,7 +39,7 @@ def run_app(args) -> int:
     if args.offscreen:
         return run_offscreen(config, size, args.frames or 1, args.screenshot)
     canvas, loop = open_window(size)
-    app = App(canvas, config)
+    app = App(canvas, replace(config, fps_cap=WINDOW_FPS))
     loop.run()
     if app.fatal is not None:
         raise app.fatal
@@ -64,7 +65,7 @@ def open_window(size):
                         "Render without one with --offscreen --frames N --screenshot out.png")
     from rendercanvas.glfw import RenderCanvas, loop
     canvas = RenderCanvas(size=size, title="mnist-viz: MNIST training on the GPU", update_mode="continuous",
-                          max_fps=60, vsync=True)
+                          max_fps=WINDOW_FPS, vsync=True)
     return canvas, loop
 
 

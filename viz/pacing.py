@@ -29,6 +29,22 @@ SPEEDS = [
 ]
 MAX_INDEX = len(SPEEDS) - 1
 
+# The frame budget: the work (CPU and GPU) a frame may take at "max" speed.
+WINDOW_FPS = 60            # the window's frame rate (vsync, and rendercanvas's cap: launch.open_window)
+WORK_SHARE = 0.85          # of a capped frame's period the work may fill, leaving the rest as margin
+UNCAPPED_BUDGET_S = 1 / 90  # frames not capped (offscreen): ~100 fps, each as long as its work
+CPU_BUDGET_S = 1 / 12      # a CPU adapter (lavapipe): 5-10 fps stays usable
+
+
+def frame_budget(is_cpu: bool, fps_cap: float | None) -> float:
+    """Seconds of work a frame may take. A window runs at WINDOW_FPS whatever its work, so a
+    budget shorter than its period leaves the GPU idle for the rest of each frame: the 1/90 s
+    budget (right for uncapped frames) kept the GPU busy 11.1 ms of every 16.7, two thirds of
+    what training could have had (benchmarks/logs/viz_bench_window_pace_h100.md)."""
+    if is_cpu:
+        return CPU_BUDGET_S
+    return WORK_SHARE / fps_cap if fps_cap else UNCAPPED_BUDGET_S
+
 
 class _WorkDone:
     """A queue fence: done when all work submitted before it has finished; records when.

@@ -21,7 +21,7 @@ from ..compute.comparison import MAX_RUNS, Comparison, Entry
 from ..compute.device import get_device
 from ..compute.recipe import Recipe
 from ..compute.run import Run
-from .pacing import MAX_INDEX, StepPacer, steps_for_frame
+from .pacing import MAX_INDEX, StepPacer, frame_budget, steps_for_frame
 
 BATCH_SIZES = (8, 16, 32, 64, 128, 256, 512, 1024)
 ESTIMATE_EVERY = 250            # steps between running test-accuracy estimates (512 test images each)
@@ -63,7 +63,7 @@ class StepObserver:
 
 class TrainingSession:
     def __init__(self, model, metrics, recipe: Recipe | None = None, watch: WatchSettings | None = None,
-                 frame_budget_s: float | None = None):
+                 frame_budget_s: float | None = None, fps_cap: float | None = None):
         dev = get_device()
         self.model = model
         self.metrics = metrics
@@ -79,7 +79,7 @@ class TrainingSession:
         self.run: Run | None = None
         self.status = "idle"
         self.message = ""                 # last notable event, shown in the panel
-        self.pacer = StepPacer(frame_budget_s or (1 / 12 if dev.is_cpu else 1 / 90))
+        self.pacer = StepPacer(frame_budget_s or frame_budget(dev.is_cpu, fps_cap))
         self.frame = 0
         self.pending_steps = 0            # single steps requested while not running
         self.weights_changed = False      # since the model was loaded / saved (autosave)
