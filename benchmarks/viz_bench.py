@@ -141,6 +141,7 @@ def bench_arch(name: str, ds, args, size) -> list[str]:
     runs = [(False, window, True, WINDOW_FPS), (False, default, True, None), (True, default, True, None)]
     if args.old_window:
         runs.insert(1, (False, default, True, WINDOW_FPS))
+    runs += [(False, share / WINDOW_FPS, True, WINDOW_FPS) for share in args.window_shares]
     runs += [(False, ms / 1000, True, None) for ms in args.budgets]
     if args.observers_off:
         runs.append((False, default, False, None))
@@ -176,6 +177,9 @@ def main():
                     help="also run 'in flight' with these frame budgets, in ms (the app's: 1/90 s on a GPU)")
     ap.add_argument("--old-window", action="store_true", help="also run the 60 fps window with the uncapped "
                     "frames' budget (1/90 s: the window's budget before pacing.frame_budget)")
+    ap.add_argument("--window-shares", type=lambda v: [float(x) for x in v.split(",")], default=[],
+                    help="also run the 60 fps window with these shares of its period as the budget, e.g. "
+                    "0.75,0.8 (pacing.WORK_SHARE)")
     ap.add_argument("--observers-off", action="store_true", help="also run 'in flight' without the step "
                     "observers (the timeline's snapshots, the histogram columns), which split a frame's steps")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "viz_results.md")
