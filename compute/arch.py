@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 from dataclasses import dataclass, field
 
 from .recipe import as_f32
@@ -236,10 +237,16 @@ class Architecture:
 
 # -- parsing --------------------------------------------------------------------------------------------------
 def parse(text: str, image_shape=(28, 28)) -> Architecture:
-    """An architecture from PyTorch constructor calls, checked against 1-channel images."""
+    """An architecture from PyTorch constructor calls, checked against 1-channel images; or an
+    MLP's layer widths as the program names it everywhere ('784-512-256-128-10': Linear layers
+    with a ReLU between each two)."""
     text = text.strip()
     if not text:
         raise ArchError("empty architecture")
+    if _WIDTHS.fullmatch(text):
+        sizes = [int(v) for v in text.split("-")]
+        calls = [f"Linear({a},{b})" for a, b in zip(sizes, sizes[1:])]
+        return parse(",ReLU(),".join(calls), image_shape)
     try:
         tree = ast.parse(f"[{text}]", mode="eval")
     except SyntaxError:
@@ -252,9 +259,13 @@ def parse(text: str, image_shape=(28, 28)) -> Architecture:
     return Architecture.build(layers, (1, *image_shape))
 
 
+_WIDTHS = re.compile(r"\d+(?:\s*-\s*\d+)+")     # 784-128-10: an MLP's widths
+
+
 def _layer(i: int, node, src: str):
     if not (isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute))):
-        raise ArchError(f"layer {i} {src!r}: not a layer call like Linear(784,128)")
+        raise ArchError(f"layer {i} {src!r}: not a layer call like Linear(784,128) (or write an MLP's widths: "
+                        "784-128-10)")
     name = node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id
     cls = LAYERS.get(name)
     if cls is None:

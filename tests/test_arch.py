@@ -29,6 +29,17 @@ def test_mlp_shorthand_equals_its_string():
     assert parse("Linear(784,256),ReLU(),Linear(256,128),ReLU(),Linear(128,10)").short == "784-256-128-10"
 
 
+def test_an_mlps_widths_are_an_architecture():
+    """The name the program prints for an MLP (784-256-128-10, in every table and log) is also
+    what --arch takes for it; a width that does not fit the images says so like any layer."""
+    assert parse("784-256-128-10").text == Architecture.mlp([784, 256, 128, 10]).text
+    assert parse(" 784 - 10 ").text == "Linear(784,10)"
+    with pytest.raises(ArchError, match="takes 700 inputs"):
+        parse("700-10")
+    with pytest.raises(ArchError, match="784-128-10"):
+        parse("784,128,10")
+
+
 @pytest.mark.parametrize("text,fragment", [
     ("Conv2d(1,8,5),ReLU(),Linear(100,10)", "layer 2 Linear(100,10): a Linear needs flat input, but [8, 24, 24]"),
     ("Linear(784,64),ReLU(),Linear(32,10)", "layer 2 Linear(32,10): takes 32 inputs, but [64] = 64 values arrive; use Linear(64,10)"),
