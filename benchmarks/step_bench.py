@@ -160,23 +160,21 @@ def main():
                     r, p = (int(v) for v in rp.split("x"))
                     variant(f"rows{r}_parts{p}" + (f"_wg{w}" if w else ""), f"{r} rows a workgroup, {p} parts a row "
                             f"block" + (f", {w} invocations" if w else ""), rows=r, parts=p, wg=int(w) if w else None)
-            if args.split_min_sweep and arch.is_mlp and run.engine == "compiled":
+            def constant_sweep(name, values, key, label):
+                """Timings with step_compiler.<name> set to each of `values` in turn."""
                 from mnist_viz.compute import step_compiler
-                keep = step_compiler.PART_SPLIT_MIN
-                for n in [int(v) for v in args.split_min_sweep.split(",")]:
-                    step_compiler.PART_SPLIT_MIN = n
-                    variant(f"split_min{n}", f"parts share layers of {n}+ weights")
-                step_compiler.PART_SPLIT_MIN = keep
+                keep = getattr(step_compiler, name)
+                for n in [int(v) for v in values.split(",")]:
+                    setattr(step_compiler, name, n)
+                    variant(f"{key}{n}", label.format(n))
+                setattr(step_compiler, name, keep)
+            if args.split_min_sweep and arch.is_mlp and run.engine == "compiled":
+                constant_sweep("PART_SPLIT_MIN", args.split_min_sweep, "split_min", "parts share layers of {}+ weights")
             if args.merged_sweep and run.engine == "compiled":
                 variant("separate", "two pipelines", merged=False)
                 variant("merged", "one pipeline", merged=True)
             if args.pass2_sweep and run.engine == "compiled":
-                from mnist_viz.compute import step_compiler
-                keep = step_compiler.PASS2_INVOCATIONS
-                for n in [int(v) for v in args.pass2_sweep.split(",")]:
-                    step_compiler.PASS2_INVOCATIONS = n
-                    variant(f"pass2_{n}", f"pass 2 aiming at {n} invocations")
-                step_compiler.PASS2_INVOCATIONS = keep
+                constant_sweep("PASS2_INVOCATIONS", args.pass2_sweep, "pass2_", "pass 2 aiming at {} invocations")
             if args.grad_loads_sweep and run.engine == "compiled":
                 from mnist_viz.compute import step_compiler
                 keep = step_compiler.GRAD_LOADS

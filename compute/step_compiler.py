@@ -324,12 +324,8 @@ class CompiledStep:
                 raise ValueError("a row's parts are 1, 2, 4 or 8")
             if want > 1 and (self.front or self.head or self.merged):
                 raise ValueError("a row's parts are for MLPs with two passes")
-            self.P = want
-            return want if any(self._fsplit(L) or self._bsplit(L) for L in self.layers) else 1
-        if dev.is_cpu or self.front or self.head or self.merged:
-            return 1
-        self.P = 2
-        if sum(L.n_in * L.n_out for L in self.layers if self._fsplit(L) or self._bsplit(L)) < PARTS_MIN_WEIGHTS:
+            return want if self._shared_weights(want) else 1
+        if dev.is_cpu or self.front or self.head or self.merged or self._shared_weights(2) < PARTS_MIN_WEIGHTS:
             return 1
         rows = 1 if b <= 64 else 2
         blocks = -(-b // rows)
@@ -338,16 +334,21 @@ class CompiledStep:
             want *= 2
         return self.choose_parts(dev, b, want) if want > 1 else 1
 
-    def _fsplit(self, L: Layer) -> bool:
-        """Whether each of a row's parts computes only its 1/P of L's outputs (vec4 groups); the
-        last layer (its loss needs every logit) is computed whole by every part."""
-        return (self.P > 1 and L is not self.layers[-1] and L.n_out % 4 == 0 and L.w % 4 == 0
-                and (L.n_out // 4) % self.P == 0 and L.n_in * L.n_out >= PART_SPLIT_MIN)
+    def _shared_weights(self, parts: int) -> int:
+        """Weights in the layers `parts` parts a row would share out."""
+        return sum(L.n_in * L.n_out for L in self.layers if self._fsplit(L, parts) or self._bsplit(L, parts))
 
-    def _bsplit(self, L: Layer) -> bool:
-        """Whether each part computes only its 1/P of L's input gradient (input units)."""
-        return (self.P > 1 and L is not self.layers[0] and L.n_in % self.P == 0
-                and L.n_in * L.n_out >= PART_SPLIT_MIN)
+    def _fsplit(self, L: Layer, parts: int | None = None) -> bool:
+        """Whether each of a row's parts (self.P, or `parts`) computes only its share of L's outputs
+        (vec4 groups); the last layer (its loss needs every logit) is computed whole by every part."""
+        p = parts or self.P
+        return (p > 1 and L is not self.layers[-1] and L.n_out % 4 == 0 and L.w % 4 == 0
+                and (L.n_out // 4) % p == 0 and L.n_in * L.n_out >= PART_SPLIT_MIN)
+
+    def _bsplit(self, L: Layer, parts: int | None = None) -> bool:
+        """Whether each part computes only its share of L's input gradient (input units)."""
+        p = parts or self.P
+        return p > 1 and L is not self.layers[0] and L.n_in % p == 0 and L.n_in * L.n_out >= PART_SPLIT_MIN
 
     def _out_part(self, L: Layer) -> int:
         return L.n_out // self.P if self._fsplit(L) else L.n_out
@@ -553,7 +554,7 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
         var v = 0.0;
         if (s != 0xffffffffu) {{ v = {self._input("s", "k", "r0 + rr")}; }}
         act[rr * ROW + k] = v;
-        if (r0 + rr < B{" && pp == 0u" if self.P > 1 else ""}) {{ scratch[{L0.sx}u + (r0 + rr) * {L0.n_in}u + k] = v; }}
+        if (r0 + rr < B{self._only_part0()}) {{ scratch[{L0.sx}u + (r0 + rr) * {L0.n_in}u + k] = v; }}
     }}
     workgroupBarrier();"""
         return f"""{self._stage_and_samples()}{front}{load}
@@ -574,7 +575,7 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
     def _forward(self, L: Layer, last: bool) -> str:
         r = self.r
         accs = range(r)
-        mine = self._only_part0(L, self._fsplit(L))
+        mine = self._only_part0(self._fsplit(L))
         if L.n_out % 4 == 0 and L.w % 4 == 0:
             g = L.n_out // 4
             gl = self._out_part(L) // 4             # this part's vec4 groups (all of them unless split)
@@ -658,7 +659,7 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
     workgroupBarrier();
 {self._sync("fwd", L)}"""
 
-    def _only_part0(self, L: Layer, split: bool) -> str:
+    def _only_part0(self, split: bool = False) -> str:
         """The condition (appended to a row test) under which an invocation stores a result every
         part of a row computes alike: part 0's only."""
         return " && pp == 0u" if self.P > 1 and not split else ""
@@ -753,7 +754,7 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
                 act[z0 + c] = (exp(act[z0 + c] - m) / sum - select(0.0, 1.0, c == y)) / nvalid;
             }}
         }}
-        if (r0 + rr < B{" && pp == 0u" if self.P > 1 else ""}) {{
+        if (r0 + rr < B{self._only_part0()}) {{
             scratch[ROWS_OFF + (r0 + rr) * 2u] = loss;
             scratch[ROWS_OFF + (r0 + rr) * 2u + 1u] = correct;
             for (var c = 0u; c < {c}u; c++) {{ scratch[{last.sdz}u + (r0 + rr) * {c}u + c] = act[z0 + c]; }}
@@ -782,7 +783,7 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
         let a = act[rr * ROW + {prev.act_out}u + k];
         let g = {mask};
         act[rr * ROW + {prev.act_out}u + k] = g;
-        if (r0 + rr < B{self._only_part0(L, bool(first))}) {{ scratch[{prev.sdz}u + (r0 + rr) * {prev.n_out}u + k] = g; }}
+        if (r0 + rr < B{self._only_part0(bool(first))}) {{ scratch[{prev.sdz}u + (r0 + rr) * {prev.n_out}u + k] = g; }}
     }}
     workgroupBarrier();
 {self._sync("bwd", L)}"""
