@@ -40,8 +40,7 @@ BIG_BLOCK = 4096           # a weight matrix with at least this many entries (an
 GRAD_LOADS = 4              # most weight loads in flight per invocation of a dense layer's input gradient
 FRONT_MARGIN = 2048         # bytes of workgroup memory the conv front's staging leaves for the dense layers' K-slices
 TILED_FROM = 64            # batch from which pass 2 sums such a weight's gradient in 4 x 4 register tiles
-GEMM_TILE = 8              # pass 2's staged GEMM: a workgroup's block is GEMM_TILE x GEMM_TILE invocations' tiles (0: unstaged tiles)
-GEMM_UNROLL = 2            # and an invocation's tile GEMM_UNROLL x GEMM_UNROLL 4 x 4 register tiles
+GEMM_TILE = 8              # pass 2's staged GEMM: a workgroup's block of dW is GEMM_TILE x GEMM_TILE vec4 tiles (0: unstaged tiles)
 LIGHT_MAX_WEIGHTS = 262144  # largest network (weights) an encode_light step merges its passes for
 PASS2_INVOCATIONS = 131072  # invocations pass 2 aims for over its large weights (H100: see row_slices)
 PART_SPLIT_MIN = 65536      # weights from which a layer's work is shared out over a row's parts (smaller: every part does it all)
@@ -445,7 +444,8 @@ class CompiledStep:
             "var<workgroup> sample_of: array<u32, R>;     // the dataset index of each row (0xffffffff: past the end)",
             f"var<workgroup> red: array<vec2<f32>, {max(256, self._uw)}>;",
             f"var<workgroup> red4: array<vec4<f32>, {self._uw}>;   // pass 2: the row slices' partial weight gradients",
-        ] + self._gemm_declarations() + [f"var<workgroup> wst{L.index}: array<f32, {L.n_in * L.n_out}>;   // layer {L.index}'s weights, staged"
+        ] + ([f"var<workgroup> gx: array<vec4<f32>, {self._uw}>;   // pass 2's GEMM: a chunk of layer inputs x "
+              "(and in red4, of their output gradients dz)"] if self._staged_gemm else []) + [f"var<workgroup> wst{L.index}: array<f32, {L.n_in * L.n_out}>;   // layer {L.index}'s weights, staged"
              for L in self._staged()]
         if self.P > 1 and not self.phases:
             consts.append(self._row_sync_declarations())
@@ -902,7 +902,8 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
         for L in self.layers:
             n = L.n_in * L.n_out
             if self._tiled(L) and self._staged_gemm:
-                out.append((f"{L.index}.weight", self._gemm_blocks(L), self._gemm_weight(L)))
+                t = GEMM_TILE
+                out.append((f"{L.index}.weight", -(-L.n_in // (4 * t)) * -(-L.n_out // (4 * t)), self._gemm_weight(L)))
             elif self._tiled(L):
                 per_group = self._uw // self.row_slices
                 out.append((f"{L.index}.weight", math.ceil(n // 16 / per_group), self._tiled_weight(L)))
@@ -1016,99 +1017,73 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
         }}"""
 
     @property
-    def _gemm_shape(self) -> tuple[int, int]:
-        """(T, U) of pass 2's staged GEMM: blocks of T x T invocations, each U x U 4 x 4 tiles (U = 2
-        needs its own staging arrays, which merged passes cannot also fit: they take U = 1)."""
-        return GEMM_TILE, 1 if self.merged else GEMM_UNROLL
-
-    @property
     def _staged_gemm(self) -> bool:
         """Whether pass 2's tiled weights use the staged GEMM (_gemm_weight): a workgroup of at
         least GEMM_TILE^2 invocations, and some layer tiled."""
         t = GEMM_TILE
         return bool(t) and self._uw % (t * t) == 0 and self._uw >= t * t and any(self._tiled(L) for L in self.layers)
 
-    def _gemm_declarations(self) -> list[str]:
-        if not self._staged_gemm:
-            return []
-        t, u = self._gemm_shape
-        if u == 1:
-            return [f"var<workgroup> gx: array<vec4<f32>, {self._uw}>;   // pass 2's GEMM: a chunk of layer inputs x "
-                    "(and in red4, of their output gradients dz)"]
-        return [f"var<workgroup> gx: array<vec4<f32>, {self._uw * u}>;   // pass 2's GEMM: a chunk of layer inputs x",
-                f"var<workgroup> gz: array<vec4<f32>, {self._uw * u}>;   // and of their output gradients dz"]
-
-    def _gemm_blocks(self, L: Layer) -> int:
-        t, u = self._gemm_shape
-        return -(-L.n_in // (4 * u * t)) * -(-L.n_out // (4 * u * t))
-
     def _gemm_weight(self, L: Layer) -> str:
-        """dW = X^T dZ as a blocked GEMM: each workgroup owns a block of T x T invocations' tiles, and
-        its invocations are S = WG / T^2 row slices of that block; an invocation's tile is U x U
-        4 x 4 register tiles (4U inputs x 4U outputs). The rows go through workgroup memory in
-        chunks of WG / T (the next chunk's loads in flight while this one is summed): each row of a
-        chunk costs an invocation 2U workgroup-memory loads for 16 U^2 FMAs. The unstaged tiles
-        (_tiled_weight) read two vec4s from L2 per row and 16 FMAs."""
-        t, u = self._gemm_shape
-        uw = self._uw
-        S, C, W = uw // (t * t), uw // t, u * t          # slices, rows a chunk, vec4s of a staged row
+        """dW = X^T dZ as a blocked GEMM: each workgroup owns a block of T x T vec4 tiles (4T inputs x
+        4T outputs), and its invocations are S = WG / T^2 row slices of T^2 4 x 4 register tiles. The
+        rows go through workgroup memory in chunks of WG / T (x in gx, dz in red4, free until the
+        fold): every invocation loads one vec4 of x and one of dz a chunk (the next chunk's loads in flight while this one is summed), then sums its
+        T rows of the chunk from workgroup memory, 16 FMAs per two loads. The unstaged tiles
+        (_tiled_weight) read both vec4s from L2 per row and FMA."""
+        t, uw = GEMM_TILE, self._uw
+        S, C = uw // (t * t), uw // t
         q, g = L.n_in // 4, L.n_out // 4
-        nbj = -(-g // W)
+        nbj = -(-g // t)
         sx, sz = L.sx // 4, L.sdz // 4
-        zs = "red4" if u == 1 else "gz"
-        tiles = [(a, b) for a in range(u) for b in range(u)]
-        acc = "\n".join(f"        var a{a}{b}{c} = vec4<f32>(0.0);" for a, b in tiles for c in range(4))
         rows = "\n".join(f"""            {{
-{chr(10).join(f"                let x{a} = gx[{(r * S) * W + a * t}u + slice * {W}u + kl];" for a in range(u))}
-{chr(10).join(f"                let z{b} = {zs}[{(r * S) * W + b * t}u + slice * {W}u + jl];" for b in range(u))}
-{chr(10).join(f"                a{a}{b}{c} = fma(x{a}, vec4<f32>(z{b}[{c}]), a{a}{b}{c});" for a, b in tiles for c in range(4))}
+                let x = gx[{r * S}u * {t}u + cx];
+                let z = red4[{r * S}u * {t}u + cz];
+{chr(10).join(f"                a{c} = fma(x, vec4<f32>(z[{c}]), a{c});" for c in range(4))}
             }}""" for r in range(C // S))
-        loads = "\n".join(f"""            {{
-                let e = t + {i * uw}u;
-                let lrow = c0 + e / {W}u;
-                let lq = kb * {W}u + e % {W}u;
-                let lg = jb * {W}u + e % {W}u;
-                nx{i} = vec4<f32>(0.0);
-                nz{i} = vec4<f32>(0.0);
-                if (lrow < B && lq < {q}u) {{ nx{i} = scratch4[{sx}u + lrow * {q}u + lq]; }}
-                if (lrow < B && lg < {g}u) {{ nz{i} = scratch4[{sz}u + lrow * {g}u + lg]; }}
-            }}""" for i in range(u))
-        stores = "\n".join(f"            gx[t + {i * uw}u] = nx{i};\n            {zs}[t + {i * uw}u] = nz{i};" for i in range(u))
-        regs = "\n".join(f"        var nx{i} = vec4<f32>(0.0);\n        var nz{i} = vec4<f32>(0.0);" for i in range(u))
-        folds = "\n".join(f"""        red4[t] = a{a}{b}{c};
+        folds = "\n".join(f"""        red4[t] = a{c};
         workgroupBarrier();
-        if (slice == 0u) {{ for (var s = 1u; s < {S}u; s++) {{ a{a}{b}{c} += red4[s * {t * t}u + t]; }} }}
-        workgroupBarrier();""" for a, b in tiles for c in range(4)) if S > 1 else ""
-        updates = "\n".join(f"""        if (slice == 0u && kq + {a * t}u < {q}u && jq + {b * t}u < {g}u && !frozen) {{
-            {self._rule}16({L.w}u + 4u * (kq + {a * t}u) * {L.n_out}u + 4u * (jq + {b * t}u), {L.n_out}u, """
-                             f"""a{a}{b}0, a{a}{b}1, a{a}{b}2, a{a}{b}3, step, lr);
-        }}""" for a, b in tiles)
+        if (slice == 0u) {{ for (var s = 1u; s < {S}u; s++) {{ a{c} += red4[s * {t * t}u + t]; }} }}
+        workgroupBarrier();""" for c in range(4)) if S > 1 else ""
+        updates = f"            {self._rule}16(p, {L.n_out}u, a0, a1, a2, a3, step, lr);"
         return f"""
         // dW[4kq..4kq+3, 4jq..4jq+3] = sum over rows of x[row, 4kq..]^T dz[row, 4jq..]: this workgroup's
-        // block of {t} x {t} invocations' tiles ({u} x {u} such 4 x 4 tiles each), {S} row slices of it, rows
-        // staged {C} at a time
+        // block of {t} x {t} such tiles, {S} row slices of it, rows staged {C} at a time
         let kb = local / {nbj}u;
         let jb = local % {nbj}u;
         let slice = t / {t * t}u;
-        let kl = (t % {t * t}u) / {t}u;      // this invocation's tiles: x vec4s kl, kl + {t}, ... of the block
-        let jl = t % {t}u;                  // and dz vec4s jl, jl + {t}, ...
-        let kq = kb * {W}u + kl;
-        let jq = jb * {W}u + jl;
-{acc}
-{regs}
-        var c0 = 0u;
-{loads}
-        for (; c0 < B; c0 += {C}u) {{
-{stores}
+        let cx = (t % {t * t}u) / {t}u + slice * {t}u;     // this invocation's tile: x vec4 (row r: gx[r * T + ..])
+        let cz = t % {t}u + slice * {t}u;
+        let kq = kb * {t}u + (t % {t * t}u) / {t}u;
+        let jq = jb * {t}u + t % {t}u;
+        // what this invocation stages: row t / T of a chunk, x vec4 (and dz vec4) t % T of the block
+        let lrow = t / {t}u;
+        let lkq = kb * {t}u + t % {t}u;
+        let ljq = jb * {t}u + t % {t}u;
+        var a0 = vec4<f32>(0.0);
+        var a1 = vec4<f32>(0.0);
+        var a2 = vec4<f32>(0.0);
+        var a3 = vec4<f32>(0.0);
+        var nx = vec4<f32>(0.0);
+        var nz = vec4<f32>(0.0);
+        if (lrow < B && lkq < {q}u) {{ nx = scratch4[{sx}u + lrow * {q}u + lkq]; }}
+        if (lrow < B && ljq < {g}u) {{ nz = scratch4[{sz}u + lrow * {g}u + ljq]; }}
+        for (var c0 = 0u; c0 < B; c0 += {C}u) {{
+            gx[t] = nx;
+            red4[t] = nz;
             workgroupBarrier();
-            c0 += {C}u;           // the next chunk's loads, in flight while this one is summed
-{loads}
-            c0 -= {C}u;
+            let row = c0 + {C}u + lrow;     // the next chunk's loads, in flight while this one is summed
+            nx = vec4<f32>(0.0);
+            nz = vec4<f32>(0.0);
+            if (row < B && lkq < {q}u) {{ nx = scratch4[{sx}u + row * {q}u + lkq]; }}
+            if (row < B && ljq < {g}u) {{ nz = scratch4[{sz}u + row * {g}u + ljq]; }}
 {rows}
             workgroupBarrier();
         }}
 {folds}
-{updates}"""
+        if (slice == 0u && kq < {q}u && jq < {g}u && !frozen) {{
+            let p = {L.w}u + 4u * kq * {L.n_out}u + 4u * jq;
+{updates}
+        }}"""
 
     def _big_weight(self, L: Layer) -> str:
         q = L.n_in // 4
