@@ -981,7 +981,8 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
         sl = self.row_slices
         per = self._uw // sl
         folds = "".join(self._row_sum(f"a{c}") for c in range(4))
-        updates = f"            {self._rule}16(p, {L.n_out}u, a0, a1, a2, a3, step, lr);"
+        updates = "\n".join(f"            {self._rule}(p + {kk * L.n_out + c}u, a{c}[{kk}], step, lr);"
+                             for c in range(4) for kk in range(4))
         def fma(u: int) -> str:
             return "\n".join(f"                a{c} = fma(x{u}, vec4<f32>(z{u}[{c}]), a{c});" for c in range(4))
         loads = "\n".join(f"""                let x{u} = scratch4[{L.sx // 4}u + (b + {u * sl}u) * {q}u + kq];
@@ -1044,7 +1045,8 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
         workgroupBarrier();
         if (slice == 0u) {{ for (var s = 1u; s < {S}u; s++) {{ a{c} += red4[s * {t * t}u + t]; }} }}
         workgroupBarrier();""" for c in range(4)) if S > 1 else ""
-        updates = f"            {self._rule}16(p, {L.n_out}u, a0, a1, a2, a3, step, lr);"
+        updates = "\n".join(f"            {self._rule}(p + {kk * L.n_out + c}u, a{c}[{kk}], step, lr);"
+                             for c in range(4) for kk in range(4))
         return f"""
         // dW[4kq..4kq+3, 4jq..4jq+3] = sum over rows of x[row, 4kq..]^T dz[row, 4jq..]: this workgroup's
         // block of {t} x {t} such tiles, {S} row slices of it, rows staged {C} at a time
@@ -1116,7 +1118,10 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
         }}{fold}
         if (slice == 0u && i < {q * L.n_out}u && !frozen) {{
             let p = {L.w}u + 4u * kq * {L.n_out}u + j;
-            {self._rule}4(p, {L.n_out}u, acc, step, lr);
+            {self._rule}(p, acc.x, step, lr);
+            {self._rule}(p + {L.n_out}u, acc.y, step, lr);
+            {self._rule}(p + {2 * L.n_out}u, acc.z, step, lr);
+            {self._rule}(p + {3 * L.n_out}u, acc.w, step, lr);
         }}"""
 
     def _small(self, L: Layer, bias: bool) -> str:
@@ -1200,15 +1205,6 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
         frozen = "false" if self.head else "atomicLoad(&state.flags) != 0u || hyper.frozen == 1u"
         put = "" if not self.head else """
 fn put_gradient(p: u32, g: f32, step: u32, lr: f32) { grads[p] = g; }
-fn put_gradient4(p: u32, stride: u32, g: vec4<f32>, step: u32, lr: f32) {
-    for (var k = 0u; k < 4u; k++) { grads[p + k * stride] = g[k]; }
-}
-fn put_gradient16(p: u32, stride: u32, g0: vec4<f32>, g1: vec4<f32>, g2: vec4<f32>, g3: vec4<f32>, step: u32, lr: f32) {
-    put_gradient4(p, stride, g0, step, lr);
-    put_gradient4(p + 1u, stride, g1, step, lr);
-    put_gradient4(p + 2u, stride, g2, step, lr);
-    put_gradient4(p + 3u, stride, g3, step, lr);
-}
 """
         return put + f"""
 {self._pass_head("update", 256, wg3="workgroup_id", lid3="local_invocation_id", nwg="num_workgroups")}
