@@ -317,8 +317,8 @@ def test_row_parts_choice_and_fallback(data, device):
     assert run.finished and run.read_flags() == 0
 
 
-@pytest.mark.parametrize("tile", [4, 8, 16])
-@pytest.mark.parametrize("batch,wg", [(64, None), (130, None), (100, 512)])
+@pytest.mark.parametrize("tile,batch,wg", [(4, 64, None), (8, 130, None), (16, 130, None), (8, 100, 512),
+                                           (16, 64, 512)])
 def test_pass2_staged_gemm(data, monkeypatch, tile, batch, wg):
     """Pass 2's weight gradients from batch 64 on: a blocked GEMM whose rows go through workgroup
     memory a chunk at a time (step_compiler._gemm_weight). Odd blocks: 784 inputs are 196 vec4s
