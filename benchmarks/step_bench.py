@@ -81,6 +81,8 @@ def main():
                     "large weights, e.g. 32768,131072 (step_compiler.PASS2_INVOCATIONS picks the row slices)")
     ap.add_argument("--gemm-sweep", default="", help="also time pass 2's staged GEMM with these tiles a workgroup "
                     "side, e.g. 0,4,8,16 (0: the unstaged 4 x 4 tiles; step_compiler.GEMM_TILE)")
+    ap.add_argument("--uniform-state-sweep", default="", help="also time the step counter read by every invocation "
+                    "(0) or once a workgroup (1) (step_compiler.UNIFORM_STATE)")
     ap.add_argument("--merged-sweep", action="store_true", help="also time the two passes as two pipelines "
                     "and as one (CompiledStep(merged=...); the visualizer merges small networks)")
     ap.add_argument("--resident", action="store_true", help="MLPs: also time the resident step "
@@ -179,6 +181,8 @@ def main():
                 constant_sweep("PASS2_INVOCATIONS", args.pass2_sweep, "pass2_", "pass 2 aiming at {} invocations")
             if args.gemm_sweep and run.engine == "compiled":
                 constant_sweep("GEMM_TILE", args.gemm_sweep, "gemm", "pass 2's GEMM in blocks of {0} x {0} tiles")
+            if args.uniform_state_sweep and run.engine == "compiled":
+                constant_sweep("UNIFORM_STATE", args.uniform_state_sweep, "uniform_state", "UNIFORM_STATE={}")
             if args.grad_loads_sweep and run.engine == "compiled":
                 from mnist_viz.compute import step_compiler
                 keep = step_compiler.GRAD_LOADS

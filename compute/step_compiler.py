@@ -40,6 +40,8 @@ BIG_BLOCK = 4096           # a weight matrix with at least this many entries (an
 GRAD_LOADS = 4              # most weight loads in flight per invocation of a dense layer's input gradient
 FRONT_MARGIN = 2048         # bytes of workgroup memory the conv front's staging leaves for the dense layers' K-slices
 TILED_FROM = 64            # batch from which pass 2 sums such a weight's gradient in 4 x 4 register tiles
+UNIFORM_STATE = 1          # 1: one invocation a workgroup reads the step counter and flags (atomics of one address
+                           # by every invocation of every SM queue at the L2); 0: every invocation does
 GEMM_TILE = 8              # pass 2's staged GEMM: a workgroup's block of dW is GEMM_TILE x GEMM_TILE vec4 tiles (0: unstaged tiles)
 LIGHT_MAX_WEIGHTS = 262144  # largest network (weights) an encode_light step merges its passes for
 PASS2_INVOCATIONS = 131072  # invocations pass 2 aims for over its large weights (H100: see row_slices)
@@ -442,6 +444,8 @@ class CompiledStep:
             f"var<workgroup> act: array<f32, {max(r * self.row, 4)}>;",
             f"var<workgroup> part: array<vec4<f32>, {max(self._part_size(r), 1)}>;",
             "var<workgroup> sample_of: array<u32, R>;     // the dataset index of each row (0xffffffff: past the end)",
+            "var<workgroup> wg_step: u32;                 // the step counter and the update's guard, read once a workgroup",
+            "var<workgroup> wg_frozen: u32;",
             f"var<workgroup> red: array<vec2<f32>, {max(256, self._uw)}>;",
             f"var<workgroup> red4: array<vec4<f32>, {self._uw}>;   // pass 2: the row slices' partial weight gradients",
         ] + ([f"var<workgroup> gx: array<vec4<f32>, {self._uw}>;   // pass 2's GEMM: a chunk of layer inputs x "
@@ -469,12 +473,12 @@ class CompiledStep:
             body.append(conv_front.SYNC + conv_front.backward(self.front, wg, self.fg))
         elif self.front:
             body.append(conv_front.spread_pass1_tail(self.front))
-        preamble = """
+        preamble = f"""
     let t = lid.x;
     let rb = wgid.x / P;     // the row block
     let pp = wgid.x % P;     // and this workgroup's part of it
     let r0 = rb * R;
-    let step = atomicLoad(&state.step);
+{self._state_loads("step")}
     let spe = (N + B - 1u) / B;
     let base = (step % spe) * B;
     let nvalid = f32(min(B, N - base));     // real rows in this batch (the tail batch is short)"""
@@ -1193,6 +1197,15 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
         it for the trace's optimizer."""
         return "put_gradient" if self.head else "apply_update"
 
+    def _state_loads(self, counter: str, frozen: str | None = None) -> str:
+        """WGSL: `step` (state.<counter>) and, with `frozen`, the update's guard, read by one invocation
+        and handed to the workgroup (UNIFORM_STATE) or read by every invocation."""
+        if not UNIFORM_STATE:
+            return f"    let step = atomicLoad(&state.{counter});" + (f"\n    let frozen = {frozen};" if frozen else "")
+        out = f"""    if (t == 0u) {{ wg_step = atomicLoad(&state.{counter});{" wg_frozen = u32(" + frozen + ");" if frozen else ""} }}
+    let step = workgroupUniformLoad(&wg_step);"""
+        return out + ("\n    let frozen = workgroupUniformLoad(&wg_frozen) != 0u;" if frozen else "")
+
     def _update(self) -> str:
         branches, start = [], 0
         for name, groups, body in self._blocks():
@@ -1210,8 +1223,7 @@ fn put_gradient(p: u32, g: f32, step: u32, lr: f32) { grads[p] = g; }
 {self._pass_head("update", 256, wg3="workgroup_id", lid3="local_invocation_id", nwg="num_workgroups")}
     let wg = wg3.x + wg3.y * nwg.x;
     let t = lid3.x;
-    let step = atomicLoad(&state.step_snap);
-    let frozen = {frozen};
+{self._state_loads("step_snap", frozen)}
     let lr = learning_rate(hyper, step);
 {chr(10).join(branches)}
 }}
