@@ -42,7 +42,6 @@ FRONT_MARGIN = 2048         # bytes of workgroup memory the conv front's staging
 TILED_FROM = 64            # batch from which pass 2 sums such a weight's gradient in 4 x 4 register tiles
 UNIFORM_STATE = 1          # 1: one invocation a workgroup reads the step counter and flags (atomics of one address
                            # by every invocation of every SM queue at the L2); 0: every invocation does
-GEMM_DEPTH = 4             # chunks of rows whose loads pass 2's GEMM keeps in flight
 GEMM_TILE = 8              # pass 2's staged GEMM: a workgroup's block of dW is GEMM_TILE x GEMM_TILE vec4 tiles (0: unstaged tiles)
 LIGHT_MAX_WEIGHTS = 262144  # largest network (weights) an encode_light step merges its passes for
 PASS2_INVOCATIONS = 131072  # invocations pass 2 aims for over its large weights (H100: see row_slices)
@@ -902,10 +901,8 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
 
     # -- pass 2 ---------------------------------------------------------------------------------------
     def _blocks(self) -> list[tuple[str, int, str]]:
-        """(name, workgroups, WGSL body) per block of pass 2: the metrics first (one workgroup whose
-        chain of folds would otherwise start after every other workgroup had been placed), then
-        each parameter's."""
-        out = [("metrics", 1, self._metrics())]
+        """(name, workgroups, WGSL body) per parameter block of pass 2, then the metrics."""
+        out = []
         for L in self.layers:
             n = L.n_in * L.n_out
             if self._tiled(L) and self._staged_gemm:
@@ -922,6 +919,7 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
             out.append((f"{L.index}.bias", math.ceil(L.n_out / 16), self._small(L, bias=True)))
         for name, n, term, dest in conv_front.param_blocks(self.front or []):
             out.append((name, math.ceil(n / 16), self._sum_rows(n, term, dest, f"{name}: this step's rows' shares, summed")))
+        out.append(("metrics", 1, self._metrics()))
         return out
 
     @property
@@ -1034,12 +1032,9 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
         """dW = X^T dZ as a blocked GEMM: each workgroup owns a block of T x T vec4 tiles (4T inputs x
         4T outputs), and its invocations are S = WG / T^2 row slices of T^2 4 x 4 register tiles. The
         rows go through workgroup memory in chunks of WG / T (x in gx, dz in red4, free until the
-        fold): every invocation loads one vec4 of x and one of dz a chunk, then sums its T rows of
-        the chunk from workgroup memory, 16 FMAs per two loads. The loads of the next D chunks are in
-        flight (a ring of registers, GEMM_DEPTH) while one is summed: a chunk's sums take less than
-        an L2 round trip, so with one chunk ahead every chunk waited for its loads (H100,
-        benchmarks/pass2_profile.py: the deep MLP's 256 x 128 layer alone, 8 chunks, 12.4 us at batch
-        256). The unstaged tiles (_tiled_weight) read both vec4s from L2 per row and FMA."""
+        fold): every invocation loads one vec4 of x and one of dz a chunk (the next chunk's loads in flight while this one is summed), then sums its
+        T rows of the chunk from workgroup memory, 16 FMAs per two loads. The unstaged tiles
+        (_tiled_weight) read both vec4s from L2 per row and FMA."""
         t, uw = GEMM_TILE, self._uw
         S, C = uw // (t * t), uw // t
         q, g = L.n_in // 4, L.n_out // 4
@@ -1056,24 +1051,6 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
         workgroupBarrier();""" for c in range(4)) if S > 1 else ""
         updates = "\n".join(f"            {self._rule}(p + {kk * L.n_out + c}u, a{c}[{kk}], step, lr);"
                              for c in range(4) for kk in range(4))
-        D = max(1, min(GEMM_DEPTH, -(-self.batch // C)))     # chunks whose loads are in flight at once
-
-        def load(k: int, first: str) -> str:
-            """WGSL: ring slot k's loads (this invocation's share of the chunk from row `first`)."""
-            return f"""        {{
-            let row = {first} + lrow;
-            nx{k} = vec4<f32>(0.0);
-            nz{k} = vec4<f32>(0.0);
-            if (row < B && lkq < {q}u) {{ nx{k} = scratch4[{sx}u + row * {q}u + lkq]; }}
-            if (row < B && ljq < {g}u) {{ nz{k} = scratch4[{sz}u + row * {g}u + ljq]; }}
-        }}"""
-        regs = "\n".join(f"        var nx{k} = vec4<f32>(0.0);\n        var nz{k} = vec4<f32>(0.0);" for k in range(D))
-        ring = "\n".join(f"""            gx[t] = nx{k};
-            red4[t] = nz{k};
-            workgroupBarrier();
-{load(k, f"c0 + {(k + D) * C}u")}
-{rows}
-            workgroupBarrier();""" for k in range(D))
         return f"""
         // dW[4kq..4kq+3, 4jq..4jq+3] = sum over rows of x[row, 4kq..]^T dz[row, 4jq..]: this workgroup's
         // block of {t} x {t} such tiles, {S} row slices of it, rows staged {C} at a time
@@ -1092,10 +1069,21 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
         var a1 = vec4<f32>(0.0);
         var a2 = vec4<f32>(0.0);
         var a3 = vec4<f32>(0.0);
-{regs}
-{chr(10).join(load(k, f"{k * C}u") for k in range(D))}
-        for (var c0 = 0u; c0 < B; c0 += {D * C}u) {{
-{ring}
+        var nx = vec4<f32>(0.0);
+        var nz = vec4<f32>(0.0);
+        if (lrow < B && lkq < {q}u) {{ nx = scratch4[{sx}u + lrow * {q}u + lkq]; }}
+        if (lrow < B && ljq < {g}u) {{ nz = scratch4[{sz}u + lrow * {g}u + ljq]; }}
+        for (var c0 = 0u; c0 < B; c0 += {C}u) {{
+            gx[t] = nx;
+            red4[t] = nz;
+            workgroupBarrier();
+            let row = c0 + {C}u + lrow;     // the next chunk's loads, in flight while this one is summed
+            nx = vec4<f32>(0.0);
+            nz = vec4<f32>(0.0);
+            if (row < B && lkq < {q}u) {{ nx = scratch4[{sx}u + row * {q}u + lkq]; }}
+            if (row < B && ljq < {g}u) {{ nz = scratch4[{sz}u + row * {g}u + ljq]; }}
+{rows}
+            workgroupBarrier();
         }}
 {folds}
         if (slice == 0u && kq < {q}u && jq < {g}u && !frozen) {{
@@ -1160,13 +1148,11 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
         // {what}: 16 parameters a workgroup, {self._uw // 16} invocations splitting the rows of each
         let p = local * 16u + t % 16u;
         let slice = t / 16u;
-        var acc = vec4<f32>(0.0);     // four rows' terms in flight at once, each into its own lane
+        var acc = 0.0;
         if (p < {n}u) {{
-            for (var bb = slice; bb < B; bb += {4 * (self._uw // 16)}u) {{
-{chr(10).join(f"                {{ let b = bb + {k * (self._uw // 16)}u; if (b < B) {{ acc[{k}] += {term}; }} }}" for k in range(4))}
-            }}
+            for (var b = slice; b < B; b += {self._uw // 16}u) {{ acc += {term}; }}
         }}
-        red[t] = vec2<f32>((acc.x + acc.y) + (acc.z + acc.w), 0.0);
+        red[t] = vec2<f32>(acc, 0.0);
         workgroupBarrier();
         for (var s = {self._uw // 2}u; s >= 16u; s >>= 1u) {{
             if (t < s) {{ red[t] += red[t + s]; }}
