@@ -83,6 +83,8 @@ def main():
                     "side, e.g. 0,4,8,16 (0: the unstaged 4 x 4 tiles; step_compiler.GEMM_TILE)")
     ap.add_argument("--uniform-state-sweep", default="", help="also time the step counter read by every invocation "
                     "(0) or once a workgroup (1) (step_compiler.UNIFORM_STATE)")
+    ap.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2", help="also time the step with "
+                    "step_compiler.NAME set to each value in turn, e.g. GEMM_DEPTH=1,2,8 (repeatable)")
     ap.add_argument("--merged-sweep", action="store_true", help="also time the two passes as two pipelines "
                     "and as one (CompiledStep(merged=...); the visualizer merges small networks)")
     ap.add_argument("--resident", action="store_true", help="MLPs: also time the resident step "
@@ -181,6 +183,9 @@ def main():
                 constant_sweep("PASS2_INVOCATIONS", args.pass2_sweep, "pass2_", "pass 2 aiming at {} invocations")
             if args.gemm_sweep and run.engine == "compiled":
                 constant_sweep("GEMM_TILE", args.gemm_sweep, "gemm", "pass 2's GEMM in blocks of {0} x {0} tiles")
+            for spec in args.sweep if run.engine == "compiled" else []:
+                name, _, values = spec.partition("=")
+                constant_sweep(name, values, name.lower(), f"{name}={{}}")
             if args.uniform_state_sweep and run.engine == "compiled":
                 constant_sweep("UNIFORM_STATE", args.uniform_state_sweep, "uniform_state", "UNIFORM_STATE={}")
             if args.grad_loads_sweep and run.engine == "compiled":
