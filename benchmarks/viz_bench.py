@@ -76,17 +76,20 @@ def viz_run(app, batch: int, seconds: float, read_back: bool, fps_cap: float | N
         one()
     app.dev.readback.reset()
     f0, s0, t = app.frames, app.metrics.steps, time.perf_counter()
-    gpu = []
+    gpu, phases = [], {}
     while time.perf_counter() - t < seconds:
         one()
         gpu.append(app.fence.gpu_s)
+        for k, v in app.frame_times.items():
+            phases.setdefault(k, []).append(v)
     app.fence.drain()
     dt = time.perf_counter() - t
     frames, steps = app.frames - f0, app.metrics.steps - s0
     gpu.sort()
     rb = app.dev.readback
     return {"fps": frames / dt, "steps_per_frame": steps / max(frames, 1), "steps_per_s": steps / dt,
-            "gpu_ms": gpu[len(gpu) // 2] * 1000 if gpu else 0.0, "readback": (rb.total_bytes, rb.count, rb.largest)}
+            "gpu_ms": gpu[len(gpu) // 2] * 1000 if gpu else 0.0, "readback": (rb.total_bytes, rb.count, rb.largest),
+            "cpu_ms": {k: sorted(v)[len(v) // 2] * 1000 for k, v in phases.items()}}
 
 
 DEFAULT_ARCHS = ("784-128-10", "784-512-256-128-10", "cnn")
@@ -131,8 +134,9 @@ def bench_arch(name: str, ds, args, size) -> list[str]:
     idle_fps = 60 / (time.perf_counter() - t)
     views = " with every view open and a second run beside it" if args.all_views else ""
     lines = [f"**{name}**{views} ({engine} engine): headless {headless:,.0f} steps/s; idle visualizer {idle_fps:.0f} fps", "",
-             "| frames | fps | steps/frame | steps/s | share of headless | GPU ms/frame (median) | readback in the run |",
-             "|---|---|---|---|---|---|---|"]
+             "| frames | fps | steps/frame | steps/s | share of headless | GPU ms/frame (median) | CPU ms/frame by "
+             "phase (median; viz/frame.py) | readback in the run |",
+             "|---|---|---|---|---|---|---|---|"]
     default = app.session.pacer.budget_s
     from mnist_viz.viz.pacing import WINDOW_FPS, frame_budget
     window = frame_budget(False, WINDOW_FPS)
@@ -143,10 +147,15 @@ def bench_arch(name: str, ds, args, size) -> list[str]:
         runs.insert(1, (False, default, True, WINDOW_FPS))
     runs += [(False, share / WINDOW_FPS, True, WINDOW_FPS) for share in args.window_shares]
     runs += [(False, ms / 1000, True, None) for ms in args.budgets]
+    if args.fence_poll:
+        runs.append((False, window, True, WINDOW_FPS, args.fence_poll))
     if args.observers_off:
         runs.append((False, default, False, None))
     observers = app.session.observers
-    for read_back, budget, observed, cap in runs:
+    for read_back, budget, observed, cap, *poll in runs:
+        from mnist_viz.viz.pacing import FrameFence
+        app.fence.drain()
+        app.fence = FrameFence(depth=2, poll=poll[0] if poll else None)
         app.session.pacer.budget_s = budget
         app.session.observers = observers if observed else []
         r = viz_run(app, args.batch, args.seconds, read_back, cap)
@@ -155,11 +164,16 @@ def bench_arch(name: str, ds, args, size) -> list[str]:
             mode += f", frame budget {budget * 1000:.1f} ms"
         if not observed:
             mode += ", no timeline snapshots or histogram columns"
+        if poll:
+            mode += f", fences polled by '{poll[0]}'"
         print(f"  {mode}: {r['fps']:.1f} fps, {r['steps_per_frame']:.0f} steps/frame, {r['steps_per_s']:,.0f} steps/s "
               f"({r['steps_per_s'] / headless * 100:.0f}% of headless), GPU {r['gpu_ms']:.2f} ms/frame", flush=True)
+        cpu = " ".join(f"{k} {v:.2f}" for k, v in r["cpu_ms"].items())
+        print(f"    CPU ms/frame by phase (median): {cpu}", flush=True)
         b, n, big = r["readback"]
         lines.append(f"| {mode} | {r['fps']:.1f} | {r['steps_per_frame']:.0f} | {r['steps_per_s']:,.0f} | "
-                     f"{r['steps_per_s'] / headless * 100:.0f}% | {r['gpu_ms']:.2f} | {b} B in {n} reads (largest {big} B) |")
+                     f"{r['steps_per_s'] / headless * 100:.0f}% | {r['gpu_ms']:.2f} | {cpu} | {b} B in {n} reads "
+                     f"(largest {big} B) |")
     app.session.pacer.budget_s = default
     app.session.observers = observers
     app.session.pause()
@@ -182,6 +196,8 @@ def main():
                     "0.75,0.8 (pacing.WORK_SHARE)")
     ap.add_argument("--observers-off", action="store_true", help="also run 'in flight' without the step "
                     "observers (the timeline's snapshots, the histogram columns), which split a frame's steps")
+    ap.add_argument("--fence-poll", default="", help="also run the 60 fps window with frame fences seen done "
+                    "this way, e.g. spin (pacing.FENCE_POLL)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "viz_results.md")
     args = ap.parse_args()
 

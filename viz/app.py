@@ -107,6 +107,7 @@ class App:
         self._bind_model(model)
 
         self.fence = FrameFence(depth=2)
+        self.frame_times: dict = {}     # seconds of the last frame's CPU by phase (viz/frame.py draw_frame)
         self.clock = FrameClock()
         self.frames = 0
         self.busy = ""                  # a long operation under way, shown for a frame before it runs

@@ -49,6 +49,7 @@ class FrameClock:
 def draw_frame(app) -> None:
     t0 = time.perf_counter()
     waited = app.fence.wait()
+    marks = [("wait", time.perf_counter())]     # where the frame's CPU time goes (benchmarks/viz_bench.py)
     app.clock.tick(t0)
     app._maybe_attach_data()
     if app.readout.poll():
@@ -67,20 +68,28 @@ def draw_frame(app) -> None:
     if app.rc.get_closed():      # a quit closed the window (and released its surface): nothing to draw into
         return
 
+    marks.append(("ui", time.perf_counter()))
     encoder = app.dev.device.create_command_encoder()
     steps = app.session.encode(encoder)
+    marks.append(("steps", time.perf_counter()))
     app.timeline.encode_display(encoder, app.session.weights_version, app.metrics.steps)
     Program(view_dispatches(app), label="frame").encode(encoder)
+    marks.append(("views", time.perf_counter()))
     target = app.context.get_current_texture()
+    marks.append(("texture", time.perf_counter()))
     rp = encoder.begin_render_pass(color_attachments=[{
         "view": target.create_view(), "resolve_target": None, "clear_value": CLEAR_COLOUR,
         "load_op": "clear", "store_op": "store"}])
     app.gui.record(rp)
     rp.end()
+    marks.append(("draw", time.perf_counter()))
     app.dev.submit(encoder)
+    marks.append(("submit", time.perf_counter()))
     app.fence.submitted()
     app.readout.after_submit()
     app.frames += 1
+    marks.append(("after", time.perf_counter()))
+    app.frame_times = {name: t - prev for (name, t), prev in zip(marks, [t0] + [t for _, t in marks])}
     adaptive = SPEEDS[app.session.watch.speed][0] == 0
     cpu = time.perf_counter() - t0 - waited
     app.session.pacer.update(max(cpu, app.fence.gpu_s), steps, adaptive)

@@ -34,6 +34,9 @@ WINDOW_FPS = 60            # the window's frame rate (vsync, and rendercanvas's 
 WORK_SHARE = 0.85          # of a capped frame's period the work may fill, leaving the rest as margin
 UNCAPPED_BUDGET_S = 1 / 90  # frames not capped (offscreen): ~100 fps, each as long as its work
 CPU_BUDGET_S = 1 / 12      # a CPU adapter (lavapipe): 5-10 fps stays usable
+FENCE_POLL = "token"       # how frame fences are seen done: "token" (wgpu-py's poll thread, blocking polls) or
+                           # "spin" (a thread of non-blocking polls every SPIN_POLL_S)
+SPIN_POLL_S = 0.0002
 
 
 def frame_budget(is_cpu: bool, fps_cap: float | None) -> float:
@@ -55,18 +58,19 @@ class _WorkDone:
     as the GPU gets there, so `done_at` is the GPU's completion time. No buffer is
     mapped: a fence carries no data."""
 
-    def __init__(self, dev):
+    def __init__(self, dev, token: bool = True):
         from wgpu.backends.wgpu_native._api import ffi, lib, libf
         self.submitted_at = time.perf_counter()
         self.done_at: float | None = None
         self._event = threading.Event()
-        token = dev.device._poller.get_token()
+        token = dev.device._poller.get_token() if token else None
 
         @ffi.callback("void(WGPUQueueWorkDoneStatus, WGPUStringView, void *, void *)")
         def callback(status, message, u1, u2):
             self.done_at = time.perf_counter()
             self._event.set()
-            token.set_done()
+            if token is not None:
+                token.set_done()
 
         self._callback = callback  # keep alive until called
         info = ffi.new("WGPUQueueWorkDoneCallbackInfo *")
@@ -82,17 +86,34 @@ class FrameFence:
     """Bounds the frames in flight (waits for frame N - depth before encoding frame N)
     and measures the GPU time of each frame from the fences' completion times."""
 
-    def __init__(self, depth: int = 2):
+    def __init__(self, depth: int = 2, poll: str | None = None):
         self.depth = depth
         self._inflight: collections.deque = collections.deque()
         self._native = True
         self._last_done = 0.0
         self.gpu_s = 0.0            # GPU time of the last completed frame
+        self.poll = poll or FENCE_POLL
+        self._spinner: threading.Thread | None = None
+
+    def _spin(self) -> None:
+        """The 'spin' poll: non-blocking device polls while a fence is pending (a blocking poll
+        holds the device's fence lock, which a queue submit also takes)."""
+        dev = get_device()
+        while True:
+            if any(f is not None and f.done_at is None for f in list(self._inflight)):
+                dev.device._poll(False)
+                time.sleep(SPIN_POLL_S)
+            else:
+                time.sleep(0.001)
 
     def submitted(self) -> None:
         if self._native:
             try:
-                self._inflight.append(_WorkDone(get_device()))
+                spin = self.poll == "spin"
+                if spin and self._spinner is None:
+                    self._spinner = threading.Thread(target=self._spin, daemon=True, name="frame-fence-poll")
+                    self._spinner.start()
+                self._inflight.append(_WorkDone(get_device(), token=not spin))
                 return
             except Exception:  # pragma: no cover - another backend: fall back to a full sync
                 self._native = False
