@@ -147,15 +147,11 @@ def bench_arch(name: str, ds, args, size) -> list[str]:
         runs.insert(1, (False, default, True, WINDOW_FPS))
     runs += [(False, share / WINDOW_FPS, True, WINDOW_FPS) for share in args.window_shares]
     runs += [(False, ms / 1000, True, None) for ms in args.budgets]
-    if args.fence_poll:
-        runs.append((False, window, True, WINDOW_FPS, args.fence_poll))
+
     if args.observers_off:
         runs.append((False, default, False, None))
     observers = app.session.observers
-    for read_back, budget, observed, cap, *poll in runs:
-        from mnist_viz.viz.pacing import FrameFence
-        app.fence.drain()
-        app.fence = FrameFence(depth=2, poll=poll[0] if poll else None)
+    for read_back, budget, observed, cap in runs:
         app.session.pacer.budget_s = budget
         app.session.observers = observers if observed else []
         r = viz_run(app, args.batch, args.seconds, read_back, cap)
@@ -164,8 +160,7 @@ def bench_arch(name: str, ds, args, size) -> list[str]:
             mode += f", frame budget {budget * 1000:.1f} ms"
         if not observed:
             mode += ", no timeline snapshots or histogram columns"
-        if poll:
-            mode += f", fences polled by '{poll[0]}'"
+
         print(f"  {mode}: {r['fps']:.1f} fps, {r['steps_per_frame']:.0f} steps/frame, {r['steps_per_s']:,.0f} steps/s "
               f"({r['steps_per_s'] / headless * 100:.0f}% of headless), GPU {r['gpu_ms']:.2f} ms/frame", flush=True)
         cpu = " ".join(f"{k} {v:.2f}" for k, v in r["cpu_ms"].items())
@@ -196,8 +191,6 @@ def main():
                     "0.75,0.8 (pacing.WORK_SHARE)")
     ap.add_argument("--observers-off", action="store_true", help="also run 'in flight' without the step "
                     "observers (the timeline's snapshots, the histogram columns), which split a frame's steps")
-    ap.add_argument("--fence-poll", default="", help="also run the 60 fps window with frame fences seen done "
-                    "this way, e.g. spin (pacing.FENCE_POLL)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "viz_results.md")
     args = ap.parse_args()
 

@@ -69,8 +69,14 @@ def draw_frame(app) -> None:
         return
 
     marks.append(("ui", time.perf_counter()))
-    encoder = app.dev.device.create_command_encoder()
-    steps = app.session.encode(encoder)
+    current = [app.dev.device.create_command_encoder()]
+
+    def split():
+        """Submit the frame's commands so far (an epoch ended among its steps) and go on in a new encoder."""
+        app.dev.submit(current[0])
+        current[0] = app.dev.device.create_command_encoder()
+        return current[0]
+    steps, encoder = app.session.encode(current[0], split)
     marks.append(("steps", time.perf_counter()))
     app.timeline.encode_display(encoder, app.session.weights_version, app.metrics.steps)
     Program(view_dispatches(app), label="frame").encode(encoder)
@@ -85,14 +91,19 @@ def draw_frame(app) -> None:
     marks.append(("draw", time.perf_counter()))
     app.dev.submit(encoder)
     marks.append(("submit", time.perf_counter()))
-    app.fence.submitted()
+    regular = app.session.frame_regular
+    app.fence.submitted((steps, regular))
     app.readout.after_submit()
     app.frames += 1
     marks.append(("after", time.perf_counter()))
     app.frame_times = {name: t - prev for (name, t), prev in zip(marks, [t0] + [t for _, t in marks])}
     adaptive = SPEEDS[app.session.watch.speed][0] == 0
     cpu = time.perf_counter() - t0 - waited
-    app.session.pacer.update(max(cpu, app.fence.gpu_s), steps, adaptive)
+    pacer = app.session.pacer
+    for gpu_s, (done, was_regular) in app.fence.retired():
+        if was_regular:
+            pacer.gpu_frame(gpu_s, done)
+    pacer.update(cpu, steps, adaptive, regular)
 
 
 def view_dispatches(app) -> list:

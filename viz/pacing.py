@@ -34,9 +34,6 @@ WINDOW_FPS = 60            # the window's frame rate (vsync, and rendercanvas's 
 WORK_SHARE = 0.85          # of a capped frame's period the work may fill, leaving the rest as margin
 UNCAPPED_BUDGET_S = 1 / 90  # frames not capped (offscreen): ~100 fps, each as long as its work
 CPU_BUDGET_S = 1 / 12      # a CPU adapter (lavapipe): 5-10 fps stays usable
-FENCE_POLL = "token"       # how frame fences are seen done: "token" (wgpu-py's poll thread, blocking polls) or
-                           # "spin" (a thread of non-blocking polls every SPIN_POLL_S)
-SPIN_POLL_S = 0.0002
 
 
 def frame_budget(is_cpu: bool, fps_cap: float | None) -> float:
@@ -58,19 +55,18 @@ class _WorkDone:
     as the GPU gets there, so `done_at` is the GPU's completion time. No buffer is
     mapped: a fence carries no data."""
 
-    def __init__(self, dev, token: bool = True):
+    def __init__(self, dev):
         from wgpu.backends.wgpu_native._api import ffi, lib, libf
         self.submitted_at = time.perf_counter()
         self.done_at: float | None = None
         self._event = threading.Event()
-        token = dev.device._poller.get_token() if token else None
+        token = dev.device._poller.get_token()
 
         @ffi.callback("void(WGPUQueueWorkDoneStatus, WGPUStringView, void *, void *)")
         def callback(status, message, u1, u2):
             self.done_at = time.perf_counter()
             self._event.set()
-            if token is not None:
-                token.set_done()
+            token.set_done()
 
         self._callback = callback  # keep alive until called
         info = ffi.new("WGPUQueueWorkDoneCallbackInfo *")
@@ -86,34 +82,21 @@ class FrameFence:
     """Bounds the frames in flight (waits for frame N - depth before encoding frame N)
     and measures the GPU time of each frame from the fences' completion times."""
 
-    def __init__(self, depth: int = 2, poll: str | None = None):
+    def __init__(self, depth: int = 2):
         self.depth = depth
         self._inflight: collections.deque = collections.deque()
         self._native = True
         self._last_done = 0.0
         self.gpu_s = 0.0            # GPU time of the last completed frame
-        self.poll = poll or FENCE_POLL
-        self._spinner: threading.Thread | None = None
+        self._retired: list = []    # (GPU seconds, tag) of frames retired since the last retired()
 
-    def _spin(self) -> None:
-        """The 'spin' poll: non-blocking device polls while a fence is pending (a blocking poll
-        holds the device's fence lock, which a queue submit also takes)."""
-        dev = get_device()
-        while True:
-            if any(f is not None and f.done_at is None for f in list(self._inflight)):
-                dev.device._poll(False)
-                time.sleep(SPIN_POLL_S)
-            else:
-                time.sleep(0.001)
-
-    def submitted(self) -> None:
+    def submitted(self, tag=None) -> None:
+        """A frame was submitted; `tag` comes back with its GPU time from retired()."""
         if self._native:
             try:
-                spin = self.poll == "spin"
-                if spin and self._spinner is None:
-                    self._spinner = threading.Thread(target=self._spin, daemon=True, name="frame-fence-poll")
-                    self._spinner.start()
-                self._inflight.append(_WorkDone(get_device(), token=not spin))
+                fence = _WorkDone(get_device())
+                fence.tag = tag
+                self._inflight.append(fence)
                 return
             except Exception:  # pragma: no cover - another backend: fall back to a full sync
                 self._native = False
@@ -144,16 +127,38 @@ class FrameFence:
             # Busy from the later of its submission and the previous frame's completion.
             self.gpu_s = max(0.0, fence.done_at - max(fence.submitted_at, self._last_done))
             self._last_done = fence.done_at
+            if fence.tag is not None:
+                self._retired.append((self.gpu_s, fence.tag))
+
+    def retired(self) -> list:
+        """(GPU seconds, tag) of each tagged frame retired since the last call, oldest first."""
+        out, self._retired = self._retired, []
+        return out
 
 
 class StepPacer:
-    """Steps per frame for the 'max' speed: adapts to the measured frame work time."""
+    """Steps per frame for the 'max' speed: the budget over the measured cost of a step.
+
+    Each regular frame (it ran the steps asked of it, and no evaluation) gives a cost per step
+    on the CPU (its encode, including its share of the frame's fixed work) and, when its fence
+    retires, on the GPU; the budget buys budget / (the larger cost) steps. Costs are matched
+    to their own frame: a frame's GPU time arrives a frame or two later, and an earlier
+    controller that scaled the step count by (budget / the latest time) charged an epoch end's
+    evaluation to the next, ordinary frame and halved its steps, then regrew them 1.25x a
+    frame; with an epoch every 2-3 frames (784-128-10 at batch 64) the window ran at 53% of
+    headless with its GPU busy 9 of every 16.7 ms (benchmarks/logs/viz_frame_phases_h100.log).
+    Frames cut short (an epoch's end) or carrying an evaluation teach nothing and are skipped."""
+
+    SMOOTH = 0.3               # weight of a new frame's cost per step in the running cost
+    GROW, SHRINK = 1.5, 0.5    # the most the step count changes in one frame
 
     def __init__(self, budget_s: float, max_steps: int = 4096):
         self.budget_s = budget_s
         self.max_steps = max_steps
         self.steps = 1.0
-        self.work_s = 0.0          # smoothed frame work time (CPU + GPU wait)
+        self.cpu_cost = 0.0        # seconds a step, CPU side (0: not measured yet)
+        self.gpu_cost = 0.0        # and GPU side
+        self.work_s = 0.0          # smoothed frame work time (CPU, or GPU when larger): the panel shows it
         self._rate_t0 = time.perf_counter()
         self._rate_steps = 0
         self.steps_per_s = 0.0
@@ -161,21 +166,35 @@ class StepPacer:
     def budget(self) -> int:
         return max(1, int(self.steps))
 
-    def update(self, work_s: float, steps_done: int, adaptive: bool) -> None:
-        """work_s: this frame's cost, the larger of its CPU time and the GPU time of
-        the last finished frame."""
-        self.work_s = work_s if self.work_s == 0 else 0.8 * self.work_s + 0.2 * work_s
+    @classmethod
+    def _blend(cls, old: float, new: float) -> float:
+        return new if old == 0 else (1 - cls.SMOOTH) * old + cls.SMOOTH * new
+
+    def update(self, cpu_s: float, steps_done: int, adaptive: bool, regular: bool = True) -> None:
+        """A frame was encoded: cpu_s of CPU time for steps_done steps."""
+        self.work_s = self._blend(self.work_s, max(cpu_s, self.gpu_cost * steps_done))
+        if regular and steps_done > 0:
+            self.cpu_cost = self._blend(self.cpu_cost, cpu_s / steps_done)
         if adaptive and steps_done > 0:
-            ratio = self.budget_s / max(work_s, 1e-4)
-            # Damped multiplicative control: shrink fast when over budget, grow gently.
-            factor = min(1.25, ratio ** 0.5) if ratio > 1 else max(0.5, ratio)
-            self.steps = min(self.max_steps, max(1.0, self.steps * factor + (1 if ratio > 1.2 else 0)))
+            self._resize()
         self._rate_steps += steps_done
         now = time.perf_counter()
         if now - self._rate_t0 >= 0.5:
             self.steps_per_s = self._rate_steps / (now - self._rate_t0)
             self._rate_steps = 0
             self._rate_t0 = now
+
+    def gpu_frame(self, gpu_s: float, steps_done: int) -> None:
+        """A regular frame of steps_done steps finished on the GPU in gpu_s."""
+        if steps_done > 0 and gpu_s > 0:
+            self.gpu_cost = self._blend(self.gpu_cost, gpu_s / steps_done)
+
+    def _resize(self) -> None:
+        cost = max(self.cpu_cost, self.gpu_cost)
+        if cost <= 0:
+            return
+        want = self.budget_s / cost
+        self.steps = min(self.max_steps, max(1.0, min(self.steps * self.GROW + 1, max(self.steps * self.SHRINK, want))))
 
 
 def steps_for_frame(speed_index: int, frame: int, pacer: StepPacer) -> int:

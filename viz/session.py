@@ -86,6 +86,8 @@ class TrainingSession:
         self._eval_pieces: list = []
         self._eval_total = 1
         self.steps_last_frame = 0
+        self.steps_asked = 0              # steps this frame asked of the main run
+        self.frame_regular = False        # it ran them all (the pacer learns a step's cost from it)
         self._flags_ignored_until = -1    # divergence flags packed at or before this step are stale
         self._extra_version = 0           # weight changes made without a run (before the data is in)
         self.evaluated_version = -1       # weights_version the last finished evaluation saw
@@ -282,16 +284,43 @@ class TrainingSession:
                                 pieces=1 if get_device().is_cpu else None)
 
     # -- per frame -------------------------------------------------------------------------------------
-    def encode(self, encoder) -> int:
+    def encode(self, encoder, split=None):
         """Encode this frame's training work (the main run's, then the other runs'); returns
-        the number of steps of the main run encoded."""
-        done = self._encode_main(encoder)
+        (the number of steps of the main run encoded, the encoder the frame goes on with).
+        `split()`, when given, submits the encoder so far and returns a new one: the steps then
+        go on past an epoch's end in the same frame (the next epoch's order is written between
+        the two submissions); without it a frame's steps stop there."""
+        done, encoder = self._encode_main(encoder, split)
         self._encode_others(encoder)
+        return done, encoder
+
+    def _encode_main(self, encoder, split=None) -> tuple[int, object]:
+        done = 0
+        while True:
+            k = self._encode_part(encoder, done)
+            done += k
+            n = self.steps_asked
+            if not (split and k and done < n and self.status == "running" and not self._eval_pieces
+                    and self.run.step % self.run.steps_per_epoch == 0):
+                break
+            encoder = split()           # an epoch ended inside the frame's budget: go on in the next
+        self.steps_last_frame = done
+        # the pacer learns a step's cost from frames that ran every step it asked for (one cut short
+        # by the run's end or a pause would look cheap)
+        self.frame_regular = done == self.steps_asked and done > 0
+        return done, encoder
+
+    def _encode_part(self, encoder, done_before: int) -> int:
+        """The main run's work of one part of the frame (the frame's steps up to an epoch end)."""
+        if done_before == 0:
+            return self._encode_first(encoder)
+        done = self._advance(self.run, encoder, self.steps_asked - done_before)
+        self._after_steps(encoder, done)
         return done
 
-    def _encode_main(self, encoder) -> int:
+    def _encode_first(self, encoder) -> int:
         self.frame += 1
-        self.steps_last_frame = 0
+        self.steps_asked = 0
         run = self.run
         if run is None:
             return 0
@@ -308,8 +337,14 @@ class TrainingSession:
         if run.finished:
             self.status = "finished"
             return 0
+        self.steps_asked = n
         done = self._advance(run, encoder, n)
-        self.steps_last_frame = done
+        self._after_steps(encoder, done)
+        return done
+
+    def _after_steps(self, encoder, done: int) -> None:
+        """What follows a frame's steps: the running estimate, and at an epoch's end the evaluation."""
+        run = self.run
         self.weights_changed = True
         steps = self.metrics.steps
         if done and steps // ESTIMATE_EVERY > (steps - done) // ESTIMATE_EVERY:
@@ -325,7 +360,6 @@ class TrainingSession:
                 self.evaluate_now()
                 if not get_device().is_cpu:   # a GPU evaluates in a blink: this frame, not the next
                     self._encode_eval_pieces(encoder)
-        return done
 
     def _advance(self, run, encoder, n: int) -> int:
         """run.advance, split at the run steps where an observer wants the weights (a
