@@ -59,14 +59,14 @@ MUTATIONS = [
               T + "test_engine_kernels.py::test_read_async_arrives_without_blocking"),
              "the frame loop's one read (read_async) goes uncounted"),
     Mutation("raw-read-of-the-weights-every-frame", "viz/frame.py",
-             "    app.dev.submit(encoder)\n    app.fence.submitted()",
-             "    app.dev.submit(encoder)\n    app.dev.queue.read_buffer(app.model.arena.buffer)\n    app.fence.submitted()",
+             "    app.dev.submit(encoder)\n    marks.append(",
+             "    app.dev.submit(encoder)\n    app.dev.queue.read_buffer(app.model.arena.buffer)\n    marks.append(",
              (T + "test_viz_app.py::test_zero_readback_over_100_frames_of_training_painting_and_inference",),
              "400 KB a frame back to the CPU behind the device meter's back"),
     Mutation("small-raw-read-every-frame", "viz/frame.py",
-             "    app.dev.submit(encoder)\n    app.fence.submitted()",
+             "    app.dev.submit(encoder)\n    marks.append(",
              "    app.dev.submit(encoder)\n    app.dev.queue.read_buffer(app.metrics.state.buffer, 0, 32)\n"
-             "    app.fence.submitted()",
+             "    marks.append(",
              (T + "test_viz_app.py::test_zero_readback_over_100_frames_of_training_painting_and_inference",),
              "a blocking read a frame, small enough to pass a size check: a GPU -> CPU sync every frame"),
     # -- saves -----------------------------------------------------------------------------------
