@@ -18,8 +18,11 @@ def test_the_window_restores_the_epoch_start_weights_exactly_after_finite_diverg
     then would hold exploded weights), and the restored weights equal, bit for bit, the ones read
     at the start of the second epoch."""
     from mnist_viz.viz.session import WatchSettings
+    from conftest import speed_index
+    # 16 steps a frame: an epoch (32 steps) ends at a frame's end, so its start can be read (a
+    # frame at full speed goes on past an epoch's end)
     app = make_app(limit=512, test_limit=64, recipe=Recipe(batch_size=16, lr=0.05, epochs=20, **PLAIN),
-                   watch=WatchSettings(eval_each_epoch=False))
+                   watch=WatchSettings(eval_each_epoch=False, speed=speed_index(16)))
     app.readout.interval = 0.0
     run = app.session.run
     act(app, "train")
@@ -27,7 +30,7 @@ def test_the_window_restores_the_epoch_start_weights_exactly_after_finite_diverg
         app.draw_offscreen()
         if run.step >= run.steps_per_epoch:
             break
-    assert run.step == run.steps_per_epoch      # a frame never runs past an epoch's end
+    assert run.step == run.steps_per_epoch
     act(app, "pause")
     app.draw_offscreen()
     assert run.step == run.steps_per_epoch

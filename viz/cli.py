@@ -328,6 +328,8 @@ def _train_epochs(args, run, stop: StopRequest) -> int:
         elapsed = time.perf_counter() - t0
         if bar is not None:
             bar.close()
+        if stop.signum is not None:     # it came while the epoch's last chunk ran: it is still an interrupt
+            return _interrupted(args, run, stop.signum)
         if run.diverged(run.read_flags()):
             return _diverged(args, run, epoch)
         hist = run.metrics.read_history(first, run.steps_taken)
