@@ -17,16 +17,19 @@ ROOT = Path(__file__).resolve().parent.parent
 ENV = dict(os.environ, PYTHONPATH=str(ROOT / "tests" / "checkout"), XDG_RUNTIME_DIR="/tmp", PYTHONUNBUFFERED="1")
 
 
-def _default_sighup():
-    """The child starts with SIGHUP at its default: a suite run under `nohup` (SIG_IGN, inherited
-    across exec) would otherwise give it an ignored SIGHUP, which the program keeps ignored by
-    design (`nohup mnist-viz train &` outlives its terminal)."""
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+def _default_signals():
+    """The child starts with SIGHUP, SIGINT and SIGTERM at their defaults: a suite run under
+    `nohup`, or as a background job of a non-interactive shell (which starts it with SIGINT
+    ignored), would otherwise give it ignored signals (SIG_IGN is inherited across exec), which
+    the program keeps ignored by design (`nohup mnist-viz train &` outlives its terminal; a
+    background job is not stopped by the terminal's Ctrl-C)."""
+    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def start(*args):
     return subprocess.Popen([sys.executable, "-m", "mnist_viz.viz", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT, preexec_fn=_default_sighup)
+                            stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT, preexec_fn=_default_signals)
 
 
 def wait_for(p, prefix: str, timeout: float = 300) -> str:
