@@ -985,8 +985,7 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
         sl = self.row_slices
         per = self._uw // sl
         folds = "".join(self._row_sum(f"a{c}") for c in range(4))
-        updates = "\n".join(f"            {self._rule}(p + {kk * L.n_out + c}u, a{c}[{kk}], step, lr);"
-                             for c in range(4) for kk in range(4))
+        updates = self._tile_updates(L)
         def fma(u: int) -> str:
             return "\n".join(f"                a{c} = fma(x{u}, vec4<f32>(z{u}[{c}]), a{c});" for c in range(4))
         loads = "\n".join(f"""                let x{u} = scratch4[{L.sx // 4}u + (b + {u * sl}u) * {q}u + kq];
@@ -1049,8 +1048,7 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
         workgroupBarrier();
         if (slice == 0u) {{ for (var s = 1u; s < {S}u; s++) {{ a{c} += red4[s * {t * t}u + t]; }} }}
         workgroupBarrier();""" for c in range(4)) if S > 1 else ""
-        updates = "\n".join(f"            {self._rule}(p + {kk * L.n_out + c}u, a{c}[{kk}], step, lr);"
-                             for c in range(4) for kk in range(4))
+        updates = self._tile_updates(L)
         return f"""
         // dW[4kq..4kq+3, 4jq..4jq+3] = sum over rows of x[row, 4kq..]^T dz[row, 4jq..]: this workgroup's
         // block of {t} x {t} such tiles, {S} row slices of it, rows staged {C} at a time
@@ -1090,6 +1088,11 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
             let p = {L.w}u + 4u * kq * {L.n_out}u + 4u * jq;
 {updates}
         }}"""
+
+    def _tile_updates(self, L: Layer) -> str:
+        """WGSL: the optimizer rule on a 4 x 4 tile's 16 weights from p (a{c}[kk]: row kk, column c)."""
+        return "\n".join(f"            {self._rule}(p + {kk * L.n_out + c}u, a{c}[{kk}], step, lr);"
+                          for c in range(4) for kk in range(4))
 
     def _big_weight(self, L: Layer) -> str:
         q = L.n_in // 4

@@ -87,7 +87,6 @@ class TrainingSession:
         self._eval_total = 1
         self.steps_last_frame = 0
         self.steps_asked = 0              # steps this frame asked of the main run
-        self.frame_regular = False        # it ran them all (the pacer learns a step's cost from it)
         self._flags_ignored_until = -1    # divergence flags packed at or before this step are stale
         self._extra_version = 0           # weight changes made without a run (before the data is in)
         self.evaluated_version = -1       # weights_version the last finished evaluation saw
@@ -295,28 +294,24 @@ class TrainingSession:
         return done, encoder
 
     def _encode_main(self, encoder, split=None) -> tuple[int, object]:
-        done = 0
-        while True:
-            k = self._encode_part(encoder, done)
-            done += k
-            n = self.steps_asked
-            if not (split and k and done < n and self.status == "running" and not self._eval_pieces
-                    and self.run.step % self.run.steps_per_epoch == 0):
-                break
+        done = self._encode_first(encoder)
+        run = self.run
+        while (split and 0 < done < self.steps_asked and self.status == "running" and not self._eval_pieces
+               and run.step % run.steps_per_epoch == 0):
             encoder = split()           # an epoch ended inside the frame's budget: go on in the next
+            k = self._advance(run, encoder, self.steps_asked - done)
+            self._after_steps(encoder, k)
+            done += k
+            if k == 0:
+                break
         self.steps_last_frame = done
-        # the pacer learns a step's cost from frames that ran every step it asked for (one cut short
-        # by the run's end or a pause would look cheap)
-        self.frame_regular = done == self.steps_asked and done > 0
         return done, encoder
 
-    def _encode_part(self, encoder, done_before: int) -> int:
-        """The main run's work of one part of the frame (the frame's steps up to an epoch end)."""
-        if done_before == 0:
-            return self._encode_first(encoder)
-        done = self._advance(self.run, encoder, self.steps_asked - done_before)
-        self._after_steps(encoder, done)
-        return done
+    @property
+    def frame_regular(self) -> bool:
+        """Whether the last frame ran every step it asked of the main run: the pacer learns a step's
+        cost only from those (one cut short by the run's end or a pause would look cheap)."""
+        return 0 < self.steps_last_frame == self.steps_asked
 
     def _encode_first(self, encoder) -> int:
         self.frame += 1
