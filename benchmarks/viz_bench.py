@@ -76,8 +76,9 @@ def viz_run(app, batch: int, seconds: float, read_back: bool, fps_cap: float | N
         one()
     app.dev.readback.reset()
     f0, s0, t = app.frames, app.metrics.steps, time.perf_counter()
-    gpu, phases = [], {}
+    gpu, phases, starts = [], {}, []
     while time.perf_counter() - t < seconds:
+        starts.append(time.perf_counter())
         one()
         gpu.append(app.fence.gpu_s)
         for k, v in app.frame_times.items():
@@ -89,7 +90,18 @@ def viz_run(app, batch: int, seconds: float, read_back: bool, fps_cap: float | N
     rb = app.dev.readback
     return {"fps": frames / dt, "steps_per_frame": steps / max(frames, 1), "steps_per_s": steps / dt,
             "gpu_ms": gpu[len(gpu) // 2] * 1000 if gpu else 0.0, "readback": (rb.total_bytes, rb.count, rb.largest),
-            "cpu_ms": {k: sorted(v)[len(v) // 2] * 1000 for k, v in phases.items()}}
+            "cpu_ms": {k: sorted(v)[len(v) // 2] * 1000 for k, v in phases.items()},
+            "late": late_frames(starts, fps_cap)}
+
+
+def late_frames(starts: list, fps_cap: float | None) -> str:
+    """Frames that took more than 1.5 periods of the cap (a vsync'd window shows each as a
+    dropped frame), and the longest one: where a capped window's frame rate is lost."""
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    if not gaps:
+        return "-"
+    late = sum(g > 1.5 / fps_cap for g in gaps) if fps_cap else 0
+    return f"{late} late, longest {max(gaps) * 1000:.1f} ms" if fps_cap else f"longest {max(gaps) * 1000:.1f} ms"
 
 
 DEFAULT_ARCHS = ("784-128-10", "784-512-256-128-10", "cnn")
@@ -135,8 +147,8 @@ def bench_arch(name: str, ds, args, size) -> list[str]:
     views = " with every view open and a second run beside it" if args.all_views else ""
     lines = [f"**{name}**{views} ({engine} engine): headless {headless:,.0f} steps/s; idle visualizer {idle_fps:.0f} fps", "",
              "| frames | fps | steps/frame | steps/s | share of headless | GPU ms/frame (median) | CPU ms/frame by "
-             "phase (median; viz/frame.py) | readback in the run |",
-             "|---|---|---|---|---|---|---|---|"]
+             "phase (median; viz/frame.py) | frames late (> 1.5 periods), longest | readback in the run |",
+             "|---|---|---|---|---|---|---|---|---|"]
     default = app.session.pacer.budget_s
     from mnist_viz.viz.pacing import WINDOW_FPS, frame_budget
     window = frame_budget(False, WINDOW_FPS)
@@ -162,12 +174,13 @@ def bench_arch(name: str, ds, args, size) -> list[str]:
             mode += ", no timeline snapshots or histogram columns"
 
         print(f"  {mode}: {r['fps']:.1f} fps, {r['steps_per_frame']:.0f} steps/frame, {r['steps_per_s']:,.0f} steps/s "
-              f"({r['steps_per_s'] / headless * 100:.0f}% of headless), GPU {r['gpu_ms']:.2f} ms/frame", flush=True)
+              f"({r['steps_per_s'] / headless * 100:.0f}% of headless), GPU {r['gpu_ms']:.2f} ms/frame; "
+              f"frames: {r['late']}", flush=True)
         cpu = " ".join(f"{k} {v:.2f}" for k, v in r["cpu_ms"].items())
         print(f"    CPU ms/frame by phase (median): {cpu}", flush=True)
         b, n, big = r["readback"]
         lines.append(f"| {mode} | {r['fps']:.1f} | {r['steps_per_frame']:.0f} | {r['steps_per_s']:,.0f} | "
-                     f"{r['steps_per_s'] / headless * 100:.0f}% | {r['gpu_ms']:.2f} | {cpu} | {b} B in {n} reads "
+                     f"{r['steps_per_s'] / headless * 100:.0f}% | {r['gpu_ms']:.2f} | {cpu} | {r['late']} | {b} B in {n} reads "
                      f"(largest {big} B) |")
     app.session.pacer.budget_s = default
     app.session.observers = observers

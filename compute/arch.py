@@ -213,6 +213,16 @@ class Architecture:
         """Values per sample after every layer (the widest sets the evaluation chunk)."""
         return [math.prod(s) for s in self.shapes]
 
+    def macs(self) -> int:
+        """Multiply-adds of one image's forward pass (what sizes an evaluation piece for a frame)."""
+        total = 0
+        for layer, shape in zip(self.layers, self.shapes):
+            if isinstance(layer, Linear):
+                total += layer.in_features * layer.out_features
+            elif isinstance(layer, Conv2d):
+                total += math.prod(shape) * layer.in_channels * layer.kernel_size ** 2
+        return total
+
     def param_shapes(self) -> dict[str, tuple]:
         """PyTorch state_dict names and shapes: '<layer index>.weight' / '.bias'."""
         out = {}

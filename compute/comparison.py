@@ -53,10 +53,12 @@ class Entry:
 class Comparison:
     """The runs of one comparison, all over `data` (a GpuDataset: uploaded once)."""
 
-    def __init__(self, data: GpuDataset, max_runs: int = MAX_RUNS, encode_light: bool = False):
+    def __init__(self, data: GpuDataset, max_runs: int = MAX_RUNS, encode_light: bool = False,
+                 eval_macs: int | None = None):
         self.data = data
         self.max_runs = max_runs
-        self.encode_light = encode_light      # Run(encode_light=...) for every run (the visualizer's)
+        self.encode_light = encode_light      # Run(encode_light=..., eval_macs=...) for every run (the visualizer's)
+        self.eval_macs = eval_macs
         self.entries: list[Entry] = []
 
     def __len__(self) -> int:
@@ -70,7 +72,8 @@ class Comparison:
         """A new run of `model` (weights as they are) trained with `recipe` on the shared data."""
         if len(self.entries) >= self.max_runs:
             raise ValueError(f"at most {self.max_runs} runs side by side; remove one first")
-        run = Run(model, self.data.with_own_order(), recipe, engine=engine, encode_light=self.encode_light)
+        run = Run(model, self.data.with_own_order(), recipe, engine=engine, encode_light=self.encode_light,
+                  eval_macs=self.eval_macs)
         entry = Entry(name or f"run {len(self.entries) + 1}", run)
         self.entries.append(entry)
         return entry

@@ -6,7 +6,8 @@ with atomics). Last piece: append (step, accuracy) to the evaluation ring. A slo
 device encodes one piece per frame; a fast one all of them at once.
 
 The chunk is as large as the device allows (compute/budget.py: its storage-binding
-limit over the widest activation of one image), at most 4096 rows.
+limit over the widest activation of one image), at most 4096 rows, or `max_rows` (the
+visualizer's: a piece of a large CNN's evaluation must fit a frame).
 
 `Estimate` is the cheap running version: one forward pass over a fixed subset of
 ESTIMATE_ROWS test images spread evenly over the test set (MNIST's first half is
@@ -23,6 +24,7 @@ from .structs import EVAL
 from .tensor import Tensor
 
 ESTIMATE_ROWS = 512
+EVAL_MIN_ROWS = 16         # the smallest evaluation piece a frame's budget shrinks them to
 ESTIMATE_BLOCKS = 8        # contiguous blocks the subset is drawn from, evenly spaced
 
 class EvaluationPiece:
@@ -40,11 +42,13 @@ class EvaluationPiece:
 
 
 class Evaluation:
-    def __init__(self, model, data, metrics):
+    def __init__(self, model, data, metrics, max_rows: int | None = None):
         dev = get_device()
         test = data.test
         c = data.num_classes
         chunk = eval_rows(model.arch, test.n, Limits.current())
+        if max_rows is not None:
+            chunk = max(1, min(chunk, max_rows))
         self.chunk = chunk
         self.x = Tensor((chunk, test.input_size), label="eval.x")
         self.y = Tensor((chunk,), dtype="u32", label="eval.y")

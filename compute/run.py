@@ -19,7 +19,7 @@ from . import ops
 from .budget import Limits, check_rows
 from .data import GpuDataset
 from .device import get_device
-from .evaluation import Estimate, Evaluation
+from .evaluation import EVAL_MIN_ROWS, Estimate, Evaluation
 from .metrics import RunMetrics
 from .optim import Optimizer
 from .program import Dispatch, Program
@@ -32,7 +32,8 @@ ENGINES = ("auto", "compiled", "graph")
 
 class Run:
     def __init__(self, model, data: GpuDataset, recipe: Recipe, engine: str = "auto",
-                 metrics: RunMetrics | None = None, encode_light: bool = False, resident: bool = False):
+                 metrics: RunMetrics | None = None, encode_light: bool = False, resident: bool = False,
+                 eval_macs: int | None = None):
         recipe.validate()
         check_rows(model.arch, recipe.batch_size, Limits.current(), option="batch size")
         if engine not in ENGINES:
@@ -66,7 +67,11 @@ class Run:
         self.recipe = recipe
         self._rng = np.random.default_rng(recipe.seed)
         self._shuffled_epoch: int | None = None
-        self.evaluation = Evaluation(model, data, self.metrics)
+        # Rows of an evaluation piece: with `eval_macs` (the visualizer's), as many as that many
+        # multiply-adds of forward pass allow, so that a piece fits a frame; halved by
+        # shrink_evaluation when one still did not
+        self.eval_rows = max(EVAL_MIN_ROWS, eval_macs // max(1, model.arch.macs())) if eval_macs else None
+        self.evaluation = Evaluation(model, data, self.metrics, self.eval_rows)
         self._estimate: Estimate | None = None     # built on first use (the visualizer's)
         self._apply(recipe, rebuild=True)
 
@@ -253,6 +258,17 @@ class Run:
         test set), so a slow device can spread it over frames; the last one records
         the result at the current step."""
         return list(self.evaluation.pieces)
+
+    def shrink_evaluation(self) -> bool:
+        """Evaluation pieces of half as many rows (at least EVAL_MIN_ROWS) from the next
+        evaluation on; False when they are that small already. Not while pieces of the current
+        one are still to be encoded (they index the test set by the old chunk)."""
+        rows = self.evaluation.chunk
+        if rows <= EVAL_MIN_ROWS:
+            return False
+        self.eval_rows = max(EVAL_MIN_ROWS, rows // 2)
+        self.evaluation = Evaluation(self.model, self.data, self.metrics, self.eval_rows)
+        return True
 
     def encode_estimate(self, encoder) -> None:
         """A running test-accuracy estimate on a fixed subset of the test set, into

@@ -251,3 +251,28 @@ def test_history_ring_wraps_around_at_its_capacity(engine, mnist, device):
     slots = [HISTORY_CAP - 3, HISTORY_CAP - 2, HISTORY_CAP - 1, 0, 1, 2]
     np.testing.assert_allclose(ring[slots, 0], rows[:, 0], rtol=1e-4)
     assert run.metrics.read_state()["run_step"] == start + 6
+
+
+def test_evaluation_in_window_sized_pieces_scores_like_one_chunk(mnist):
+    """Guards against evaluation pieces that skip or repeat test images when they are sized for a
+    frame (Run(eval_macs=...): the visualizer's, a large CNN's pieces of ~450 images) or halved
+    (shrink_evaluation, when a piece still overran a frame): 500 test images in pieces of 150
+    (the last one short), then 75, then down to the smallest, score exactly as one chunk does:
+    accuracy, confusion matrix and the misclassified indices (fewer than the 256 kept)."""
+    data = GpuDataset(mnist, limit=2048, test_limit=500)
+    model = mlp([784, 16, 10], seed=0)
+    Run(model, data, plain(batch_size=32)).run_steps(64)
+    whole = Run(model, data, plain()).evaluate()
+    assert whole["seen"] == 500 and 0.5 < whole["accuracy"] < 1
+    assert len(whole["wrong"]) == 500 - whole["correct"]
+    run = Run(model, data, plain(), eval_macs=model.arch.macs() * 150)
+    sizes = []
+    while True:
+        sizes.append((run.evaluation.chunk, len(run.evaluation_pieces())))
+        got = run.evaluate()
+        assert got["correct"] == whole["correct"] and got["seen"] == 500, sizes[-1]
+        np.testing.assert_array_equal(got["confusion"], whole["confusion"])
+        assert sorted(got["wrong"].tolist()) == sorted(whole["wrong"].tolist())
+        if not run.shrink_evaluation():
+            break
+    assert sizes[:2] == [(150, 4), (75, 7)] and sizes[-1] == (16, 32), sizes

@@ -91,8 +91,8 @@ def draw_frame(app) -> None:
     marks.append(("draw", time.perf_counter()))
     app.dev.submit(encoder)
     marks.append(("submit", time.perf_counter()))
-    regular = app.session.frame_regular
-    app.fence.submitted((steps, regular))
+    regular, extras = app.session.frame_regular, app.session.frame_extras
+    app.fence.submitted((steps, regular, extras))
     app.readout.after_submit()
     app.frames += 1
     marks.append(("after", time.perf_counter()))
@@ -100,10 +100,9 @@ def draw_frame(app) -> None:
     adaptive = SPEEDS[app.session.watch.speed][0] == 0
     cpu = time.perf_counter() - t0 - waited
     pacer = app.session.pacer
-    for gpu_s, (done, was_regular) in app.fence.retired():
-        if was_regular:
-            pacer.gpu_frame(gpu_s, done)
-    pacer.update(cpu, steps, adaptive, regular)
+    for gpu_s, (done, was_regular, had) in app.fence.retired():
+        pacer.gpu_frame(gpu_s, done, was_regular, had)
+    pacer.update(cpu, steps, adaptive, regular and not any(extras.values()))
 
 
 def view_dispatches(app) -> list:

@@ -62,6 +62,8 @@ class LayerRibbons:
 
 
 class Histograms(StepObserver):
+    kind = "column"
+
     def __init__(self, model, every: int = DEFAULT_EVERY):
         dev = get_device()
         self.model = model

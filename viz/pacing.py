@@ -9,6 +9,7 @@ frame, so the step budget is scaled by (budget / measured) each frame, damped.
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
 
@@ -147,7 +148,14 @@ class StepPacer:
     evaluation to the next, ordinary frame and halved its steps, then regrew them 1.25x a
     frame; with an epoch every 2-3 frames (784-128-10 at batch 64) the window ran at 53% of
     headless with its GPU busy 9 of every 16.7 ms (benchmarks/logs/viz_frame_phases_h100.log).
-    Frames cut short (an epoch's end) or carrying an evaluation teach nothing and are skipped."""
+    Frames cut short (an epoch's end) teach the step's cost nothing and are skipped.
+
+    Work that comes now and then on top of the steps (an evaluation piece, the running estimate,
+    a timeline snapshot, a histogram column: "extras", by kind) has a cost of its own, learned
+    from the frames that carry one kind of it (what their GPU time leaves over the steps'); a
+    frame that will carry some runs that many fewer steps (`fit_extras`). Charged to the steps
+    instead, they made those frames overrun: the CNN's epoch-end evaluation was 120 ms in one
+    frame, its estimate 6 ms, and its window held 57.8 fps (benchmarks/logs/viz_bench_pacer_dither_h100.log)."""
 
     SMOOTH = 0.3               # weight of a new frame's cost per step in the running cost
     GROW, SHRINK = 1.5, 0.5    # the most the step count changes in one frame
@@ -159,6 +167,7 @@ class StepPacer:
         self.cpu_cost = 0.0        # seconds a step, CPU side (0: not measured yet)
         self.gpu_cost = 0.0        # and GPU side
         self.work_s = 0.0          # smoothed frame work time (CPU, or GPU when larger): the panel shows it
+        self.extra_cost: dict[str, float] = {}   # seconds of GPU work an extra of each kind adds to a frame
         self._rate_t0 = time.perf_counter()
         self._rate_steps = 0
         self.steps_per_s = 0.0
@@ -189,10 +198,51 @@ class StepPacer:
             self._rate_steps = 0
             self._rate_t0 = now
 
-    def gpu_frame(self, gpu_s: float, steps_done: int) -> None:
-        """A regular frame of steps_done steps finished on the GPU in gpu_s."""
-        if steps_done > 0 and gpu_s > 0:
-            self.gpu_cost = self._blend(self.gpu_cost, gpu_s / steps_done)
+    def gpu_frame(self, gpu_s: float, steps_done: int, regular: bool = True, extras: dict | None = None) -> None:
+        """A frame of steps_done steps (and `extras`: kind -> count) finished on the GPU in gpu_s.
+        A regular frame without extras teaches the cost of a step; one with a single kind of
+        extra (cut short or not) teaches that extra's cost: what is left of gpu_s once its steps
+        are paid for. Frames with several kinds teach nothing (their shares are unknown)."""
+        if gpu_s <= 0:
+            return
+        kinds = [(k, c) for k, c in (extras or {}).items() if c > 0]
+        if not kinds:
+            if regular and steps_done > 0:
+                self.gpu_cost = self._blend(self.gpu_cost, gpu_s / steps_done)
+        elif len(kinds) == 1 and (self.gpu_cost > 0 or steps_done == 0):
+            kind, count = kinds[0]
+            left = max(0.0, gpu_s - steps_done * self.gpu_cost)
+            self.extra_cost[kind] = self._blend(self.extra_cost.get(kind, 0.0), left / count)
+
+    def fit_extras(self, steps: int, extras_in) -> int:
+        """The most steps, up to the `steps` budgeted for a frame, that fit it together with the
+        extras they bring (`extras_in(k)`: kind -> count for k steps), at least 1. Fewer steps may
+        leave an extra to the next frame, which then makes room for it."""
+        cost = max(self.cpu_cost, self.gpu_cost)
+        if cost <= 0 or not self.extra_cost:
+            return steps
+
+        def need(k: int) -> int:     # k steps and their extras, in steps
+            extra = sum(self.extra_cost.get(kind, 0.0) * c for kind, c in extras_in(k).items())
+            return k + math.ceil(extra / cost)
+        lo, hi = 1, steps            # need() never decreases with k: the largest k with need(k) <= steps
+        if need(hi) <= steps:
+            return hi
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if need(mid) <= steps else (lo, mid)
+        return lo
+
+    def extras_that_fit(self, kind: str, steps_done: int, most: int) -> int:
+        """How many extras of `kind` (at most `most`) fit the rest of a frame that ran steps_done
+        steps: none when its steps filled it, at least one when it ran none (the work must go on);
+        one at a time while their cost is unknown."""
+        each = self.extra_cost.get(kind, 0.0)
+        least = 0 if steps_done else 1
+        if each <= 0:
+            return min(most, 1)
+        left = self.budget_s - steps_done * max(self.cpu_cost, self.gpu_cost)
+        return max(least, min(most, int(left / each)))
 
     def _resize(self) -> None:
         cost = max(self.cpu_cost, self.gpu_cost)

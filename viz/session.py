@@ -21,10 +21,14 @@ from ..compute.comparison import MAX_RUNS, Comparison, Entry
 from ..compute.device import get_device
 from ..compute.recipe import Recipe
 from ..compute.run import Run
-from .pacing import MAX_INDEX, StepPacer, frame_budget, steps_for_frame
+from .pacing import MAX_INDEX, SPEEDS, StepPacer, frame_budget, steps_for_frame
 
 BATCH_SIZES = (8, 16, 32, 64, 128, 256, 512, 1024)
 ESTIMATE_EVERY = 250            # steps between running test-accuracy estimates (512 test images each)
+# Multiply-adds of forward pass in one evaluation piece: the window spreads an evaluation over
+# frames a budget of pieces at a time (the shipped CNN's 10,000 test images in pieces of 4,096 took
+# 120 ms of one frame on the H100; 8G is ~450 of its images); an MLP's pieces stay 4,096 images
+EVAL_PIECE_MACS = 8 << 30
 DEFAULT_GPU_SPEED = 5           # pacing.SPEEDS[5]: 16 steps a frame, about 1000 steps/s at 60 fps
 STATUSES = ("idle", "running", "paused", "finished", "diverged")
 
@@ -40,9 +44,10 @@ class StepObserver:
     """Something that wants the live weights at every multiple of `every` run steps (the
     timeline's snapshots, the histogram ribbons): the session splits a frame's steps there
     and calls `take(encoder, run)` in between. A run that starts over (its step count went
-    back) clears what was taken."""
+    back) clears what was taken. `kind` names its work for the pacer, which learns its cost."""
 
     every: int = 1
+    kind: str = "observer"
     last_step: int | None = None
 
     def notify(self, encoder, run) -> None:
@@ -87,6 +92,8 @@ class TrainingSession:
         self._eval_total = 1
         self.steps_last_frame = 0
         self.steps_asked = 0              # steps this frame asked of the main run
+        self.frame_extras: dict[str, int] = {}   # work this frame carried besides steps: kind -> count
+        self._frame_done = 0              # steps of the main run this frame so far
         self._flags_ignored_until = -1    # divergence flags packed at or before this step are stale
         self._extra_version = 0           # weight changes made without a run (before the data is in)
         self.evaluated_version = -1       # weights_version the last finished evaluation saw
@@ -99,7 +106,8 @@ class TrainingSession:
     # -- setup ------------------------------------------------------------------------------------------
     def attach_data(self, data, evaluate: bool = True) -> None:
         self.data = data
-        self.comparison = Comparison(data, max_runs=MAX_RUNS - 1, encode_light=True)   # drawn as the main run is
+        self.comparison = Comparison(data, max_runs=MAX_RUNS - 1, encode_light=True,   # drawn as the main run is
+                                     eval_macs=EVAL_PIECE_MACS)
         self._new_run()
         if evaluate:
             self.evaluate_now()
@@ -117,7 +125,8 @@ class TrainingSession:
             self._new_run()
 
     def _new_run(self) -> None:
-        self.run = Run(self.model, self.data, self.recipe, metrics=self.metrics, encode_light=True)
+        self.run = Run(self.model, self.data, self.recipe, metrics=self.metrics, encode_light=True,
+                       eval_macs=EVAL_PIECE_MACS)
         self._eval_pieces.clear()
         if self.on_run_changed is not None:
             self.on_run_changed(self.run)
@@ -192,8 +201,9 @@ class TrainingSession:
             self.model.init(self.recipe.init, self.recipe.seed + 1)
             self._extra_version += 1
 
-    def evaluate_now(self) -> None:
-        if self.run is None or self._eval_pieces:
+    def evaluate_now(self, restart: bool = False) -> None:
+        """Start an evaluation of the current weights (`restart`: over, in the run's new pieces)."""
+        if self.run is None or (self._eval_pieces and not restart):
             return
         self._eval_pieces = self.run.evaluation_pieces()
         self._eval_total = len(self._eval_pieces)
@@ -316,6 +326,7 @@ class TrainingSession:
     def _encode_first(self, encoder) -> int:
         self.frame += 1
         self.steps_asked = 0
+        self.frame_extras, self._frame_done = {}, 0
         run = self.run
         if run is None:
             return 0
@@ -325,6 +336,8 @@ class TrainingSession:
         n = 0
         if self.status == "running":
             n = steps_for_frame(self.watch.speed, self.frame, self.pacer)
+            if SPEEDS[self.watch.speed][0] == 0:      # "max": the extras these steps bring displace some
+                n = self.pacer.fit_extras(n, self._extras_ahead)
         elif self.pending_steps:
             n, self.pending_steps = 1, self.pending_steps - 1
         if n <= 0:
@@ -337,24 +350,36 @@ class TrainingSession:
         self._after_steps(encoder, done)
         return done
 
+    def _extras_ahead(self, n: int) -> dict[str, int]:
+        """The extra work (kind -> count) that n more steps of the main run bring within the frame."""
+        s = self.metrics.steps
+        out = {"estimate": (s + n) // ESTIMATE_EVERY - s // ESTIMATE_EVERY}
+        for o in self.observers:
+            out[o.kind] = out.get(o.kind, 0) + (s + n) // o.every - s // o.every
+        return out
+
+    def _extra(self, kind: str, count: int = 1) -> None:
+        self.frame_extras[kind] = self.frame_extras.get(kind, 0) + count
+
     def _after_steps(self, encoder, done: int) -> None:
         """What follows a frame's steps: the running estimate, and at an epoch's end the evaluation."""
         run = self.run
         self.weights_changed = True
+        self._frame_done += done
         steps = self.metrics.steps
         if done and steps // ESTIMATE_EVERY > (steps - done) // ESTIMATE_EVERY:
             # A running estimate on a fixed test subset: one forward pass of 512 images
             # every few hundred steps (well under 1% of the training work), read with the
             # 64-byte readout; the full evaluation stays once an epoch.
             run.encode_estimate(encoder)
+            self._extra("estimate")
         if done and run.step % run.steps_per_epoch == 0:  # an epoch ended
             if run.finished:
                 self.status = "finished"
                 self.message = f"finished {run.recipe.epochs} epochs"
             if self.watch.eval_each_epoch or run.finished:
                 self.evaluate_now()
-                if not get_device().is_cpu:   # a GPU evaluates in a blink: this frame, not the next
-                    self._encode_eval_pieces(encoder)
+                self._encode_eval_pieces(encoder)   # as many pieces as the frame has room for
 
     def _advance(self, run, encoder, n: int) -> int:
         """run.advance, split at the run steps where an observer wants the weights (a
@@ -362,8 +387,7 @@ class TrainingSession:
         epoch at most: the next epoch's permutation is written between submissions."""
         done = 0
         while True:
-            for o in self.observers:
-                o.notify(encoder, run)
+            self._notify_observers(encoder, run)
             if done >= n:
                 return done
             steps = self.metrics.steps
@@ -371,9 +395,15 @@ class TrainingSession:
             k = run.advance(encoder, chunk)
             done += k
             if k < chunk or run.step % run.steps_per_epoch == 0:
-                for o in self.observers:
-                    o.notify(encoder, run)
+                self._notify_observers(encoder, run)
                 return done
+
+    def _notify_observers(self, encoder, run) -> None:
+        for o in self.observers:
+            taken = o.last_step
+            o.notify(encoder, run)
+            if o.last_step != taken:
+                self._extra(o.kind)
 
     def weights_restored(self, message: str) -> None:
         """The live weights were set back to a copy kept on the GPU (the timeline)."""
@@ -384,11 +414,19 @@ class TrainingSession:
         self.message = message
 
     def _encode_eval_pieces(self, encoder) -> None:
-        # A GPU runs the whole evaluation in a blink; on a CPU adapter one chunk of the
-        # test set per frame keeps the window responsive.
-        pieces = 1 if get_device().is_cpu else len(self._eval_pieces)
+        """As many pieces of the evaluation under way as the rest of the frame's budget holds (the
+        pacer knows a piece's cost once one ran; at least one in a frame without steps): an MLP's
+        whole evaluation in the epoch's last frame on a GPU, a large CNN's over several frames,
+        one piece a frame on a CPU adapter. When even one piece overruns a frame, the next
+        evaluation's pieces are half as large."""
+        if self.pacer.extra_cost.get("evaluation", 0.0) > self.pacer.budget_s and self.run is not None \
+                and len(self._eval_pieces) == self._eval_total and self.run.shrink_evaluation():
+            self.pacer.extra_cost.pop("evaluation")     # to be learned again at the new size
+            self.evaluate_now(restart=True)
+        pieces = self.pacer.extras_that_fit("evaluation", self._frame_done, len(self._eval_pieces))
         for _ in range(pieces):
             self._eval_pieces.pop(0).encode(encoder)
+        self._extra("evaluation", pieces)
         if not self._eval_pieces:
             self.evaluated_version = self._eval_version
 

@@ -66,6 +66,8 @@ class SnapshotRing:
 
 
 class Timeline(StepObserver):
+    kind = "snapshot"
+
     def __init__(self, model, every: int = DEFAULT_EVERY, cap_mib: int = DEFAULT_CAP_MIB):
         self.live = model
         self.display = Sequential(model.arch)       # the views' model: its arena is a copy
