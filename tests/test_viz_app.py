@@ -74,7 +74,9 @@ def test_zero_readback_over_100_frames_of_training_painting_and_inference(make_a
             act(app, "load_sample", "mistakes", 0)
         app.draw_offscreen()
     elapsed = time.perf_counter() - t0
-    assert app.metrics.steps >= 95 and app.session.run.recipe.batch_size == 32
+    # one step a frame, but for the frames of the evaluations' pieces (each epoch's and the one asked for;
+    # on a CPU adapter a piece a frame, halved while one overruns the frame budget)
+    assert app.metrics.steps >= 80 and app.session.run.recipe.batch_size == 32
     assert app.metrics.evaluations >= 2
     frames = wgpu_reads.only(wgpu_reads.OFFSCREEN_FRAME)
     assert len(frames) == 100 and all(n >= 800 * 500 * 4 for _, n in frames)
