@@ -593,3 +593,55 @@ def test_a_frames_steps_go_on_past_an_epochs_end(make_app):
     frames(app, 1)
     if get_device().is_cpu:
         assert app.metrics.steps == 80 and app.session.evaluating
+
+
+def test_an_epochs_evaluation_takes_the_frames_its_cost_allows(make_app):
+    """Guards against the window stalling for a whole evaluation at an epoch's end (the shipped
+    CNN's took 120 ms of one frame on the H100, and its window held 57.8 fps) and against cheap
+    evaluations costing frames of training. The pacer's costs are fixed here (a step an eighth or
+    a fortieth of the budget, an evaluation piece 0.4 of it or a tenth of a step) and the session
+    must plan round them: a cheap evaluation runs inside the frame whose steps end the epoch,
+    which goes on past it (40 steps over epochs of 16 reserve room for two evaluations: 39 steps
+    and 8 pieces); a costly one stops the frame's steps short of the epoch's end, then takes as
+    many pieces a frame as fit (2 of 4 after the frame's one step, 2 in the next), and training
+    resumes after it; a piece that overran the whole frame halves the next evaluation's pieces. Every
+    evaluation is complete."""
+    app = make_app(limit=256, test_limit=1536, **settings(batch_size=16, epochs=100, speed=speed_index(0)))
+    session, pacer = app.session, app.session.pacer
+    pacer.update = lambda *a, **k: None         # costs fixed by the test, not learned from lavapipe's frames
+    pacer.gpu_frame = lambda *a, **k: None
+    pacer.cpu_cost, budget = 0.0, pacer.budget_s
+    frames(app, 1)
+    act(app, "train")
+    run = session.run
+    assert run.steps_per_epoch == 16 and len(run.evaluation.pieces) == 1
+    run.shrink_evaluation(), run.shrink_evaluation()          # 1536 test images in 4 pieces of 384
+    assert len(run.evaluation.pieces) == 4
+    evaluations = 0                              # the run starts over with the first frame: evaluations cleared
+
+    def plan(steps, piece_share):
+        pacer.steps, pacer.gpu_cost = float(steps), budget / steps
+        pacer.extra_cost = {"evaluation": piece_share * budget}
+
+    def frame():
+        before = app.metrics.steps
+        frames(app, 1)
+        return app.metrics.steps - before, session.frame_extras.get("evaluation", 0)
+
+    plan(40, 1 / 400)
+    assert frame() == (39, 8) and app.metrics.evaluations == evaluations + 2
+    frames(app, 1)
+    assert app.metrics.steps == 78 and not session.evaluating and app.metrics.evaluations == evaluations + 4
+    plan(8, 0.4)                                 # steps short of the end at 80, then 2 pieces a frame
+    seen = [frame() for _ in range(6)]
+    assert seen == [(1, 0), (1, 2), (0, 2), (8, 0), (7, 0), (1, 2)], seen
+    assert app.metrics.evaluations == evaluations + 5
+    plan(8, 1.5)                                 # one piece a frame, and the next evaluation's are halved
+    seen = [frame() for _ in range(5)]
+    assert seen == [(0, 1), (0, 1), (8, 0), (7, 0), (1, 1)], seen
+    assert app.metrics.evaluations == evaluations + 6
+    assert len(run.evaluation.pieces) == 8 and session.evaluating
+    while session.evaluating:
+        frame()
+    assert app.metrics.evaluations == evaluations + 7
+    assert run.metrics.read_evaluation()["seen"] == 1536

@@ -102,7 +102,7 @@ def draw_frame(app) -> None:
     pacer = app.session.pacer
     for gpu_s, (done, was_regular, had) in app.fence.retired():
         pacer.gpu_frame(gpu_s, done, was_regular, had)
-    pacer.update(cpu, steps, adaptive, regular and not any(extras.values()))
+    pacer.update(cpu, steps, adaptive, regular)
 
 
 def view_dispatches(app) -> list:

@@ -151,14 +151,21 @@ class StepPacer:
     Frames cut short (an epoch's end) teach the step's cost nothing and are skipped.
 
     Work that comes now and then on top of the steps (an evaluation piece, the running estimate,
-    a timeline snapshot, a histogram column: "extras", by kind) has a cost of its own, learned
-    from the frames that carry one kind of it (what their GPU time leaves over the steps'); a
-    frame that will carry some runs that many fewer steps (`fit_extras`). Charged to the steps
-    instead, they made those frames overrun: the CNN's epoch-end evaluation was 120 ms in one
-    frame, its estimate 6 ms, and its window held 57.8 fps (benchmarks/logs/viz_bench_pacer_dither_h100.log)."""
+    a timeline snapshot, a histogram column: "extras", by kind) is charged to the frames that
+    carry it when it is rare (in fewer than RARE of the frames; evaluation pieces always): its
+    cost is learned from the frames that carry that kind alone (what their GPU time leaves over
+    their steps'), and a frame that will carry some runs that many fewer steps (`fit_extras`).
+    Charged to the steps instead, they made those frames overrun: the CNN's epoch-end evaluation
+    was 120 ms in one frame, its estimate 6 ms, and its window held 57.8 fps
+    (benchmarks/logs/viz_bench_pacer_dither_h100.log). An extra in most frames (an MLP's
+    histogram column every 100 steps at 500 steps a frame) stays in the cost of a step: no frame
+    would be free of it to learn a step's own cost from (charging every extra did that, and the
+    MLPs' windows fell to 14% / 36% of headless, logs/viz_bench_extras_v1_h100.log)."""
 
     SMOOTH = 0.3               # weight of a new frame's cost per step in the running cost
     GROW, SHRINK = 1.5, 0.5    # the most the step count changes in one frame
+    RARE = 0.5                 # an extra in fewer than this share of frames (with steps) is charged to its own
+    ALWAYS_CHARGED = ("evaluation",)   # its pieces are paced by their cost however often it comes
 
     def __init__(self, budget_s: float, max_steps: int = 4096):
         self.budget_s = budget_s
@@ -168,6 +175,7 @@ class StepPacer:
         self.gpu_cost = 0.0        # and GPU side
         self.work_s = 0.0          # smoothed frame work time (CPU, or GPU when larger): the panel shows it
         self.extra_cost: dict[str, float] = {}   # seconds of GPU work an extra of each kind adds to a frame
+        self.share: dict[str, float] = {}        # the (smoothed) share of frames with steps carrying each kind
         self._rate_t0 = time.perf_counter()
         self._rate_steps = 0
         self.steps_per_s = 0.0
@@ -198,14 +206,23 @@ class StepPacer:
             self._rate_steps = 0
             self._rate_t0 = now
 
+    def charged(self, extras: dict) -> dict:
+        """The extras (kind -> count) charged to their frame: those that are rare, and evaluation pieces."""
+        return {k: c for k, c in extras.items()
+                if c > 0 and (k in self.ALWAYS_CHARGED or self.share.get(k, 0.0) < self.RARE)}
+
     def gpu_frame(self, gpu_s: float, steps_done: int, regular: bool = True, extras: dict | None = None) -> None:
         """A frame of steps_done steps (and `extras`: kind -> count) finished on the GPU in gpu_s.
-        A regular frame without extras teaches the cost of a step; one with a single kind of
-        extra (cut short or not) teaches that extra's cost: what is left of gpu_s once its steps
-        are paid for. Frames with several kinds teach nothing (their shares are unknown)."""
+        A regular frame without charged extras teaches the cost of a step; one with a single
+        kind of them (cut short or not) teaches that kind's cost: what is left of gpu_s once its
+        steps are paid for. Frames with several kinds teach nothing (their shares are unknown)."""
+        extras = extras or {}
+        if steps_done > 0:
+            for k in set(self.share) | set(extras):
+                self.share[k] = 0.9 * self.share.get(k, 0.0) + 0.1 * (extras.get(k, 0) > 0)
         if gpu_s <= 0:
             return
-        kinds = [(k, c) for k, c in (extras or {}).items() if c > 0]
+        kinds = list(self.charged(extras).items())
         if not kinds:
             if regular and steps_done > 0:
                 self.gpu_cost = self._blend(self.gpu_cost, gpu_s / steps_done)
@@ -214,16 +231,18 @@ class StepPacer:
             left = max(0.0, gpu_s - steps_done * self.gpu_cost)
             self.extra_cost[kind] = self._blend(self.extra_cost.get(kind, 0.0), left / count)
 
-    def fit_extras(self, steps: int, extras_in) -> int:
+    def fit_extras(self, steps: int, extras_in, guesses: dict | None = None) -> int:
         """The most steps, up to the `steps` budgeted for a frame, that fit it together with the
-        extras they bring (`extras_in(k)`: kind -> count for k steps), at least 1. Fewer steps may
-        leave an extra to the next frame, which then makes room for it."""
+        extras they bring (`extras_in(k)`: kind -> count for k steps; `guesses`: kind -> seconds
+        for a kind whose cost is not known yet), at least 1. Fewer steps may leave an extra to the
+        next frame, which then makes room for it."""
         cost = max(self.cpu_cost, self.gpu_cost)
-        if cost <= 0 or not self.extra_cost:
+        each = {**(guesses or {}), **{k: v for k, v in self.extra_cost.items() if v > 0}}
+        if cost <= 0 or not each:
             return steps
 
-        def need(k: int) -> int:     # k steps and their extras, in steps
-            extra = sum(self.extra_cost.get(kind, 0.0) * c for kind, c in extras_in(k).items())
+        def need(k: int) -> int:     # k steps and their charged extras, in steps
+            extra = sum(each.get(kind, 0.0) * c for kind, c in self.charged(extras_in(k)).items())
             return k + math.ceil(extra / cost)
         lo, hi = 1, steps            # need() never decreases with k: the largest k with need(k) <= steps
         if need(hi) <= steps:
@@ -233,11 +252,11 @@ class StepPacer:
             lo, hi = (mid, hi) if need(mid) <= steps else (lo, mid)
         return lo
 
-    def extras_that_fit(self, kind: str, steps_done: int, most: int) -> int:
+    def extras_that_fit(self, kind: str, steps_done: int, most: int, guess_s: float = 0.0) -> int:
         """How many extras of `kind` (at most `most`) fit the rest of a frame that ran steps_done
-        steps: none when its steps filled it, at least one when it ran none (the work must go on);
-        one at a time while their cost is unknown."""
-        each = self.extra_cost.get(kind, 0.0)
+        steps: none when its steps filled it, at least one when it ran none (the work must go on).
+        While their cost is unknown, `guess_s` stands for it (none: one at a time)."""
+        each = self.extra_cost.get(kind, 0.0) or guess_s
         least = 0 if steps_done else 1
         if each <= 0:
             return min(most, 1)

@@ -337,7 +337,7 @@ class TrainingSession:
         if self.status == "running":
             n = steps_for_frame(self.watch.speed, self.frame, self.pacer)
             if SPEEDS[self.watch.speed][0] == 0:      # "max": the extras these steps bring displace some
-                n = self.pacer.fit_extras(n, self._extras_ahead)
+                n = self.pacer.fit_extras(n, self._extras_ahead, {"evaluation": self._piece_guess()})
         elif self.pending_steps:
             n, self.pending_steps = 1, self.pending_steps - 1
         if n <= 0:
@@ -351,12 +351,22 @@ class TrainingSession:
         return done
 
     def _extras_ahead(self, n: int) -> dict[str, int]:
-        """The extra work (kind -> count) that n more steps of the main run bring within the frame."""
-        s = self.metrics.steps
+        """The extra work (kind -> count) that n more steps of the main run bring within the frame:
+        estimates, observers' takes, and at an epoch's end the evaluation's pieces."""
+        s, run = self.metrics.steps, self.run
         out = {"estimate": (s + n) // ESTIMATE_EVERY - s // ESTIMATE_EVERY}
         for o in self.observers:
             out[o.kind] = out.get(o.kind, 0) + (s + n) // o.every - s // o.every
+        if self.watch.eval_each_epoch:
+            ends = (run.step + n) // run.steps_per_epoch - run.step // run.steps_per_epoch
+            out["evaluation"] = ends * len(run.evaluation.pieces)
         return out
+
+    def _piece_guess(self) -> float:
+        """GPU seconds an evaluation piece may take before one has been timed: a forward pass of its
+        rows, from a training step's cost (forward and backward of a batch: about 3 forwards), x 1.5."""
+        run = self.run
+        return self.pacer.gpu_cost * run.evaluation.chunk / max(1, run.recipe.batch_size) / 2
 
     def _extra(self, kind: str, count: int = 1) -> None:
         self.frame_extras[kind] = self.frame_extras.get(kind, 0) + count
@@ -423,7 +433,7 @@ class TrainingSession:
                 and len(self._eval_pieces) == self._eval_total and self.run.shrink_evaluation():
             self.pacer.extra_cost.pop("evaluation")     # to be learned again at the new size
             self.evaluate_now(restart=True)
-        pieces = self.pacer.extras_that_fit("evaluation", self._frame_done, len(self._eval_pieces))
+        pieces = self.pacer.extras_that_fit("evaluation", self._frame_done, len(self._eval_pieces), self._piece_guess())
         for _ in range(pieces):
             self._eval_pieces.pop(0).encode(encoder)
         self._extra("evaluation", pieces)
