@@ -20,6 +20,7 @@ the CPU, as the offscreen screenshot path does, which serialises CPU and GPU.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import time
@@ -76,14 +77,20 @@ def viz_run(app, batch: int, seconds: float, read_back: bool, fps_cap: float | N
         one()
     app.dev.readback.reset()
     f0, s0, t = app.frames, app.metrics.steps, time.perf_counter()
-    gpu, phases, starts = [], {}, []
+    gpu, phases, starts, carried = [], {}, [], []
+    pauses = GcPauses()
     while time.perf_counter() - t < seconds:
         starts.append(time.perf_counter())
         one()
         gpu.append(app.fence.gpu_s)
+        carried.append((app.session.steps_last_frame, {k: v for k, v in app.session.frame_extras.items() if v},
+                        round(app.frame_times.get("steps", 0) * 1000, 1)))
         for k, v in app.frame_times.items():
             phases.setdefault(k, []).append(v)
+    pauses.stop()
     app.fence.drain()
+    if app.session.status != "running":      # a run that stopped (diverged, finished) measures nothing
+        print(f"    the run is {app.session.status}: {app.session.message}", flush=True)
     dt = time.perf_counter() - t
     frames, steps = app.frames - f0, app.metrics.steps - s0
     gpu.sort()
@@ -91,7 +98,39 @@ def viz_run(app, batch: int, seconds: float, read_back: bool, fps_cap: float | N
     return {"fps": frames / dt, "steps_per_frame": steps / max(frames, 1), "steps_per_s": steps / dt,
             "gpu_ms": gpu[len(gpu) // 2] * 1000 if gpu else 0.0, "readback": (rb.total_bytes, rb.count, rb.largest),
             "cpu_ms": {k: sorted(v)[len(v) // 2] * 1000 for k, v in phases.items()},
-            "late": late_frames(starts, fps_cap)}
+            "late": late_frames(starts, fps_cap), "late_detail": late_detail(starts, carried, fps_cap),
+            "gc": pauses.summary()}
+
+
+class GcPauses:
+    """Python's garbage collections while frames run (gc.callbacks): how many, and the longest."""
+
+    def __init__(self):
+        self.pauses, self._t0 = [], {}
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase, info):
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        elif self._t0:
+            self.pauses.append((info["generation"], time.perf_counter() - self._t0))
+
+    def stop(self):
+        gc.callbacks.remove(self._callback)
+
+    def summary(self) -> str:
+        if not self.pauses:
+            return "no collections"
+        old = [d for g, d in self.pauses if g == 2]
+        return (f"{len(self.pauses)} collections ({len(old)} of generation 2), longest "
+                f"{max(d for _, d in self.pauses) * 1000:.1f} ms")
+
+
+def late_detail(starts: list, carried: list, fps_cap: float | None) -> list:
+    """The longest frames (ms), each with what it and the two frames before it carried (steps, extras,
+    CPU ms of the steps): a frame waits for the GPU to finish the frame two before it."""
+    gaps = sorted(((b - a, i) for i, (a, b) in enumerate(zip(starts, starts[1:]))), reverse=True)
+    return [(round(g * 1000, 1), carried[max(0, i - 2):i + 1]) for g, i in gaps[:6] if not fps_cap or g > 1.5 / fps_cap]
 
 
 def late_frames(starts: list, fps_cap: float | None) -> str:
@@ -131,6 +170,10 @@ def bench_arch(name: str, ds, args, size) -> list[str]:
     app = App(RenderCanvas(size=size, pixel_ratio=1.0), AppConfig(arch=arch, background_load=False, paint_demo=True,
                                                                   autosave=False, evaluate_on_load=False))
     app.wait_for_data()
+    if args.gc == "freeze":
+        gc.freeze()
+    elif args.gc == "default":
+        gc.unfreeze()
     if args.all_views:
         from mnist_viz.viz.actions import Action
         app.ui.select_tabs |= {"Embedding", "Histograms", "Runs"}
@@ -176,6 +219,10 @@ def bench_arch(name: str, ds, args, size) -> list[str]:
         print(f"  {mode}: {r['fps']:.1f} fps, {r['steps_per_frame']:.0f} steps/frame, {r['steps_per_s']:,.0f} steps/s "
               f"({r['steps_per_s'] / headless * 100:.0f}% of headless), GPU {r['gpu_ms']:.2f} ms/frame; "
               f"frames: {r['late']}", flush=True)
+        print(f"    garbage collection: {r['gc']}", flush=True)
+        if r["late_detail"]:
+            print(f"    longest frames (ms, [(steps, extras, CPU ms of steps) of it and the two before]): "
+                  f"{r['late_detail']}", flush=True)
         cpu = " ".join(f"{k} {v:.2f}" for k, v in r["cpu_ms"].items())
         print(f"    CPU ms/frame by phase (median): {cpu}", flush=True)
         b, n, big = r["readback"]
@@ -205,6 +252,9 @@ def main():
     ap.add_argument("--observers-off", action="store_true", help="also run 'in flight' without the step "
                     "observers (the timeline's snapshots, the histogram columns), which split a frame's steps")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "viz_results.md")
+    ap.add_argument("--gc", choices=("app", "default", "freeze"), default="app",
+                    help="garbage collection as the app sets it up (default), Python's defaults, or frozen "
+                         "after each app is built (gc.freeze)")
     args = ap.parse_args()
 
     from mnist_viz.compute.device import get_device

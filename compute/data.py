@@ -1,5 +1,11 @@
 """The dataset resident on the GPU as u8 (MNIST train: 47 MB, not 188 MB of f32),
 batches gathered on the GPU through a per-epoch shuffled permutation.
+
+A new epoch's order can be written into a command encoder (`shuffle(rng, encoder=...)`):
+it goes to one of ORDER_SLOTS staging buffers by a queue write and is copied into `perm`
+by the encoder, so the steps of the epoch before, encoded earlier in the same encoder,
+still read the old order. The visualizer's frames then run on past an epoch's end
+without a submission of their own in between (each cost 2-3 ms of CPU on the H100).
 """
 from __future__ import annotations
 
@@ -13,6 +19,8 @@ from .device import get_device
 from .ops import grid_1d
 from .structs import GATHER
 from .tensor import Tensor
+
+ORDER_SLOTS = 2        # epoch orders one command encoder can take in (each slot written once per encoder)
 
 
 class GpuSplit:
@@ -47,6 +55,8 @@ class GpuDataset:
         self.train = GpuSplit(dataset.train_images[:n], dataset.train_labels[:n], "train")
         self.test = GpuSplit(dataset.test_images[:m], dataset.test_labels[:m], "test")
         self.perm = get_device().buffer(self.train.n * 4, "perm")
+        self._orders: list = []           # staging buffers of orders written into encoders (made on first use)
+        self._order_uses: tuple = (None, 0, 0)   # (encoder, orders it took, next slot)
         self.shuffle(np.random.default_rng(0), identity=True)
 
     def with_own_order(self) -> "GpuDataset":
@@ -55,6 +65,7 @@ class GpuDataset:
         and a permutation shared between runs would be overwritten by the other run's."""
         other = copy.copy(self)
         other.perm = get_device().buffer(self.train.n * 4, "perm")
+        other._orders, other._order_uses = [], (None, 0, 0)
         other.shuffle(np.random.default_rng(0), identity=True)
         return other
 
@@ -64,15 +75,35 @@ class GpuDataset:
 
     @property
     def nbytes(self) -> int:
-        return self.train.nbytes + self.test.nbytes + self.perm.size
+        return self.train.nbytes + self.test.nbytes + self.perm.size + sum(b.size for b in self._orders)
 
     def steps_per_epoch(self, batch_size: int) -> int:
         return math.ceil(self.train.n / batch_size)
 
-    def shuffle(self, rng: np.random.Generator, identity: bool = False) -> None:
-        """New epoch order (a CPU -> GPU write of N indices, ordered with the queue)."""
+    def can_shuffle_into(self, encoder) -> bool:
+        """Whether `encoder` can take in one more epoch order (ORDER_SLOTS a command encoder)."""
+        last, used, _ = self._order_uses
+        return last is not encoder or used < ORDER_SLOTS
+
+    def shuffle(self, rng: np.random.Generator, identity: bool = False, encoder=None) -> None:
+        """New epoch order: a CPU -> GPU write of N indices, ordered with the queue; with `encoder`,
+        into a staging slot that the encoder copies into `perm` (can_shuffle_into must allow it;
+        an encoder that took an order is submitted before another one takes one)."""
         perm = np.arange(self.train.n, dtype=np.uint32) if identity else rng.permutation(self.train.n).astype(np.uint32)
-        get_device().write(self.perm, perm)
+        dev = get_device()
+        if encoder is None:
+            dev.write(self.perm, perm)
+            return
+        if not self.can_shuffle_into(encoder):
+            raise RuntimeError("this command encoder holds as many epoch orders as it can; submit it first")
+        last, used, slot = self._order_uses
+        if not self._orders:
+            self._orders = [dev.buffer(self.train.n * 4, f"perm.order{k}") for k in range(ORDER_SLOTS)]
+        # A queue write lands before every command buffer submitted after it: the slot is free (its
+        # copy from an earlier encoder ran), and nothing in this encoder reads it yet (one order a slot)
+        dev.write(self._orders[slot], perm)
+        encoder.copy_buffer_to_buffer(self._orders[slot], 0, self.perm, 0, self.train.n * 4)
+        self._order_uses = (encoder, (used if last is encoder else 0) + 1, (slot + 1) % ORDER_SLOTS)
 
     def gather(self, split: GpuSplit, x: Tensor, y: Tensor, state: Tensor, base: int = 0,
                eval_mode: bool = False, shift: int = 0, seed: int = 0) -> None:

@@ -216,17 +216,19 @@ class Run:
 
     # -- training -------------------------------------------------------------------------------------
     def advance(self, encoder, n: int) -> int:
-        """Encode up to n steps into `encoder`, never past the end of the current epoch
-        (the next epoch's permutation is written between submissions) nor of the run.
-        At an epoch start the weights are first copied aside (the divergence guard's
-        snapshot). Returns the steps encoded."""
+        """Encode up to n steps into `encoder`, never past the end of the current epoch nor of
+        the run. At an epoch start the epoch's order goes into the encoder (GpuDataset.shuffle:
+        a few epochs an encoder; then none is encoded until it is submitted) and the weights are
+        copied aside (the divergence guard's snapshot). Returns the steps encoded."""
         n = min(n, self.total_steps - self.step, self.steps_per_epoch - self.step % self.steps_per_epoch)
         if n <= 0:
             return 0
         if self.step % self.steps_per_epoch == 0:
             epoch = self.epoch
             if self._shuffled_epoch != epoch:
-                self.data.shuffle(self._rng)
+                if not self.data.can_shuffle_into(encoder):
+                    return 0
+                self.data.shuffle(self._rng, encoder=encoder)
                 self._shuffled_epoch = epoch
             self._snapshot.program.encode(encoder)     # taken only if the run is healthy (snapshot.wgsl)
             self.snapshot_step = self.step

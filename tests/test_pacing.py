@@ -192,3 +192,25 @@ def test_frame_budget_fills_the_window_period():
     assert UNCAPPED_BUDGET_S < frame_budget(False, WINDOW_FPS) < 1 / WINDOW_FPS
     assert frame_budget(False, None) == UNCAPPED_BUDGET_S
     assert frame_budget(True, WINDOW_FPS) == frame_budget(True, None) == CPU_BUDGET_S
+
+
+def test_settled_garbage_in_cycles_is_freed_at_the_next_settle():
+    """Guards against settle_garbage's freeze leaking what the app drops later: an object in a
+    reference cycle, frozen while alive, is freed by the next settle once nothing else refers to
+    it (a replaced model's views hold GPU buffers)."""
+    import gc
+    import weakref
+    from mnist_viz.viz.pacing import settle_garbage
+
+    class Node:
+        pass
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    alive = weakref.ref(a)
+    settle_garbage()
+    assert gc.get_freeze_count() > 0
+    del a, b
+    gc.collect()
+    assert alive() is not None          # frozen: the collector leaves it
+    settle_garbage()
+    assert alive() is None

@@ -26,7 +26,7 @@ from .histograms import Histograms
 from .inference import Forward
 from .input import CanvasInput
 from .loader import DatasetLoader, check_window_model
-from .pacing import MAX_INDEX, FrameFence
+from .pacing import MAX_INDEX, FrameFence, settle_garbage
 from .plots import CurvePlots
 from .readout import ScalarReadout
 from .saliency import Saliency
@@ -172,6 +172,7 @@ class App:
         elif self.session.run is not None:
             self._bind_run(self.session.run)
         self._runs_changed()
+        settle_garbage()
 
     def _bind_run(self, run) -> None:
         """A new Run (the data arrived, another architecture): views that read its buffers."""
@@ -206,6 +207,7 @@ class App:
         self.dataset_view = DatasetView(data, self.names, self.classes.names)
         self.gui.register(self.dataset_view.texture)
         self.session.attach_data(data, evaluate=self.config.evaluate_on_load)
+        settle_garbage()
 
     def wait_for_data(self, timeout: float = 60.0) -> bool:
         self.loader.wait(timeout)

@@ -72,7 +72,8 @@ def draw_frame(app) -> None:
     current = [app.dev.device.create_command_encoder()]
 
     def split():
-        """Submit the frame's commands so far (an epoch ended among its steps) and go on in a new encoder."""
+        """Submit the frame's commands so far (they hold as many epoch orders as an encoder can) and go
+        on in a new encoder."""
         app.dev.submit(current[0])
         current[0] = app.dev.device.create_command_encoder()
         return current[0]

@@ -296,9 +296,10 @@ class TrainingSession:
     def encode(self, encoder, split=None):
         """Encode this frame's training work (the main run's, then the other runs'); returns
         (the number of steps of the main run encoded, the encoder the frame goes on with).
-        `split()`, when given, submits the encoder so far and returns a new one: the steps then
-        go on past an epoch's end in the same frame (the next epoch's order is written between
-        the two submissions); without it a frame's steps stop there."""
+        The steps go on past an epoch's end (the next epoch's order goes into the encoder,
+        GpuDataset.shuffle); past the few orders an encoder holds, `split()`, when given,
+        submits the encoder so far and returns a new one to go on in, and without it the
+        frame's steps stop there."""
         done, encoder = self._encode_main(encoder, split)
         self._encode_others(encoder)
         return done, encoder
@@ -306,10 +307,12 @@ class TrainingSession:
     def _encode_main(self, encoder, split=None) -> tuple[int, object]:
         done = self._encode_first(encoder)
         run = self.run
-        while (split and 0 < done < self.steps_asked and self.status == "running" and not self._eval_pieces
-               and run.step % run.steps_per_epoch == 0):
-            encoder = split()           # an epoch ended inside the frame's budget: go on in the next
-            k = self._advance(run, encoder, self.steps_asked - done)
+        while (0 < done < self.steps_asked and self.status == "running" and not self._eval_pieces
+               and run.step % run.steps_per_epoch == 0 and not run.finished):
+            k = self._advance(run, encoder, self.steps_asked - done)    # an epoch ended: on into the next
+            if k == 0 and split:        # the encoder holds as many epoch orders as it can: submit it
+                encoder = split()
+                k = self._advance(run, encoder, self.steps_asked - done)
             self._after_steps(encoder, k)
             done += k
             if k == 0:
