@@ -79,6 +79,8 @@ def viz_run(app, batch: int, seconds: float, read_back: bool, fps_cap: float | N
     f0, s0, t = app.frames, app.metrics.steps, time.perf_counter()
     gpu, phases, starts, carried = [], {}, [], []
     pauses = GcPauses()
+    if TRACE[0] is not None:
+        TRACE[0].take()          # the warm-up's calls are not counted
     while time.perf_counter() - t < seconds:
         starts.append(time.perf_counter())
         one()
@@ -100,6 +102,48 @@ def viz_run(app, batch: int, seconds: float, read_back: bool, fps_cap: float | N
             "cpu_ms": {k: sorted(v)[len(v) // 2] * 1000 for k, v in phases.items()},
             "late": late_frames(starts, fps_cap), "late_detail": late_detail(starts, carried, fps_cap),
             "gc": pauses.summary()}
+
+
+TRACE = [None]      # the CpuTrace when --trace-cpu
+
+
+class CpuTrace:
+    """The longest and total CPU time of a few calls the frame loop makes (--trace-cpu): where a
+    frame's CPU stall, if any, is spent. Wraps the methods for the life of the process."""
+
+    def __init__(self):
+        from mnist_viz.compute.data import GpuDataset
+        from mnist_viz.compute.device import Device
+        from mnist_viz.compute.evaluation import EvaluationPiece
+        from mnist_viz.compute.program import Program
+        from mnist_viz.compute.run import Run
+        from mnist_viz.viz.histograms import Histograms
+        from mnist_viz.viz.readout import ScalarReadout
+        from mnist_viz.viz.timetravel import Timeline
+        self.times: dict[str, list] = {}
+        for cls, name in ((GpuDataset, "shuffle"), (Device, "write"), (Device, "submit"), (EvaluationPiece, "encode"),
+                          (Program, "encode"), (Run, "encode_estimate"), (Run, "advance"), (Timeline, "take"),
+                          (Histograms, "take"), (ScalarReadout, "poll"), (ScalarReadout, "after_submit")):
+            self._wrap(cls, name)
+
+    def _wrap(self, cls, name):
+        fn = getattr(cls, name)
+        key = f"{cls.__name__}.{name}"
+
+        def timed(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                rec = self.times.setdefault(key, [0.0, 0.0, 0])
+                d = time.perf_counter() - t0
+                rec[0], rec[1], rec[2] = max(rec[0], d), rec[1] + d, rec[2] + 1
+        setattr(cls, name, timed)
+
+    def take(self) -> str:
+        out, self.times = self.times, {}
+        rows = sorted(out.items(), key=lambda kv: -kv[1][0])
+        return ", ".join(f"{k} max {v[0] * 1000:.1f} ms (total {v[1] * 1000:.0f} ms in {v[2]})" for k, v in rows[:8])
 
 
 class GcPauses:
@@ -220,6 +264,8 @@ def bench_arch(name: str, ds, args, size) -> list[str]:
               f"({r['steps_per_s'] / headless * 100:.0f}% of headless), GPU {r['gpu_ms']:.2f} ms/frame; "
               f"frames: {r['late']}", flush=True)
         print(f"    garbage collection: {r['gc']}", flush=True)
+        if TRACE[0] is not None:
+            print(f"    CPU of the frame loop's calls: {TRACE[0].take()}", flush=True)
         if r["late_detail"]:
             print(f"    longest frames (ms, [(steps, extras, CPU ms of steps) of it and the two before]): "
                   f"{r['late_detail']}", flush=True)
@@ -252,10 +298,14 @@ def main():
     ap.add_argument("--observers-off", action="store_true", help="also run 'in flight' without the step "
                     "observers (the timeline's snapshots, the histogram columns), which split a frame's steps")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "viz_results.md")
+    ap.add_argument("--trace-cpu", action="store_true", help="time a few calls of the frame loop (where a "
+                    "long frame's CPU goes)")
     ap.add_argument("--gc", choices=("app", "default", "freeze"), default="app",
                     help="garbage collection as the app sets it up (default), Python's defaults, or frozen "
                          "after each app is built (gc.freeze)")
     args = ap.parse_args()
+    if args.trace_cpu:
+        TRACE[0] = CpuTrace()
 
     from mnist_viz.compute.device import get_device
     from mnist_viz.compute.idx import bundled_mnist_dir, load_dataset

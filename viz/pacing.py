@@ -175,6 +175,7 @@ class StepPacer:
     MLPs' windows fell to 14% / 36% of headless, logs/viz_bench_extras_v1_h100.log)."""
 
     SMOOTH = 0.3               # weight of a new frame's cost per step in the running cost
+    OUTLIER = 1.5              # a frame's cost per step counts as at most this many times the running one
     GROW, SHRINK = 1.5, 0.5    # the most the step count changes in one frame
     RARE = 0.5                 # an extra in fewer than this share of frames (with steps) is charged to its own
     ALWAYS_CHARGED = ("evaluation",)   # its pieces are paced by their cost however often it comes
@@ -202,7 +203,11 @@ class StepPacer:
 
     @classmethod
     def _blend(cls, old: float, new: float) -> float:
-        return new if old == 0 else (1 - cls.SMOOTH) * old + cls.SMOOTH * new
+        """The running cost after a new frame's: one slow frame (a stall of the CPU, 30 ms in
+        the H100 host's epoch-end frames) moves it by SMOOTH x OUTLIER at most, not to the
+        stall's size, which had cut the next frames' steps by a third; a real rise of the cost
+        still doubles it within 5 frames."""
+        return new if old == 0 else (1 - cls.SMOOTH) * old + cls.SMOOTH * min(new, cls.OUTLIER * old)
 
     def update(self, cpu_s: float, steps_done: int, adaptive: bool, regular: bool = True) -> None:
         """A frame was encoded: cpu_s of CPU time for steps_done steps."""
