@@ -136,6 +136,7 @@ class Device:
         self._layouts: dict = {}
         self._uniforms: dict = {}
         self._bindings: dict = {}        # id(pipeline) -> (bind group layout, bindings, label)
+        self._staging: dict = {}         # bytes -> mappable buffers free for read_in
         self.lost: str | None = None
         logging.getLogger("wgpu").addHandler(_LostWatcher(self))
         self.stream = Stream(self)
@@ -202,6 +203,20 @@ class Device:
         self.queue.submit([enc.finish()])
         self.readback.record(size, label or buffer.label)
         return PendingRead(staging, size)
+
+    def read_in(self, encoder, buffer, offset: int, size: int, label: str = ""):
+        """A non-blocking readback of a few bytes copied by `encoder` (a frame's): no submission of
+        its own (a submission, with the staging buffer made and destroyed for it, cost the H100
+        host's window 10-16 ms of CPU now and then: a dropped frame per read). The returned
+        `PendingRead` starts (`start()`) once the encoder is submitted; its staging buffer is
+        reused by later reads."""
+        n = _round_up(size, 4)
+        pool = self._staging.setdefault(n, [])
+        staging = pool.pop() if pool else self.device.create_buffer(
+            size=n, usage=wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST, label=f"read.{label}")
+        encoder.copy_buffer_to_buffer(buffer, offset, staging, 0, n)
+        self.readback.record(size, label or buffer.label)
+        return PendingRead(staging, size, release=pool.append, start=False)
 
     # -- pipelines -------------------------------------------------------------------
     def module(self, shader: str, source: str | None = None):
@@ -276,14 +291,25 @@ class Device:
 class PendingRead:
     """A few bytes on their way back; `ready()` checks without blocking."""
 
-    def __init__(self, staging, size):
+    def __init__(self, staging, size, release=None, start: bool = True):
         self.staging = staging
         self.size = size
-        self._promise = staging.map_async(wgpu.MapMode.READ)
+        self._release = release        # where the staging buffer goes when read (None: destroyed)
+        self._promise = None
         self._data = None
+        if start:
+            self.start()
+
+    @property
+    def started(self) -> bool:
+        return self._promise is not None
+
+    def start(self) -> None:
+        """Map the staging buffer (once the copy into it has been submitted)."""
+        self._promise = self.staging.map_async(wgpu.MapMode.READ)
 
     def ready(self) -> bool:
-        if self._data is None and self._arrived():
+        if self._data is None and self.started and self._arrived():
             self._take()
         return self._data is not None
 
@@ -296,10 +322,15 @@ class PendingRead:
         self._promise.sync_wait()  # returns at once once fulfilled
         self._data = bytes(self.staging.read_mapped(0, self.size))
         self.staging.unmap()
-        self.staging.destroy()
+        if self._release is not None:
+            self._release(self.staging)
+        else:
+            self.staging.destroy()
 
     def result(self) -> bytes:
         """The bytes (waits if they have not arrived yet)."""
+        if not self.started:
+            raise RuntimeError("this read's copy was not submitted yet: start() it after the submission")
         if self._data is None:
             self._take()
         return self._data

@@ -101,7 +101,7 @@ def safetensors_torch(torch):
 class WgpuReads:
     """Every GPU -> CPU transfer, counted where wgpu does it, not where our code says it does.
 
-    The device's ReadbackMeter sees only reads that go through `Device.read` / `read_async`;
+    The device's ReadbackMeter sees only reads that go through `Device.read` / `read_async` / `read_in`;
     a raw `queue.read_buffer` anywhere (or a wrapper that forgets to record) slips past it.
     This meter wraps wgpu's own entry points (`GPUQueue.read_buffer`, `GPUQueue.read_texture`,
     `GPUBuffer.map_async` / `map_sync` in read mode), counting only the outermost call (a

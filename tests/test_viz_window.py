@@ -43,8 +43,12 @@ out = {"opened_after_s": opened_after}
 state = {"phase": 0, "t": time.perf_counter(), "stroke": 0}
 
 def live_surfaces():
-    """wgpu canvas contexts (window surfaces) still in memory, garbage not yet collected included."""
-    return sum(isinstance(o, wgpu.GPUCanvasContext) for o in gc.get_objects())
+    """wgpu canvas contexts (window surfaces) still in memory, garbage not yet collected included
+    (the app freezes its objects for the collector: frozen ones are listed after an unfreeze)."""
+    gc.unfreeze()
+    n = sum(isinstance(o, wgpu.GPUCanvasContext) for o in gc.get_objects())
+    gc.freeze()
+    return n
 
 def later(fn, dt=0.05):
     loop.call_later(dt, fn)

@@ -89,6 +89,7 @@ def draw_frame(app) -> None:
         "load_op": "clear", "store_op": "store"}])
     app.gui.record(rp)
     rp.end()
+    app.readout.before_submit(encoder)
     marks.append(("draw", time.perf_counter()))
     app.dev.submit(encoder)
     marks.append(("submit", time.perf_counter()))

@@ -2,9 +2,10 @@
 
 stats.wgsl packs every number the panels print (step counter, flags, losses,
 accuracies, the predicted class, the learning rate, ...) into one `Readout`
-(viz/structs.py) each frame. At most every `interval` seconds, after the frame is
-submitted, a non-blocking `Device.read_async` of those 64 bytes starts; a later
-frame picks the result up when it has arrived. The readback meter counts each
+(viz/structs.py) each frame. At most every `interval` seconds the frame's own encoder
+copies those 64 bytes into a staging buffer (`Device.read_in`: no submission of its own)
+whose non-blocking map starts once the frame is submitted; a later frame picks the
+result up when it has arrived. The readback meter counts each
 read, so the budget (<= 64 bytes a read, <= 1/interval reads a second) is testable.
 
 Runs side by side add 16 bytes each (`RunReadout`: the run's class for the canvas, its
@@ -98,15 +99,21 @@ class ScalarReadout:
         self._packed_evaluations = self.metrics.evaluations
         return [self.dispatch] + [d for _, d, _ in self._runs]
 
-    def after_submit(self, now: float | None = None) -> None:
-        """Start a read if none is in flight and the interval has passed (call after submit)."""
+    def before_submit(self, encoder, now: float | None = None) -> None:
+        """Copy the pack into a read in the frame's `encoder` if none is in flight and the interval
+        has passed (after the pack's dispatch, before the frame's submission)."""
         now = time.perf_counter() if now is None else now
         if self.dispatch is not None and self.pending is None and now - self.last_start >= self.interval:
-            self.pending = get_device().read_async(self.out, 0, self.read_bytes, "stats")
+            self.pending = get_device().read_in(encoder, self.out, 0, self.read_bytes, "stats")
             self._pending_runs = [m for _, _, m in self._runs]
             self._pending_revision = self._packed_revision
             self._pending_evaluations = self._packed_evaluations
             self.last_start = now
+
+    def after_submit(self) -> None:
+        """The frame is submitted: its read (if it copied one) can start."""
+        if self.pending is not None and not self.pending.started:
+            self.pending.start()
 
     def poll(self) -> bool:
         """Pick up a finished read (non-blocking). True when new values arrived."""
