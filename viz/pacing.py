@@ -59,13 +59,60 @@ def settle_garbage() -> None:
     gc.freeze()
 
 
+class FencePoller(threading.Thread):
+    """Sees the frames' queue fences done: a non-blocking device poll every POLL_S while any is
+    in flight, asleep otherwise (one per device, started on first use).
+
+    wgpu-py's own poll thread, kept awake by a token, polls *blocking*, and a blocking poll holds
+    up the main thread's queue submissions until the GPU has drained: with a token per frame in
+    flight (every frame of the window) a frame's submission took 9.7 ms of CPU against 2.7 ms
+    without (H100, 500 steps a frame: `python benchmarks/submit_cost.py`,
+    benchmarks/logs/submit_cost_h100.log)."""
+
+    POLL_S = 0.0005            # how late a fence may be seen done (the GPU time it adds)
+    _by_device: dict = {}
+
+    def __init__(self, device):
+        super().__init__(daemon=True, name="fence-poller")
+        self._device = device
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+
+    @classmethod
+    def of(cls, device) -> "FencePoller":
+        poller = cls._by_device.get(id(device))
+        if poller is None:
+            poller = cls._by_device[id(device)] = cls(device)
+            poller.start()
+        return poller
+
+    def added(self) -> None:
+        with self._lock:
+            self._pending += 1
+        self._wake.set()
+
+    def done(self) -> None:
+        with self._lock:
+            self._pending -= 1
+
+    def run(self) -> None:
+        while True:
+            if self._pending > 0:
+                self._device._poll(False)
+                time.sleep(self.POLL_S)
+                continue
+            self._wake.wait()
+            self._wake.clear()
+
+
 class _WorkDone:
     """A queue fence: done when all work submitted before it has finished; records when.
 
     wgpu-py 0.32's `on_submitted_work_done_async` declares a callback type that
     wgpu-native rejects, so the callback is registered here through cffi with the
-    native signature; wgpu-py's poll thread (kept awake by a token) runs it as soon
-    as the GPU gets there, so `done_at` is the GPU's completion time. No buffer is
+    native signature; the FencePoller's polls run it within POLL_S of the GPU getting
+    there, so `done_at` is the GPU's completion time to half a millisecond. No buffer is
     mapped: a fence carries no data."""
 
     def __init__(self, dev):
@@ -73,18 +120,19 @@ class _WorkDone:
         self.submitted_at = time.perf_counter()
         self.done_at: float | None = None
         self._event = threading.Event()
-        token = dev.device._poller.get_token()
+        poller = FencePoller.of(dev.device)
 
         @ffi.callback("void(WGPUQueueWorkDoneStatus, WGPUStringView, void *, void *)")
         def callback(status, message, u1, u2):
             self.done_at = time.perf_counter()
             self._event.set()
-            token.set_done()
+            poller.done()
 
         self._callback = callback  # keep alive until called
         info = ffi.new("WGPUQueueWorkDoneCallbackInfo *")
         info.mode = lib.WGPUCallbackMode_AllowProcessEvents
         info.callback = callback
+        poller.added()
         libf.wgpuQueueOnSubmittedWorkDone(dev.queue._internal, info[0])
 
     def wait(self, timeout: float = 10.0) -> None:
