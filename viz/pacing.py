@@ -33,7 +33,7 @@ MAX_INDEX = len(SPEEDS) - 1
 
 # The frame budget: the work (CPU and GPU) a frame may take at "max" speed.
 WINDOW_FPS = 60            # the window's frame rate (vsync, and rendercanvas's cap: launch.open_window)
-WORK_SHARE = 0.85          # of a capped frame's period the work may fill, leaving the rest as margin
+WORK_SHARE = 0.90          # of a capped frame's period the work may fill, leaving the rest as margin (swept: NOTES.md)
 UNCAPPED_BUDGET_S = 1 / 90  # frames not capped (offscreen): ~100 fps, each as long as its work
 CPU_BUDGET_S = 1 / 12      # a CPU adapter (lavapipe): 5-10 fps stays usable
 
