@@ -249,10 +249,13 @@ class Architecture:
 def parse(text: str, image_shape=(28, 28)) -> Architecture:
     """An architecture from PyTorch constructor calls, checked against 1-channel images; or an
     MLP's layer widths as the program names it everywhere ('784-512-256-128-10': Linear layers
-    with a ReLU between each two)."""
+    with a ReLU between each two); or a named network ('cnn': the shipped CNN, recipe.RECIPE_ARCH)."""
+    from .recipe import RECIPE_ARCH
     text = text.strip()
     if not text:
         raise ArchError("empty architecture")
+    if text.lower() in RECIPE_ARCH:
+        return parse(RECIPE_ARCH[text.lower()], image_shape)
     if _WIDTHS.fullmatch(text):
         sizes = [int(v) for v in text.split("-")]
         calls = [f"Linear({a},{b})" for a, b in zip(sizes, sizes[1:])]
@@ -275,7 +278,7 @@ _WIDTHS = re.compile(r"\d+(?:\s*-\s*\d+)+")     # 784-128-10: an MLP's widths
 def _layer(i: int, node, src: str):
     if not (isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute))):
         raise ArchError(f"layer {i} {src!r}: not a layer call like Linear(784,128) (or write an MLP's widths: "
-                        "784-128-10)")
+                        "784-128-10, or 'cnn' for the shipped CNN)")
     name = node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id
     cls = LAYERS.get(name)
     if cls is None:

@@ -40,6 +40,16 @@ def test_an_mlps_widths_are_an_architecture():
         parse("784,128,10")
 
 
+def test_the_shipped_cnn_has_a_name():
+    """Guards against `--arch cnn` failing (a first user's guess: the README and the train recipe
+    call it 'the CNN', and the window's --arch took only layer strings): the name, in any case,
+    is the shipped CNN's layers; an unknown name says which names there are."""
+    from mnist_viz.compute.recipe import CNN_ARCH
+    assert parse("cnn").text == parse(" CNN ").text == parse(CNN_ARCH).text
+    with pytest.raises(ArchError, match="'cnn' for the shipped CNN"):
+        parse("resnet")
+
+
 @pytest.mark.parametrize("text,fragment", [
     ("Conv2d(1,8,5),ReLU(),Linear(100,10)", "layer 2 Linear(100,10): a Linear needs flat input, but [8, 24, 24]"),
     ("Linear(784,64),ReLU(),Linear(32,10)", "layer 2 Linear(32,10): takes 32 inputs, but [64] = 64 values arrive; use Linear(64,10)"),

@@ -63,7 +63,8 @@ def _whole(s: str) -> int:
 
 ARCH_HELP = ("the network as PyTorch writes it, the nn.Sequential layers separated by commas, e.g. "
              "'Conv2d(1,8,5,padding=2),ReLU(),MaxPool2d(2),Flatten(),Linear(1568,10)' "
-             "(Linear, Conv2d, MaxPool2d, Flatten, ReLU, Dropout); default: the MLP of --hidden")
+             "(Linear, Conv2d, MaxPool2d, Flatten, ReLU, Dropout), an MLP's widths (784-256-128-10) or 'cnn' "
+             "(the shipped CNN); default: the MLP of --hidden")
 
 
 # Recipe fields the train command exposes, with their help (the defaults come from the recipes).
@@ -129,7 +130,8 @@ def build_parser() -> tuple[_Parser, _Parser, _Parser]:
     view.add_argument("--checkpoint", type=Path, help="model to open (default: the pretrained one)")
     view.add_argument("--data", type=Path, help="directory of IDX files, any image size and classes "
                       "(default: bundled MNIST)")
-    view.add_argument("--arch", help="start with a fresh network of this architecture (or read --checkpoint as it)")
+    view.add_argument("--arch", help="start with a fresh network of this architecture (or read --checkpoint as it): "
+                      "layers as PyTorch writes them, an MLP's widths (784-256-128-10) or 'cnn'")
     view.add_argument("--limit", type=_positive_int, help="train on the first N images")
     view.add_argument("--test-limit", type=_positive_int, help="evaluate on the first N test images")
     view.add_argument("--offscreen", action="store_true", help="render without a window")
