@@ -4,7 +4,9 @@ measure the GPU without reading anything back."""
 import numpy as np
 import pytest
 
-from mnist_viz.viz.pacing import SPEEDS, WORK_SHARE, FrameFence, StepPacer, steps_for_frame
+from mnist_viz.viz.pacing import SPEEDS, WINDOW_FPS, FrameFence, StepPacer, frame_budget, steps_for_frame
+
+WINDOW_BUDGET = frame_budget(False, WINDOW_FPS)     # a window's frame budget on a GPU (WORK_SHARE of its period)
 
 
 def speed(n):
@@ -76,7 +78,7 @@ def simulate_extras(per_step, fixed, extra, every, frames=2000):
     """A pacer driven for `frames` frames of a GPU costing `fixed` + `per_step` a step + `extra[kind]`
     per extra of each kind (one every `every[kind]` steps), its times retiring two frames late;
     returns it and the (GPU seconds, carried extras) of the last two thirds of the frames."""
-    pacer = StepPacer(0.0142)
+    pacer = StepPacer(WINDOW_BUDGET)
     steps, in_flight, late = 0, [], []
     for frame in range(frames):
         def extras_in(k):
@@ -104,12 +106,14 @@ def test_extras_are_charged_to_the_frames_that_carry_them():
     period (the budget is WORK_SHARE of it: the margin takes the spread's extra step), and the
     frames still fill 95% of the budget on average (a frame may stop short of an extra, which
     the next one then makes room for)."""
-    budget = 0.0142
+    budget = WINDOW_BUDGET
     pacer, late = simulate_extras(0.0023, 0.0025, {"estimate": 0.006, "column": 0.001},
                                   {"estimate": 250, "column": 100})
-    assert max(g for g, _ in late) <= budget / WORK_SHARE, max(late)
+    assert max(g for g, _ in late) <= 1 / WINDOW_FPS, max(late)
     assert np.mean([g for g, _ in late]) >= 0.95 * budget       # the GPU's share of the frames is kept
-    assert pacer.extra_cost["estimate"] == pytest.approx(0.006, rel=0.2)
+    # learned from frames with fewer steps than usual, the extra also takes on part of the frame's
+    # fixed cost (2.5 ms here, which the cost of a step carries in its share): over, never under
+    assert 0.006 * 0.95 <= pacer.extra_cost["estimate"] <= 0.006 + 0.0025, pacer.extra_cost
 
 
 def test_extras_in_every_frame_stay_in_the_cost_of_a_step():
@@ -118,11 +122,11 @@ def test_extras_in_every_frame_stay_in_the_cost_of_a_step():
     left none to learn a step's cost from, and the step count froze where it was when the columns
     began. An extra in most frames is part of a step's cost: from 1 step a frame the pacer
     reaches frames that fill 90% of the budget."""
-    budget = 0.0142
+    budget = WINDOW_BUDGET
     pacer, late = simulate_extras(20e-6, 0.0005, {"estimate": 0.0001, "column": 0.0003, "snapshot": 0.0002},
                                   {"estimate": 250, "column": 100, "snapshot": 500}, frames=600)
     assert np.mean([g for g, _ in late]) >= 0.9 * budget, (np.mean([g for g, _ in late]), pacer.steps)
-    assert max(g for g, _ in late) <= budget / WORK_SHARE
+    assert max(g for g, _ in late) <= 1 / WINDOW_FPS
 
 
 def test_evaluation_pieces_take_the_rest_of_a_frame():
