@@ -99,7 +99,10 @@ class FencePoller(threading.Thread):
     def run(self) -> None:
         while True:
             if self._pending > 0:
-                self._device._poll(False)
+                try:
+                    self._device._poll(False)
+                except Exception:  # noqa: BLE001 - a lost device: the frame loop reports it, nothing to poll
+                    return
                 time.sleep(self.POLL_S)
                 continue
             self._wake.wait()
