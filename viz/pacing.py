@@ -240,6 +240,7 @@ class StepPacer:
         self.work_s = 0.0          # smoothed frame work time (CPU, or GPU when larger): the panel shows it
         self.extra_cost: dict[str, float] = {}   # seconds of GPU work an extra of each kind adds to a frame
         self.share: dict[str, float] = {}        # the (smoothed) share of frames with steps carrying each kind
+        self._struck: set = set()                # costs whose last frame was an outlier (_blend)
         self._rate_t0 = time.perf_counter()
         self._rate_steps = 0
         self.steps_per_s = 0.0
@@ -252,19 +253,25 @@ class StepPacer:
             return max(1, int(self.steps))
         return max(1, int(self.steps * (frame + 1)) - int(self.steps * frame))
 
-    @classmethod
-    def _blend(cls, old: float, new: float) -> float:
-        """The running cost after a new frame's: one slow frame (a stall of the CPU, 30 ms in
-        the H100 host's epoch-end frames) moves it by SMOOTH x OUTLIER at most, not to the
-        stall's size, which had cut the next frames' steps by a third; a real rise of the cost
-        still doubles it within 5 frames."""
-        return new if old == 0 else (1 - cls.SMOOTH) * old + cls.SMOOTH * min(new, cls.OUTLIER * old)
+    def _blend(self, key: str, old: float, new: float) -> float:
+        """The running cost `key` after a new frame's: one slow frame (a stall of the CPU, 30 ms in
+        the H100 host's epoch-end frames) moves it by SMOOTH x OUTLIER at most, not to the stall's
+        size, which had cut the next frames' steps by a third; a second one in a row counts in
+        full (a larger batch or network costs more from now on: the steps must follow at once)."""
+        if old == 0:
+            return new
+        if new > self.OUTLIER * old and key not in self._struck:
+            self._struck.add(key)
+            new = self.OUTLIER * old
+        else:
+            self._struck.discard(key)
+        return (1 - self.SMOOTH) * old + self.SMOOTH * new
 
     def update(self, cpu_s: float, steps_done: int, adaptive: bool, regular: bool = True) -> None:
         """A frame was encoded: cpu_s of CPU time for steps_done steps."""
-        self.work_s = self._blend(self.work_s, max(cpu_s, self.gpu_cost * steps_done))
+        self.work_s = self._blend("work", self.work_s, max(cpu_s, self.gpu_cost * steps_done))
         if regular and steps_done > 0:
-            self.cpu_cost = self._blend(self.cpu_cost, cpu_s / steps_done)
+            self.cpu_cost = self._blend("cpu", self.cpu_cost, cpu_s / steps_done)
         if adaptive and steps_done > 0:
             self._resize()
         self._rate_steps += steps_done
@@ -293,11 +300,11 @@ class StepPacer:
         kinds = list(self.charged(extras).items())
         if not kinds:
             if regular and steps_done > 0:
-                self.gpu_cost = self._blend(self.gpu_cost, gpu_s / steps_done)
+                self.gpu_cost = self._blend("gpu", self.gpu_cost, gpu_s / steps_done)
         elif len(kinds) == 1 and (self.gpu_cost > 0 or steps_done == 0):
             kind, count = kinds[0]
             left = max(0.0, gpu_s - steps_done * self.gpu_cost)
-            self.extra_cost[kind] = self._blend(self.extra_cost.get(kind, 0.0), left / count)
+            self.extra_cost[kind] = self._blend(kind, self.extra_cost.get(kind, 0.0), left / count)
 
     def fit_extras(self, steps: int, extras_in, guesses: dict | None = None) -> int:
         """The most steps, up to the `steps` budgeted for a frame, that fit it together with the
