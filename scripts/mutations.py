@@ -299,7 +299,7 @@ MUTATIONS = [
              (T + "test_pacing.py::test_adaptive_budget_settles_where_the_frame_meets_its_time",),
              "at speed 'max' the frame time grows without bound: the window freezes", fast=True),
     Mutation("pacer-ignores-the-gpu", "viz/pacing.py",
-             "                self.gpu_cost = self._blend(self.gpu_cost, gpu_s / steps_done)",
+             '                self.gpu_cost = self._blend("gpu", self.gpu_cost, gpu_s / steps_done)',
              "                pass",
              (T + "test_pacing.py::test_budget_holds_through_epoch_ends_and_late_gpu_times",),
              "frames sized by the CPU's cost alone: the GPU falls behind and the frame rate with it", fast=True),
