@@ -196,13 +196,13 @@ class Device:
         return bytes(data)
 
     def read_async(self, buffer, offset: int, size: int, label: str = ""):
-        """Start a non-blocking readback of a few bytes; returns a `PendingRead`."""
-        staging = self.device.create_buffer(size=_round_up(size, 4), usage=wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST)
+        """Start a non-blocking readback of a few bytes (a copy submitted on its own); returns a
+        `PendingRead`."""
         enc = self.device.create_command_encoder()
-        enc.copy_buffer_to_buffer(buffer, offset, staging, 0, _round_up(size, 4))
+        pending = self.read_in(enc, buffer, offset, size, label)
         self.queue.submit([enc.finish()])
-        self.readback.record(size, label or buffer.label)
-        return PendingRead(staging, size)
+        pending.start()
+        return pending
 
     def read_in(self, encoder, buffer, offset: int, size: int, label: str = ""):
         """A non-blocking readback of a few bytes copied by `encoder` (a frame's): no submission of
@@ -216,7 +216,7 @@ class Device:
             size=n, usage=wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST, label=f"read.{label}")
         encoder.copy_buffer_to_buffer(buffer, offset, staging, 0, n)
         self.readback.record(size, label or buffer.label)
-        return PendingRead(staging, size, release=pool.append, start=False)
+        return PendingRead(staging, size, release=pool.append)
 
     # -- pipelines -------------------------------------------------------------------
     def module(self, shader: str, source: str | None = None):
@@ -289,16 +289,15 @@ class Device:
 
 
 class PendingRead:
-    """A few bytes on their way back; `ready()` checks without blocking."""
+    """A few bytes on their way back (`start()` once their copy is submitted); `ready()` checks
+    without blocking."""
 
-    def __init__(self, staging, size, release=None, start: bool = True):
+    def __init__(self, staging, size, release):
         self.staging = staging
         self.size = size
-        self._release = release        # where the staging buffer goes when read (None: destroyed)
+        self._release = release        # takes the staging buffer back once read (Device.read_in's pool)
         self._promise = None
         self._data = None
-        if start:
-            self.start()
 
     @property
     def started(self) -> bool:
@@ -322,10 +321,7 @@ class PendingRead:
         self._promise.sync_wait()  # returns at once once fulfilled
         self._data = bytes(self.staging.read_mapped(0, self.size))
         self.staging.unmap()
-        if self._release is not None:
-            self._release(self.staging)
-        else:
-            self.staging.destroy()
+        self._release(self.staging)
 
     def result(self) -> bytes:
         """The bytes (waits if they have not arrived yet)."""

@@ -69,9 +69,9 @@ class Run:
         self._shuffled_epoch: int | None = None
         # Rows of an evaluation piece: with `eval_macs` (the visualizer's), as many as that many
         # multiply-adds of forward pass allow, so that a piece fits a frame; halved by
-        # shrink_evaluation when one still did not
-        self.eval_rows = max(EVAL_MIN_ROWS, eval_macs // max(1, model.arch.macs())) if eval_macs else None
-        self.evaluation = Evaluation(model, data, self.metrics, self.eval_rows)
+        # shrink_evaluation when one still did not (evaluation.chunk says how many it has)
+        rows = max(EVAL_MIN_ROWS, eval_macs // max(1, model.arch.macs())) if eval_macs else None
+        self.evaluation = Evaluation(model, data, self.metrics, rows)
         self._estimate: Estimate | None = None     # built on first use (the visualizer's)
         self._apply(recipe, rebuild=True)
 
@@ -268,8 +268,7 @@ class Run:
         rows = self.evaluation.chunk
         if rows <= EVAL_MIN_ROWS:
             return False
-        self.eval_rows = max(EVAL_MIN_ROWS, rows // 2)
-        self.evaluation = Evaluation(self.model, self.data, self.metrics, self.eval_rows)
+        self.evaluation = Evaluation(self.model, self.data, self.metrics, max(EVAL_MIN_ROWS, rows // 2))
         return True
 
     def encode_estimate(self, encoder) -> None:
