@@ -11,6 +11,7 @@ Flatten); convolutions use `lax.conv_general_dilated` (NCHW, OIHW) and max pooli
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -73,9 +74,15 @@ def forward(params, arch, x):
 
 
 class JaxTrainer:
-    def __init__(self, ds, arch, batch: int, epochs: int, lr=0.05, min_lr=0.001, seed: int = 0):
+    """`precision`: None, JAX's default (on an H100 its f32 matmuls and convolutions run on the
+    tensor cores in TensorFloat-32: 10-bit mantissas), or a `jax.default_matmul_precision` level
+    such as "float32" (true f32 products, the arithmetic our shaders do)."""
+
+    def __init__(self, ds, arch, batch: int, epochs: int, lr=0.05, min_lr=0.001, seed: int = 0,
+                 precision: str | None = None):
         jax, jnp = _jax()
         self.jax, self.jnp, self.arch, self.batch = jax, jnp, arch, batch
+        self.precision = precision
         n = len(ds.train_images)
         self.n, self.spe = n, n // batch
         self.total = self.spe * epochs
@@ -110,16 +117,23 @@ class JaxTrainer:
         self._epoch = jax.jit(epoch)
         self._predict = jax.jit(lambda params, x: jnp.argmax(forward(params, arch, x.astype(jnp.float32) / 255.0), 1))
 
+    def _precision(self):
+        """The precision context the jitted functions are traced (and cached) under."""
+        p = self.precision
+        return self.jax.default_matmul_precision(p) if p else contextlib.nullcontext()
+
     def run_epoch(self):
         self.key, sub = self.jax.random.split(self.key)
         perm = self.jax.random.permutation(sub, self.n)
-        self.params, self.step = self._epoch(self.params, perm, self.step)
+        with self._precision():
+            self.params, self.step = self._epoch(self.params, perm, self.step)
 
     def sync(self):
         self.jax.block_until_ready(self.params)
 
     def test_accuracy(self) -> float:
-        pred = self._predict(self.params, self.xt)
+        with self._precision():
+            pred = self._predict(self.params, self.xt)
         return float(self.jnp.mean(pred == self.yt))
 
 
@@ -134,3 +148,16 @@ def time_epochs(trainer, epochs: int, warmup: int = 1) -> list[float]:
         if e >= warmup:
             times.append(time.perf_counter() - t)
     return times
+
+
+def matmul_error(precision: str | None, n: int = 512, seed: int = 0) -> float:
+    """Largest relative error of one jitted [n, n] x [n, n] f32 product at `precision` against
+    float64 on the host: ~1e-6 for true f32 products, ~1e-3 for TensorFloat-32."""
+    jax, jnp = _jax()
+    rng = np.random.default_rng(seed)
+    a, b = (rng.standard_normal((n, n)).astype(np.float32) for _ in range(2))
+    ctx = jax.default_matmul_precision(precision) if precision else contextlib.nullcontext()
+    with ctx:
+        got = np.asarray(jax.jit(lambda x, y: x @ y)(jnp.asarray(a), jnp.asarray(b)))
+    want = a.astype(np.float64) @ b.astype(np.float64)
+    return float(np.max(np.abs(got - want)) / np.max(np.abs(want)))

@@ -92,6 +92,9 @@ def main():
     ap.add_argument("--groups-sweep", default="", help="MLPs: also time the resident step with these workgroup "
                     "counts, e.g. 64,96,128 (resident_step.GROUPS)")
     ap.add_argument("--no-jax", action="store_true")
+    ap.add_argument("--jax-precisions", default="default,float32", help="JAX references at these matmul "
+                    "precisions (default: JAX's own, TensorFloat-32 on an H100; float32: true f32 products, "
+                    "as ours)")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--breakdown-steps", type=int, default=200, help="steps per GPU timestamp measurement (0: none)")
     ap.add_argument("--limit", type=int, help="smoke test on the first N training images")
@@ -114,10 +117,15 @@ def main():
     nets = (MLPS if "mlp" in args.nets else []) + (CNNS if "cnn" in args.nets else [])
     head = [f"Device (ours): {dev.name}"]
     jax_ok = torch_ok = False
+    jax_precisions = [p for p in args.jax_precisions.split(",") if p]
     if not args.no_jax:
         try:
             import jax
             head.append(f"JAX {jax.__version__} on {jax.devices()[0].device_kind}")
+            from jax_reference import matmul_error
+            for p in jax_precisions:
+                head.append(f"JAX {p} precision: a 512 x 512 f32 product's largest error "
+                            f"{matmul_error(None if p == 'default' else p):.1e} (relative, against float64)")
             jax_ok = True
         except Exception as e:  # noqa: BLE001 - a reference is optional
             head.append(f"JAX unavailable: {e}")
@@ -216,8 +224,9 @@ def main():
                 details.append((row["net"], b, bd))
             if jax_ok:
                 from jax_reference import JaxTrainer, time_epochs
-                jt = JaxTrainer(ds, arch, b, epochs=20)
-                row["jax"] = statistics.median(time_epochs(jt, args.timed, warmup=2))
+                for p in jax_precisions:
+                    jt = JaxTrainer(ds, arch, b, epochs=20, precision=None if p == "default" else p)
+                    row[_jax_key(p)] = statistics.median(time_epochs(jt, args.timed, warmup=2))
             if torch_ok:
                 from torch_reference import TorchMLP, time_epochs as torch_time
                 m = TorchMLP(ds, "cuda", b, epochs=20, arch=arch)
@@ -235,11 +244,13 @@ def main():
         acc["ours"] = run.evaluate()["accuracy"]
         if jax_ok:
             from jax_reference import JaxTrainer
-            jt = JaxTrainer(ds, p2(MLPS[0]), 32, epochs=args.accuracy_epochs)
-            for _ in range(args.accuracy_epochs):
-                jt.run_epoch()
-            jt.sync()
-            acc["jax"] = jt.test_accuracy()
+            for p in jax_precisions:
+                jt = JaxTrainer(ds, p2(MLPS[0]), 32, epochs=args.accuracy_epochs,
+                                precision=None if p == "default" else p)
+                for _ in range(args.accuracy_epochs):
+                    jt.run_epoch()
+                jt.sync()
+                acc["jax" if p == "default" else f"jax {p}"] = jt.test_accuracy()
         print(f"accuracy after {args.accuracy_epochs} epochs at batch 32: {acc}", flush=True)
 
     text = report(head, rows, details, acc, args.accuracy_epochs)
@@ -251,15 +262,27 @@ def main():
                                         indent=1))
 
 
+def _jax_key(precision: str) -> str:
+    """The row key of a JAX reference: "jax" for JAX's default precision, "jax_<level>" otherwise."""
+    return "jax" if precision == "default" else f"jax_{precision}"
+
+
 def report(head, rows, details, acc, acc_epochs) -> str:
     fmt = lambda v, spec: "-" if v is None else format(v, spec)
+    ratio = lambda ref, o: f"{fmt(ref and ref / o, '.2f')}{'x' if ref else ''}"
+    extra = sorted({k for r in rows for k in r if k.startswith("jax_")})   # JAX at other precisions
+    names = {k: f"JAX {k[4:]}" for k in extra}
     lines = head + ["", "Seconds per epoch of 60,000 images (original recipe; median of timed epochs after warm-up).", "",
-                    "| network | batch | ours | engine, dispatches/step | JAX (jitted epoch) | PyTorch CUDA graph | JAX / ours | graph / ours |",
-                    "|---|---|---|---|---|---|---|---|"]
+                    "| network | batch | ours | engine, dispatches/step | JAX (jitted epoch) | "
+                    + "".join(f"{names[k]} | " for k in extra) + "PyTorch CUDA graph | JAX / ours | "
+                    + "".join(f"{names[k]} / ours | " for k in extra) + "graph / ours |",
+                    "|---|---|---|---|---|" + "---|" * (2 * len(extra)) + "---|---|---|"]
     for r in rows:
         o, j, g = r["ours"], r.get("jax"), r.get("torch_graph")
         lines.append(f"| {r['net']} | {r['batch']} | {o:.4f} | {r['engine']}, {r['dispatches']} | {fmt(j, '.4f')} | "
-                     f"{fmt(g, '.4f')} | {fmt(j and j / o, '.2f')}{'x' if j else ''} | {fmt(g and g / o, '.2f')}{'x' if g else ''} |")
+                     + "".join(f"{fmt(r.get(k), '.4f')} | " for k in extra)
+                     + f"{fmt(g, '.4f')} | {ratio(j, o)} | " + "".join(f"{ratio(r.get(k), o)} | " for k in extra)
+                     + f"{ratio(g, o)} |")
     if acc:
         lines += ["", f"Test accuracy after {acc_epochs} epochs of the original recipe at batch 32 (784-128-10): "
                   + ", ".join(f"{k} {v * 100:.2f}%" for k, v in acc.items())]
