@@ -58,19 +58,47 @@ def test_epochs_shorter_than_the_detector_restore_the_last_healthy_snapshot(mnis
     from mnist_viz.compute.data import GpuDataset
     from mnist_viz.compute.nn import Sequential
     from mnist_viz.compute.run import Run
-    recipe = Recipe(batch_size=16, lr=0.05, epochs=100, **PLAIN)
+    recipe = Recipe(batch_size=16, lr=0.05, epochs=200, **PLAIN)
     run = Run(Sequential(Architecture.mlp([784, 32, 10]), seed=1), GpuDataset(mnist, 64, 16), recipe)
-    run.run_steps(8)                                      # two healthy epochs
+    # 25 healthy epochs: long enough that the detector's early rule (more than half of the run's
+    # steps over the bound) cannot fire before its 50-step one
+    run.run_steps(100)
     healthy = run.model.state_dict()
     run.set_recipe(recipe.with_changes(lr=1e3))
     while not run.diverged(run.read_flags()) and run.step < 300:
         run.run_steps(4)
-    assert run.diverged(run.read_flags()) and run.step >= 8 + 48
+    assert run.diverged(run.read_flags()) and run.step >= 100 + 48
     run.restore_snapshot()
-    assert run.step == 8 and run.read_flags() == 0
+    assert run.step == 100 and run.read_flags() == 0
     restored = run.model.state_dict()
     for name, value in healthy.items():
         np.testing.assert_array_equal(restored[name], value, err_msg=name)
+
+
+def test_a_run_too_short_for_the_50_step_window_is_flagged(mnist, device):
+    """Guards against a short exploding run passing as healthy (a first user's `train --limit 500
+    --epochs 1 --lr 1000`: 8 steps, a loss of 7e15, exit 0 and the garbage saved): the detector's
+    early rule flags a run whose loss stayed over the bound for more than half of its steps."""
+    from mnist_viz.compute.arch import Architecture
+    from mnist_viz.compute.data import GpuDataset
+    from mnist_viz.compute.nn import Sequential
+    from mnist_viz.compute.run import Run
+    run = Run(Sequential(Architecture.mlp([784, 32, 10]), seed=1), GpuDataset(mnist, 128, 16),
+              Recipe(batch_size=16, lr=1e3, epochs=1, **PLAIN))
+    assert run.steps_per_epoch == 8
+    run.run_steps(8)
+    assert run.diverged(run.read_flags()), run.metrics.read_state()
+
+
+def test_the_cli_exits_3_for_a_short_run_that_exploded(tmp_path):
+    """The same through the command line: exit 3, the error line, and no --save written."""
+    from test_cli import run as cli
+    ckpt = tmp_path / "exploded.safetensors"
+    p = cli("train", "--limit", "500", "--test-limit", "200", "--epochs", "1", "--lr", "1000", "--quiet",
+            "--save", str(ckpt))
+    assert p.returncode == 3, (p.stdout, p.stderr)
+    assert "diverged" in p.stderr and "Traceback" not in p.stderr
+    assert not ckpt.exists()
 
 
 @pytest.mark.slow
