@@ -1,9 +1,10 @@
 """The test-set evaluation as replayable programs, one per chunk of the test set.
 
-First piece: zero the counters. Every piece: gather a chunk, the model's forward
+The piece at row 0: zero the counters. Every piece: gather a chunk, the model's forward
 pass (traced once), score (correct count, confusion matrix, misclassified indices,
 with atomics). Last piece: append (step, accuracy) to the evaluation ring. A slow
-device encodes one piece per frame; a fast one all of them at once.
+device encodes one piece per frame; a fast one all of them at once. The rest of an
+evaluation under way can go on in pieces of another size (`pieces_from` a row).
 
 The chunk is as large as the device allows (compute/budget.py: its storage-binding
 limit over the widest activation of one image), at most 4096 rows, or `max_rows` (the
@@ -30,8 +31,9 @@ ESTIMATE_BLOCKS = 8        # contiguous blocks the subset is drawn from, evenly 
 class EvaluationPiece:
     """One chunk's program; encoding the last one records the evaluation in the CPU mirrors."""
 
-    def __init__(self, program: Program, metrics=None):
+    def __init__(self, program: Program, start: int, metrics=None):
         self.program = program
+        self.start = start          # its first test row: the rows before it are scored before it runs
         self._records = metrics
 
     def encode(self, encoder) -> None:
@@ -45,7 +47,6 @@ class Evaluation:
     def __init__(self, model, data, metrics, max_rows: int | None = None):
         dev = get_device()
         test = data.test
-        c = data.num_classes
         chunk = eval_rows(model.arch, test.n, Limits.current())
         if max_rows is not None:
             chunk = max(1, min(chunk, max_rows))
@@ -56,27 +57,35 @@ class Evaluation:
         with dev.stream.capture("eval_forward") as fwd:
             self.logits = model.forward(self.x, train=False)
         dev.stream.discard()
+        self._data, self._metrics, self._forward = data, metrics, fwd.dispatches
+        self.pieces: list[EvaluationPiece] = self.pieces_from(0)
 
-        m = metrics
+    def pieces_from(self, start: int) -> list[EvaluationPiece]:
+        """The pieces of the test rows from `start` on: with start > 0, the rest of an evaluation
+        whose earlier rows other pieces scored (their counts stand: only a piece at row 0 zeroes
+        the counters); the last one records the result."""
+        dev, data, m, chunk = get_device(), self._data, self._metrics, self.chunk
+        test = data.test
 
         def resources(base: int) -> list:
-            return [dev.uniform(EVAL, R=chunk, C=c, base=base), self.logits, self.y, m.counters, m.wrong,
-                    m.evals, m.state]
+            return [dev.uniform(EVAL, R=chunk, C=data.num_classes, base=base), self.logits, self.y, m.counters,
+                    m.wrong, m.evals, m.state]
 
-        self.pieces: list[EvaluationPiece] = []
-        bases = list(range(0, test.n, chunk))
+        pieces = []
+        bases = list(range(start, test.n, chunk))
         for k, base in enumerate(bases):
-            with dev.stream.capture(f"evaluate[{k}]") as prog:
-                if k == 0:
+            with dev.stream.capture(f"evaluate@{base}") as prog:
+                if base == 0:
                     dev.dispatch("eval.wgsl", "reset", resources(0), (math.ceil(m.counter_words / 64),))
                 data.gather(test, self.x, self.y, m.state, base=base, eval_mode=True)
-                for d in fwd.dispatches:
+                for d in self._forward:
                     dev.stream.record(d)
                 dev.dispatch("eval.wgsl", "score", resources(base), (math.ceil(chunk / 64),))
                 if k == len(bases) - 1:
                     dev.dispatch("eval.wgsl", "finish", resources(0), (1,))
             dev.stream.discard()
-            self.pieces.append(EvaluationPiece(prog, metrics if k == len(bases) - 1 else None))
+            pieces.append(EvaluationPiece(prog, base, m if k == len(bases) - 1 else None))
+        return pieces
 
     def encode(self, encoder) -> None:
         for piece in self.pieces:

@@ -68,8 +68,8 @@ class Run:
         self._rng = np.random.default_rng(recipe.seed)
         self._shuffled_epoch: int | None = None
         # Rows of an evaluation piece: with `eval_macs` (the visualizer's), as many as that many
-        # multiply-adds of forward pass allow, so that a piece fits a frame; halved by
-        # shrink_evaluation when one still did not (evaluation.chunk says how many it has)
+        # multiply-adds of forward pass allow, so that a piece fits a frame; fewer after
+        # recut_evaluation when one still did not (evaluation.chunk says how many it has)
         rows = max(EVAL_MIN_ROWS, eval_macs // max(1, model.arch.macs())) if eval_macs else None
         self.evaluation = Evaluation(model, data, self.metrics, rows)
         self._estimate: Estimate | None = None     # built on first use (the visualizer's)
@@ -261,15 +261,12 @@ class Run:
         the result at the current step."""
         return list(self.evaluation.pieces)
 
-    def shrink_evaluation(self) -> bool:
-        """Evaluation pieces of half as many rows (at least EVAL_MIN_ROWS) from the next
-        evaluation on; False when they are that small already. Not while pieces of the current
-        one are still to be encoded (they index the test set by the old chunk)."""
-        rows = self.evaluation.chunk
-        if rows <= EVAL_MIN_ROWS:
-            return False
-        self.evaluation = Evaluation(self.model, self.data, self.metrics, max(EVAL_MIN_ROWS, rows // 2))
-        return True
+    def recut_evaluation(self, rows: int, start: int = 0) -> list:
+        """Evaluation pieces of `rows` rows (at least EVAL_MIN_ROWS) from now on; returns those of
+        the test rows from `start` on, the rest of an evaluation under way (its pieces before
+        `start` were encoded: their counts stand)."""
+        self.evaluation = Evaluation(self.model, self.data, self.metrics, max(EVAL_MIN_ROWS, rows))
+        return self.evaluation.pieces_from(start)
 
     def encode_estimate(self, encoder) -> None:
         """A running test-accuracy estimate on a fixed subset of the test set, into

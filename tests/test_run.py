@@ -253,11 +253,17 @@ def test_history_ring_wraps_around_at_its_capacity(engine, mnist, device):
     assert run.metrics.read_state()["run_step"] == start + 6
 
 
+def assert_same_evaluation(got: dict, want: dict, msg="") -> None:
+    assert (got["correct"], got["seen"], got["accuracy"]) == (want["correct"], want["seen"], want["accuracy"]), msg
+    np.testing.assert_array_equal(got["confusion"], want["confusion"], err_msg=msg)
+    assert sorted(got["wrong"].tolist()) == sorted(want["wrong"].tolist()), msg
+
+
 def test_evaluation_in_window_sized_pieces_scores_like_one_chunk(mnist):
     """Guards against evaluation pieces that skip or repeat test images when they are sized for a
-    frame (Run(eval_macs=...): the visualizer's, a large CNN's pieces of ~450 images) or halved
-    (shrink_evaluation, when a piece still overran a frame): 500 test images in pieces of 150
-    (the last one short), then 75, then down to the smallest, score exactly as one chunk does:
+    frame (Run(eval_macs=...): the visualizer's, a large CNN's pieces of ~450 images) or re-cut
+    (recut_evaluation, when a piece still overran a frame): 500 test images in pieces of 150
+    (the last one short), then 75, then the smallest, score exactly as one chunk does:
     accuracy, confusion matrix and the misclassified indices (fewer than the 256 kept)."""
     data = GpuDataset(mnist, limit=2048, test_limit=500)
     model = mlp([784, 16, 10], seed=0)
@@ -267,12 +273,40 @@ def test_evaluation_in_window_sized_pieces_scores_like_one_chunk(mnist):
     assert len(whole["wrong"]) == 500 - whole["correct"]
     run = Run(model, data, plain(), eval_macs=model.arch.macs() * 150)
     sizes = []
-    while True:
+    for rows in (None, 75, 1):
+        if rows is not None:
+            run.recut_evaluation(rows)
         sizes.append((run.evaluation.chunk, len(run.evaluation_pieces())))
-        got = run.evaluate()
-        assert got["correct"] == whole["correct"] and got["seen"] == 500, sizes[-1]
-        np.testing.assert_array_equal(got["confusion"], whole["confusion"])
-        assert sorted(got["wrong"].tolist()) == sorted(whole["wrong"].tolist())
-        if not run.shrink_evaluation():
-            break
-    assert sizes[:2] == [(150, 4), (75, 7)] and sizes[-1] == (16, 32), sizes
+        assert_same_evaluation(run.evaluate(), whole, sizes[-1])
+    assert sizes == [(150, 4), (75, 7), (16, 32)], sizes
+
+
+def test_an_evaluation_recut_in_the_middle_scores_like_one_chunk(mnist):
+    """Guards against an evaluation re-cut while under way (the visualizer's, when a piece overran
+    its frame) that starts over, skips or repeats rows, zeroes the counts of the pieces already
+    scored or records twice: 500 test images, two pieces of 150 in one submission, the rest from
+    row 300 in pieces of 40 (the last one short) in another, score exactly as one chunk does, as one
+    evaluation; the next evaluation is whole in pieces of 40."""
+    data = GpuDataset(mnist, limit=2048, test_limit=500)
+    model = mlp([784, 16, 10], seed=0)
+    Run(model, data, plain(batch_size=32)).run_steps(64)
+    whole = Run(model, data, plain()).evaluate()
+    run, dev = Run(model, data, plain(), eval_macs=model.arch.macs() * 150), get_device()
+
+    def submit(pieces):
+        enc = dev.device.create_command_encoder()
+        for piece in pieces:
+            piece.encode(enc)
+        dev.submit(enc)
+    submit(run.evaluation_pieces()[:2])
+    assert run.metrics.evaluations == 0
+    rest = run.recut_evaluation(40, 300)
+    assert [p.start for p in rest] == list(range(300, 500, 40))
+    submit(rest)
+    assert run.metrics.evaluations == 1
+    assert (run.evaluation.chunk, len(run.evaluation_pieces())) == (40, 13)
+    assert_same_evaluation(run.metrics.read_evaluation(), whole)
+    assert run.metrics.read_state()["evals"] == 1
+    assert run.metrics.read_evals(1)[0][1] == pytest.approx(whole["accuracy"], abs=1e-6)
+    assert_same_evaluation(run.evaluate(), whole)
+    assert run.metrics.evaluations == run.metrics.read_state()["evals"] == 2

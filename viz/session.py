@@ -15,10 +15,12 @@ view shows.
 """
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass
 
 from ..compute.comparison import MAX_RUNS, Comparison, Entry
 from ..compute.device import get_device
+from ..compute.evaluation import EVAL_MIN_ROWS
 from ..compute.recipe import Recipe
 from ..compute.run import Run
 from .pacing import MAX_INDEX, SPEEDS, StepPacer, frame_budget, steps_for_frame
@@ -29,6 +31,9 @@ ESTIMATE_EVERY = 250            # steps between running test-accuracy estimates 
 # frames a budget of pieces at a time (the shipped CNN's 10,000 test images in pieces of 4,096 took
 # 120 ms of one frame on the H100; 8G is ~450 of its images); an MLP's pieces stay 4,096 images
 EVAL_PIECE_MACS = 8 << 30
+# Of the frame budget a piece that overran it is re-cut to fill, by its measured cost: a margin for
+# a cost not quite proportional to the rows
+EVAL_PIECE_SHARE = 0.8
 DEFAULT_GPU_SPEED = 5           # pacing.SPEEDS[5]: 16 steps a frame, about 1000 steps/s at 60 fps
 STATUSES = ("idle", "running", "paused", "finished", "diverged")
 
@@ -89,10 +94,14 @@ class TrainingSession:
         self.pending_steps = 0            # single steps requested while not running
         self.weights_changed = False      # since the model was loaded / saved (autosave)
         self._eval_pieces: list = []
-        self._eval_total = 1
+        # Multiply-adds of an evaluation piece for a new run: fewer once a piece overran a frame
+        self.eval_macs = EVAL_PIECE_MACS
         self.steps_last_frame = 0
         self.steps_asked = 0              # steps this frame asked of the main run
         self.frame_extras: dict[str, int] = {}   # work this frame carried besides steps: kind -> count
+        # This frame's extras and those of the frames before it that may be in flight still (their
+        # fences hand these dicts to the pacer; app.fence holds two): a re-cut restates their pieces
+        self._recent_extras: collections.deque = collections.deque(maxlen=4)
         self._frame_done = 0              # steps of the main run this frame so far
         self._flags_ignored_until = -1    # divergence flags packed at or before this step are stale
         self._extra_version = 0           # weight changes made without a run (before the data is in)
@@ -126,8 +135,9 @@ class TrainingSession:
 
     def _new_run(self) -> None:
         self.run = Run(self.model, self.data, self.recipe, metrics=self.metrics, encode_light=True,
-                       eval_macs=EVAL_PIECE_MACS)
+                       eval_macs=self.eval_macs)
         self._eval_pieces.clear()
+        self.pacer.extra_cost.pop("evaluation", None)     # another model's pieces: their cost is learned anew
         if self.on_run_changed is not None:
             self.on_run_changed(self.run)
 
@@ -201,12 +211,11 @@ class TrainingSession:
             self.model.init(self.recipe.init, self.recipe.seed + 1)
             self._extra_version += 1
 
-    def evaluate_now(self, restart: bool = False) -> None:
-        """Start an evaluation of the current weights (`restart`: over, in the run's new pieces)."""
-        if self.run is None or (self._eval_pieces and not restart):
+    def evaluate_now(self) -> None:
+        """Start an evaluation of the current weights (none while one is under way)."""
+        if self.run is None or self._eval_pieces:
             return
         self._eval_pieces = self.run.evaluation_pieces()
-        self._eval_total = len(self._eval_pieces)
         self._eval_version = self.weights_version
 
     def restore_last_good(self) -> None:
@@ -275,7 +284,7 @@ class TrainingSession:
         entry.name, self.name = self.name, entry.name
         entry.slot, self.slot = self.slot, entry.slot
         entry.evaluating, self._eval_pieces = self._eval_pieces, entry.evaluating
-        self._eval_total = max(1, len(self._eval_pieces))
+        self.pacer.extra_cost.pop("evaluation", None)     # another run's pieces: their cost is learned anew
         entry.paused = False
         self.model, self.metrics, self.recipe = self.run.model, self.run.metrics, self.run.recipe
         if self.run.finished and self.status == "running":
@@ -330,6 +339,7 @@ class TrainingSession:
         self.frame += 1
         self.steps_asked = 0
         self.frame_extras, self._frame_done = {}, 0
+        self._recent_extras.append(self.frame_extras)
         run = self.run
         if run is None:
             return 0
@@ -430,18 +440,36 @@ class TrainingSession:
         """As many pieces of the evaluation under way as the rest of the frame's budget holds (the
         pacer knows a piece's cost once one ran; at least one in a frame without steps): an MLP's
         whole evaluation in the epoch's last frame on a GPU, a large CNN's over several frames,
-        one piece a frame on a CPU adapter. When even one piece overruns a frame, the next
-        evaluation's pieces are half as large."""
-        if self.pacer.extra_cost.get("evaluation", 0.0) > self.pacer.budget_s and self.run is not None \
-                and len(self._eval_pieces) == self._eval_total and self.run.shrink_evaluation():
-            self.pacer.extra_cost.pop("evaluation")     # to be learned again at the new size
-            self.evaluate_now(restart=True)
+        one piece a frame on a CPU adapter. When even one piece overruns a frame, the rest of the
+        evaluation and the later ones go on at once in pieces that fit it (_recut_eval_pieces)."""
+        self._recut_eval_pieces()
         pieces = self.pacer.extras_that_fit("evaluation", self._frame_done, len(self._eval_pieces), self._piece_guess())
         for _ in range(pieces):
             self._eval_pieces.pop(0).encode(encoder)
         self._extra("evaluation", pieces)
         if not self._eval_pieces:
             self.evaluated_version = self._eval_version
+
+    def _recut_eval_pieces(self) -> None:
+        """A piece that cost more than the frame budget: the rest of the evaluation under way and the
+        later ones at once in pieces of the rows EVAL_PIECE_SHARE of it holds at that cost (at least
+        EVAL_MIN_ROWS). Halving the next evaluation's pieces left the shipped CNN's first one on
+        lavapipe 23 frames of 8.7 s, and took many epochs to reach pieces that fit a frame."""
+        run, cost = self.run, self.pacer.extra_cost.get("evaluation", 0.0)
+        if cost <= self.pacer.budget_s:
+            return
+        chunk = run.evaluation.chunk
+        rows = max(EVAL_MIN_ROWS, int(chunk * self.pacer.budget_s / cost * EVAL_PIECE_SHARE))
+        if rows >= chunk:
+            return
+        self._eval_pieces = run.recut_evaluation(rows, self._eval_pieces[0].start)
+        self.eval_macs = rows * run.model.arch.macs()
+        self.pacer.extra_cost.pop("evaluation")     # to be learned again at the new size
+        # The frames in flight carried pieces of the old size: they teach the cost of as many rows
+        # of the new size (in proportion), not an old piece's cost as a new one's
+        for extras in self._recent_extras:
+            if "evaluation" in extras:
+                extras["evaluation"] *= chunk / rows
 
     def test_accuracy(self, values: dict) -> float | None:
         """The main run's last test accuracy as the readout `values` carry it, or None: no
@@ -457,6 +485,7 @@ class TrainingSession:
 
     @property
     def eval_progress(self) -> float:
+        """The share of the test rows scored (the pieces left may be of another size than those done)."""
         if not self._eval_pieces:
             return 1.0
-        return 1.0 - len(self._eval_pieces) / max(1, self._eval_total)
+        return self._eval_pieces[0].start / self.run.data.test.n
