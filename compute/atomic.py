@@ -32,10 +32,11 @@ class WriteError(OSError):
         return str(self.args[0])
 
 
-def write_bytes(path, data: bytes) -> None:
-    """Atomically make path hold data (through a symlink, keeping the old file's mode)."""
+def write_bytes(path, data: bytes, example: str = "model.safetensors") -> None:
+    """Atomically make path hold data (through a symlink, keeping the old file's mode).
+    example: a file name to suggest when path is a directory."""
     shown = printable_path(path)
-    target = _prepare(path)
+    target = _prepare(path, example)
     old_mode = _mode_or_none(target)
     tmp = None
     try:
@@ -57,13 +58,13 @@ def write_bytes(path, data: bytes) -> None:
     _fsync_directory(target.parent)
 
 
-def check_can_write(path) -> None:
+def check_can_write(path, example: str = "model.safetensors") -> None:
     """Raise WriteError now if write_bytes(path) would fail for a reason known in advance.
 
     Checks what is there (a directory, a FIFO, an immutable file), the name's length,
     and that a temp file can be created next to the target (then removes it).
     """
-    target = _prepare(path)
+    target = _prepare(path, example)
     try:
         tmp, fd = _create_temp(target.parent)
     except OSError as exc:
@@ -73,11 +74,11 @@ def check_can_write(path) -> None:
     _discard(tmp)
 
 
-def _prepare(path) -> Path:
+def _prepare(path, example: str) -> Path:
     """The file to replace (a symlink's target), checked, its directory made, stale temps removed."""
     shown = printable_path(path)
     target = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
-    problem = _target_problem(target, path)
+    problem = _target_problem(target, path, example)
     if problem:
         raise WriteError(f"{shown}: {problem}")
     try:
@@ -89,21 +90,33 @@ def _prepare(path) -> Path:
     return target
 
 
-def _target_problem(target: Path, given) -> str | None:
+def _target_problem(target: Path, given, example: str) -> str | None:
     """Why target cannot be replaced by a new file, or None."""
     name_max = _name_max(target.parent)
     if len(os.fsencode(target.name)) > name_max:
         return (f"the file name is {len(os.fsencode(target.name))} bytes, over the file system's limit of "
                 f"{name_max}; choose a shorter name")
+    try:
+        os.stat(target)
+    except PermissionError:     # only a directory on the way can refuse a stat: nothing can be written there
+        return (f"cannot write there: the directory {printable_path(_unsearchable(target.parent))} cannot be "
+                f"searched (Permission denied); check its permissions or choose another path")
+    except OSError:
+        pass
     kind = non_file_kind(target)
     if kind == "a directory":
-        return f"is a directory; give a file name, e.g. {printable_path(os.path.join(given, 'model.safetensors'))}"
+        return f"is a directory; give a file name, e.g. {printable_path(os.path.join(given, example))}"
     if kind is not None:
         return f"is {kind}, not a regular file; choose a file path"
     attribute = _blocking_attribute(target)
     if attribute:
         return f"has the {attribute} and cannot be replaced; {_attribute_fix(attribute, target)}"
     return None
+
+
+def _unsearchable(directory: Path) -> Path:
+    """The first directory on the way to directory that this user may not enter (else directory)."""
+    return next((d for d in reversed((directory, *directory.parents)) if not os.access(d, os.X_OK)), directory)
 
 
 def _name_max(directory: Path) -> int:

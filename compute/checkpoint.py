@@ -42,6 +42,21 @@ def save_state_dict(path: str | Path, tensors: dict[str, np.ndarray], metadata: 
     write_bytes(path, safetensors.numpy.save(arrays, metadata=metadata))
 
 
+def is_safetensors_file(path: str | Path) -> bool:
+    """Whether path begins as a safetensors file does (a header length that fits the file, then a
+    JSON object): how --overwrite tells a checkpoint, which it may replace, from notes or an image.
+    Reads only the header; raises OSError when the file cannot be read."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        header_len = int.from_bytes(f.read(8), "little")
+        if size < 8 or header_len > min(MAX_HEADER_BYTES, size - 8):
+            return False
+        try:
+            return isinstance(json.loads(f.read(header_len)), dict)
+        except ValueError:
+            return False
+
+
 # -------------------------------------------------------------------------- load
 
 

@@ -161,6 +161,9 @@ def find_idx_files(directory: str | Path) -> dict[str, Path]:
     """Map train/test images/labels to files in directory, accepting the usual MNIST names."""
     directory = Path(directory)
     if not directory.is_dir():
+        if directory.exists():   # a file given for its directory: say so, not 'not found'
+            raise DataError(f"{printable_path(directory)}: is {non_file_kind(directory) or 'a file'}, not a dataset "
+                            f"directory; give the directory that holds the IDX files")
         raise DataError(f"{printable_path(directory)}: dataset directory not found")
     found, missing = {}, []
     for role in _ROLE_STEMS:

@@ -55,3 +55,13 @@ def non_file_kind(path) -> str | None:
     if stat.S_ISREG(mode):
         return None
     return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
+
+
+def has_content(path) -> bool:
+    """Whether path is a regular file (through symlinks) holding at least one byte: a file whose
+    replacement would lose something (an empty one, `mktemp`'s, holds nothing)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_size > 0

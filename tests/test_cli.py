@@ -56,6 +56,7 @@ def test_train_save_eval_roundtrip(tmp_path):
     (["--screenshot", "out.png"], "--offscreen"),            # offscreen options without --offscreen:
     (["--frames", "30"], "--offscreen"),                     # said, not silently ignored for a window
     (["--frames", "3", "--screenshot", "o.png"], "--frames and --screenshot"),
+    (["train", "--overwrite"], "--overwrite only applies with --save"),   # said, not ignored
 ])
 def test_bad_arguments_one_line_exit_2(args, fragment):
     assert_one_line_error(run(*args), fragment)
@@ -82,7 +83,7 @@ def test_divergence_exits_3_and_keeps_a_good_save_target(tmp_path, lr, optimizer
     assert good.returncode == 0, good.stderr
     before = ckpt.read_bytes()
     p = run("train", "--limit", "3200", "--epochs", "2", "--lr", lr, "--optimizer", optimizer, "--recipe", "original",
-            "--save", str(ckpt))
+            "--save", str(ckpt), "--overwrite")
     assert p.returncode == 3, (p.stdout, p.stderr)
     assert "diverged" in p.stderr and "smaller learning rate" in p.stderr
     assert "left as it was" in p.stdout

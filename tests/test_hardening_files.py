@@ -56,11 +56,12 @@ def one_line_error(p, code=2) -> str:
     return lines[0]
 
 
-def refused_before_training(target: Path, tmp_path: Path) -> str:
-    """`train --save target` on a tiny dataset: the error line, checked to come before any training."""
+def refused_before_training(target: Path, tmp_path: Path, *options: str) -> str:
+    """`train --save target [options]` on a tiny dataset: the error line, checked to come before any training."""
     data = tmp_path.parent / f"{tmp_path.name}-data"
     tiny_mnist(data)
-    p = cli("train", "--data", str(data), "--limit", "64", "--epochs", "1", "--quiet", "--save", str(target))
+    p = cli("train", "--data", str(data), "--limit", "64", "--epochs", "1", "--quiet", "--save", str(target),
+            *options)
     line = one_line_error(p)
     assert p.stdout == b"", p.stdout  # nothing printed: training never started
     return line
@@ -244,10 +245,101 @@ def test_full_disk_after_training_is_one_error_line(tiny_tmpfs, tmp_path):
     before = target.read_bytes()
     tiny_mnist(tmp_path / "data")
     p = cli("train", "--data", str(tmp_path / "data"), "--limit", "64", "--epochs", "1", "--quiet",
-            "--save", str(target))
+            "--save", str(target), "--overwrite")
     line = one_line_error(p)
     assert line.startswith(f"error: {target}: cannot save (No space left on device)"), line
     assert target.read_bytes() == before and temps(tiny_tmpfs) == []
+
+
+# ------------------------------------------------------------ A. files that are there already
+
+
+@pytest.mark.parametrize("existing,overwrite,reason", [
+    ("checkpoint", False, "the file exists; choose another path, or add --overwrite to replace it"),
+    ("notes", False, "the file exists and is not a safetensors checkpoint; choose another path"),
+    ("notes", True, "the file exists and is not a safetensors checkpoint; choose another path"),
+], ids=["checkpoint", "notes", "notes with --overwrite"])
+def test_save_never_replaces_a_file_unasked(existing, overwrite, reason, tmp_path):
+    """Guards against: a second `train --save m.safetensors` replacing the first run's model without
+    a word, and `--save notes.txt` (a slip of tab completion) turning the user's notes into a model,
+    with --overwrite too (it replaces only a checkpoint)."""
+    target = tmp_path / ("m.safetensors" if existing == "checkpoint" else "notes.txt")
+    if existing == "checkpoint":
+        save_state_dict(target, small_state())
+    else:
+        target.write_text("my notes\n")
+    before = target.read_bytes()
+    line = refused_before_training(target, tmp_path, *(["--overwrite"] if overwrite else []))
+    assert line.startswith(f"error: --save {target}: {reason}"), line
+    assert target.read_bytes() == before and temps(tmp_path) == []
+
+
+def test_overwrite_replaces_a_checkpoint_and_an_empty_file_needs_none(tmp_path):
+    """Guards against: --overwrite not replacing the checkpoint it names, and an empty file (mktemp's)
+    refused: it holds nothing to lose, so `--save "$(mktemp)"` works as it did."""
+    data = tmp_path / "data"
+    tiny_mnist(data)
+    target, empty = tmp_path / "m.safetensors", tmp_path / "empty.safetensors"
+    save_state_dict(target, small_state())
+    empty.touch()
+    for path, options in ((target, ["--overwrite"]), (empty, [])):
+        p = cli("train", "--data", str(data), "--limit", "64", "--epochs", "1", "--quiet", "--save", str(path),
+                *options)
+        assert p.returncode == 0, p.stderr.decode()[-2000:]
+        assert f"\nsaved {path}\n" in p.stdout.decode(), p.stdout
+        assert "test_accuracy" in load_state_dict(path)[1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "empty.safetensors", "m.safetensors"]
+
+
+def raised_unprivileged(fn) -> str:
+    """str() of what fn() raises ('' if nothing) as an unprivileged user: here when the tests run as one;
+    as root (who may enter any directory), in a forked child that has become nobody (uid 65534)."""
+    if not IS_ROOT:
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - the message is what is tested
+            return str(exc)
+        return ""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            try:
+                fn()
+                text = ""
+            except Exception as exc:  # noqa: BLE001
+                text = str(exc)
+            os.write(write, text.encode("utf-8", "surrogateescape"))
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        text = f.read().decode("utf-8", "surrogateescape")
+    os.waitpid(pid, 0)
+    return text
+
+
+def test_save_into_a_directory_that_cannot_be_entered_names_the_directory(tmp_path):
+    """Guards against: `--save /root/x.safetensors` as another user reported as 'is unreadable
+    (Permission denied), not a regular file' for a file that does not exist: the directory on the
+    way is the problem, and the line names it and the fix."""
+    from mnist_viz.viz.cli import check_writable
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    os.chmod(locked, 0)
+    target = locked / "x.safetensors"
+    try:
+        message = raised_unprivileged(lambda: check_writable(target))
+    finally:
+        os.chmod(locked, 0o700)
+    barred = (next(d for d in reversed(target.parents) if not os.stat(d).st_mode & 0o001) if IS_ROOT else locked)
+    assert message == (f"--save {target}: cannot write there: the directory {barred} cannot be searched "
+                       f"(Permission denied); check its permissions or choose another path"), message
+    assert not os.path.exists(target)
 
 
 # ----------------------------------------------------------------- A. names, links, modes
@@ -625,6 +717,15 @@ def test_dataset_entry_that_is_not_a_file_is_named_as_what_it_is(case, tmp_path)
     assert name in line and phrase in line, line
 
 
+def test_data_naming_a_file_says_it_is_a_file(tmp_path):
+    """Guards against: `--data <an IDX file>` (the file, not its directory) reported as 'dataset
+    directory not found', which sends the user looking for a path that is there."""
+    paths = tiny_mnist(tmp_path / "data")
+    line = one_line_error(cli("train", "--data", str(paths["train_images"]), "--epochs", "1", timeout=60))
+    assert line == (f"error: {paths['train_images']}: is a file, not a dataset directory; give the directory that "
+                    f"holds the IDX files"), line
+
+
 def _md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
@@ -727,3 +828,68 @@ def test_label_checks_fuzz(tmp_path, train, test):
     empty = dataset.num_classes - len(set(train))
     assert (err.getvalue() != "") == (2 * empty > dataset.num_classes), err.getvalue()
     assert err.getvalue() == "" or (err.getvalue().startswith("warning: ") and err.getvalue().count("\n") == 1)
+
+
+# ---------------------------------------------------------------------- E. screenshots
+
+
+@contextlib.contextmanager
+def unwritable(directory: Path):
+    """directory cannot take new files for the block: read-only for a user, immutable for root."""
+    if IS_ROOT:
+        with file_attribute(directory, "i"):
+            yield f"run 'chattr -i {directory}' (as root) or choose another path"
+    else:
+        os.chmod(directory, 0o555)
+        try:
+            yield f"check the permissions of {directory} or choose another path"
+        finally:
+            os.chmod(directory, 0o755)
+
+
+@pytest.mark.parametrize("case", ["directory", "unwritable directory", "checkpoint", "notes"])
+def test_screenshot_target_is_checked_before_the_gpu_starts(case, tmp_path):
+    """Guards against: `--screenshot victim.safetensors` replacing a trained model by a PNG, and an
+    unusable path found only after the frames were rendered, without a fix (`error: /tmp: Is a
+    directory`). The GPU is switched off (MNIST_VIZ_ADAPTER=none): a check made once it starts would
+    show as the no-adapter error instead."""
+    shoot = lambda path: one_line_error(cli("--offscreen", "--frames", "1", "--screenshot", str(path),
+                                            env={"MNIST_VIZ_ADAPTER": "none"}))
+    if case == "directory":
+        assert shoot(tmp_path) == f"error: --screenshot {tmp_path}: is a directory; give a file name, e.g. " \
+                                  f"{tmp_path / 'screenshot.png'}"
+    elif case == "unwritable directory":
+        (tmp_path / "ro").mkdir()
+        with unwritable(tmp_path / "ro") as fix:
+            line = shoot(tmp_path / "ro" / "x.png")
+        assert line.startswith(f"error: --screenshot {tmp_path / 'ro' / 'x.png'}: cannot write there (") and \
+            line.endswith(fix), line
+    else:
+        target = tmp_path / ("victim.safetensors" if case == "checkpoint" else "notes.png")
+        if case == "checkpoint":
+            save_state_dict(target, small_state())
+        else:
+            target.write_text("not a picture\n")
+        before = target.read_bytes()
+        assert shoot(target) == f"error: --screenshot {target}: the file exists and is not a PNG image; choose " \
+                                "another path (a screenshot replaces only an earlier PNG)"
+        assert target.read_bytes() == before
+    assert temps(tmp_path) == []
+
+
+def test_screenshot_replaces_an_earlier_png_by_a_rename(tmp_path):
+    """Guards against: a screenshot taken again being refused (regenerating them is normal), and the
+    PNG written in place, where a crash or a full disk mid-write leaves a torn image: the old file is
+    replaced by a rename, so a reader that has it open still reads it whole."""
+    from PIL import Image
+
+    from mnist_viz.viz.launch import write_png
+    shot = tmp_path / "shot.png"
+    write_png(shot, np.zeros((4, 6, 4), np.uint8))
+    before = shot.read_bytes()
+    with open(shot, "rb") as held:
+        p = cli("--offscreen", "--frames", "1", "--size", "480x300", "--limit", "64", "--test-limit", "64",
+                "--screenshot", str(shot), timeout=300)
+        assert p.returncode == 0, p.stderr.decode()[-2000:]
+        assert held.read() == before
+    assert Image.open(shot).size == (480, 300) and temps(tmp_path) == []

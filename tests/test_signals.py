@@ -1,7 +1,8 @@
 """Signals and pipes while training: SIGTERM and SIGHUP save exactly the weights of the steps
 the checkpoint says were taken and exit 128 + signum; a closed stdout (`| head -1`) keeps
 training and saves; a signal after the divergence flag saves the restored snapshot, never
-a diverged step, and never overwrites --save with weights that learned nothing."""
+a diverged step, and never overwrites --save with weights that learned nothing; an interrupted
+run saves beside a file that is there, never over it."""
 import argparse
 import os
 import signal
@@ -102,7 +103,7 @@ def test_ctrl_c_after_the_divergence_flag_keeps_a_good_save_target(tmp_path):
     good.write_bytes((ROOT / "assets" / "mnist-784-128-10.safetensors").read_bytes())
     before = good.read_bytes()
     p = start("train", "--recipe", "original", "--lr", 1000, "--batch-size", 4, "--epochs", 1, "--quiet",
-              "--save", good)
+              "--save", good, "--overwrite")
     wait_for(p, "data:")
     # the flag rises within about a hundred steps (under a second on lavapipe); the epoch is 15,000
     # steps, 1-3 ms each on lavapipe (a 25 s wait at batch 8, 7,500 steps, outlasted the epoch on a
@@ -113,6 +114,49 @@ def test_ctrl_c_after_the_divergence_flag_keeps_a_good_save_target(tmp_path):
     assert p.returncode == 130, err
     assert "interrupted before anything was learned" in err, err
     assert good.read_bytes() == before
+
+
+def test_an_interrupt_saves_beside_an_existing_save_target(tmp_path):
+    """Guards against Ctrl-C replacing the checkpoint --save names (a model trained earlier; --overwrite
+    is for a finished run) by the partial model: that goes beside it, and the message says where."""
+    from mnist_viz.compute.checkpoint import load_state_dict
+    good = tmp_path / "good.safetensors"
+    good.write_bytes((ROOT / "assets" / "mnist-784-128-10.safetensors").read_bytes())
+    before = good.read_bytes()
+    p = start("train", "--limit", 512, "--epochs", 200, "--batch-size", 32, "--no-eval", "--quiet", "--save", good,
+              "--overwrite")
+    wait_for(p, "epoch 2/200")
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    beside = tmp_path / "good.interrupted.safetensors"
+    assert f"interrupted: saved the model so far to {beside} ({good} was left as it was)" in err, err
+    assert good.read_bytes() == before
+    assert int(load_state_dict(beside)[1]["interrupted_at_step"]) >= 16
+
+
+def test_partial_models_take_the_next_free_name_beside_the_target(tmp_path, mnist, device):
+    """Guards against a second interrupted (or diverged) run replacing the first one's partial model,
+    --overwrite letting a partial model replace --save, and a finished run without --overwrite
+    replacing a file that appeared at --save while it trained (a second run into the same path)."""
+    from mnist_viz.compute.arch import Architecture
+    from mnist_viz.compute.data import GpuDataset
+    from mnist_viz.compute.nn import Sequential
+    from mnist_viz.compute.recipe import RECIPES
+    from mnist_viz.compute.run import Run
+    from mnist_viz.viz.cli import _save_model
+    run = Run(Sequential(Architecture.mlp([784, 8, 10]), seed=1), GpuDataset(mnist, 64, 16), RECIPES["default"])
+    path = tmp_path / "m.safetensors"
+    args = argparse.Namespace(save=path, recipe="default", overwrite=False)
+    beside = lambda name: f"{tmp_path / name} ({path} was left as it was)"
+    assert _save_model(args, run, "interrupted") == str(path)       # nothing there: --save itself
+    assert _save_model(args, run, "interrupted") == beside("m.interrupted.safetensors")
+    assert _save_model(args, run, "interrupted") == beside("m.interrupted-2.safetensors")
+    assert _save_model(args, run, "diverged") == beside("m.diverged.safetensors")
+    assert _save_model(args, run) == beside("m.new.safetensors")
+    args.overwrite = True
+    assert _save_model(args, run, "interrupted") == beside("m.interrupted-3.safetensors")
+    assert _save_model(args, run) == str(path)
 
 
 def test_interrupt_after_divergence_saves_the_snapshot_weights(tmp_path, mnist, device, capsys):

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -296,3 +297,99 @@ def test_a_dense_stroke_follows_the_curve_however_the_positions_arrive(tmp_path)
         assert ink[d > r["brush"] + 4].max() == 0.0          # nothing well off the curve
     assert np.abs(runs[0] - runs[1]).max() < 1e-6            # the same stroke whatever the frame timing
     assert r["frames_per_run"][1] - r["frames_per_run"][0] > 10   # the second run was spread over frames
+
+
+SIGNAL_CHILD = r'''
+import sys
+sys.path.insert(0, ROOT + "/tests/checkout")
+from mnist_viz.viz import app as viz_app
+from mnist_viz.viz.cli import main
+
+frame = viz_app.App.frame
+
+def frame_then_say_trained(self):
+    """The real `mnist-viz --train` window, which says once it has trained (the test signals it then),
+    minimised first when asked (a window that draws nothing must end on a signal too)."""
+    frame(self)
+    if self.metrics.steps > 0 and not getattr(self, "told", False):
+        self.told = True
+        if MINIMISE:
+            self.rc._on_iconify(self.rc._window, 1)
+        print("TRAINED", flush=True)
+
+viz_app.App.frame = frame_then_say_trained
+sys.exit(main(["--train", "--limit", "256", "--test-limit", "200", "--size", "1000x640"]))
+'''
+
+
+def _signal_window(tmp_path, sig, minimise=False, **env) -> tuple[int, str, str]:
+    """Run the window (SIGNAL_CHILD) under an X display with `env`, send it `sig` once it has trained;
+    (exit code, stdout, stderr)."""
+    display, xvfb = _display()
+    if display is None:
+        pytest.skip("no X display and no Xvfb")
+    script = tmp_path / "child.py"
+    script.write_text(SIGNAL_CHILD.replace("ROOT", repr(str(ROOT))).replace("MINIMISE", str(minimise)))
+    shaders = os.environ.get("MESA_SHADER_CACHE_DIR") or str(Path.home() / ".cache" / "mesa_shader_cache")
+    env = dict(os.environ, DISPLAY=display, XDG_RUNTIME_DIR=os.environ.get("XDG_RUNTIME_DIR", "/tmp"),
+               MESA_SHADER_CACHE_DIR=shaders, TMPDIR=str(tmp_path), **env)
+    p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=env, preexec_fn=_default_signals)
+    watchdog = threading.Timer(240, p.kill)       # a child that hangs before it trains fails the test
+    watchdog.start()
+    try:
+        while p.stdout.readline().strip() not in ("TRAINED", ""):     # "": it ended without training
+            pass
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=120)
+    finally:
+        watchdog.cancel()
+        if p.poll() is None:
+            p.kill()
+        if xvfb is not None:
+            xvfb.kill()
+            xvfb.wait()
+    return p.returncode, out, err
+
+
+def _default_signals():
+    """The child starts with the signals at their defaults (see tests/test_signals.py)."""
+    import signal
+    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+@pytest.mark.window
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP", "SIGINT"])
+def test_a_signal_ends_the_window_as_closing_it_does(name, tmp_path):
+    """SIGTERM (`timeout`, `kill`), SIGHUP (a closed terminal; here with the window minimised, so no
+    frame is drawn) and Ctrl-C end the window's loop as closing it does: the trained model is
+    autosaved, the line says where, and the exit code is 128 + the signal, as `mnist-viz train`'s.
+    Guards against SIGTERM and SIGHUP killing the window with its training (no handler), and
+    against Ctrl-C ending it with exit 0 (rendercanvas's own handler)."""
+    import signal
+    from mnist_viz.compute.model_io import load_model
+    sig = getattr(signal, name)
+    code, out, err = _signal_window(tmp_path, sig, minimise=name == "SIGHUP", XDG_CACHE_HOME=str(tmp_path / "cache"))
+    saved = list((tmp_path / "cache" / "mnist-viz" / "autosaves").glob("autosave-*.safetensors"))
+    assert code == 128 + sig and len(saved) == 1, (code, out, err[-3000:])
+    assert f"autosaved the model to {saved[0]}" in out and "Traceback" not in err
+    assert int(load_model(saved[0])[1]["steps"]) > 0
+
+
+@pytest.mark.window
+def test_without_a_usable_home_the_window_autosaves_in_a_private_temp_folder(tmp_path):
+    """HOME a path that cannot be a folder (no ~/.cache): a line at startup names the temp folder
+    autosaves go to and why, and the window's training is autosaved there (the folder this
+    user's alone). Guards against the close that failed to create ~/.cache/... and lost it."""
+    import signal
+    import stat
+    home = tmp_path / "home"
+    home.write_text("")
+    code, out, err = _signal_window(tmp_path, signal.SIGTERM, HOME=str(home), XDG_CACHE_HOME="")
+    folder = tmp_path / f"mnist-viz-{os.getuid()}" / "autosaves"
+    saved = list(folder.glob("autosave-*.safetensors"))
+    assert code == 128 + signal.SIGTERM and len(saved) == 1, (code, out, err[-3000:])
+    assert f"autosaves go to {folder} " in err and f"cannot write {home}/.cache/mnist-viz/autosaves" in err
+    assert f"autosaved the model to {saved[0]}" in out
+    assert stat.S_IMODE(folder.stat().st_mode) == stat.S_IMODE(folder.parent.stat().st_mode) == 0o700

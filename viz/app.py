@@ -22,6 +22,7 @@ from .embedding import Embedding, hidden_of
 from .frame import FrameClock, draw_frame
 from .glyphs import upload_names
 from .gui import Gui
+from .headless import StopRequest, say
 from .histograms import Histograms
 from .inference import Forward
 from .input import CanvasInput
@@ -49,7 +50,7 @@ class AppConfig:
     train: bool = False                   # start training at once
     paint_demo: bool = False              # paint a built-in digit
     autosave: bool = True
-    autosave_dir: Path = field(default_factory=files.default_autosave_dir)
+    autosave_dir: Path | None = field(default_factory=files.default_autosave_dir)   # else a temp folder (files.py)
     recipe: Recipe | None = None          # None: the checkpoint's recorded recipe, else the default one
     watch: WatchSettings | None = None
     frame_budget_s: float | None = None   # None: pacing.frame_budget (from the device and fps_cap)
@@ -70,7 +71,11 @@ class App:
         self.gui = Gui(self.dev.device, canvas, fmt)
         self.ui = UIState(checkpoint_path=str(Path.cwd() / "mnist-model.safetensors"))
         self.actions = ActionQueue()
-        self.autosave_dir = config.autosave_dir if config.autosave else None
+        self.autosave_dir, self.autosave_note = None, ""   # the folder chosen now, and why not the usual one
+        if config.autosave:
+            self.autosave_dir, self.autosave_note = files.autosave_folder(config.autosave_dir)
+            if self.autosave_note:
+                say(("warning: " if self.autosave_dir is None else "") + self.autosave_note, err=True)
         self.autosave_path: Path | None = None        # set when an autosave was written
         self.loader = DatasetLoader(config.data_dir, config.background_load, config.limit, config.test_limit)
         self.classes = self.loader.classes
@@ -119,6 +124,10 @@ class App:
         self.handlers = self._action_handlers()
         self.input = CanvasInput(canvas, self.canvas, self.ui, self.actions, self.to_canvas)
         canvas.request_draw(self._guarded_frame)
+        self.stop = StopRequest()       # Ctrl-C, SIGTERM, SIGHUP: noted while the window's loop runs
+        loop = canvas._rc_canvas_group.get_loop()     # None offscreen: whoever draws its frames stops them
+        if loop is not None:
+            loop.call_soon(self._watch_signals, loop, True)
         self.loader.start()
         if config.paint_demo:
             self.paint_demo()
@@ -393,6 +402,19 @@ class App:
         self.quit_requested = True
         self.rc.close()
 
+    def _watch_signals(self, loop, first: bool = False) -> None:
+        """A signal ends the window's loop as closing the window does (shutdown autosaves, then exits
+        128 + its number, as `mnist-viz train` does). The handlers only note it; this check, ten
+        times a second in the loop (between frames, a minimised window's too), closes the window.
+        They are set from inside the loop: rendercanvas sets its own SIGINT handler as the loop
+        starts, which ended the loop without saying it was a signal."""
+        if first:
+            self.stop.__enter__()
+        if self.stop.signum is not None:
+            self.quit()
+        elif not self.rc.get_closed():
+            loop.call_later(0.1, self._watch_signals, loop)
+
     # -- files ---------------------------------------------------------------------------------------------
     def save_checkpoint(self, path: Path) -> None:
         """User action (not the frame loop): reads the weights back once, atomically writes."""
@@ -543,7 +565,8 @@ class App:
             frame_ms=self.clock.frame_ms, data_error=self.loader.error, classes=self.classes,
             canvas_current=self.readout.canvas_current, label_of=self.label_of, other_views=self.other_views,
             embedding=self.embedding, saliency=self.saliency,
-            autosave_path=self.autosave_dir, autosaves=self._autosave_list(), busy=self.busy,
+            autosave_path=self.autosave_dir, autosave_note=self.autosave_note, autosaves=self._autosave_list(),
+            busy=self.busy,
             timeline=self.timeline, histograms=self.histograms)
 
     def _autosave_list(self) -> list:
@@ -591,7 +614,19 @@ class App:
         return self.rc.draw()
 
     def shutdown(self) -> Path | None:
-        """Finish GPU work; autosave the model if it was trained (returns the path written)."""
+        """Finish GPU work; autosave the model if it was trained (returns the path written); the
+        signal handlers go back to what they were (`exit_code` says whether a signal ended it)."""
+        try:
+            return self._autosave()
+        finally:
+            self.stop.__exit__()
+
+    @property
+    def exit_code(self) -> int:
+        """0, or 128 + the number of the signal that ended the window (as `mnist-viz train` exits)."""
+        return 0 if self.stop.signum is None else 128 + self.stop.signum
+
+    def _autosave(self) -> Path | None:
         self.fence.drain()
         if self.autosave_dir is None or not self.session.weights_changed:
             return None

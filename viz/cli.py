@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import itertools
 import os
 import struct
 import sys
@@ -108,7 +109,10 @@ def build_parser() -> tuple[_Parser, _Parser, _Parser]:
     train.add_argument("--data", type=Path, help="directory of IDX files (default: bundled MNIST)")
     train.add_argument("--limit", type=_positive_int, help="train on the first N images")
     train.add_argument("--test-limit", type=_positive_int, help="evaluate on the first N test images")
-    train.add_argument("--save", type=Path, help="write the trained model here (safetensors)")
+    train.add_argument("--save", type=Path, help="write the trained model here (safetensors); an existing file is "
+                       "refused before training unless it is a checkpoint and --overwrite is given")
+    train.add_argument("--overwrite", action="store_true", help="let --save replace an existing checkpoint (never "
+                       "another kind of file; an interrupted or diverged run saves beside it instead)")
     train.add_argument("--no-eval", action="store_true", help="evaluate only after the last epoch")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--compare", nargs="+", metavar="RUN",
@@ -231,14 +235,38 @@ def recipe_from_args(args):
     return recipe
 
 
-def check_writable(path: Path) -> None:
-    """Fail now with a clear line if the checkpoint could not be written later (a directory,
-    an immutable file, a name too long, a directory we cannot write)."""
+def check_writable(path: Path, option: str = "--save", keeps=None, example: str = "model.safetensors") -> None:
+    """Fail now with a clear line if the file could not be written later (a directory,
+    an immutable file, a name too long, a directory we cannot write), or would replace a file
+    that holds something and keeps(path) gives a reason to keep it."""
     from ..compute.atomic import WriteError, check_can_write
+    from ..compute.pathinfo import has_content
     try:
-        check_can_write(path)
+        check_can_write(path, example)
     except WriteError as e:
-        raise UserError(f"--save {e}") from None
+        raise UserError(f"{option} {e}") from None
+    if keeps is None or not has_content(path):
+        return
+    try:
+        reason = keeps(path)
+    except OSError as e:
+        reason = f"the file exists and cannot be read ({e.strerror or e}) to tell what it is; choose another path"
+    if reason:
+        raise UserError(f"{option} {shown(path)}: {reason}")
+
+
+def kept_from_save(path: Path, overwrite: bool) -> str | None:
+    """Why --save must not replace the file there. Without --overwrite, any file (a second run into
+    one path used to replace the first run's model without a word). With it, still anything but a
+    safetensors checkpoint: `--save notes.txt` is far likelier a slip of the keyboard or of tab
+    completion than a wish to turn notes into a model, and `rm` says that wish plainly."""
+    from ..compute.checkpoint import is_safetensors_file
+    if not is_safetensors_file(path):
+        return ("the file exists and is not a safetensors checkpoint; choose another path (--overwrite replaces "
+                "only a checkpoint)")
+    if not overwrite:
+        return "the file exists; choose another path, or add --overwrite to replace it"
+    return None
 
 
 def train_command(args) -> int:
@@ -248,11 +276,13 @@ def train_command(args) -> int:
     from ..compute.run import Run
 
     recipe = recipe_from_args(args)
+    if args.overwrite and args.save is None:
+        raise UserError("--overwrite only applies with --save; add --save PATH")
     if args.compare is not None:
         from .compare import compare_command
         return compare_command(args, recipe)
-    if args.save is not None:
-        check_writable(args.save)  # before training, not after an hour of it
+    if args.save is not None:   # before training, not after an hour of it
+        check_writable(args.save, keeps=lambda path: kept_from_save(path, args.overwrite))
     ds = load_data(args.data)
     arch = check_training(args, ds, recipe)     # before the GPU holds anything
     dev = get_device()
@@ -274,12 +304,30 @@ def _metadata(args, run, **extra) -> dict:
     return meta
 
 
+def _save_model(args, run, partial: str | None = None, **extra) -> str:
+    """Save the run's model to --save; returns where, as text for the user. A finished run (partial
+    None) replaces a file that holds something only with --overwrite (it was checked before
+    training; this is for a file that appeared since); a partial one (partial 'interrupted',
+    'diverged') never does, so Ctrl-C cannot trade a good model for half of one: it goes beside
+    it, as <stem>.<partial><suffix> (then -2, -3, ...)."""
+    from ..compute.model_io import save_model
+    from ..compute.pathinfo import has_content
+    path = args.save
+    if has_content(path) and (partial or not args.overwrite):
+        tag = partial or "new"
+        for n in itertools.count(1):
+            path = args.save.with_name(f"{args.save.stem}.{tag}{'' if n == 1 else f'-{n}'}{args.save.suffix}")
+            if not os.path.lexists(path):
+                break
+    save_model(path, run.model, _metadata(args, run, **extra))
+    return shown(path) if path == args.save else f"{shown(path)} ({shown(args.save)} was left as it was)"
+
+
 def _interrupted(args, run, signum: int) -> int:
     """A signal while training: wait for the steps submitted, never save a diverged step, keep
     what was trained (a run that diverged in its first epoch learned nothing: --save is left
     as it was). Exit code 128 + the signal's number (130 for Ctrl-C)."""
     from ..compute.device import get_device
-    from ..compute.model_io import save_model
     get_device().sync()
     diverged = run.diverged(run.read_flags())
     if diverged:
@@ -289,18 +337,16 @@ def _interrupted(args, run, signum: int) -> int:
     elif run.step == 0:
         say(f"interrupted before anything was learned: {shown(args.save)} was left as it was", err=True)
     elif diverged:
-        save_model(args.save, run.model, _metadata(args, run, interrupted_at_step=run.step, diverged=True))
+        where = _save_model(args, run, "interrupted", interrupted_at_step=run.step, diverged=True)
         say(f"interrupted after training diverged: saved the weights from the start of epoch {run.epoch + 1} "
-            f"(step {run.step:,}) to {shown(args.save)}", err=True)
+            f"(step {run.step:,}) to {where}", err=True)
     else:
-        save_model(args.save, run.model, _metadata(args, run, interrupted_at_step=run.step))
-        say(f"interrupted: saved the model so far to {shown(args.save)}", err=True)
+        where = _save_model(args, run, "interrupted", interrupted_at_step=run.step)
+        say(f"interrupted: saved the model so far to {where}", err=True)
     return 128 + signum
 
 
 def _train_epochs(args, run, stop: StopRequest) -> int:
-    from ..compute.model_io import save_model
-
     recipe = run.recipe
     acc = None
     for epoch in range(recipe.epochs):
@@ -344,8 +390,7 @@ def _train_epochs(args, run, stop: StopRequest) -> int:
             line += f"  test acc {acc * 100:.2f}%"
         say(line)
     if args.save:
-        save_model(args.save, run.model, _metadata(args, run, test_accuracy=f"{acc:.4f}"))
-        say(f"saved {shown(args.save)}")
+        say(f"saved {_save_model(args, run, test_accuracy=f'{acc:.4f}')}")
     say(f"test accuracy: {acc * 100:.2f}%")
     # A signal during the last evaluation or the save: the run was complete and is saved as such.
     return 0 if stop.signum is None else 128 + stop.signum
@@ -362,7 +407,6 @@ def _progress_bar(args, run, epoch: int):
 
 def _diverged(args, run, epoch: int) -> int:
     """Restore the weights of the epoch start, say what to change; save only what was learned."""
-    from ..compute.model_io import save_model
     run.restore_snapshot()
     recipe = run.recipe
     say(f"error: training diverged in epoch {epoch + 1} (the loss became NaN, infinite or exploded); the "
@@ -370,8 +414,8 @@ def _diverged(args, run, epoch: int) -> int:
         f"(--lr {recipe.lr / 10:g}).", err=True)
     if args.save:
         if run.step > 0:
-            save_model(args.save, run.model, _metadata(args, run, diverged_epoch=epoch + 1))
-            say(f"saved the weights from the start of epoch {run.epoch + 1} to {shown(args.save)}")
+            where = _save_model(args, run, "diverged", diverged_epoch=epoch + 1)
+            say(f"saved the weights from the start of epoch {run.epoch + 1} to {where}")
         else:
             say(f"nothing was learned before it diverged: {shown(args.save)} was left as it was")
     return EXIT_DIVERGED
@@ -437,4 +481,14 @@ def view_command(args) -> int:
             verb = "apply" if len(given) > 1 else "applies"
             raise UserError(f"{' and '.join(given)} only {verb} offscreen; add --offscreen (e.g. mnist-viz "
                             "--offscreen --frames 30 --screenshot out.png)")
+    if args.screenshot is not None:     # before the GPU starts, not after the frames are rendered
+        check_writable(args.screenshot, "--screenshot", kept_from_screenshot, example="screenshot.png")
     return run_app(args)
+
+
+def kept_from_screenshot(path: Path) -> str | None:
+    """Why --screenshot must not replace the file there: anything but a PNG. Taking a screenshot
+    again is normal; a mistyped name must not turn a checkpoint into an image."""
+    from .launch import is_png
+    return None if is_png(path) else ("the file exists and is not a PNG image; choose another path (a screenshot "
+                                      "replaces only an earlier PNG)")

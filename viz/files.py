@@ -3,11 +3,14 @@
 Autosaves are per run: each close of a window that trained writes a new
 timestamped file in the autosave folder, and only the newest AUTOSAVES_KEPT are
 kept, so one window never overwrites another window's model (File > Reopen last
-autosave opens the newest).
+autosave opens the newest). The folder is chosen when the window opens
+(autosave_folder), so a close never first learns that it cannot save.
 """
 from __future__ import annotations
 
 import os
+import stat
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,9 +45,53 @@ SHIPPED = {
 }
 
 
-def default_autosave_dir() -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+def default_autosave_dir() -> Path | None:
+    """$XDG_CACHE_HOME/mnist-viz/autosaves, else under ~/.cache; None without a home directory."""
+    try:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    except RuntimeError:          # no $HOME and no password entry
+        return None
     return base / "mnist-viz" / "autosaves"
+
+
+def autosave_folder(preferred: Path | None) -> tuple[Path | None, str]:
+    """(the folder autosaves go to, a line saying why it is not `preferred`, "" when it is).
+    `preferred` if it can be created and written, else this user's private folder in the system
+    temp directory; None (autosave off) if neither can."""
+    why = _cannot_write(preferred) if preferred is not None else "no home directory"
+    if why is None:
+        return preferred, ""
+    wanted = f"{preferred} ({why})" if preferred is not None else "~/.cache (no home directory)"
+    try:
+        fallback = Path(tempfile.gettempdir()) / f"mnist-viz-{os.getuid()}" / "autosaves"
+    except OSError as e:          # no usable temp directory either
+        fallback, why_not = None, e.strerror or str(e)
+    else:
+        why_not = _cannot_write(fallback, private=True)
+    fix = "set XDG_CACHE_HOME to a folder you can write"
+    if why_not is None:
+        return fallback, (f"autosaves go to {fallback} (a temp folder the system may clear): cannot write {wanted}; "
+                          f"{fix}")
+    return None, (f"autosave is off: cannot write {wanted} nor {fallback or 'a temp folder'} ({why_not}); "
+                  f"{fix}, or save with File > Save before closing")
+
+
+def _cannot_write(directory: Path, private: bool = False) -> str | None:
+    """Why a file cannot be made in `directory` (created if missing), or None. `private`: the
+    folder and its parent must be this user's alone (0700), as a shared temp directory needs."""
+    try:
+        if private:
+            for d in (directory.parent, directory):
+                d.mkdir(mode=0o700, exist_ok=True)
+                st = os.lstat(d)
+                if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+                    return f"{d} is not a folder of this user's alone"
+        else:
+            directory.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=directory).close()
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
 
 
 def autosaves(directory: Path) -> list[Path]:

@@ -11,6 +11,7 @@ from .errors import UserError
 from .pacing import WINDOW_FPS
 
 MAX_OFFSCREEN_PIXELS = 16384 * 16384
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def parse_size(text: str, max_side: int = 16384) -> tuple[int, int]:
@@ -46,7 +47,7 @@ def run_app(args) -> int:
     saved = app.shutdown()
     if saved:
         print(f"autosaved the model to {saved}")
-    return 0
+    return app.exit_code
 
 
 def open_window(size):
@@ -94,12 +95,21 @@ def run_offscreen(config: AppConfig, size, frames: int, screenshot: Path | None)
     return 0
 
 
+def is_png(path) -> bool:
+    """Whether the file starts with the PNG signature (OSError when it cannot be read)."""
+    with open(path, "rb") as f:
+        return f.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE
+
+
 def write_png(path: Path, rgba) -> None:
-    """Save an [H, W, 4] u8 array as PNG (zlib only, no imaging library needed)."""
+    """Save an [H, W, 4] u8 array as PNG (zlib only, no imaging library needed), atomically as
+    checkpoints are (compute/atomic.py): a failed or interrupted write leaves the old file whole."""
     import struct
     import zlib
 
     import numpy as np
+
+    from ..compute.atomic import write_bytes
     a = np.ascontiguousarray(np.asarray(rgba)[..., :3], dtype=np.uint8)
     h, w = a.shape[:2]
     raw = b"".join(b"\0" + a[y].tobytes() for y in range(h))
@@ -107,8 +117,6 @@ def write_png(path: Path, rgba) -> None:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">2I5B", w, h, 8, 2, 0, 0, 0))
+    png = PNG_SIGNATURE + chunk(b"IHDR", struct.pack(">2I5B", w, h, 8, 2, 0, 0, 0))
     png += chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(png)
+    write_bytes(path, png, example="screenshot.png")

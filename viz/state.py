@@ -57,6 +57,7 @@ class ViewState:
     frame_ms: float
     data_error: str | None
     autosave_path: object | None
+    autosave_note: str       # why autosaves are not in the usual folder, or are off ("" when they are)
     autosaves: list          # earlier autosaves, newest first (File > Reopen)
     busy: str                # a long operation in progress ("" when none): shown, input disabled
     classes: object = None   # viz.classes.ClassInfo: the class names

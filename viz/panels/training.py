@@ -220,6 +220,8 @@ def _checkpoints(v, act) -> None:
         note(v.ui.file_message)
     if v.autosave_path is not None:
         note(f"autosave on close: {v.autosave_path}")
+    elif v.autosave_note:
+        note(v.autosave_note)
 
 
 def _item_rect() -> tuple[float, float, float, float]:
