@@ -200,6 +200,7 @@ def test_chooser_builds_the_network_and_refuses_a_bad_string(make_app):
     act(app, "new_network", SMALL_CNN)
     app.draw_offscreen()
     app.draw_offscreen()
+    app.draw_offscreen()                               # the CNN's layout settles (imgui sizes content a frame late)
     model = app.model
     assert model is not mlp and model.arch == parse(SMALL_CNN)
     assert app.session.run.model is model and app.model_views.conv is not None and app.model_views.mosaic is None
@@ -214,6 +215,20 @@ def test_chooser_builds_the_network_and_refuses_a_bad_string(make_app):
     app.draw_offscreen()
     assert app.model.arch.text == SHIPPED["mlp"].architecture and app.model_views.mosaic is not None
     assert app.ui.network_choice == "mlp" and app.model_views.conv is None
+
+
+@pytest.mark.parametrize("size", [(1100, 700), (1600, 1000), (2560, 1440)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_a_cnns_layout_clips_nothing(make_app, size):
+    """Guards against the CNN's layout (its Canvas panel gets a third of the middle column) pushing
+    the canvas tools out of the panel: at 1600 x 1000 the canvas caption wrapped to two lines and
+    the saliency row was cut off (a first user's screenshot of the shipped CNN)."""
+    app = make_app(arch=SMALL_CNN, size=size)
+    c = app.canvas
+    c.stroke((0.3 * c.width, 0.3 * c.height), (0.6 * c.width, 0.7 * c.height), radius=5)
+    app.draw_offscreen()
+    app.draw_offscreen()
+    clipped = {k: d for k, d in overflow(app).items() if max(d) > 1}
+    assert not clipped, (size, clipped)
 
 
 def test_hovering_a_feature_map_prints_its_value(make_app):

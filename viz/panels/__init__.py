@@ -34,6 +34,7 @@ PANELS = [
 __all__ = ["draw_all", "layout", "status_line", "PANELS"]
 
 DATASET_PANEL_MIN_H = 860.0     # below this height (at UI scale 1) the dataset is a tab of Metrics
+CANVAS_PANEL_MIN_H = 270.0      # the Canvas panel's height (at UI scale 1) when a deep network's Layers panel shares its column
 
 
 def layout(width: float, height: float, top: float = 0.0, scale: float = 1.0, deep: bool = False) -> dict[str, tuple]:
@@ -59,7 +60,10 @@ def layout(width: float, height: float, top: float = 0.0, scale: float = 1.0, de
 
     rects = {}
     rects.update(column(xs[0], left, [("Training", 0.0)]))
-    rects.update(column(xs[1], mid, [("Canvas", 0.34), ("Prediction", 0.18), ("Layers", 0.0)] if deep
+    # A deep network's Layers panel takes half the column, but the canvas keeps the height its
+    # square and tools need (in a short window a third of the column was 220 px: a 78 px canvas)
+    canvas = max(0.34, min(0.5, CANVAS_PANEL_MIN_H * scale / hh))
+    rects.update(column(xs[1], mid, [("Canvas", canvas), ("Prediction", 0.18), ("Layers", 0.0)] if deep
                         else [("Canvas", 0.5), ("Prediction", 0.21), ("Layers", 0.0)]))
     # A short window has no room for three panels on the right: the dataset browser becomes
     # a tab of the Metrics panel (draw_all notices it is missing from the layout).

@@ -32,6 +32,9 @@ def _tools(v):
             ("normalise", checkbox_width("MNIST-normalise")), ("box", checkbox_width("box"))]
 
 
+CANVAS_CAPTION = "canvas: left button paints, right erases"
+
+
 def canvas_panel(v, act) -> None:
     c = v.canvas
     avail = imgui.get_content_region_avail()
@@ -39,9 +42,15 @@ def canvas_panel(v, act) -> None:
     tools = _tools(v)
     tools_h = (flow_rows([w for _, w in tools], avail.x) + 1) * imgui.get_frame_height_with_spacing() + 4  # + saliency
     side = max(60.0, min(avail.x * 0.62, avail.y - tools_h - line))
+    # The caption wraps at the canvas's width: in a short panel (a CNN's layout) it takes two
+    # lines, and the square gives them room instead of pushing the tools out of the panel
+    spacing = line - imgui.get_text_line_height()
+    for _ in range(2):
+        text_h = imgui.calc_text_size(CANVAS_CAPTION, False, fit(v.canvas_view.texture, side, side)[0]).y + spacing
+        side = max(60.0, min(avail.x * 0.62, avail.y - tools_h - text_h))
     cw, ch = fit(v.canvas_view.texture, side, side)
     imgui.begin_group()
-    caption("canvas: left button paints, right erases", cw)
+    caption(CANVAS_CAPTION, cw)
     p0, p1 = image(v.canvas_view.texture, cw, ch)
     v.ui.canvas_rect = (p0.x, p0.y, p1.x, p1.y)
     v.ui.canvas_hovered = imgui.is_item_hovered()
@@ -127,10 +136,10 @@ def sample_lines(v) -> list[tuple[str, V4]]:
 
 def prediction_panel(v, act) -> None:
     tex = v.model_views.probs.texture
-    avail = imgui.get_content_region_avail()
     caption("class probabilities (softmax), winner highlighted" if not canvas_blank(v)
             else "class probabilities: nothing to predict on an empty canvas")
-    w, h = fit(tex, avail.x, avail.y - imgui.get_text_line_height_with_spacing())
+    avail = imgui.get_content_region_avail()       # below the caption, however many lines it wrapped to
+    w, h = fit(tex, avail.x, avail.y)
     p0, p1 = image(tex, w, h)
     _class_tooltip(v, p0, p1)
 
