@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .data import GpuDataset
+from .evaluation import EVAL_MIN_ROWS
 from .recipe import Recipe
 from .run import Run
 
@@ -95,9 +96,16 @@ class Comparison:
         entry.pending += 1
 
     def evaluate(self, entry: Entry) -> None:
-        """Queue a test-set evaluation of this run (encoded by the next advances)."""
-        if not entry.evaluating:
-            entry.evaluating = entry.run.evaluation_pieces()
+        """Queue a test-set evaluation of this run (encoded by the next advances), in pieces of at
+        most `eval_macs` multiply-adds (a front end that learned a smaller size sets it)."""
+        if entry.evaluating:
+            return
+        run = entry.run
+        rows = max(EVAL_MIN_ROWS, self.eval_macs // max(1, run.model.arch.macs())) if self.eval_macs else None
+        if rows is not None and rows < run.evaluation.chunk:
+            entry.evaluating = run.recut_evaluation(rows)
+        else:
+            entry.evaluating = run.evaluation_pieces()
 
     # -- driving all --------------------------------------------------------------------------------
     def advance(self, encoder, steps: int, evaluate_epochs: bool = False, pieces: int | None = None) -> dict:
@@ -152,11 +160,19 @@ def parse_run(text: str, base: Recipe, named: dict[str, Recipe]) -> RunSpec:
     from .recipe import OPTIMIZERS
     words = text.split()
     recipe, changes, net, name = base, {}, {}, None
+    seen: dict[str, str] = {}           # setting -> the word that gave it: a second one is a mistake
+
+    def once(setting: str, word: str) -> None:
+        if setting in seen:
+            raise SpecError(f"{seen[setting]!r} and {word!r} both set {setting}; give it once")
+        seen[setting] = word
+
     for i, word in enumerate(words):
         if "=" not in word:
             if i == 0 and word in named:
                 recipe, name = named[word], word
             elif word in OPTIMIZERS:
+                once("optimizer", word)
                 changes["optimizer"] = word
             else:
                 raise SpecError(f"{word!r} is neither a recipe ({', '.join(named)}) nor an optimizer "
@@ -164,6 +180,7 @@ def parse_run(text: str, base: Recipe, named: dict[str, Recipe]) -> RunSpec:
             continue
         key, value = word.split("=", 1)
         field_ = ALIASES.get(key, key)
+        once(field_, word)
         if key in NETWORK_KEYS:
             net[key] = value if key == "arch" else _sizes(value)
         elif field_ in _KINDS:
@@ -172,6 +189,8 @@ def parse_run(text: str, base: Recipe, named: dict[str, Recipe]) -> RunSpec:
             raise SpecError(f"unknown key {key!r} (keys: {', '.join(SPEC_KEYS)})")
     if len(net) == 2:
         raise SpecError("arch= gives the whole network: leave out hidden=")
+    if "optimizer" in changes:      # "adam" alone: Adam at its usual rate, not SGD's
+        recipe = recipe.with_optimizer(changes.pop("optimizer"), changes.pop("lr", None))
     recipe = recipe.with_changes(**changes)
     bad = recipe.problems()
     if bad:

@@ -13,6 +13,9 @@ from dataclasses import asdict, dataclass, fields, replace
 
 SCHEDULES = ("constant", "step", "exponential", "cosine")
 OPTIMIZERS = ("sgd", "adam")
+# The learning rate an optimizer starts from when it is chosen without one (Recipe.with_optimizer):
+# Adam's usual 1e-3; any other, the default recipe's
+OPTIMIZER_LR = {"adam": 1e-3}
 INITS = ("he_uniform", "he_normal")
 
 F32_MAX = 3.4028234663852886e38
@@ -67,6 +70,8 @@ class Recipe:
         need(F32_TINY <= f["lr"] <= 1e6, "lr",
              f"must be a positive number a float32 can hold (between {F32_TINY:.1e} and 1e6)")
         need(0 <= f["min_lr"] <= 1e6, "min_lr", "must be between 0 and 1e6")
+        need(self.schedule != "cosine" or not f["min_lr"] > f["lr"], "min_lr",
+             f"must be at most the learning rate ({self.lr:g}): the cosine anneals down to it")
         need(0 < f["gamma"] <= 1, "gamma", "must be in (0, 1] (the factor per decay period)")
         need(_finite(self.step_epochs) and 0 < self.step_epochs <= 1e6, "step_epochs", "must be a positive number of epochs, at most 1e6")
         need(0 <= f["momentum"] < 1, "momentum", "must be in [0, 1)")
@@ -77,6 +82,13 @@ class Recipe:
         need(isinstance(self.shift, int) and 0 <= self.shift <= MAX_SHIFT, "shift", f"must be in 0..{MAX_SHIFT} pixels")
         need(isinstance(self.seed, int) and 0 <= self.seed <= MAX_SEED, "seed", f"must be in 0..{MAX_SEED}")
         return out
+
+    def with_optimizer(self, name: str, lr: float | None = None) -> "Recipe":
+        """This recipe with optimizer `name`; given no `lr`, a change of optimizer brings that
+        optimizer's usual rate (OPTIMIZER_LR): SGD's 0.1 would make Adam jump about."""
+        if lr is None:
+            lr = self.lr if name == self.optimizer else OPTIMIZER_LR.get(name, Recipe.lr)
+        return self.with_changes(optimizer=name, lr=lr, min_lr=min(self.min_lr, lr))
 
     def validate(self) -> "Recipe":
         bad = self.problems()

@@ -140,6 +140,10 @@ def test_compare_table_equals_each_run_trained_alone(capsys):
     (["sgd", "rmsprop"], "--compare run 2 ('rmsprop'): 'rmsprop' is neither a recipe"),
     (["sgd", "nesterov=maybe"], "--compare run 2 ('nesterov=maybe'): nesterov: expected true or false"),
     (["sgd", "arch=Linear(3,10)"], "--compare run 2 ('arch=Linear(3,10)'): --arch: layer 0"),
+    (["sgd", "adam lr=1 lr=2"], "--compare run 2 ('adam lr=1 lr=2'): 'lr=1' and 'lr=2' both set lr; give it once"),
+    (["sgd", "adam sgd"], "--compare run 2 ('adam sgd'): 'adam' and 'sgd' both set optimizer"),
+    (["sgd", "lr=0.01 min_lr=0.1"], "--compare run 2 ('lr=0.01 min_lr=0.1'): min_lr must be at most the learning "
+                                    "rate (0.01)"),
     (["sgd"], "--compare takes 2 to 4 runs, got 1"),
     (["a=1"] * 5, "--compare takes 2 to 4 runs, got 5"),
 ])
@@ -151,6 +155,20 @@ def test_compare_errors_name_the_run_and_the_key(capsys, runs, fragment):
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
     assert fragment in lines[0], lines[0]
     assert "run 1:" not in out      # nothing was built
+
+
+def test_an_optimizer_named_without_a_rate_gets_its_usual_one():
+    """Guards against `--compare sgd adam` racing Adam at SGD's 0.1 (a first user's 67% against
+    90%): a change of optimizer without lr= brings that optimizer's usual rate (Adam 1e-3), a
+    given lr= wins, and naming the recipe's own optimizer changes nothing."""
+    from mnist_viz.compute.comparison import parse_run
+    from mnist_viz.compute.recipe import RECIPES, Recipe
+    base = Recipe()
+    assert parse_run("adam", base, RECIPES).recipe.lr == 1e-3
+    assert parse_run("adam lr=0.01", base, RECIPES).recipe.lr == 0.01
+    assert parse_run("lr=0.01 adam", base, RECIPES).recipe.lr == 0.01
+    assert parse_run("sgd", base, RECIPES).recipe == base
+    assert parse_run("original adam", base, RECIPES).recipe.min_lr == 1e-3    # its cosine floor kept under the rate
 
 
 def test_the_compare_command_does_not_import_the_cli_that_imports_it():

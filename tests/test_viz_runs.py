@@ -200,3 +200,37 @@ def test_batch_size_combo_lists_a_shown_runs_size_outside_the_presets():
     assert sizes[i] == 7 and set(BATCH_SIZES) <= set(sizes) and sizes == sorted(sizes)
     sizes, i = batch_choices(64)
     assert sizes == list(BATCH_SIZES) and sizes[i] == 64
+
+
+def test_another_runs_evaluation_takes_its_share_of_frames(app):
+    """Guards against another run's evaluation landing in one frame whatever it costs (a CNN's
+    10,000 test images were 120 ms of one frame on the H100, seconds on lavapipe): its pieces
+    are the size the main run learned (a queued evaluation is re-cut), they take a run's share
+    of the frame budget at the pacer's cost of a piece (counted in the frame's extras, which the
+    pacer learns from), and the evaluation scores what one in a single piece does."""
+    from mnist_viz.compute.evaluation import Evaluation
+    from mnist_viz.compute.metrics import RunMetrics
+    from mnist_viz.viz.actions import Action
+    s = app.session
+    app.actions.emit(Action.ADD_RUN, "sgd lr=0.05 seed=3 hidden=8")
+    frames(app, 1)
+    (other,) = s.others
+    assert other.run.evaluation.chunk == 64                   # the whole test subset in one piece
+    s.comparison.evaluate(other)
+    s.eval_macs = 16 * other.run.model.arch.macs()          # as if the main run had learned pieces of 16 rows
+    s.pacer.extra_cost["evaluation"] = s.pacer.budget_s / 2 / 2.5    # a run's half of the frame holds 2.5
+    dev = get_device()
+    for left in (2, 0):
+        s.frame_extras = {}
+        enc = dev.device.create_command_encoder()
+        s._encode_others(enc)
+        dev.submit(enc)
+        assert other.run.evaluation.chunk == 16 and len(other.evaluating) == left, len(other.evaluating)
+        assert s.frame_extras == {"evaluation": 2}
+    got = other.metrics.read_evaluation()
+    alone = RunMetrics(s.data.num_classes)
+    enc = dev.device.create_command_encoder()
+    Evaluation(other.model, s.data, alone).encode(enc)
+    dev.submit(enc)
+    want = alone.read_evaluation()
+    assert got["correct"] == want["correct"] and got["accuracy"] == want["accuracy"], (got, want)

@@ -298,8 +298,24 @@ class TrainingSession:
         if not self.others:
             return
         n = steps_for_frame(self.watch.speed, self.frame, self.pacer) if self.status in ("running", "finished") else 0
-        self.comparison.advance(encoder, n, evaluate_epochs=self.watch.eval_each_epoch,
-                                pieces=1 if get_device().is_cpu else None)
+        self.comparison.eval_macs = self.eval_macs      # their next evaluations in pieces of the size learned here
+        for e in self.others:                           # and the rest of those under way
+            rows = max(EVAL_MIN_ROWS, self.eval_macs // max(1, e.run.model.arch.macs()))
+            if e.evaluating and rows < e.run.evaluation.chunk:
+                e.evaluating = e.run.recut_evaluation(rows, e.evaluating[0].start)
+        left = {e: len(e.evaluating) for e in self.others if e.evaluating}
+        pieces = None
+        if left:
+            # An evaluating run trains none of its steps this frame: its pieces take a run's share of
+            # the frame (the pacer knows a piece's cost), one at least. All at once, a CNN's 10,000
+            # images were 120 ms of one frame on the H100 and seconds on lavapipe.
+            share = self.pacer.budget_s / (1 + len(self.others))
+            each = self.pacer.extra_cost.get("evaluation", 0.0) or self._piece_guess()
+            pieces = max(1, int(share / each)) if each > 0 else 1
+        self.comparison.advance(encoder, n, evaluate_epochs=self.watch.eval_each_epoch, pieces=pieces)
+        encoded = sum(k - len(e.evaluating) for e, k in left.items())
+        if encoded:
+            self._extra("evaluation", encoded)        # the pacer learns a piece's cost from these too
 
     # -- per frame -------------------------------------------------------------------------------------
     def encode(self, encoder, split=None):

@@ -148,11 +148,13 @@ def _hyper_parameters(v, act, ready: bool) -> None:
     new = {}
     imgui.push_item_width(imgui.get_content_region_avail().x * 0.55)
     changed, i = imgui.combo("optimizer", OPTIMIZERS.index(r.optimizer), list(OPTIMIZERS))
-    if changed:
-        new["optimizer"] = OPTIMIZERS[i]
+    if changed:      # with the optimizer's usual rate (Recipe.with_optimizer)
+        new.update(optimizer=OPTIMIZERS[i], lr=r.with_optimizer(OPTIMIZERS[i]).lr)
     changed, lr = imgui.slider_float("learning rate", r.lr, 1e-4, 1.0, "%.4f", imgui.SliderFlags_.logarithmic)
     if changed:
         new["lr"] = max(lr, 1e-6)
+        if r.schedule == "cosine" and r.min_lr > new["lr"]:
+            new["min_lr"] = new["lr"]           # the cosine anneals down to its final rate, never up
     if r.optimizer == "sgd":
         changed, mom = imgui.slider_float("momentum", r.momentum, 0.0, 0.99, "%.2f")
         if changed:
