@@ -276,7 +276,8 @@ def _check_train_labels(path: Path, labels: np.ndarray, test_path: Path, test_la
     bad = labels > top
     if bad.any():
         value = int(labels[bad.argmax()])
-        raise _error(path, f"label {value} ({int(bad.sum())} samples) is outside the test set's classes 0..{top} "
+        n = int(bad.sum())
+        raise _error(path, f"label {value} ({n} sample{'s' * (n != 1)}) is outside the test set's classes 0..{top} "
                            f"({printable_path(test_path.name)}); fix the label file")
     counts = np.bincount(labels, minlength=top + 1)
     empty = int(np.count_nonzero(counts == 0))

@@ -116,7 +116,7 @@ class Recipe:
         sched = {"cosine": f"cosine to {self.min_lr:g}", "constant": "constant",
                  "step": f"x{self.gamma:g} every {self.step_epochs:g} epochs",
                  "exponential": f"x{self.gamma:g} per {self.step_epochs:g} epochs (exponential)"}[self.schedule]
-        text = f"{opt}, lr {self.lr:g} {sched}, batch {self.batch_size}, {self.epochs} epochs"
+        text = f"{opt}, lr {self.lr:g} {sched}, batch {self.batch_size}, {self.epochs} epoch{'s' * (self.epochs != 1)}"
         if self.weight_decay:
             text += f", weight decay {self.weight_decay:g}"
         if self.shift:

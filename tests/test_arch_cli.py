@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_cli import idx_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,3 +85,25 @@ def test_recipe_cnn_trains_the_cnn_it_was_tuned_for():
     assert architecture_for(parse_args("--recipe", "cnn", "--hidden", "32"), ds).short == "784-32-10"
     assert architecture_for(parse_args("--recipe", "cnn", "--arch", "Linear(784,10)"), ds).short == "784-10"
     assert architecture_for(parse_args("--recipe", "default"), ds).short == "784-128-10"
+
+
+@pytest.mark.parametrize("side,classes,fragment", [
+    (14, 10, "these 14 x 14 images in 10 classes (layer 11 Linear(3136,256): takes 3136 inputs"),
+    (28, 3, "these 28 x 28 images in 3 classes (layer 14 Linear(256,10) gives 10 class scores"),
+])
+def test_the_recipes_network_that_does_not_fit_names_the_recipe(tmp_path, side, classes, fragment):
+    """Guards against `--recipe cnn` on other data blaming an --arch the user never gave: the line
+    names the recipe and what to give instead."""
+    p = run("train", "--recipe", "cnn", "--data", str(idx_dataset(tmp_path, side, classes)), "--epochs", "1")
+    one_line_error(p, "error: --recipe cnn: its network does not fit", fragment,
+                   "give --arch or --hidden for a network that fits them")
+
+
+def test_the_windows_arch_error_is_trains(tmp_path):
+    """Guards against the window's --arch error missing the `--arch:` that train's has: one line, the same."""
+    data = str(idx_dataset(tmp_path))
+    train = run("train", "--arch", "Linear(3,4)", "--data", data)
+    view = run("--arch", "Linear(3,4)", "--data", data, "--offscreen", "--no-autosave")
+    one_line_error(train, "error: --arch: layer 0 Linear(3,4): takes 3 inputs")
+    one_line_error(view)
+    assert view.stderr == train.stderr

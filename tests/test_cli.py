@@ -111,3 +111,113 @@ def test_custom_dataset_any_size_and_classes(tmp_path):
     assert p.returncode == 0, p.stderr
     assert "30-8-3" in p.stdout
     assert float(p.stdout.strip().splitlines()[-1].split()[-1].rstrip("%")) > 90
+
+
+def idx_dataset(d: Path, side: int = 28, classes: int = 10, n_train: int = 40, n_test: int = 20) -> Path:
+    """A tiny IDX dataset of random side x side images in `classes` classes."""
+    rng = np.random.default_rng(0)
+    for name, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 255, (n, side, side), dtype=np.uint8)
+        (d / f"{name}-images-idx3-ubyte").write_bytes(bytes([0, 0, 8, 3]) + b"".join(
+            int(s).to_bytes(4, "big") for s in images.shape) + images.tobytes())
+        (d / f"{name}-labels-idx1-ubyte").write_bytes(bytes([0, 0, 8, 1]) + n.to_bytes(4, "big") +
+                                                      (np.arange(n) % classes).astype(np.uint8).tobytes())
+    return d
+
+
+@pytest.mark.parametrize("args,line", [
+    (["trian", "--epochs", "1"], "error: unknown command 'trian'; did you mean 'train'? (commands: train, eval)"),
+    (["evl"], "error: unknown command 'evl'; did you mean 'eval'? (commands: train, eval)"),
+    (["model.safetensors"], "error: unknown command 'model.safetensors' (commands: train, eval)"),
+    (["--offscreen", "trian"], "error: unknown command 'trian'; did you mean 'train'? (commands: train, eval)"),
+    (["--offscreen", "train"], "error: 'train' is a command: put it first (mnist-viz train [options])"),
+    (["--epochs", "1"], "error: unrecognized arguments: --epochs 1"),      # not close to a command: argparse's
+    (["--data", "train", "--frames", "3"], "error: --frames only applies offscreen"),   # an option's value
+])
+def test_a_mistyped_command_is_named_with_the_closest_one(args, line):
+    """Guards against `mnist-viz trian` saying only 'unrecognized arguments' (the window takes no
+    words, so a word in first place is a command), and against an option's value (`--data train`)
+    being taken for one."""
+    p = run(*args)
+    assert_one_line_error(p)
+    assert p.stderr.strip().startswith(line), p.stderr
+
+
+def test_version_is_the_installed_packages():
+    """Guards against a missing --version (it was an unrecognized argument)."""
+    from importlib import metadata
+    p = run("--version")
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    assert p.stdout == f"mnist-viz {metadata.version('mnist-viz')}\n"
+
+
+def test_version_without_metadata_is_pyprojects(monkeypatch):
+    """Guards against --version failing in a checkout that was never installed."""
+    import importlib.metadata
+    import tomllib
+    from mnist_viz.viz.cli import version
+
+    def none(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+    monkeypatch.setattr(importlib.metadata, "version", none)
+    assert version() == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+def test_help_gives_every_recipes_value_of_every_option():
+    """Guards against `train --help` showing the default and original recipes' values only (the cnn
+    recipe's shift 2 and lr 0.05 were nowhere)."""
+    from mnist_viz.compute.recipe import FIELDS, RECIPES
+    from mnist_viz.viz.cli import build_parser
+    actions = [a for a in build_parser()[0]._actions if a.dest in FIELDS]
+    assert {a.dest for a in actions} >= {"epochs", "lr", "shift", "momentum", "nesterov", "schedule"}
+    for a in actions:
+        for name, recipe in RECIPES.items():
+            value = getattr(recipe, a.dest)
+            assert (f"default {value}" if name == "default" else f"{name} recipe {value}") in a.help, (a.dest, a.help)
+
+
+@pytest.mark.parametrize("recorded", [True, False])
+def test_a_checkpoint_for_other_data_says_which_data_it_reads(tmp_path, recorded):
+    """Guards against 'model 196-128-3 does not fit the dataset' with no fix: a file that records its
+    images says what it was trained on and --data; one that records nothing still names --data."""
+    from safetensors.numpy import save_file
+    rng = np.random.default_rng(0)
+    tensors = {"0.weight": rng.standard_normal((128, 196), np.float32), "0.bias": np.zeros(128, np.float32),
+               "2.weight": rng.standard_normal((3, 128), np.float32), "2.bias": np.zeros(3, np.float32)}
+    meta = {"architecture": "Linear(196,128),ReLU(),Linear(128,3)", "image_shape": "14x14", "format": "mnist-viz 2"}
+    save_file(tensors, tmp_path / "s14.safetensors", metadata=meta if recorded else None)
+    (tmp_path / "d28").mkdir()
+    p = run("eval", "--checkpoint", str(tmp_path / "s14.safetensors"), "--data", str(idx_dataset(tmp_path / "d28")))
+    fix = ("it was trained on 14 x 14 images in 3 classes: use --data DIR with such a dataset" if recorded
+           else "use --data DIR with the images and classes it was trained on")
+    assert_one_line_error(p, "s14.safetensors: model 196-128-3 does not fit the dataset (28 x 28 images", fix)
+
+
+@pytest.fixture(scope="module")
+def dropout_run(tmp_path_factory):
+    """One tiny run: 40 images, a batch of 64 (one step, 24 of its rows padding), an MLP with dropout."""
+    data = idx_dataset(tmp_path_factory.mktemp("tiny"))
+    p = run("train", "--data", str(data), "--epochs", "1", "--hidden", "64,32", "--dropout", "0.2",
+            "--batch-size", "64", "--optimizer", "adam")
+    assert p.returncode == 0, p.stderr
+    return p
+
+
+def test_adam_without_a_rate_gets_its_usual_one_and_one_epoch_is_singular(dropout_run):
+    """Guards against `--optimizer adam` training Adam at SGD's 0.1 (Recipe.with_optimizer: 1e-3
+    unless --lr says otherwise) and against "1 epochs" on the recipe line."""
+    assert "recipe: default: adam, lr 0.001 cosine to 0, batch 64, 1 epoch," in dropout_run.stdout, dropout_run.stdout
+
+
+def test_the_model_line_shows_the_dropout(dropout_run):
+    """Guards against `--hidden 64,32 --dropout 0.2` printing `model: 784-64-32-10`, as if it had none."""
+    assert "model: 784-64-32-10, dropout 0.2 (" in dropout_run.stdout, dropout_run.stdout
+
+
+def test_samples_per_second_counts_the_images_not_the_padded_rows(dropout_run):
+    """Guards against samples/s counting a padded batch: 40 images at batch 64 were 64 samples."""
+    m = re.search(r"  (\d+\.\d+) s  ([\d,]+) samples/s", dropout_run.stdout)
+    assert m, dropout_run.stdout
+    seconds, rate = float(m.group(1)), int(m.group(2).replace(",", ""))
+    # rate * seconds is the images, up to the rounding of both numbers
+    assert abs(rate * seconds - 40) <= 0.5 * seconds + 0.0005 * rate + 0.01, (rate, seconds)

@@ -128,7 +128,7 @@ def valid_int(text, ok) -> bool:
 # not from the code under test)
 ORACLES = {
     "--lr": lambda t: valid_float(t, lambda x: F32_TINY <= f32(x) <= 1e6),
-    "--min-lr": lambda t: valid_float(t, lambda x: 0 <= f32(x) <= 1e6),
+    "--min-lr": lambda t: valid_float(t, lambda x: 0 <= f32(x) <= f32(0.1)),    # at most the default lr (cosine)
     "--gamma": lambda t: valid_float(t, lambda x: 0 < f32(x) <= 1),
     "--momentum": lambda t: valid_float(t, lambda x: 0 <= f32(x) < 1),
     "--weight-decay": lambda t: valid_float(t, lambda x: 0 <= f32(x) <= 1),

@@ -771,7 +771,7 @@ def test_md5sums_of_stored_files_or_content(listing, ok, tmp_path):
 
 
 @pytest.mark.parametrize("train,test,outcome", [
-    ([*range(10)] * 6 + [255], [*range(10)] * 2, "error: label 255 (1 samples) is outside the test set's classes 0..9"),
+    ([*range(10)] * 6 + [255], [*range(10)] * 2, "error: label 255 (1 sample) is outside the test set's classes 0..9"),
     ([*range(10)] * 6 + [200, 200], [*range(10)] * 2, "error: label 200 (2 samples)"),
     ([*range(10)] * 6, [*range(9)] * 2, "error: label 9 (6 samples) is outside the test set's classes 0..8"),
     ([*range(10)] * 6 + [255], [*range(10)] * 2 + [255], "warning: 245 of the 256 classes 0..255"),

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import collections
+import difflib
 import itertools
 import os
+import re
 import struct
 import sys
 import time
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .headless import (EXIT_DIVERGED, EXIT_GPU_LOST, EXIT_USAGE, StopRequest, check_training, load_data,
-                       option_changes, say)
+                       network_text, option_changes, say)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,8 +74,8 @@ ARCH_HELP = ("the network as PyTorch writes it, the nn.Sequential layers separat
 TRAIN_OPTIONS = {
     "epochs": (_positive_int, "epochs over the training set"),
     "batch_size": (_positive_int, "images per step"),
-    "lr": (_float, "base learning rate"),
-    "min_lr": (_float, "final learning rate of the cosine schedule"),
+    "lr": (_float, "base learning rate; --optimizer adam without it: Adam's usual 0.001"),
+    "min_lr": (_float, "final learning rate of the cosine schedule, at most --lr"),
     "gamma": (_float, "decay factor per period (step, exponential)"),
     "step_epochs": (_float, "decay period in epochs (step, exponential)"),
     "momentum": (_float, "SGD momentum (0 = plain SGD)"),
@@ -84,10 +86,12 @@ TRAIN_OPTIONS = {
 
 
 def build_parser() -> tuple[_Parser, _Parser, _Parser]:
-    from ..compute.recipe import INITS, OPTIMIZERS, RECIPES, SCHEDULES
+    from ..compute.recipe import INITS, OPTIMIZERS, RECIPE_ARCH, RECIPES, SCHEDULES
 
-    d, o = RECIPES["default"], RECIPES["original"]
-    defaults = lambda field: f"(default {getattr(d, field)}; original recipe {getattr(o, field)})"
+    def defaults(field: str) -> str:
+        """Every named recipe's value, as --recipe would set it: '(default 20; original recipe 15; cnn recipe 15)'."""
+        return "(" + "; ".join(f"{name if name == 'default' else name + ' recipe'} {getattr(recipe, field)}"
+                               for name, recipe in RECIPES.items()) + ")"
     train = _Parser(prog="mnist-viz train", description="Train a network headless on the GPU. Options left out "
                     "come from --recipe: 'default' (784-128-10, 98.6%), 'original' (the browser project's, 97.5%) or "
                     "'cnn' (the shipped CNN's architecture and recipe, 99.55%).")
@@ -99,7 +103,8 @@ def build_parser() -> tuple[_Parser, _Parser, _Parser]:
     train.add_argument("--optimizer", choices=OPTIMIZERS, help=defaults("optimizer"))
     train.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None, help=defaults("nesterov"))
     train.add_argument("--init", choices=INITS, help=defaults("init"))
-    train.add_argument("--arch", help=ARCH_HELP)
+    own = "".join(f"; the {name} recipe: --arch {name}" for name in RECIPE_ARCH)     # its network, not an MLP
+    train.add_argument("--arch", help=ARCH_HELP + own)
     train.add_argument("--hidden", type=_hidden, help="MLP shorthand: hidden sizes, e.g. 128 or 256,128 (default 128)")
     train.add_argument("--dropout", type=_float, help="MLP shorthand: dropout after each hidden ReLU, in [0, 1) (default 0)")
     train.add_argument("--engine", choices=["auto", "compiled", "graph"], default="auto",
@@ -145,7 +150,24 @@ def build_parser() -> tuple[_Parser, _Parser, _Parser]:
     view.add_argument("--train", action="store_true", help="start training at once")
     view.add_argument("--paint-demo", action="store_true", help="paint a built-in digit stroke")
     view.add_argument("--no-autosave", action="store_true", help="do not save the model when the window closes")
+    view.add_argument("--version", action="version", version=f"mnist-viz {version()}")
     return train, ev, view
+
+
+def version() -> str:
+    """The installed package's version; from a checkout that was never installed (no metadata),
+    pyproject.toml's."""
+    from importlib import metadata
+    try:
+        return metadata.version("mnist-viz")
+    except metadata.PackageNotFoundError:
+        pass
+    try:
+        text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    except OSError:
+        return "unknown"
+    m = re.search(r'^version\s*=\s*"([^"]+)"', text, re.MULTILINE)
+    return m.group(1) if m else "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,11 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
     try:
         train, ev, view = build_parser()
-        if argv[:1] == ["train"]:
-            return train_command(train.parse_args(argv[1:]))
-        if argv[:1] == ["eval"]:
-            return eval_command(ev.parse_args(argv[1:]))
-        return view_command(view.parse_args(argv))
+        commands = {"train": (train, train_command), "eval": (ev, eval_command)}
+        if argv[:1] and argv[0] in commands:
+            parser, command = commands[argv[0]]
+            return command(parser.parse_args(argv[1:]))
+        return view_command(_view_args(view, argv, list(commands)))
     except KeyboardInterrupt:
         say("\ninterrupted", err=True)
         return 130
@@ -171,6 +193,29 @@ def main(argv: list[str] | None = None) -> int:
             raise
         say(f"error: {msg}", err=True)
         return EXIT_USAGE
+
+
+def _view_args(view: _Parser, argv: list[str], commands: list[str]) -> argparse.Namespace:
+    """The window's options. The window takes no bare words, so one in first place is a mistyped
+    command, and so is the first one among the rest that is close to a command's name
+    (`mnist-viz --offscreen trian`); an option's value (`--data train`) is neither."""
+    if argv[:1] and not argv[0].startswith("-"):
+        raise UserError(_unknown_command(argv[0], commands))
+    args, extra = view.parse_known_args(argv)
+    words = [w for w in extra if not w.startswith("-")]
+    if words and difflib.get_close_matches(words[0], commands, n=1):
+        raise UserError(_unknown_command(words[0], commands))
+    if extra:
+        view.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def _unknown_command(word: str, commands: list[str]) -> str:
+    if word in commands:
+        return f"{word!r} is a command: put it first (mnist-viz {word} [options])"
+    close = difflib.get_close_matches(word, commands, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown command {word!r}{hint} (commands: {', '.join(commands)})"
 
 
 def shown(path) -> str:
@@ -220,7 +265,11 @@ def _user_message(e: Exception) -> str | None:
 def recipe_from_args(args):
     """The named recipe with the options given on the command line; checked before the GPU starts."""
     from ..compute.recipe import RECIPES, as_f32
-    recipe = RECIPES[args.recipe].with_changes(**option_changes(args))
+    changes = option_changes(args)
+    recipe = RECIPES[args.recipe]
+    if "optimizer" in changes:      # --optimizer adam without --lr: Adam's usual rate, not SGD's
+        recipe = recipe.with_optimizer(changes.pop("optimizer"), changes.pop("lr", None))
+    recipe = recipe.with_changes(**changes)
     bad = recipe.problems()
     if bad:
         field, text = bad[0]
@@ -290,7 +339,7 @@ def train_command(args) -> int:
     model = Sequential(arch, seed=recipe.seed, init=recipe.init)
     run = Run(model, data, recipe, engine=args.engine)
     say(f"device: {dev.name}")
-    say(f"model: {model.arch.short} ({model.num_parameters():,} parameters), "
+    say(f"model: {network_text(model.arch)} ({model.num_parameters():,} parameters), "
         f"engine: {run.engine} ({len(run.program)} dispatches/step)")
     say(f"recipe: {args.recipe}: {recipe.describe()}")
     say(f"data: {data.train.n:,} train / {data.test.n:,} test images, {data.nbytes / 1e6:.1f} MB on the GPU (u8)")
@@ -383,8 +432,9 @@ def _train_epochs(args, run, stop: StopRequest) -> int:
         hist = run.metrics.read_history(first, run.steps_taken)
         loss, train_acc = float(hist[:, 0].mean()), float(hist[:, 1].mean())
         width = len(str(recipe.epochs))
+        # The epoch's images, not its batch rows: a last batch short of --batch-size is padded.
         line = (f"epoch {epoch + 1:>{width}}/{recipe.epochs}  loss {loss:.4f}  train acc {train_acc * 100:.2f}%"
-                f"  {elapsed:.3f} s  {run.steps_per_epoch * recipe.batch_size / elapsed:,.0f} samples/s")
+                f"  {elapsed:.3f} s  {run.data.train.n / elapsed:,.0f} samples/s")
         if not args.no_eval or epoch == recipe.epochs - 1:
             acc = run.evaluate()["accuracy"]
             line += f"  test acc {acc * 100:.2f}%"
@@ -435,6 +485,18 @@ def check_evaluation(args, ds, arch) -> None:
     check_data(1, n_test, ds.image_shape, limits)
 
 
+def _data_it_fits(metadata: dict, arch) -> str:
+    """The fix for a checkpoint that does not fit the data: the kind of dataset it was trained on
+    where the file records its image size (ours do), else --data in general."""
+    from ..compute.model_io import _recorded_image_shape
+    shape = _recorded_image_shape(metadata)
+    if shape is None:
+        return "use --data DIR with the images and classes it was trained on, or a --checkpoint trained on this dataset"
+    h, w = shape
+    return (f"it was trained on {w} x {h} images in {arch.classes} classes: use --data DIR with such a dataset, "
+            f"or a --checkpoint trained on this one")
+
+
 def eval_command(args) -> int:
     from ..compute.checkpoint import CheckpointError
     from ..compute.data import GpuDataset
@@ -448,12 +510,12 @@ def eval_command(args) -> int:
         args.checkpoint = default_model_path()
     ds = load_data(args.data)
     try:
-        tensors, _, arch, note = read_checkpoint(args.checkpoint, args.arch, ds.image_shape)
+        tensors, meta, arch, note = read_checkpoint(args.checkpoint, args.arch, ds.image_shape)
     except CheckpointError as e:
         raise UserError(f"{e}" if args.arch is None else f"--arch: {e}") from None
     problem = arch.misfit(*ds.image_shape, ds.num_classes)
     if problem:
-        raise UserError(f"{shown(args.checkpoint.name)}: {problem}")
+        raise UserError(f"{shown(args.checkpoint.name)}: {problem}; {_data_it_fits(meta, arch)}")
     arch = arch.for_images(*ds.image_shape) if arch.is_mlp else arch
     check_evaluation(args, ds, arch)
     if note:
@@ -483,7 +545,14 @@ def view_command(args) -> int:
                             "--offscreen --frames 30 --screenshot out.png)")
     if args.screenshot is not None:     # before the GPU starts, not after the frames are rendered
         check_writable(args.screenshot, "--screenshot", kept_from_screenshot, example="screenshot.png")
-    return run_app(args)
+    from ..compute.arch import ArchError
+    from ..compute.checkpoint import CheckpointError
+    try:
+        return run_app(args)
+    except (ArchError, CheckpointError) as e:     # --arch read for the data (or the checkpoint): as train says it
+        if args.arch is None:
+            raise
+        raise UserError(f"--arch: {e}") from None
 
 
 def kept_from_screenshot(path: Path) -> str | None:

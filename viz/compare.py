@@ -13,7 +13,7 @@ import argparse
 import time
 from dataclasses import dataclass
 
-from .headless import EXIT_DIVERGED, StopRequest, check_training, load_data, option_changes, say
+from .headless import EXIT_DIVERGED, StopRequest, check_training, load_data, network_text, option_changes, say
 from .errors import UserError
 
 
@@ -52,8 +52,8 @@ def compare_command(args, base) -> int:
     say(f"data: {data.train.n:,} train / {data.test.n:,} test images, {data.nbytes / 1e6:.1f} MB on the GPU (u8), "
         f"shared by {len(comp)} runs")
     for k, e in enumerate(comp, 1):
-        say(f"run {k}: {e.name}: {e.model.arch.short} ({e.model.num_parameters():,} parameters), engine {e.run.engine}; "
-            f"{e.run.recipe.describe()}")
+        say(f"run {k}: {e.name}: {network_text(e.model.arch)} ({e.model.num_parameters():,} parameters), "
+            f"engine {e.run.engine}; {e.run.recipe.describe()}")
     with StopRequest() as stop:
         return _race(args, comp, stop)
 

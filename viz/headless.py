@@ -47,21 +47,38 @@ def architecture_for(args, ds):
     from ..compute.arch import Architecture, ArchError, parse
     from ..compute.recipe import RECIPE_ARCH
     h, w = ds.image_shape
-    text = args.arch
-    if text is None and args.hidden is None and args.dropout is None:
-        text = RECIPE_ARCH.get(getattr(args, "recipe", None))
+    text, recipe = args.arch, getattr(args, "recipe", None)
+    from_recipe = text is None and args.hidden is None and args.dropout is None and recipe in RECIPE_ARCH
+    if from_recipe:
+        text = RECIPE_ARCH[recipe]
     try:
         if text is not None:
             arch = parse(text, (h, w))
         else:
             arch = Architecture.mlp([h * w, *(args.hidden or [128]), ds.num_classes], args.dropout or 0.0, (h, w))
+        if arch.classes != ds.num_classes:
+            last = len(arch.layers) - 1
+            raise ArchError(f"layer {last} {arch.layers[last]} gives {arch.classes} class scores, the dataset has "
+                            f"{ds.num_classes} classes")
     except ArchError as e:
+        if from_recipe:     # the user gave no --arch to fix: say whose network it is and what to give instead
+            raise UserError(f"--recipe {recipe}: its network does not fit these {w} x {h} images in {ds.num_classes} "
+                            f"classes ({e}); give --arch or --hidden for a network that fits them") from None
         raise UserError(f"--arch: {e}") from None
-    if arch.classes != ds.num_classes:
-        last = len(arch.layers) - 1
-        raise UserError(f"--arch: layer {last} {arch.layers[last]} gives {arch.classes} class scores, the dataset has "
-                        f"{ds.num_classes} classes")
     return arch
+
+
+def network_text(arch) -> str:
+    """The network for a log line: an MLP by its widths, with the dropout they would hide
+    ('784-64-32-10, dropout 0.2'); any other network by its layers (they name their Dropout)."""
+    from ..compute.arch import Architecture, Dropout
+    drops = [layer.p for layer in arch.layers if isinstance(layer, Dropout)]
+    if not arch.is_mlp or not any(drops):
+        return arch.short
+    sizes = [int(n) for n in arch.short.split("-")]
+    if Architecture.mlp(sizes, drops[0], arch.input_shape[1:]).layers == arch.layers:
+        return f"{arch.short}, dropout {drops[0]:g}"
+    return arch.text        # dropout of its own kind (not after every hidden layer, or of several rates)
 
 
 def load_data(path: Path | None):
