@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .data import GpuDataset
-from .evaluation import EVAL_MIN_ROWS
+from .evaluation import piece_rows
 from .recipe import Recipe
 from .run import Run
 
@@ -101,9 +101,9 @@ class Comparison:
         if entry.evaluating:
             return
         run = entry.run
-        rows = max(EVAL_MIN_ROWS, self.eval_macs // max(1, run.model.arch.macs())) if self.eval_macs else None
+        rows = self.eval_macs // max(1, run.model.arch.macs()) if self.eval_macs else None
         if rows is not None and rows < run.evaluation.chunk:
-            entry.evaluating = run.recut_evaluation(rows)
+            entry.evaluating = run.recut_evaluation(piece_rows(rows))
         else:
             entry.evaluating = run.evaluation_pieces()
 

@@ -14,6 +14,7 @@ from mnist_viz.compute.device import get_device
 from mnist_viz.compute.evaluation import Evaluation
 from mnist_viz.compute.metrics import RunMetrics
 from mnist_viz.compute.nn import Sequential
+from mnist_viz.compute.evaluation import piece_rows
 from mnist_viz.viz.session import EVAL_PIECE_SHARE
 from conftest import act, speed_index
 from test_viz_app import make_app, settings, write_band_dataset  # noqa: F401 - the fixture
@@ -653,10 +654,11 @@ def test_an_epochs_evaluation_takes_the_frames_its_cost_allows(make_app):
     assert app.metrics.evaluations == evaluations + 5
     plan(8, 1.5)                                 # a piece overran the frame, 2 of the 4 pieces left
     before = session.frame_extras                # the last frame's 2 pieces of 384, not measured yet
-    seen = [frame() for _ in range(4)]
-    rows = int(384 / 1.5 * EVAL_PIECE_SHARE)     # the rows the budget holds at that cost: 204, not half
-    assert (run.evaluation.chunk, seen) == (rows, [(0, 1)] * 4), seen   # rows 768-1535 at once in pieces of 204
-    assert before["evaluation"] == pytest.approx(2 * 384 / rows)         # measured late: pieces of 204 it teaches
+    seen = [frame() for _ in range(3)]
+    rows = piece_rows(384 / 1.5 * EVAL_PIECE_SHARE)   # the rows the budget holds at that cost, 204, to a power of 2
+    assert rows == 128                                 # (not a halving's 192)
+    assert (run.evaluation.chunk, seen) == (rows, [(0, 2)] * 3), seen   # rows 768-1535 at once in 6 pieces of 128
+    assert before["evaluation"] == pytest.approx(2 * 384 / rows)         # measured late: pieces of 128 it teaches
     assert app.metrics.evaluations == evaluations + 6
     in_one_go = RunMetrics(app.metrics.num_classes)
     enc = get_device().device.create_command_encoder()
@@ -666,10 +668,10 @@ def test_an_epochs_evaluation_takes_the_frames_its_cost_allows(make_app):
     assert (got["correct"], got["seen"]) == (want["correct"], want["seen"]) and want["seen"] == 1536
     np.testing.assert_array_equal(got["confusion"], want["confusion"])
     assert sorted(got["wrong"].tolist()) == sorted(want["wrong"].tolist())
-    seen = [frame() for _ in range(3)]           # the next evaluation's pieces are of 204 too
+    seen = [frame() for _ in range(3)]           # the next evaluation's pieces are of 128 too
     assert seen == [(8, 0), (7, 0), (1, 1)], seen
     assert app.metrics.evaluations == evaluations + 6
-    assert len(run.evaluation.pieces) == 8 and run.evaluation.chunk == rows and session.evaluating
+    assert len(run.evaluation.pieces) == 12 and run.evaluation.chunk == rows and session.evaluating
     while session.evaluating:
         frame()
     assert app.metrics.evaluations == evaluations + 7
@@ -680,3 +682,10 @@ def test_an_epochs_evaluation_takes_the_frames_its_cost_allows(make_app):
     pacer.extra_cost["evaluation"] = budget / 4
     session.set_model(Sequential(run.model.arch, seed=1))    # a new run: pieces as large, their cost learned anew
     assert session.run is not run and session.run.evaluation.chunk == rows and "evaluation" not in pacer.extra_cost
+    session.evaluate_now()
+    pacer.extra_cost["evaluation"] = 1.2 * budget          # over, but under EVAL_RECUT_OVER: noise, no re-cut
+    session._recut_eval_pieces()
+    assert session.run.evaluation.chunk == rows and pacer.extra_cost["evaluation"] == 1.2 * budget
+    pacer.extra_cost["evaluation"] = 1.3 * budget
+    session._recut_eval_pieces()
+    assert session.run.evaluation.chunk == rows // 2 and "evaluation" not in pacer.extra_cost

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from ..compute.comparison import MAX_RUNS, Comparison, Entry
 from ..compute.device import get_device
-from ..compute.evaluation import EVAL_MIN_ROWS
+from ..compute.evaluation import piece_rows
 from ..compute.recipe import Recipe
 from ..compute.run import Run
 from .pacing import MAX_INDEX, SPEEDS, StepPacer, frame_budget, steps_for_frame
@@ -34,6 +34,7 @@ EVAL_PIECE_MACS = 8 << 30
 # Of the frame budget a piece that overran it is re-cut to fill, by its measured cost: a margin for
 # a cost not quite proportional to the rows
 EVAL_PIECE_SHARE = 0.8
+EVAL_RECUT_OVER = 1.25          # a piece re-cut only when it costs this many frame budgets: noise alone never does
 DEFAULT_GPU_SPEED = 5           # pacing.SPEEDS[5]: 16 steps a frame, about 1000 steps/s at 60 fps
 STATUSES = ("idle", "running", "paused", "finished", "diverged")
 
@@ -300,9 +301,9 @@ class TrainingSession:
         n = steps_for_frame(self.watch.speed, self.frame, self.pacer) if self.status in ("running", "finished") else 0
         self.comparison.eval_macs = self.eval_macs      # their next evaluations in pieces of the size learned here
         for e in self.others:                           # and the rest of those under way
-            rows = max(EVAL_MIN_ROWS, self.eval_macs // max(1, e.run.model.arch.macs()))
+            rows = self.eval_macs // max(1, e.run.model.arch.macs())
             if e.evaluating and rows < e.run.evaluation.chunk:
-                e.evaluating = e.run.recut_evaluation(rows, e.evaluating[0].start)
+                e.evaluating = e.run.recut_evaluation(piece_rows(rows), e.evaluating[0].start)
         left = {e: len(e.evaluating) for e in self.others if e.evaluating}
         pieces = None
         if left:
@@ -467,15 +468,15 @@ class TrainingSession:
             self.evaluated_version = self._eval_version
 
     def _recut_eval_pieces(self) -> None:
-        """A piece that cost more than the frame budget: the rest of the evaluation under way and the
-        later ones at once in pieces of the rows EVAL_PIECE_SHARE of it holds at that cost (at least
-        EVAL_MIN_ROWS). Halving the next evaluation's pieces left the shipped CNN's first one on
+        """A piece that cost more than EVAL_RECUT_OVER frame budgets: the rest of the evaluation under
+        way and the later ones at once in pieces of the rows EVAL_PIECE_SHARE of it holds at that
+        cost (evaluation.piece_rows: a power of 2, at least EVAL_MIN_ROWS). Halving the next evaluation's pieces left the shipped CNN's first one on
         lavapipe 23 frames of 8.7 s, and took many epochs to reach pieces that fit a frame."""
         run, cost = self.run, self.pacer.extra_cost.get("evaluation", 0.0)
-        if cost <= self.pacer.budget_s:
+        if cost <= self.pacer.budget_s * EVAL_RECUT_OVER:
             return
         chunk = run.evaluation.chunk
-        rows = max(EVAL_MIN_ROWS, int(chunk * self.pacer.budget_s / cost * EVAL_PIECE_SHARE))
+        rows = piece_rows(chunk * self.pacer.budget_s / cost * EVAL_PIECE_SHARE)
         if rows >= chunk:
             return
         self._eval_pieces = run.recut_evaluation(rows, self._eval_pieces[0].start)
