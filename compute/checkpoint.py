@@ -89,7 +89,8 @@ def _read_file(path: Path) -> bytes:
                                   f"give the path of a .safetensors file")
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
-        raise CheckpointError(f"{name}: checkpoint file not found ({printable_path(path)})") from None
+        where = printable_path(path)
+        raise CheckpointError(f"{name}: checkpoint file not found" + (f" ({where})" if where != name else "")) from None
     except OSError as exc:
         raise CheckpointError(f"{name}: cannot read checkpoint: {exc.strerror or exc}") from None
     try:
@@ -109,6 +110,8 @@ def _read_bounded(f, size: int, name: str) -> bytes:
     head = f.read(8)
     if len(head) < 8:
         raise CheckpointError(f"{invalid} ({len(head)} bytes, too short for the 8-byte header length)")
+    if head == b"\x89PNG\r\n\x1a\n":                   # a screenshot picked by mistake
+        raise CheckpointError(f"{name}: is a PNG image, not a checkpoint; give the path of a .safetensors file")
     header_len = int.from_bytes(head, "little")
     if header_len > MAX_HEADER_BYTES:
         raise CheckpointError(f"{invalid} (header length {header_len:,} bytes, over the {MAX_HEADER_BYTES:,}-byte limit)")

@@ -221,3 +221,34 @@ def test_samples_per_second_counts_the_images_not_the_padded_rows(dropout_run):
     seconds, rate = float(m.group(1)), int(m.group(2).replace(",", ""))
     # rate * seconds is the images, up to the rounding of both numbers
     assert abs(rate * seconds - 40) <= 0.5 * seconds + 0.0005 * rate + 0.01, (rate, seconds)
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["train", "--save", ""], "--save: an empty path"),
+    (["--offscreen", "--screenshot", " "], "--screenshot: an empty path"),
+    (["eval", "--checkpoint", ""], "--checkpoint: an empty path"),
+])
+def test_an_empty_path_is_refused(args, fragment):
+    """Guards against '' becoming '.' (argparse's Path('')): `--save ''` said '--save .: is a directory'."""
+    assert_one_line_error(run(*args), fragment)
+
+
+def test_a_checkpoint_that_is_a_png_or_missing_says_so_plainly(tmp_path):
+    """Guards against a screenshot given as a checkpoint reading as a header length of 7e17 bytes,
+    and a missing file's name printed twice."""
+    png = tmp_path / "shot.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    assert_one_line_error(run("eval", "--checkpoint", str(png)), "shot.png: is a PNG image, not a checkpoint")
+    p = run("eval", "--checkpoint", "nope.safetensors")
+    assert_one_line_error(p, "nope.safetensors: checkpoint file not found")
+    assert p.stderr.count("nope.safetensors") == 1, p.stderr
+
+
+def test_a_relative_xdg_cache_home_is_ignored(monkeypatch, tmp_path):
+    """Guards against autosaves following the working directory (the XDG spec ignores a relative value)."""
+    from mnist_viz.viz.files import default_autosave_dir
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", "relcache")
+    assert default_autosave_dir() == tmp_path / ".cache" / "mnist-viz" / "autosaves"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "abs"))
+    assert default_autosave_dir() == tmp_path / "abs" / "mnist-viz" / "autosaves"

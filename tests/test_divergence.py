@@ -98,7 +98,7 @@ def test_the_cli_exits_3_for_a_short_run_that_exploded(tmp_path):
             "--save", str(ckpt))
     assert p.returncode == 3, (p.stdout, p.stderr)
     assert "diverged" in p.stderr and "Traceback" not in p.stderr
-    assert not ckpt.exists()
+    assert not ckpt.exists() and "nothing was saved" in p.stdout, p.stdout     # not "left as it was": there was none
 
 
 @pytest.mark.slow
@@ -185,3 +185,15 @@ def test_the_test_accuracy_shown_after_a_divergence_is_of_the_restored_weights(m
             break
         app.draw_offscreen()
     assert seen[-1] == want, seen
+
+
+def test_the_cli_says_when_the_first_epoch_was_already_unhealthy(tmp_path):
+    """Guards against "nothing was learned before it diverged" right after the user watched epoch 1
+    finish (at 20%): its loss was already over the bound, so no healthy snapshot was taken."""
+    from test_cli import run as cli
+    p = cli("train", "--limit", "500", "--test-limit", "200", "--epochs", "6", "--lr", "0.85", "--schedule",
+            "constant", "--quiet", "--save", str(tmp_path / "m.safetensors"))
+    assert p.returncode == 3, (p.stdout, p.stderr)
+    assert "diverged in epoch 2" in p.stderr, p.stderr
+    assert "the loss was already over the divergence bound in epoch 1, so no healthy weights were learned: " \
+           "nothing was saved" in p.stdout, p.stdout

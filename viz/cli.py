@@ -36,6 +36,13 @@ def _positive_int(s: str) -> int:
     return v
 
 
+def _path(s: str) -> Path:
+    """A file or directory path; an empty one is refused (Path('') is '.', the current directory)."""
+    if not s.strip():
+        raise argparse.ArgumentTypeError("an empty path; give a file or directory name")
+    return Path(s)
+
+
 def _float(s: str) -> float:
     try:
         v = float(s)
@@ -111,10 +118,10 @@ def build_parser() -> tuple[_Parser, _Parser, _Parser]:
                        help="compiled: the step compiled to two dispatches (Linear/ReLU/Dropout networks; "
                             "for a CNN its dense head, the conv layers traced); graph: the traced autograd "
                             "step (any network); auto: compiled where it applies")
-    train.add_argument("--data", type=Path, help="directory of IDX files (default: bundled MNIST)")
+    train.add_argument("--data", type=_path, help="directory of IDX files (default: bundled MNIST)")
     train.add_argument("--limit", type=_positive_int, help="train on the first N images")
     train.add_argument("--test-limit", type=_positive_int, help="evaluate on the first N test images")
-    train.add_argument("--save", type=Path, help="write the trained model here (safetensors); an existing file is "
+    train.add_argument("--save", type=_path, help="write the trained model here (safetensors); an existing file is "
                        "refused before training unless it is a checkpoint and --overwrite is given")
     train.add_argument("--overwrite", action="store_true", help="let --save replace an existing checkpoint (never "
                        "another kind of file; an interrupted or diverged run saves beside it instead)")
@@ -128,16 +135,16 @@ def build_parser() -> tuple[_Parser, _Parser, _Parser]:
                             "shift, nesterov, init, gamma, step_epochs, beta1, beta2, eps)")
 
     ev = _Parser(prog="mnist-viz eval", description="Evaluate a checkpoint on the test set.")
-    ev.add_argument("--checkpoint", type=Path, help="a safetensors model (default: the shipped pretrained one)")
-    ev.add_argument("--data", type=Path, help="directory of IDX files (default: bundled MNIST)")
+    ev.add_argument("--checkpoint", type=_path, help="a safetensors model (default: the shipped pretrained one)")
+    ev.add_argument("--data", type=_path, help="directory of IDX files (default: bundled MNIST)")
     ev.add_argument("--arch", help="the architecture, for a file that records none (one written by PyTorch)")
     ev.add_argument("--test-limit", type=_positive_int, help="evaluate on the first N test images")
 
     view = _Parser(prog="mnist-viz", description="Realtime MNIST training visualizer: paint a digit, watch "
                    "the network train on the GPU.",
                    epilog="Headless: 'mnist-viz train --help' and 'mnist-viz eval --help'.")
-    view.add_argument("--checkpoint", type=Path, help="model to open (default: the pretrained one)")
-    view.add_argument("--data", type=Path, help="directory of IDX files, any image size and classes "
+    view.add_argument("--checkpoint", type=_path, help="model to open (default: the pretrained one)")
+    view.add_argument("--data", type=_path, help="directory of IDX files, any image size and classes "
                       "(default: bundled MNIST)")
     view.add_argument("--arch", help="start with a fresh network of this architecture (or read --checkpoint as it): "
                       "layers as PyTorch writes them, an MLP's widths (784-256-128-10) or 'cnn'")
@@ -145,7 +152,7 @@ def build_parser() -> tuple[_Parser, _Parser, _Parser]:
     view.add_argument("--test-limit", type=_positive_int, help="evaluate on the first N test images")
     view.add_argument("--offscreen", action="store_true", help="render without a window")
     view.add_argument("--frames", type=_positive_int, help="offscreen: frames to render (default 1)")
-    view.add_argument("--screenshot", type=Path, help="offscreen: save the last frame as PNG")
+    view.add_argument("--screenshot", type=_path, help="offscreen: save the last frame as PNG")
     view.add_argument("--size", default="1600x1000", help="window size WxH")
     view.add_argument("--train", action="store_true", help="start training at once")
     view.add_argument("--paint-demo", action="store_true", help="paint a built-in digit stroke")
@@ -372,6 +379,12 @@ def _save_model(args, run, partial: str | None = None, **extra) -> str:
     return shown(path) if path == args.save else f"{shown(path)} ({shown(args.save)} was left as it was)"
 
 
+def _untouched(path: Path) -> str:
+    """What became of --save when nothing was saved there: an earlier file left alone, or none written."""
+    from ..compute.pathinfo import has_content
+    return f"{shown(path)} was left as it was" if has_content(path) else f"nothing was saved ({shown(path)} not written)"
+
+
 def _interrupted(args, run, signum: int) -> int:
     """A signal while training: wait for the steps submitted, never save a diverged step, keep
     what was trained (a run that diverged in its first epoch learned nothing: --save is left
@@ -384,7 +397,7 @@ def _interrupted(args, run, signum: int) -> int:
     if not args.save:
         say("interrupted", err=True)
     elif run.step == 0:
-        say(f"interrupted before anything was learned: {shown(args.save)} was left as it was", err=True)
+        say(f"interrupted before anything was learned: {_untouched(args.save)}", err=True)
     elif diverged:
         where = _save_model(args, run, "interrupted", interrupted_at_step=run.step, diverged=True)
         say(f"interrupted after training diverged: saved the weights from the start of epoch {run.epoch + 1} "
@@ -467,7 +480,9 @@ def _diverged(args, run, epoch: int) -> int:
             where = _save_model(args, run, "diverged", diverged_epoch=epoch + 1)
             say(f"saved the weights from the start of epoch {run.epoch + 1} to {where}")
         else:
-            say(f"nothing was learned before it diverged: {shown(args.save)} was left as it was")
+            unstable = (f"the loss was already over the divergence bound in epoch 1{f'-{epoch}' if epoch > 1 else ''}, "
+                        f"so no healthy weights were learned" if epoch > 0 else "nothing was learned before it diverged")
+            say(f"{unstable}: {_untouched(args.save)}")
     return EXIT_DIVERGED
 
 

@@ -48,7 +48,9 @@ SHIPPED = {
 def default_autosave_dir() -> Path | None:
     """$XDG_CACHE_HOME/mnist-viz/autosaves, else under ~/.cache; None without a home directory."""
     try:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        given = os.environ.get("XDG_CACHE_HOME", "")
+        # A relative value is ignored, as the XDG spec says (it would follow the working directory)
+        base = Path(given) if given and Path(given).is_absolute() else Path.home() / ".cache"
     except RuntimeError:          # no $HOME and no password entry
         return None
     return base / "mnist-viz" / "autosaves"
