@@ -83,6 +83,17 @@ def _recorded_image_shape(metadata: dict):
         return None
 
 
+def data_it_fits(metadata: dict, arch: Architecture) -> str:
+    """The fix for a checkpoint that does not fit the data: the kind of dataset it was trained on
+    where the file records its image size (ours do), else --data in general."""
+    shape = _recorded_image_shape(metadata)
+    if shape is None:
+        return "use --data DIR with the images and classes it was trained on, or a --checkpoint trained on this dataset"
+    h, w = shape
+    return (f"it was trained on {w} x {h} images in {arch.classes} classes: use --data DIR with such a dataset, "
+            f"or a --checkpoint trained on this one")
+
+
 def infer_mlp(tensors: dict, metadata: dict, image_shape=None) -> Architecture:
     """Linear layers from '<index>.weight' [out, in] / '<index>.bias': index gaps of 2 are a ReLU,
     gaps of 3 a ReLU and a Dropout (its p from our metadata, else 0.1); a first index of 1 is

@@ -50,6 +50,7 @@ def test_train_save_eval_roundtrip(tmp_path):
     (["train", "--optimizer", "rmsprop"], "--optimizer"),
     (["train", "--dropout", "1.5"], "dropout"),
     (["train", "--bogus"], "unrecognized"),
+    (["--offscreen", "--size", "10x10"], "--size 10x10: the panels need at least 320x240"),
     (["train", "--data", "/nonexistent"], "/nonexistent"),
     (["eval", "--checkpoint"], "--checkpoint"),
     (["eval", "--checkpoint", "/nonexistent.safetensors"], "nonexistent"),

@@ -551,6 +551,7 @@ def test_bad_data_or_a_checkpoint_that_does_not_fit_stops_at_start(tmp_path, cap
                  "--checkpoint", str(Path(__file__).resolve().parent.parent / "assets/mnist-784-128-10.safetensors")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: mnist-784-128-10.safetensors: model 784-128-10 does not fit") and "3 classes" in err
+    assert "; use --data DIR with the images and classes it was trained on" in err, err    # the fix, as eval's
 
 
 def test_the_apps_objects_are_frozen_and_a_replaced_models_views_freed(make_app, tmp_path):

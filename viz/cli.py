@@ -156,7 +156,9 @@ def build_parser() -> tuple[_Parser, _Parser, _Parser]:
     view.add_argument("--size", default="1600x1000", help="window size WxH")
     view.add_argument("--train", action="store_true", help="start training at once")
     view.add_argument("--paint-demo", action="store_true", help="paint a built-in digit stroke")
-    view.add_argument("--no-autosave", action="store_true", help="do not save the model when the window closes")
+    view.add_argument("--no-autosave", action="store_true", help="do not save the model when the window closes "
+                      "(autosaves go to $XDG_CACHE_HOME/mnist-viz/autosaves, by default ~/.cache/...; File > Reopen "
+                      "last autosave opens the newest)")
     view.add_argument("--version", action="version", version=f"mnist-viz {version()}")
     return train, ev, view
 
@@ -500,21 +502,10 @@ def check_evaluation(args, ds, arch) -> None:
     check_data(1, n_test, ds.image_shape, limits)
 
 
-def _data_it_fits(metadata: dict, arch) -> str:
-    """The fix for a checkpoint that does not fit the data: the kind of dataset it was trained on
-    where the file records its image size (ours do), else --data in general."""
-    from ..compute.model_io import _recorded_image_shape
-    shape = _recorded_image_shape(metadata)
-    if shape is None:
-        return "use --data DIR with the images and classes it was trained on, or a --checkpoint trained on this dataset"
-    h, w = shape
-    return (f"it was trained on {w} x {h} images in {arch.classes} classes: use --data DIR with such a dataset, "
-            f"or a --checkpoint trained on this one")
-
-
 def eval_command(args) -> int:
     from ..compute.checkpoint import CheckpointError
     from ..compute.data import GpuDataset
+    from ..compute.model_io import data_it_fits
     from ..compute.device import get_device
     from ..compute.evaluation import Evaluation
     from ..compute.metrics import RunMetrics
@@ -530,7 +521,7 @@ def eval_command(args) -> int:
         raise UserError(f"{e}" if args.arch is None else f"--arch: {e}") from None
     problem = arch.misfit(*ds.image_shape, ds.num_classes)
     if problem:
-        raise UserError(f"{shown(args.checkpoint.name)}: {problem}; {_data_it_fits(meta, arch)}")
+        raise UserError(f"{shown(args.checkpoint.name)}: {problem}; {data_it_fits(meta, arch)}")
     arch = arch.for_images(*ds.image_shape) if arch.is_mlp else arch
     check_evaluation(args, ds, arch)
     if note:

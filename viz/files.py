@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..compute.budget import BudgetError
-from ..compute.model_io import default_model_path, load_model
+from ..compute.model_io import data_it_fits, default_model_path, load_model
 from ..compute.arch import Architecture, parse
 from ..compute.nn import Sequential
 from ..compute.recipe import CNN_ARCH
@@ -163,7 +163,7 @@ def initial_model(checkpoint: Path | None, data_shape: tuple[int, int, int], arc
     problem = model.arch.misfit(h, w, classes)
     if problem:
         if checkpoint is not None:
-            raise ValueError(f"{path.name}: {problem}")
+            raise ValueError(f"{path.name}: {problem}; {data_it_fits(meta, model.arch)}")
         return Sequential(fresh), (f"the pretrained model reads 28 x 28 digits in 10 classes: starting "
                                    f"{fresh.short} from random weights for this dataset{narrowed}"), {}
     note = f"; {meta['_note']}" if "_note" in meta else ""

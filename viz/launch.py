@@ -14,6 +14,9 @@ MAX_OFFSCREEN_PIXELS = 16384 * 16384
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+MIN_SIZE = (320, 240)        # --size's smallest window: below it the panels are slivers
+
+
 def parse_size(text: str, max_side: int = 16384) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
@@ -21,6 +24,9 @@ def parse_size(text: str, max_side: int = 16384) -> tuple[int, int]:
         raise UserError(f"--size expects WxH, e.g. 1600x1000, got {text!r}") from None
     if w < 1 or h < 1:
         raise UserError(f"--size must be positive, got {text!r}")
+    if w < MIN_SIZE[0] or h < MIN_SIZE[1]:
+        raise UserError(f"--size {text}: the panels need at least {MIN_SIZE[0]}x{MIN_SIZE[1]} (they are laid out "
+                        f"for 1100x700 and up); use a larger size")
     if w > max_side or h > max_side:
         raise UserError(f"--size {text}: the GPU's largest texture side is {max_side} pixels; use a smaller size")
     return w, h
