@@ -157,6 +157,12 @@ def test_partial_models_take_the_next_free_name_beside_the_target(tmp_path, mnis
     args.overwrite = True
     assert _save_model(args, run, "interrupted") == beside("m.interrupted-3.safetensors")
     assert _save_model(args, run) == str(path)
+    long = tmp_path / ("a" * 240 + ".safetensors")             # 252 bytes: ".interrupted" would pass 255
+    args = argparse.Namespace(save=long, recipe="default", overwrite=False)
+    assert _save_model(args, run, "interrupted") == str(long)
+    where = _save_model(args, run, "interrupted")                # beside it, its stem shortened to fit
+    saved = Path(where.split(" (")[0])
+    assert saved.exists() and saved.name.endswith(".interrupted.safetensors") and len(saved.name) == 255
 
 
 def test_interrupt_after_divergence_saves_the_snapshot_weights(tmp_path, mnist, device, capsys):

@@ -362,6 +362,9 @@ def _metadata(args, run, **extra) -> dict:
     return meta
 
 
+NAME_MAX = 255        # bytes of one file name on Linux, macOS and Windows file systems
+
+
 def _save_model(args, run, partial: str | None = None, **extra) -> str:
     """Save the run's model to --save; returns where, as text for the user. A finished run (partial
     None) replaces a file that holds something only with --overwrite (it was checked before
@@ -372,9 +375,13 @@ def _save_model(args, run, partial: str | None = None, **extra) -> str:
     from ..compute.pathinfo import has_content
     path = args.save
     if has_content(path) and (partial or not args.overwrite):
-        tag = partial or "new"
+        tag, stem, suffix = partial or "new", args.save.stem, args.save.suffix
         for n in itertools.count(1):
-            path = args.save.with_name(f"{args.save.stem}.{tag}{'' if n == 1 else f'-{n}'}{args.save.suffix}")
+            end = f".{tag}{'' if n == 1 else f'-{n}'}{suffix}"
+            # A name near the file system's limit (255 bytes) gives up the end of its stem, not the save
+            while stem and len(os.fsencode(stem + end)) > NAME_MAX:
+                stem = stem[:-1]
+            path = args.save.with_name(stem + end)
             if not os.path.lexists(path):
                 break
     save_model(path, run.model, _metadata(args, run, **extra))
