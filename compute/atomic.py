@@ -92,10 +92,10 @@ def _prepare(path, example: str) -> Path:
 
 def _target_problem(target: Path, given, example: str) -> str | None:
     """Why target cannot be replaced by a new file, or None."""
-    name_max = _name_max(target.parent)
-    if len(os.fsencode(target.name)) > name_max:
+    most = name_max(target.parent)
+    if len(os.fsencode(target.name)) > most:
         return (f"the file name is {len(os.fsencode(target.name))} bytes, over the file system's limit of "
-                f"{name_max}; choose a shorter name")
+                f"{most}; choose a shorter name")
     try:
         os.stat(target)
     except PermissionError:     # only a directory on the way can refuse a stat: nothing can be written there
@@ -119,7 +119,8 @@ def _unsearchable(directory: Path) -> Path:
     return next((d for d in reversed((directory, *directory.parents)) if not os.access(d, os.X_OK)), directory)
 
 
-def _name_max(directory: Path) -> int:
+def name_max(directory: Path) -> int:
+    """Bytes a file name may have in directory (its file system's PC_NAME_MAX; 255 if none says)."""
     for candidate in (directory, *directory.parents):
         try:
             return os.pathconf(candidate, "PC_NAME_MAX")

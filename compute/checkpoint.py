@@ -19,7 +19,7 @@ import safetensors
 import safetensors.numpy
 
 from .atomic import write_bytes
-from .pathinfo import non_file_kind, printable_path
+from .pathinfo import PNG_SIGNATURE, non_file_kind, printable_path
 
 MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit on the JSON header
 MAX_FILE_BYTES = 4 << 30  # far above any MLP we train; a bigger "checkpoint" is not one
@@ -110,7 +110,7 @@ def _read_bounded(f, size: int, name: str) -> bytes:
     head = f.read(8)
     if len(head) < 8:
         raise CheckpointError(f"{invalid} ({len(head)} bytes, too short for the 8-byte header length)")
-    if head == b"\x89PNG\r\n\x1a\n":                   # a screenshot picked by mistake
+    if head == PNG_SIGNATURE:                          # a screenshot picked by mistake
         raise CheckpointError(f"{name}: is a PNG image, not a checkpoint; give the path of a .safetensors file")
     header_len = int.from_bytes(head, "little")
     if header_len > MAX_HEADER_BYTES:

@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .data import GpuDataset
-from .evaluation import piece_rows
 from .recipe import Recipe
 from .run import Run
 
@@ -98,14 +97,9 @@ class Comparison:
     def evaluate(self, entry: Entry) -> None:
         """Queue a test-set evaluation of this run (encoded by the next advances), in pieces of at
         most `eval_macs` multiply-adds (a front end that learned a smaller size sets it)."""
-        if entry.evaluating:
-            return
-        run = entry.run
-        rows = self.eval_macs // max(1, run.model.arch.macs()) if self.eval_macs else None
-        if rows is not None and rows < run.evaluation.chunk:
-            entry.evaluating = run.recut_evaluation(piece_rows(rows))
-        else:
-            entry.evaluating = run.evaluation_pieces()
+        if not entry.evaluating:
+            run = entry.run
+            entry.evaluating = (self.eval_macs and run.fit_evaluation(self.eval_macs)) or run.evaluation_pieces()
 
     # -- driving all --------------------------------------------------------------------------------
     def advance(self, encoder, steps: int, evaluate_epochs: bool = False, pieces: int | None = None) -> dict:

@@ -57,6 +57,15 @@ def non_file_kind(path) -> str | None:
     return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"     # the first bytes of every PNG file (our screenshots')
+
+
+def is_png(path) -> bool:
+    """Whether the file starts with the PNG signature (OSError when it cannot be read)."""
+    with open(path, "rb") as f:
+        return f.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE
+
+
 def has_content(path) -> bool:
     """Whether path is a regular file (through symlinks) holding at least one byte: a file whose
     replacement would lose something (an empty one, `mktemp`'s, holds nothing)."""

@@ -19,7 +19,7 @@ from . import ops
 from .budget import Limits, check_rows
 from .data import GpuDataset
 from .device import get_device
-from .evaluation import EVAL_MIN_ROWS, Estimate, Evaluation
+from .evaluation import EVAL_MIN_ROWS, Estimate, Evaluation, piece_rows
 from .metrics import RunMetrics
 from .optim import Optimizer
 from .program import Dispatch, Program
@@ -264,9 +264,16 @@ class Run:
     def recut_evaluation(self, rows: int, start: int = 0) -> list:
         """Evaluation pieces of `rows` rows (at least EVAL_MIN_ROWS) from now on; returns those of
         the test rows from `start` on, the rest of an evaluation under way (its pieces before
-        `start` were encoded: their counts stand)."""
-        self.evaluation = Evaluation(self.model, self.data, self.metrics, max(EVAL_MIN_ROWS, rows))
-        return self.evaluation.pieces_from(start)
+        `start` were encoded: their counts stand): the new pieces' tail when `start` falls on one."""
+        ev = self.evaluation = Evaluation(self.model, self.data, self.metrics, max(EVAL_MIN_ROWS, rows))
+        return ev.pieces[start // ev.chunk:] if start % ev.chunk == 0 else ev.pieces_from(start)
+
+    def fit_evaluation(self, macs: int, start: int = 0) -> list | None:
+        """When this run's evaluation pieces hold more than `macs` multiply-adds of forward pass (a
+        front end learned that size from its frames): re-cut them (piece_rows) for this evaluation
+        and the later ones, and return those of the test rows from `start` on; None when they fit."""
+        rows = macs // max(1, self.model.arch.macs())
+        return self.recut_evaluation(piece_rows(rows), start) if rows < self.evaluation.chunk else None
 
     def encode_estimate(self, encoder) -> None:
         """A running test-accuracy estimate on a fixed subset of the test set, into

@@ -362,24 +362,23 @@ def _metadata(args, run, **extra) -> dict:
     return meta
 
 
-NAME_MAX = 255        # bytes of one file name on Linux, macOS and Windows file systems
-
-
 def _save_model(args, run, partial: str | None = None, **extra) -> str:
     """Save the run's model to --save; returns where, as text for the user. A finished run (partial
     None) replaces a file that holds something only with --overwrite (it was checked before
     training; this is for a file that appeared since); a partial one (partial 'interrupted',
     'diverged') never does, so Ctrl-C cannot trade a good model for half of one: it goes beside
     it, as <stem>.<partial><suffix> (then -2, -3, ...)."""
+    from ..compute.atomic import name_max
     from ..compute.model_io import save_model
     from ..compute.pathinfo import has_content
     path = args.save
     if has_content(path) and (partial or not args.overwrite):
         tag, stem, suffix = partial or "new", args.save.stem, args.save.suffix
+        most = name_max(args.save.resolve().parent)
         for n in itertools.count(1):
             end = f".{tag}{'' if n == 1 else f'-{n}'}{suffix}"
-            # A name near the file system's limit (255 bytes) gives up the end of its stem, not the save
-            while stem and len(os.fsencode(stem + end)) > NAME_MAX:
+            # A name near the file system's limit gives up the end of its stem, not the save
+            while stem and len(os.fsencode(stem + end)) > most:
                 stem = stem[:-1]
             path = args.save.with_name(stem + end)
             if not os.path.lexists(path):
@@ -571,6 +570,6 @@ def view_command(args) -> int:
 def kept_from_screenshot(path: Path) -> str | None:
     """Why --screenshot must not replace the file there: anything but a PNG. Taking a screenshot
     again is normal; a mistyped name must not turn a checkpoint into an image."""
-    from .launch import is_png
+    from ..compute.pathinfo import is_png
     return None if is_png(path) else ("the file exists and is not a PNG image; choose another path (a screenshot "
                                       "replaces only an earlier PNG)")

@@ -11,9 +11,6 @@ from .errors import UserError
 from .pacing import WINDOW_FPS
 
 MAX_OFFSCREEN_PIXELS = 16384 * 16384
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
 MIN_SIZE = (320, 240)        # --size's smallest window: below it the panels are slivers
 
 
@@ -101,12 +98,6 @@ def run_offscreen(config: AppConfig, size, frames: int, screenshot: Path | None)
     return 0
 
 
-def is_png(path) -> bool:
-    """Whether the file starts with the PNG signature (OSError when it cannot be read)."""
-    with open(path, "rb") as f:
-        return f.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE
-
-
 def write_png(path: Path, rgba) -> None:
     """Save an [H, W, 4] u8 array as PNG (zlib only, no imaging library needed), atomically as
     checkpoints are (compute/atomic.py): a failed or interrupted write leaves the old file whole."""
@@ -116,6 +107,7 @@ def write_png(path: Path, rgba) -> None:
     import numpy as np
 
     from ..compute.atomic import write_bytes
+    from ..compute.pathinfo import PNG_SIGNATURE
     a = np.ascontiguousarray(np.asarray(rgba)[..., :3], dtype=np.uint8)
     h, w = a.shape[:2]
     raw = b"".join(b"\0" + a[y].tobytes() for y in range(h))

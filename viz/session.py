@@ -301,9 +301,8 @@ class TrainingSession:
         n = steps_for_frame(self.watch.speed, self.frame, self.pacer) if self.status in ("running", "finished") else 0
         self.comparison.eval_macs = self.eval_macs      # their next evaluations in pieces of the size learned here
         for e in self.others:                           # and the rest of those under way
-            rows = self.eval_macs // max(1, e.run.model.arch.macs())
-            if e.evaluating and rows < e.run.evaluation.chunk:
-                e.evaluating = e.run.recut_evaluation(piece_rows(rows), e.evaluating[0].start)
+            if e.evaluating:
+                e.evaluating = e.run.fit_evaluation(self.eval_macs, e.evaluating[0].start) or e.evaluating
         left = {e: len(e.evaluating) for e in self.others if e.evaluating}
         pieces = None
         if left:
@@ -470,8 +469,9 @@ class TrainingSession:
     def _recut_eval_pieces(self) -> None:
         """A piece that cost more than EVAL_RECUT_OVER frame budgets: the rest of the evaluation under
         way and the later ones at once in pieces of the rows EVAL_PIECE_SHARE of it holds at that
-        cost (evaluation.piece_rows: a power of 2, at least EVAL_MIN_ROWS). Halving the next evaluation's pieces left the shipped CNN's first one on
-        lavapipe 23 frames of 8.7 s, and took many epochs to reach pieces that fit a frame."""
+        cost (evaluation.piece_rows: a power of 2, at least EVAL_MIN_ROWS). Halving the next
+        evaluation's pieces left the shipped CNN's first one on lavapipe 23 frames of 8.7 s, and
+        took many epochs to reach pieces that fit a frame."""
         run, cost = self.run, self.pacer.extra_cost.get("evaluation", 0.0)
         if cost <= self.pacer.budget_s * EVAL_RECUT_OVER:
             return
