@@ -19,7 +19,7 @@ import safetensors
 import safetensors.numpy
 
 from .atomic import write_bytes
-from .pathinfo import PNG_SIGNATURE, non_file_kind, printable_path
+from .pathinfo import PNG_SIGNATURE, non_file_kind, printable_path, suffix_note
 
 MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit on the JSON header
 MAX_FILE_BYTES = 4 << 30  # far above any MLP we train; a bigger "checkpoint" is not one
@@ -40,6 +40,12 @@ def save_state_dict(path: str | Path, tensors: dict[str, np.ndarray], metadata: 
     old file intact (errors are atomic.WriteError, naming path)."""
     arrays = {name: np.asarray(value, dtype=np.float32, order="C") for name, value in tensors.items()}
     write_bytes(path, safetensors.numpy.save(arrays, metadata=metadata))
+
+
+def misleading_name(path: str | Path) -> str | None:
+    """Why a checkpoint's name misleads, where it ends in another suffix (`model.pt` suggests
+    a PyTorch pickle; save_state_dict writes safetensors whatever the name); else None."""
+    return suffix_note(path, ".safetensors", "safetensors")
 
 
 def is_safetensors_file(path: str | Path) -> bool:

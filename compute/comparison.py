@@ -148,6 +148,13 @@ class RunSpec:
     hidden: tuple | None = None       # MLP hidden sizes, when the run sets them
     named: str | None = None          # the recipe it names, if any (its network: recipe.RECIPE_ARCH)
 
+    @property
+    def keys(self) -> frozenset:
+        """The network settings this text gives (arch, hidden, the recipe it names): a message
+        about them names them as written here, not as the command's options (viz/headless.written)."""
+        given = (("arch", self.arch), ("hidden", self.hidden), ("recipe", self.named))
+        return frozenset(key for key, value in given if value is not None)
+
 
 def parse_run(text: str, base: Recipe, named: dict[str, Recipe]) -> RunSpec:
     """`text` over `base` (or over `named[word]` when it names a recipe). Raises SpecError."""

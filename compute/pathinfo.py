@@ -1,4 +1,5 @@
-"""Paths described for people: a name any stream can print, and what is there if not a file.
+"""Paths described for people: a name any stream can print, what is there if not a file, and a
+name whose suffix says another format than the one written there.
 
 A Linux file name is bytes. One that is not valid UTF-8 reaches Python as lone
 surrogates, and print() of it under a strict stdout (PYTHONIOENCODING=utf-8:strict,
@@ -11,6 +12,7 @@ import errno
 import os
 import stat
 import sys
+from pathlib import Path
 
 
 def printable_path(path) -> str:
@@ -74,3 +76,14 @@ def has_content(path) -> bool:
     except OSError:
         return False
     return stat.S_ISREG(info.st_mode) and info.st_size > 0
+
+
+def suffix_note(path, suffix: str, file_format: str) -> str | None:
+    """Why the name misleads, where it ends in another suffix than the format written there
+    (`--save model.pt` is safetensors all the same, and a reader goes by the name); None for
+    `suffix` itself (any case) and for a name without one."""
+    given = Path(path).suffix
+    if not given or given.lower() == suffix:
+        return None
+    return (f"the file is written in the {file_format} format, not as its {printable_path(given)} suffix "
+            f"suggests; name it {printable_path(Path(path).with_suffix(suffix))}")

@@ -139,7 +139,7 @@ def test_compare_table_equals_each_run_trained_alone(capsys):
     (["sgd", "adam batch=0"], "--compare run 2 ('adam batch=0'): batch must be in 1..65535"),
     (["sgd", "rmsprop"], "--compare run 2 ('rmsprop'): 'rmsprop' is neither a recipe"),
     (["sgd", "nesterov=maybe"], "--compare run 2 ('nesterov=maybe'): nesterov: expected true or false"),
-    (["sgd", "arch=Linear(3,10)"], "--compare run 2 ('arch=Linear(3,10)'): --arch: layer 0"),
+    (["sgd", "arch=Linear(3,10)"], "--compare run 2 ('arch=Linear(3,10)'): arch=Linear(3,10): layer 0"),
     (["sgd", "adam lr=1 lr=2"], "--compare run 2 ('adam lr=1 lr=2'): 'lr=1' and 'lr=2' both set lr; give it once"),
     (["sgd", "adam sgd"], "--compare run 2 ('adam sgd'): 'adam' and 'sgd' both set optimizer"),
     (["sgd", "lr=0.01 min_lr=0.1"], "--compare run 2 ('lr=0.01 min_lr=0.1'): min_lr must be at most the learning "
@@ -155,6 +155,21 @@ def test_compare_errors_name_the_run_and_the_key(capsys, runs, fragment):
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
     assert fragment in lines[0], lines[0]
     assert "run 1:" not in out      # nothing was built
+
+
+def test_a_runs_network_error_names_the_key_it_wrote_not_the_option(capsys):
+    """Guards against a --compare run's too-wide hidden= (or a wrong arch=) being reported as
+    `--hidden` / `--arch`, options the user never typed (a first user's trial), and against the
+    command's own --hidden being renamed: each line names the setting and its fix as written."""
+    code, out, err = cli(capsys, "--compare", "sgd", "hidden=65535", "--limit", "64")
+    assert code == 2 and err.startswith("error: --compare run 2 ('hidden=65535'): hidden=65535: the model "), err
+    assert "; use hidden=" in err and "--hidden" not in err, err
+    code, out, err = cli(capsys, "--compare", "sgd", "lr=0.01 hidden=65535,8", "--limit", "64")
+    assert code == 2 and "): hidden=65535,8: the model" in err and err.rstrip().endswith("use smaller hidden= sizes")
+    code, out, err = cli(capsys, "--compare", "sgd", "arch=Linear(784,5)", "--limit", "64")
+    assert code == 2 and "): arch=Linear(784,5): layer 0 Linear(784,5) gives 5 class scores" in err, err
+    code, out, err = cli(capsys, "--compare", "sgd", "adam", "--hidden", "65535", "--limit", "64")
+    assert code == 2 and "('sgd'): --hidden 65535: the model" in err and "use --hidden " in err, err
 
 
 def test_an_optimizer_named_without_a_rate_gets_its_usual_one():

@@ -291,6 +291,23 @@ def test_overwrite_replaces_a_checkpoint_and_an_empty_file_needs_none(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "empty.safetensors", "m.safetensors"]
 
 
+def test_a_save_named_for_another_format_is_saved_with_one_warning(tmp_path):
+    """Guards against `--save model.pt` (a first user's name) writing safetensors under a name that
+    says PyTorch pickle without a word: one `warning:` line on stderr says the format and the name
+    to use, the run goes on and saves there; a .safetensors name (any case) or none gets none."""
+    data = tmp_path / "data"
+    tiny_mnist(data)
+    for name, warned in (("m.pt", True), ("M.SafeTensors", False), ("model", False)):
+        path = tmp_path / name
+        p = cli("train", "--data", str(data), "--limit", "64", "--epochs", "1", "--quiet", "--save", str(path))
+        err = p.stderr.decode()
+        assert p.returncode == 0 and f"\nsaved {path}\n" in p.stdout.decode(), err[-2000:]
+        want = (f"warning: --save {path}: the file is written in the safetensors format, not as its .pt suffix "
+                f"suggests; name it {tmp_path / 'm.safetensors'}\n") if warned else ""
+        assert err == want, err
+        assert "architecture" in load_state_dict(path)[1]
+
+
 def raised_unprivileged(fn) -> str:
     """str() of what fn() raises ('' if nothing) as an unprivileged user: here when the tests run as one;
     as root (who may enter any directory), in a forked child that has become nobody (uid 65534)."""
@@ -893,3 +910,19 @@ def test_screenshot_replaces_an_earlier_png_by_a_rename(tmp_path):
         assert p.returncode == 0, p.stderr.decode()[-2000:]
         assert held.read() == before
     assert Image.open(shot).size == (480, 300) and temps(tmp_path) == []
+
+
+def test_a_screenshot_named_for_another_format_is_written_with_one_warning(tmp_path):
+    """Guards against `--screenshot shot.safetensors` writing a PNG under a checkpoint's name without
+    a word: one `warning:` line on stderr (beside the frame-rate line) says it is a PNG and the name
+    to use, and the image is written there; a .png name gets none."""
+    for name, warned in (("shot.safetensors", True), ("shot.png", False)):
+        shot = tmp_path / name
+        p = cli("--offscreen", "--frames", "1", "--size", "480x300", "--limit", "64", "--test-limit", "64",
+                "--no-autosave", "--screenshot", str(shot), timeout=300)
+        assert p.returncode == 0, p.stderr.decode()[-2000:]
+        shown = [line for line in p.stderr.decode().splitlines() if line.startswith("warning:")]
+        want = [f"warning: --screenshot {shot}: the file is written in the PNG format, not as its .safetensors "
+                f"suffix suggests; name it {tmp_path / 'shot.png'}"] if warned else []
+        assert shown == want, p.stderr.decode()
+        assert shot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

@@ -279,6 +279,21 @@ def test_resize_to_zero_and_back_does_not_crash(make_app):
     assert img.shape == (700, 1200, 4)
 
 
+def test_a_save_named_for_another_format_warns_in_the_panel(make_app, tmp_path):
+    """Guards against the File panel's Save writing safetensors to a typed `model.pt` without a
+    word, where `train --save model.pt` warns: the message says so and names the .safetensors
+    name; a .safetensors name gets the plain `saved`."""
+    app = make_app()
+    for name, note in (("m.pt", "the file is written in the safetensors format, not as its .pt suffix suggests; "
+                                f"name it {tmp_path / 'm.safetensors'}"), ("m.safetensors", None)):
+        path = tmp_path / name
+        app.ui.checkpoint_path = str(path)
+        act(app, "save")
+        app.draw_offscreen()
+        assert path.exists()
+        assert app.ui.file_message == f"saved {path}" + (f" (warning: {note})" if note else ""), app.ui.file_message
+
+
 def test_autosave_on_shutdown_and_checkpoint_actions(make_app, tmp_path):
     from mnist_viz.compute.model_io import load_model
     app = make_app(**settings(batch_size=16, speed=speed_index(4)))

@@ -190,6 +190,23 @@ def test_runs_panel_actions_pause_step_remove_and_show(app):
     assert former.metrics.steps > before                  # the former main run trains on beside it
 
 
+def test_a_run_the_panel_cannot_add_names_the_key_as_written(app):
+    """Guards against the Runs panel's field (the --compare syntax) reporting a bad arch= or a
+    too-wide hidden= with no name, or with train's --arch / --hidden, which the user did not
+    type there: the message names the key as written, as `train --compare` does, and no run
+    is added."""
+    from mnist_viz.viz.actions import Action
+    for text, head in (("arch=Linear(3,10)", "arch=Linear(3,10): layer 0 Linear(3,10): takes 3 inputs"),
+                       ("arch=Linear(784,5)", "arch=Linear(784,5): layer 0 Linear(784,5) gives 5 class scores"),
+                       ("seed=2 hidden=65535", "hidden=65535: the model 784-65535-10 has")):
+        app.actions.emit(Action.ADD_RUN, text)
+        frames(app, 1)
+        message = app.session.message
+        assert message.startswith(f"cannot add the run: {head}") and "--" not in message, message
+        assert app.session.others == []
+    assert "; use hidden=" in message
+
+
 def test_batch_size_combo_lists_a_shown_runs_size_outside_the_presets():
     """Guards against the Training panel's batch size combo showing 64 (its fallback) while the
     main run trains at another size: a run added as 'batch=7' and then shown from the Runs

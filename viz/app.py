@@ -22,7 +22,7 @@ from .embedding import Embedding, hidden_of
 from .frame import FrameClock, draw_frame
 from .glyphs import upload_names
 from .gui import Gui
-from .headless import StopRequest, say
+from .headless import StopRequest, architecture_for, check_network, run_network_args, say
 from .histograms import Histograms
 from .inference import Forward
 from .input import CanvasInput
@@ -314,21 +314,13 @@ class App:
     def _add_run(self, text: str | None) -> None:
         """Another run: `text` in the --compare syntax over the main run's recipe and network
         (compute/comparison.py parse_run), or None for a copy of the current settings."""
-        from ..compute.arch import Architecture, parse
         from ..compute.comparison import parse_run
         from ..compute.nn import Sequential
-        from ..compute.recipe import RECIPE_ARCH, RECIPES
+        from ..compute.recipe import RECIPES
         s = self.session
         try:
             spec = parse_run(text or "", s.recipe, RECIPES)
-            arch = self.model.arch
-            if spec.arch is None and spec.hidden is None and spec.named in RECIPE_ARCH:   # 'cnn': its network
-                arch = parse(RECIPE_ARCH[spec.named], self.data_shape[:2])
-            elif spec.arch is not None:
-                arch = parse(spec.arch, self.data_shape[:2])
-            elif spec.hidden is not None:
-                h, w, classes = self.data_shape
-                arch = Architecture.mlp([h * w, *spec.hidden, classes], 0.0, (h, w))
+            arch = self._run_network(spec)
             check_window_model(arch, spec.recipe.batch_size)
             model = Sequential(arch, seed=spec.recipe.seed, init=spec.recipe.init)
             entry = s.add_other(model, spec.recipe, text.strip() if text and text.strip() else "current settings")
@@ -337,6 +329,21 @@ class App:
             s.message = f"cannot add the run: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
             return
         self._runs_changed()
+
+    def _run_network(self, spec):
+        """The network a run's text gives (arch=, hidden=, or that of the recipe it names: 'cnn'),
+        read and checked as `train --compare` does, so an error names the key as the user wrote
+        it (`hidden=65535: ...`); else the main run's network."""
+        import argparse
+        from ..compute.budget import Limits
+        from ..compute.recipe import RECIPE_ARCH
+        if spec.arch is None and spec.hidden is None and spec.named not in RECIPE_ARCH:
+            return self.model.arch
+        ds = self.loader.dataset
+        args = run_network_args(argparse.Namespace(arch=None, hidden=None, dropout=None), spec)
+        arch = architecture_for(args, ds, spec.keys)
+        check_network(args, arch, ds, Limits.current(), spec.keys)
+        return arch
 
     def _with_run(self, slot: int, do) -> None:
         entry = self.session.other(int(slot))
@@ -418,12 +425,14 @@ class App:
     # -- files ---------------------------------------------------------------------------------------------
     def save_checkpoint(self, path: Path) -> None:
         """User action (not the frame loop): reads the weights back once, atomically writes."""
+        from ..compute.checkpoint import misleading_name
         from ..compute.model_io import save_model
         try:
             self.fence.drain()
             save_model(path, self.model, self._metadata("mnist-viz"))
             self.session.weights_changed = False
-            self.ui.file_message = f"saved {path}"
+            note = misleading_name(path)        # as `train --save` warns of it
+            self.ui.file_message = f"saved {path}" + (f" (warning: {note})" if note else "")
         except Exception as e:  # noqa: BLE001 - reported in the panel
             self.ui.file_message = f"save failed: {e}"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .headless import (EXIT_DIVERGED, EXIT_GPU_LOST, EXIT_USAGE, StopRequest, check_training, load_data,
-                       network_text, option_changes, say)
+                       network_text, option_changes, say, warn_of_name)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -343,6 +343,9 @@ def train_command(args) -> int:
         check_writable(args.save, keeps=lambda path: kept_from_save(path, args.overwrite))
     ds = load_data(args.data)
     arch = check_training(args, ds, recipe)     # before the GPU holds anything
+    if args.save is not None:   # after the checks (an error stays one line), before the hours of training
+        from ..compute.checkpoint import misleading_name
+        warn_of_name("--save", args.save, misleading_name(args.save))
     dev = get_device()
     data = GpuDataset(ds, args.limit, args.test_limit)
     model = Sequential(arch, seed=recipe.seed, init=recipe.init)

@@ -9,11 +9,11 @@ wall-clock time from the start until that run's last epoch was done.
 """
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass
 
-from .headless import EXIT_DIVERGED, StopRequest, check_training, load_data, network_text, option_changes, say
+from .headless import (EXIT_DIVERGED, StopRequest, check_training, load_data, network_text, option_changes,
+                       run_network_args, say)
 from .errors import UserError
 
 
@@ -40,8 +40,8 @@ def compare_command(args, base) -> int:
     archs = []
     for i, (text, spec) in enumerate(zip(args.compare, specs), 1):
         try:
-            archs.append(check_training(_run_args(args, spec), ds, spec.recipe))   # before the GPU holds anything
-        except (UserError, ValueError) as e:     # the architecture, the budget
+            archs.append(check_training(run_network_args(args, spec), ds, spec.recipe, spec.keys))  # before the GPU
+        except (UserError, ValueError) as e:     # the architecture, the budget; the run's keys named as it wrote them
             raise UserError(f"--compare run {i} ({text!r}): {e}") from None
     dev = get_device()
     data = GpuDataset(ds, args.limit, args.test_limit)
@@ -69,19 +69,6 @@ def _specs(args, base) -> list:
         except SpecError as e:
             raise UserError(f"--compare run {i} ({text!r}): {e}") from None
     return specs
-
-
-def _run_args(args, spec) -> argparse.Namespace:
-    """The command's options with the run's own network (arch= or hidden=, or that of the
-    recipe it names: headless.architecture_for) in place."""
-    own = dict(vars(args))
-    if spec.named is not None:
-        own.update(recipe=spec.named)
-    if spec.arch is not None:
-        own.update(arch=spec.arch, hidden=None, dropout=None)
-    elif spec.hidden is not None:
-        own.update(arch=None, hidden=list(spec.hidden))
-    return argparse.Namespace(**own)
 
 
 def _race(args, comp, stop: StopRequest) -> int:

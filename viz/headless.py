@@ -1,10 +1,13 @@
 """What the headless commands share: `mnist-viz train` of one run (cli.py) and of runs side
 by side (`--compare`, compare.py). The exit codes, the line printer that outlives a closed
 pipe, the stop on a signal, the dataset, the recipe fields given as options, and the checks
-made before the GPU holds anything. It imports neither command, so both import it.
+made before the GPU holds anything, whose errors name a setting as the user wrote it (an
+option, or a key of a --compare run: `written`; the window's Runs panel reads runs the same
+way). It imports neither command, so both import it.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -34,16 +37,49 @@ def say(text: str, err: bool = False) -> None:
             sys.stdout = devnull
 
 
+def warn_of_name(option: str, path, note: str | None) -> None:
+    """One `warning:` line on stderr where the name given to `option` misleads (`note`:
+    pathinfo.suffix_note); the file is written all the same, as asked."""
+    if note:
+        from ..compute.pathinfo import printable_path
+        say(f"warning: {option} {printable_path(path)}: {note}", err=True)
+
+
 def option_changes(args) -> dict:
     """The recipe fields given on the command line (the options named as Recipe fields)."""
     from ..compute.recipe import FIELDS
     return {f: getattr(args, f) for f in FIELDS if getattr(args, f, None) is not None}
 
 
-def architecture_for(args, ds):
+def written(key: str, value=None, keys=frozenset()) -> str:
+    """A setting as the user wrote it, for the message that names it: where `keys` holds it, a
+    key of a --compare run's text (`hidden=256,128`, `arch=...`; a recipe there is a bare word),
+    else the command's option (`--hidden 256,128`; `--arch` alone, its text being long). A
+    message that said `--hidden` about a run's hidden= would send the user to the wrong place."""
+    if key not in keys:
+        return f"--{key}" if value is None or key == "arch" else f"--{key} {value}"
+    return str(value) if key == "recipe" else f"{key}={'' if value is None else value}"
+
+
+def run_network_args(args, spec) -> argparse.Namespace:
+    """`args` (the command's options) with the network of a --compare run's text (`spec`, a
+    comparison.RunSpec: arch= or hidden=, or the recipe it names) in place, for
+    architecture_for; the window's Runs panel reads its runs the same way."""
+    own = dict(vars(args))
+    if spec.named is not None:
+        own.update(recipe=spec.named)
+    if spec.arch is not None:
+        own.update(arch=spec.arch, hidden=None, dropout=None)
+    elif spec.hidden is not None:
+        own.update(arch=None, hidden=list(spec.hidden))
+    return argparse.Namespace(**own)
+
+
+def architecture_for(args, ds, keys=frozenset()):
     """--arch, else the MLP of --hidden / --dropout, else the recipe's own network (the CNN of
     --recipe cnn), else the 128-unit MLP, for the dataset's images and classes (errors name
-    the layer that does not fit)."""
+    the layer that does not fit, and the setting as `written`: `keys` are those a --compare
+    run's text gave)."""
     from ..compute.arch import Architecture, ArchError, parse
     from ..compute.recipe import RECIPE_ARCH
     h, w = ds.image_shape
@@ -62,9 +98,12 @@ def architecture_for(args, ds):
                             f"{ds.num_classes} classes")
     except ArchError as e:
         if from_recipe:     # the user gave no --arch to fix: say whose network it is and what to give instead
-            raise UserError(f"--recipe {recipe}: its network does not fit these {w} x {h} images in {ds.num_classes} "
-                            f"classes ({e}); give --arch or --hidden for a network that fits them") from None
-        raise UserError(f"--arch: {e}") from None
+            from ..compute.comparison import NETWORK_KEYS
+            instead = NETWORK_KEYS if "recipe" in keys else ()
+            raise UserError(f"{written('recipe', recipe, keys)}: its network does not fit these {w} x {h} images in "
+                            f"{ds.num_classes} classes ({e}); give {written('arch', None, instead)} or "
+                            f"{written('hidden', None, instead)} for a network that fits them") from None
+        raise UserError(f"{written('arch', args.arch, keys)}: {e}") from None
     return arch
 
 
@@ -120,12 +159,30 @@ class StopRequest:
         self.signum = signum
 
 
-def check_training(args, ds, recipe):
+def check_network(args, arch, ds, limits, keys=frozenset()) -> None:
+    """The network's parameters fit the device (compute/budget.py); the error names the setting
+    that gave it and the fix as the user wrote them (`written`)."""
+    from ..compute.budget import BudgetError, check_model, mlp_hidden_fit
+    if args.arch is not None or not arch.is_mlp:
+        option, fix = written("arch", args.arch, keys), f"use a narrower {written('arch', None, keys)}"
+    else:
+        hidden = args.hidden or [128]
+        option = written("hidden", ",".join(map(str, hidden)), keys)
+        fix = (f"use {written('hidden', mlp_hidden_fit(ds.input_size, ds.num_classes, limits), keys)} or less"
+               if len(hidden) == 1 else f"use smaller {written('hidden', None, keys)} sizes")
+    try:
+        check_model(arch, limits, fix)
+    except BudgetError as e:
+        raise UserError(f"{option}: {e}") from None
+
+
+def check_training(args, ds, recipe, keys=frozenset()):
     """Everything about a training run that can be wrong, before any GPU object exists:
     the architecture against the data, the step counter, and every size against the
-    device's limits (compute/budget.py). Returns the architecture."""
-    from ..compute.budget import BudgetError, Limits, check_data, check_model, check_rows, mlp_hidden_fit
-    arch = architecture_for(args, ds)
+    device's limits (compute/budget.py). Returns the architecture. `keys`: the network
+    settings a --compare run's text gave (named so in the errors)."""
+    from ..compute.budget import Limits, check_data, check_rows
+    arch = architecture_for(args, ds, keys)
     n_train = min(args.limit or len(ds.train_images), len(ds.train_images))
     n_test = min(args.test_limit or len(ds.test_images), len(ds.test_images))
     try:
@@ -134,16 +191,6 @@ def check_training(args, ds, recipe):
         raise UserError(str(e)) from None
     limits = Limits.current()
     check_data(n_train, n_test, ds.image_shape, limits)
-    if args.arch is not None or not arch.is_mlp:
-        option, fix = "--arch", "use a narrower --arch"
-    else:
-        hidden = args.hidden or [128]
-        option = f"--hidden {','.join(map(str, hidden))}"
-        fix = (f"use --hidden {mlp_hidden_fit(ds.input_size, ds.num_classes, limits)} or less" if len(hidden) == 1
-               else "use smaller --hidden sizes")
-    try:
-        check_model(arch, limits, fix)
-    except BudgetError as e:
-        raise UserError(f"{option}: {e}") from None
+    check_network(args, arch, ds, limits, keys)
     check_rows(arch, recipe.batch_size, limits)
     return arch

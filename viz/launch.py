@@ -6,8 +6,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from ..compute.pathinfo import suffix_note
 from .app import App, AppConfig
 from .errors import UserError
+from .headless import warn_of_name
 from .pacing import WINDOW_FPS
 
 MAX_OFFSCREEN_PIXELS = 16384 * 16384
@@ -91,6 +93,7 @@ def run_offscreen(config: AppConfig, size, frames: int, screenshot: Path | None)
     app.fence.drain()
     if screenshot is not None and img is not None:
         write_png(screenshot, img)
+        warn_of_name("--screenshot", screenshot, suffix_note(screenshot, ".png", "PNG"))   # written, as asked
         print(f"wrote {screenshot}")
     rb = app.dev.readback
     print(f"{frames} frames in {dt:.2f} s ({frames / max(dt, 1e-9):.1f} fps); steps {app.metrics.steps}; "
