@@ -85,6 +85,10 @@ def main():
                     "(0) or once a workgroup (1) (step_compiler.UNIFORM_STATE)")
     ap.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2", help="also time the step with "
                     "step_compiler.NAME set to each value in turn, e.g. GEMM_DEPTH=1,2,8 (repeatable)")
+    ap.add_argument("--variant", action="append", default=[], metavar="'NAME=V NAME=V'", help="also time the step "
+                    "with these step_compiler constants set together, e.g. 'PRELOAD=0 GATHER_LOADS=0' (repeatable)")
+    ap.add_argument("--variant-breakdown", action="store_true", help="also give every variant's GPU time per "
+                    "dispatch (timestamp queries), not only its seconds per epoch")
     ap.add_argument("--merged-sweep", action="store_true", help="also time the two passes as two pipelines "
                     "and as one (CompiledStep(merged=...); the visualizer merges small networks)")
     ap.add_argument("--resident", action="store_true", help="MLPs: also time the resident step "
@@ -151,12 +155,19 @@ def main():
             row.update(ours=o, engine=run.engine, dispatches=len(run.program))
             def variant(key, label, **kw):
                 """One more timing of this network and batch with a step-compiler choice forced."""
+                gpu = ""
                 try:
-                    v = f"{ours(ds, net, b, 2, warmup=1, data=data, **kw)[0]:.4f}"
+                    secs, vrun = ours(ds, net, b, 2, warmup=1, data=data, **kw)
+                    v = f"{secs:.4f}"
+                    if args.variant_breakdown:
+                        bd = kernel_breakdown(vrun, steps=args.breakdown_steps or 200) or {}
+                        gpu = " (GPU us: " + ", ".join(f"{k.split(':')[-1]} {u:.2f}" for k, u in bd.items()
+                                                       if isinstance(u, float)) + ")"
+                        row[key + "_gpu"] = {k: round(u, 2) for k, u in bd.items() if isinstance(u, float)}
                 except Exception as e:  # noqa: BLE001 - a variant may not fit the device
                     v = str(e).splitlines()[0][:60]
                 row[key] = v
-                print(f"    {label}: {v} s/epoch", flush=True)
+                print(f"    {label}: {v} s/epoch{gpu}", flush=True)
             if args.resident and arch.is_mlp:
                 variant("resident", "resident step", resident=True)
             if args.groups_sweep and arch.is_mlp:
@@ -194,6 +205,15 @@ def main():
             for spec in args.sweep if run.engine == "compiled" else []:
                 name, _, values = spec.partition("=")
                 constant_sweep(name, values, name.lower(), f"{name}={{}}")
+            for spec in args.variant if run.engine == "compiled" else []:
+                from mnist_viz.compute import step_compiler
+                sets = dict(kv.split("=") for kv in spec.split())
+                keep = {k: getattr(step_compiler, k) for k in sets}
+                for k, v in sets.items():
+                    setattr(step_compiler, k, int(v))
+                variant("variant " + spec, spec)
+                for k, v in keep.items():
+                    setattr(step_compiler, k, v)
             if args.uniform_state_sweep and run.engine == "compiled":
                 constant_sweep("UNIFORM_STATE", args.uniform_state_sweep, "uniform_state", "UNIFORM_STATE={}")
             if args.grad_loads_sweep and run.engine == "compiled":

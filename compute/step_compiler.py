@@ -42,6 +42,8 @@ FRONT_MARGIN = 2048         # bytes of workgroup memory the conv front's staging
 TILED_FROM = 64            # batch from which pass 2 sums such a weight's gradient in 4 x 4 register tiles
 UNIFORM_STATE = 1          # 1: one invocation a workgroup reads the step counter and flags (atomics of one address
                            # by every invocation of every SM queue at the L2); 0: every invocation does
+LATE_STATE = 1             # pass 2's blocks read the step counter after their sums (0: first; H100, benchmarks/NOTES.md)
+UPDATE_PRELOAD = 1         # pass 2 loads the weights it updates before summing their gradients (0: after)
 GEMM_TILE = 8              # pass 2's staged GEMM: a workgroup's block of dW is GEMM_TILE x GEMM_TILE vec4 tiles (0: unstaged tiles)
 LIGHT_MAX_WEIGHTS = 262144  # largest network (weights) an encode_light step merges its passes for
 PASS2_INVOCATIONS = 131072  # invocations pass 2 aims for over its large weights (H100: see row_slices)
@@ -49,6 +51,7 @@ PART_SPLIT_MIN = 65536      # weights from which a layer's work is shared out ov
 PARTS_MIN_WEIGHTS = 196608  # weights in such layers from which a network's rows get parts at all (H100, see choose_parts)
 SYNC_WORDS = 32             # words between two row-sync counters (one 128-byte line each)
 SYNC_MARK = "\n//@row_sync\n"  # where pass 1's generated body has a row sync (a barrier, or a new dispatch)
+STATE_MARK = "        //@state\n"   # where a pass-2 block reads the step counter and the update's guard
 SPIN_LIMIT = 1 << 22        # polls before a row sync gives up (a GPU that cannot hold a row's parts at once)
 
 
@@ -1001,6 +1004,7 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
         var a1 = vec4<f32>(0.0);
         var a2 = vec4<f32>(0.0);
         var a3 = vec4<f32>(0.0);
+        let p = {L.w}u + 4u * kq * {L.n_out}u + 4u * jq;{self._tile_olds(L, f"slice == 0u && i < {q * g}u")}
         if (i < {q * g}u) {{
             var b = slice;
             for (; b + {sl}u < B; b += {2 * sl}u) {{
@@ -1015,8 +1019,7 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
             }}
         }}
 {folds}
-        if (slice == 0u && i < {q * g}u && !frozen) {{
-            let p = {L.w}u + 4u * kq * {L.n_out}u + 4u * jq;
+{STATE_MARK}        if (slice == 0u && i < {q * g}u && !frozen) {{
 {updates}
         }}"""
 
@@ -1069,6 +1072,7 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
         var a3 = vec4<f32>(0.0);
         var nx = vec4<f32>(0.0);
         var nz = vec4<f32>(0.0);
+        let p = {L.w}u + 4u * kq * {L.n_out}u + 4u * jq;{self._tile_olds(L, f"slice == 0u && kq < {q}u && jq < {g}u")}
         if (lrow < B && lkq < {q}u) {{ nx = scratch4[{sx}u + lrow * {q}u + lkq]; }}
         if (lrow < B && ljq < {g}u) {{ nz = scratch4[{sz}u + lrow * {g}u + ljq]; }}
         for (var c0 = 0u; c0 < B; c0 += {C}u) {{
@@ -1084,15 +1088,18 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
             workgroupBarrier();
         }}
 {folds}
-        if (slice == 0u && kq < {q}u && jq < {g}u && !frozen) {{
-            let p = {L.w}u + 4u * kq * {L.n_out}u + 4u * jq;
+{STATE_MARK}        if (slice == 0u && kq < {q}u && jq < {g}u && !frozen) {{
 {updates}
         }}"""
 
     def _tile_updates(self, L: Layer) -> str:
         """WGSL: the optimizer rule on a 4 x 4 tile's 16 weights from p (a{c}[kk]: row kk, column c)."""
-        return "\n".join(f"            {self._rule}(p + {kk * L.n_out + c}u, a{c}[{kk}], step, lr);"
+        return "\n".join(f"            {self._apply(f'p + {kk * L.n_out + c}u', f'a{c}[{kk}]', 4 * kk + c)}"
                           for c in range(4) for kk in range(4))
+
+    def _tile_olds(self, L: Layer, cond: str) -> str:
+        """WGSL: the 4 x 4 tile's old weights from p (o{4 kk + c}: row kk, column c)."""
+        return self._olds([f"p + {kk * L.n_out + c}u" for kk in range(4) for c in range(4)], cond)
 
     def _big_weight(self, L: Layer) -> str:
         q = L.n_in // 4
@@ -1106,6 +1113,7 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
         let slice = t / {per}u;
         let j = i % {L.n_out}u;
         let kq = min(i / {L.n_out}u, {q - 1}u);
+        let p = {L.w}u + 4u * kq * {L.n_out}u + j;{self._olds(["p"] + [f"p + {c * L.n_out}u" for c in (1, 2, 3)], f"slice == 0u && i < {q * L.n_out}u")}
         var acc = vec4<f32>(0.0);
         if (i < {q * L.n_out}u) {{
             var b = slice;
@@ -1123,12 +1131,11 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
                 acc = fma(scratch4[{L.sx // 4}u + b * {q}u + kq], vec4<f32>(scratch[{L.sdz}u + b * {L.n_out}u + j]), acc);
             }}
         }}{fold}
-        if (slice == 0u && i < {q * L.n_out}u && !frozen) {{
-            let p = {L.w}u + 4u * kq * {L.n_out}u + j;
-            {self._rule}(p, acc.x, step, lr);
-            {self._rule}(p + {L.n_out}u, acc.y, step, lr);
-            {self._rule}(p + {2 * L.n_out}u, acc.z, step, lr);
-            {self._rule}(p + {3 * L.n_out}u, acc.w, step, lr);
+{STATE_MARK}        if (slice == 0u && i < {q * L.n_out}u && !frozen) {{
+            {self._apply("p", "acc.x", 0)}
+            {self._apply(f"p + {L.n_out}u", "acc.y", 1)}
+            {self._apply(f"p + {2 * L.n_out}u", "acc.z", 2)}
+            {self._apply(f"p + {3 * L.n_out}u", "acc.w", 3)}
         }}"""
 
     def _small(self, L: Layer, bias: bool) -> str:
@@ -1150,7 +1157,7 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
         return f"""
         // {what}: 16 parameters a workgroup, {self._uw // 16} invocations splitting the rows of each
         let p = local * 16u + t % 16u;
-        let slice = t / 16u;
+        let slice = t / 16u;{self._olds([dest], f"slice == 0u && p < {n}u")}
         var acc = 0.0;
         if (p < {n}u) {{
             for (var b = slice; b < B; b += {self._uw // 16}u) {{ acc += {term}; }}
@@ -1161,7 +1168,7 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
             if (t < s) {{ red[t] += red[t + s]; }}
             workgroupBarrier();
         }}
-        if (slice == 0u && p < {n}u && !frozen) {{ {self._rule}({dest}, red[t].x, step, lr); }}"""
+{STATE_MARK}        if (slice == 0u && p < {n}u && !frozen) {{ {self._apply(dest, "red[t].x", 0)} }}"""
 
     def _metrics(self) -> str:
         # A compiled head leaves the counters to the trace's `advance`, the step's last dispatch.
@@ -1177,7 +1184,7 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
             if (t < s) {{ red[t] += red[t + s]; }}
             workgroupBarrier();
         }}
-{self._reset_syncs()}
+{STATE_MARK}{self._reset_syncs()}
         if (t == 0u) {{
             let spe = (N + B - 1u) / B;
             let n = f32(min(B, N - (step % spe) * B));
@@ -1200,6 +1207,29 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
         it for the trace's optimizer."""
         return "put_gradient" if self.head else "apply_update"
 
+    @property
+    def _preloads_old(self) -> bool:
+        """Whether pass 2 loads the weights it updates before summing their gradients (UPDATE_PRELOAD;
+        not for a compiled head, which only stores gradients): the rule's read of the old weight is
+        then no longer a memory round trip after the sum."""
+        return bool(UPDATE_PRELOAD) and not self.head
+
+    def _olds(self, addrs: list[str], cond: str) -> str:
+        """WGSL: o0, o1, ... = the arena's values at `addrs`, loaded where `cond` holds (0 elsewhere)."""
+        if not self._preloads_old:
+            return ""
+        decl = " ".join(f"var o{i} = 0.0;" for i in range(len(addrs)))
+        loads = " ".join(f"o{i} = params[{a}];" for i, a in enumerate(addrs))
+        return f"""
+        {decl}     // the old weights, loaded while the rows are summed
+        if ({cond}) {{ {loads} }}"""
+
+    def _apply(self, dest: str, grad: str, old: int) -> str:
+        """WGSL: the rule for arena element `dest` with gradient `grad` (its old value in o{old})."""
+        if self._preloads_old:
+            return f"apply_update_from({dest}, o{old}, {grad}, step, lr);"
+        return f"{self._rule}({dest}, {grad}, step, lr);"
+
     def _state_loads(self, counter: str, frozen: str | None = None) -> str:
         """WGSL: `step` (state.<counter>) and, with `frozen`, the update's guard, read by one invocation
         and handed to the workgroup (UNIFORM_STATE) or read by every invocation."""
@@ -1210,15 +1240,23 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
         return out + ("\n    let frozen = workgroupUniformLoad(&wg_frozen) != 0u;" if frozen else "")
 
     def _update(self) -> str:
+        # A compiled head stores gradients whatever the flags: the trace's optimizer checks them.
+        frozen = "false" if self.head else "atomicLoad(&state.flags) != 0u || hyper.frozen == 1u"
+        # Each block reads the step counter and the guard where it first needs them (STATE_MARK: after
+        # its sums), so that round trip overlaps the sums' loads instead of preceding them.
+        state = "\n".join("    " + ln for ln in self._state_loads("step_snap", frozen).split("\n")) + \
+            "\n        let lr = learning_rate(hyper, step);"
         branches, start = [], 0
         for name, groups, body in self._blocks():
+            if STATE_MARK in body and LATE_STATE:
+                body = body.replace(STATE_MARK, state + "\n", 1)
+            else:
+                body = "\n" + state + body.replace(STATE_MARK, "")
             branches.append(f"""    if (wg >= {start}u && wg < {start + groups}u) {{   // {name}
         let local = wg - {start}u;{body}
         return;
     }}""")
             start += groups
-        # A compiled head stores gradients whatever the flags: the trace's optimizer checks them.
-        frozen = "false" if self.head else "atomicLoad(&state.flags) != 0u || hyper.frozen == 1u"
         put = "" if not self.head else """
 fn put_gradient(p: u32, g: f32, step: u32, lr: f32) { grads[p] = g; }
 """
@@ -1226,8 +1264,6 @@ fn put_gradient(p: u32, g: f32, step: u32, lr: f32) { grads[p] = g; }
 {self._pass_head("update", 256, wg3="workgroup_id", lid3="local_invocation_id", nwg="num_workgroups")}
     let wg = wg3.x + wg3.y * nwg.x;
     let t = lid3.x;
-{self._state_loads("step_snap", frozen)}
-    let lr = learning_rate(hyper, step);
 {chr(10).join(branches)}
 }}
 """

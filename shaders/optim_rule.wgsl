@@ -8,7 +8,12 @@
 // A result that is not finite raises the divergence flag and is not written.
 
 fn apply_update(i: u32, grad: f32, step: u32, lr: f32) {
-    let p = params[i];
+    apply_update_from(i, params[i], grad, step, lr);
+}
+
+// The same, with the parameter's current value p already loaded (the compiled step loads it
+// before summing the gradient, so the rule waits on no load of its own for SGD).
+fn apply_update_from(i: u32, p: f32, grad: f32, step: u32, lr: f32) {
     let g = grad + hyper.weight_decay * p;
     var next: f32;
     if (hyper.optimizer == 1u) {
