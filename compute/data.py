@@ -85,11 +85,20 @@ class GpuDataset:
         last, used, _ = self._order_uses
         return last is not encoder or used < ORDER_SLOTS
 
-    def shuffle(self, rng: np.random.Generator, identity: bool = False, encoder=None) -> None:
-        """New epoch order: a CPU -> GPU write of N indices, ordered with the queue; with `encoder`,
-        into a staging slot that the encoder copies into `perm` (can_shuffle_into must allow it;
-        an encoder that took an order is submitted before another one takes one)."""
-        perm = np.arange(self.train.n, dtype=np.uint32) if identity else rng.permutation(self.train.n).astype(np.uint32)
+    def draw_order(self, rng: np.random.Generator) -> np.ndarray:
+        """An epoch order: rng's next permutation of the training rows."""
+        return rng.permutation(self.train.n).astype(np.uint32)
+
+    def shuffle(self, rng: np.random.Generator, identity: bool = False, encoder=None,
+                order: np.ndarray | None = None) -> None:
+        """New epoch order (`order`, drawn ahead by draw_order, else drawn from rng now): a CPU -> GPU
+        write of N indices, ordered with the queue; with `encoder`, into a staging slot that the
+        encoder copies into `perm` (can_shuffle_into must allow it; an encoder that took an order is
+        submitted before another one takes one)."""
+        if identity:
+            perm = np.arange(self.train.n, dtype=np.uint32)
+        else:
+            perm = self.draw_order(rng) if order is None else order
         dev = get_device()
         if encoder is None:
             dev.write(self.perm, perm)

@@ -67,6 +67,7 @@ class Run:
         self.recipe = recipe
         self._rng = np.random.default_rng(recipe.seed)
         self._shuffled_epoch: int | None = None
+        self._order_ahead: np.ndarray | None = None    # the rng's next epoch order, drawn early (draw_order_ahead)
         # Rows of an evaluation piece: with `eval_macs` (the visualizer's), as many as that many
         # multiply-adds of forward pass allow, so that a piece fits a frame; fewer after
         # recut_evaluation when one still did not (evaluation.chunk says how many it has)
@@ -104,6 +105,7 @@ class Run:
             self.metrics.write_state(step=self.step, step_snap=self.step)
             if new.seed != old.seed:
                 self._rng = np.random.default_rng(new.seed)
+                self._order_ahead = None
             message = f"rebuilt the step for batch size {new.batch_size}, continuing at step {self.step:,}"
         else:
             self._apply(new, rebuild=False)
@@ -228,7 +230,8 @@ class Run:
             if self._shuffled_epoch != epoch:
                 if not self.data.can_shuffle_into(encoder):
                     return 0
-                self.data.shuffle(self._rng, encoder=encoder)
+                self.data.shuffle(self._rng, encoder=encoder, order=self._order_ahead)
+                self._order_ahead = None
                 self._shuffled_epoch = epoch
             self._snapshot.program.encode(encoder)     # taken only if the run is healthy (snapshot.wgsl)
             self.snapshot_step = self.step
@@ -249,10 +252,20 @@ class Run:
             dev.submit(enc)
             if done == 0:
                 break
+            self.draw_order_ahead()     # while the GPU runs what was just submitted
             n -= done
             total += done
             chunk = min(chunk * 2, per_submit)
         return total
+
+    def draw_order_ahead(self) -> None:
+        """Draw the next epoch's order now (numpy's permutation of the training set: ~0.5 ms of
+        CPU), to be used at that epoch's start instead of drawing it there. Called while the GPU is
+        busy; otherwise an epoch that starts on an idle GPU (a loop that waits at each epoch's
+        end, as the benchmarks and the CLI's evaluations do) leaves it waiting for the draw. The
+        orders are the same draws of the seed's generator, in the same order."""
+        if self._order_ahead is None and self.step < self.total_steps:
+            self._order_ahead = self.data.draw_order(self._rng)
 
     # -- evaluation -----------------------------------------------------------------------------------
     def evaluation_pieces(self) -> list:
@@ -359,6 +372,7 @@ class Run:
         self.snapshot_step = None
         self._rng = np.random.default_rng(self.recipe.seed)
         self._shuffled_epoch = None
+        self._order_ahead = None
         self.weights_version += 1
 
     def weights_loaded(self) -> None:

@@ -55,6 +55,40 @@ def test_every_epoch_has_its_own_permutation(mnist):
     assert not np.array_equal(perms[0], perms[2])
 
 
+def test_orders_drawn_ahead_are_the_seeds_orders(mnist):
+    """Guards against the order drawn ahead (Run.draw_order_ahead, while the GPU is busy) being
+    other than the one the epoch would have drawn at its start: the same permutations in the same
+    order as numpy's generator of the seed gives them, also after a reset and a seed change, and
+    one is drawn ahead while a run goes on (so the next epoch's start does not wait for it)."""
+    data = GpuDataset(mnist, limit=96)
+    run = Run(mlp([784, 8, 10], seed=0), data, plain(epochs=6, batch_size=32, seed=5))
+
+    def orders(n):
+        got = []
+        for _ in range(n):
+            run.run_steps(1)
+            got.append(read_perm(data))
+            run.run_steps(run.steps_per_epoch - 1)
+        return got
+
+    def seeds_orders(seed, n):
+        rng = np.random.default_rng(seed)
+        return [rng.permutation(96).astype(np.uint32) for _ in range(n)]
+
+    for got, want in zip(orders(2), seeds_orders(5, 2)):
+        np.testing.assert_array_equal(got, want)
+    assert run._order_ahead is not None                  # the third epoch's, drawn during the second
+    run.restart(reinitialise=False)                      # a new run: the seed's orders from the first
+    for got, want in zip(orders(2), seeds_orders(5, 2)):
+        np.testing.assert_array_equal(got, want)
+    run.restart(reinitialise=False)
+    orders(1)
+    assert run._order_ahead is not None
+    run.set_recipe(run.recipe.with_changes(seed=9))     # a new seed mid-run: its orders, none of the old one's
+    for got, want in zip(orders(2), seeds_orders(9, 2)):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_restore_snapshot_puts_back_the_epoch_start_exactly(mnist, device):
     """Guards against a restore that does not copy the snapshot back (or copies the wrong
     way), keeps the optimizer's moments, or leaves the divergence flag up: after restoring,

@@ -95,6 +95,8 @@ def _race(args, comp, stop: StopRequest) -> int:
             enc = dev.device.create_command_encoder()
             comp.advance(enc, chunk)
             dev.submit(enc)
+            for e in comp:
+                e.run.draw_order_ahead()     # while the GPU runs the chunk
             chunk = min(chunk * 2, 256)
         for e in live:
             _end_of_epoch(args, e, number[e], epoch, first[e], results[e], t0)

@@ -96,6 +96,7 @@ def draw_frame(app) -> None:
     regular, extras = app.session.frame_regular, app.session.frame_extras
     app.fence.submitted((steps, regular, extras))
     app.readout.after_submit()
+    app.session.after_submit()
     app.frames += 1
     marks.append(("after", time.perf_counter()))
     app.frame_times = {name: t - prev for (name, t), prev in zip(marks, [t0] + [t for _, t in marks])}

@@ -261,6 +261,13 @@ class TrainingSession:
                             f"start of the epoch were restored. Lower the learning rate (now {self.recipe.lr:g}, "
                             f"try {self.recipe.lr / 10:g}) and resume.")
 
+    def after_submit(self) -> None:
+        """While the GPU runs the frame just submitted: each run's next epoch order drawn ahead
+        (Run.draw_order_ahead), so the frame an epoch starts in does not draw it."""
+        for run in [self.run, *(e.run for e in self.others)]:
+            if run is not None:
+                run.draw_order_ahead()
+
     # -- runs side by side -------------------------------------------------------------------------------
     @property
     def others(self) -> list[Entry]:
