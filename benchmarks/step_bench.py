@@ -32,8 +32,9 @@ CNNS = ["Conv2d(1,8,5,padding=2),ReLU(),MaxPool2d(2),Conv2d(8,16,3,padding=1),Re
 
 
 def ours(ds, arch_text, batch, timed, warmup=2, engine="auto", wg=None, rows=None, data=None, spread=None,
-         merged=None, resident=False, groups=None, parts=None):
-    """(median s/epoch, the run) for our step on this network and batch."""
+         merged=None, resident=False, groups=None, parts=None, order_ahead=True):
+    """(median s/epoch, the run) for our step on this network and batch (`order_ahead` False:
+    each epoch's order drawn at its start, as before Run.draw_order_ahead)."""
     from mnist_viz.compute.arch import parse
     from mnist_viz.compute.data import GpuDataset
     from mnist_viz.compute.nn import Sequential
@@ -50,6 +51,8 @@ def ours(ds, arch_text, batch, timed, warmup=2, engine="auto", wg=None, rows=Non
         from mnist_viz.compute.step_compiler import CompiledStep
         run.program = CompiledStep(model, data, run.metrics, run.optimizer, run.recipe, wg=wg, rows=rows,
                                    spread=spread, merged=merged, parts=parts).program
+    if not order_ahead:
+        run.draw_order_ahead = lambda: None
     times = []
     for _ in range(timed + warmup):
         run.read_flags()
@@ -89,6 +92,8 @@ def main():
                     "with these step_compiler constants set together, e.g. 'PRELOAD=0 GATHER_LOADS=0' (repeatable)")
     ap.add_argument("--variant-breakdown", action="store_true", help="also give every variant's GPU time per "
                     "dispatch (timestamp queries), not only its seconds per epoch")
+    ap.add_argument("--order-at-start", action="store_true", help="also time the step with each epoch's order "
+                    "drawn at the epoch's start (on an idle GPU) instead of during the epoch before")
     ap.add_argument("--merged-sweep", action="store_true", help="also time the two passes as two pipelines "
                     "and as one (CompiledStep(merged=...); the visualizer merges small networks)")
     ap.add_argument("--resident", action="store_true", help="MLPs: also time the resident step "
@@ -168,6 +173,8 @@ def main():
                     v = str(e).splitlines()[0][:60]
                 row[key] = v
                 print(f"    {label}: {v} s/epoch{gpu}", flush=True)
+            if args.order_at_start:
+                variant("order_at_start", "orders drawn at each epoch's start", order_ahead=False)
             if args.resident and arch.is_mlp:
                 variant("resident", "resident step", resident=True)
             if args.groups_sweep and arch.is_mlp:
