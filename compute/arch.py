@@ -254,8 +254,13 @@ def parse(text: str, image_shape=(28, 28)) -> Architecture:
     text = text.strip()
     if not text:
         raise ArchError("empty architecture")
-    if text.lower() in RECIPE_ARCH:
-        return parse(RECIPE_ARCH[text.lower()], image_shape)
+    if text.lower() in RECIPE_ARCH:     # a name: its layers are not the user's to fix, so say so
+        try:
+            return parse(RECIPE_ARCH[text.lower()], image_shape)
+        except ArchError:
+            h, w = image_shape or (28, 28)
+            raise ArchError(f"{text.lower()!r} is the shipped CNN, whose layers are made for 28 x 28 images, not "
+                            f"{w} x {h}; write an architecture for these images (--help shows how)") from None
     if _WIDTHS.fullmatch(text):
         sizes = [int(v) for v in text.split("-")]
         calls = [f"Linear({a},{b})" for a, b in zip(sizes, sizes[1:])]

@@ -175,6 +175,9 @@ def parse_run(text: str, base: Recipe, named: dict[str, Recipe]) -> RunSpec:
             elif word in OPTIMIZERS:
                 once("optimizer", word)
                 changes["optimizer"] = word
+            elif word in named:             # a recipe, but not the first word: the run names two
+                raise SpecError(f"{word!r} is a recipe too; a run starts from one recipe, named first"
+                                + (f" ({name!r} here)" if name else "") + ", then its changes")
             else:
                 raise SpecError(f"{word!r} is neither a recipe ({', '.join(named)}) nor an optimizer "
                                 f"({', '.join(OPTIMIZERS)}); write key=value with a key of {', '.join(SPEC_KEYS)}")

@@ -50,6 +50,16 @@ def test_the_shipped_cnn_has_a_name():
         parse("resnet")
 
 
+def test_the_shipped_cnn_on_other_images_says_it_is_made_for_28x28():
+    """Guards against `--arch cnn` on 8 x 8 images answering with a fix for one of its layers
+    (`use Linear(256,256)`): the user typed a name, not layers; the error says whose layers they
+    are, what they are made for, and what to write instead."""
+    with pytest.raises(ArchError) as e:
+        parse("cnn", (8, 8))
+    assert str(e.value) == ("'cnn' is the shipped CNN, whose layers are made for 28 x 28 images, not 8 x 8; write an "
+                            "architecture for these images (--help shows how)")
+
+
 @pytest.mark.parametrize("text,fragment", [
     ("Conv2d(1,8,5),ReLU(),Linear(100,10)", "layer 2 Linear(100,10): a Linear needs flat input, but [8, 24, 24]"),
     ("Linear(784,64),ReLU(),Linear(32,10)", "layer 2 Linear(32,10): takes 32 inputs, but [64] = 64 values arrive; use Linear(64,10)"),
@@ -66,6 +76,7 @@ def test_the_shipped_cnn_has_a_name():
     ("Conv2d(1,8,(3,5)),Flatten(),Linear(10,10)", "only square kernel_size"),
     ("Linear(784)", "layer 0 'Linear(784)'"),
 ])
+
 def test_bad_strings_name_the_offending_layer(text, fragment):
     """Guards against a wrong or dangerous string building something else or failing without saying where."""
     with pytest.raises(ArchError) as e:

@@ -12,10 +12,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(*args, timeout=600):
+def run(*args, timeout=600, cwd=ROOT):
     env = dict(os.environ, PYTHONPATH=str(ROOT / "tests" / "checkout"), XDG_RUNTIME_DIR="/tmp")
     return subprocess.run([sys.executable, "-m", "mnist_viz.viz", *args], capture_output=True, text=True, timeout=timeout,
-                          env=env, cwd=ROOT)
+                          env=env, cwd=cwd)
 
 
 def assert_one_line_error(p, *fragments):
@@ -241,8 +241,24 @@ def test_a_checkpoint_that_is_a_png_or_missing_says_so_plainly(tmp_path):
     png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
     assert_one_line_error(run("eval", "--checkpoint", str(png)), "shot.png: is a PNG image, not a checkpoint")
     p = run("eval", "--checkpoint", "nope.safetensors")
-    assert_one_line_error(p, "nope.safetensors: checkpoint file not found")
+    assert_one_line_error(p, "--checkpoint nope.safetensors: no such file; give a .safetensors file, or mlp / cnn "
+                             "for the shipped models")
     assert p.stderr.count("nope.safetensors") == 1, p.stderr
+
+
+def test_the_shipped_models_are_reachable_by_name_from_anywhere(tmp_path):
+    """Guards against the shipped CNN being out of reach once installed (a first user's trial): the
+    README's `--checkpoint assets/mnist-cnn.safetensors` failed outside the checkout, `eval --arch
+    cnn` read the shipped MLP's file as a CNN and blamed it, and `--checkpoint cnn` was a missing
+    file. From a directory with no assets/: the shipped file's name, `cnn`, and `--arch cnn` alone
+    all evaluate the shipped CNN; a file of that name that is there is still read as given."""
+    for args in (["--checkpoint", "assets/mnist-cnn.safetensors"], ["--checkpoint", "cnn"], ["--arch", "cnn"]):
+        p = run("eval", *args, "--test-limit", "64", cwd=tmp_path)
+        assert p.returncode == 0 and "mnist-cnn.safetensors (" in p.stdout and "Conv2d" in p.stdout, (args, p.stderr)
+    p = run("eval", "--checkpoint", "mlp", "--test-limit", "64", cwd=tmp_path)
+    assert p.returncode == 0 and "mnist-784-128-10.safetensors (784-128-10)" in p.stdout, p.stderr
+    (tmp_path / "cnn").write_text("not a model")
+    assert_one_line_error(run("eval", "--checkpoint", "cnn", cwd=tmp_path), "cnn: ")
 
 
 def test_a_relative_xdg_cache_home_is_ignored(monkeypatch, tmp_path):
@@ -253,3 +269,29 @@ def test_a_relative_xdg_cache_home_is_ignored(monkeypatch, tmp_path):
     assert default_autosave_dir() == tmp_path / ".cache" / "mnist-viz" / "autosaves"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "abs"))
     assert default_autosave_dir() == tmp_path / "abs" / "mnist-viz" / "autosaves"
+
+
+def test_a_batch_larger_than_the_training_set_is_said_once():
+    """Guards against `--batch-size 5000` over 2000 images passing without a word (a first user's
+    trial: the header said batch 5000, each epoch was one step of 2000): one `warning:` line, the
+    run goes on; a batch that fits gets none."""
+    p = run("train", "--limit", "40", "--test-limit", "40", "--epochs", "1", "--batch-size", "64", "--quiet")
+    warned = [line for line in p.stderr.splitlines() if line.startswith("warning:")]
+    assert p.returncode == 0 and warned == ["warning: --batch-size 64 is above the 40 training images: each epoch "
+                                            "is one step of 40"], p.stderr
+    p = run("train", "--limit", "40", "--test-limit", "40", "--epochs", "1", "--batch-size", "40", "--quiet")
+    assert p.returncode == 0 and "warning:" not in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("argv,hint", [
+    (["--trian"], "unrecognized arguments: --trian; did you mean '--train'?"),
+    (["train", "--epohcs", "2"], "unrecognized arguments: --epohcs 2; did you mean '--epochs'?"),
+    (["eval", "--chekpoint=x"], "unrecognized arguments: --chekpoint=x; did you mean '--checkpoint'?"),
+    (["--evla"], "unrecognized arguments: --evla; did you mean the command 'eval' (mnist-viz eval [options])?"),
+])
+def test_a_mistyped_option_gets_the_closest_one(argv, hint):
+    """Guards against `mnist-viz --trian` (a first user's typo) answering only `unrecognized
+    arguments` where a mistyped command gets a suggestion: the closest option of that command,
+    or the command a dashed word is close to; one line, exit 2."""
+    p = run(*argv)
+    assert_one_line_error(p, hint)

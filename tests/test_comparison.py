@@ -138,6 +138,10 @@ def test_compare_table_equals_each_run_trained_alone(capsys):
     (["sgd", "adam lrr=1"], "--compare run 2 ('adam lrr=1'): unknown key 'lrr'"),
     (["sgd", "adam batch=0"], "--compare run 2 ('adam batch=0'): batch must be in 1..65535"),
     (["sgd", "rmsprop"], "--compare run 2 ('rmsprop'): 'rmsprop' is neither a recipe"),
+    (["cnn original", "sgd"], "--compare run 1 ('cnn original'): 'original' is a recipe too; a run starts from one "
+                              "recipe, named first ('cnn' here), then its changes"),
+    (["sgd", "lr=0.1 cnn"], "--compare run 2 ('lr=0.1 cnn'): 'cnn' is a recipe too; a run starts from one recipe, "
+                            "named first, then its changes"),
     (["sgd", "nesterov=maybe"], "--compare run 2 ('nesterov=maybe'): nesterov: expected true or false"),
     (["sgd", "arch=Linear(3,10)"], "--compare run 2 ('arch=Linear(3,10)'): arch=Linear(3,10): layer 0"),
     (["sgd", "adam lr=1 lr=2"], "--compare run 2 ('adam lr=1 lr=2'): 'lr=1' and 'lr=2' both set lr; give it once"),

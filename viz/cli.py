@@ -23,7 +23,26 @@ from .headless import (EXIT_DIVERGED, EXIT_GPU_LOST, EXIT_USAGE, StopRequest, ch
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse's two-line usage dump -> one line
-        raise UserError(message)
+        raise UserError(message + self._close_option(message))
+
+    def _close_option(self, message: str) -> str:
+        """`; did you mean '--train'?` for a mistyped option (`--trian`) among unrecognized
+        arguments, as a mistyped command gets; "" when none is close."""
+        if not message.startswith("unrecognized arguments:"):
+            return ""
+        for word in message.split(":", 1)[1].split():
+            if word.startswith("--"):
+                close, _ = _closest(word.split("=")[0][2:], [o[2:] for o in self._option_string_actions if o[:2] == "--"])
+                if close:
+                    return f"; did you mean '--{close}'?"
+        return ""
+
+
+def _closest(word: str, names: list[str]) -> tuple[str | None, float]:
+    """(the name most like `word`, how alike: difflib's ratio), None below its usual 0.6."""
+    best = max(names, key=lambda n: difflib.SequenceMatcher(None, word, n).ratio(), default=None)
+    ratio = difflib.SequenceMatcher(None, word, best).ratio() if best else 0.0
+    return (best, ratio) if ratio >= 0.6 else (None, ratio)
 
 
 def _positive_int(s: str) -> int:
@@ -135,7 +154,8 @@ def build_parser() -> tuple[_Parser, _Parser, _Parser]:
                             "shift, nesterov, init, gamma, step_epochs, beta1, beta2, eps)")
 
     ev = _Parser(prog="mnist-viz eval", description="Evaluate a checkpoint on the test set.")
-    ev.add_argument("--checkpoint", type=_path, help="a safetensors model (default: the shipped pretrained one)")
+    ev.add_argument("--checkpoint", type=_path, help="a safetensors model, or mlp / cnn: the shipped ones (default: "
+                    "the shipped model of --arch, else the MLP)")
     ev.add_argument("--data", type=_path, help="directory of IDX files (default: bundled MNIST)")
     ev.add_argument("--arch", help="the architecture, for a file that records none (one written by PyTorch)")
     ev.add_argument("--test-limit", type=_positive_int, help="evaluate on the first N test images")
@@ -143,7 +163,8 @@ def build_parser() -> tuple[_Parser, _Parser, _Parser]:
     view = _Parser(prog="mnist-viz", description="Realtime MNIST training visualizer: paint a digit, watch "
                    "the network train on the GPU.",
                    epilog="Headless: 'mnist-viz train --help' and 'mnist-viz eval --help'.")
-    view.add_argument("--checkpoint", type=_path, help="model to open (default: the pretrained one)")
+    view.add_argument("--checkpoint", type=_path, help="model to open, or mlp / cnn: the shipped ones (default: the "
+                      "pretrained MLP)")
     view.add_argument("--data", type=_path, help="directory of IDX files, any image size and classes "
                       "(default: bundled MNIST)")
     view.add_argument("--arch", help="start with a fresh network of this architecture (or read --checkpoint as it): "
@@ -214,6 +235,12 @@ def _view_args(view: _Parser, argv: list[str], commands: list[str]) -> argparse.
     words = [w for w in extra if not w.startswith("-")]
     if words and difflib.get_close_matches(words[0], commands, n=1):
         raise UserError(_unknown_command(words[0], commands))
+    options = [o[2:] for o in view._option_string_actions if o[:2] == "--"]
+    for word in (w for w in extra if w.startswith("--")):   # `mnist-viz --evla`: a command, dashed
+        command, alike = _closest(word[2:], commands)
+        if command and alike > _closest(word[2:], options)[1]:
+            raise UserError(f"unrecognized arguments: {' '.join(extra)}; did you mean the command {command!r} "
+                            f"(mnist-viz {command} [options])?")
     if extra:
         view.error(f"unrecognized arguments: {' '.join(extra)}")
     return args
@@ -346,6 +373,10 @@ def train_command(args) -> int:
     if args.save is not None:   # after the checks (an error stays one line), before the hours of training
         from ..compute.checkpoint import misleading_name
         warn_of_name("--save", args.save, misleading_name(args.save))
+    rows = min(args.limit or len(ds.train_images), len(ds.train_images))
+    if recipe.batch_size > rows:    # legal (one short step an epoch), but rarely meant
+        say(f"warning: --batch-size {recipe.batch_size} is above the {rows:,} training images: each epoch is one "
+            f"step of {rows:,}", err=True)
     dev = get_device()
     data = GpuDataset(ds, args.limit, args.test_limit)
     model = Sequential(arch, seed=recipe.seed, init=recipe.init)
@@ -521,8 +552,13 @@ def eval_command(args) -> int:
     from ..compute.model_io import default_model_path, read_checkpoint
     from ..compute.nn import Sequential
 
-    if args.checkpoint is None:
-        args.checkpoint = default_model_path()
+    from .files import checkpoint_path, missing_checkpoint, shipped_for
+    if args.checkpoint is None:     # the shipped model of --arch (cnn), else the shipped MLP
+        args.checkpoint = shipped_for(args.arch) or default_model_path()
+    else:
+        args.checkpoint = checkpoint_path(args.checkpoint)
+    if missing_checkpoint(args.checkpoint):
+        raise UserError(missing_checkpoint(args.checkpoint))
     ds = load_data(args.data)
     try:
         tensors, meta, arch, note = read_checkpoint(args.checkpoint, args.arch, ds.image_shape)
@@ -560,6 +596,11 @@ def view_command(args) -> int:
                             "--offscreen --frames 30 --screenshot out.png)")
     if args.screenshot is not None:     # before the GPU starts, not after the frames are rendered
         check_writable(args.screenshot, "--screenshot", kept_from_screenshot, example="screenshot.png")
+    if args.checkpoint is not None:
+        from .files import checkpoint_path, missing_checkpoint
+        args.checkpoint = checkpoint_path(args.checkpoint)
+        if missing_checkpoint(args.checkpoint):
+            raise UserError(missing_checkpoint(args.checkpoint))
     from ..compute.arch import ArchError
     from ..compute.checkpoint import CheckpointError
     try:

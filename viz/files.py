@@ -45,6 +45,35 @@ SHIPPED = {
 }
 
 
+def checkpoint_path(given: Path) -> Path:
+    """--checkpoint as given, or the shipped model it names where no such file is there: `mlp` or
+    `cnn`, or a shipped file's name (`assets/mnist-cnn.safetensors`, as the README writes it from
+    the checkout), so that the commands work the same from an installed package."""
+    if given.exists() or given.is_symlink():
+        return given
+    named = SHIPPED.get(str(given)) or next((m for m in SHIPPED.values() if m.asset == given.name), None)
+    return named.path if named is not None and named.path.exists() else given
+
+
+def missing_checkpoint(path: Path) -> str | None:
+    """The one-line error for a --checkpoint that is not there (checkpoint_path found no shipped
+    model by that name either), with what can be given instead; None when something is there."""
+    if path.exists() or path.is_symlink():
+        return None
+    from ..compute.pathinfo import printable_path
+    return (f"--checkpoint {printable_path(path)}: no such file; give a .safetensors file, or "
+            f"{' / '.join(SHIPPED)} for the shipped models")
+
+
+def shipped_for(arch: str | None) -> Path | None:
+    """The shipped model of architecture `arch` (`cnn`, `mlp` or its text), if one is."""
+    if arch is None:
+        return None
+    text = arch.strip()
+    named = SHIPPED.get(text) or next((m for m in SHIPPED.values() if m.architecture == text.replace(" ", "")), None)
+    return named.path if named is not None else None
+
+
 def default_autosave_dir() -> Path | None:
     """$XDG_CACHE_HOME/mnist-viz/autosaves, else under ~/.cache; None without a home directory."""
     try:
