@@ -49,6 +49,13 @@ def _error(path: str | Path, problem: str) -> DataError:
     return DataError(f"{printable_path(Path(path).name)}: {problem}")
 
 
+def _unreadable(path: Path, exc: OSError) -> DataError:
+    """The system would not read the file: its path (where to act) and the reason once; str(exc)
+    would repeat the path with an errno ('[Errno 13] Permission denied: ...')."""
+    fix = "check its permissions" if isinstance(exc, PermissionError) else "copy the file again or check its disk"
+    return DataError(f"{printable_path(path)}: cannot read the file ({exc.strerror or exc}); {fix}")
+
+
 def _warn(message: str) -> None:
     """A problem that does not stop loading: one line on stderr."""
     print(f"warning: {message}", file=sys.stderr)
@@ -65,7 +72,6 @@ def read_idx(path: str | Path) -> np.ndarray:
 def _read_idx_with_bytes(path: str | Path) -> tuple[np.ndarray, bytearray]:
     """Like read_idx, also returning the decompressed file content (for checksums)."""
     path = Path(path)
-    is_gzip = False
     try:
         with open(path, "rb") as raw:
             is_gzip = raw.read(2) == GZIP_MAGIC
@@ -78,9 +84,10 @@ def _read_idx_with_bytes(path: str | Path) -> tuple[np.ndarray, bytearray]:
         raise _error(path, "file not found") from None
     except IsADirectoryError:
         raise _error(path, "is a directory, not an IDX file") from None
-    except (OSError, EOFError, zlib.error) as exc:
-        problem = "corrupt gzip data" if is_gzip else "cannot read file"
-        raise _error(path, f"{problem}: {exc}") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise _error(path, f"corrupt gzip data: {exc}") from None
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
 
 
 def _parse_idx(stream, path: Path) -> tuple[np.ndarray, bytearray]:
@@ -197,8 +204,10 @@ def _read_md5sums(path: Path) -> dict[str, str]:
     sums = {}
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
         raise _error(path, f"cannot read checksums: {exc}") from None
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -238,7 +247,7 @@ def _file_md5(path: Path) -> str:
             while chunk := f.read(CHUNK_BYTES):
                 digest.update(chunk)
     except OSError as exc:
-        raise _error(path, f"cannot read file: {exc.strerror or exc}") from None
+        raise _unreadable(path, exc) from None
     return digest.hexdigest()
 
 

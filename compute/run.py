@@ -258,6 +258,25 @@ class Run:
             chunk = min(chunk * 2, per_submit)
         return total
 
+    def batch_rows(self, steps: np.ndarray) -> np.ndarray:
+        """Images in the batches of schedule steps `steps`: the batch size, but an epoch's last
+        step takes only the rest of the training set (each step's recorded loss and accuracy are
+        means over these images, not over the padded rows)."""
+        b = self.recipe.batch_size
+        return np.minimum(b, self.data.train.n - steps % self.steps_per_epoch * b)
+
+    def train_means(self, start: int) -> tuple[float, float]:
+        """(loss, accuracy) over the images of the run steps from `start` to now: an epoch's
+        training figures. The history holds each step's mean over its own batch, so each step
+        is weighted by its images; a plain mean of the steps would count an epoch's short last
+        batch (1 image of 65 at batch 64) as much as a full one. The steps are the last ones
+        taken, at the current batch size (no restore or rebuild since `start`). Reads back the
+        steps' history (8 bytes a step)."""
+        hist = self.metrics.read_history(start, self.steps_taken).astype(np.float64)
+        rows = self.batch_rows(np.arange(self.step - len(hist), self.step))
+        loss, accuracy = np.average(hist, axis=0, weights=rows)
+        return float(loss), float(accuracy)
+
     def draw_order_ahead(self) -> None:
         """Draw the next epoch's order now (numpy's permutation of the training set: ~0.5 ms of
         CPU), to be used at that epoch's start instead of drawing it there. Called while the GPU is

@@ -239,6 +239,27 @@ def test_missing_file(tmp_path):
         read_idx(tmp_path / "train-images-idx3-ubyte")
 
 
+@pytest.mark.parametrize("unreadable", ["t10k-labels-idx1-ubyte", "train-images-idx3-ubyte.gz", "MD5SUMS"])
+def test_unreadable_file_is_named_once_with_the_fix(unreadable, tmp_path, monkeypatch):
+    """Guards against a file the user may not read (chmod 000) printed as Python's exception text,
+    'cannot read file: [Errno 13] Permission denied: 'd/t10k-labels-idx1-ubyte'': the path once,
+    the reason, what to do. Read as nobody when the tests run as root (who reads any file), from
+    inside tmp_path (its parents are closed to nobody)."""
+    from test_hardening_files import raised_unprivileged
+    data = tmp_path / "d"
+    paths = make_dataset(data, gz=False)
+    if unreadable.endswith(".gz"):                   # one read through gzip
+        write_idx(data / unreadable, read_idx(paths["train_images"]))
+        paths["train_images"].unlink()
+    if unreadable == "MD5SUMS":
+        (data / unreadable).write_text("")
+    os.chmod(tmp_path, 0o755)
+    monkeypatch.chdir(tmp_path)
+    os.chmod(data / unreadable, 0)
+    message = raised_unprivileged(lambda: load_dataset("d"))
+    assert message == f"d/{unreadable}: cannot read the file (Permission denied); check its permissions", message
+
+
 def test_missing_directory(tmp_path):
     with pytest.raises(DataError, match="nowhere: dataset directory not found"):
         load_dataset(tmp_path / "nowhere")

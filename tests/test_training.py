@@ -15,7 +15,8 @@ def plain(**kw) -> Recipe:
 
 
 def numpy_step(sd, x, y, lr):
-    """One SGD step of Linear-ReLU-Linear + mean softmax cross-entropy, float64."""
+    """One SGD step of Linear-ReLU-Linear + mean softmax cross-entropy, float64: the new weights,
+    the batch's mean loss and its correct predictions (before the step)."""
     w1, b1, w2, b2 = (sd[k].astype(np.float64) for k in ("0.weight", "0.bias", "2.weight", "2.bias"))
     n = len(y)
     h = np.maximum(x @ w1.T + b1, 0)
@@ -29,7 +30,7 @@ def numpy_step(sd, x, y, lr):
     dh = dz @ w2 * (h > 0)
     new = {"0.weight": w1 - lr * (dh.T @ x), "0.bias": b1 - lr * dh.sum(0),
            "2.weight": w2 - lr * (dz.T @ h), "2.bias": b2 - lr * dz.sum(0)}
-    return new, loss
+    return new, loss, int((z.argmax(1) == y).sum())
 
 
 @pytest.mark.parametrize("engine", ["graph", "compiled"])
@@ -47,12 +48,40 @@ def test_training_steps_match_numpy_including_tail_batch(engine, mnist):
             tr.run_steps(1)
         rows = perm[step * 40: step * 40 + 40]
         x = mnist.train_images[rows].reshape(len(rows), -1) / 255.0
-        sd, loss = numpy_step(sd, x, mnist.train_labels[rows].astype(int), 0.2)
+        sd, loss, _ = numpy_step(sd, x, mnist.train_labels[rows].astype(int), 0.2)
         losses.append(loss)
         got = model.state_dict()
         for k in sd:
             np.testing.assert_allclose(got[k], sd[k], rtol=1e-4, atol=2e-6, err_msg=f"step {step} {k}")
     np.testing.assert_allclose(tr.metrics.read_history(0, 3)[:, 0], losses, rtol=1e-4)
+
+
+@pytest.mark.parametrize("engine", ["graph", "compiled"])
+def test_epoch_loss_and_accuracy_weigh_images_not_steps(engine, mnist):
+    """Guards against an epoch's train loss and accuracy (Run.train_means, the CLI's epoch line)
+    being the plain mean of its steps: 65 images at batch 64 are a step of 64 and a step of 1,
+    and weighing the 1-image step as much as the other, `mnist-viz train` printed 56.25% (no
+    k/65). Two epochs (the second's steps are not the run's first) against numpy's mean over
+    the epoch's 65 images."""
+    data = GpuDataset(mnist, limit=65)
+    model = mlp([784, 24, 10], seed=2)
+    tr = Run(model, data, plain(epochs=2, batch_size=64, lr=0.2), engine=engine)
+    assert tr.engine == engine
+    sd = model.state_dict()
+    for epoch in range(2):
+        first = tr.steps_taken
+        tr.run_steps(1)  # writes the epoch's permutation, then its first step
+        perm = np.frombuffer(get_device().read(data.perm), np.uint32)[:65]
+        tr.run_steps(1)  # the 1-image tail
+        loss_sum = correct = 0
+        for rows in (perm[:64], perm[64:]):
+            x = mnist.train_images[rows].reshape(len(rows), -1) / 255.0
+            sd, loss, right = numpy_step(sd, x, mnist.train_labels[rows].astype(int), 0.2)
+            loss_sum, correct = loss_sum + loss * len(rows), correct + right
+        loss, acc = tr.train_means(first)
+        np.testing.assert_allclose(loss, loss_sum / 65, rtol=1e-4, err_msg=f"epoch {epoch + 1}")
+        assert abs(acc * 65 - round(acc * 65)) < 1e-4, f"epoch {epoch + 1}: {acc} is no k/65"
+        assert abs(acc - correct / 65) <= 1 / 65 + 1e-6, (epoch, acc, correct)  # a float tie at most
 
 
 def test_evaluation_matches_numpy(mnist):

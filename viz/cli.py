@@ -484,8 +484,7 @@ def _train_epochs(args, run, stop: StopRequest) -> int:
             return _interrupted(args, run, stop.signum)
         if run.diverged(run.read_flags()):
             return _diverged(args, run, epoch)
-        hist = run.metrics.read_history(first, run.steps_taken)
-        loss, train_acc = float(hist[:, 0].mean()), float(hist[:, 1].mean())
+        loss, train_acc = run.train_means(first)     # over the epoch's images, not its steps
         width = len(str(recipe.epochs))
         # The epoch's images, not its batch rows: a last batch short of --batch-size is padded.
         line = (f"epoch {epoch + 1:>{width}}/{recipe.epochs}  loss {loss:.4f}  train acc {train_acc * 100:.2f}%"

@@ -114,8 +114,7 @@ def _end_of_epoch(args, e, k: int, epoch: int, first: int, r: _Result, t0: float
         say(f"error: run {k} ({e.name}) diverged in epoch {epoch + 1} (the loss became NaN, infinite or exploded) "
             f"and stopped; try a smaller learning rate (lr={run.recipe.lr / 10:g})", err=True)
         return
-    hist = run.metrics.read_history(first, run.steps_taken)
-    r.loss, train_acc = float(hist[:, 0].mean()), float(hist[:, 1].mean())
+    r.loss, train_acc = run.train_means(first)      # over the epoch's images, not its steps
     epochs = run.recipe.epochs
     line = (f"epoch {epoch + 1:>{len(str(epochs))}}/{epochs}  run {k}  loss {r.loss:.4f}  "
             f"train acc {train_acc * 100:.2f}%")
