@@ -164,8 +164,9 @@ def _accepted_names(role: str) -> list[str]:
     return names + [name + ".gz" for name in names]
 
 
-def find_idx_files(directory: str | Path) -> dict[str, Path]:
-    """Map train/test images/labels to files in directory, accepting the usual MNIST names."""
+def find_idx_files(directory: str | Path, need_train: bool = True) -> dict[str, Path]:
+    """Map train/test images/labels to files in directory, accepting the usual MNIST names
+    (without `need_train`, the training files may be missing: evaluation reads the test set only)."""
     directory = Path(directory)
     if not directory.is_dir():
         if directory.exists():   # a file given for its directory: say so, not 'not found'
@@ -178,7 +179,8 @@ def find_idx_files(directory: str | Path) -> dict[str, Path]:
         match = next((path for path in candidates if path.is_file()), None)
         if match is None:
             _reject_non_files(role, candidates)
-            missing.append(f"{role} (one of {', '.join(_accepted_names(role))})")
+            if need_train or not role.startswith("train"):
+                missing.append(f"{role.replace('_', ' ')} (one of {', '.join(_accepted_names(role))})")
         else:
             found[role] = match
     if not found:
@@ -295,13 +297,17 @@ def _check_train_labels(path: Path, labels: np.ndarray, test_path: Path, test_la
               f"training samples; labels should number the classes from 0 without gaps")
 
 
-def load_dataset(directory: str | Path, verify_checksums: bool | None = None) -> Dataset:
+def load_dataset(directory: str | Path, verify_checksums: bool | None = None, need_train: bool = True) -> Dataset:
     """Load and cross-check an IDX dataset directory.
 
     verify_checksums: None verifies when MD5SUMS exists, True requires it, False skips it.
+    need_train False: a directory with the test files only is a dataset with no training images,
+    its classes those the test labels number (what evaluating a model needs).
     """
     directory = Path(directory)
-    paths = find_idx_files(directory)
+    paths = find_idx_files(directory, need_train)
+    if "train_images" not in paths or "train_labels" not in paths:
+        return _test_only(directory, paths, verify_checksums)
     sums = _expected_checksums(directory, verify_checksums)
     arrays = {}
     for role, path in paths.items():
@@ -320,3 +326,17 @@ def load_dataset(directory: str | Path, verify_checksums: bool | None = None) ->
     _check_test_labels(paths["test_labels"], arrays["test_labels"], num_classes)
     _check_train_labels(paths["train_labels"], arrays["train_labels"], paths["test_labels"], arrays["test_labels"])
     return Dataset(**arrays, num_classes=num_classes, name=directory.resolve().name)
+
+
+def _test_only(directory: Path, paths: dict[str, Path], verify_checksums: bool | None) -> Dataset:
+    """The test split alone (load_dataset without need_train), with empty training arrays."""
+    sums = _expected_checksums(directory, verify_checksums)
+    arrays = {}
+    for role in ("test_images", "test_labels"):
+        arrays[role], content = _read_idx_with_bytes(paths[role])
+        if sums is not None:
+            _verify_checksum(paths[role], content, sums)
+    _check_split(paths["test_images"], arrays["test_images"], paths["test_labels"], arrays["test_labels"])
+    num_classes = _num_classes(paths["test_labels"], arrays["test_labels"])
+    return Dataset(train_images=arrays["test_images"][:0], train_labels=arrays["test_labels"][:0], **arrays,
+                   num_classes=num_classes, name=directory.resolve().name)

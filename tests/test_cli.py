@@ -295,3 +295,18 @@ def test_a_mistyped_option_gets_the_closest_one(argv, hint):
     or the command a dashed word is close to; one line, exit 2."""
     p = run(*argv)
     assert_one_line_error(p, hint)
+
+
+def test_eval_needs_only_the_test_files(tmp_path):
+    """Guards against `eval --data DIR` refusing a directory of the test files alone (a first
+    user's trial: evaluation reads no training image, yet it asked for them by internal key
+    names): eval scores the test set; train still needs, and names, the training files."""
+    import shutil
+    for f in (ROOT / "assets" / "mnist").glob("t10k-*"):
+        shutil.copy(f, tmp_path / f.name)
+    p = run("eval", "--data", str(tmp_path), "--test-limit", "200")
+    assert p.returncode == 0 and "test accuracy: " in p.stdout, p.stderr
+    assert float(p.stdout.split("test accuracy: ")[1].split("%")[0]) > 90
+    assert_one_line_error(run("train", "--data", str(tmp_path), "--limit", "64"),
+                          f"{tmp_path}: missing train images (one of train-images-idx3-ubyte, ",
+                          "; train labels (one of ")

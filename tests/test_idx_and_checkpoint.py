@@ -273,7 +273,7 @@ def test_directory_without_idx_files(tmp_path):
 
 def test_directory_missing_one_file(tmp_path):
     make_dataset(tmp_path)["test_labels"].unlink()
-    with pytest.raises(DataError, match=re.escape(f"{tmp_path}: missing test_labels (one of t10k-labels-idx1-ubyte, ")):
+    with pytest.raises(DataError, match=re.escape(f"{tmp_path}: missing test labels (one of t10k-labels-idx1-ubyte, ")):
         load_dataset(tmp_path)
 
 

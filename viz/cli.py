@@ -558,7 +558,10 @@ def eval_command(args) -> int:
         args.checkpoint = checkpoint_path(args.checkpoint)
     if missing_checkpoint(args.checkpoint):
         raise UserError(missing_checkpoint(args.checkpoint))
-    ds = load_data(args.data)
+    ds = load_data(args.data, need_train=False)
+    if len(ds.train_images) == 0:   # test files only: GpuDataset still wants a training row it will not use
+        import dataclasses
+        ds = dataclasses.replace(ds, train_images=ds.test_images[:1], train_labels=ds.test_labels[:1])
     try:
         tensors, meta, arch, note = read_checkpoint(args.checkpoint, args.arch, ds.image_shape)
     except CheckpointError as e:

@@ -120,9 +120,10 @@ def network_text(arch) -> str:
     return arch.text        # dropout of its own kind (not after every hidden layer, or of several rates)
 
 
-def load_data(path: Path | None):
+def load_data(path: Path | None, need_train: bool = True):
+    """--data (else the bundled MNIST); without `need_train` a test set alone will do (eval)."""
     from ..compute.idx import bundled_mnist_dir, load_dataset
-    return load_dataset(path if path is not None else bundled_mnist_dir())
+    return load_dataset(path if path is not None else bundled_mnist_dir(), need_train=need_train)
 
 
 class StopRequest:
