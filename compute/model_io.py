@@ -137,18 +137,23 @@ def infer_mlp(tensors: dict, metadata: dict, image_shape=None) -> Architecture:
 
 
 def _check_tensors(arch: Architecture, tensors: dict) -> None:
-    """Every tensor the architecture needs, with its shape; nothing else (errors name the layer)."""
+    """Every tensor the architecture needs, with its shape; nothing else (errors name the layer).
+    A layer that finds another shape, or nothing, is said before the tensors left over: a conv
+    net's file read as an MLP differs first at layer 0, which says more than its extra names."""
     expected = arch.param_shapes()
     extra = sorted(set(tensors) - set(expected))
-    if extra:
-        raise ValueError(f"unexpected tensors {', '.join(extra)} for {arch.text}")
     for key, shape in expected.items():
-        i = int(key.split(".")[0])
-        if key not in tensors:
-            raise ValueError(f"layer {i} {arch.layers[i]} needs {key}, which the file does not have")
-        if tuple(tensors[key].shape) != tuple(shape):
+        if key in tensors and tuple(tensors[key].shape) != tuple(shape):
+            i = int(key.split(".")[0])
             raise ValueError(f"layer {i} {arch.layers[i]} needs {key} of shape {tuple(shape)}, the file has "
                              f"{tuple(tensors[key].shape)}")
+    for key in expected:
+        if key not in tensors:
+            i = int(key.split(".")[0])
+            instead = f" (it has {', '.join(extra)} instead)" if extra else ""
+            raise ValueError(f"layer {i} {arch.layers[i]} needs {key}, which the file does not have{instead}")
+    if extra:
+        raise ValueError(f"unexpected tensors {', '.join(extra)} for {arch.text}")
 
 
 def load_model(path, seed: int = 0, arch=None, image_shape=None) -> tuple[Sequential, dict]:

@@ -69,7 +69,22 @@ def test_a_pytorch_flatten_first_mlp_loads_and_says_what_it_assumed(tmp_path):
     assert explicit.returncode == 0 and "warning" not in explicit.stderr
     assert explicit.stdout.splitlines()[-1] == e.stdout.splitlines()[-1]
     bad = run("eval", "--checkpoint", str(path), "--arch", "Linear(784,16),ReLU(),Linear(16,10)")
-    one_line_error(bad, "--arch", "torch.safetensors", "unexpected tensors 1.bias, 1.weight, 3.bias, 3.weight")
+    one_line_error(bad, "--arch", "torch.safetensors", "layer 0 Linear(784,16) needs 0.weight, which the file does "
+                   "not have (it has 1.bias, 1.weight, 3.bias, 3.weight instead)")
+
+
+def test_a_conv_checkpoint_read_as_an_mlp_names_the_first_layer_that_differs(tmp_path):
+    """Guards against `eval --checkpoint conv.safetensors --arch 784-128-10` answering with the
+    conv file's leftover tensor names (a first user's trial: `unexpected tensors 4.bias, ...`):
+    layer 0's shape differs first, and says more."""
+    from mnist_viz.compute.arch import parse
+    from mnist_viz.compute.model_io import save_model
+    from mnist_viz.compute.nn import Sequential
+    path = tmp_path / "conv.safetensors"
+    save_model(path, Sequential(parse("Conv2d(1,4,5),ReLU(),MaxPool2d(2),Flatten(),Linear(576,10)")), {})
+    bad = run("eval", "--checkpoint", str(path), "--arch", "784-128-10", "--test-limit", "64")
+    one_line_error(bad, "--arch", "conv.safetensors", "layer 0 Linear(784,128) needs 0.weight of shape (128, 784), "
+                   "the file has (4, 1, 5, 5)")
 
 
 def test_recipe_cnn_trains_the_cnn_it_was_tuned_for():
