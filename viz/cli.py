@@ -551,13 +551,11 @@ def eval_command(args) -> int:
     from ..compute.model_io import default_model_path, read_checkpoint
     from ..compute.nn import Sequential
 
-    from .files import checkpoint_path, missing_checkpoint, shipped_for
+    from .files import checkpoint_path, shipped_for
     if args.checkpoint is None:     # the shipped model of --arch (cnn), else the shipped MLP
         args.checkpoint = shipped_for(args.arch) or default_model_path()
     else:
         args.checkpoint = checkpoint_path(args.checkpoint)
-    if missing_checkpoint(args.checkpoint):
-        raise UserError(missing_checkpoint(args.checkpoint))
     ds = load_data(args.data, need_train=False)
     if len(ds.train_images) == 0:   # test files only: GpuDataset still wants a training row it will not use
         import dataclasses
@@ -599,10 +597,8 @@ def view_command(args) -> int:
     if args.screenshot is not None:     # before the GPU starts, not after the frames are rendered
         check_writable(args.screenshot, "--screenshot", kept_from_screenshot, example="screenshot.png")
     if args.checkpoint is not None:
-        from .files import checkpoint_path, missing_checkpoint
+        from .files import checkpoint_path
         args.checkpoint = checkpoint_path(args.checkpoint)
-        if missing_checkpoint(args.checkpoint):
-            raise UserError(missing_checkpoint(args.checkpoint))
     from ..compute.arch import ArchError
     from ..compute.checkpoint import CheckpointError
     try:

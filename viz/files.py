@@ -48,21 +48,17 @@ SHIPPED = {
 def checkpoint_path(given: Path) -> Path:
     """--checkpoint as given, or the shipped model it names where no such file is there: `mlp` or
     `cnn`, or a shipped file's name (`assets/mnist-cnn.safetensors`, as the README writes it from
-    the checkout), so that the commands work the same from an installed package."""
+    the checkout), so that the commands work the same from an installed package. Neither: one
+    line saying what can be given instead (UserError)."""
     if given.exists() or given.is_symlink():
         return given
     named = SHIPPED.get(str(given)) or next((m for m in SHIPPED.values() if m.asset == given.name), None)
-    return named.path if named is not None and named.path.exists() else given
-
-
-def missing_checkpoint(path: Path) -> str | None:
-    """The one-line error for a --checkpoint that is not there (checkpoint_path found no shipped
-    model by that name either), with what can be given instead; None when something is there."""
-    if path.exists() or path.is_symlink():
-        return None
+    if named is not None and named.path.exists():
+        return named.path
     from ..compute.pathinfo import printable_path
-    return (f"--checkpoint {printable_path(path)}: no such file; give a .safetensors file, or "
-            f"{' / '.join(SHIPPED)} for the shipped models")
+    from .errors import UserError
+    raise UserError(f"--checkpoint {printable_path(given)}: no such file; give a .safetensors file, or "
+                    f"{' / '.join(SHIPPED)} for the shipped models")
 
 
 def shipped_for(arch: str | None) -> Path | None:
