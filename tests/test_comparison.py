@@ -205,3 +205,20 @@ def test_the_compare_command_does_not_import_the_cli_that_imports_it():
                          env={"PYTHONPATH": str(root / "tests" / "checkout"), "PATH": "/usr/bin:/bin"}, cwd=root)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "mnist_viz.viz.headless"], out.stdout
+
+
+def test_a_runs_own_network_over_the_commands_options_is_said(capsys):
+    """Guards against `--compare 'hidden=32' 'lr=0.05' --arch 784-64-10` (a first user's trial)
+    quietly training run 1 without the --arch the command gave (alone, --arch with --hidden is an
+    error): one `note:` line per run whose arch= / hidden= sets the command's network options
+    aside, naming them; a run that keeps them gets none."""
+    code, out, err = cli(capsys, "--compare", "hidden=32", "lr=0.05", "--arch", "784-64-10", "--limit", "64",
+                         "--test-limit", "64", "--epochs", "1")
+    notes = [line for line in err.splitlines() if line.startswith("note:")]
+    assert code == 0 and notes == ["note: --compare run 1 ('hidden=32'): its own network replaces --arch 784-64-10 "
+                                   "for this run"], err
+    code, out, err = cli(capsys, "--compare", "arch=784-32-10", "hidden=16", "--dropout", "0.5", "--limit", "64",
+                         "--test-limit", "64", "--epochs", "1")
+    notes = [line for line in err.splitlines() if line.startswith("note:")]
+    assert code == 0 and notes == ["note: --compare run 1 ('arch=784-32-10'): its own network replaces --dropout 0.5 "
+                                   "for this run"], err

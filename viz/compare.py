@@ -43,6 +43,10 @@ def compare_command(args, base) -> int:
             archs.append(check_training(run_network_args(args, spec), ds, spec.recipe, spec.keys))  # before the GPU
         except (UserError, ValueError) as e:     # the architecture, the budget; the run's keys named as it wrote them
             raise UserError(f"--compare run {i} ({text!r}): {e}") from None
+    for i, (text, spec) in enumerate(zip(args.compare, specs), 1):
+        replaced = _replaced_options(args, spec)
+        if replaced:
+            say(f"note: --compare run {i} ({text!r}): its own network replaces {replaced} for this run", err=True)
     dev = get_device()
     data = GpuDataset(ds, args.limit, args.test_limit)
     comp = Comparison(data)
@@ -69,6 +73,19 @@ def _specs(args, base) -> list:
         except SpecError as e:
             raise UserError(f"--compare run {i} ({text!r}): {e}") from None
     return specs
+
+
+def _replaced_options(args, spec) -> str:
+    """The command's network options a run's own arch= or hidden= sets aside (headless.
+    run_network_args: arch= replaces --arch, --hidden and --dropout; hidden= replaces --arch and
+    --hidden, and keeps --dropout), as written; "" for none. Alone, such a mix is an error; in a
+    comparison the run's text is what that run means, so it wins, and is said."""
+    if spec.arch is None and spec.hidden is None:
+        return ""
+    given = [(f"--arch {args.arch}", args.arch), (f"--hidden {','.join(map(str, args.hidden or []))}", args.hidden)]
+    if spec.arch is not None and args.dropout is not None:
+        given.append((f"--dropout {args.dropout:g}", args.dropout))
+    return " ".join(text for text, value in given if value is not None)
 
 
 def _race(args, comp, stop: StopRequest) -> int:
