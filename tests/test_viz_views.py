@@ -261,3 +261,16 @@ def test_prediction_badge_shows_the_winning_digit_in_the_same_frame():
             px = tex[top + r * 8 + 4, 8 + c * 8 + 4]
             on = bool(bits >> (4 - c) & 1)
             assert (np.abs(px - accent).max() <= 3) == on, (r, c, px)
+
+
+def test_tile_labels_of_small_images_are_readable():
+    """Guards against the dataset browser cutting class names to a letter and a half under 8 x 8
+    images (a first user's trial: 'r:', 'mi'): a tile may widen to LABEL_MIN_CHARS characters of
+    label, so 'middle' fits; 28 x 28 digits keep their 28-pixel tiles, and a long name is still cut."""
+    from mnist_viz.viz import glyphs
+    from mnist_viz.viz.dataviews import LABEL_SCALE, TileGrid
+    small = TileGrid(8, 8, ["left", "middle", "right"])
+    assert small.tile_w >= glyphs.text_width("middle", LABEL_SCALE) and small.lines == 1
+    assert TileGrid(28, 28, [str(d) for d in range(10)]).tile_w == 28
+    assert TileGrid(28, 28, [str(d) for d in range(10)], arrow=True).tile_w == 40     # as before
+    assert TileGrid(8, 8, ["a very long class name"]).tile_w < glyphs.text_width("a very long class name", LABEL_SCALE)

@@ -21,17 +21,22 @@ GAP = 2
 LABEL_SCALE = 2           # thumbnail labels: the 5x7 font at twice its size (readable when shown)
 
 
+LABEL_MIN_CHARS = 6       # a label may widen its tile to this many characters, however small the image
+
+
 class TileGrid:
     """Geometry of a page of digit tiles (shared by the gallery and the dataset browser):
-    each tile is wide enough for its label at LABEL_SCALE (up to twice the image's width,
-    beyond that names are cut), and as many columns as fit PAGE_WIDTH."""
+    each tile is wide enough for its label at LABEL_SCALE (up to twice the image's width, or
+    LABEL_MIN_CHARS characters for small images, beyond that names are cut), and as many columns
+    as fit PAGE_WIDTH."""
 
     def __init__(self, iw: int, ih: int, names=(), arrow: bool = False, rows: int = TILE_ROWS):
         widest = max((glyphs.text_width(n) for n in names), default=0)
+        most = max(2 * iw, (glyphs.text_width("x" * LABEL_MIN_CHARS) + 3) * LABEL_SCALE)   # 8 x 8 images: 'middle'
         one_line = (2 * widest + (glyphs.ADVANCE + 4) if arrow else widest) * LABEL_SCALE
-        self.lines = 1 if one_line <= 2 * iw else 2
+        self.lines = 1 if one_line <= most else 2
         label_w = one_line if self.lines == 1 else (widest + glyphs.ADVANCE + 2) * LABEL_SCALE
-        self.tile_w = max(iw, min(label_w + 3 * LABEL_SCALE, 2 * iw))   # labels of neighbours apart
+        self.tile_w = max(iw, min(label_w + 3 * LABEL_SCALE, most))   # labels of neighbours apart
         self.label_h = self.lines * (glyphs.GLYPH_H * LABEL_SCALE + 2) + 2
         self.iw, self.ih, self.rows = iw, ih, rows
         self.pw, self.ph = self.tile_w + GAP, ih + self.label_h + GAP
