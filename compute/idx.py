@@ -306,16 +306,19 @@ def load_dataset(directory: str | Path, verify_checksums: bool | None = None, ne
     """
     directory = Path(directory)
     paths = find_idx_files(directory, need_train)
-    if "train_images" not in paths or "train_labels" not in paths:
-        return _test_only(directory, paths, verify_checksums)
     sums = _expected_checksums(directory, verify_checksums)
     arrays = {}
     for role, path in paths.items():
         arrays[role], content = _read_idx_with_bytes(path)
         if sums is not None:
             _verify_checksum(path, content, sums)
-    _check_split(paths["train_images"], arrays["train_images"], paths["train_labels"], arrays["train_labels"])
     _check_split(paths["test_images"], arrays["test_images"], paths["test_labels"], arrays["test_labels"])
+    if not {"train_images", "train_labels"} <= paths.keys():    # the test split alone (need_train False)
+        test_images, test_labels = arrays["test_images"], arrays["test_labels"]
+        return Dataset(train_images=test_images[:0], train_labels=test_labels[:0], test_images=test_images,
+                       test_labels=test_labels, num_classes=_num_classes(paths["test_labels"], test_labels),
+                       name=directory.resolve().name)
+    _check_split(paths["train_images"], arrays["train_images"], paths["train_labels"], arrays["train_labels"])
     train_hw, test_hw = arrays["train_images"].shape[1:], arrays["test_images"].shape[1:]
     if train_hw != test_hw:
         raise DataError(
@@ -326,17 +329,3 @@ def load_dataset(directory: str | Path, verify_checksums: bool | None = None, ne
     _check_test_labels(paths["test_labels"], arrays["test_labels"], num_classes)
     _check_train_labels(paths["train_labels"], arrays["train_labels"], paths["test_labels"], arrays["test_labels"])
     return Dataset(**arrays, num_classes=num_classes, name=directory.resolve().name)
-
-
-def _test_only(directory: Path, paths: dict[str, Path], verify_checksums: bool | None) -> Dataset:
-    """The test split alone (load_dataset without need_train), with empty training arrays."""
-    sums = _expected_checksums(directory, verify_checksums)
-    arrays = {}
-    for role in ("test_images", "test_labels"):
-        arrays[role], content = _read_idx_with_bytes(paths[role])
-        if sums is not None:
-            _verify_checksum(paths[role], content, sums)
-    _check_split(paths["test_images"], arrays["test_images"], paths["test_labels"], arrays["test_labels"])
-    num_classes = _num_classes(paths["test_labels"], arrays["test_labels"])
-    return Dataset(train_images=arrays["test_images"][:0], train_labels=arrays["test_labels"][:0], **arrays,
-                   num_classes=num_classes, name=directory.resolve().name)

@@ -254,6 +254,15 @@ def test_full_disk_after_training_is_one_error_line(tiny_tmpfs, tmp_path):
 # ------------------------------------------------------------ A. files that are there already
 
 
+def existing_file(path, checkpoint: bool):
+    """A file already at path, as a user's earlier work: a checkpoint, or a few lines of text."""
+    if checkpoint:
+        save_state_dict(path, small_state())
+    else:
+        path.write_text("my notes\n")
+    return path
+
+
 @pytest.mark.parametrize("existing,overwrite,reason", [
     ("checkpoint", False, "the file exists; choose another path, or add --overwrite to replace it"),
     ("notes", False, "the file exists and is not a safetensors checkpoint; choose another path"),
@@ -263,11 +272,8 @@ def test_save_never_replaces_a_file_unasked(existing, overwrite, reason, tmp_pat
     """Guards against: a second `train --save m.safetensors` replacing the first run's model without
     a word, and `--save notes.txt` (a slip of tab completion) turning the user's notes into a model,
     with --overwrite too (it replaces only a checkpoint)."""
-    target = tmp_path / ("m.safetensors" if existing == "checkpoint" else "notes.txt")
-    if existing == "checkpoint":
-        save_state_dict(target, small_state())
-    else:
-        target.write_text("my notes\n")
+    target = existing_file(tmp_path / ("m.safetensors" if existing == "checkpoint" else "notes.txt"),
+                           existing == "checkpoint")
     before = target.read_bytes()
     line = refused_before_training(target, tmp_path, *(["--overwrite"] if overwrite else []))
     assert line.startswith(f"error: --save {target}: {reason}"), line
@@ -882,11 +888,8 @@ def test_screenshot_target_is_checked_before_the_gpu_starts(case, tmp_path):
         assert line.startswith(f"error: --screenshot {tmp_path / 'ro' / 'x.png'}: cannot write there (") and \
             line.endswith(fix), line
     else:
-        target = tmp_path / ("victim.safetensors" if case == "checkpoint" else "notes.png")
-        if case == "checkpoint":
-            save_state_dict(target, small_state())
-        else:
-            target.write_text("not a picture\n")
+        target = existing_file(tmp_path / ("victim.safetensors" if case == "checkpoint" else "notes.png"),
+                               case == "checkpoint")
         before = target.read_bytes()
         assert shoot(target) == f"error: --screenshot {target}: the file exists and is not a PNG image; choose " \
                                 "another path (a screenshot replaces only an earlier PNG)"
