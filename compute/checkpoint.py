@@ -75,7 +75,8 @@ def load_state_dict(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # SafetensorError, and pyo3 panics, which derive from BaseException
-        raise CheckpointError(f"{printable_path(path.name)}: not a valid safetensors file ({_one_line(exc)})") from None
+        what = "a damaged safetensors checkpoint" if _header_is_whole(data) else "not a valid safetensors file"
+        raise CheckpointError(f"{printable_path(path.name)}: {what} ({_one_line(exc)})") from None
     tensors = {name: _to_float32(path, name, view) for name, view in views}
     return tensors, _metadata(path, data)
 
@@ -127,6 +128,17 @@ def _read_bounded(f, size: int, name: str) -> bytes:
     if len(data) != size:
         raise CheckpointError(f"{invalid} (the file changed while it was read)")
     return data
+
+
+def _header_is_whole(data: bytes) -> bool:
+    """Whether a file that did not deserialize still begins with a whole safetensors header (a
+    checkpoint cut short, or with its tensors' bytes damaged): the same test is_safetensors_file
+    makes, so `eval` calls it a damaged checkpoint where `--save --overwrite` may replace it."""
+    header_len = int.from_bytes(data[:8], "little")
+    try:
+        return isinstance(json.loads(data[8:8 + header_len]), dict)
+    except ValueError:
+        return False
 
 
 def _one_line(exc: BaseException) -> str:

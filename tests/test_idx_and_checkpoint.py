@@ -429,8 +429,23 @@ def test_truncated_checkpoint(tmp_path, cut):
     path = tmp_path / "model.safetensors"
     save_state_dict(path, mlp_tensors())
     path.write_bytes(path.read_bytes()[:-cut])
-    with pytest.raises(CheckpointError, match="model.safetensors: not a valid safetensors file"):
+    # its header is whole: a damaged checkpoint, the words `--save --overwrite` acts on (it may replace it)
+    with pytest.raises(CheckpointError, match="model.safetensors: a damaged safetensors checkpoint"):
         load_state_dict(path)
+
+
+@pytest.mark.parametrize("cut", [1, 3000, "header"])
+def test_eval_and_overwrite_agree_on_a_damaged_checkpoint(tmp_path, cut):
+    """What `eval` calls a damaged checkpoint is what `--save --overwrite` may replace (a file cut in
+    its header is neither: not a checkpoint to either)."""
+    from mnist_viz.compute.checkpoint import is_safetensors_file
+    path = tmp_path / "model.safetensors"
+    save_state_dict(path, mlp_tensors())
+    data = path.read_bytes()
+    path.write_bytes(data[:20] if cut == "header" else data[:-cut])
+    with pytest.raises(CheckpointError) as caught:
+        load_state_dict(path)
+    assert ("a damaged safetensors checkpoint" in str(caught.value)) == is_safetensors_file(path) == (cut != "header")
 
 
 @pytest.mark.parametrize("content", [b"", b"\x00" * 7, os.urandom(4096), b"\x80\x04\x95" + bytes(64)])
