@@ -28,6 +28,15 @@ from .structs import FLAG_STALLED, FLAGS_DIVERGED, OPTIM
 from .tensor import Tensor
 
 ENGINES = ("auto", "compiled", "graph")
+# Headless submissions (run_steps): the first holds FIRST_CHUNK steps, so the GPU starts at once;
+# each later one at most RAMP x the steps queued ahead of it. While Python encodes a submission
+# the GPU runs what is queued, so a submission may take as long to encode as the queue takes to
+# run: with 784-128-10 at batch 32 the CPU's 15 us a step against the GPU's 17.8 leave RAMP
+# <= 0.18 (doubling each submission, as before, left the H100 idle 7.4 ms of a 42 ms epoch:
+# benchmarks/epoch_timeline.py, benchmarks/NOTES.md).
+FIRST_CHUNK = 16
+RAMP = 0.15
+DRAW_AFTER = 128        # steps queued before the next epoch's order is drawn (~0.5-1 ms of CPU)
 
 
 class Run:
@@ -241,22 +250,30 @@ class Run:
         self.weights_version += 1
         return n
 
-    def run_steps(self, n: int, per_submit: int = 256) -> int:
-        """Headless: encode and submit up to n steps in chunks, without waiting (the GPU
-        runs one chunk while Python encodes the next). Returns the steps submitted."""
-        dev = get_device()
-        chunk, total = min(16, per_submit), 0
+    def run_steps(self, n: int, per_submit: int = 256, queued: int = 0) -> int:
+        """Headless: encode and submit up to n steps in chunks, without waiting (the GPU runs
+        what is queued while Python encodes the next chunk). `queued`: steps the caller knows
+        are still ahead on the GPU (submitted, not seen done). Returns the steps submitted."""
+        total = 0
         while n > 0:
-            enc = dev.device.create_command_encoder()
-            done = self.advance(enc, min(n, chunk))
-            dev.submit(enc)
+            ahead = queued + total
+            done = self.submit_chunk(min(n, per_submit, max(FIRST_CHUNK, int(ahead * RAMP))))
             if done == 0:
                 break
-            self.draw_order_ahead()     # while the GPU runs what was just submitted
             n -= done
             total += done
-            chunk = min(chunk * 2, per_submit)
+            if ahead + done >= min(DRAW_AFTER, self.steps_per_epoch // 2):
+                self.draw_order_ahead()     # while the GPU runs a queue long enough to cover it
         return total
+
+    def submit_chunk(self, steps: int) -> int:
+        """Encode up to `steps` steps into a command buffer of their own and submit it; returns
+        the steps encoded (benchmarks/epoch_timeline.py times each one)."""
+        dev = get_device()
+        enc = dev.device.create_command_encoder()
+        done = self.advance(enc, steps)
+        dev.submit(enc)
+        return done
 
     def batch_rows(self, steps: np.ndarray) -> np.ndarray:
         """Images in the batches of schedule steps `steps`: the batch size, but an epoch's last

@@ -43,6 +43,8 @@ TILED_FROM = 64            # batch from which pass 2 sums such a weight's gradie
 UNIFORM_STATE = 1          # 1: one invocation a workgroup reads the step counter and flags (atomics of one address
                            # by every invocation of every SM queue at the L2); 0: every invocation does
 LATE_STATE = 1             # pass 2's blocks read the step counter after their sums (0: first; H100, benchmarks/NOTES.md)
+STAGE_EARLY = 1            # pass 1 loads its staged weights and its folds' biases before the step counter (0: after)
+LABEL_EARLY = 1            # pass 1 loads each row's label with its sample index, not in the loss (0: there)
 UPDATE_PRELOAD = 1         # pass 2 loads the weights it updates before summing their gradients (0: after)
 GEMM_TILE = 8              # pass 2's staged GEMM: a workgroup's block of dW is GEMM_TILE x GEMM_TILE vec4 tiles (0: unstaged tiles)
 LIGHT_MAX_WEIGHTS = 262144  # largest network (weights) an encode_light step merges its passes for
@@ -480,7 +482,7 @@ class CompiledStep:
     let t = lid.x;
     let rb = wgid.x / P;     // the row block
     let pp = wgid.x % P;     // and this workgroup's part of it
-    let r0 = rb * R;
+    let r0 = rb * R;{self._early_loads()}
 {self._state_loads("step")}
     let spe = (N + B - 1u) / B;
     let base = (step % spe) * B;
@@ -569,15 +571,55 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
         return f"""{self._stage_and_samples()}{front}{load}
 """
 
+    def _guarded(self, n: int, k: int, stmt: str) -> str:
+        """`stmt` for invocation t's k-th element of n (strided by the workgroup), under a test
+        unless every invocation has one."""
+        return stmt if (k + 1) * self.wg <= n else f"if (t + {k * self.wg}u < {n}u) {{ {stmt} }}"
+
+    def _early_bias(self, L: Layer) -> bool:
+        """Whether L's forward fold starts from a bias loaded at pass 1's start: when its fold is one
+        output an invocation (R x outputs within the workgroup)."""
+        return bool(STAGE_EARLY) and self.r * self._out_part(L) <= self.wg
+
+    def _early_loads(self) -> str:
+        """Loads issued first thing in pass 1, before the step counter's round trip, for values first
+        used much later: the staged weights (stored to workgroup memory once the samples are known)
+        and each forward fold's bias. Each had been a round trip on the critical path (a staging
+        loop waiting on every load; the bias read when the fold starts)."""
+        if not STAGE_EARLY:
+            return ""
+        out = []
+        for L in self._staged():
+            n = L.n_in * L.n_out
+            for k in range(-(-n // self.wg)):
+                out.append(f"var ws{L.index}_{k} = 0.0; " +
+                           self._guarded(n, k, f"ws{L.index}_{k} = params[{L.w}u + t + {k * self.wg}u];"))
+        for L in self.layers:
+            if self._early_bias(L):
+                nl = self._out_part(L)
+                first = f"pp * {nl}u + " if self._fsplit(L) else ""
+                out.append(f"var bias{L.index} = 0.0; if (t < R * {nl}u) {{ bias{L.index} = params[{L.b}u + {first}t % {nl}u]; }}")
+        return "".join("\n    " + line for line in out)
+
     def _stage_and_samples(self) -> str:
         """Pass 1's start: the small weights staged, each row's dataset sample looked up."""
-        stage = "".join(f"""
+        if STAGE_EARLY:     # loaded by _early_loads
+            stage = "".join(f"""
+    {self._guarded(L.n_in * L.n_out, k, f"wst{L.index}[t + {k * self.wg}u] = ws{L.index}_{k};")}"""
+                            for L in self._staged() for k in range(-(-L.n_in * L.n_out // self.wg)))
+        else:
+            stage = "".join(f"""
     for (var i = t; i < {L.n_in * L.n_out}u; i += WG) {{ wst{L.index}[i] = params[{L.w}u + i]; }}"""
-                        for L in self._staged())
+                            for L in self._staged())
+        # The label's load is issued here and first used by the loss: its round trip overlaps the
+        # gather and the forward instead of standing between the logits and the loss.
+        label = "\n        if (s != 0xffffffffu) { label_word = labels[s >> 2u]; }" if LABEL_EARLY else ""
         return f"""{stage}
+    var label_word = 0u;     // invocation t < R: the word holding row t's label (read by the loss)
     if (t < R) {{
         let pos = base + r0 + t;
-        sample_of[t] = select(0xffffffffu, perm[pos], r0 + t < B && pos < N);
+        let s = select(0xffffffffu, perm[pos], r0 + t < B && pos < N);
+        sample_of[t] = s;{label}
     }}
     workgroupBarrier();"""
 
@@ -626,7 +668,7 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
         let rr = i / {nl}u;
         let jl = i % {nl}u;
         let j = {f"pp * {nl}u + " if first else ""}jl;
-        var z = params[{L.b}u + j];
+        var z = {f"bias{L.index}" if self._early_bias(L) else f"params[{L.b}u + j]"};
         for (var s = 0u; s < {s}u; s++) {{ z += part[(s * {gl}u + jl / 4u) * R + rr][jl % 4u]; }}"""
         else:
             p = self._scalar_parts(L)
@@ -650,7 +692,7 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
     for (var i = t; i < R * {L.n_out}u; i += WG) {{
         let rr = i / {L.n_out}u;
         let j = i % {L.n_out}u;
-        var z = params[{L.b}u + j];
+        var z = {f"bias{L.index}" if self._early_bias(L) else f"params[{L.b}u + j]"};
         for (var q = 0u; q < {p}u; q++) {{ let e = (j * {p}u + q) * R + rr; z += part[e / 4u][e % 4u]; }}"""
         act = "z"
         if L.relu:
@@ -750,7 +792,7 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
         if (s == 0xffffffffu) {{
             for (var c = 0u; c < {c}u; c++) {{ act[z0 + c] = 0.0; }}
         }} else {{
-            let y = byte_of(labels[s >> 2u], s);
+            let y = byte_of({"label_word" if LABEL_EARLY else "labels[s >> 2u]"}, s);
             var m = act[z0];
             var best = 0u;
             for (var c = 1u; c < {c}u; c++) {{ if (act[z0 + c] > m) {{ m = act[z0 + c]; best = c; }} }}

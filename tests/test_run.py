@@ -89,6 +89,29 @@ def test_orders_drawn_ahead_are_the_seeds_orders(mnist):
         np.testing.assert_array_equal(got, want)
 
 
+def test_submissions_grow_with_the_queue_ahead_of_them(mnist, monkeypatch):
+    """Guards run_steps' submission sizes (a submission that takes longer to encode than the GPU's
+    queue takes to run leaves the GPU idle: doubling each one did, benchmarks/NOTES.md): the first
+    holds FIRST_CHUNK steps, each later one at most RAMP x the steps queued ahead of it (with a
+    caller's `queued` counted), and the next epoch's order is drawn only once the queue is long."""
+    import mnist_viz.compute.run as run_module
+    data = GpuDataset(mnist, limit=2048)
+    run = Run(mlp([784, 4, 10], seed=0), data, plain(epochs=2, batch_size=1, seed=3))   # 2048 steps an epoch
+    sizes, drawn_at = [], []
+    real_submit, real_draw = run.submit_chunk, run.draw_order_ahead
+    monkeypatch.setattr(run, "submit_chunk", lambda n: sizes.append(real_submit(n)) or sizes[-1])
+    monkeypatch.setattr(run, "draw_order_ahead", lambda: drawn_at.append(sum(sizes)) or real_draw())
+    assert run.run_steps(500, per_submit=32) == 500
+    assert sizes[0] == run_module.FIRST_CHUNK and sum(sizes) == 500 and max(sizes) <= 32
+    for k in range(1, len(sizes)):
+        assert sizes[k] <= max(run_module.FIRST_CHUNK, run_module.RAMP * sum(sizes[:k])), sizes
+    assert 32 in sizes, sizes                       # it does grow to per_submit
+    assert drawn_at and min(drawn_at) >= run_module.DRAW_AFTER
+    sizes.clear()
+    run.run_steps(100, per_submit=256, queued=600)   # a queue the caller knows of
+    assert sizes[0] == int(600 * run_module.RAMP), sizes
+
+
 def test_restore_snapshot_puts_back_the_epoch_start_exactly(mnist, device):
     """Guards against a restore that does not copy the snapshot back (or copies the wrong
     way), keeps the optimizer's moments, or leaves the divergence flag up: after restoring,

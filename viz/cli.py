@@ -459,18 +459,19 @@ def _train_epochs(args, run, stop: StopRequest) -> int:
         bar = _progress_bar(args, run, epoch)
         # Two chunks in flight: the GPU runs one while Python encodes the next, and the
         # progress bar learns each chunk's last loss from an 8-byte non-blocking read.
-        chunk, inflight, last_done = 16, collections.deque(), t0
+        chunk, inflight, last_done, seen = 16, collections.deque(), t0, first
         while run.steps_taken < end or inflight:
             if stop.signum is not None:
                 if bar is not None:
                     bar.close()
                 return _interrupted(args, run, stop.signum)
             if run.steps_taken < end and len(inflight) < 2:
-                run.run_steps(min(chunk, end - run.steps_taken))
+                run.run_steps(min(chunk, end - run.steps_taken), queued=run.steps_taken - seen)
                 inflight.append((run.steps_taken, run.metrics.read_step_async(run.steps_taken - 1)))
                 continue
             done_at, pending = inflight.popleft()
             loss, batch_acc = struct.unpack("<2f", pending.result())
+            seen = done_at
             now = time.perf_counter()
             chunk = max(1, min(8192, int(chunk * min(4.0, 0.1 / max(now - last_done, 1e-4)))))
             last_done = now
