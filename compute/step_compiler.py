@@ -44,6 +44,7 @@ UNIFORM_STATE = 1          # 1: one invocation a workgroup reads the step counte
                            # by every invocation of every SM queue at the L2); 0: every invocation does
 LATE_STATE = 1             # pass 2's blocks read the step counter after their sums (0: first; H100, benchmarks/NOTES.md)
 STAGE_EARLY = 1            # pass 1 loads its staged weights and its folds' biases before the step counter (0: after)
+PARALLEL_LOSS = 1          # pass 1's loss phase: an invocation per (row, class) where R x C <= 256 (0: one a row)
 LABEL_EARLY = 1            # pass 1 loads each row's label with its sample index, not in the loss (0: there)
 UPDATE_PRELOAD = 1         # pass 2 loads the weights it updates before summing their gradients (0: after)
 GEMM_TILE = 8              # pass 2's staged GEMM: a workgroup's block of dW is GEMM_TILE x GEMM_TILE vec4 tiles (0: unstaged tiles)
@@ -422,9 +423,9 @@ class CompiledStep:
 
     def _dense_bytes(self, r: int) -> int:
         """Workgroup memory of pass 1's dense layers but for their partial sums: R rows, staged
-        weights, the reduction array and the rows' samples."""
+        weights, the reduction array and the rows' samples and labels."""
         red4 = (16 + (16 if self._staged_gemm else 0)) * self._uw if self.merged else 0   # pass 2's, in the same entry point
-        return 4 * (r * self.row + sum(L.n_in * L.n_out for L in self._staged())) + 8 * max(256, self._uw) + 4 * r + red4
+        return 4 * (r * self.row + sum(L.n_in * L.n_out for L in self._staged())) + 8 * max(256, self._uw) + 8 * r + red4
 
     def shared_bytes(self, r: int) -> int:
         return self._dense_bytes(r) + 16 * self._part_size(r) + self._front_bytes
@@ -449,6 +450,7 @@ class CompiledStep:
             f"var<workgroup> act: array<f32, {max(r * self.row, 4)}>;",
             f"var<workgroup> part: array<vec4<f32>, {max(self._part_size(r), 1)}>;",
             "var<workgroup> sample_of: array<u32, R>;     // the dataset index of each row (0xffffffff: past the end)",
+            "var<workgroup> label_of: array<u32, R>;      // its label (the loss by class)",
             "var<workgroup> wg_step: u32;                 // the step counter and the update's guard, read once a workgroup",
             "var<workgroup> wg_frozen: u32;",
             f"var<workgroup> red: array<vec2<f32>, {max(256, self._uw)}>;",
@@ -781,6 +783,8 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
     def _loss(self) -> str:
         last = self.layers[-1]
         c = last.n_out
+        if PARALLEL_LOSS and self.r * c <= 256:
+            return self._loss_by_class()
         return f"""
     // -- softmax, cross-entropy and dz = (p - onehot(y)) / n per row, by one invocation each (C is small)
     if (t < R) {{
@@ -810,6 +814,57 @@ fn row_sync(rb: u32, k: u32, t: u32) {{
             scratch[ROWS_OFF + (r0 + rr) * 2u + 1u] = correct;
             for (var c = 0u; c < {c}u; c++) {{ scratch[{last.sdz}u + (r0 + rr) * {c}u + c] = act[z0 + c]; }}
         }}
+    }}
+    workgroupBarrier();
+"""
+
+    def _loss_by_class(self) -> str:
+        """The loss phase with an invocation per (row, class): each finds its row's max and sum of
+        exponentials itself (C loads and exps from workgroup memory, the same order as one
+        invocation a row) and writes its class's dz; the row's first class records the loss. One
+        invocation a row did the three passes over the classes one after another (2.2 us of the
+        H100's pass 1, benchmarks/NOTES.md). dz goes through `red` (pass 2's, free here): the
+        logits are read until every invocation of the row is done."""
+        last = self.layers[-1]
+        c = last.n_out
+        y = "byte_of(label_word, sample_of[t])" if LABEL_EARLY else "byte_of(labels[sample_of[t] >> 2u], sample_of[t])"
+        return f"""
+    // -- softmax, cross-entropy and dz = (p - onehot(y)) / n: invocation (row, class), each over its row's logits
+    if (t < R && sample_of[t] != 0xffffffffu) {{ label_of[t] = {y}; }}
+    workgroupBarrier();
+    for (var i = t; i < R * {c}u; i += WG) {{
+        let rr = i / {c}u;
+        let c = i % {c}u;
+        let z0 = rr * ROW + {last.act_out}u;
+        var g = 0.0;
+        var loss = 0.0;
+        var correct = 0.0;
+        if (sample_of[rr] != 0xffffffffu) {{
+            let y = label_of[rr];
+            var m = act[z0];
+            var best = 0u;
+            for (var k = 1u; k < {c}u; k++) {{ let v = act[z0 + k]; if (v > m) {{ m = v; best = k; }} }}
+            var sum = 0.0;
+            for (var k = 0u; k < {c}u; k++) {{ sum += exp(act[z0 + k] - m); }}
+            g = (exp(act[z0 + c] - m) / sum - select(0.0, 1.0, c == y)) / nvalid;
+            loss = log(sum) + m - act[z0 + y];
+            correct = select(0.0, 1.0, best == y);
+        }}
+        red[i].x = g;
+        if (c == 0u) {{
+            if (!is_finite(loss)) {{ atomicOr(&state.flags, FLAG_NONFINITE); }}
+            if (r0 + rr < B{self._only_part0()}) {{
+                scratch[ROWS_OFF + (r0 + rr) * 2u] = loss;
+                scratch[ROWS_OFF + (r0 + rr) * 2u + 1u] = correct;
+            }}
+        }}
+    }}
+    workgroupBarrier();
+    for (var i = t; i < R * {c}u; i += WG) {{
+        let rr = i / {c}u;
+        let c = i % {c}u;
+        act[rr * ROW + {last.act_out}u + c] = red[i].x;
+        if (r0 + rr < B{self._only_part0()}) {{ scratch[{last.sdz}u + (r0 + rr) * {c}u + c] = red[i].x; }}
     }}
     workgroupBarrier();
 """

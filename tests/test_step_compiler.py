@@ -74,6 +74,16 @@ def test_layer_shapes_and_dropout(data, arch):
     assert_same(data, arch, Recipe(epochs=1, batch_size=50, lr=0.1, shift=1))
 
 
+def test_loss_one_row_an_invocation(data, monkeypatch):
+    """The loss phase by rows (taken where R x C > 256: many classes) and the switches the
+    benchmarks compare against (the label, staged weights and biases loaded where first used)."""
+    import mnist_viz.compute.step_compiler as sc
+    for name in ("PARALLEL_LOSS", "LABEL_EARLY", "STAGE_EARLY"):
+        monkeypatch.setattr(sc, name, 0)
+    assert_same(data, "Linear(784,30),ReLU(),Dropout(0.3),Linear(30,7),ReLU(),Linear(7,10)",
+                Recipe(epochs=1, batch_size=50, lr=0.1, shift=1), rows=3)
+
+
 @pytest.mark.parametrize("rows", [2, 3, 4])
 def test_rows_per_workgroup(data, rows):
     """R rows share a workgroup at large batches (R=2, 4 on GPUs); guards the unrolled row registers and a
