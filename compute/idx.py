@@ -273,28 +273,37 @@ def _num_classes(train_labels_path: Path, train_labels: np.ndarray) -> int:
     return num_classes
 
 
-def _check_test_labels(path: Path, labels: np.ndarray, num_classes: int) -> None:
-    bad = labels >= num_classes
-    if bad.any():
-        value = int(labels[bad.argmax()])
-        raise _error(path, f"label {value} is outside the training classes 0..{num_classes - 1}")
-
-
-def _check_train_labels(path: Path, labels: np.ndarray, test_path: Path, test_labels: np.ndarray) -> None:
-    """A stray training label (255 in a 10-class set) would silently make the model that many
-    classes wide: refuse one the test set does not have, warn when most classes are empty."""
-    top = int(test_labels.max())
-    bad = labels > top
-    if bad.any():
-        value = int(labels[bad.argmax()])
-        n = int(bad.sum())
-        raise _error(path, f"label {value} ({n} sample{'s' * (n != 1)}) is outside the test set's classes 0..{top} "
-                           f"({printable_path(test_path.name)}); fix the label file")
-    counts = np.bincount(labels, minlength=top + 1)
+def _check_label_ranges(paths: dict, train: np.ndarray, test: np.ndarray) -> int:
+    """The classes both splits number (0 .. the largest label), refusing a stray label: one past
+    the other split's largest beyond a class no file has (a 255 among 0..9 would silently make the
+    model 256 classes wide). A split that only lacks its top classes is a real dataset (a small
+    test set without class 9): a warning says what it means. Also warns when most classes have
+    no training samples. Returns the number of classes."""
+    num_classes = max(int(train.max()), int(test.max())) + 1
+    present = np.bincount(np.concatenate([train, test]).astype(np.int64), minlength=num_classes) > 0
+    splits = [("train_labels", train, "test_labels", test, "test set's"),
+              ("test_labels", test, "train_labels", train, "training set's")]
+    for role, labels, other_role, other, whose in splits:
+        top = int(other.max())
+        gaps = np.flatnonzero(~present[top + 1:])
+        if gaps.size:
+            bad = labels > top + 1 + int(gaps[0])
+            value, n = int(labels[bad.argmax()]), int(bad.sum())
+            raise _error(paths[role], f"label {value} ({n} sample{'s' * (n != 1)}) is outside the {whose} classes "
+                                      f"0..{top} ({printable_path(paths[other_role].name)}); fix the label file")
+    for role, labels, what in (("train_labels", train, "training images: the model cannot learn"),
+                               ("test_labels", test, "test images: the accuracy does not measure")):
+        missing = list(range(int(labels.max()) + 1, num_classes))
+        if missing:
+            named = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
+            _warn(f"{printable_path(paths[role].name)}: class{'es' * (len(missing) > 1)} {named} "
+                  f"{'have' if len(missing) > 1 else 'has'} no {what} {'them' if len(missing) > 1 else 'it'}")
+    counts = np.bincount(train, minlength=num_classes)
     empty = int(np.count_nonzero(counts == 0))
     if 2 * empty > counts.size:
-        _warn(f"{printable_path(path.name)}: {empty} of the {counts.size} classes 0..{counts.size - 1} have no "
-              f"training samples; labels should number the classes from 0 without gaps")
+        _warn(f"{printable_path(paths['train_labels'].name)}: {empty} of the {counts.size} classes 0..{counts.size - 1} "
+              f"have no training samples; labels should number the classes from 0 without gaps")
+    return num_classes
 
 
 def load_dataset(directory: str | Path, verify_checksums: bool | None = None, need_train: bool = True) -> Dataset:
@@ -325,7 +334,6 @@ def load_dataset(directory: str | Path, verify_checksums: bool | None = None, ne
             f"{paths['train_images'].name} has {train_hw[0]}x{train_hw[1]} images "
             f"but {paths['test_images'].name} has {test_hw[0]}x{test_hw[1]}"
         )
-    num_classes = _num_classes(paths["train_labels"], arrays["train_labels"])
-    _check_test_labels(paths["test_labels"], arrays["test_labels"], num_classes)
-    _check_train_labels(paths["train_labels"], arrays["train_labels"], paths["test_labels"], arrays["test_labels"])
+    _num_classes(paths["train_labels"], arrays["train_labels"])       # at least two classes to learn
+    num_classes = _check_label_ranges(paths, arrays["train_labels"], arrays["test_labels"])
     return Dataset(**arrays, num_classes=num_classes, name=directory.resolve().name)

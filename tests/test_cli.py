@@ -310,3 +310,16 @@ def test_eval_needs_only_the_test_files(tmp_path):
     assert_one_line_error(run("train", "--data", str(tmp_path), "--limit", "64"),
                           f"{tmp_path}: missing train images (one of train-images-idx3-ubyte, ",
                           "; train labels (one of ")
+
+
+def test_eval_of_a_test_set_without_its_top_class(tmp_path):
+    """Guards against a test set that lacks class 9 (a small or filtered one) being read as a
+    9-class dataset the 10-class model does not fit (a first user's trial): it is scored."""
+    from mnist_viz.compute.idx import load_dataset
+    from test_idx_and_checkpoint import write_idx
+    ds = load_dataset(ROOT / "assets" / "mnist")
+    keep = ds.test_labels != 9
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", ds.test_images[keep][:300])
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", ds.test_labels[keep][:300])
+    p = run("eval", "--data", str(tmp_path))
+    assert p.returncode == 0 and float(p.stdout.split("test accuracy: ")[1].split("%")[0]) > 90, p.stderr

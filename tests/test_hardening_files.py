@@ -796,29 +796,36 @@ def test_md5sums_of_stored_files_or_content(listing, ok, tmp_path):
 @pytest.mark.parametrize("train,test,outcome", [
     ([*range(10)] * 6 + [255], [*range(10)] * 2, "error: label 255 (1 sample) is outside the test set's classes 0..9"),
     ([*range(10)] * 6 + [200, 200], [*range(10)] * 2, "error: label 200 (2 samples)"),
-    ([*range(10)] * 6, [*range(9)] * 2, "error: label 9 (6 samples) is outside the test set's classes 0..8"),
+    ([*range(10)] * 6, [*range(9)] * 2, "test warning: class 9 has no test images: the accuracy does not measure it"),
+    ([*range(8)] * 6, [*range(10)] * 2, "warning: classes 8, 9 have no training images: the model cannot learn them"),
+    ([*range(8)] * 6, [*range(8)] * 2 + [10], "test error: label 10 (1 sample) is outside the training set's classes 0..7"),
     ([*range(10)] * 6 + [255], [*range(10)] * 2 + [255], "warning: 245 of the 256 classes 0..255"),
     ([0, 1, 2, 30] * 16, [0, 1, 2, 30] * 5, "warning: 27 of the 31 classes"),
     ([*range(10)] * 6, [*range(10)] * 2, "ok"),
     ([0, 2] * 32, [0, 1, 2] * 6, "ok"),  # one of 3 classes empty: not most
 ])
 def test_stray_training_labels(train, test, outcome, tmp_path, capsys):
-    """Guards against: one training label of 255 silently making a 256-class model."""
+    """Guards against: one stray label (255 among 0..9) silently making a 256-class model, and a
+    real dataset refused because one split lacks its top classes (a small test set without 9).
+    An outcome starting "test " is about the test labels' file."""
     paths = tiny_mnist(tmp_path, train_labels=train, test_labels=test)
+    named, other = ("test_labels", "train-labels-idx1-ubyte") if outcome.startswith("test ") else \
+        ("train_labels", "t10k-labels-idx1-ubyte")
+    outcome = outcome.removeprefix("test ")
     if outcome.startswith("error: "):
         with pytest.raises(DataError) as exc:
             load_dataset(tmp_path)
-        assert str(exc.value).startswith(f"{paths['train_labels'].name}: {outcome[len('error: '):]}"), str(exc.value)
-        assert "t10k-labels-idx1-ubyte" in str(exc.value)
+        assert str(exc.value).startswith(f"{paths[named].name}: {outcome[len('error: '):]}"), str(exc.value)
+        assert other in str(exc.value)
         return
     dataset = load_dataset(tmp_path)
     err = capsys.readouterr().err
-    assert dataset.num_classes == max(train) + 1
+    assert dataset.num_classes == max(train + test) + 1
     if outcome == "ok":
         assert err == ""
     else:
         lines = err.splitlines()
-        assert len(lines) == 1 and lines[0].startswith(f"warning: {paths['train_labels'].name}: {outcome[9:]}"), err
+        assert len(lines) == 1 and lines[0].startswith(f"warning: {paths[named].name}: {outcome[9:]}"), err
 
 
 def test_stray_training_label_through_the_cli(tmp_path):
@@ -832,8 +839,9 @@ def test_stray_training_label_through_the_cli(tmp_path):
 @given(train=st.lists(st.integers(0, 255), min_size=1, max_size=40), test=st.lists(st.integers(0, 255), min_size=1,
                                                                                     max_size=20))
 def test_label_checks_fuzz(tmp_path, train, test):
-    """Any labels: either a one-line error naming a labels file, or classes covering both
-    splits with a warning exactly when most classes have no training samples.
+    """Any labels: either a one-line error naming a labels file (a label past a class neither
+    split has, above the other split's largest), or classes covering both splits with a warning
+    for each split that lacks the top classes and one when most classes have no training samples.
     Guards against: a label set that slips past the checks into a model of the wrong width."""
     import io
     directory = Path(tempfile.mkdtemp(dir=tmp_path))
@@ -845,12 +853,16 @@ def test_label_checks_fuzz(tmp_path, train, test):
         except DataError as exc:
             message = str(exc)
             assert "\n" not in message and "labels-idx1-ubyte" in message.split(":")[0], message
-            assert max(train) != max(test) or max(train) == 0
+            if max(train) == 0:
+                return                                       # a single class
+            low, high = sorted((max(train), max(test)))
+            assert set(range(low + 1, high)) - set(train) - set(test), (train, test)    # a class no file has
             return
-    assert dataset.num_classes == max(train) + 1 == max(test) + 1
+    assert dataset.num_classes == max(train + test) + 1
     empty = dataset.num_classes - len(set(train))
-    assert (err.getvalue() != "") == (2 * empty > dataset.num_classes), err.getvalue()
-    assert err.getvalue() == "" or (err.getvalue().startswith("warning: ") and err.getvalue().count("\n") == 1)
+    lines = err.getvalue().splitlines()
+    want = (max(train) < max(test)) + (max(test) < max(train)) + (2 * empty > dataset.num_classes)
+    assert len(lines) == want and all(line.startswith("warning: ") for line in lines), err.getvalue()
 
 
 # ---------------------------------------------------------------------- E. screenshots

@@ -189,7 +189,8 @@ def test_image_and_label_counts_differ(tmp_path):
 def test_test_label_outside_training_classes(tmp_path):
     paths = make_dataset(tmp_path, classes=3)
     write_idx(paths["test_labels"], np.array([0, 1, 2, 7, 1, 0]))
-    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte\.gz: label 7 is outside the training classes 0\.\.2"):
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte\.gz: label 7 \(1 sample\) is outside the training "
+                                        r"set's classes 0\.\.2 \(train-labels-idx1-ubyte\.gz\)"):
         load_dataset(tmp_path)
 
 

@@ -557,14 +557,17 @@ def eval_command(args) -> int:
         args.checkpoint = shipped_for(args.arch) or default_model_path()
     else:
         args.checkpoint = checkpoint_path(args.checkpoint)
+    import dataclasses
     ds = load_data(args.data, need_train=False)
-    if len(ds.train_images) == 0:   # test files only: GpuDataset still wants a training row it will not use
-        import dataclasses
+    test_only = len(ds.train_images) == 0
+    if test_only:   # test files only: GpuDataset still wants a training row it will not use
         ds = dataclasses.replace(ds, train_images=ds.test_images[:1], train_labels=ds.test_labels[:1])
     try:
         tensors, meta, arch, note = read_checkpoint(args.checkpoint, args.arch, ds.image_shape)
     except CheckpointError as e:
         raise UserError(f"{e}" if args.arch is None else f"--arch: {e}") from None
+    if test_only and arch.classes > ds.num_classes:     # a test set may lack the top classes: its labels are < them
+        ds = dataclasses.replace(ds, num_classes=arch.classes)
     problem = arch.misfit(*ds.image_shape, ds.num_classes)
     if problem:
         raise UserError(f"{shown(args.checkpoint.name)}: {problem}; {data_it_fits(meta, arch)}")
