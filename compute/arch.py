@@ -203,10 +203,20 @@ class Architecture:
 
     @property
     def short(self) -> str:
-        """'784-128-10' for an MLP, else the layer string."""
-        if self.is_mlp:
-            lin = [l for l in self.layers if isinstance(l, Linear)]
-            return "-".join(str(n) for n in [lin[0].in_features] + [l.out_features for l in lin])
+        """'784-128-10' for an MLP of Linear layers with a ReLU (and one dropout rate) between each
+        two, a leading Flatten() allowed; any other network by its layers (a trailing ReLU, two in a
+        row, a missing one: the widths would hide what changes its results)."""
+        lin = [l for l in self.layers if isinstance(l, Linear)]
+        if self.is_mlp and lin:
+            sizes = [lin[0].in_features] + [l.out_features for l in lin]
+            drops = [l.p for l in self.layers if isinstance(l, Dropout)]
+            body = self.layers[1:] if isinstance(self.layers[0], Flatten) else self.layers
+            try:
+                canonical = Architecture.mlp(sizes, drops[0] if drops else 0.0, self.input_shape[1:]).layers
+            except ValueError:
+                canonical = None
+            if canonical is not None and list(body) == list(canonical):
+                return "-".join(map(str, sizes))
         return self.text
 
     def widths(self) -> list[int]:

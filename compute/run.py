@@ -127,11 +127,12 @@ class Run:
     def _choose_engine(self) -> str:
         """compiled: the step compiler builds the step (a convolutional network's dense head, its
         other layers traced); graph: the autograd trace alone (the reference)."""
-        from .step_compiler import head_start, supported
+        from .step_compiler import head_start, supported, unsupported_reason
         ok = supported(self.model) or head_start(self.model) is not None
         if self.engine_choice == "compiled" and not ok:
-            raise ValueError("the compiled step covers Linear / ReLU / Dropout networks, and convolutional "
-                             "networks whose layers after the last Flatten() are those; use --engine graph")
+            raise ValueError(f"--engine compiled: {unsupported_reason(self.model)}; the compiled step covers "
+                             "Linear layers, each followed by an optional ReLU() and Dropout(), ending in a Linear "
+                             "(in a convolutional network, the layers after its last Flatten()); use --engine graph")
         return "compiled" if ok and self.engine_choice != "graph" else "graph"
 
     def _build_step(self) -> Program:

@@ -110,6 +110,27 @@ def supported(model) -> bool:
     return _tail_supported(_layers(model))
 
 
+def unsupported_reason(model) -> str:
+    """Why neither the whole network nor its dense head compiles: the first layer that breaks the
+    pattern (Linear, optional ReLU, optional Dropout, ..., ending in a Linear), in words a user
+    can act on."""
+    layers = list(model.layers)
+    flat = max((i for i, l in enumerate(layers) if isinstance(l, Flatten)), default=None)
+    i = 0 if flat is None else flat + 1
+    while flat not in (None, 0) and i < len(layers) and isinstance(layers[i], Dropout):
+        i += 1
+    if i >= len(layers):
+        return "nothing but Dropout() follows its last Flatten()"
+    while i < len(layers):
+        if not isinstance(layers[i], Linear):
+            return f"layer {i} {layers[i]} stands where a Linear must"
+        i += 1
+        for kind in (ReLU, Dropout):
+            if i < len(layers) and isinstance(layers[i], kind):
+                i += 1
+    return f"it ends in {layers[-1]} (layer {len(layers) - 1}), not in the Linear whose outputs are the logits"
+
+
 def _tail_supported(layers: list) -> bool:
     if not layers or not isinstance(layers[-1], Linear):
         return False

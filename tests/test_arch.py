@@ -24,6 +24,16 @@ def test_pytorch_spellings_are_accepted():
     assert a.shapes[0] == (4, 13, 13) and a.text == "Conv2d(1,4,3,stride=2),ReLU(),Flatten(),Linear(676,10)"
 
 
+@pytest.mark.parametrize("text", ["Flatten(),Linear(784,10),ReLU()", "Flatten(),ReLU(),Linear(784,10)",
+                                  "Linear(784,24),Linear(24,10)", "Linear(784,16),ReLU(),ReLU(),Linear(16,10)",
+                                  "Linear(784,16),ReLU(),Dropout(0.2),Linear(16,8),ReLU(),Linear(8,10)"])
+def test_a_summary_by_widths_hides_nothing(text):
+    """Guards against a network shown by its widths ('784-10') when the widths hide layers that
+    change its results (a trailing ReLU, none between two Linears, a dropout after one layer only):
+    those are shown by their layers (a first user's trial)."""
+    assert parse(text).short == parse(text).text
+
+
 def test_mlp_shorthand_equals_its_string():
     assert Architecture.mlp([784, 256, 128, 10]).text == "Linear(784,256),ReLU(),Linear(256,128),ReLU(),Linear(128,10)"
     assert parse("Linear(784,256),ReLU(),Linear(256,128),ReLU(),Linear(128,10)").short == "784-256-128-10"

@@ -32,6 +32,10 @@ def one_line_error(p, *fragments):
     (["--arch", "Linear(784,10),Softmax()"], ["layer 1", "unsupported layer Softmax"]),
     (["--arch", "Linear(784,10)", "--hidden", "64"], ["--arch gives the whole network"]),
     (["--arch", "Conv2d(1,4,3),Linear(2704,10)"], ["layer 1 Linear(2704,10)", "flatten first", "Flatten(),Linear(2704,10)"]),
+    (["--arch", "Flatten(),Linear(784,10),ReLU()", "--engine", "compiled"],
+     ["--engine compiled: it ends in ReLU() (layer 2), not in the Linear", "use --engine graph"]),
+    (["--arch", "Conv2d(1,4,3),Flatten(),ReLU(),Linear(2704,10)", "--engine", "compiled"],
+     ["--engine compiled: layer 2 ReLU() stands where a Linear must", "after its last Flatten()"]),
 ])
 def test_bad_architectures_are_one_line_naming_the_layer(args, fragments):
     """Guards against a bad --arch reaching the GPU or failing with a traceback / without the layer."""

@@ -110,14 +110,11 @@ def architecture_for(args, ds, keys=frozenset()):
 def network_text(arch) -> str:
     """The network for a log line: an MLP by its widths, with the dropout they would hide
     ('784-64-32-10, dropout 0.2'); any other network by its layers (they name their Dropout)."""
-    from ..compute.arch import Architecture, Dropout
+    from ..compute.arch import Dropout
     drops = [layer.p for layer in arch.layers if isinstance(layer, Dropout)]
-    if not arch.is_mlp or not any(drops):
-        return arch.short
-    sizes = [int(n) for n in arch.short.split("-")]
-    if Architecture.mlp(sizes, drops[0], arch.input_shape[1:]).layers == arch.layers:
+    if drops and arch.short != arch.text:       # widths: a dropout after every hidden layer, one rate
         return f"{arch.short}, dropout {drops[0]:g}"
-    return arch.text        # dropout of its own kind (not after every hidden layer, or of several rates)
+    return arch.short
 
 
 def load_data(path: Path | None, need_train: bool = True):
