@@ -39,3 +39,13 @@ def load_wgsl(name: str) -> str:
         return struct_wgsl(struct)
 
     return expand(name)
+
+
+def wgsl_constant(name: str, constant: str) -> float:
+    """The value of `const <constant>: <type> = <value>;` in shader `name`: a constant the GPU
+    applies and the host must agree with (the divergence bound) is written once, in the shader."""
+    m = re.search(rf"^const\s+{constant}\s*:\s*\w+\s*=\s*([0-9.eE+-]+)u?\s*;", load_wgsl(name), re.MULTILINE)
+    if m is None:
+        raise KeyError(f"{name} declares no constant {constant}")
+    return float(m.group(1))
+

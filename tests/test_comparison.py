@@ -176,6 +176,18 @@ def test_a_runs_network_error_names_the_key_it_wrote_not_the_option(capsys):
     assert code == 2 and "('sgd'): --hidden 65535: the model" in err and "use --hidden " in err, err
 
 
+def test_a_run_that_blew_up_unflagged_is_named_in_a_warning(capsys):
+    """Guards against a run too short for the divergence guard (4 steps at lr 1000) sitting in
+    the table with loss 1e5-1e9 as if it were a result: one warning line names it (and not the
+    healthy run), with a rate to try in the run's own key."""
+    code, out, err = cli(capsys, "--compare", "lr=1000", "sgd", "--hidden", "8", "--limit", "64", "--test-limit", "64",
+                         "--batch-size", "16", "--epochs", "1", "--quiet")
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if line.startswith("warning: ")]
+    assert len(lines) == 1 and lines[0].startswith("warning: run 1 (lr=1000): the training loss ended at "), err
+    assert "(lr=100)" in lines[0]
+
+
 def test_an_optimizer_named_without_a_rate_gets_its_usual_one():
     """Guards against `--compare sgd adam` racing Adam at SGD's 0.1 (a first user's 67% against
     90%): a change of optimizer without lr= brings that optimizer's usual rate (Adam 1e-3), a

@@ -101,6 +101,22 @@ def test_the_cli_exits_3_for_a_short_run_that_exploded(tmp_path):
     assert not ckpt.exists() and "nothing was saved" in p.stdout, p.stdout     # not "left as it was": there was none
 
 
+def test_a_run_too_short_for_the_guard_still_warns(tmp_path):
+    """Guards against a run of 4 steps at learning rate 1000 (3 of them exploded: under the guard's
+    4) ending with loss 1.6e9, exit 0 and not a word (a first user's trial): one warning line with
+    a smaller rate to try; the run itself is as asked (exit 0, saved)."""
+    from test_cli import run as cli
+    ckpt = tmp_path / "short.safetensors"
+    p = cli("train", "--hidden", "8", "--limit", "64", "--test-limit", "64", "--batch-size", "16", "--epochs", "1",
+            "--lr", "1000", "--quiet", "--save", str(ckpt))
+    assert p.returncode == 0 and ckpt.exists(), (p.stdout, p.stderr)
+    lines = p.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: the training loss ended at ") and "(--lr 100)" in lines[0]
+    quiet = cli("train", "--hidden", "8", "--limit", "64", "--test-limit", "64", "--batch-size", "16", "--epochs", "1",
+                "--quiet")
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr        # an ordinary run: no warning
+
+
 @pytest.mark.slow
 def test_an_honest_noisy_run_is_not_flagged(mnist, device):
     """Guards against the explosion detector firing on noise: plain SGD at learning rate 0.5 (10x the

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from .errors import UserError
-from .headless import (EXIT_DIVERGED, EXIT_GPU_LOST, EXIT_USAGE, StopRequest, check_training, load_data,
-                       network_text, option_changes, say, warn_of_name)
+from .headless import (EXIT_DIVERGED, EXIT_GPU_LOST, EXIT_USAGE, StopRequest, blown_up_note, check_training,
+                       load_data, network_text, option_changes, say, warn_of_name)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -494,6 +494,9 @@ def _train_epochs(args, run, stop: StopRequest) -> int:
             acc = run.evaluate()["accuracy"]
             line += f"  test acc {acc * 100:.2f}%"
         say(line)
+    blown_up = blown_up_note(loss, run.data.num_classes, recipe.lr)
+    if blown_up:
+        say(f"warning: {blown_up}", err=True)
     if args.save:
         say(f"saved {_save_model(args, run, test_accuracy=f'{acc:.4f}')}")
     say(f"test accuracy: {acc * 100:.2f}%")

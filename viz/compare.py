@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from .headless import (EXIT_DIVERGED, StopRequest, check_training, load_data, network_text, option_changes,
-                       run_network_args, say)
+from .headless import (EXIT_DIVERGED, StopRequest, blown_up_note, check_training, load_data, network_text,
+                       option_changes, run_network_args, say)
 from .errors import UserError
 
 
@@ -118,6 +118,12 @@ def _race(args, comp, stop: StopRequest) -> int:
         for e in live:
             _end_of_epoch(args, e, number[e], epoch, first[e], results[e], t0)
     _table(comp, results)
+    for k, e in enumerate(comp, 1):
+        r = results[e]
+        note = None if r.loss is None or r.diverged_epoch is not None else \
+            blown_up_note(r.loss, e.run.data.num_classes, e.run.recipe.lr, "lr")
+        if note:
+            say(f"warning: run {k} ({e.name}): {note}", err=True)
     if any(r.diverged_epoch is not None for r in results.values()):
         return EXIT_DIVERGED
     return 0 if stop.signum is None else 128 + stop.signum

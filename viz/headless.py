@@ -107,6 +107,21 @@ def architecture_for(args, ds, keys=frozenset()):
     return arch
 
 
+def blown_up_note(loss: float, classes: int, lr: float, lr_name: str = "--lr") -> str | None:
+    """A warning for a run that ends with its loss above the GPU's divergence bound (EXPLODE_FACTOR x
+    ln C, shaders/step_metrics.wgsl) without having been flagged: too short a run for the guard
+    (fewer than 4 steps above it) still trained on nonsense. None for an ordinary loss."""
+    import math
+    from ..compute.shaders import wgsl_constant
+    bound = wgsl_constant("step_metrics.wgsl", "EXPLODE_FACTOR") * math.log(max(classes, 2))
+    if not loss > bound:
+        return None
+    chance = math.log(max(classes, 2))
+    return (f"the training loss ended at {loss:.4g}, above {bound:.2f} ({bound / chance:g} x the {chance:.2f} of a "
+            f"guess of every class alike): the run learned nothing useful; try a smaller learning rate "
+            f"({lr_name}{' ' if lr_name.startswith('--') else '='}{lr / 10:g})")
+
+
 def network_text(arch) -> str:
     """The network for a log line: an MLP by its widths, with the dropout they would hide
     ('784-64-32-10, dropout 0.2'); any other network by its layers (they name their Dropout)."""
