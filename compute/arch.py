@@ -280,29 +280,84 @@ def parse(text: str, image_shape=(28, 28)) -> Architecture:
     except SyntaxError:
         raise ArchError(f"cannot read {text!r}: write the nn.Sequential layers as calls separated by commas, "
                         "e.g. Linear(784,128),ReLU(),Linear(128,10)") from None
+    nodes, source = tree.body.elts, f"[{text}]"
+    if len(nodes) == 1 and _call_name(nodes[0]) == "Sequential":    # nn.Sequential(...) written whole
+        if nodes[0].keywords:
+            raise ArchError("Sequential(...) takes the layers only, as calls separated by commas")
+        nodes = nodes[0].args
+        if not nodes:
+            raise ArchError("empty architecture: Sequential() holds no layers")
     layers = []
-    for i, node in enumerate(tree.body.elts):
-        src = ast.get_source_segment(f"[{text}]", node) or f"layer {i}"
+    for i, node in enumerate(nodes):
+        src = ast.get_source_segment(source, node) or f"layer {i}"
         layers.append(_layer(i, node, src))
     return Architecture.build(layers, (1, *image_shape))
+
+
+def _call_name(node) -> str | None:
+    """'Linear' for Linear(...), nn.Linear(...) or torch.nn.Linear(...); None for anything else."""
+    if isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute)):
+        return node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id
+    return None
+
+
+# The constructor's signature as a user reads it, and PyTorch's keyword arguments each layer accepts
+# at the one value this program implements (their defaults: bias=True, dilation=1, ...).
+SIGNATURES = {"Linear": "Linear(in_features, out_features)",
+              "Conv2d": "Conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0)",
+              "MaxPool2d": "MaxPool2d(kernel_size, stride=kernel_size)",
+              "Flatten": "Flatten()", "ReLU": "ReLU()", "Dropout": "Dropout(p=0.5)"}
+_ONLY = {"Linear": {"bias": True},
+         "Conv2d": {"bias": True, "dilation": 1, "groups": 1, "padding_mode": "zeros"},
+         "MaxPool2d": {"padding": 0, "dilation": 1, "return_indices": False, "ceil_mode": False},
+         "Flatten": {"start_dim": 1, "end_dim": -1},
+         "ReLU": {"inplace": None}, "Dropout": {"inplace": None}}     # None: any value (it changes nothing here)
+
+
+def _torch_keywords(i: int, src: str, name: str, args: list, kwargs: dict) -> None:
+    """Take out of kwargs (and Flatten's args) what PyTorch accepts and this program implements at
+    one value only, refusing other values by name; padding='same' / 'valid' become numbers."""
+    if name == "Flatten":
+        for key, value in zip(("start_dim", "end_dim"), args):
+            kwargs.setdefault(key, value)
+        args.clear()
+    for key, only in _ONLY.get(name, {}).items():
+        if key in kwargs:
+            value = kwargs.pop(key)
+            if only is not None and value != only:
+                raise ArchError(f"layer {i} {src!r}: {key}={value!r} is not supported (only {key}={only!r}, "
+                                f"PyTorch's default: remove it)")
+    if name == "Conv2d" and isinstance(kwargs.get("padding"), str):
+        mode = kwargs["padding"]
+        kernel = kwargs.get("kernel_size", args[2] if len(args) > 2 else None)
+        stride = kwargs.get("stride", args[3] if len(args) > 3 else 1)
+        if mode == "valid":
+            kwargs["padding"] = 0
+        elif mode == "same" and isinstance(kernel, int) and kernel % 2 == 1 and stride == 1:
+            kwargs["padding"] = kernel // 2
+        else:
+            raise ArchError(f"layer {i} {src!r}: padding={mode!r} is supported as 'valid' and, for an odd "
+                            f"kernel_size at stride 1, 'same'; or give the padding in pixels (padding=1)")
 
 
 _WIDTHS = re.compile(r"\d+(?:\s*-\s*\d+)+")     # 784-128-10: an MLP's widths
 
 
 def _layer(i: int, node, src: str):
-    if not (isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute))):
+    name = _call_name(node)
+    if name is None:
         raise ArchError(f"layer {i} {src!r}: not a layer call like Linear(784,128) (or write an MLP's widths: "
                         "784-128-10, or 'cnn' for the shipped CNN)")
-    name = node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id
     cls = LAYERS.get(name)
     if cls is None:
-        raise ArchError(f"layer {i} {src!r}: unsupported layer {name} (supported: {', '.join(LAYERS)})")
+        hint = " (write its layers alone, or as one Sequential(...))" if name == "Sequential" else ""
+        raise ArchError(f"layer {i} {src!r}: unsupported layer {name}{hint} (supported: {', '.join(LAYERS)})")
     try:
         args = [ast.literal_eval(a) for a in node.args]
         kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
     except ValueError:
         raise ArchError(f"layer {i} {src!r}: arguments must be numbers") from None
+    _torch_keywords(i, src, name, args, kwargs)
     if name in ("Conv2d", "MaxPool2d"):
         for key in ("kernel_size", "stride", "padding"):
             v = kwargs.get(key)
@@ -318,7 +373,10 @@ def _layer(i: int, node, src: str):
     try:
         layer = cls(*args, **kwargs)
     except TypeError as e:
-        raise ArchError(f"layer {i} {src!r}: {e}".replace("__init__() ", "")) from None
+        m = re.search(r"unexpected keyword argument '(\w+)'", str(e))
+        what = f"{name} has no argument {m.group(1)!r} here" if m else f"{name} got {len(args)} positional argument" \
+            + "s" * (len(args) != 1)
+        raise ArchError(f"layer {i} {src!r}: {what}; it takes {SIGNATURES[name]}") from None
     _check_values(i, src, layer)
     return layer
 

@@ -100,3 +100,36 @@ def test_non_square_images_and_misfit():
     assert "does not fit" in a.misfit(28, 28, 3)
     # An MLP reads any images with its number of pixels.
     assert Architecture.mlp([784, 10]).misfit(14, 56, 10) is None
+
+
+@pytest.mark.parametrize("text,want", [
+    ("nn.Sequential(nn.Flatten(),nn.Linear(784,10))", "Flatten(),Linear(784,10)"),
+    ("Conv2d(1,4,3,bias=True,dilation=1,groups=1),ReLU(inplace=True),Flatten(1),Linear(2704,10)",
+     "Conv2d(1,4,3),ReLU(),Flatten(),Linear(2704,10)"),
+    ("Conv2d(1,4,5,padding='same'),Flatten(start_dim=1,end_dim=-1),Linear(3136,10,bias=True)",
+     "Conv2d(1,4,5,padding=2),Flatten(),Linear(3136,10)"),
+    ("Conv2d(1,4,3,padding='valid'),MaxPool2d(2,ceil_mode=False),Dropout(0.2,inplace=False),Flatten(),Linear(676,10)",
+     "Conv2d(1,4,3),MaxPool2d(2),Dropout(0.2),Flatten(),Linear(676,10)"),
+])
+def test_pytorch_spellings_of_the_supported_layers(text, want):
+    """Guards against PyTorch's own spellings of what this program implements (its keyword
+    defaults, inplace, Flatten(1), 'same' padding, a whole nn.Sequential) being refused with
+    Python's TypeError text (a first user's trial: 'Conv2d.got an unexpected keyword argument')."""
+    assert parse(text).text == want
+
+
+@pytest.mark.parametrize("text,fragments", [
+    ("Conv2d(1,4,3,bias=False),Flatten(),Linear(2704,10)", ["bias=False is not supported", "remove it"]),
+    ("Conv2d(1,4,3,groups=2),Flatten(),Linear(2704,10)", ["groups=2 is not supported (only groups=1"]),
+    ("Flatten(2),Linear(784,10)", ["start_dim=2 is not supported"]),
+    ("Conv2d(1,4,4,padding='same'),Flatten(),Linear(3136,10)", ["'same'", "odd kernel_size at stride 1"]),
+    ("Conv2d(1,4,3,foo=1),Flatten(),Linear(2704,10)", ["Conv2d has no argument 'foo' here",
+                                                        "it takes Conv2d(in_channels, out_channels, kernel_size"]),
+    ("Linear(784,10,5)", ["Linear got 3 positional arguments; it takes Linear(in_features, out_features)"]),
+    ("Flatten(),Sequential(Linear(784,10))", ["unsupported layer Sequential (write its layers alone"]),
+])
+def test_pytorch_arguments_this_program_lacks_are_named(text, fragments):
+    with pytest.raises(ArchError) as e:
+        parse(text)
+    for f in fragments:
+        assert f in str(e.value), str(e.value)
