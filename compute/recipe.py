@@ -26,6 +26,15 @@ MAX_STEPS = 2**32 - 1                 # the GPU step counter is a u32
 MAX_SEED = 2**32 - 1                  # seeds are hashed as u32 on the GPU
 
 
+def _f32_changes_it(value, held) -> bool:
+    """Whether float32 turns `value` into something else in kind: 0, infinity, or a whole number
+    (0.99999999999 -> 1.0); not mere rounding (1e20 -> 1.0000000200408773e+20), which the message
+    would only clutter."""
+    if not isinstance(value, float) or held != held or held == value:
+        return False
+    return held == 0.0 or math.isinf(held) or (float(held).is_integer() and not value.is_integer())
+
+
 @dataclass(frozen=True)
 class Recipe:
     """Hyper-parameters of a run. The field defaults are the default recipe."""
@@ -58,7 +67,7 @@ class Recipe:
             if not ok:
                 value = getattr(self, field)
                 held = f.get(field, value)
-                note = f" (a float32 holds it as {held!r})" if held == held and held != value else ""
+                note = f" (a float32 holds it as {held!r})" if _f32_changes_it(value, held) else ""
                 out.append((field, f"{text}, got {value!r}{note}"))
 
         need(isinstance(self.epochs, int) and self.epochs >= 1, "epochs", "must be a whole number >= 1")
@@ -88,7 +97,28 @@ class Recipe:
         optimizer's usual rate (OPTIMIZER_LR): SGD's 0.1 would make Adam jump about."""
         if lr is None:
             lr = self.lr if name == self.optimizer else OPTIMIZER_LR.get(name, Recipe.lr)
-        return self.with_changes(optimizer=name, lr=lr, min_lr=min(self.min_lr, lr))
+        # the cosine floor keeps its share of the rate (the original recipe's 0.05 -> 0.001 becomes
+        # Adam's 0.001 -> 2e-05): kept as it was, it would equal Adam's rate, a flat schedule
+        floor = self.min_lr * lr / self.lr if self.lr > 0 else 0.0
+        return self.with_changes(optimizer=name, lr=lr, min_lr=min(floor, lr))
+
+    def idle(self, given) -> list[tuple[str, str]]:
+        """(field, why) for each of the `given` fields this recipe never reads: SGD's momentum under
+        Adam, Adam's betas under SGD, a schedule's parameters under another schedule: a setting a
+        user typed and would otherwise think applied."""
+        why = {
+            "momentum": self.optimizer != "sgd" and "momentum is SGD's",
+            "nesterov": (self.optimizer != "sgd" and "Nesterov momentum is SGD's")
+            or (self.nesterov and self.momentum == 0 and "Nesterov needs momentum above 0"),
+            "beta1": self.optimizer != "adam" and "the betas and eps are Adam's",
+            "beta2": self.optimizer != "adam" and "the betas and eps are Adam's",
+            "eps": self.optimizer != "adam" and "the betas and eps are Adam's",
+            "min_lr": self.schedule != "cosine" and "min-lr is the cosine schedule's floor",
+            "gamma": self.schedule not in ("step", "exponential") and "gamma is the step and exponential schedules' factor",
+            "step_epochs": self.schedule not in ("step", "exponential") and "step-epochs is the step and exponential "
+                                                                           "schedules' period",
+        }
+        return [(f, why[f]) for f in given if why.get(f)]
 
     def validate(self) -> "Recipe":
         bad = self.problems()

@@ -210,6 +210,25 @@ def test_adam_without_a_rate_gets_its_usual_one_and_one_epoch_is_singular(dropou
     assert "recipe: default: adam, lr 0.001 cosine to 0, batch 64, 1 epoch," in dropout_run.stdout, dropout_run.stdout
 
 
+@pytest.mark.parametrize("args,notes", [
+    (["--optimizer", "adam", "--momentum", "0.5", "--nesterov"], ["--momentum", "--nesterov"]),
+    (["--momentum", "0", "--nesterov"], ["--nesterov changes nothing in this run: Nesterov needs momentum above 0"]),
+    (["--schedule", "constant", "--min-lr", "0.01", "--gamma", "0.3"], ["--min-lr", "--gamma"]),
+    (["--schedule", "step", "--gamma", "0.3", "--step-epochs", "2"], []),
+    (["--optimizer", "adam"], []),
+])
+def test_settings_the_run_never_reads_get_a_note(args, notes, capsys):
+    """Guards against `--optimizer adam --momentum 0.5` (and the like) being taken without a word
+    though the setting changes nothing (a first user's trial): one note line each, none for
+    settings the run uses."""
+    from mnist_viz.viz.cli import build_parser, recipe_from_args
+    recipe_from_args(build_parser()[0].parse_args(args))
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == len(notes), lines
+    for line, note in zip(lines, notes):
+        assert line.startswith(f"note: {note}"), line
+
+
 def test_the_model_line_shows_the_dropout(dropout_run):
     """Guards against `--hidden 64,32 --dropout 0.2` printing `model: 784-64-32-10`, as if it had none."""
     assert "model: 784-64-32-10, dropout 0.2 (" in dropout_run.stdout, dropout_run.stdout

@@ -176,6 +176,15 @@ def test_a_runs_network_error_names_the_key_it_wrote_not_the_option(capsys):
     assert code == 2 and "('sgd'): --hidden 65535: the model" in err and "use --hidden " in err, err
 
 
+def test_compare_given_twice_adds_its_runs(capsys):
+    """Guards against a second --compare silently replacing the first's runs (argparse's default:
+    a first user's trial trained 2 runs of 3)."""
+    code, out, err = cli(capsys, "--compare", "hidden=8", "--compare", "hidden=8 seed=1", "hidden=6", "--limit", "64",
+                         "--test-limit", "64", "--epochs", "1", "--quiet")
+    assert code == 0, err
+    assert [line.split(":")[0] for line in out.splitlines() if re.match(r"run \d: ", line)] == ["run 1", "run 2", "run 3"]
+
+
 def test_a_run_that_blew_up_unflagged_is_named_in_a_warning(capsys):
     """Guards against a run too short for the divergence guard (4 steps at lr 1000) sitting in
     the table with loss 1e5-1e9 as if it were a result: one warning line names it (and not the
@@ -199,7 +208,8 @@ def test_an_optimizer_named_without_a_rate_gets_its_usual_one():
     assert parse_run("adam lr=0.01", base, RECIPES).recipe.lr == 0.01
     assert parse_run("lr=0.01 adam", base, RECIPES).recipe.lr == 0.01
     assert parse_run("sgd", base, RECIPES).recipe == base
-    assert parse_run("original adam", base, RECIPES).recipe.min_lr == 1e-3    # its cosine floor kept under the rate
+    # the cosine floor keeps its share of the rate (0.05 -> 0.001 becomes 0.001 -> 2e-05), not a flat 0.001
+    assert parse_run("original adam", base, RECIPES).recipe.min_lr == pytest.approx(2e-5)
 
 
 def test_the_compare_command_does_not_import_the_cli_that_imports_it():

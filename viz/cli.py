@@ -146,12 +146,13 @@ def build_parser() -> tuple[_Parser, _Parser, _Parser]:
                        "another kind of file; an interrupted or diverged run saves beside it instead)")
     train.add_argument("--no-eval", action="store_true", help="evaluate only after the last epoch")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
-    train.add_argument("--compare", nargs="+", metavar="RUN",
+    train.add_argument("--compare", nargs="+", action="extend", metavar="RUN",
                        help="train 2 to 4 runs side by side on one upload of the data and print a table; each RUN "
                             "is one quoted argument: a recipe or optimizer name and/or key=value overrides of the "
                             "options above, e.g. 'sgd lr=0.05' 'adam lr=0.001 batch=64' 'cnn arch=...' (keys: arch, "
                             "hidden, optimizer, lr, batch, seed, epochs, momentum, schedule, min_lr, weight_decay, "
-                            "shift, nesterov, init, gamma, step_epochs, beta1, beta2, eps)")
+                            "shift, nesterov, init, gamma, step_epochs, and Adam's beta1, beta2, eps); --compare "
+                            "given twice adds its runs to the first's")
 
     ev = _Parser(prog="mnist-viz eval", description="Evaluate a checkpoint on the test set.")
     ev.add_argument("--checkpoint", type=_path, help="a safetensors model, or mlp / cnn: the shipped ones (default: "
@@ -317,6 +318,9 @@ def recipe_from_args(args):
     if args.arch is not None and (args.hidden is not None or args.dropout is not None):
         raise UserError("--arch gives the whole network: leave out --hidden and --dropout (or put a Dropout(p) "
                         "layer in the architecture)")
+    for field, why in recipe.idle(option_changes(args)):
+        say(f"note: --{field.replace('_', '-')} changes nothing in this run: {why} (the run: {recipe.optimizer}, "
+            f"{recipe.schedule} schedule)", err=True)
     return recipe
 
 
