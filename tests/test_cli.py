@@ -307,6 +307,9 @@ def test_a_batch_larger_than_the_training_set_is_said_once():
     (["train", "--epohcs", "2"], "unrecognized arguments: --epohcs 2; did you mean '--epochs'?"),
     (["eval", "--chekpoint=x"], "unrecognized arguments: --chekpoint=x; did you mean '--checkpoint'?"),
     (["--evla"], "unrecognized arguments: --evla; did you mean the command 'eval' (mnist-viz eval [options])?"),
+    (["train", "--hidden", "8", "--", "--epochs", "5"], "a lone '--' ends the options"),
+    (["--size", "-1600x1000"], "argument --size: '-1600x1000' is not a value for it"),
+    (["--offscreen", "--frames", "99999999999999999999"], "argument --frames: expected a number in 1..1,000,000"),
 ])
 def test_a_mistyped_option_gets_the_closest_one(argv, hint):
     """Guards against `mnist-viz --trian` (a first user's typo) answering only `unrecognized

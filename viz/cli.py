@@ -22,14 +22,33 @@ from .headless import (EXIT_DIVERGED, EXIT_GPU_LOST, EXIT_USAGE, StopRequest, bl
 
 
 class _Parser(argparse.ArgumentParser):
+    def parse_known_args(self, args=None, namespace=None):
+        self._argv = list(sys.argv[1:] if args is None else args)       # for error(): the words around a bad one
+        return super().parse_known_args(args, namespace)
+
     def error(self, message):  # argparse's two-line usage dump -> one line
-        raise UserError(message + self._close_option(message))
+        raise UserError(self._dash_value(message) or message + self._close_option(message))
+
+    def _dash_value(self, message: str) -> str | None:
+        """For `--size -1600x1000`: argparse reads a value that starts with '-' (and is not a
+        number) as an option and says only 'expected one argument'; name the value."""
+        m = re.fullmatch(r"argument (\S+?)(?:/\S+)?: expected one argument", message)
+        argv = getattr(self, "_argv", [])
+        if not m:
+            return None
+        for k, word in enumerate(argv[:-1]):
+            if word in m.group(1).split("/") and argv[k + 1].startswith("-"):
+                return (f"argument {word}: {argv[k + 1]!r} is not a value for it (a value that starts with '-' reads as "
+                        f"an option); give {word} a value")
+        return None
 
     def _close_option(self, message: str) -> str:
         """`; did you mean '--train'?` for a mistyped option (`--trian`) among unrecognized
         arguments, as a mistyped command gets; "" when none is close."""
         if not message.startswith("unrecognized arguments:"):
             return ""
+        if "--" in message.split(":", 1)[1].split():
+            return "; a lone '--' ends the options, so what follows it is not read as one: leave the '--' out"
         for word in message.split(":", 1)[1].split():
             if word.startswith("--"):
                 close, _ = _closest(word.split("=")[0][2:], [o[2:] for o in self._option_string_actions if o[:2] == "--"])
@@ -53,6 +72,19 @@ def _positive_int(s: str) -> int:
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected a number >= 1, got {v}")
     return v
+
+
+MAX_FRAMES = 1_000_000      # offscreen frames: hours even at 60 fps
+
+
+def _at_most(upper: int):
+    """A whole number in 1..upper (argparse type)."""
+    def parse(s: str) -> int:
+        v = _positive_int(s)
+        if v > upper:
+            raise argparse.ArgumentTypeError(f"expected a number in 1..{upper:,}, got {v:,}")
+        return v
+    return parse
 
 
 def _path(s: str) -> Path:
@@ -173,7 +205,7 @@ def build_parser() -> tuple[_Parser, _Parser, _Parser]:
     view.add_argument("--limit", type=_positive_int, help="train on the first N images")
     view.add_argument("--test-limit", type=_positive_int, help="evaluate on the first N test images")
     view.add_argument("--offscreen", action="store_true", help="render without a window")
-    view.add_argument("--frames", type=_positive_int, help="offscreen: frames to render (default 1)")
+    view.add_argument("--frames", type=_at_most(MAX_FRAMES), help="offscreen: frames to render (default 1)")
     view.add_argument("--screenshot", type=_path, help="offscreen: save the last frame as PNG")
     view.add_argument("--size", default="1600x1000", help="window size WxH")
     view.add_argument("--train", action="store_true", help="start training at once")
