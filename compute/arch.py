@@ -15,7 +15,7 @@ from __future__ import annotations
 import ast
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .recipe import as_f32
 
@@ -66,12 +66,15 @@ class Conv2d:
                             "(a Conv2d cannot follow Flatten or Linear)")
         c, h, w = shape
         if c != self.in_channels:
-            raise ArchError(f"takes {self.in_channels} input channels, but {c} arrive")
+            raise ArchError(f"takes {self.in_channels} input channels, but {c} arrive"
+                            f"{' (the images have one channel)' if c == 1 else ''}; "
+                            f"use {replace(self, in_channels=c)}")
         oh = (h + 2 * self.padding - self.kernel_size) // self.stride + 1
         ow = (w + 2 * self.padding - self.kernel_size) // self.stride + 1
         if oh < 1 or ow < 1:
+            fits = min(h, w) + 2 * self.padding
             raise ArchError(f"a {self.kernel_size}x{self.kernel_size} kernel does not fit a {h}x{w} input "
-                            f"(padding {self.padding})")
+                            f"(padding {self.padding}); use kernel_size {fits} or less, or more padding")
         return (self.out_channels, oh, ow)
 
     def param_shapes(self) -> dict[str, tuple]:

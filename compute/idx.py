@@ -100,7 +100,8 @@ def _parse_idx(stream, path: Path) -> tuple[np.ndarray, bytearray]:
     type_code, ndim = buf[2], buf[3]
     if type_code != 0x08:
         kind = _TYPE_NAMES.get(type_code, "unknown")
-        raise _error(path, f"unsupported IDX type code 0x{type_code:02X} ({kind}); only 0x08 (unsigned byte) is supported")
+        raise _error(path, f"unsupported IDX type code 0x{type_code:02X} ({kind}); only 0x08 (unsigned byte) is "
+                           f"supported: write the images as uint8 0..255 (and the labels as uint8)")
     if not 1 <= ndim <= 4:
         raise _error(path, f"unsupported number of dimensions {ndim}; expected 1 to 4")
     buf += stream.read(4 * ndim)
@@ -183,11 +184,14 @@ def find_idx_files(directory: str | Path, need_train: bool = True) -> dict[str, 
                 missing.append(f"{role.replace('_', ' ')} (one of {', '.join(_accepted_names(role))})")
         else:
             found[role] = match
+    colour = sorted(p.name for p in directory.glob("*-images*idx4-ubyte*"))
+    channels = (f" (found {', '.join(colour[:2])}: images with channels are not supported; convert them to "
+                f"grayscale idx3 files, uint8 [N, H, W])") if colour and (missing or not found) else ""
     if not found:
         raise DataError(f"{printable_path(directory)}: no IDX files found; expected e.g. "
-                        f"{', '.join(_accepted_names('train_images')[:2])}")
+                        f"{', '.join(_accepted_names('train_images')[:2])}{channels}")
     if missing:
-        raise DataError(f"{printable_path(directory)}: missing {'; '.join(missing)}")
+        raise DataError(f"{printable_path(directory)}: missing {'; '.join(missing)}{channels}")
     return found
 
 
@@ -255,7 +259,9 @@ def _file_md5(path: Path) -> str:
 
 def _check_split(images_path: Path, images: np.ndarray, labels_path: Path, labels: np.ndarray) -> None:
     if images.ndim != 3:
-        raise _error(images_path, f"expected 3-D images (N, H, W), got shape {images.shape}")
+        more = ("; images with channels are not supported: convert them to grayscale, uint8 [N, H, W]"
+                if images.ndim == 4 else "")
+        raise _error(images_path, f"expected 3-D images (N, H, W), got shape {images.shape}{more}")
     if labels.ndim != 1:
         raise _error(labels_path, f"expected 1-D labels (N,), got shape {labels.shape}")
     if images.shape[0] != labels.shape[0]:

@@ -73,7 +73,10 @@ def test_the_shipped_cnn_on_other_images_says_it_is_made_for_28x28():
 @pytest.mark.parametrize("text,fragment", [
     ("Conv2d(1,8,5),ReLU(),Linear(100,10)", "layer 2 Linear(100,10): a Linear needs flat input, but [8, 24, 24]"),
     ("Linear(784,64),ReLU(),Linear(32,10)", "layer 2 Linear(32,10): takes 32 inputs, but [64] = 64 values arrive; use Linear(64,10)"),
-    ("Conv2d(3,8,3),Flatten(),Linear(5408,10)", "layer 0 Conv2d(3,8,3): takes 3 input channels, but 1 arrive"),
+    ("Conv2d(3,8,3),Flatten(),Linear(5408,10)", "layer 0 Conv2d(3,8,3): takes 3 input channels, but 1 arrive "
+                                                "(the images have one channel); use Conv2d(1,8,3)"),
+    ("Conv2d(1,8,5),MaxPool2d(2),Conv2d(8,8,5),MaxPool2d(2),Conv2d(8,8,5),Flatten(),Linear(8,10)",
+     "a 5x5 kernel does not fit a 4x4 input (padding 0); use kernel_size 4 or less, or more padding"),
     ("Conv2d(1,8,29),Flatten(),Linear(8,10)", "kernel_size must be in 1..15"),
     ("Conv2d(1,8,3),MaxPool2d(2),Conv2d(8,8,3)", "the last layer 2 Conv2d(8,8,3) gives [8, 11, 11]"),
     ("Linear(784,10),Tanh()", "layer 1 'Tanh()': unsupported layer Tanh"),

@@ -168,7 +168,8 @@ def test_wrong_magic(tmp_path):
 def test_unsupported_type_code(tmp_path):
     path = tmp_path / "floats-idx1-ubyte"
     path.write_bytes(idx_bytes(np.zeros(4), type_code=0x0D))
-    with pytest.raises(DataError, match=r"floats-idx1-ubyte: unsupported IDX type code 0x0D \(float32\)"):
+    with pytest.raises(DataError, match=r"floats-idx1-ubyte: unsupported IDX type code 0x0D \(float32\).*write the "
+                                        r"images as uint8 0\.\.255"):
         read_idx(path)
 
 
@@ -206,6 +207,21 @@ def test_images_must_be_3d(tmp_path):
     paths = make_dataset(tmp_path)
     write_idx(paths["test_images"], np.zeros((6, 16)))
     with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte\.gz: expected 3-D images"):
+        load_dataset(tmp_path)
+    write_idx(paths["test_images"], np.zeros((6, 3, 4, 4)))     # colour: what to do about it
+    with pytest.raises(DataError, match=r"images with channels are not supported: convert them to grayscale"):
+        load_dataset(tmp_path)
+
+
+def test_colour_idx4_files_are_named_not_missing(tmp_path):
+    """Guards against a directory of [N, 3, H, W] idx4 files being told only that its images are missing."""
+    paths = make_dataset(tmp_path)
+    for role in ("train_images", "test_images"):
+        target = paths[role].with_name(paths[role].name.replace("idx3", "idx4"))
+        write_idx(target, np.zeros((12 if role == "train_images" else 6, 3, 4, 4)))
+        paths[role].unlink()
+    with pytest.raises(DataError, match=r"missing .*\(found t10k-images-idx4-ubyte\.gz, train-images-idx4-ubyte\.gz: "
+                                        r"images with channels are not supported; convert them to grayscale"):
         load_dataset(tmp_path)
 
 
