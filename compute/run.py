@@ -13,6 +13,8 @@ the run (the history slot), the evaluations recorded.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import ops
@@ -34,6 +36,7 @@ ENGINES = ("auto", "compiled", "graph")
 # run: with 784-128-10 at batch 32 the CPU's 15 us a step against the GPU's 17.8 leave RAMP
 # <= 0.18 (doubling each submission, as before, left the H100 idle 7.4 ms of a 42 ms epoch:
 # benchmarks/epoch_timeline.py, benchmarks/NOTES.md).
+CPU_COMPILED_MAX = 2_000_000   # auto on a CPU adapter: the compiled step up to this many weights x batch rows
 FIRST_CHUNK = 16
 RAMP = 0.15
 DRAW_AFTER = 128        # steps queued before the next epoch's order is drawn (~0.5-1 ms of CPU)
@@ -133,6 +136,13 @@ class Run:
             raise ValueError(f"--engine compiled: {unsupported_reason(self.model)}; the compiled step covers "
                              "Linear layers, each followed by an optional ReLU() and Dropout(), ending in a Linear "
                              "(in a convolutional network, the layers after its last Flatten()); use --engine graph")
+        if self.engine_choice == "auto" and ok and get_device().is_cpu:
+            # On a CPU adapter (lavapipe) a row's workgroup runs on one core: the trace's products
+            # spread over the cores win once the step is large (lavapipe, 2 cores, ms a step
+            # compiled / graph: 784-32-10 b32 7 / 10; 784-128-10 b32 14 / 13, b64 32 / 18; the deep
+            # MLP b64 244 / 88; the small CNN b64 171 / 151).
+            weights = sum(math.prod(shape) for shape in self.model.arch.param_shapes().values())
+            ok = weights * self.recipe.batch_size <= CPU_COMPILED_MAX
         return "compiled" if ok and self.engine_choice != "graph" else "graph"
 
     def _build_step(self) -> Program:

@@ -367,3 +367,17 @@ def test_an_evaluation_recut_in_the_middle_scores_like_one_chunk(mnist):
     assert run.metrics.read_evals(1)[0][1] == pytest.approx(whole["accuracy"], abs=1e-6)
     assert_same_evaluation(run.evaluate(), whole)
     assert run.metrics.evaluations == run.metrics.read_state()["evals"] == 2
+
+
+def test_auto_on_a_cpu_adapter_takes_the_faster_engine(mnist):
+    """Guards against `--engine auto` on lavapipe running a large step compiled (one core a row:
+    the deep MLP at batch 64 took 244 ms a step against the trace's 88, a first user's trial):
+    compiled for a small step, the trace from CPU_COMPILED_MAX weights x rows; on a GPU, compiled."""
+    import mnist_viz.compute.run as run_module
+    data = GpuDataset(mnist, limit=256)
+    small = Run(mlp([784, 32, 10], seed=0), data, plain(batch_size=32))
+    large = Run(mlp([784, 128, 10], seed=0), data, plain(batch_size=64))
+    assert 784 * 32 * 32 < run_module.CPU_COMPILED_MAX < 784 * 128 * 64
+    cpu = get_device().is_cpu
+    assert (small.engine, large.engine) == ("compiled", "graph" if cpu else "compiled")
+    assert Run(mlp([784, 128, 10], seed=0), data, plain(batch_size=64), engine="compiled").engine == "compiled"
