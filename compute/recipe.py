@@ -132,7 +132,8 @@ class Recipe:
         per_epoch = math.ceil(train_samples / self.batch_size)
         total = per_epoch * self.epochs
         if total > MAX_STEPS:
-            raise ValueError(f"--epochs {self.epochs}: {per_epoch:,} steps per epoch make {total:,} steps, more than "
+            raise ValueError(f"--epochs {self.epochs}: {per_epoch:,} step{'s' * (per_epoch != 1)} per epoch make "
+                             f"{total:,} steps, more than "
                              f"the GPU's step counter holds ({MAX_STEPS:,}); use --epochs {MAX_STEPS // per_epoch} "
                              f"or less, or a larger --batch-size")
         return per_epoch, total

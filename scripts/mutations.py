@@ -131,8 +131,8 @@ MUTATIONS = [
               T + "test_training.py::test_training_steps_match_numpy_including_tail_batch[graph]"),
              "the traced step trains in file order, never shuffled"),
     Mutation("compiled-step-ignores-the-permutation", "compute/step_compiler.py",
-             "sample_of[t] = select(0xffffffffu, perm[pos], r0 + t < B && pos < N);",
-             "sample_of[t] = select(0xffffffffu, pos, r0 + t < B && pos < N);",
+             "let s = select(0xffffffffu, perm[pos], r0 + t < B && pos < N);",
+             "let s = select(0xffffffffu, pos, r0 + t < B && pos < N);",
              (T + "test_training.py::test_training_steps_match_numpy_including_tail_batch[compiled]",),
              "the compiled step trains in file order, never shuffled"),
     # -- schedule and optimizer (shared by both engines: fused-vs-trace cannot see these) ----------

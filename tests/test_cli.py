@@ -221,8 +221,9 @@ def test_settings_the_run_never_reads_get_a_note(args, notes, capsys):
     """Guards against `--optimizer adam --momentum 0.5` (and the like) being taken without a word
     though the setting changes nothing (a first user's trial): one note line each, none for
     settings the run uses."""
-    from mnist_viz.viz.cli import build_parser, recipe_from_args
-    recipe_from_args(build_parser()[0].parse_args(args))
+    from mnist_viz.viz.cli import build_parser, note_idle_settings, recipe_from_args
+    parsed = build_parser()[0].parse_args(args)
+    note_idle_settings(parsed, recipe_from_args(parsed))
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == len(notes), lines
     for line, note in zip(lines, notes):

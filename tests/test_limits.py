@@ -329,7 +329,7 @@ def test_a_cnn_head_above_the_workgroup_memory_runs_the_trace():
     p = cli(*args, env=small)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "engine: graph" in p.stdout and "test accuracy:" in p.stdout
-    p = cli(*args)                         # this GPU's own limits: the head is compiled
-    assert p.returncode == 0 and "engine: compiled" in p.stdout, p.stderr[-2000:]
+    p = cli(*args, "--engine", "compiled")  # this GPU's own limits: the head is compiled (auto may take the
+    assert p.returncode == 0 and "engine: compiled" in p.stdout, p.stderr[-2000:]   # trace on a CPU adapter)
     line = one_error_line(cli(*args, "--engine", "compiled", env=small))
     assert line.startswith("error: --engine compiled:") and "workgroup memory" in line

@@ -167,11 +167,11 @@ def test_lost_device_is_reported_not_hung():
         from mnist_viz.compute.device import get_device
         orig = T.Run.run_steps
         calls = []
-        def run_steps(self, n, per_submit=256):
+        def run_steps(self, n, per_submit=256, queued=0):
             calls.append(n)
             if len(calls) == 3:
                 get_device().device.destroy()
-            return orig(self, n, per_submit)
+            return orig(self, n, per_submit, queued)
         T.Run.run_steps = run_steps
         from mnist_viz.viz.cli import main
         sys.exit(main(["train", "--limit", "2000", "--epochs", "1", "--batch-size", "16"]))

@@ -313,7 +313,7 @@ def test_row_parts_choice_and_fallback(data, device):
         CompiledStep(small.model, data, small.metrics, small.optimizer, recipe, parts=3)
     # a network with no layer large enough to share out runs one part a row whatever is asked
     assert CompiledStep(small.model, data, small.metrics, small.optimizer, recipe, parts=4).P == 1
-    run = Run(Sequential(parse(PARTS_MLP), seed=3), data, recipe)
+    run = Run(Sequential(parse(PARTS_MLP), seed=3), data, recipe, engine="compiled")
     run.parts = 4
     run.program = run._build_step()
     assert len(run.program) == (6 if device.is_cpu else 2)

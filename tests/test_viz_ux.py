@@ -63,7 +63,11 @@ def test_class_names_come_from_classes_txt_else_numbers(tmp_path, capsys):
     assert not info.mnist_like and info.name(1) == "middle band" and info.name(None) == "?"
     (tmp_path / "bands" / "classes.txt").write_text("top band\n")
     assert class_info(tmp_path / "bands", 3, (9, 12)).names == ("top band", "1", "2")
-    assert "1 names for 3 classes" in capsys.readouterr().err
+    assert "1 name for 3 classes" in capsys.readouterr().err
+    (tmp_path / "bands" / "classes.txt").write_text("chat noir é\n狗\nbottom\n", encoding="utf-8")
+    assert class_info(tmp_path / "bands", 3, (9, 12)).names == ("chat noir é", "狗", "bottom")
+    err = capsys.readouterr().err
+    assert "characters outside ASCII ('chat noir é' and 1 more) are drawn as '?'" in err, err
     mnist = class_info(None, 10, (28, 28))
     assert mnist.mnist_like and mnist.is_mnist and mnist.names[7] == "7"
 

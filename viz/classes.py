@@ -85,9 +85,14 @@ def _read_classes_file(path: Path, num_classes: int) -> tuple[str, ...] | None:
     while lines and not lines[-1]:
         lines.pop()
     if len(lines) != num_classes:
-        _warn(f"{path.name}: {len(lines)} names for {num_classes} classes; "
+        _warn(f"{path.name}: {len(lines)} name{'s' * (len(lines) != 1)} for {num_classes} classes; "
               + ("the rest are numbered" if len(lines) < num_classes else "the extra ones are ignored"))
     names = [lines[k] if k < len(lines) and lines[k] else str(k) for k in range(num_classes)]
+    wide = [name for name in names if not name.isascii()]
+    if wide:        # viz/glyphs.py and imgui's default font draw ASCII only
+        more = f" and {len(wide) - 1} more" if len(wide) > 1 else ""
+        _warn(f"{path.name}: names with characters outside ASCII ({wide[0]!r}{more}) are drawn as '?' in the "
+              "window's views, whose font has ASCII only")
     return tuple(names)
 
 

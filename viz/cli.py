@@ -350,10 +350,15 @@ def recipe_from_args(args):
     if args.arch is not None and (args.hidden is not None or args.dropout is not None):
         raise UserError("--arch gives the whole network: leave out --hidden and --dropout (or put a Dropout(p) "
                         "layer in the architecture)")
+    return recipe
+
+
+def note_idle_settings(args, recipe) -> None:
+    """One note for each option given that the run never reads (after every check has passed:
+    an error stays the one line a bad command prints)."""
     for field, why in recipe.idle(option_changes(args)):
         say(f"note: --{field.replace('_', '-')} changes nothing in this run: {why} (the run: {recipe.optimizer}, "
             f"{recipe.schedule} schedule)", err=True)
-    return recipe
 
 
 def check_writable(path: Path, option: str = "--save", keeps=None, example: str = "model.safetensors") -> None:
@@ -411,8 +416,8 @@ def train_command(args) -> int:
         warn_of_name("--save", args.save, misleading_name(args.save))
     rows = min(args.limit or len(ds.train_images), len(ds.train_images))
     if recipe.batch_size > rows:    # legal (one short step an epoch), but rarely meant
-        say(f"warning: --batch-size {recipe.batch_size} is above the {rows:,} training images: each epoch is one "
-            f"step of {rows:,}", err=True)
+        say(f"warning: --batch-size {recipe.batch_size} is above the {rows:,} training image{'s' * (rows != 1)}: "
+            f"each epoch is one step of {rows:,}", err=True)
     dev = get_device()
     data = GpuDataset(ds, args.limit, args.test_limit)
     model = Sequential(arch, seed=recipe.seed, init=recipe.init)
@@ -421,6 +426,7 @@ def train_command(args) -> int:
     say(f"model: {network_text(model.arch)} ({model.num_parameters():,} parameters), "
         f"engine: {run.engine} ({len(run.program)} dispatches/step)")
     say(f"recipe: {args.recipe}: {recipe.describe()}")
+    note_idle_settings(args, recipe)
     say(f"data: {data.train.n:,} train / {data.test.n:,} test images, {data.nbytes / 1e6:.1f} MB on the GPU (u8)")
     with StopRequest() as stop:
         return _train_epochs(args, run, stop)

@@ -90,7 +90,8 @@ def progress_lines(v) -> tuple[tuple[float, str] | None, tuple[float, str] | str
         epoch, frac = run.epoch_progress
         first = frac, f"epoch {epoch}/{run.recipe.epochs}   {frac * 100:.0f}%"
     else:
-        first = None, f"a run: {run.recipe.epochs} epochs of {run.steps_per_epoch:,} steps"
+        e, n = run.recipe.epochs, run.steps_per_epoch
+        first = None, f"a run: {e} epoch{'s' * (e != 1)} of {n:,} step{'s' * (n != 1)}"
     if run is not None and v.metrics.steps:
         second = run.step / max(run.total_steps, 1), f"run: {run.step:,} / {run.total_steps:,} steps"
     else:
