@@ -231,6 +231,17 @@ def test_a_cnns_layout_clips_nothing(make_app, size):
     assert not clipped, (size, clipped)
 
 
+def test_the_filters_tab_is_there_only_with_filters(make_app):
+    """Guards against an empty 'Conv filters' tab (no text, nothing drawn) for a front of pools
+    alone (a first user's trial): the tab shows for a network with a Conv2d, not without one.
+    A tab asked for and drawn takes the request out of ui.select_tabs."""
+    for arch, shown in (("MaxPool2d(2),Flatten(),Linear(196,10)", False), (SMALL_CNN, True)):
+        app = make_app(arch=arch, size=(1200, 800))
+        app.ui.select_tabs.add("Conv filters")
+        app.draw_offscreen()
+        assert ("Conv filters" not in app.ui.select_tabs) == shown, arch
+
+
 def test_hovering_a_feature_map_prints_its_value(make_app):
     """Guards against hover reporting another element than the one under the mouse, or a value
     that is not the map's: the pointer over a feature map in the Layers panel makes the probe

@@ -34,7 +34,8 @@ def parameters_panel(v, act) -> None:
                 if t is not None and t < mv.model.linears[0][1].out_features:
                     imgui.set_tooltip(f"hidden unit {t}")
             imgui.end_tab_item()
-    if mv.conv is not None and tab(v.ui, "Conv filters"):
+    has_filters = mv.conv is not None and any(block.filters is not None for block in mv.conv.blocks)
+    if has_filters and tab(v.ui, "Conv filters"):      # a front of pools alone has no filters to show
         filters_tab(v, act)
         imgui.end_tab_item()
     if tab(v.ui, "Weights & biases"):
