@@ -177,7 +177,11 @@ def find_idx_files(directory: str | Path, need_train: bool = True) -> dict[str, 
     found, missing = {}, []
     for role in _ROLE_STEMS:
         candidates = [directory / name for name in _accepted_names(role)]
-        match = next((path for path in candidates if path.is_file()), None)
+        present = [path for path in candidates if path.is_file()]
+        match = present[0] if present else None
+        if len(present) > 1:     # e.g. the .gz beside its unpacked copy: say which one is read
+            _warn(f"{printable_path(directory)}: {', '.join(p.name for p in present)} each hold the {role.replace('_', ' ')}; "
+                  f"reading {match.name}")
         if match is None:
             _reject_non_files(role, candidates)
             if need_train or not role.startswith("train"):

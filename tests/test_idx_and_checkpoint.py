@@ -213,6 +213,16 @@ def test_images_must_be_3d(tmp_path):
         load_dataset(tmp_path)
 
 
+def test_two_copies_of_a_file_say_which_is_read(tmp_path, capsys):
+    """Guards against a directory holding a file both raw and gzipped using one of them without a word."""
+    paths = make_dataset(tmp_path)
+    raw = paths["train_labels"].with_suffix("")
+    raw.write_bytes(gzip.decompress(paths["train_labels"].read_bytes()))
+    load_dataset(tmp_path)
+    err = capsys.readouterr().err
+    assert f"{raw.name}, {raw.name}.gz each hold the train labels; reading {raw.name}" in err, err
+
+
 def test_colour_idx4_files_are_named_not_missing(tmp_path):
     """Guards against a directory of [N, 3, H, W] idx4 files being told only that its images are missing."""
     paths = make_dataset(tmp_path)
