@@ -161,6 +161,12 @@ def test_an_empty_canvas_shows_a_hint_and_no_prediction(make_app):
     read_values(app)
     assert app.readout.values["ink"] == 0 and canvas_blank(app.view_state()) and hint_pixels(app) > 30
     assert bar_pixels(mv.probs.texture.read()) == 0
+    c.stroke((0.1 * c.width, 0.1 * c.height), (0.3 * c.width, 0.2 * c.height), radius=5)
+    frames(app, 1)
+    assert not canvas_blank(app.view_state())
+    c.clear()                                                        # C, or the Clear button: empty again
+    frames(app, 1)
+    assert canvas_blank(app.view_state()) and hint_pixels(app) > 30, "a clear left the canvas 'painted'"
 
 
 # -- a loaded sample or mistake ---------------------------------------------------------------------

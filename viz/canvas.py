@@ -87,6 +87,7 @@ class PaintCanvas:
         self._clear = True
         self._segments.clear()
         self._load = None
+        self.blank = True             # the empty-canvas state: the hint, no prediction
 
     def load_sample(self, split: str, index: int) -> None:
         """Replace the canvas with image `index` of split 'train', 'test' or 'mistakes'."""
