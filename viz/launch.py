@@ -83,6 +83,8 @@ def run_offscreen(config: AppConfig, size, frames: int, screenshot: Path | None)
     app.wait_for_data()
     if app.data_error and config.train:
         raise UserError(f"cannot train: {app.data_error}")
+    if screenshot is not None and frames < 2:
+        app.draw_offscreen()     # imgui lays out tab bars (and the fps) from the second frame on: not for a screenshot
     t0 = time.perf_counter()
     img = None
     for _ in range(frames):
