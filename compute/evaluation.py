@@ -48,6 +48,7 @@ class EvaluationPiece:
         self.program.encode(encoder)
         if self._records is not None:
             self._records.evaluations += 1
+            self._records.evaluated_at = self._records.steps
             self._records.revision += 1
 
 

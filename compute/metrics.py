@@ -37,6 +37,7 @@ class RunMetrics:
         # know which ring slots hold data.
         self.steps = 0            # state.run_step
         self.evaluations = 0      # state.evals
+        self.evaluated_at = None  # the run step the last evaluation encoded scores (None: none yet)
         self.revision = 0         # bumped by every evaluation and clear (views redraw)
 
     @property
@@ -59,6 +60,7 @@ class RunMetrics:
         dev.queue.write_buffer(self.counters, 0, bytes(self.counters.size))
         dev.queue.write_buffer(self.estimate, 0, bytes(self.estimate.size))
         self.steps = self.evaluations = 0
+        self.evaluated_at = None
         self.revision += 1
 
     # -- reads (blocking; CLI and tests only) ------------------------------------------------------

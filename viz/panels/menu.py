@@ -6,7 +6,7 @@ from imgui_bundle import imgui
 from ..actions import Action, shortcut
 from ..plots import ACC_RANGES
 from ..views import MOSAIC_MODES
-from .widgets import DIM, STATUS_COLOURS, status_label
+from .widgets import DIM, STATUS_COLOURS, evaluated_when, status_label
 
 
 def main_menu(v, act) -> float:
@@ -88,10 +88,10 @@ def status_line(v) -> str:
     if shown is not None:
         parts.append(f"views: step {shown.run_step:,}")      # time travel: the views show a snapshot
     if m.steps and "loss_avg" in vals:
-        parts.append(f"loss {vals['loss_avg']:.4f}")
+        parts.append(f"mean loss {vals['loss_avg']:.4f}")       # of the last 100 steps (the panel says)
     test = s.test_accuracy(vals)
     if test is not None:
-        parts.append(f"test {test * 100:.2f}%")
+        parts.append(f"test {test * 100:.2f}%{evaluated_when(m)}")
     if s.status == "running":
         parts.append(f"{s.pacer.steps_per_s:,.0f} steps/s")
     parts.append(f"{1000 / max(v.frame_ms, 1e-3):.0f} fps")

@@ -11,7 +11,7 @@ from ...compute.evaluation import ESTIMATE_ROWS
 from ..session import BATCH_SIZES, ESTIMATE_EVERY
 from .network import network_tab
 from .runs import runs_panel
-from .widgets import AMBER, BLUE, GREEN, RED, TEXT, V4, fmt_pct, note, tab_page
+from .widgets import AMBER, BLUE, GREEN, RED, TEXT, V4, evaluated_when, fmt_pct, note, tab_page
 
 
 def training_panel(v, act) -> None:
@@ -120,13 +120,17 @@ def _numbers(v) -> None:
             if tip and imgui.is_item_hovered():
                 imgui.set_tooltip(tip)
         imgui.table_next_row()
-        cell("loss", f"{vals['loss_avg']:.4f}" if trained and "loss_avg" in vals else "-", BLUE)
+        cell("loss", f"{vals['loss_avg']:.4f}" if trained and "loss_avg" in vals else "-", BLUE,
+             "training loss, mean of the last 100 steps (the curve shows every step)")
         cell("batch", fmt_pct(vals.get("acc_avg")) if trained else "-", GREEN, "training accuracy, last 100 batches")
         lr = vals.get("lr")
         cell("lr", f"{lr:.4g}" if lr is not None else f"{v.session.recipe.lr:.4g}", None, "learning rate now")
         imgui.table_next_row()
-        cell("test", fmt_pct(v.session.test_accuracy(vals)), AMBER,
-             "the whole test set, evaluated after every epoch (E: now)")
+        test = v.session.test_accuracy(vals)
+        when = evaluated_when(v.metrics) if test is not None else ""
+        cell("test", fmt_pct(test) + ("*" if when else ""), AMBER,
+             "the whole test set, evaluated after every epoch (E: now)"
+             + (f"; this one scored the weights{when.replace(' @', ' of')}" if when else ""))
         est = vals.get("est_acc", -1.0)
         cell("est.", f"~{est * 100:.1f}%" if trained and est >= 0 else "-", AMBER,
              f"a running estimate of the test accuracy on {ESTIMATE_ROWS} fixed test images,\n"

@@ -159,3 +159,10 @@ class Flow:
         imgui.same_line()
         if imgui.get_cursor_pos_x() + width > self.right:
             imgui.new_line()
+
+
+def evaluated_when(metrics) -> str:
+    """' @ step N' when the test accuracy shown scores weights older than the current ones (an
+    evaluation of the start's random weights read as the trained network's: a first user's trial)."""
+    at = getattr(metrics, "evaluated_at", None)
+    return f" @ step {at:,}" if at is not None and at < metrics.steps else ""
