@@ -114,6 +114,21 @@ def test_offscreen_screenshot_through_the_cli(tmp_path):
     assert img.std() > 10                           # not a blank frame
 
 
+def test_a_default_offscreen_screenshot_is_not_imguis_first_frame(tmp_path, monkeypatch):
+    """Guards against `--offscreen --screenshot x.png` (--frames 1 by default) saving imgui's first
+    frame: no tab bars yet and '1000000 fps' in the header (a first user's trial). A layout frame
+    comes first; asked for more frames, none is added."""
+    from mnist_viz.viz import app as app_module
+    from mnist_viz.viz.cli import main
+    calls = []
+    draw = app_module.App.draw_offscreen
+    monkeypatch.setattr(app_module.App, "draw_offscreen", lambda self: calls.append(1) or draw(self))
+    base = ["--offscreen", "--size", "900x560", "--limit", "256", "--no-autosave", "--screenshot"]
+    assert main([*base, str(tmp_path / "one.png")]) == 0 and len(calls) == 2
+    calls.clear()
+    assert main([*base, str(tmp_path / "three.png"), "--frames", "3"]) == 0 and len(calls) == 3
+
+
 def test_painting_with_mouse_events_and_keyboard_shortcuts(make_app):
     app = make_app(**settings(batch_size=16, speed=speed_index(1)))
     app.draw_offscreen()
