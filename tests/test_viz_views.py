@@ -263,6 +263,19 @@ def test_prediction_badge_shows_the_winning_digit_in_the_same_frame():
             assert (np.abs(px - accent).max() <= 3) == on, (r, c, px)
 
 
+@pytest.mark.parametrize("classes", [2, 10, 11, 20, 100, 101, 256])
+def test_the_badge_fits_every_class_number_and_its_percentage(classes):
+    """Guards against a two-digit class pushing its probability off the badge (20 classes: a big
+    '14' and a lone '5' without its '%', read as 5%: a first user's trial). The layout of
+    shaders/views.wgsl prediction_badge: a margin of one scale, the number, one scale, then
+    '100%' at scale 2 (a 5-pixel glyph and 1 pixel of advance); MNIST's digits keep scale 8."""
+    from mnist_viz.viz.views import badge_digit_scale
+    s, digits = badge_digit_scale(classes, 116), len(str(classes - 1))
+    right = s + (digits * 6 * s - s) + s + (3 * 6 * 2 - 2) + 2 + 5 * 2
+    assert right <= 116 and 7 * s <= 64, (classes, s, right)
+    assert badge_digit_scale(10, 116) == 8
+
+
 def test_tile_labels_of_small_images_are_readable():
     """Guards against the dataset browser cutting class names to a letter and a half under 8 x 8
     images (a first user's trial: 'r:', 'mi'): a tile may widen to LABEL_MIN_CHARS characters of

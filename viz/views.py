@@ -245,6 +245,17 @@ class ModelViews:
         return [v.dispatch for v in views] + [self.logits.dispatch, self.probs.dispatch] + extra
 
 
+def badge_digit_scale(classes: int, width: int, text_scale: int = 2, largest: int = 8) -> int:
+    """The scale of the badge's class number such that the widest one (two digits from 11 classes)
+    and "100%" at `text_scale` fit `width` (shaders/views.wgsl prediction_badge's layout: a margin
+    of one scale, the number, one scale, the percentage); a scale of 8 made "14" push "5%" off."""
+    from ..compute.shaders import wgsl_constant
+    advance = int(wgsl_constant("font.wgsl", "GLYPH_W")) + 1
+    digits = len(str(max(classes - 1, 0)))
+    percent = 3 * advance * text_scale - text_scale + text_scale + (advance - 1) * text_scale   # "100" "%"
+    return max(1, min(largest, (width - percent) // (advance * digits + 1)))
+
+
 class PredictionBadge:
     """The predicted digit, large, with its probability (blank while the canvas is empty);
     `names` (class-name bitmaps): the predicted class's name instead of its number."""
@@ -252,7 +263,8 @@ class PredictionBadge:
     def __init__(self, forward, canvas_norm, size=(116, 64), names=None):
         dev = get_device()
         self.texture = ViewTexture(size[0], size[1], "prediction", nearest=True)
-        prm = dev.uniform(BADGE, n=forward.probs.size, digit_scale=8, text_scale=2, named=int(names is not None))
+        scale = badge_digit_scale(forward.probs.size, size[0])
+        prm = dev.uniform(BADGE, n=forward.probs.size, digit_scale=scale, text_scale=2, named=int(names is not None))
         self.dispatch = make_dispatch("views.wgsl", "prediction_badge",
                                       [prm, forward.probs.buffer, canvas_norm, self.texture.view,
                                        dev.dummy_ro if names is None else names], grid_2d(*size))
