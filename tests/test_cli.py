@@ -346,3 +346,19 @@ def test_eval_of_a_test_set_without_its_top_class(tmp_path):
     write_idx(tmp_path / "t10k-labels-idx1-ubyte", ds.test_labels[keep][:300])
     p = run("eval", "--data", str(tmp_path))
     assert p.returncode == 0 and float(p.stdout.split("test accuracy: ")[1].split("%")[0]) > 90, p.stderr
+
+
+def test_a_saved_accuracy_says_on_how_many_test_images(tmp_path):
+    """Guards against a checkpoint's recorded test accuracy hiding a --test-limit subset (an
+    autosave said 99.00% on 200 images of a model `eval` scores 97.40% on 2,000: a first user's
+    trial): the file records the test images, and loading it says so."""
+    from mnist_viz.compute.checkpoint import load_state_dict
+    from mnist_viz.viz.files import describe_accuracy
+    path = tmp_path / "m.safetensors"
+    p = run("train", "--hidden", "8", "--limit", "64", "--test-limit", "50", "--epochs", "1", "--quiet",
+            "--save", str(path))
+    assert p.returncode == 0, p.stderr
+    meta = load_state_dict(path)[1]
+    assert meta["test_images"] == "50"
+    assert describe_accuracy(meta).endswith(" on 50 test images)"), describe_accuracy(meta)
+    assert describe_accuracy({"test_accuracy": "0.9740"}) == " (test accuracy 97.40%)"   # an older file

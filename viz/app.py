@@ -443,6 +443,8 @@ class App:
         acc = self.readout.values.get("test_acc") if self.readout is not None else None
         if acc and self.session.evaluated_version == self.session.weights_version:
             meta["test_accuracy"] = f"{acc:.4f}"
+            if self.session.data is not None:        # what it was measured on (--test-limit: a subset)
+                meta["test_images"] = str(self.session.data.test.n)
         return meta
 
     def load_checkpoint(self, path: Path) -> None:

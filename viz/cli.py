@@ -540,7 +540,7 @@ def _train_epochs(args, run, stop: StopRequest) -> int:
     if blown_up:
         say(f"warning: {blown_up}", err=True)
     if args.save:
-        say(f"saved {_save_model(args, run, test_accuracy=f'{acc:.4f}')}")
+        say(f"saved {_save_model(args, run, test_accuracy=f'{acc:.4f}', test_images=str(run.data.test.n))}")
     say(f"test accuracy: {acc * 100:.2f}%")
     # A signal during the last evaluation or the save: the run was complete and is saved as such.
     return 0 if stop.signum is None else 128 + stop.signum
