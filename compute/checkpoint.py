@@ -54,13 +54,11 @@ def is_safetensors_file(path: str | Path) -> bool:
     Reads only the header; raises OSError when the file cannot be read."""
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
-        header_len = int.from_bytes(f.read(8), "little")
+        head = f.read(8)
+        header_len = int.from_bytes(head, "little")
         if size < 8 or header_len > min(MAX_HEADER_BYTES, size - 8):
             return False
-        try:
-            return isinstance(json.loads(f.read(header_len)), dict)
-        except ValueError:
-            return False
+        return _header_is_whole(head + f.read(header_len))
 
 
 # -------------------------------------------------------------------------- load
@@ -131,9 +129,9 @@ def _read_bounded(f, size: int, name: str) -> bytes:
 
 
 def _header_is_whole(data: bytes) -> bool:
-    """Whether a file that did not deserialize still begins with a whole safetensors header (a
-    checkpoint cut short, or with its tensors' bytes damaged): the same test is_safetensors_file
-    makes, so `eval` calls it a damaged checkpoint where `--save --overwrite` may replace it."""
+    """Whether `data` (a file's bytes from its start) begins with a whole safetensors header: the one
+    test is_safetensors_file (what --overwrite may replace) and load_state_dict (what `eval` calls a
+    damaged checkpoint, not an invalid file) share."""
     header_len = int.from_bytes(data[:8], "little")
     try:
         return isinstance(json.loads(data[8:8 + header_len]), dict)

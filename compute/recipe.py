@@ -26,7 +26,7 @@ MAX_STEPS = 2**32 - 1                 # the GPU step counter is a u32
 MAX_SEED = 2**32 - 1                  # seeds are hashed as u32 on the GPU
 
 
-def _f32_changes_it(value, held) -> bool:
+def f32_changes_it(value, held) -> bool:
     """Whether float32 turns `value` into something else in kind: 0, infinity, or a whole number
     (0.99999999999 -> 1.0); not mere rounding (1e20 -> 1.0000000200408773e+20), which the message
     would only clutter."""
@@ -67,7 +67,7 @@ class Recipe:
             if not ok:
                 value = getattr(self, field)
                 held = f.get(field, value)
-                note = f" (a float32 holds it as {held!r})" if _f32_changes_it(value, held) else ""
+                note = f" (a float32 holds it as {held!r})" if f32_changes_it(value, held) else ""
                 out.append((field, f"{text}, got {value!r}{note}"))
 
         need(isinstance(self.epochs, int) and self.epochs >= 1, "epochs", "must be a whole number >= 1")

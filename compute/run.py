@@ -42,6 +42,11 @@ RAMP = 0.15
 DRAW_AFTER = 128        # steps queued before the next epoch's order is drawn (~0.5-1 ms of CPU)
 
 
+def submission_size(queued: int, most: int) -> int:
+    """Steps for the next headless submission with `queued` steps ahead of it on the GPU (RAMP)."""
+    return min(most, max(FIRST_CHUNK, int(queued * RAMP)))
+
+
 class Run:
     def __init__(self, model, data: GpuDataset, recipe: Recipe, engine: str = "auto",
                  metrics: RunMetrics | None = None, encode_light: bool = False, resident: bool = False,
@@ -267,15 +272,19 @@ class Run:
         are still ahead on the GPU (submitted, not seen done). Returns the steps submitted."""
         total = 0
         while n > 0:
-            ahead = queued + total
-            done = self.submit_chunk(min(n, per_submit, max(FIRST_CHUNK, int(ahead * RAMP))))
+            done = self.submit_chunk(min(n, submission_size(queued + total, per_submit)))
             if done == 0:
                 break
             n -= done
             total += done
-            if ahead + done >= min(DRAW_AFTER, self.steps_per_epoch // 2):
-                self.draw_order_ahead()     # while the GPU runs a queue long enough to cover it
+            self.draw_order_when_queued(queued + total)
         return total
+
+    def draw_order_when_queued(self, queued: int) -> None:
+        """Draw the next epoch's order (draw_order_ahead) once `queued` steps are ahead on the GPU:
+        enough to cover the draw (a queue of 16 steps was not: ~1 ms of numpy left the GPU idle)."""
+        if queued >= min(DRAW_AFTER, self.steps_per_epoch // 2):
+            self.draw_order_ahead()
 
     def submit_chunk(self, steps: int) -> int:
         """Encode up to `steps` steps into a command buffer of their own and submit it; returns

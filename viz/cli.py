@@ -333,7 +333,7 @@ def _user_message(e: Exception) -> str | None:
 # -- train ---------------------------------------------------------------------------------------------
 def recipe_from_args(args):
     """The named recipe with the options given on the command line; checked before the GPU starts."""
-    from ..compute.recipe import RECIPES, as_f32
+    from ..compute.recipe import RECIPES, as_f32, f32_changes_it
     changes = option_changes(args)
     recipe = RECIPES[args.recipe]
     if "optimizer" in changes:      # --optimizer adam without --lr: Adam's usual rate, not SGD's
@@ -345,7 +345,7 @@ def recipe_from_args(args):
         raise UserError(f"--{field.replace('_', '-')} {text}")
     if args.dropout is not None and not 0.0 <= as_f32(args.dropout) < 1.0:
         held = as_f32(args.dropout)
-        note = f" (a float32 holds it as {held!r})" if held != args.dropout else ""
+        note = f" (a float32 holds it as {held!r})" if f32_changes_it(args.dropout, held) else ""
         raise UserError(f"--dropout must be in [0, 1), got {args.dropout}{note}")
     if args.arch is not None and (args.hidden is not None or args.dropout is not None):
         raise UserError("--arch gives the whole network: leave out --hidden and --dropout (or put a Dropout(p) "

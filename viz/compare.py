@@ -90,6 +90,7 @@ def _replaced_options(args, spec) -> str:
 
 def _race(args, comp, stop: StopRequest) -> int:
     from ..compute.device import get_device
+    from ..compute.run import submission_size
     dev = get_device()
     results = {e: _Result() for e in comp}
     number = {e: k for k, e in enumerate(comp, 1)}
@@ -98,7 +99,7 @@ def _race(args, comp, stop: StopRequest) -> int:
         live = [e for e in comp if not e.run.finished and results[e].diverged_epoch is None]
         first = {e: e.run.steps_taken for e in live}
         end = {e: first[e] + e.run.steps_per_epoch for e in live}
-        chunk = 16
+        queued = 0          # steps a run has submitted this epoch (the GPU drained at the last epoch's end)
         while True:
             # A run whose epoch is done waits (paused) for the others: each epoch ends with its line.
             for e in comp:
@@ -110,11 +111,12 @@ def _race(args, comp, stop: StopRequest) -> int:
                 say("interrupted", err=True)
                 return 128 + stop.signum
             enc = dev.device.create_command_encoder()
+            chunk = submission_size(queued, 256)
             comp.advance(enc, chunk)
             dev.submit(enc)
+            queued += chunk
             for e in comp:
-                e.run.draw_order_ahead()     # while the GPU runs the chunk
-            chunk = min(chunk * 2, 256)
+                e.run.draw_order_when_queued(queued)     # while the GPU runs the queue
         for e in live:
             _end_of_epoch(args, e, number[e], epoch, first[e], results[e], t0)
     _table(comp, results)

@@ -164,5 +164,5 @@ class Flow:
 def evaluated_when(metrics) -> str:
     """' @ step N' when the test accuracy shown scores weights older than the current ones (an
     evaluation of the start's random weights read as the trained network's: a first user's trial)."""
-    at = getattr(metrics, "evaluated_at", None)
+    at = metrics.evaluated_at
     return f" @ step {at:,}" if at is not None and at < metrics.steps else ""
